@@ -1,0 +1,13 @@
+"""gunicorn settings for isvapp; each can be overridden with an ISVAPP_* environment variable."""
+import os
+
+bind = os.environ.get("ISVAPP_BIND", "127.0.0.1:8000")
+workers = int(os.environ.get("ISVAPP_WORKERS", "2"))
+# The marketplace gives up after 5 s; a request still running at 30 s is stuck.
+timeout = int(os.environ.get("ISVAPP_WORKER_TIMEOUT", "30"))
+graceful_timeout = 10
+accesslog = os.environ.get("ISVAPP_ACCESS_LOG", "-")
+errorlog = "-"
+loglevel = os.environ.get("ISVAPP_LOG_LEVEL", "info")
+# Behind nginx on the same host, trust its X-Forwarded-* headers.
+forwarded_allow_ips = os.environ.get("ISVAPP_FORWARDED_ALLOW_IPS", "127.0.0.1")

@@ -1,0 +1,20 @@
+# Every setting isvapp reads, with its default. Copy what you change into instance/config.py,
+# or set it as an environment variable ISVAPP_<KEY> (e.g. ISVAPP_KOO_ACCESS_KEY).
+SECRET_KEY = "change-me"                      # signs sessions, seals stored secrets
+KOO_ACCESS_KEY = "..."                        # Seller Console key of the basic interfaces
+KOO_KIT_ACCESS_KEY = None                     # Kit sync key (defaults to KOO_ACCESS_KEY)
+KOO_KIT_RSA_PRIVATE_KEY = None                # path to the PEM that decrypts applicationSync clientSecret
+KOO_ENCRYPT_TYPE = "1"                        # appInfo encryption: "1" AES-256, "2" AES-128
+KOO_SIGNATURE_WINDOW_S = 60                   # allowed |now - timestamp|, both directions
+KOO_V2_PLAINTEXT_APPINFO = False              # True: G2 queryInstance returns plaintext credentials
+KOO_API_BASE_URL = "https://mkt.myhuaweicloud.com"
+KOO_AK = None                                 # seller AK/SK for the open API (order query, usage)
+KOO_SK = None
+SQLALCHEMY_DATABASE_URI = None                # None: instance/isvapp.sqlite
+SQLITE_BUSY_TIMEOUT_S = 3
+MAX_CONTENT_LENGTH = 16 * 1024 * 1024
+DISPLAY_TIMEZONE = "Asia/Shanghai"
+APP_FRONTEND_URL_TEMPLATE = "https://app.example.com/t/{instance_id}"
+APP_ADMIN_URL_TEMPLATE = "https://app.example.com/t/{instance_id}/admin"
+APP_ADMIN_USER_TEMPLATE = "admin"
+APP_MEMO = ""

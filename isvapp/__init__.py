@@ -1,0 +1,56 @@
+"""isvapp: a KooGallery production interface for SaaS and License merchants."""
+import logging
+import os
+
+from flask import Flask
+
+from .config import DEFAULTS, default_database_uri, load_settings
+
+
+def create_app(test_config=None):
+    """Build the app: defaults, then instance/config.py, then ISVAPP_* environment (or test_config).
+
+    The instance folder is ISVAPP_INSTANCE_PATH when set: a non-editable install would otherwise
+    put it under the virtual environment.
+    """
+    instance_path = (test_config or {}).get("INSTANCE_PATH") or os.environ.get("ISVAPP_INSTANCE_PATH")
+    app = Flask(__name__, instance_relative_config=True,
+                instance_path=os.path.abspath(instance_path) if instance_path else None)
+    app.config.from_mapping(DEFAULTS)
+    if test_config is None:
+        app.config.from_pyfile("config.py", silent=True)
+        app.config.from_prefixed_env("ISVAPP")
+    else:
+        app.config.from_mapping(test_config)
+    os.makedirs(app.instance_path, exist_ok=True)
+    if not app.config["SQLALCHEMY_DATABASE_URI"]:
+        app.config["SQLALCHEMY_DATABASE_URI"] = default_database_uri(app.instance_path)
+    if not app.config["SECRET_KEY"]:
+        logging.getLogger("isvapp").warning("SECRET_KEY is not set: run `flask --app isvapp init-config`")
+    app.extensions["isvapp"] = load_settings(app.config)
+
+    register_extensions(app)
+    register_blueprints(app)
+    register_commands(app)
+    return app
+
+
+def register_extensions(app):
+    from . import callbacklog, db
+
+    db.init_app(app)
+    callbacklog.init_app(app)
+
+
+def register_blueprints(app):
+    from . import health, produce
+
+    app.register_blueprint(produce.bp)
+    app.register_blueprint(health.bp)
+    produce.register_error_answers(app)
+
+
+def register_commands(app):
+    from . import cli
+
+    cli.init_app(app)

@@ -1,0 +1,82 @@
+"""Configuration defaults and the one place configuration is read and typed.
+
+Order: these defaults, then ``instance/config.py``, then ``ISVAPP_<KEY>`` environment variables.
+Flask's prefixed-env loader parses values as JSON, so a numeric-looking key arrives as an int:
+:func:`load_settings` coerces every value to the type the code expects.
+"""
+import os
+from dataclasses import dataclass
+
+DEFAULTS = {
+    "SECRET_KEY": None,
+    "SQLALCHEMY_DATABASE_URI": None,  # None: an SQLite file in the instance folder
+    "MAX_CONTENT_LENGTH": 16 * 1024 * 1024,  # a 50,000-department allOrgSync is about 5 MiB
+    "SQLITE_BUSY_TIMEOUT_S": 3,
+    "KOO_ACCESS_KEY": None,
+    "KOO_KIT_ACCESS_KEY": None,
+    "KOO_KIT_RSA_PRIVATE_KEY": None,
+    "KOO_ENCRYPT_TYPE": "1",
+    "KOO_SIGNATURE_WINDOW_S": 60,
+    "KOO_V2_PLAINTEXT_APPINFO": False,
+    "KOO_API_BASE_URL": "https://mkt.myhuaweicloud.com",
+    "KOO_AK": None,
+    "KOO_SK": None,
+    "DISPLAY_TIMEZONE": "Asia/Shanghai",
+    "APP_FRONTEND_URL_TEMPLATE": "https://app.example.com/t/{instance_id}",
+    "APP_ADMIN_URL_TEMPLATE": "https://app.example.com/t/{instance_id}/admin",
+    "APP_ADMIN_USER_TEMPLATE": "admin",
+    "APP_MEMO": "",
+}
+
+DB_FILENAME = "isvapp.sqlite"
+
+
+def _text(value):
+    return None if value in (None, "") else str(value)
+
+
+def _flag(value):
+    if isinstance(value, str):
+        return value.strip().lower() in ("1", "true", "yes", "on")
+    return bool(value)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The marketplace-facing settings, typed; views pass this down instead of reading config."""
+
+    access_key: str | None
+    kit_access_key: str | None
+    kit_rsa_private_key: str | None
+    encrypt_type: str
+    signature_window_s: int
+    v2_plaintext_appinfo: bool
+    secret_key: str | None
+    frontend_url_template: str
+    admin_url_template: str
+    admin_user_template: str
+    app_memo: str
+
+
+def load_settings(config):
+    access_key = _text(config.get("KOO_ACCESS_KEY"))
+    encrypt_type = str(config.get("KOO_ENCRYPT_TYPE") or "1")
+    if encrypt_type not in ("1", "2"):
+        raise ValueError(f"KOO_ENCRYPT_TYPE must be 1 or 2, not {encrypt_type!r}")
+    return Settings(
+        access_key=access_key,
+        kit_access_key=_text(config.get("KOO_KIT_ACCESS_KEY")) or access_key,
+        kit_rsa_private_key=_text(config.get("KOO_KIT_RSA_PRIVATE_KEY")),
+        encrypt_type=encrypt_type,
+        signature_window_s=int(config.get("KOO_SIGNATURE_WINDOW_S") or 60),
+        v2_plaintext_appinfo=_flag(config.get("KOO_V2_PLAINTEXT_APPINFO")),
+        secret_key=_text(config.get("SECRET_KEY")),
+        frontend_url_template=str(config.get("APP_FRONTEND_URL_TEMPLATE") or ""),
+        admin_url_template=str(config.get("APP_ADMIN_URL_TEMPLATE") or ""),
+        admin_user_template=str(config.get("APP_ADMIN_USER_TEMPLATE") or "admin"),
+        app_memo=str(config.get("APP_MEMO") or ""),
+    )
+
+
+def default_database_uri(instance_path):
+    return "sqlite:///" + os.path.join(os.path.abspath(instance_path), DB_FILENAME)

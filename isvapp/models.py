@@ -1,0 +1,161 @@
+"""Tables and their unique constraints: the constraints are what make callbacks idempotent.
+
+Times are stored as naive UTC datetimes (SQLite has no time zones); pages convert on display.
+"""
+from datetime import datetime, timezone
+
+from sqlalchemy import (JSON, Boolean, DateTime, Index, Integer, LargeBinary, String, Text,
+                        UniqueConstraint)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from .extensions import db
+
+
+def utcnow():
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+class InstanceState:
+    ACTIVE = "ACTIVE"
+    FROZEN = "FROZEN"  # updateInstanceStatus FREEZE / G1 instanceStatus FREEZE: lifted by UNFREEZE
+    EXPIRED = "EXPIRED"  # G1 expireInstance: lifted by a renewal
+    RELEASED = "RELEASED"  # final; the row is kept
+    ALL = (ACTIVE, FROZEN, EXPIRED, RELEASED)
+
+
+class DetailsState:
+    PENDING = "pending"  # G2: order details still to be fetched from the order-query API
+    FETCHED = "fetched"
+    INLINE = "inline"  # G1: the request carried them
+    FAILED = "failed"
+
+
+class Instance(db.Model):
+    """The merchant-side resource for one order line (or one pay-per-use billing item)."""
+
+    __tablename__ = "instances"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    instance_id: Mapped[str] = mapped_column(String(64), unique=True)
+    generation: Mapped[str] = mapped_column(String(8))  # G1, G2, LIC1, LIC2
+    product_type: Mapped[str] = mapped_column(String(16), default="saas")  # saas | license
+    state: Mapped[str] = mapped_column(String(16), default=InstanceState.ACTIVE)
+    details_state: Mapped[str] = mapped_column(String(16), default=DetailsState.PENDING)
+    test_flag: Mapped[bool] = mapped_column(Boolean, default=False)
+    trial: Mapped[bool] = mapped_column(Boolean, default=False)
+    order_id: Mapped[str] = mapped_column(String(64))
+    order_line_id: Mapped[str | None] = mapped_column(String(64))
+    product_id: Mapped[str | None] = mapped_column(String(64))
+    sku_code: Mapped[str | None] = mapped_column(String(64))
+    customer_id: Mapped[str | None] = mapped_column(String(100))
+    customer_name: Mapped[str | None] = mapped_column(String(255))
+    user_id: Mapped[str | None] = mapped_column(String(100))
+    user_name: Mapped[str | None] = mapped_column(String(255))
+    charging_mode: Mapped[str | None] = mapped_column(String(16))
+    period_type: Mapped[str | None] = mapped_column(String(16))
+    period_number: Mapped[int | None] = mapped_column(Integer)
+    expire_time: Mapped[datetime | None] = mapped_column(DateTime)
+    extra: Mapped[dict | None] = mapped_column(JSON)  # saasExtendParams, order details, buyer fields
+    front_end_url: Mapped[str | None] = mapped_column(String(512))
+    admin_url: Mapped[str | None] = mapped_column(String(512))
+    admin_user: Mapped[str | None] = mapped_column(String(255))
+    admin_password_sealed: Mapped[str | None] = mapped_column(Text)  # vault.seal(); never shown unasked
+    memo: Mapped[str | None] = mapped_column(String(1024))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+    released_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+    __table_args__ = (
+        Index("ix_instances_state_expire", "state", "expire_time"),
+        Index("ix_instances_order", "order_id", "order_line_id"),
+        Index("ix_instances_created", "created_at"),
+        Index("ix_instances_customer", "customer_id"),
+        Index("ix_instances_product", "product_id"),
+    )
+
+
+class Answer(db.Model):
+    """The first answer to an idempotent request, replayed byte for byte on every repeat."""
+
+    __tablename__ = "answers"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key: Mapped[str] = mapped_column(String(400), unique=True)  # activity|id|id...
+    activity: Mapped[str] = mapped_column(String(32))
+    instance_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    request_digest: Mapped[str] = mapped_column(String(64))
+    body: Mapped[bytes | None] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class Conflict(db.Model):
+    """A repeat of an idempotency key with a different payload: replayed, and kept for the merchant."""
+
+    __tablename__ = "conflicts"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key: Mapped[str] = mapped_column(String(400), index=True)
+    activity: Mapped[str] = mapped_column(String(32))
+    instance_id: Mapped[str | None] = mapped_column(String(64))
+    first_digest: Mapped[str] = mapped_column(String(64))
+    request_digest: Mapped[str] = mapped_column(String(64))
+    request: Mapped[dict | None] = mapped_column(JSON)  # redacted
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
+
+
+class Nonce(db.Model):
+    """Nonces seen inside the signature window; a second use is a replay."""
+
+    __tablename__ = "nonces"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    scope: Mapped[str] = mapped_column(String(8))  # g2 | kit
+    nonce: Mapped[str] = mapped_column(String(128))
+    seen_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
+    __table_args__ = (UniqueConstraint("scope", "nonce", name="uq_nonces_scope_nonce"),)
+
+
+class Event(db.Model):
+    """A lifecycle event, written in the same transaction as the state change (an outbox).
+
+    Background jobs (order details, provisioning hooks) are derived from these, and the event id
+    is what a provisioning hook receives to stay idempotent.
+    """
+
+    __tablename__ = "events"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(36), unique=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    instance_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    order_id: Mapped[str | None] = mapped_column(String(64))
+    payload: Mapped[dict | None] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
+
+
+class Callback(db.Model):
+    """Every marketplace request and the answer it got, secrets redacted."""
+
+    __tablename__ = "callbacks"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    received_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    method: Mapped[str] = mapped_column(String(8))
+    path: Mapped[str] = mapped_column(String(255))
+    generation: Mapped[str | None] = mapped_column(String(8))
+    activity: Mapped[str | None] = mapped_column(String(32))
+    order_id: Mapped[str | None] = mapped_column(String(64))
+    order_line_id: Mapped[str | None] = mapped_column(String(64))
+    instance_id: Mapped[str | None] = mapped_column(String(255))
+    business_id: Mapped[str | None] = mapped_column(String(64))
+    tenant_id: Mapped[str | None] = mapped_column(String(64))
+    test_flag: Mapped[bool | None] = mapped_column(Boolean)
+    result_code: Mapped[str | None] = mapped_column(String(8))
+    result_msg: Mapped[str | None] = mapped_column(String(255))
+    duration_ms: Mapped[float | None] = mapped_column()
+    remote_addr: Mapped[str | None] = mapped_column(String(64))
+    note: Mapped[str | None] = mapped_column(String(255))
+    request: Mapped[str | None] = mapped_column(Text)
+    response: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (
+        Index("ix_callbacks_received", "received_at"),
+        Index("ix_callbacks_activity_received", "activity", "received_at"),
+        Index("ix_callbacks_code_received", "result_code", "received_at"),
+        Index("ix_callbacks_instance", "instance_id"),
+        Index("ix_callbacks_order", "order_id"),
+    )

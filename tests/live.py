@@ -1,0 +1,68 @@
+"""A real gunicorn on loopback, for concurrency and failure tests: started, waited for, stopped."""
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class LiveServer:
+    """gunicorn serving wsgi:app from an instance folder, configured only through ISVAPP_* env."""
+
+    def __init__(self, instance_path, workers=2, env=None):
+        self.instance_path = Path(instance_path)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {**os.environ, "ISVAPP_INSTANCE_PATH": str(instance_path), "PYTHONPATH": str(ROOT),
+                    "ISVAPP_BIND": f"127.0.0.1:{self.port}", "ISVAPP_WORKERS": str(workers),
+                    "ISVAPP_ACCESS_LOG": "/dev/null", **(env or {})}
+        self.proc = None
+
+    def flask(self, *args):
+        return subprocess.run([sys.executable, "-m", "flask", "--app", "isvapp", *args], cwd=ROOT,
+                              env=self.env, check=True, capture_output=True, text=True, timeout=60)
+
+    def start(self, timeout=30):
+        self.flask("init-db")
+        self.log = open(self.instance_path / "gunicorn.log", "w")
+        self.proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", str(ROOT / "gunicorn.conf.py"), "wsgi:app"],
+                                     cwd=ROOT, env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"gunicorn exited: {(self.instance_path / 'gunicorn.log').read_text()}")
+            try:
+                if requests.get(self.url + "/healthz", timeout=1).status_code == 200:
+                    return self
+            except requests.RequestException:
+                time.sleep(0.1)
+        self.stop()
+        raise RuntimeError("gunicorn did not become healthy in time")
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+        if getattr(self, "log", None):
+            self.log.close()
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()

@@ -1,0 +1,4 @@
+"""The WSGI entry point gunicorn loads: ``gunicorn wsgi:app``."""
+from isvapp import create_app
+
+app = create_app()
