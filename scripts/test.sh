@@ -1,6 +1,13 @@
 #!/usr/bin/env bash
-# Run the whole test suite in .venv (made on first use). Extra arguments go to pytest.
+# Run the whole test suite in .venv (made on first use): once on SQLite, then once more on a
+# throwaway PostgreSQL server (scripts/with-postgres.sh; ISVAPP_TEST_POSTGRES=0 skips that run).
+# Extra arguments go to pytest, in both runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/venv.sh test
-exec .venv/bin/python -m pytest "$@"
+echo "== tests on SQLite" >&2
+env -u ISVAPP_SQLALCHEMY_DATABASE_URI .venv/bin/python -m pytest "$@"
+if [ "${ISVAPP_TEST_POSTGRES:-1}" != 0 ]; then
+  echo "== tests on PostgreSQL" >&2
+  bash scripts/with-postgres.sh .venv/bin/python -m pytest "$@"
+fi

@@ -1,6 +1,16 @@
-"""Fixtures: an app on a temporary SQLite file, a client, and a marketplace that signs requests."""
+"""Fixtures: an app on a temporary database, a client, and a marketplace that signs requests.
+
+The database is a temporary SQLite file, or, when ISVAPP_SQLALCHEMY_DATABASE_URI names a
+PostgreSQL server (scripts/with-postgres.sh sets it), a fresh schema on it for every test: the
+fixture points ISVAPP_SQLALCHEMY_DATABASE_URI at that schema, so create_app() in a test and
+gunicorn started by tests/live.py use it too. Tests marked ``sqlite_only`` are skipped there.
+"""
+import os
+import uuid
+
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import create_engine, func, make_url, select, text
+from sqlalchemy.pool import NullPool
 
 from isvapp import create_app
 from isvapp.db import init_db
@@ -10,19 +20,60 @@ from isvapp.koo.signing import g2_signed_request
 KEY = "a1b2c3d4-0000-1111-2222-333344445555"  # the reference's made-up key
 KIT_KEY = "kit-0000-1111-2222-333344445555"
 
+SERVER_URI = os.environ.get("ISVAPP_SQLALCHEMY_DATABASE_URI")
+ON_POSTGRES = bool(SERVER_URI) and SERVER_URI.startswith("postgresql")
+
+
+def pytest_collection_modifyitems(config, items):
+    if ON_POSTGRES:
+        skip = pytest.mark.skip(reason="reads or breaks the SQLite file directly")
+        for item in items:
+            if "sqlite_only" in item.keywords:
+                item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def server_engine():
+    engine = create_engine(SERVER_URI, poolclass=NullPool, isolation_level="AUTOCOMMIT")
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(autouse=True)
+def database_uri(request, monkeypatch):
+    """None on SQLite (the instance folder's file); on PostgreSQL, a new schema's URI, dropped after."""
+    if not ON_POSTGRES:
+        monkeypatch.delenv("ISVAPP_SQLALCHEMY_DATABASE_URI", raising=False)
+        yield None
+        return
+    engine = request.getfixturevalue("server_engine")
+    schema = f"t_{uuid.uuid4().hex[:16]}"
+    with engine.connect() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    uri = make_url(SERVER_URI).update_query_dict({"options": f"-csearch_path={schema}"})
+    uri = uri.render_as_string(hide_password=False)
+    monkeypatch.setenv("ISVAPP_SQLALCHEMY_DATABASE_URI", uri)
+    yield uri
+    with engine.connect() as conn:
+        conn.execute(text("SET lock_timeout = '10s'"))
+        conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+
 
 @pytest.fixture
-def app(tmp_path):
+def app(tmp_path, database_uri):
     app = create_app({
         "TESTING": True,
         "INSTANCE_PATH": str(tmp_path / "instance"),
         "SECRET_KEY": "test-secret",
         "KOO_ACCESS_KEY": KEY,
         "KOO_KIT_ACCESS_KEY": KIT_KEY,
+        "SQLALCHEMY_DATABASE_URI": database_uri,
     })
     with app.app_context():
         init_db()
     yield app
+    with app.app_context():
+        db.engine.dispose()  # each test's pool would otherwise keep its connections open
 
 
 @pytest.fixture

@@ -7,6 +7,8 @@ import time
 from pathlib import Path
 
 import requests
+from sqlalchemy import create_engine
+from sqlalchemy.pool import NullPool
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -28,6 +30,16 @@ class LiveServer:
                     "ISVAPP_BIND": f"127.0.0.1:{self.port}", "ISVAPP_WORKERS": str(workers),
                     "ISVAPP_ACCESS_LOG": "/dev/null", **(env or {})}
         self.proc = None
+
+    @property
+    def database_uri(self):
+        """The database the server uses: the environment's (PostgreSQL runs), else its SQLite file."""
+        return (self.env.get("ISVAPP_SQLALCHEMY_DATABASE_URI")
+                or "sqlite:///" + str(self.instance_path / "isvapp.sqlite"))
+
+    def engine(self):
+        """An engine on the server's database, for checking what it stored (dispose it after)."""
+        return create_engine(self.database_uri, poolclass=NullPool)
 
     def flask(self, *args):
         return subprocess.run([sys.executable, "-m", "flask", "--app", "isvapp", *args], cwd=ROOT,

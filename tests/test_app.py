@@ -4,6 +4,8 @@ import os
 import sqlite3
 import time
 
+import pytest
+
 from isvapp import create_app
 from isvapp.config import load_settings
 from isvapp.db import init_db
@@ -17,6 +19,7 @@ from .conftest import KEY
 def test_config_from_instance_file_then_environment(tmp_path, monkeypatch):
     (tmp_path / "config.py").write_text('KOO_ACCESS_KEY = "from-file"\nSECRET_KEY = "f"\n')
     monkeypatch.setenv("ISVAPP_INSTANCE_PATH", str(tmp_path))
+    monkeypatch.delenv("ISVAPP_SQLALCHEMY_DATABASE_URI", raising=False)  # set on PostgreSQL runs
     assert create_app().extensions["isvapp"].access_key == "from-file"
     monkeypatch.setenv("ISVAPP_KOO_ACCESS_KEY", "12345")  # JSON-parsed to an int by Flask
     app = create_app()
@@ -37,6 +40,7 @@ def test_init_db_twice_keeps_data(app, runner, market):
     assert market.count(Instance) == 1
 
 
+@pytest.mark.sqlite_only
 def test_sqlite_pragmas(app):
     with app.app_context():
         conn = db.engine.raw_connection()
@@ -67,6 +71,7 @@ def test_init_config_writes_once_with_mode_600(tmp_path, monkeypatch):
     assert create_app().extensions["isvapp"].access_key in first.output
 
 
+@pytest.mark.sqlite_only
 def test_locked_database_answers_000005_within_budget_and_leaves_nothing(app, market):
     from .test_produce_g2 import new_order
     # Another process holds the write lock on the app's SQLite file for longer than the busy timeout.

@@ -1,11 +1,11 @@
 """Identical newInstance storms against a real gunicorn with 2 workers on loopback."""
 import json
-import sqlite3
 import threading
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import requests
+from sqlalchemy import text
 
 from isvapp.koo.signing import g2_signed_request
 
@@ -43,9 +43,10 @@ def test_identical_new_instances_at_once_create_one_instance_per_order(tmp_path)
     assert len(by_order) == ORDERS
     assert all(len(answers) == 1 for answers in by_order.values())  # byte-identical per order
 
-    db = sqlite3.connect(tmp_path / "isvapp.sqlite")
-    rows = db.execute("SELECT order_id, count(*), min(instance_id) FROM instances GROUP BY order_id").fetchall()
-    db.close()
+    engine = server.engine()
+    with engine.connect() as db:
+        rows = db.execute(text("SELECT order_id, count(*), min(instance_id) FROM instances GROUP BY order_id")).all()
+    engine.dispose()
     assert len(rows) == ORDERS and all(count == 1 for _, count, _ in rows)
     stored = {order: iid for order, _, iid in rows}
     assert all(json.loads(next(iter(by_order[o])))["instanceId"] == stored[o] for o in by_order)
