@@ -51,6 +51,7 @@ def register_blueprints(app):
 
 
 def register_commands(app):
-    from . import cli
+    from . import cli, maintenance
 
     cli.init_app(app)
+    maintenance.init_app(app)

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Start isvapp: a virtual environment, instance/config.py (generated once), the schema, gunicorn.
+# Start isvapp: a virtual environment, instance/config.py (generated once), the schema (init-db
+# applies pending migrations), gunicorn.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/venv.sh

@@ -1,0 +1,113 @@
+"""Housekeeping a merchant schedules: pruning what expires, and backing up the database.
+
+Pruning touches only the two tables that grow without bound and lose their use with age: the
+nonce store (a nonce older than the signature window can no longer be replayed: the timestamp
+check refuses the request first; twice the window is kept for clock differences) and the
+callback log (kept CALLBACK_LOG_RETENTION_DAYS). Instances, answers (idempotency), events,
+conflicts, licenses and tenants are never pruned. Rows go in small batches, each its own short
+write transaction, so callbacks arriving meanwhile never wait past the busy timeout.
+"""
+import os
+import sqlite3
+from datetime import timedelta
+
+import click
+from flask import current_app
+from flask.cli import with_appcontext
+from sqlalchemy import delete, select
+
+from .db import is_sqlite, write_transaction
+from .extensions import db
+from .models import Callback, Nonce, utcnow
+
+PRUNE_BATCH = 2000
+
+
+def _delete_older(model, column, cutoff, batch=PRUNE_BATCH):
+    """Delete rows with ``column < cutoff`` in batches; returns how many went."""
+    total = 0
+    while True:
+        ids = select(model.id).where(column < cutoff).limit(batch).scalar_subquery()
+        with write_transaction() as session:
+            deleted = session.execute(delete(model).where(model.id.in_(ids))).rowcount
+        db.session.remove()
+        total += deleted
+        if deleted < batch:
+            return total
+
+
+def prune(settings, callback_days, now=None):
+    """Delete expired nonces and callback log rows older than ``callback_days`` (0: keep them)."""
+    now = now or utcnow()
+    counts = {"nonces": _delete_older(Nonce, Nonce.seen_at,
+                                      now - timedelta(seconds=2 * settings.signature_window_s))}
+    counts["callbacks"] = (_delete_older(Callback, Callback.received_at, now - timedelta(days=callback_days))
+                           if callback_days > 0 else 0)
+    return counts
+
+
+@click.command("prune")
+@with_appcontext
+def prune_command():
+    """Delete expired nonces and old callback log rows (run it daily from cron or a systemd timer)."""
+    days = int(current_app.config["CALLBACK_LOG_RETENTION_DAYS"] or 0)
+    counts = prune(current_app.extensions["isvapp"], days)
+    click.echo(f"Pruned {counts['nonces']} nonces and {counts['callbacks']} callback log rows "
+               f"(callback log kept {days or 'forever'}{' days' if days else ''}).")
+
+
+# --- backup ----------------------------------------------------------------------------------
+
+def backup_sqlite(path):
+    """Copy the live SQLite database to ``path`` with SQLite's online backup API, then check it.
+
+    One backup step reads a consistent snapshot inside a read transaction; in WAL mode that never
+    blocks the workers' writes. The copy is written beside ``path`` and renamed into place only
+    after ``PRAGMA integrity_check`` says ok. Returns the copy's row count per table.
+    """
+    path = os.path.abspath(path)
+    partial = path + ".partial"
+    if os.path.exists(partial):
+        os.remove(partial)
+    source = db.engine.raw_connection()
+    try:
+        target = sqlite3.connect(partial)
+        try:
+            source.driver_connection.backup(target)
+            target.execute("PRAGMA journal_mode=DELETE")  # one self-contained file
+            check = target.execute("PRAGMA integrity_check").fetchall()
+            if check != [("ok",)]:
+                raise click.ClickException(f"the copy failed PRAGMA integrity_check: {check[:5]}")
+            tables = [r[0] for r in target.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")]
+            counts = {t: target.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0] for t in tables}
+        finally:
+            target.close()
+    except BaseException:
+        if os.path.exists(partial):
+            os.remove(partial)
+        raise
+    finally:
+        source.close()
+    os.replace(partial, path)
+    return counts
+
+
+@click.command("backup")
+@click.argument("path", type=click.Path(dir_okay=False, writable=True))
+@with_appcontext
+def backup_command(path):
+    """Write a consistent, checked copy of the live SQLite database to PATH."""
+    if not is_sqlite():
+        raise click.ClickException(
+            "backup copies SQLite databases; for PostgreSQL use pg_dump, e.g. "
+            "pg_dump --format=custom --file=isvapp.dump <database> (see docs/deploy.md)")
+    counts = backup_sqlite(path)
+    rows = sum(counts.values())
+    click.echo(f"Backed up {rows} rows in {len(counts)} tables to {os.path.abspath(path)} "
+               "(integrity_check ok).")
+
+
+def init_app(app):
+    app.cli.add_command(prune_command)
+    app.cli.add_command(backup_command)

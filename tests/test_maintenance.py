@@ -1,0 +1,109 @@
+"""Retention (`flask prune`) and backups (`flask backup`): what goes, what stays, what is copied."""
+import sqlite3
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import create_engine, func, select, text
+
+from isvapp.extensions import db
+from isvapp.maintenance import prune
+from isvapp.models import Answer, Callback, Event, Instance, Nonce, utcnow
+
+from .test_produce_g2 import new_order
+
+
+def age_rows(app, model, column, by):
+    with app.app_context():
+        db.session.execute(model.__table__.update().values({column.key: utcnow() - by}))
+        db.session.commit()
+
+
+def test_prune_removes_only_expired_nonces_and_old_callback_rows(app, market, runner):
+    for n in range(3):
+        market.g2(new_order(order=f"OLD{n}"))
+    age_rows(app, Nonce, Nonce.seen_at, timedelta(seconds=121))  # 2 x the 60 s window has passed
+    age_rows(app, Callback, Callback.received_at, timedelta(days=91))
+    age_rows(app, Instance, Instance.created_at, timedelta(days=400))
+    age_rows(app, Answer, Answer.created_at, timedelta(days=400))
+    age_rows(app, Event, Event.created_at, timedelta(days=400))
+    market.g2(new_order(order="NEW"))  # fresh nonce and log row: kept
+    before = {m: market.count(m) for m in (Instance, Answer, Event)}
+
+    output = runner.invoke(args=["prune"]).output
+    assert "Pruned 3 nonces and 3 callback log rows (callback log kept 90 days)" in output
+    assert market.count(Nonce) == 1 and market.count(Callback) == 1
+    assert {m: market.count(m) for m in (Instance, Answer, Event)} == before == {Instance: 4, Answer: 4, Event: 4}
+    assert "Pruned 0 nonces and 0 callback" in runner.invoke(args=["prune"]).output
+
+
+def test_prune_keeps_nonces_inside_twice_the_window_and_log_when_retention_is_zero(app, market):
+    market.g2(new_order())
+    age_rows(app, Nonce, Nonce.seen_at, timedelta(seconds=100))
+    age_rows(app, Callback, Callback.received_at, timedelta(days=3650))
+    with app.app_context():
+        assert prune(app.extensions["isvapp"], callback_days=0) == {"nonces": 0, "callbacks": 0}
+    assert market.count(Nonce) == 1 and market.count(Callback) == 1
+
+
+def test_prune_deletes_in_batches(app, market):
+    with app.app_context():
+        db.session.execute(Nonce.__table__.insert(), [
+            {"scope": "g2", "nonce": f"n{i}", "seen_at": utcnow() - timedelta(hours=1)} for i in range(45)])
+        db.session.commit()
+        from isvapp import maintenance
+        assert maintenance._delete_older(Nonce, Nonce.seen_at, utcnow(), batch=10) == 45
+    assert market.count(Nonce) == 0
+
+
+def table_rows(connection, names):
+    return {t: sorted(map(tuple, connection.execute(text(f'SELECT * FROM "{t}"')).all())) for t in names}
+
+
+@pytest.mark.sqlite_only
+def test_backup_is_a_checked_copy_that_restores_every_row(app, market, runner, tmp_path):
+    for n in range(5):
+        market.g2(new_order(order=f"BK{n}"))
+    market.g2({"activity": "releaseInstance", "instanceId": "none"})
+    copy = tmp_path / "backups" / "isvapp-copy.sqlite"
+    copy.parent.mkdir()
+    result = runner.invoke(args=["backup", str(copy)])
+    assert result.exit_code == 0, result.output
+    assert "integrity_check ok" in result.output and not (copy.parent / "isvapp-copy.sqlite.partial").exists()
+
+    check = sqlite3.connect(copy)
+    assert check.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    check.close()
+    names = [t.name for t in db.metadata.sorted_tables] + ["alembic_version"]
+    with app.app_context():
+        with db.engine.connect() as live:
+            original = table_rows(live, names)
+    restored_engine = create_engine(f"sqlite:///{copy}")
+    with restored_engine.connect() as restored:
+        assert table_rows(restored, names) == original
+    restored_engine.dispose()
+    assert len(original["instances"]) == 5 and len(original["callbacks"]) == 6
+
+
+@pytest.mark.sqlite_only
+def test_restored_backup_serves_repeats_with_the_first_answer(app, market, runner, tmp_path):
+    from isvapp import create_app
+    from .conftest import Marketplace
+    first = market.g2(new_order(order="RESTORE1"))
+    copy = tmp_path / "copy.sqlite"
+    assert runner.invoke(args=["backup", str(copy)]).exit_code == 0
+    restored = create_app({**app.config, "SQLALCHEMY_DATABASE_URI": f"sqlite:///{copy}"})
+    again = Marketplace(restored, restored.test_client()).g2(new_order(order="RESTORE1"))
+    assert again.data == first.data
+    with restored.app_context():
+        assert db.session.execute(select(func.count()).select_from(Instance)).scalar_one() == 1
+        db.engine.dispose()
+
+
+def test_backup_on_postgresql_points_at_pg_dump(app, runner, tmp_path):
+    with app.app_context():
+        sqlite_db = db.engine.dialect.name == "sqlite"
+    result = runner.invoke(args=["backup", str(tmp_path / "x.sqlite")])
+    if sqlite_db:
+        assert result.exit_code == 0
+    else:
+        assert result.exit_code != 0 and "pg_dump" in result.output
