@@ -18,6 +18,10 @@ DEFAULTS = {
     "KOO_ENCRYPT_TYPE": "1",
     "KOO_SIGNATURE_WINDOW_S": 60,
     "KOO_V2_PLAINTEXT_APPINFO": False,
+    # G1 chargingMode values that mean pay-per-use (one instance per order *and* product). The
+    # reference leaves G1's integer values open; an order with no expireTime that is not one-time
+    # (chargingMode 3 / ONE_TIME) is treated as pay-per-use as well.
+    "KOO_G1_PAY_PER_USE_MODES": "ON_DEMAND,ON_DEMAND_PKG",
     "KOO_API_BASE_URL": "https://mkt.myhuaweicloud.com",
     "KOO_AK": None,
     "KOO_SK": None,
@@ -57,6 +61,7 @@ class Settings:
     admin_url_template: str
     admin_user_template: str
     app_memo: str
+    g1_pay_per_use_modes: frozenset = frozenset()
 
 
 def load_settings(config):
@@ -76,6 +81,8 @@ def load_settings(config):
         admin_url_template=str(config.get("APP_ADMIN_URL_TEMPLATE") or ""),
         admin_user_template=str(config.get("APP_ADMIN_USER_TEMPLATE") or "admin"),
         app_memo=str(config.get("APP_MEMO") or ""),
+        g1_pay_per_use_modes=frozenset(
+            m.strip() for m in str(config.get("KOO_G1_PAY_PER_USE_MODES") or "").split(",") if m.strip()),
     )
 
 

@@ -153,9 +153,10 @@ def _compact(mapping):
 
 
 def instance_info(cfg, instance, encrypted):
+    """The reference example's order: instanceId, encryptType, appInfo."""
     return _compact({"instanceId": instance.instance_id,
-                     "appInfo": _compact(lifecycle.app_info(cfg, instance, encrypted)),
-                     "encryptType": cfg.encrypt_type if encrypted else None})
+                     "encryptType": cfg.encrypt_type if encrypted else None,
+                     "appInfo": _compact(lifecycle.app_info(cfg, instance, encrypted))})
 
 
 def g2_new_instance(cfg, d):
@@ -189,12 +190,16 @@ def g2_release_instance(cfg, d):
     return lifecycle.release_instance(instance_id=d["instanceId"], order_id=d.get("orderId"))
 
 
-def g2_query_instance(cfg, d):
-    found = lifecycle.find_instances(d["instanceId"])
+def query_answer(cfg, instance_ids, encrypted):
+    """queryInstance for every generation: the known instances' info; none known -> 000003."""
+    found = lifecycle.find_instances(instance_ids)
     if not found:
         raise KooError(codes.INSTANCE_NOT_FOUND, "none of the instances exist")
-    encrypted = not cfg.v2_plaintext_appinfo
     return envelope(info=[instance_info(cfg, instance, encrypted) for instance in found])
+
+
+def g2_query_instance(cfg, d):
+    return query_answer(cfg, d["instanceId"], encrypted=not cfg.v2_plaintext_appinfo)
 
 
 G2_ACTIVITIES = {
@@ -233,3 +238,6 @@ def _koo_error(error):
         log.warning("refused %s %s: %s; check this server's clock (NTP)", request.method, request.path,
                     error.message)
     return error_answer(error)
+
+
+from . import produce_g1  # noqa: E402,F401  (registers GET /produce on this blueprint)

@@ -7,6 +7,7 @@ gunicorn started by tests/live.py use it too. Tests marked ``sqlite_only`` are s
 """
 import os
 import uuid
+from urllib.parse import urlencode
 
 import pytest
 from sqlalchemy import create_engine, func, make_url, select, text
@@ -15,7 +16,7 @@ from sqlalchemy.pool import NullPool
 from isvapp import create_app
 from isvapp.db import init_db
 from isvapp.extensions import db
-from isvapp.koo.signing import g2_signed_request
+from isvapp.koo.signing import g1_signed_params, g2_signed_request
 
 KEY = "a1b2c3d4-0000-1111-2222-333344445555"  # the reference's made-up key
 KIT_KEY = "kit-0000-1111-2222-333344445555"
@@ -60,7 +61,13 @@ def database_uri(request, monkeypatch):
 
 
 @pytest.fixture
-def app(tmp_path, database_uri):
+def app_config():
+    """Extra config for the `app` fixture: a test changes it with parametrize("app_config", [...])."""
+    return {}
+
+
+@pytest.fixture
+def app(tmp_path, database_uri, app_config):
     app = create_app({
         "TESTING": True,
         "INSTANCE_PATH": str(tmp_path / "instance"),
@@ -68,6 +75,7 @@ def app(tmp_path, database_uri):
         "KOO_ACCESS_KEY": KEY,
         "KOO_KIT_ACCESS_KEY": KIT_KEY,
         "SQLALCHEMY_DATABASE_URI": database_uri,
+        **app_config,
     })
     with app.app_context():
         init_db()
@@ -104,6 +112,11 @@ class Marketplace:
     def g2(self, body, key=KEY, path="/produce", **sign):
         raw, query = g2_signed_request(key, body, **sign)
         return self.send("POST", path, query_string=query, data=raw, content_type="application/json")
+
+    def g1(self, params, key=KEY, path="/produce", **sign):
+        """A G1 GET: parameters signed, then URL-encoded on the wire the way Java's URLEncoder does."""
+        signed = g1_signed_params(key, params, **sign)
+        return self.send("GET", path + "?" + urlencode(signed))
 
     def count(self, model, *where):
         with self.app.app_context():

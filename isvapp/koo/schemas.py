@@ -4,6 +4,9 @@ Unknown fields are excluded, not refused: the marketplace adds fields over time,
 request is kept in the callback log anyway. ``validation_message`` turns marshmallow's error dict
 into the one-line resultMsg that names the field.
 """
+import base64
+import binascii
+import json
 from datetime import datetime, timezone
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
@@ -116,3 +119,103 @@ def validation_message(error):
         text = problems[0] if isinstance(problems, list) and problems else problems
         parts.append(f"{text}" if field == "_schema" else f"{field}: {text}")
     return "; ".join(str(p) for p in parts)
+
+
+# --- G1 (GET, every value a string from the query) --------------------------------------------
+
+def Text(max_len=255):
+    return fields.String(validate=validate.Length(max=max_len))
+
+
+class ExtendParams(fields.Field):
+    """``saasExtendParams``: Base64 of a JSON array ``[{"name":..,"value":..}]``, loaded as a dict.
+
+    The Base64 text, not the decoded JSON, is what authToken signs; the view keeps both.
+    """
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if not isinstance(value, str) or len(value) > 8192:
+            raise ValidationError("must be Base64 text of at most 8192 characters")
+        try:
+            decoded = json.loads(base64.b64decode(value.replace(" ", "+"), validate=True).decode("utf-8"))
+        except (binascii.Error, ValueError, UnicodeDecodeError):
+            raise ValidationError("is not Base64-encoded JSON") from None
+        if not isinstance(decoded, list) or not all(
+                isinstance(item, dict) and isinstance(item.get("name"), str) for item in decoded):
+            raise ValidationError('must be a JSON array of {"name": ..., "value": ...}')
+        return {item["name"]: item.get("value") for item in decoded}
+
+
+class G1Flag(fields.Field):
+    """``trialFlag`` / ``trialToFormal``: "1" yes, "0" or absent no."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if value in ("1", "0", ""):
+            return value == "1"
+        raise ValidationError("must be 0 or 1")
+
+
+class G1Order(KooSchema):
+    """What a G1 new purchase (and a License-G1 getLicense) carries: the whole order."""
+
+    customerId = Id(100)
+    customerName = Text()
+    userId = Id(100, required=False)
+    userName = Text()
+    mobilePhone = Text(512)
+    email = Text(512)
+    businessId = Id()
+    orderId = Id()
+    orderLineId = Id(required=False)
+    productId = Id()
+    skuCode = Id(required=False)
+    trialFlag = G1Flag(load_default=False)
+    expireTime = KooTime()
+    chargingMode = Text(25)
+    periodType = Text(16)
+    periodNumber = fields.Integer(strict=False)
+    provisionType = fields.Integer(strict=False)
+    saasExtendParams = ExtendParams()
+    amount = fields.Integer(strict=False)
+    diskSize = fields.Integer(strict=False)
+    bandWidth = fields.Integer(strict=False)
+    orderAmount = fields.Decimal(as_string=True, allow_nan=False)
+
+
+class G1RefreshInstance(KooSchema):
+    instanceId = Id()
+    orderId = Id()
+    productId = Id(required=False)
+    expireTime = KooTime(required=True)
+    trialToFormal = G1Flag(load_default=False)
+    periodType = Text(16)
+    periodNumber = fields.Integer(strict=False)
+
+
+class G1ExpireInstance(KooSchema):
+    instanceId = Id()
+    orderId = Id()
+
+
+class G1ReleaseInstance(KooSchema):
+    instanceId = Id()
+    orderId = Id(required=False)
+
+
+class G1Upgrade(KooSchema):
+    instanceId = Id()
+    orderId = Id()
+    productId = Id(required=False)
+    skuCode = Id(required=False)
+    amount = fields.Integer(strict=False)
+    diskSize = fields.Integer(strict=False)
+    bandWidth = fields.Integer(strict=False)
+
+
+class G1InstanceStatus(KooSchema):
+    instanceId = Id()
+    instanceStatus = fields.String(required=True, validate=validate.OneOf(["FREEZE", "NORMAL"]))
+
+
+class G1QueryInstance(KooSchema):
+    instanceId = InstanceIdList(required=True)

@@ -1,0 +1,134 @@
+"""G1 SaaS: ``GET /produce`` with authToken, answered with Body-Sign (reference §2.C, §3.2).
+
+Only the reading differs from G2: parameters come URL-decoded from the query and the order
+arrives whole, so details are stored inline. Each activity is a small adapter onto the same
+lifecycle functions G2 uses: one state machine, one idempotency mechanism.
+"""
+from flask import request
+
+from . import callbacklog, lifecycle
+from .koo import schemas
+from .koo.codes import KooError
+from .koo.envelope import envelope
+from .koo.fieldcrypto import decrypt_field
+from .koo.signing import verify_g1_request
+from .models import DetailsState
+from .produce import (Activity, answer, bp, instance_info, load, note_ids, perform, query_answer,
+                      require_key, select_activity, settings)
+
+ONE_TIME_MODES = {"3", "ONE_TIME"}
+
+# Order fields kept in Instance.extra (the rest have columns of their own).
+EXTRA_FIELDS = ("provisionType", "amount", "diskSize", "bandWidth", "orderAmount")
+
+
+def is_pay_per_use(cfg, d):
+    mode = d.get("chargingMode")
+    return mode in cfg.g1_pay_per_use_modes or (d.get("expireTime") is None and mode is not None
+                                                 and mode not in ONE_TIME_MODES)
+
+
+def buyer_contact(cfg, value):
+    """``mobilePhone``/``email`` may arrive AES-encrypted with the Key (§3.7); else they are plain."""
+    if not value:
+        return None
+    try:
+        return decrypt_field(cfg.access_key, value, cfg.encrypt_type)
+    except (ValueError, KooError):
+        return value
+
+
+def order_attrs(cfg, d, generation):
+    """Instance columns from a G1-style order (G1 newInstance, License-G1 getLicense)."""
+    extra = {k: d[k] for k in EXTRA_FIELDS if d.get(k) is not None}
+    if d.get("saasExtendParams") is not None:
+        extra["saasExtendParams"] = d["saasExtendParams"]
+    for name in ("mobilePhone", "email"):
+        if d.get(name):
+            extra[name] = buyer_contact(cfg, d[name])
+    return dict(generation=generation, order_id=d["orderId"], order_line_id=d.get("orderLineId"),
+                product_id=d["productId"], sku_code=d.get("skuCode"), customer_id=d["customerId"],
+                customer_name=d.get("customerName"), user_id=d.get("userId"),
+                user_name=d.get("userName"), charging_mode=d.get("chargingMode"),
+                period_type=d.get("periodType"), period_number=d.get("periodNumber"),
+                expire_time=d["expireTime"].replace(tzinfo=None) if d.get("expireTime") else None,
+                trial=d["trialFlag"], test_flag=d["testFlag"], details_state=DetailsState.INLINE,
+                extra=extra or None)
+
+
+def g1_order_key(cfg, d):
+    return lifecycle.order_key(d["orderId"], d.get("orderLineId"), d["productId"],
+                               pay_per_use=is_pay_per_use(cfg, d))
+
+
+def g1_digest(d):
+    """Every order field but businessId (it differs on each retry) and the request's signature."""
+    return lifecycle.request_digest({k: v for k, v in d.items() if k not in ("businessId", "activity")})
+
+
+def g1_new_instance(cfg, d):
+    return lifecycle.new_instance(
+        cfg, key=g1_order_key(cfg, d), digest=g1_digest(d), business_id=d["businessId"],
+        attrs=order_attrs(cfg, d, "G1"),
+        render=lambda instance: envelope(**instance_info(cfg, instance, encrypted=True)))
+
+
+def g1_refresh_instance(cfg, d):
+    return lifecycle.refresh_instance(
+        instance_id=d["instanceId"], order_id=d["orderId"], order_line_id=None,
+        scene="TRIAL_TO_FORMAL" if d["trialToFormal"] else "RENEWAL", expire_time=d["expireTime"],
+        product_id=d.get("productId"),
+        digest=lifecycle.request_digest({"expireTime": d["expireTime"], "productId": d.get("productId")}))
+
+
+def g1_expire_instance(cfg, d):
+    return lifecycle.expire_instance(instance_id=d["instanceId"], order_id=d["orderId"])
+
+
+def g1_release_instance(cfg, d):
+    return lifecycle.release_instance(instance_id=d["instanceId"], order_id=d.get("orderId"))
+
+
+def g1_upgrade(cfg, d):
+    attrs = {"product_id": d.get("productId"), "sku_code": d.get("skuCode")}
+    return lifecycle.upgrade_instance(
+        instance_id=d["instanceId"], order_id=d["orderId"], order_line_id=None,
+        digest=lifecycle.request_digest({k: d.get(k) for k in ("productId", "skuCode", "amount",
+                                                               "diskSize", "bandWidth")}),
+        attrs={k: v for k, v in attrs.items() if v is not None})
+
+
+def g1_instance_status(cfg, d):
+    return lifecycle.set_frozen(instance_id=d["instanceId"], frozen=d["instanceStatus"] == "FREEZE")
+
+
+def g1_query_instance(cfg, d):
+    return query_answer(cfg, d["instanceId"], encrypted=True)
+
+
+G1_ACTIVITIES = {
+    "newInstance": Activity(schemas.G1Order, g1_new_instance),
+    "refreshInstance": Activity(schemas.G1RefreshInstance, g1_refresh_instance),
+    "expireInstance": Activity(schemas.G1ExpireInstance, g1_expire_instance),
+    "releaseInstance": Activity(schemas.G1ReleaseInstance, g1_release_instance),
+    "upgrade": Activity(schemas.G1Upgrade, g1_upgrade),
+    "instanceStatus": Activity(schemas.G1InstanceStatus, g1_instance_status),
+    "queryInstance": Activity(schemas.G1QueryInstance, g1_query_instance),
+}
+
+
+def verified_g1_params(key_name="KOO_ACCESS_KEY"):
+    """The query parameters, URL-decoded once, after checking authToken (§3.2)."""
+    callbacklog.note(generation="G1")
+    params = request.args.to_dict(flat=True)
+    verify_g1_request(require_key(settings().access_key, key_name), params)
+    return params
+
+
+@bp.get("/produce")
+def g1_produce():
+    params = verified_g1_params()
+    spec = select_activity(G1_ACTIVITIES, params)
+    data = load(spec.schema, params)
+    note_ids(data)
+    return answer(perform(spec, data))
