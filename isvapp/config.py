@@ -26,6 +26,10 @@ DEFAULTS = {
     "KOO_AK": None,
     "KOO_SK": None,
     "DISPLAY_TIMEZONE": "Asia/Shanghai",
+    # License products: the Ed25519 key that signs license documents (None: instance folder's
+    # license_ed25519.pem, made on first use), or a "module:function" that makes the license text.
+    "LICENSE_SIGNING_KEY": None,
+    "LICENSE_GENERATOR": None,
     "APP_FRONTEND_URL_TEMPLATE": "https://app.example.com/t/{instance_id}",
     "APP_ADMIN_URL_TEMPLATE": "https://app.example.com/t/{instance_id}/admin",
     "APP_ADMIN_USER_TEMPLATE": "admin",
@@ -62,6 +66,8 @@ class Settings:
     admin_user_template: str
     app_memo: str
     g1_pay_per_use_modes: frozenset = frozenset()
+    license_signing_key: str | None = None
+    license_generator: str | None = None
 
 
 def load_settings(config):
@@ -83,7 +89,12 @@ def load_settings(config):
         app_memo=str(config.get("APP_MEMO") or ""),
         g1_pay_per_use_modes=frozenset(
             m.strip() for m in str(config.get("KOO_G1_PAY_PER_USE_MODES") or "").split(",") if m.strip()),
+        license_signing_key=_text(config.get("LICENSE_SIGNING_KEY")),
+        license_generator=_text(config.get("LICENSE_GENERATOR")),
     )
+
+
+LICENSE_KEY_FILENAME = "license_ed25519.pem"
 
 
 def default_database_uri(instance_path):

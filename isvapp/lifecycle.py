@@ -65,7 +65,7 @@ def emit(kind, instance, **payload):
                          order_id=instance.order_id, payload=payload or None))
 
 
-def _live_instance(instance_id):
+def live_instance(instance_id):
     instance = db.session.execute(
         select(Instance).where(Instance.instance_id == instance_id)).scalar_one_or_none()
     if instance is None:
@@ -115,10 +115,13 @@ def new_instance(settings, *, key, digest, business_id, attrs, render):
 
 
 def refresh_instance(*, instance_id, order_id, order_line_id, scene, expire_time, product_id=None,
-                     digest):
-    """Renewal, trial-to-formal, or a cancelled renewal period: the new expiry is the marketplace's."""
+                     digest, render=None):
+    """Renewal, trial-to-formal, or a cancelled renewal period: the new expiry is the marketplace's.
+
+    ``render(instance)`` builds the answer when it carries more than the envelope (a license).
+    """
     key = f"refreshInstance|{instance_id}|{order_id}|{order_line_id or ''}|{scene}"
-    instance = _live_instance(instance_id)
+    instance = live_instance(instance_id)
     stored = _claim(key, "refreshInstance", digest, instance_id)
     if stored is not None:
         return stored
@@ -135,12 +138,20 @@ def refresh_instance(*, instance_id, order_id, order_line_id, scene, expire_time
          order_id=order_id, order_line_id=order_line_id, scene=scene,
          expire_time=instance.expire_time.isoformat(),
          previous_expire_time=previous.isoformat() if previous else None)
-    return _store(key, envelope(), instance_id)
+    return _store(key, render(instance) if render else envelope(), instance_id)
+
+
+def once(*, key, activity, digest, instance_id, make):
+    """Run ``make()`` (-> answer bytes) once per key; every repeat gets the first answer."""
+    stored = _claim(key, activity, digest, instance_id)
+    if stored is not None:
+        return stored
+    return _store(key, make(), instance_id)
 
 
 def set_frozen(*, instance_id, frozen):
     """FREEZE / UNFREEZE; naturally idempotent, so a repeat changes nothing and emits nothing."""
-    instance = _live_instance(instance_id)
+    instance = live_instance(instance_id)
     target = InstanceState.FROZEN if frozen else InstanceState.ACTIVE
     if frozen and instance.state != InstanceState.FROZEN or not frozen and instance.state == InstanceState.FROZEN:
         instance.state = target
@@ -150,7 +161,7 @@ def set_frozen(*, instance_id, frozen):
 
 def expire_instance(*, instance_id, order_id=None):
     """G1 expiry: the instance stops serving until renewed; idempotent."""
-    instance = _live_instance(instance_id)
+    instance = live_instance(instance_id)
     if instance.state == InstanceState.ACTIVE:
         instance.state = InstanceState.EXPIRED
         emit("expired", instance, order_id=order_id)
@@ -160,7 +171,7 @@ def expire_instance(*, instance_id, order_id=None):
 def upgrade_instance(*, instance_id, order_id, order_line_id, digest, attrs=None):
     """An upgrade order was paid: same instanceId, new specification (fetched with the order)."""
     key = f"upgradeInstance|{instance_id}|{order_id}|{order_line_id or ''}"
-    instance = _live_instance(instance_id)
+    instance = live_instance(instance_id)
     stored = _claim(key, "upgradeInstance", digest, instance_id)
     if stored is not None:
         return stored

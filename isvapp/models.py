@@ -159,3 +159,41 @@ class Callback(db.Model):
         Index("ix_callbacks_instance", "instance_id"),
         Index("ix_callbacks_order", "order_id"),
     )
+
+
+class LicenseState:
+    ACTIVE = "ACTIVE"
+    SUPERSEDED = "SUPERSEDED"  # a renewal issued a newer document for the same device
+    EXPIRED = "EXPIRED"
+    RELEASED = "RELEASED"
+    ALL = (ACTIVE, SUPERSEDED, EXPIRED, RELEASED)
+
+
+class License(db.Model):
+    """One issued license document; the instance row carries the order and the lifecycle state.
+
+    Documents are never rewritten: a renewal issues a new one and marks the old one superseded,
+    so the text a customer received can always be looked up again.
+    """
+
+    __tablename__ = "licenses"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    license_id: Mapped[str] = mapped_column(String(36), unique=True)
+    instance_id: Mapped[str] = mapped_column(String(64))
+    order_id: Mapped[str | None] = mapped_column(String(64))
+    event_id: Mapped[str | None] = mapped_column(String(64))  # getLicenseAsync's eventId
+    fingerprint: Mapped[str | None] = mapped_column(String(1024))
+    state: Mapped[str] = mapped_column(String(16), default=LicenseState.ACTIVE)
+    test_flag: Mapped[bool] = mapped_column(Boolean, default=False)
+    document: Mapped[str] = mapped_column(Text)
+    effective_time: Mapped[datetime | None] = mapped_column(DateTime)
+    expire_time: Mapped[datetime | None] = mapped_column(DateTime)
+    issued_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+
+    __table_args__ = (
+        Index("ix_licenses_instance", "instance_id", "issued_at"),
+        Index("ix_licenses_state_expire", "state", "expire_time"),
+        Index("ix_licenses_issued", "issued_at"),
+        Index("ix_licenses_order", "order_id"),
+    )

@@ -146,6 +146,14 @@ def perform(spec, data, nonce_scope=None, nonce=None):
         return spec.handler(settings(), data)
 
 
+def serve(table, payload, nonce_scope=None, nonce=None):
+    """The part every route shares once the request is verified: activity, schema, one transaction."""
+    spec = select_activity(table, payload)
+    data = load(spec.schema, payload)
+    note_ids(data)
+    return answer(perform(spec, data, nonce_scope, nonce))
+
+
 # --- G2 SaaS: POST /produce -------------------------------------------------------------------
 
 def _compact(mapping):
@@ -159,21 +167,23 @@ def instance_info(cfg, instance, encrypted):
                      "appInfo": _compact(lifecycle.app_info(cfg, instance, encrypted))})
 
 
-def g2_new_instance(cfg, d):
+def g2_new_instance(cfg, d, generation="G2", product_type="saas"):
     return lifecycle.new_instance(
         cfg, key=lifecycle.order_key(d["orderId"], d["orderLineId"]),
         digest=lifecycle.request_digest({k: d[k] for k in ("orderId", "orderLineId", "testFlag")}),
         business_id=d["businessId"],
-        attrs=dict(generation="G2", order_id=d["orderId"], order_line_id=d["orderLineId"],
-                   test_flag=d["testFlag"], details_state=DetailsState.PENDING),
+        attrs=dict(generation=generation, product_type=product_type, order_id=d["orderId"],
+                   order_line_id=d["orderLineId"], test_flag=d["testFlag"],
+                   details_state=DetailsState.PENDING),
         render=lambda instance: envelope(instanceId=instance.instance_id))
 
 
-def g2_refresh_instance(cfg, d):
+def g2_refresh_instance(cfg, d, render=None):
     return lifecycle.refresh_instance(
         instance_id=d["instanceId"], order_id=d["orderId"], order_line_id=d["orderLineId"],
         scene=d["scene"], expire_time=d["expireTime"], product_id=d.get("productId"),
-        digest=lifecycle.request_digest({"expireTime": d["expireTime"], "productId": d.get("productId")}))
+        digest=lifecycle.request_digest({"expireTime": d["expireTime"], "productId": d.get("productId")}),
+        render=render)
 
 
 def g2_update_instance_status(cfg, d):
@@ -225,11 +235,7 @@ def verified_g2_payload(key):
 
 @bp.post("/produce")
 def g2_produce():
-    payload = verified_g2_payload(settings().access_key)
-    spec = select_activity(G2_ACTIVITIES, payload)
-    data = load(spec.schema, payload)
-    note_ids(data)
-    return answer(perform(spec, data, "g2", request.args["nonce"]))
+    return serve(G2_ACTIVITIES, verified_g2_payload(settings().access_key), "g2", request.args["nonce"])
 
 
 @bp.errorhandler(KooError)
@@ -240,4 +246,4 @@ def _koo_error(error):
     return error_answer(error)
 
 
-from . import produce_g1  # noqa: E402,F401  (registers GET /produce on this blueprint)
+from . import produce_g1, produce_license  # noqa: E402,F401  (register their routes on this blueprint)

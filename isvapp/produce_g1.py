@@ -13,8 +13,7 @@ from .koo.envelope import envelope
 from .koo.fieldcrypto import decrypt_field
 from .koo.signing import verify_g1_request
 from .models import DetailsState
-from .produce import (Activity, answer, bp, instance_info, load, note_ids, perform, query_answer,
-                      require_key, select_activity, settings)
+from .produce import Activity, bp, instance_info, query_answer, require_key, serve, settings
 
 ONE_TIME_MODES = {"3", "ONE_TIME"}
 
@@ -53,7 +52,7 @@ def order_attrs(cfg, d, generation):
                 period_type=d.get("periodType"), period_number=d.get("periodNumber"),
                 expire_time=d["expireTime"].replace(tzinfo=None) if d.get("expireTime") else None,
                 trial=d["trialFlag"], test_flag=d["testFlag"], details_state=DetailsState.INLINE,
-                extra=extra or None)
+                product_type="license" if generation.startswith("LIC") else "saas", extra=extra or None)
 
 
 def g1_order_key(cfg, d):
@@ -66,19 +65,20 @@ def g1_digest(d):
     return lifecycle.request_digest({k: v for k, v in d.items() if k not in ("businessId", "activity")})
 
 
-def g1_new_instance(cfg, d):
+def g1_new_instance(cfg, d, generation="G1", render=None):
     return lifecycle.new_instance(
         cfg, key=g1_order_key(cfg, d), digest=g1_digest(d), business_id=d["businessId"],
-        attrs=order_attrs(cfg, d, "G1"),
-        render=lambda instance: envelope(**instance_info(cfg, instance, encrypted=True)))
+        attrs=order_attrs(cfg, d, generation),
+        render=render or (lambda instance: envelope(**instance_info(cfg, instance, encrypted=True))))
 
 
-def g1_refresh_instance(cfg, d):
+def g1_refresh_instance(cfg, d, render=None):
     return lifecycle.refresh_instance(
         instance_id=d["instanceId"], order_id=d["orderId"], order_line_id=None,
         scene="TRIAL_TO_FORMAL" if d["trialToFormal"] else "RENEWAL", expire_time=d["expireTime"],
         product_id=d.get("productId"),
-        digest=lifecycle.request_digest({"expireTime": d["expireTime"], "productId": d.get("productId")}))
+        digest=lifecycle.request_digest({"expireTime": d["expireTime"], "productId": d.get("productId")}),
+        render=render)
 
 
 def g1_expire_instance(cfg, d):
@@ -127,8 +127,4 @@ def verified_g1_params(key_name="KOO_ACCESS_KEY"):
 
 @bp.get("/produce")
 def g1_produce():
-    params = verified_g1_params()
-    spec = select_activity(G1_ACTIVITIES, params)
-    data = load(spec.schema, params)
-    note_ids(data)
-    return answer(perform(spec, data))
+    return serve(G1_ACTIVITIES, verified_g1_params())

@@ -8,7 +8,6 @@ import pytest
 
 from isvapp import create_app
 from isvapp.config import load_settings
-from isvapp.db import init_db
 from isvapp.extensions import db
 from isvapp.koo.signing import g2_signed_request
 from isvapp.models import Instance

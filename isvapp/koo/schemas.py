@@ -219,3 +219,32 @@ class G1InstanceStatus(KooSchema):
 
 class G1QueryInstance(KooSchema):
     instanceId = InstanceIdList(required=True)
+
+
+# --- License-2.0 ---------------------------------------------------------------------------
+
+class LooseTime(fields.Field):
+    """getLicenseAsync times: ``2023-10-27 10:30:15 z`` in the reference, UTC; yyyyMMddHHmmss also taken."""
+
+    FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", KOO_TIME_FORMAT)
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if not isinstance(value, str) or len(value) > 32:
+            raise ValidationError("must be a UTC time like 2023-10-27 10:30:15 z")
+        text = value.strip()
+        if text[-1:] in ("z", "Z"):
+            text = text[:-1].strip()
+        for fmt in self.FORMATS:
+            try:
+                return datetime.strptime(text, fmt).replace(tzinfo=timezone.utc)
+            except ValueError:
+                continue
+        raise ValidationError("must be a UTC time like 2023-10-27 10:30:15 z")
+
+
+class GetLicenseAsync(KooSchema):
+    instanceId = Id()
+    effectiveTime = LooseTime(required=True)
+    expireTime = LooseTime()
+    eventId = Id()
+    deviceFingerprint = Text(1024)

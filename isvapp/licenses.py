@@ -1,0 +1,137 @@
+"""License products: issuing, renewing and marking license documents.
+
+A license product's order is an ordinary instance (product_type "license"), so it shares the
+instance state machine and idempotency; this module adds the documents. What a document is
+comes from a generator: by default an Ed25519-signed payload the merchant's software verifies
+offline; a merchant with a format of their own sets LICENSE_GENERATOR = "module:function", a
+function that takes the payload dict and returns the license text.
+"""
+import importlib
+import os
+import uuid
+from datetime import timezone
+
+import click
+from flask import current_app
+from flask.cli import with_appcontext
+from sqlalchemy import select, update
+
+from .extensions import db
+from .koo import licensedoc
+from .models import Instance, License, LicenseState, utcnow
+
+_signers = {}
+
+
+def _iso(moment):
+    return moment.replace(tzinfo=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ") if moment else None
+
+
+def signing_key(path):
+    """The Ed25519 key at ``path``, made on first use (mode 0600, never overwritten).
+
+    Several workers may start at once: the key is written to a private temporary file and linked
+    into place, so exactly one key wins and nobody reads a half-written file.
+    """
+    if path not in _signers:
+        if not os.path.exists(path):
+            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+            temporary = f"{path}.{uuid.uuid4().hex}.tmp"
+            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                f.write(licensedoc.new_private_key_pem())
+            try:
+                os.link(temporary, path)
+            except FileExistsError:
+                pass
+            finally:
+                os.unlink(temporary)
+        with open(path, "rb") as f:
+            _signers[path] = licensedoc.load_private_key(f.read())
+    return _signers[path]
+
+
+def generator(settings):
+    """payload -> license text: the merchant's function, or the built-in signed document."""
+    if settings.license_generator:
+        module, _, name = settings.license_generator.partition(":")
+        return getattr(importlib.import_module(module), name)
+    key = signing_key(settings.license_signing_key)
+    return lambda payload: licensedoc.sign_document(key, payload)
+
+
+def issue(settings, instance, *, fingerprint=None, event_id=None, effective_time=None,
+          expire_time=None):
+    """Issue a document for ``instance`` (inside the caller's transaction) and return its text.
+
+    An earlier active document for the same device is superseded: a renewal replaces it.
+    """
+    license_id = uuid.uuid4().hex
+    expire_time = expire_time or instance.expire_time
+    payload = {"license": license_id, "instance": instance.instance_id, "order": instance.order_id,
+               "product": instance.product_id, "sku": instance.sku_code,
+               "customer": instance.customer_id, "customerName": instance.customer_name,
+               "fingerprint": fingerprint, "issued": _iso(utcnow()),
+               "effective": _iso(effective_time), "expires": _iso(expire_time),
+               "test": bool(instance.test_flag)}
+    document = generator(settings)({k: v for k, v in payload.items() if v is not None})
+    db.session.execute(
+        update(License).where(License.instance_id == instance.instance_id,
+                              License.state == LicenseState.ACTIVE,
+                              License.fingerprint.is_(None) if fingerprint is None
+                              else License.fingerprint == fingerprint)
+        .values(state=LicenseState.SUPERSEDED, updated_at=utcnow()))
+    db.session.add(License(license_id=license_id, instance_id=instance.instance_id,
+                           order_id=instance.order_id, event_id=event_id, fingerprint=fingerprint,
+                           test_flag=instance.test_flag, document=document,
+                           effective_time=effective_time, expire_time=expire_time))
+    return document
+
+
+def renew(settings, instance):
+    """Reissue each device's latest live document with the instance's new expiry.
+
+    Returns the new texts, newest device first; an instance with no document yet gets one.
+    """
+    rows = db.session.execute(
+        select(License).where(License.instance_id == instance.instance_id,
+                              License.state.in_((LicenseState.ACTIVE, LicenseState.EXPIRED)))
+        .order_by(License.issued_at.desc(), License.id.desc())).scalars().all()
+    latest = {}
+    for row in rows:
+        latest.setdefault(row.fingerprint, row)
+    for row in latest.values():
+        row.state = LicenseState.SUPERSEDED
+    db.session.flush()
+    if not latest:
+        return [issue(settings, instance)]
+    return [issue(settings, instance, fingerprint=row.fingerprint, event_id=row.event_id,
+                  effective_time=row.effective_time) for row in latest.values()]
+
+
+def mark(instance_id, state):
+    """Expiry and release mark every live document of the instance (rows are kept)."""
+    live = (LicenseState.ACTIVE,) if state == LicenseState.EXPIRED else (LicenseState.ACTIVE,
+                                                                         LicenseState.EXPIRED)
+    db.session.execute(update(License).where(License.instance_id == instance_id,
+                                             License.state.in_(live))
+                       .values(state=state, updated_at=utcnow()))
+
+
+def instance_of(instance_id):
+    return db.session.execute(select(Instance).where(Instance.instance_id == instance_id)).scalar_one()
+
+
+@click.command("license-key")
+@with_appcontext
+def license_key_command():
+    """Print the public key that verifies this server's license documents (PEM)."""
+    settings = current_app.extensions["isvapp"]
+    if settings.license_generator:
+        click.echo(f"LICENSE_GENERATOR is {settings.license_generator}: licenses are made by that "
+                   "function, not signed with the built-in key.", err=True)
+    click.echo(licensedoc.public_key_pem(signing_key(settings.license_signing_key)), nl=False)
+
+
+def init_app(app):
+    app.cli.add_command(license_key_command)

@@ -1,0 +1,115 @@
+"""License products: ``GET /license`` (License-G1) and ``POST /license`` (License-2.0), §2.E.
+
+License orders are instances with documents attached (isvapp.licenses): the adapters here reuse
+the G1 and G2 adapters and add the document to the answer, so licenses share the state machine,
+the idempotency and the callback log with SaaS instances.
+"""
+import hashlib
+
+from flask import request
+
+from . import lifecycle, licenses
+from .koo import schemas
+from .koo.envelope import envelope
+from .models import LicenseState
+from .produce import (G2_ACTIVITIES, Activity, bp, g2_new_instance, g2_refresh_instance, serve,
+                      settings, verified_g2_payload)
+from .produce_g1 import (g1_expire_instance, g1_new_instance, g1_refresh_instance,
+                         g1_release_instance, verified_g1_params)
+
+FINGERPRINT_PARAMS = ("deviceFingerprint", "machineCode", "fingerprint")
+
+
+def license_answer(texts):
+    return envelope(license=texts[0])
+
+
+# --- License-G1: GET /license -------------------------------------------------------------------
+
+def get_license(cfg, d):
+    """getLicense: the order's license; the same order always gets the same text back (replayed)."""
+    extend = d.get("saasExtendParams") or {}
+    fingerprint = next((str(extend[k]) for k in FINGERPRINT_PARAMS if extend.get(k)), None)
+    return g1_new_instance(cfg, d, generation="LIC1", render=lambda instance: license_answer(
+        [licenses.issue(cfg, instance, fingerprint=fingerprint)]))
+
+
+def refresh_license(cfg, d):
+    return g1_refresh_instance(cfg, d, render=lambda instance: license_answer(licenses.renew(cfg, instance)))
+
+
+def expire_license(cfg, d):
+    body = g1_expire_instance(cfg, d)
+    licenses.mark(d["instanceId"], LicenseState.EXPIRED)
+    return body
+
+
+def release_license(cfg, d):
+    body = g1_release_instance(cfg, d)
+    licenses.mark(d["instanceId"], LicenseState.RELEASED)
+    return body
+
+
+LICENSE_G1_ACTIVITIES = {
+    "getLicense": Activity(schemas.G1Order, get_license),
+    "refreshLicense": Activity(schemas.G1RefreshInstance, refresh_license),
+    "expireLicense": Activity(schemas.G1ExpireInstance, expire_license),
+    "releaseLicense": Activity(schemas.G1ReleaseInstance, release_license),
+}
+
+
+@bp.get("/license")
+def license_g1():
+    return serve(LICENSE_G1_ACTIVITIES, verified_g1_params())
+
+
+# --- License-2.0: POST /license (G2 signing) ----------------------------------------------------
+
+def lic2_new_instance(cfg, d):
+    return g2_new_instance(cfg, d, generation="LIC2", product_type="license")
+
+
+def lic2_refresh_instance(cfg, d):
+    def renew(instance):
+        licenses.renew(cfg, instance)  # renewed documents are stored for upload; the answer is G2's
+        return envelope()
+    return g2_refresh_instance(cfg, d, render=renew)
+
+
+def lic2_release_instance(cfg, d):
+    body = G2_ACTIVITIES["releaseInstance"].handler(cfg, d)
+    licenses.mark(d["instanceId"], LicenseState.RELEASED)
+    return body
+
+
+def get_license_async(cfg, d):
+    """The same (eventId, deviceFingerprint) always gets the same license (reference §2.E)."""
+    fingerprint = d.get("deviceFingerprint") or None
+    instance = lifecycle.live_instance(d["instanceId"])
+    device = hashlib.sha256((fingerprint or "").encode("utf-8")).hexdigest()
+
+    def make():
+        text = licenses.issue(cfg, instance, fingerprint=fingerprint, event_id=d["eventId"],
+                              effective_time=d["effectiveTime"].replace(tzinfo=None),
+                              expire_time=d["expireTime"].replace(tzinfo=None) if d.get("expireTime") else None)
+        lifecycle.emit("license_issued", instance, event_id=d["eventId"], fingerprint=fingerprint)
+        return envelope(license=text)
+
+    return lifecycle.once(
+        key=f"getLicenseAsync|{instance.instance_id}|{d['eventId']}|{device}", activity="getLicenseAsync",
+        digest=lifecycle.request_digest({k: d.get(k) for k in ("effectiveTime", "expireTime")}),
+        instance_id=instance.instance_id, make=make)
+
+
+LICENSE_2_ACTIVITIES = {
+    "newInstance": Activity(schemas.G2NewInstance, lic2_new_instance),
+    "refreshInstance": Activity(schemas.G2RefreshInstance, lic2_refresh_instance),
+    "updateInstanceStatus": G2_ACTIVITIES["updateInstanceStatus"],
+    "releaseInstance": Activity(schemas.G2ReleaseInstance, lic2_release_instance),
+    "getLicenseAsync": Activity(schemas.GetLicenseAsync, get_license_async),
+}
+
+
+@bp.post("/license")
+def license_2():
+    return serve(LICENSE_2_ACTIVITIES, verified_g2_payload(settings().access_key), "g2", request.args["nonce"])
