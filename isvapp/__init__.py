@@ -4,7 +4,8 @@ import os
 
 from flask import Flask
 
-from .config import DEFAULTS, LICENSE_KEY_FILENAME, default_database_uri, load_settings
+from .config import (DEFAULTS, KIT_RSA_KEY_FILENAME, LICENSE_KEY_FILENAME, default_database_uri,
+                     load_settings)
 
 
 def create_app(test_config=None):
@@ -25,8 +26,10 @@ def create_app(test_config=None):
     os.makedirs(app.instance_path, exist_ok=True)
     if not app.config["SQLALCHEMY_DATABASE_URI"]:
         app.config["SQLALCHEMY_DATABASE_URI"] = default_database_uri(app.instance_path)
-    if not app.config["LICENSE_SIGNING_KEY"]:
-        app.config["LICENSE_SIGNING_KEY"] = os.path.join(app.instance_path, LICENSE_KEY_FILENAME)
+    for name, filename in (("LICENSE_SIGNING_KEY", LICENSE_KEY_FILENAME),
+                           ("KOO_KIT_RSA_PRIVATE_KEY", KIT_RSA_KEY_FILENAME)):
+        if not app.config[name]:
+            app.config[name] = os.path.join(app.instance_path, filename)
     if not app.config["SECRET_KEY"]:
         logging.getLogger("isvapp").warning("SECRET_KEY is not set: run `flask --app isvapp init-config`")
     app.extensions["isvapp"] = load_settings(app.config)
@@ -53,8 +56,9 @@ def register_blueprints(app):
 
 
 def register_commands(app):
-    from . import cli, licenses, maintenance
+    from . import cli, kit, licenses, maintenance
 
     cli.init_app(app)
+    kit.init_app(app)
     licenses.init_app(app)
     maintenance.init_app(app)

@@ -14,7 +14,10 @@ DEFAULTS = {
     "SQLITE_BUSY_TIMEOUT_S": 3,
     "KOO_ACCESS_KEY": None,
     "KOO_KIT_ACCESS_KEY": None,
-    "KOO_KIT_RSA_PRIVATE_KEY": None,
+    "KOO_KIT_RSA_PRIVATE_KEY": None,  # None: instance/kit_rsa_private.pem (`flask kit-keygen`)
+    # allOrgSync departments whose parentCode is not in the list: "single-root" allows one such
+    # outside parent (the enterprise root, as in Huawei's example), "strict" none, "off" any.
+    "KIT_ORG_PARENT_CHECK": "single-root",
     "KOO_ENCRYPT_TYPE": "1",
     "KOO_SIGNATURE_WINDOW_S": 60,
     "KOO_V2_PLAINTEXT_APPINFO": False,
@@ -68,6 +71,7 @@ class Settings:
     g1_pay_per_use_modes: frozenset = frozenset()
     license_signing_key: str | None = None
     license_generator: str | None = None
+    kit_org_parent_check: str = "single-root"
 
 
 def load_settings(config):
@@ -91,10 +95,19 @@ def load_settings(config):
             m.strip() for m in str(config.get("KOO_G1_PAY_PER_USE_MODES") or "").split(",") if m.strip()),
         license_signing_key=_text(config.get("LICENSE_SIGNING_KEY")),
         license_generator=_text(config.get("LICENSE_GENERATOR")),
+        kit_org_parent_check=_kit_parent_check(config.get("KIT_ORG_PARENT_CHECK")),
     )
 
 
+def _kit_parent_check(value):
+    value = str(value or "single-root")
+    if value not in ("single-root", "strict", "off"):
+        raise ValueError(f"KIT_ORG_PARENT_CHECK must be single-root, strict or off, not {value!r}")
+    return value
+
+
 LICENSE_KEY_FILENAME = "license_ed25519.pem"
+KIT_RSA_KEY_FILENAME = "kit_rsa_private.pem"
 
 
 def default_database_uri(instance_path):

@@ -94,6 +94,30 @@ def insert_ignore(table, **values):
     return db.session.execute(statement).first() is not None
 
 
+BATCH = 1000
+
+
+def batches(items, size=BATCH):
+    items = list(items)
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+def upsert_rows(table, rows, keys, update):
+    """INSERT ... ON CONFLICT (keys) DO UPDATE for many rows, in batches (executemany).
+
+    The bulk path for Kit syncs: tens of thousands of rows, no ORM object per row. ``update``
+    names the columns a repeat overwrites; the key columns and created times stay.
+    """
+    dialect = postgresql if db.engine.dialect.name == "postgresql" else sqlite
+    table = getattr(table, "__table__", table)
+    statement = dialect.insert(table)
+    statement = statement.on_conflict_do_update(
+        index_elements=keys, set_={name: statement.excluded[name] for name in update})
+    for batch in batches(rows):
+        db.session.execute(statement, batch)
+
+
 def init_db():
     """Apply every pending migration; never drops data. Returns the revision now current.
 

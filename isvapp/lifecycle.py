@@ -61,8 +61,13 @@ def _store(key, body, instance_id=None):
 
 def emit(kind, instance, **payload):
     """Record a lifecycle event in the same transaction (the outbox jobs are made from)."""
-    db.session.add(Event(event_id=str(uuid.uuid4()), kind=kind, instance_id=instance.instance_id,
-                         order_id=instance.order_id, payload=payload or None))
+    record_event(kind, instance.instance_id, instance.order_id, payload)
+
+
+def record_event(kind, instance_id, order_id, payload):
+    """An event not tied to an instance row (Kit syncs), written the same way."""
+    db.session.add(Event(event_id=str(uuid.uuid4()), kind=kind, instance_id=instance_id or None,
+                         order_id=order_id or None, payload=payload or None))
 
 
 def live_instance(instance_id):

@@ -197,3 +197,83 @@ class License(db.Model):
         Index("ix_licenses_issued", "issued_at"),
         Index("ix_licenses_order", "order_id"),
     )
+
+
+# --- joint-operation (Kit) sync: keyed by (instance, tenant, ...) as the reference's idempotency
+# rules are; instance_key is "" when the marketplace sends no instance (credential applications).
+
+class KitState:
+    ACTIVE = "ACTIVE"
+    DELETED = "DELETED"  # tenants and apps are kept when deleted, like released instances
+    REVOKED = "REVOKED"  # a user whose authorisation was revoked (authSync flag 3)
+
+
+class Tenant(db.Model):
+    __tablename__ = "tenants"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    instance_key: Mapped[str] = mapped_column(String(64))
+    tenant_id: Mapped[str] = mapped_column(String(64))
+    tenant_code: Mapped[str | None] = mapped_column(String(64))
+    name: Mapped[str | None] = mapped_column(String(255))
+    domain_name: Mapped[str | None] = mapped_column(String(255))
+    order_id: Mapped[str | None] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(16), default=KitState.ACTIVE)
+    test_flag: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    __table_args__ = (UniqueConstraint("instance_key", "tenant_id", name="uq_tenants_instance_tenant"),
+                      Index("ix_tenants_tenant", "tenant_id"), Index("ix_tenants_updated", "updated_at"))
+
+
+class KitApp(db.Model):
+    __tablename__ = "kit_apps"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    instance_key: Mapped[str] = mapped_column(String(64))
+    tenant_id: Mapped[str] = mapped_column(String(64))
+    app_id: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str | None] = mapped_column(String(255))
+    client_id: Mapped[str | None] = mapped_column(String(255))
+    client_secret_sealed: Mapped[str | None] = mapped_column(Text)  # vault.seal(); never shown
+    order_id: Mapped[str | None] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(16), default=KitState.ACTIVE)
+    test_flag: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    __table_args__ = (UniqueConstraint("instance_key", "tenant_id", "app_id", name="uq_kit_apps_key"),
+                      Index("ix_kit_apps_tenant", "tenant_id"))
+
+
+class KitUser(db.Model):
+    __tablename__ = "kit_users"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    instance_key: Mapped[str] = mapped_column(String(64))
+    tenant_id: Mapped[str] = mapped_column(String(64))
+    app_id: Mapped[str] = mapped_column(String(64))
+    user_name: Mapped[str] = mapped_column(String(255))
+    name: Mapped[str | None] = mapped_column(String(255))
+    position: Mapped[str | None] = mapped_column(String(255))
+    org_code: Mapped[str | None] = mapped_column(String(64))
+    role: Mapped[str | None] = mapped_column(String(16))
+    enable: Mapped[bool] = mapped_column(Boolean, default=True)
+    employee_code: Mapped[str | None] = mapped_column(String(64))
+    employee_type: Mapped[str | None] = mapped_column(String(16))
+    extra: Mapped[dict | None] = mapped_column(JSON)
+    state: Mapped[str] = mapped_column(String(16), default=KitState.ACTIVE)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    __table_args__ = (UniqueConstraint("instance_key", "tenant_id", "app_id", "user_name",
+                                       name="uq_kit_users_key"),
+                      Index("ix_kit_users_tenant", "tenant_id", "app_id"))
+
+
+class Department(db.Model):
+    __tablename__ = "departments"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    instance_key: Mapped[str] = mapped_column(String(64))
+    tenant_id: Mapped[str] = mapped_column(String(64))
+    org_code: Mapped[str] = mapped_column(String(64))
+    org_name: Mapped[str] = mapped_column(String(128))
+    parent_code: Mapped[str | None] = mapped_column(String(64))
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    __table_args__ = (UniqueConstraint("instance_key", "tenant_id", "org_code", name="uq_departments_key"),
+                      Index("ix_departments_parent", "instance_key", "tenant_id", "parent_code"),
+                      Index("ix_departments_tenant", "tenant_id"))

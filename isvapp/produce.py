@@ -43,10 +43,17 @@ def now_ms():
 
 # --- answers ---------------------------------------------------------------------------------
 
+KIT_PREFIX = "/produce/produceAPI/"
+
+
 def answer(body):
-    """HTTP 200 with the envelope's exact bytes and a Body-Sign over them (harmless for G2)."""
+    """HTTP 200 with the envelope's exact bytes and a Body-Sign over them (harmless for G2).
+
+    Kit interfaces are signed with the Kit key, everything else with the basic key (§3.6).
+    """
     response = Response(body, 200, content_type="application/json;charset=UTF-8")
-    key = settings().access_key
+    cfg = settings()
+    key = cfg.kit_access_key if request.path.startswith(KIT_PREFIX) else cfg.access_key
     if key:
         response.headers["Body-Sign"] = body_sign(key, body)
     return response
@@ -135,6 +142,7 @@ def note_ids(data):
     instance_id = data.get("instanceId")
     callbacklog.note(order_id=data.get("orderId"), order_line_id=data.get("orderLineId"),
                      business_id=data.get("businessId"), test_flag=data.get("testFlag"),
+                     tenant_id=data.get("tenantId"),
                      instance_id=",".join(instance_id) if isinstance(instance_id, list) else instance_id)
 
 
@@ -246,4 +254,4 @@ def _koo_error(error):
     return error_answer(error)
 
 
-from . import produce_g1, produce_license  # noqa: E402,F401  (register their routes on this blueprint)
+from . import produce_g1, produce_kit, produce_license  # noqa: E402,F401  (register their routes on this blueprint)

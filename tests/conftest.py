@@ -16,7 +16,8 @@ from sqlalchemy.pool import NullPool
 from isvapp import create_app
 from isvapp.db import init_db
 from isvapp.extensions import db
-from isvapp.koo.signing import g1_signed_params, g2_signed_request
+from isvapp.koo.signing import (g1_kit_signed_request, g1_signed_params, g2_signed_request,
+                                kit_signed_request)
 
 KEY = "a1b2c3d4-0000-1111-2222-333344445555"  # the reference's made-up key
 KIT_KEY = "kit-0000-1111-2222-333344445555"
@@ -117,6 +118,15 @@ class Marketplace:
         """A G1 GET: parameters signed, then URL-encoded on the wire the way Java's URLEncoder does."""
         signed = g1_signed_params(key, params, **sign)
         return self.send("GET", path + "?" + urlencode(signed))
+
+    def kit(self, name, body, key=KIT_KEY, **sign):
+        """A G2 Kit POST to /produce/produceAPI/v2/<name>, x-sign headers and all."""
+        raw, headers = kit_signed_request(key, body, **sign)
+        return self.send("POST", f"/produce/produceAPI/v2/{name}", data=raw, headers=headers)
+
+    def kit_g1(self, name, body, key=KIT_KEY, formula="body-hmac"):
+        raw, headers = g1_kit_signed_request(key, body, formula)
+        return self.send("POST", f"/produce/produceAPI/{name}", data=raw, headers=headers)
 
     def count(self, model, *where):
         with self.app.app_context():

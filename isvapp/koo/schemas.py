@@ -9,7 +9,7 @@ import binascii
 import json
 from datetime import datetime, timezone
 
-from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates_schema
 
 KOO_TIME_FORMAT = "%Y%m%d%H%M%S"
 MAX_QUERY_IDS = 100
@@ -248,3 +248,165 @@ class GetLicenseAsync(KooSchema):
     expireTime = LooseTime()
     eventId = Id()
     deviceFingerprint = Text(1024)
+
+
+# --- Kit sync (§2.B, §2.D): G2 sends lists, G1 sends the same lists as JSON strings -------------
+
+MAX_KIT_ITEMS = 200_000
+
+
+def _kit_list(value, name):
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            raise ValidationError("is not a JSON list") from None
+    if not isinstance(value, list):
+        raise ValidationError("must be a list")
+    if len(value) > MAX_KIT_ITEMS:
+        raise ValidationError(f"has {len(value)} entries, at most {MAX_KIT_ITEMS} allowed")
+    return value
+
+
+def _text_of(item, key, where, max_len, required=False, aliases=()):
+    value = item.get(key)
+    for alias in aliases:
+        if value is None:
+            value = item.get(alias)
+    if value is None or value == "":
+        if required:
+            raise ValidationError(f"{where}.{key}: Missing data for required field.")
+        return None
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise ValidationError(f"{where}.{key}: Not a valid string.")
+    value = str(value)
+    if len(value) > max_len:
+        raise ValidationError(f"{where}.{key}: Longer than maximum length {max_len}.")
+    return value
+
+
+class OrgList(fields.Field):
+    """``orgInfo``: a flat list of {orgCode, name, parentCode}, checked by hand for speed.
+
+    A full sync carries tens of thousands of departments; a nested marshmallow schema would
+    spend most of the 5 s budget building error dictionaries nobody reads.
+    """
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        orgs = {}
+        for i, item in enumerate(_kit_list(value, attr)):
+            where = f"[{i}]"
+            if not isinstance(item, dict):
+                raise ValidationError(f"{where}: must be an object")
+            code = _text_of(item, "orgCode", where, 64, required=True)
+            if code in orgs:
+                raise ValidationError(f"{where}.orgCode: {code} appears twice")
+            orgs[code] = (_text_of(item, "name", where, 128, required=True, aliases=("orgName",)),
+                          _text_of(item, "parentCode", where, 64))
+        return orgs
+
+
+USER_FIELDS = {"name": 255, "position": 255, "orgCode": 64, "employeeCode": 64, "employeeType": 16}
+
+
+class UserList(fields.Field):
+    """``userList``: users as objects (G2) or a JSON string of them (G1), checked by hand for speed."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        users = {}
+        for i, item in enumerate(_kit_list(value, attr)):
+            where = f"[{i}]"
+            if not isinstance(item, dict):
+                raise ValidationError(f"{where}: must be an object")
+            user = {"userName": _text_of(item, "userName", where, 255, required=True)}
+            for key, max_len in USER_FIELDS.items():
+                user[key] = _text_of(item, key, where, max_len)
+            role = item.get("role")
+            if role not in (None, "", "user", "admin"):
+                raise ValidationError(f"{where}.role: must be user or admin")
+            user["role"] = role or None
+            enable = item.get("enable", True)
+            if enable not in (True, False, "true", "false", 1, 0, "1", "0"):
+                raise ValidationError(f"{where}.enable: must be true or false")
+            user["enable"] = enable in (True, "true", 1, "1")
+            extra = {k: v for k, v in item.items() if k not in user and k not in USER_FIELDS}
+            user["extra"] = extra or None
+            users[user["userName"]] = user
+        return list(users.values())
+
+
+def KitId(max_len=64):
+    """An id the marketplace may leave empty (tenantSync while the seller applies for credentials)."""
+    return fields.String(load_default="", validate=validate.Length(max=max_len), allow_none=True)
+
+
+class KitSchema(Schema):
+    """Kit bodies carry no activity (the path names the interface); flags are integers."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    testFlag = TestFlag(load_default=False)
+    timeStamp = fields.String(validate=validate.Length(max=20))
+    # Fields required unless the flag says delete (0): a delete needs only the keys.
+    REQUIRED_UNLESS_DELETE = ()
+
+    @validates_schema
+    def _required_unless_delete(self, data, **kwargs):
+        if data.get("flag", 1) != 0:
+            missing = [name for name in self.REQUIRED_UNLESS_DELETE if not data.get(name)]
+            if missing:
+                raise ValidationError({name: ["Missing data for required field."] for name in missing})
+
+
+def Flag(*choices, default=None):
+    return fields.Integer(strict=False, validate=validate.OneOf(choices),
+                          **({"load_default": default} if default is not None else {"required": True}))
+
+
+class TenantSync(KitSchema):
+    instanceId = KitId()
+    orderId = KitId()
+    tenantId = Id()
+    tenantCode = Id(required=False)
+    name = fields.String(validate=validate.Length(max=255))
+    domainName = fields.String(validate=validate.Length(max=255))
+    flag = Flag(0, 1, 2)
+    REQUIRED_UNLESS_DELETE = ("tenantCode", "name", "domainName")
+
+
+class ApplicationSync(KitSchema):
+    instanceId = KitId()
+    orderId = KitId()
+    tenantId = Id()
+    appId = Id()
+    name = fields.String(validate=validate.Length(max=255))
+    clientId = fields.String(validate=validate.Length(max=255))
+    clientSecret = fields.String(validate=validate.Length(max=4096))
+    flag = Flag(0, 1, 2, default=1)
+    REQUIRED_UNLESS_DELETE = ("clientId", "clientSecret")
+
+
+class AuthSync(KitSchema):
+    instanceId = KitId()
+    tenantId = Id()
+    appId = Id()
+    userList = UserList(required=True)
+    currentSyncTime = fields.String(validate=validate.Length(max=20))
+    flag = Flag(0, 1, 2, 3)
+
+
+class SingleOrgSync(KitSchema):
+    instanceId = KitId()
+    tenantId = Id()
+    orgCode = Id()
+    orgName = fields.String(validate=validate.Length(max=128))
+    parentCode = fields.String(validate=validate.Length(max=64), allow_none=True)
+    flag = Flag(0, 1, 2)
+    REQUIRED_UNLESS_DELETE = ("orgName",)
+
+
+class AllOrgSync(KitSchema):
+    instanceId = KitId()
+    tenantId = Id()
+    orgInfo = OrgList(required=True)

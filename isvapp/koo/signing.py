@@ -161,6 +161,40 @@ def verify_kit_request(key, raw_body, signature, timestamp, nonce, now_ms, windo
                    ("x-sign", "x-timestamp", "x-nonce"))
 
 
+# --- G1 Kit: authToken request header, formula not documented (§3.3) ---------------------------
+
+def _g1_field_text(value):
+    """How a top-level JSON value reads in ``k=v`` (Java's String.valueOf for the scalars)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return str(value)
+
+
+def g1_kit_tokens(key, raw_body, payload):
+    """Both candidate authTokens for a G1 Kit POST, by formula name (project rule: accept either).
+
+    body-hmac:     Base64(HMAC-SHA256(key + timeStamp, raw body)), timeStamp from the body;
+    sorted-fields: the G1 GET algorithm over the body's top-level fields.
+    """
+    stamp = str(payload.get("timeStamp", ""))
+    fields = {k: _g1_field_text(v) for k, v in payload.items() if v is not None and k != "authToken"}
+    return {"body-hmac": base64.b64encode(_hmac_sha256(key + stamp, raw_body)).decode("ascii"),
+            "sorted-fields": g1_auth_token(key, fields)}
+
+
+def verify_g1_kit_request(key, raw_body, payload, token):
+    """Check a G1 Kit authToken header; returns the name of the formula that matched."""
+    if not token:
+        raise KooError(AUTH_FAILED, "authToken header is missing")
+    token = token.strip().replace(" ", "+")
+    for formula, expected in g1_kit_tokens(key, raw_body, payload).items():
+        if _same(expected, token):
+            return formula
+    raise KooError(AUTH_FAILED, "authToken does not match")
+
+
 # --- the marketplace's side: signed requests (used by the simulator and the tests) ------------
 
 def new_nonce():
@@ -196,3 +230,10 @@ def g1_signed_params(key, params, timestamp=None):
     params["timeStamp"] = timestamp or g1_time()
     params["authToken"] = g1_auth_token(key, params)
     return params
+
+
+def g1_kit_signed_request(key, body, formula="body-hmac", timestamp=None):
+    """(raw body, headers) for a G1 Kit POST signed with either candidate formula."""
+    body = {**body, "timeStamp": timestamp or body.get("timeStamp") or g1_time()}
+    raw = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    return raw, {"authToken": g1_kit_tokens(key, raw, body)[formula], "Content-Type": "application/json"}
