@@ -56,9 +56,12 @@ def register_blueprints(app):
 
 
 def register_commands(app):
-    from . import cli, kit, licenses, maintenance
+    from . import cli, fakemarket, jobs, kit, licenses, maintenance, orderdetails, provisioning, usage  # noqa: F401
 
     cli.init_app(app)
+    fakemarket.init_app(app)
+    jobs.init_app(app)
     kit.init_app(app)
     licenses.init_app(app)
+    usage.init_app(app)
     maintenance.init_app(app)

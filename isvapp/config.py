@@ -28,6 +28,17 @@ DEFAULTS = {
     "KOO_API_BASE_URL": "https://mkt.myhuaweicloud.com",
     "KOO_AK": None,
     "KOO_SK": None,
+    "KOO_API_TIMEOUT_S": 3,  # order query / usage push; the reference asks for at most 3 s
+    "KOO_USAGE_KEY": None,  # usage push signature key (§3.8); defaults to KOO_ACCESS_KEY
+    # Provisioning hooks: "module:Class" (see isvapp/provisioning.py); WEBHOOK_* for the webhook one.
+    "PROVISIONER": "isvapp.provisioning:TemplateProvisioner",
+    "WEBHOOK_URL": None,
+    "WEBHOOK_SECRET": None,
+    # Background jobs: attempts before a job is dead, and the backoff between them.
+    "JOB_MAX_ATTEMPTS": 12,
+    "JOB_RETRY_BASE_S": 5,
+    "JOB_RETRY_MAX_S": 3600,
+    "JOB_LEASE_S": 60,
     "DISPLAY_TIMEZONE": "Asia/Shanghai",
     # License products: the Ed25519 key that signs license documents (None: instance folder's
     # license_ed25519.pem, made on first use), or a "module:function" that makes the license text.
@@ -72,6 +83,11 @@ class Settings:
     license_signing_key: str | None = None
     license_generator: str | None = None
     kit_org_parent_check: str = "single-root"
+    api_base_url: str = ""
+    api_ak: str | None = None
+    api_sk: str | None = None
+    api_timeout_s: float = 3.0
+    usage_key: str | None = None
 
 
 def load_settings(config):
@@ -96,6 +112,11 @@ def load_settings(config):
         license_signing_key=_text(config.get("LICENSE_SIGNING_KEY")),
         license_generator=_text(config.get("LICENSE_GENERATOR")),
         kit_org_parent_check=_kit_parent_check(config.get("KIT_ORG_PARENT_CHECK")),
+        api_base_url=str(config.get("KOO_API_BASE_URL") or "").rstrip("/"),
+        api_ak=_text(config.get("KOO_AK")),
+        api_sk=_text(config.get("KOO_SK")),
+        api_timeout_s=min(float(config.get("KOO_API_TIMEOUT_S") or 3), 3.0),
+        usage_key=_text(config.get("KOO_USAGE_KEY")) or access_key,
     )
 
 

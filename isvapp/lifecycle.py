@@ -13,7 +13,7 @@ import uuid
 
 from sqlalchemy import select
 
-from . import credentials, vault
+from . import credentials, jobs, vault
 from .db import insert_ignore
 from .extensions import db
 from .koo import codes
@@ -59,15 +59,26 @@ def _store(key, body, instance_id=None):
     return body
 
 
+# Events after which a G2 order's details are fetched from the order-query API (§5.1).
+FETCH_AFTER = {"created", "upgraded", "renewed", "trial_converted", "renewal_cancelled"}
+
+
 def emit(kind, instance, **payload):
-    """Record a lifecycle event in the same transaction (the outbox jobs are made from)."""
-    record_event(kind, instance.instance_id, instance.order_id, payload)
+    """Record a lifecycle event and its jobs in the same transaction as the state change."""
+    event_id = record_event(kind, instance.instance_id, instance.order_id, payload)
+    if kind in FETCH_AFTER and instance.generation in ("G2", "LIC2"):
+        jobs.enqueue("fetch_order", event_id, instance_id=instance.instance_id, payload={
+            "order_id": payload.get("order_id") or instance.order_id,
+            "order_line_id": payload.get("order_line_id") or instance.order_line_id})
 
 
 def record_event(kind, instance_id, order_id, payload):
-    """An event not tied to an instance row (Kit syncs), written the same way."""
-    db.session.add(Event(event_id=str(uuid.uuid4()), kind=kind, instance_id=instance_id or None,
+    """Write an event (Kit syncs have no instance row) and the job that runs its provisioning hook."""
+    event_id = str(uuid.uuid4())
+    db.session.add(Event(event_id=event_id, kind=kind, instance_id=instance_id or None,
                          order_id=order_id or None, payload=payload or None))
+    jobs.enqueue("provision", event_id, instance_id=instance_id or None)
+    return event_id
 
 
 def live_instance(instance_id):

@@ -277,3 +277,66 @@ class Department(db.Model):
     __table_args__ = (UniqueConstraint("instance_key", "tenant_id", "org_code", name="uq_departments_key"),
                       Index("ix_departments_parent", "instance_key", "tenant_id", "parent_code"),
                       Index("ix_departments_tenant", "tenant_id"))
+
+
+# --- background work -----------------------------------------------------------------------------
+
+class JobState:
+    QUEUED = "queued"
+    RUNNING = "running"  # claimed by a worker until locked_until; a dead worker's lease runs out
+    DONE = "done"
+    DEAD = "dead"  # out of attempts; kept with its last error, retried by `flask jobs retry`
+    ALL = (QUEUED, RUNNING, DONE, DEAD)
+
+
+class Job(db.Model):
+    """Durable background work, written in the same transaction as the event that needs it."""
+
+    __tablename__ = "jobs"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))  # provision | fetch_order | usage_push
+    key: Mapped[str] = mapped_column(String(100))  # the event id, or what makes the job unique
+    payload: Mapped[dict | None] = mapped_column(JSON)
+    state: Mapped[str] = mapped_column(String(16), default=JobState.QUEUED)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    max_attempts: Mapped[int] = mapped_column(Integer, default=12)
+    run_after: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    locked_by: Mapped[str | None] = mapped_column(String(100))
+    locked_until: Mapped[datetime | None] = mapped_column(DateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    instance_id: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime)
+    __table_args__ = (UniqueConstraint("kind", "key", name="uq_jobs_kind_key"),
+                      Index("ix_jobs_due", "state", "run_after"),
+                      Index("ix_jobs_instance", "instance_id"),
+                      Index("ix_jobs_updated", "updated_at"))
+
+
+class UsageState:
+    PENDING = "pending"
+    SENDING = "sending"  # in a batch being pushed; a crashed push resends the same metering_sn
+    PUSHED = "pushed"
+    REJECTED = "rejected"  # the marketplace refused this record (error_code says why)
+
+
+class UsageRecord(db.Model):
+    """One pay-per-use usage record (SDR); metering_sn is unique here and at the marketplace."""
+
+    __tablename__ = "usage_records"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    metering_sn: Mapped[str] = mapped_column(String(64), unique=True)
+    instance_id: Mapped[str] = mapped_column(String(64))
+    usage_value: Mapped[str] = mapped_column(String(32))
+    begin_time: Mapped[datetime] = mapped_column(DateTime)
+    end_time: Mapped[datetime] = mapped_column(DateTime)
+    record_time: Mapped[datetime] = mapped_column(DateTime)
+    relate_pkg_instance: Mapped[str | None] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(16), default=UsageState.PENDING)
+    batch: Mapped[str | None] = mapped_column(String(36))
+    error_code: Mapped[str | None] = mapped_column(String(32))
+    error_msg: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    pushed_at: Mapped[datetime | None] = mapped_column(DateTime)
+    __table_args__ = (Index("ix_usage_state", "state", "created_at"), Index("ix_usage_instance", "instance_id"))

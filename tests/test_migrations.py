@@ -13,7 +13,6 @@ from isvapp.db import BASELINE, MIGRATIONS, init_db
 from isvapp.extensions import db, migrate
 from isvapp.models import Instance
 
-from .test_produce_g2 import new_order
 
 
 def schema_differences():
@@ -54,8 +53,9 @@ def test_init_db_adopts_a_database_made_before_migrations_and_keeps_its_rows(app
         downgrade(directory=MIGRATIONS, revision="base")
         upgrade(directory=MIGRATIONS, revision=BASELINE)
         db.session.execute(text("DROP TABLE alembic_version"))
+        db.session.add(Instance(instance_id="kept", generation="G2", order_id="o-1"))
         db.session.commit()
-    assert market.g2(new_order()).status_code == 200 and market.count(Instance) == 1
+    assert market.count(Instance) == 1
     with app.app_context():
         assert init_db() == head_revision(app)
         assert schema_differences() == []

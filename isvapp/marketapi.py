@@ -1,0 +1,81 @@
+"""The marketplace's open API, called by the merchant: order query (§5.1) and usage push (§5.2).
+
+Only background jobs call it, never a request handler: the marketplace's own 5 s budget must
+not depend on the marketplace answering us. Every call is AK/SK signed, times out within 3 s,
+and verifies the server certificate (the default SSL context).
+"""
+import json
+import ssl
+import time
+import urllib.error
+import urllib.request
+from urllib.parse import quote, urlencode
+
+from .koo import apig
+from .koo.signing import new_nonce
+
+ORDER_QUERY = "/api/mkp-openapi-public/global/v1/order/query"
+USAGE_PUSH = "/api/mkp-openapi-public/global/v1/isv/usage-data"
+
+MKT_MESSAGES = {
+    "MKT.0999": "marketplace internal error", "MKT.0100": "input parameter out of range or malformed",
+    "MKT.0101": "invalid parameter (unknown, extra or missing)", "MKT.0199": "request parameter error",
+    "MKT.0150": "illegal operation (not this seller's product?)", "MKT.0151": "no authority (not a seller AK/SK)",
+    "MKT.0154": "illegal token: check KOO_AK/KOO_SK", "MKT.0250": "throttled by the marketplace",
+    "MKT.9001": "instance id not found", "MKT.9002": "invalid usage entities",
+    "MKT.9003": "too many usage records in one call", "MKT.9004": "usage begin time older than 21 days",
+}
+SUCCESS = "MKT.0000"
+
+
+class MarketError(Exception):
+    """A failed call; ``code`` is the MKT code, or "network" / "http" / "config"."""
+
+    def __init__(self, code, message):
+        super().__init__(f"{code}: {message}")
+        self.code, self.message = code, message
+
+
+def _ssl_context():
+    return ssl.create_default_context()
+
+
+def call(settings, method, path, query=None, body=None, headers=None):
+    """One signed call; returns the decoded JSON answer of a MKT.0000 success, else raises."""
+    if not (settings.api_ak and settings.api_sk):
+        raise MarketError("config", "KOO_AK and KOO_SK are not configured")
+    url = settings.api_base_url + path + ("?" + urlencode(query, quote_via=quote) if query else "")
+    headers = apig.sign(settings.api_ak, settings.api_sk, method, url,
+                        {"Content-Type": "application/json;charset=UTF-8", **(headers or {})}, body or b"")
+    request = urllib.request.Request(url, data=body, method=method, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=settings.api_timeout_s, context=_ssl_context()) as response:
+            raw = response.read()
+    except urllib.error.HTTPError as error:  # MKT errors arrive with 4xx/5xx statuses
+        raw = error.read()
+        if not raw:
+            raise MarketError("http", f"HTTP {error.code} from {path}") from None
+    except (urllib.error.URLError, OSError) as error:
+        raise MarketError("network", f"{path}: {getattr(error, 'reason', error)}") from None
+    try:
+        answer = json.loads(raw)
+    except ValueError:
+        raise MarketError("http", f"{path} answered something that is not JSON") from None
+    code = str(answer.get("resultCode") or answer.get("error_code") or "")
+    if code != SUCCESS:
+        raise MarketError(code or "http", MKT_MESSAGES.get(code, str(answer.get("resultMsg") or answer)[:200]))
+    return answer
+
+
+def query_order(settings, order_id, order_line_id=None):
+    query = {"orderId": order_id, **({"orderLineId": order_line_id} if order_line_id else {})}
+    return call(settings, "GET", ORDER_QUERY, query=query).get("orderInfo") or {}
+
+
+def push_usage(settings, records, ts=None, nonce=None):
+    """Push at most 1000 usage records; returns the answer (may list per-record errors)."""
+    body = apig.usage_body(records)
+    ts, nonce = str(ts or int(time.time() * 1000)), nonce or new_nonce()
+    headers = {"signature": apig.usage_signature(settings.usage_key or "", ts, nonce, body), "ts": ts,
+               "nonce": nonce}
+    return call(settings, "POST", USAGE_PUSH, body=body, headers=headers)

@@ -1,0 +1,80 @@
+"""Filling in a G2 order's details from the order-query API, in a background job (§5.1).
+
+G2 newInstance carries only ids, and the answer cannot wait for the marketplace; this job asks
+for the order afterwards, stores customer, product, period and expiry on the instance, and
+emits ``details_fetched`` for the provisioner. When it finally gives up the instance is marked
+``failed`` (and ``details_failed`` emitted), visible to the merchant.
+"""
+from datetime import datetime
+
+from flask import current_app
+from sqlalchemy import select
+
+from . import jobs, lifecycle, marketapi
+from .db import write_transaction
+from .extensions import db
+from .models import DetailsState, Instance
+
+PERMANENT_CODES = {"MKT.0101", "MKT.0150", "MKT.9001"}
+
+
+def _time(value):
+    try:
+        return datetime.strptime(str(value), "%Y%m%d%H%M%S")
+    except (TypeError, ValueError):
+        return None
+
+
+def _products(line):
+    info = line.get("productInfo")
+    if isinstance(info, list):
+        return info[0] if info and isinstance(info[0], dict) else {}
+    return info if isinstance(info, dict) else {}
+
+
+def apply_order(instance, order, order_line_id):
+    """Copy what the order says onto the instance (only fields the order actually carries)."""
+    lines = order.get("orderLine") or []
+    line = next((item for item in lines if item.get("orderLineId") == order_line_id), lines[0] if lines else {})
+    product = _products(line)
+    values = {"charging_mode": line.get("chargingMode"), "period_type": line.get("periodType"),
+              "period_number": line.get("periodNumber"), "expire_time": _time(line.get("expireTime")),
+              "product_id": product.get("productId") or line.get("productId"),
+              "sku_code": product.get("skuCode") or line.get("skuCode"),
+              "customer_id": order.get("customerId"), "customer_name": order.get("customerName"),
+              "user_id": order.get("userId"), "user_name": order.get("userName")}
+    for name, value in values.items():
+        if value not in (None, ""):
+            setattr(instance, name, str(value) if name in ("charging_mode", "period_type") else value)
+    if line.get("trialFlag") is not None:
+        instance.trial = str(line.get("trialFlag")) == "1"
+    instance.extra = {**(instance.extra or {}), "order": order}
+    instance.details_state = DetailsState.FETCHED
+
+
+@jobs.handler("fetch_order")
+def fetch_order(job):
+    settings = current_app.extensions["isvapp"]
+    try:
+        order = marketapi.query_order(settings, job.payload["order_id"], job.payload.get("order_line_id"))
+    except marketapi.MarketError as error:
+        if error.code in PERMANENT_CODES and job.attempts >= 3:
+            raise jobs.Permanent(str(error)) from None
+        raise
+    with write_transaction():
+        instance = db.session.execute(
+            select(Instance).where(Instance.instance_id == job.instance_id)).scalar_one()
+        apply_order(instance, order, job.payload.get("order_line_id"))
+        if not jobs.complete(job):
+            raise RuntimeError("lost the job's lease; another worker finishes it")
+        lifecycle.emit("details_fetched", instance, order_id=job.payload["order_id"])
+
+
+def _gave_up(job):
+    instance = db.session.execute(select(Instance).where(Instance.instance_id == job.instance_id)).scalar_one_or_none()
+    if instance is not None and instance.details_state != DetailsState.FETCHED:
+        instance.details_state = DetailsState.FAILED
+        lifecycle.emit("details_failed", instance, order_id=job.payload.get("order_id"))
+
+
+jobs.DEAD_HANDLERS["fetch_order"] = _gave_up
