@@ -56,12 +56,14 @@ def register_blueprints(app):
 
 
 def register_commands(app):
-    from . import cli, fakemarket, jobs, kit, licenses, maintenance, orderdetails, provisioning, usage  # noqa: F401
+    from . import (cli, fakemarket, jobs, kit, licenses, maintenance, orderdetails,  # noqa: F401
+                   provisioning, simulator, usage)
 
     cli.init_app(app)
     fakemarket.init_app(app)
     jobs.init_app(app)
     kit.init_app(app)
     licenses.init_app(app)
+    simulator.init_app(app)
     usage.init_app(app)
     maintenance.init_app(app)

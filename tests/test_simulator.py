@@ -1,0 +1,116 @@
+"""The marketplace simulator against a live isvapp (all suites pass) and a broken server (it says so)."""
+import json
+import subprocess
+import sys
+import threading
+import uuid
+
+import pytest
+from werkzeug.serving import make_server
+from werkzeug.wrappers import Request, Response
+
+from isvapp import simulator
+from isvapp.koo.envelope import envelope
+from isvapp.koo.signing import body_sign
+
+from .conftest import KEY, KIT_KEY
+from .live import ROOT, LiveServer
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("sim")
+    env = {"ISVAPP_SECRET_KEY": "s", "ISVAPP_KOO_ACCESS_KEY": KEY, "ISVAPP_KOO_KIT_ACCESS_KEY": KIT_KEY}
+    server = LiveServer(folder, workers=2, env=env)
+    server.flask("init-db")
+    public = folder / "kit_public.pem"
+    public.write_text(server.flask("kit-keygen").stdout)
+    with server:
+        yield server, public
+
+
+def test_every_suite_and_probe_passes_against_isvapp(live):
+    server, public = live
+    sim = simulator.run(simulator.Simulator(server.url + "/produce", KEY, KIT_KEY, public.read_bytes()),
+                        simulator.SUITES, "both", with_probes=True)
+    assert sim.failed == [], simulator.report(sim)
+    scenarios = {s.scenario for s in sim.steps}
+    assert {"period G1", "period G2", "cancel G2", "kit", "license-g1", "license-2", "negative probes"} <= scenarios
+    assert len(sim.steps) > 80
+    assert all(s.got == s.expected for s in sim.steps)
+
+
+def test_console_script_prints_json_and_exits_zero(live):
+    server, _ = live
+    result = subprocess.run([sys.executable, "-c", "from isvapp.simulator import main; main()", server.url,
+                             "--suite", "onetime", "--json", "--key", KEY], cwd=ROOT, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    report = json.loads(result.stdout)
+    assert report["ok"] and [s["step"] for s in report["steps"]][:2] == ["newInstance", "newInstance retried"]
+
+
+def test_wrong_key_makes_every_step_fail_with_a_non_zero_exit(live):
+    server, _ = live
+    result = subprocess.run([sys.executable, "-c", "from isvapp.simulator import main; main()", server.url,
+                             "--suite", "onetime", "--key", "not-the-key"], cwd=ROOT, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 1 and "FAIL: resultCode 000001" in result.stdout
+
+
+class BrokenServer:
+    """Signs G1 answers wrongly, gives a retried order a new instanceId, refuses a second release,
+    and accepts anything (so every negative probe goes unrefused)."""
+
+    def __init__(self):
+        self.released = set()
+
+    def __call__(self, environ, start_response):
+        request = Request(environ)
+        params = dict(request.args)
+        if request.method == "POST" and request.path == "/produce":
+            params = json.loads(request.get_data() or b"{}") if request.get_data().startswith(b"{") else {}
+        activity = params.get("activity")
+        if activity == "newInstance":
+            body = envelope(instanceId=uuid.uuid4().hex)
+        elif activity == "releaseInstance" and params.get("instanceId") in self.released:
+            body = envelope("000003", "instance gone")
+        else:
+            self.released.add(params.get("instanceId"))
+            body = envelope()
+        headers = {"Content-Type": "application/json", "Body-Sign": body_sign("some-other-key", body)}
+        return Response(body, 200, headers=headers)(environ, start_response)
+
+
+@pytest.fixture
+def broken():
+    server = make_server("127.0.0.1", 0, BrokenServer(), threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+
+
+def test_the_broken_server_is_reported_exactly(broken):
+    sim = simulator.run(simulator.Simulator(broken, KEY), ["onetime"], "both", with_probes=True)
+    failures = {(s.scenario, s.step): s.reason for s in sim.failed}
+    assert set(failures) == {
+        ("onetime G2", "newInstance retried"), ("onetime G2", "releaseInstance again (idempotent)"),
+        ("onetime G1", "newInstance"), ("onetime G1", "newInstance retried"), ("onetime G1", "releaseInstance"),
+        ("onetime G1", "releaseInstance again (idempotent)"),
+        ("negative probes", "wrong signature"), ("negative probes", "stale timestamp (10 min old)"),
+        ("negative probes", "replayed nonce"), ("negative probes", "malformed JSON body"),
+        ("negative probes", "G1 wrong authToken"), ("negative probes", "kit wrong x-sign")}
+    assert "differs from the first answer" in failures[("onetime G2", "newInstance retried")]
+    assert "resultCode 000003" in failures[("onetime G2", "releaseInstance again (idempotent)")]
+    assert "Body-Sign does not match" in failures[("onetime G1", "newInstance")]
+    assert "appInfo missing" in failures[("onetime G1", "newInstance")]
+    assert "resultCode 000000" in failures[("negative probes", "replayed nonce")]
+    assert "FAIL" in simulator.report(sim)
+
+
+def test_flask_simulate_uses_the_apps_own_keys(live, runner):
+    server, _ = live
+    result = runner.invoke(args=["simulate", server.url, "--suite", "kit", "--suite", "trial", "--generation", "g1"])
+    assert result.exit_code == 0, result.output
+    assert "kit tenantSync add" in result.output and "refreshInstance trialToFormal" in result.output
