@@ -48,7 +48,8 @@ DEFAULTS = {
     "APP_ADMIN_URL_TEMPLATE": "https://app.example.com/t/{instance_id}/admin",
     "APP_ADMIN_USER_TEMPLATE": "admin",
     "APP_MEMO": "",
-    "CALLBACK_LOG_RETENTION_DAYS": 90,  # `flask prune` deletes older callback log rows; 0 keeps them
+    "CALLBACK_LOG_RETENTION_DAYS": 90,
+    "PRUNE_EVERY_H": 24,  # the worker prunes nonces and the callback log this often; 0: only `flask prune`  # `flask prune` deletes older callback log rows; 0 keeps them
 }
 
 DB_FILENAME = "isvapp.sqlite"

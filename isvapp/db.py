@@ -26,6 +26,7 @@ MIGRATIONS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "migration
 BASELINE = "0001"
 
 _IMMEDIATE = "isvapp_immediate"
+_SQLITE_RECONNECT_ERRORS = ("readonly database", "unable to open database file", "disk i/o error")
 
 
 def _install_sqlite_settings(engine, busy_timeout_s):
@@ -39,6 +40,15 @@ def _install_sqlite_settings(engine, busy_timeout_s):
         cursor.execute("PRAGMA synchronous=FULL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
+
+    @event.listens_for(engine, "handle_error")
+    def _drop_broken_connections(context):
+        # A connection opened while the file was read-only (or missing, or on a failing disk)
+        # stays that way: treat these like a lost server so the pool opens a fresh one next time,
+        # and the service recovers by itself once the file is fixed.
+        message = str(context.original_exception).lower()
+        if any(sign in message for sign in _SQLITE_RECONNECT_ERRORS):
+            context.is_disconnect = True
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn):

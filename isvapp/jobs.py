@@ -29,6 +29,7 @@ from .models import Job, JobState, utcnow
 log = logging.getLogger("isvapp.jobs")
 
 HANDLERS = {}  # kind -> function(job) ; registered by the modules that own the work
+TICKS = []  # functions the worker calls about every 30 s to schedule periodic work
 
 
 class Permanent(Exception):
@@ -40,6 +41,12 @@ def handler(kind):
         HANDLERS[kind] = function
         return function
     return register
+
+
+def periodic(function):
+    """Register a function the worker calls about every 30 s (to schedule periodic jobs)."""
+    TICKS.append(function)
+    return function
 
 
 def enqueue(kind, key, payload=None, instance_id=None, delay_s=0):
@@ -165,15 +172,23 @@ def work(poll_s=1.0, max_jobs=None, until_idle=False, tick=None):
     return done
 
 
+def tick():
+    for function in TICKS:
+        try:
+            function()
+        except Exception:  # noqa: BLE001  a failing schedule must not stop the worker
+            db.session.rollback()
+            log.exception("periodic %s failed", function.__name__)
+
+
 @click.command("worker")
 @click.option("--poll", "poll_s", default=1.0, show_default=True, help="Seconds between looks when idle.")
 @click.option("--until-idle", is_flag=True, help="Stop when no job is due (for cron or tests).")
 @with_appcontext
 def worker_command(poll_s, until_idle):
     """Run background jobs: order details, provisioning hooks, usage push."""
-    from . import usage
     log.info("worker %s started", worker_id())
-    ran = work(poll_s=poll_s, until_idle=until_idle, tick=usage.schedule)
+    ran = work(poll_s=poll_s, until_idle=until_idle, tick=tick)
     click.echo(f"worker stopped after {ran} jobs")
 
 

@@ -16,6 +16,7 @@ from flask import current_app
 from flask.cli import with_appcontext
 from sqlalchemy import delete, select
 
+from . import jobs
 from .db import is_sqlite, write_transaction
 from .extensions import db
 from .models import Callback, Nonce, utcnow
@@ -44,6 +45,22 @@ def prune(settings, callback_days, now=None):
     counts["callbacks"] = (_delete_older(Callback, Callback.received_at, now - timedelta(days=callback_days))
                            if callback_days > 0 else 0)
     return counts
+
+
+@jobs.handler("prune")
+def prune_job(job):
+    prune(current_app.extensions["isvapp"], int(current_app.config["CALLBACK_LOG_RETENTION_DAYS"] or 0))
+
+
+@jobs.periodic
+def schedule_prune(now=None):
+    """One prune job per PRUNE_EVERY_H period, whichever worker (or host) sees the period first."""
+    hours = float(current_app.config["PRUNE_EVERY_H"] or 0)
+    if hours <= 0:
+        return
+    period = int((now or utcnow()).timestamp() // (hours * 3600))
+    with write_transaction():
+        jobs.enqueue("prune", f"prune:{hours:g}h:{period}")
 
 
 @click.command("prune")

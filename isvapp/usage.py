@@ -67,6 +67,7 @@ def _wake():
                            .values(state=JobState.QUEUED, attempts=0, run_after=utcnow(), updated_at=utcnow()))
 
 
+@jobs.periodic
 def schedule():
     """Called by the worker now and then: usage left pending (say, added while a push ran) gets pushed."""
     pending = db.session.execute(select(exists().where(UsageRecord.state.in_(

@@ -1,52 +1,77 @@
-"""Identical newInstance storms against a real gunicorn with 2 workers on loopback."""
+"""Duplicate storms against a real gunicorn with several workers on loopback.
+
+The marketplace retries a callback it has no answer for, and its retries can overlap: here 32
+identical newInstance callbacks (each freshly signed, as a retry would be) arrive at once for
+each of 50 orders, half of them G2 (POST) and half G1 (GET, whole order in the query). One
+instance per order, byte-identical answers, no errors.
+"""
 import json
 import threading
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import requests
 from sqlalchemy import text
 
-from isvapp.koo.signing import g2_signed_request
+from isvapp.koo.signing import g1_signed_params, g2_signed_request
 
 from .conftest import KEY
 from .live import LiveServer
 
-ORDERS, COPIES = 25, 8
+ORDERS, COPIES = 50, 32
+LIVE_ENV = {"ISVAPP_SECRET_KEY": "s", "ISVAPP_KOO_ACCESS_KEY": KEY}
 
 
-def test_identical_new_instances_at_once_create_one_instance_per_order(tmp_path):
-    env = {"ISVAPP_SECRET_KEY": "s", "ISVAPP_KOO_ACCESS_KEY": KEY}
-    with LiveServer(tmp_path, workers=2, env=env) as server:
-        session = requests.Session()
-        bodies = [{"activity": "newInstance", "orderId": f"CONC{o:03d}", "orderLineId": f"CONC{o:03d}-000001",
-                   "businessId": str(uuid.uuid4()), "testFlag": "1"} for o in range(ORDERS) for _ in range(COPIES)]
-        signed = [g2_signed_request(KEY, body) for body in bodies]
-        start = threading.Barrier(32)
+def post_g2(session, url, body, timeout=10):
+    raw, query = g2_signed_request(KEY, body)
+    return session.post(url + "/produce", params=query, data=raw, timeout=timeout,
+                        headers={"Content-Type": "application/json"})
 
-        def fire(i):
-            raw, query = signed[i]
-            if i < 32:
-                start.wait(timeout=10)
-            return bodies[i]["orderId"], requests.post(server.url + "/produce", params=query, data=raw, timeout=10,
-                                                        headers={"Content-Type": "application/json"})
 
-        with ThreadPoolExecutor(max_workers=32) as pool:
-            results = list(pool.map(fire, range(len(bodies))))
+def get_g1(session, url, params, timeout=10):
+    return session.get(url + "/produce", params=g1_signed_params(KEY, params), timeout=timeout)
 
-    by_order = {}
-    for order_id, response in results:
-        assert response.status_code == 200
-        answer = json.loads(response.content)
-        assert answer["resultCode"] == "000000", answer
-        by_order.setdefault(order_id, set()).add(response.content)
-    assert len(by_order) == ORDERS
-    assert all(len(answers) == 1 for answers in by_order.values())  # byte-identical per order
 
-    engine = server.engine()
-    with engine.connect() as db:
-        rows = db.execute(text("SELECT order_id, count(*), min(instance_id) FROM instances GROUP BY order_id")).all()
-    engine.dispose()
+def storm_order(o):
+    if o % 2:
+        return {"activity": "newInstance", "orderId": f"STORM{o:03d}", "customerId": "c" * 32,
+                "productId": "00301-666666-0--0", "expireTime": "20300101000000", "testFlag": "1"}
+    return {"activity": "newInstance", "orderId": f"STORM{o:03d}", "orderLineId": f"STORM{o:03d}-000001",
+            "testFlag": "1"}
+
+
+def test_storms_of_identical_new_instances_create_one_instance_per_order(tmp_path):
+    bodies = [storm_order(o) for o in range(ORDERS)]
+    local = threading.local()
+    with LiveServer(tmp_path, workers=4, env=LIVE_ENV) as server, ThreadPoolExecutor(COPIES) as pool:
+        def fire(body, start):
+            local.session = getattr(local, "session", None) or requests.Session()
+            body = {**body, "businessId": str(uuid.uuid4())}  # every retry carries a new one
+            start.wait(timeout=10)
+            if "orderLineId" in body:
+                return post_g2(local.session, server.url, body)
+            return get_g1(local.session, server.url, body)
+
+        t0 = time.monotonic()
+        answers = {}
+        for body in bodies:
+            start = threading.Barrier(COPIES)  # all 32 copies leave together
+            responses = list(pool.map(lambda _: fire(body, start), range(COPIES)))
+            assert all(r.status_code == 200 for r in responses)
+            answers[body["orderId"]] = {r.content for r in responses}
+        elapsed = time.monotonic() - t0
+        engine = server.engine()
+        with engine.connect() as db:
+            rows = db.execute(text("SELECT order_id, count(*), min(instance_id) FROM instances GROUP BY order_id")).all()
+            claimed = db.execute(text("SELECT count(*) FROM answers WHERE body IS NOT NULL")).scalar_one()
+            events = db.execute(text("SELECT count(*) FROM events WHERE kind = 'created'")).scalar_one()
+        engine.dispose()
+
+    print(f"storm: {ORDERS * COPIES} callbacks in {elapsed:.1f} s ({ORDERS * COPIES / elapsed:.0f}/s)")
+    assert all(len(bodies_seen) == 1 for bodies_seen in answers.values())  # byte-identical per order
+    firsts = {order: json.loads(next(iter(seen))) for order, seen in answers.items()}
+    assert all(answer["resultCode"] == "000000" for answer in firsts.values()), firsts
     assert len(rows) == ORDERS and all(count == 1 for _, count, _ in rows)
-    stored = {order: iid for order, _, iid in rows}
-    assert all(json.loads(next(iter(by_order[o])))["instanceId"] == stored[o] for o in by_order)
+    assert {order: iid for order, _, iid in rows} == {o: a["instanceId"] for o, a in firsts.items()}
+    assert claimed == events == ORDERS

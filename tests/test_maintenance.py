@@ -107,3 +107,19 @@ def test_backup_on_postgresql_points_at_pg_dump(app, runner, tmp_path):
         assert result.exit_code == 0
     else:
         assert result.exit_code != 0 and "pg_dump" in result.output
+
+
+def test_the_worker_schedules_one_prune_per_period(app, market):
+    from datetime import datetime
+
+    from isvapp import jobs
+    from isvapp.maintenance import schedule_prune
+    from isvapp.models import Job, JobState
+    with app.app_context():
+        moment = datetime(2026, 11, 24, 10, 0)
+        schedule_prune(moment)
+        schedule_prune(moment.replace(hour=11))  # same 24 h period: nothing new
+        assert jobs.work(until_idle=True) == 1
+        schedule_prune(moment.replace(day=25, hour=10))
+    assert market.count(Job, Job.kind == "prune") == 2
+    assert market.count(Job, Job.kind == "prune", Job.state == JobState.DONE) == 1
