@@ -49,10 +49,16 @@ def register_extensions(app):
 
 def register_blueprints(app):
     from . import health, produce
+    from .dashboard import views as dashboard
 
     app.register_blueprint(produce.bp)
     app.register_blueprint(health.bp)
+    dashboard.init_app(app)
     produce.register_error_answers(app)
+    hops = int(app.config["PROXY_FIX_HOPS"] or 0)
+    if hops:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
 
 
 def register_commands(app):

@@ -84,7 +84,7 @@ def finish(response):
         method=request.method, path=request.path[:255], generation=info.get("generation"),
         activity=(info.get("activity") or None) and str(info["activity"])[:32],
         order_id=info.get("order_id"), order_line_id=info.get("order_line_id"),
-        instance_id=(info.get("instance_id") or None) and str(info["instance_id"])[:255],
+        instance_id=str(info.get("instance_id") or answer.get("instanceId") or "")[:255] or None,
         business_id=info.get("business_id"), tenant_id=info.get("tenant_id"),
         test_flag=info.get("test_flag"), note=info.get("note"),
         result_code=str(answer.get("resultCode", ""))[:8] or None,

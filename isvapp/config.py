@@ -49,7 +49,10 @@ DEFAULTS = {
     "APP_ADMIN_USER_TEMPLATE": "admin",
     "APP_MEMO": "",
     "CALLBACK_LOG_RETENTION_DAYS": 90,
-    "PRUNE_EVERY_H": 24,  # the worker prunes nonces and the callback log this often; 0: only `flask prune`  # `flask prune` deletes older callback log rows; 0 keeps them
+    "PRUNE_EVERY_H": 24,
+    # Behind nginx (or another proxy) on the same host: 1, so the pages see https and the client's
+    # address from X-Forwarded-Proto/-For. Left at 0 without a proxy (the headers could be forged).
+    "PROXY_FIX_HOPS": 0,  # the worker prunes nonces and the callback log this often; 0: only `flask prune`  # `flask prune` deletes older callback log rows; 0 keeps them
 }
 
 DB_FILENAME = "isvapp.sqlite"

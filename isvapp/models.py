@@ -69,6 +69,8 @@ class Instance(db.Model):
         Index("ix_instances_order", "order_id", "order_line_id"),
         Index("ix_instances_created", "created_at"),
         Index("ix_instances_customer", "customer_id"),
+        Index("ix_instances_customer_name", "customer_name"),
+        Index("ix_instances_test_id", "test_flag", "id"),
         Index("ix_instances_product", "product_id"),
     )
 
@@ -340,3 +342,26 @@ class UsageRecord(db.Model):
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     pushed_at: Mapped[datetime | None] = mapped_column(DateTime)
     __table_args__ = (Index("ix_usage_state", "state", "created_at"), Index("ix_usage_instance", "instance_id"))
+
+
+# --- the merchant's pages ------------------------------------------------------------------------
+
+class AdminUser(db.Model):
+    __tablename__ = "admin_users"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    session_version: Mapped[int] = mapped_column(Integer, default=1)  # bumped on reset: old sessions end
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class LoginAttempt(db.Model):
+    """Failed logins, counted per address and per name to slow down guessing (any worker, any host)."""
+
+    __tablename__ = "login_attempts"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    remote_addr: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    __table_args__ = (Index("ix_login_attempts_addr", "remote_addr", "at"), Index("ix_login_attempts_name", "name", "at"))

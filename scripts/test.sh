@@ -5,6 +5,17 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/venv.sh test
+# The page tests drive Debian's Chromium (Playwright never downloads a browser here).
+if ! command -v chromium >/dev/null; then
+  if [ "$(id -u)" = 0 ]; then
+    echo "test: installing Chromium from Debian's packages" >&2
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  else
+    echo "test: Chromium is missing: sudo apt-get install chromium" >&2
+    exit 1
+  fi
+fi
 echo "== tests on SQLite" >&2
 env -u ISVAPP_SQLALCHEMY_DATABASE_URI .venv/bin/python -m pytest "$@"
 if [ "${ISVAPP_TEST_POSTGRES:-1}" != 0 ]; then

@@ -1,0 +1,373 @@
+"""The pages: thin views over filtered, paginated queries (every list has an index to use).
+
+Lists never count the whole table: a page fetches one row more than it shows to know whether a
+next page exists. CSV exports run the same filtered query and stream rows as they are read.
+"""
+import csv
+import io
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from flask import (Blueprint, Response, abort, current_app, redirect, render_template, request, session,
+                   stream_with_context, url_for)
+from sqlalchemy import and_, func, or_, select
+
+from .. import vault
+from ..extensions import db
+from ..models import (Callback, Conflict, Department, Event, Instance, InstanceState, Job, JobState, KitApp,
+                      KitUser, License, LicenseState, Tenant, utcnow)
+from . import i18n, security
+
+bp = Blueprint("dashboard", __name__, url_prefix="/admin", template_folder="templates",
+               static_folder="static", static_url_path="/static")
+PAGE = 50
+TREE_LIMIT = 5000
+
+
+@bp.before_request
+def _before():
+    i18n.choose()
+
+
+@bp.after_request
+def _after(response):
+    return i18n.remember(security.secure_headers(response))
+
+
+@bp.app_context_processor
+def _template_helpers():
+    return {"_": i18n.gettext, "csrf_token": security.csrf_token, "admin": security.current_admin,
+            "lang": lambda: i18n.g.get("lang", "en")}
+
+
+@bp.app_template_filter("local")
+def local_time(moment):
+    """Stored times are naive UTC; shown in DISPLAY_TIMEZONE."""
+    if moment is None:
+        return ""
+    zone = ZoneInfo(current_app.config["DISPLAY_TIMEZONE"])
+    return moment.replace(tzinfo=ZoneInfo("UTC")).astimezone(zone).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _zone():
+    return ZoneInfo(current_app.config["DISPLAY_TIMEZONE"])
+
+
+def _page():
+    try:
+        return max(1, int(request.args.get("page", 1)))
+    except ValueError:
+        return 1
+
+
+def paged(statement):
+    """(rows, page, has_next) for the current ?page=."""
+    page = _page()
+    rows = db.session.execute(statement.limit(PAGE + 1).offset((page - 1) * PAGE)).scalars().all()
+    return rows[:PAGE], page, len(rows) > PAGE
+
+
+def page_url(page):
+    args = request.args.to_dict()
+    args["page"] = page
+    return url_for(request.endpoint, **(request.view_args or {}), **args)
+
+
+bp.add_app_template_global(page_url)
+
+
+# --- login -------------------------------------------------------------------------------------
+
+@bp.route("/login", methods=["GET", "POST"])
+def login():
+    failed = False
+    if request.method == "POST":
+        security.check_csrf()
+        found = security.authenticate(request.form.get("name"), request.form.get("password"))
+        if found:
+            security.log_in(*found)
+            target = request.args.get("next", "")
+            return redirect(target if target.startswith("/admin") and "//" not in target else url_for(".overview"))
+        failed = True
+    return render_template("dashboard/login.html", failed=failed), 200 if not failed else 401
+
+
+@bp.post("/logout")
+@security.login_required
+def logout():
+    session.clear()
+    return redirect(url_for(".login"))
+
+
+# --- overview ----------------------------------------------------------------------------------
+
+@bp.get("/")
+@security.login_required
+def overview():
+    now = utcnow()
+    local_midnight = datetime.now(_zone()).replace(hour=0, minute=0, second=0, microsecond=0)
+    today = local_midnight.astimezone(ZoneInfo("UTC")).replace(tzinfo=None)
+    count = lambda model, *where: db.session.execute(  # noqa: E731
+        select(func.count()).select_from(model).where(*where)).scalar_one()
+    states = dict(db.session.execute(select(Instance.state, func.count()).group_by(Instance.state)).all())
+    figures = {
+        "callbacks_today": count(Callback, Callback.received_at >= today),
+        "failures_24h": count(Callback, Callback.received_at >= now - timedelta(hours=24),
+                              Callback.result_code != "000000"),
+        "expiring_7d": count(Instance, Instance.state == InstanceState.ACTIVE, Instance.expire_time >= now,
+                             Instance.expire_time < now + timedelta(days=7)),
+        "dead_jobs": count(Job, Job.state == JobState.DEAD),
+        "conflicts": count(Conflict),
+    }
+    return render_template("dashboard/overview.html", states=states, all_states=InstanceState.ALL, **figures)
+
+
+# --- instances ---------------------------------------------------------------------------------
+
+def _int(name, default=None):
+    try:
+        return int(request.args.get(name) or default)
+    except (TypeError, ValueError):
+        return default
+
+
+def instance_query():
+    args = request.args
+    statement = select(Instance)
+    if args.get("state") in InstanceState.ALL:
+        statement = statement.where(Instance.state == args["state"])
+    if args.get("product"):
+        statement = statement.where(Instance.product_id == args["product"])
+    data = args.get("data", "real")
+    if data != "all":
+        statement = statement.where(Instance.test_flag.is_(data == "test"))
+    days = _int("expiring")
+    if days is not None:
+        now = utcnow()
+        statement = statement.where(Instance.expire_time >= now, Instance.expire_time < now + timedelta(days=days))
+    q = (args.get("q") or "").strip()
+    if q:
+        statement = statement.where(or_(Instance.instance_id == q, Instance.order_id == q, Instance.customer_id == q,
+                                        and_(Instance.customer_name >= q, Instance.customer_name < q + "\uffff")))
+    if args.get("sort") == "expire":
+        return statement.order_by(Instance.expire_time.is_(None), Instance.expire_time, Instance.id)
+    return statement.order_by(Instance.id.desc())
+
+
+@bp.get("/instances")
+@security.login_required
+def instances():
+    rows, page, has_next = paged(instance_query())
+    return render_template("dashboard/instances.html", rows=rows, page=page, has_next=has_next,
+                           states=InstanceState.ALL)
+
+
+def _instance(instance_id):
+    instance = db.session.execute(select(Instance).where(Instance.instance_id == instance_id)).scalar_one_or_none()
+    if instance is None:
+        abort(404)
+    return instance
+
+
+def timeline(instance):
+    callbacks = db.session.execute(
+        select(Callback).where(or_(Callback.instance_id == instance.instance_id, Callback.order_id == instance.order_id))
+        .order_by(Callback.received_at.desc()).limit(200)).scalars().all()
+    events = db.session.execute(select(Event).where(Event.instance_id == instance.instance_id)
+                                .order_by(Event.created_at.desc()).limit(200)).scalars().all()
+    jobs = db.session.execute(select(Job).where(Job.instance_id == instance.instance_id)
+                              .order_by(Job.created_at.desc()).limit(200)).scalars().all()
+    items = [(c.received_at, "callback", c) for c in callbacks] + [(e.created_at, "event", e) for e in events] + \
+            [(j.created_at, "job", j) for j in jobs]
+    return sorted(items, key=lambda item: item[0], reverse=True)
+
+
+@bp.route("/instances/<instance_id>", methods=["GET", "POST"])
+@security.login_required
+def instance(instance_id):
+    """POST (a form with its CSRF token) is the explicit click that reveals the password."""
+    row = _instance(instance_id)
+    password = None
+    if request.method == "POST" and row.admin_password_sealed:
+        password = vault.unseal(current_app.config["SECRET_KEY"], row.admin_password_sealed)
+    licenses = db.session.execute(select(License).where(License.instance_id == row.instance_id)
+                                  .order_by(License.issued_at.desc())).scalars().all()
+    return render_template("dashboard/instance.html", row=row, password=password, items=timeline(row),
+                           licenses=licenses)
+
+
+# --- licenses ----------------------------------------------------------------------------------
+
+def license_query():
+    args = request.args
+    statement = select(License)
+    if args.get("state") in LicenseState.ALL:
+        statement = statement.where(License.state == args["state"])
+    data = args.get("data", "real")
+    if data != "all":
+        statement = statement.where(License.test_flag.is_(data == "test"))
+    q = (args.get("q") or "").strip()
+    if q:
+        statement = statement.where(or_(License.instance_id == q, License.order_id == q, License.license_id == q))
+    return statement.order_by(License.issued_at.desc(), License.id.desc())
+
+
+@bp.get("/licenses")
+@security.login_required
+def licenses():
+    rows, page, has_next = paged(license_query())
+    return render_template("dashboard/licenses.html", rows=rows, page=page, has_next=has_next,
+                           states=LicenseState.ALL)
+
+
+@bp.get("/licenses/<license_id>")
+@security.login_required
+def license_detail(license_id):
+    row = db.session.execute(select(License).where(License.license_id == license_id)).scalar_one_or_none()
+    if row is None:
+        abort(404)
+    return render_template("dashboard/license.html", row=row)
+
+
+# --- tenants -----------------------------------------------------------------------------------
+
+@bp.get("/tenants")
+@security.login_required
+def tenants():
+    statement = select(Tenant).order_by(Tenant.updated_at.desc(), Tenant.id.desc())
+    q = (request.args.get("q") or "").strip()
+    if q:
+        statement = statement.where(or_(Tenant.tenant_id == q, Tenant.instance_key == q, Tenant.tenant_code == q))
+    rows, page, has_next = paged(statement)
+    return render_template("dashboard/tenants.html", rows=rows, page=page, has_next=has_next)
+
+
+def department_tree(rows):
+    """Nested (department, children) from the flat list; departments whose parent is absent are roots."""
+    children, codes = {}, {d.org_code for d in rows}
+    for d in rows:
+        children.setdefault(d.parent_code if d.parent_code in codes else None, []).append(d)
+
+    def build(parent, depth=0):
+        return [(d, build(d.org_code, depth + 1) if depth < 50 else []) for d in children.get(parent, [])]
+    return build(None)
+
+
+@bp.get("/tenants/<int:tenant_pk>")
+@security.login_required
+def tenant(tenant_pk):
+    row = db.session.get(Tenant, tenant_pk) or abort(404)
+    scope = (KitApp.instance_key == row.instance_key, KitApp.tenant_id == row.tenant_id)
+    apps = db.session.execute(select(KitApp).where(*scope)).scalars().all()
+    users = db.session.execute(select(KitUser).where(KitUser.instance_key == row.instance_key,
+                                                     KitUser.tenant_id == row.tenant_id)
+                               .order_by(KitUser.user_name).limit(500)).scalars().all()
+    user_count = db.session.execute(select(func.count()).select_from(KitUser).where(
+        KitUser.instance_key == row.instance_key, KitUser.tenant_id == row.tenant_id)).scalar_one()
+    departments = db.session.execute(select(Department).where(
+        Department.instance_key == row.instance_key, Department.tenant_id == row.tenant_id)
+        .order_by(Department.org_code).limit(TREE_LIMIT + 1)).scalars().all()
+    return render_template("dashboard/tenant.html", row=row, apps=apps, users=users, user_count=user_count,
+                           tree=department_tree(departments[:TREE_LIMIT]),
+                           truncated=len(departments) > TREE_LIMIT, tree_limit=TREE_LIMIT)
+
+
+# --- callbacks ---------------------------------------------------------------------------------
+
+def _day(name):
+    text = request.args.get(name) or ""
+    try:
+        local = datetime.strptime(text, "%Y-%m-%d").replace(tzinfo=_zone())
+    except ValueError:
+        return None
+    return local.astimezone(ZoneInfo("UTC")).replace(tzinfo=None)
+
+
+def callback_query():
+    args = request.args
+    statement = select(Callback)
+    if args.get("activity"):
+        statement = statement.where(Callback.activity == args["activity"])
+    code = args.get("code")
+    if code == "fail":
+        statement = statement.where(Callback.result_code != "000000")
+    elif code:
+        statement = statement.where(Callback.result_code == code)
+    start, end = _day("from"), _day("to")
+    if start:
+        statement = statement.where(Callback.received_at >= start)
+    if end:
+        statement = statement.where(Callback.received_at < end + timedelta(days=1))
+    q = (args.get("q") or "").strip()
+    if q:
+        statement = statement.where(or_(Callback.order_id == q, Callback.instance_id == q))
+    return statement.order_by(Callback.received_at.desc(), Callback.id.desc())
+
+
+@bp.get("/callbacks")
+@security.login_required
+def callbacks():
+    rows, page, has_next = paged(callback_query())
+    return render_template("dashboard/callbacks.html", rows=rows, page=page, has_next=has_next)
+
+
+@bp.get("/callbacks/<int:callback_id>")
+@security.login_required
+def callback(callback_id):
+    return render_template("dashboard/callback.html", row=db.session.get(Callback, callback_id) or abort(404))
+
+
+# --- CSV ---------------------------------------------------------------------------------------
+
+def csv_response(filename, columns, statement):
+    """Stream the filtered rows as CSV, reading them in batches (a large export stays small in memory)."""
+    def generate():
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        writer.writerow(columns)
+        for row in db.session.execute(statement.execution_options(yield_per=1000)).scalars():
+            writer.writerow(["" if getattr(row, c) is None else getattr(row, c) for c in columns])
+            if buffer.tell() > 64 * 1024:
+                yield buffer.getvalue()
+                buffer.seek(0)
+                buffer.truncate()
+        yield buffer.getvalue()
+    response = Response(stream_with_context(generate()), content_type="text/csv; charset=utf-8")
+    response.headers["Content-Disposition"] = f'attachment; filename="{filename}"'
+    return response
+
+
+INSTANCE_COLUMNS = ["instance_id", "state", "generation", "product_type", "test_flag", "order_id", "order_line_id",
+                    "product_id", "sku_code", "customer_id", "customer_name", "charging_mode", "period_type",
+                    "period_number", "expire_time", "details_state", "created_at", "released_at"]
+LICENSE_COLUMNS = ["license_id", "instance_id", "order_id", "state", "fingerprint", "event_id", "test_flag",
+                   "effective_time", "expire_time", "issued_at"]
+CALLBACK_COLUMNS = ["id", "received_at", "method", "path", "generation", "activity", "order_id", "instance_id",
+                    "tenant_id", "test_flag", "result_code", "result_msg", "duration_ms", "remote_addr"]
+
+
+@bp.get("/instances.csv")
+@security.login_required
+def instances_csv():
+    return csv_response("instances.csv", INSTANCE_COLUMNS, instance_query())
+
+
+@bp.get("/licenses.csv")
+@security.login_required
+def licenses_csv():
+    return csv_response("licenses.csv", LICENSE_COLUMNS, license_query())
+
+
+@bp.get("/callbacks.csv")
+@security.login_required
+def callbacks_csv():
+    return csv_response("callbacks.csv", CALLBACK_COLUMNS, callback_query())
+
+
+def init_app(app):
+    app.register_blueprint(bp)
+    security.init_app(app)
+
+    @app.get("/")
+    def _home():
+        return redirect(url_for("dashboard.overview"))

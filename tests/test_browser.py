@@ -1,0 +1,89 @@
+"""The pages in a real browser: Debian's Chromium driven by Playwright, against gunicorn on loopback.
+
+Screenshots are kept in artifacts/ (see README) for CI to archive.
+"""
+import csv
+import io
+import json
+import shutil
+import uuid
+
+import pytest
+import requests
+from playwright.sync_api import sync_playwright
+
+from isvapp.koo.signing import g1_signed_params, g2_signed_request
+
+from .conftest import KEY
+from .live import ROOT, LiveServer
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARTIFACTS = ROOT / "artifacts"
+PASSWORD = "browser test password"
+EVIL = "<script>alert('owned')</script> Ltd"
+
+
+def seed(url):
+    session = requests.Session()
+    params = {"activity": "newInstance", "businessId": "evil-1", "customerId": "c" * 32, "customerName": EVIL,
+              "orderId": "EVIL-ORDER", "productId": "00301-666666-0--0", "expireTime": "20300101000000",
+              "testFlag": "0"}
+    assert json.loads(session.get(url + "/produce", params=g1_signed_params(KEY, params)).content)["resultCode"] == "000000"
+    for n in range(3):
+        body = {"activity": "newInstance", "orderId": f"BROWSER{n}", "orderLineId": f"BROWSER{n}-000001",
+                "businessId": f"plain-{n}", "testFlag": "0"}
+        raw, query = g2_signed_request(KEY, body)
+        session.post(url + "/produce", params=query, data=raw, headers={"Content-Type": "application/json"})
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("browser")
+    server = LiveServer(folder, workers=2, env={"ISVAPP_SECRET_KEY": "s", "ISVAPP_KOO_ACCESS_KEY": KEY})
+    server.flask("init-db")
+    server.flask("create-admin", "boss", "--password", PASSWORD)
+    with server:
+        seed(server.url)
+        yield server
+
+
+def test_log_in_filter_open_a_detail_download_csv_and_see_markup_as_text(site, tmp_path):
+    ARTIFACTS.mkdir(exist_ok=True)
+    dialogs = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+        page = browser.new_page(accept_downloads=True, locale="en-US")
+        page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+        page.goto(site.url + "/admin/instances")
+        assert "/admin/login" in page.url
+        page.fill("input[name=name]", "boss")
+        page.fill("input[name=password]", PASSWORD)
+        page.click("button[type=submit]:has-text('Log in')")
+        page.wait_for_url("**/admin/instances")
+
+        page.fill("input[name=q]", "EVIL-ORDER")
+        page.click("button:has-text('Filter')")
+        page.wait_for_url("**q=EVIL-ORDER**")
+        rows = page.locator("tbody tr")
+        assert rows.count() == 1
+        assert EVIL in rows.first.inner_text()  # the markup is shown as text...
+        page.screenshot(path=str(ARTIFACTS / "dashboard-instances.png"), full_page=True)
+
+        with page.expect_download() as download:
+            page.click("text=Export CSV")
+        exported = list(csv.DictReader(io.StringIO(download.value.path().read_text())))
+        assert [r["instance_id"] for r in exported] == ["evil-1"] and exported[0]["customer_name"] == EVIL
+
+        page.click("a:has-text('evil-1')")
+        page.wait_for_url("**/admin/instances/evil-1")
+        assert page.locator("#password").count() == 0
+        page.click("#reveal")
+        assert len(page.locator("#password").inner_text()) >= 12
+        assert EVIL in page.inner_text("main")
+        page.screenshot(path=str(ARTIFACTS / "dashboard-instance.png"), full_page=True)
+
+        page.goto(site.url + "/admin/?lang=zh")
+        assert "概览" in page.inner_text("h1")
+        browser.close()
+    assert dialogs == []  # ...and never runs
+    assert (ARTIFACTS / "dashboard-instances.png").stat().st_size > 1000

@@ -1,0 +1,176 @@
+"""The merchant's pages through the test client: access, sessions, CSRF, headers, filters, CSV, i18n."""
+import csv
+import io
+import json
+import re
+
+import pytest
+
+from isvapp.dashboard import security
+from isvapp.models import Callback, Instance, LoginAttempt
+
+from .test_kit import TENANT, ok as kit_ok
+from .test_produce_g1 import g1_order
+from .test_produce_g2 import new_order
+
+PASSWORD = "correct horse battery"
+
+
+@pytest.fixture
+def admin(app):
+    with app.app_context():
+        security.set_password("boss", PASSWORD)
+    return "boss"
+
+
+def token(html):
+    return re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
+
+
+def log_in(client, name="boss", password=PASSWORD):
+    page = client.get("/admin/login").get_data(as_text=True)
+    return client.post("/admin/login", data={"name": name, "password": password, "csrf_token": token(page)})
+
+
+@pytest.fixture
+def browser(client, admin):
+    assert log_in(client).status_code == 302
+    return client
+
+
+def test_every_page_requires_login(app, client, admin):
+    open_endpoints = {"dashboard.login", "dashboard.static", "static", "health.healthz"}
+    checked = 0
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint in open_endpoints or rule.endpoint.startswith("produce."):
+            continue
+        url = rule.rule.replace("<instance_id>", "x").replace("<license_id>", "x").replace("<int:tenant_pk>", "1") \
+            .replace("<int:callback_id>", "1")
+        for method in rule.methods - {"HEAD", "OPTIONS"}:
+            response = client.open(url, method=method)
+            assert response.status_code == 302, (method, url)
+            assert "/admin/login" in response.headers["Location"] or url == "/"
+            checked += 1
+    assert checked >= 15
+
+
+def test_login_logout_and_a_reset_password_ends_sessions(app, client, admin, runner):
+    assert client.get("/admin/").status_code == 302
+    before = client.get_cookie("session")
+    response = log_in(client)
+    assert response.status_code == 302 and response.headers["Location"].endswith("/admin/")
+    page = client.get("/admin/")
+    assert page.status_code == 200 and "boss" in page.get_data(as_text=True)
+    assert client.get_cookie("session").value != (before.value if before else None)
+    result = runner.invoke(args=["create-admin", "boss", "--password", "another long password"])
+    assert "reset" in result.output
+    assert client.get("/admin/").status_code == 302  # the old session no longer counts
+    log_in(client, password="another long password")
+    logout_page = client.get("/admin/").get_data(as_text=True)
+    assert client.post("/admin/logout", data={"csrf_token": token(logout_page)}).status_code == 302
+    assert client.get("/admin/").status_code == 302
+
+
+def test_session_fixation_a_token_from_before_login_is_useless_after(client, admin):
+    pre = token(client.get("/admin/login").get_data(as_text=True))
+    log_in(client)
+    assert client.post("/admin/logout", data={"csrf_token": pre}).status_code == 400
+
+
+def test_login_is_rate_limited_with_one_generic_message(client, admin):
+    messages = set()
+    for _ in range(5):
+        response = log_in(client, password="wrong password")
+        assert response.status_code == 401
+        messages.add(re.search(r'role="alert">([^<]+)<', response.get_data(as_text=True)).group(1))
+    unknown = log_in(client, name="nobody", password="x")
+    messages.add(re.search(r'role="alert">([^<]+)<', unknown.get_data(as_text=True)).group(1))
+    assert len(messages) == 1
+    assert log_in(client).status_code == 401  # right password, but too many failures just now
+
+
+def test_forms_without_the_csrf_token_are_refused(browser, market):
+    market.g2(new_order(business="inst-csrf"))
+    assert browser.post("/admin/instances/inst-csrf").status_code == 400
+    assert browser.post("/admin/logout", data={"csrf_token": "forged"}).status_code == 400
+
+
+def test_cookies_and_security_headers(client, admin):
+    response = log_in(client)
+    cookie = response.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Secure" not in cookie
+    page = client.get("/admin/")
+    assert "script-src 'self'" in page.headers["Content-Security-Policy"]
+    assert "unsafe-inline" not in page.headers["Content-Security-Policy"]
+    assert page.headers["X-Frame-Options"] == "DENY" and page.headers["X-Content-Type-Options"] == "nosniff"
+    assert "<script" not in page.get_data(as_text=True) and "style=" not in page.get_data(as_text=True)
+    secure = log_in(client.application.test_client(), name="boss")
+    over_https = client.application.test_client()
+    login_page = over_https.get("/admin/login", base_url="https://localhost").get_data(as_text=True)
+    response = over_https.post("/admin/login", base_url="https://localhost",
+                               data={"name": "boss", "password": PASSWORD, "csrf_token": token(login_page)})
+    assert "Secure" in response.headers["Set-Cookie"]
+    del secure
+
+
+def test_pages_show_what_arrived_and_escape_it(browser, market):
+    market.g1(g1_order(business="xss", customerName="<script>alert(1)</script>"))
+    market.g2(new_order(business="g2-real", test_flag="0"))
+    kit_ok(market.kit("tenantSync", TENANT))
+    listing = browser.get("/admin/instances?data=all").get_data(as_text=True)
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in listing and "<script>alert" not in listing
+    assert "g2-real" in listing
+    real_only = browser.get("/admin/instances").get_data(as_text=True)
+    assert "g2-real" in real_only and "xss" not in real_only  # test data hidden by default
+    detail = browser.get("/admin/instances/xss").get_data(as_text=True)
+    assert "Show credentials" in detail and 'id="password"' not in detail
+    revealed = browser.post("/admin/instances/xss", data={"csrf_token": token(detail)}).get_data(as_text=True)
+    assert 'id="password"' in revealed
+    for url in ("/admin/", "/admin/licenses", "/admin/tenants", "/admin/callbacks", "/admin/callbacks?code=fail"):
+        assert browser.get(url).status_code == 200, url
+    tenants_page = browser.get("/admin/tenants").get_data(as_text=True)
+    links = re.findall(r'href="(/admin/tenants/\d+)"', tenants_page)
+    assert len(links) == 1, tenants_page[-800:]
+    tenant_link = links[0]
+    assert "huaiweitest" in browser.get(tenant_link).get_data(as_text=True)
+    [callback] = market.rows(Callback, Callback.instance_id == "g2-real")
+    assert "g2-real" in browser.get(f"/admin/callbacks/{callback.id}").get_data(as_text=True)
+
+
+def test_filters_search_and_pages(browser, market):
+    for n in range(60):
+        market.g2(new_order(order=f"PAGE{n:03d}", business=f"page-{n:03d}", test_flag="0"))
+    first = browser.get("/admin/instances").get_data(as_text=True)
+    assert first.count('href="/admin/instances/page-') == 50 and "page-059" in first and 'rel="next"' in first
+    second = browser.get("/admin/instances?page=2").get_data(as_text=True)
+    assert second.count('href="/admin/instances/page-') == 10 and 'rel="next"' not in second
+    found = browser.get("/admin/instances?q=PAGE007").get_data(as_text=True)
+    assert found.count('href="/admin/instances/page-') == 1 and "page-007" in found
+    assert "page-0" not in browser.get("/admin/instances?state=RELEASED").get_data(as_text=True)
+
+
+def test_csv_export_streams_the_filtered_rows(browser, market):
+    for n in range(5):
+        market.g2(new_order(order=f"CSV{n}", business=f"csv-{n}", test_flag="0"))
+    market.g2(new_order(order="CSVTEST", business="csv-test", test_flag="1"))
+    response = browser.get("/admin/instances.csv")
+    assert response.is_streamed and response.mimetype == "text/csv"
+    rows = list(csv.DictReader(io.StringIO(response.get_data(as_text=True))))
+    assert sorted(r["instance_id"] for r in rows) == [f"csv-{n}" for n in range(5)]
+    one = list(csv.DictReader(io.StringIO(browser.get("/admin/instances.csv?q=CSV3").get_data(as_text=True))))
+    assert [r["instance_id"] for r in one] == ["csv-3"]
+    log = list(csv.DictReader(io.StringIO(browser.get("/admin/callbacks.csv").get_data(as_text=True))))
+    assert len(log) == 6 and {r["result_code"] for r in log} == {"000000"}
+    assert browser.get("/admin/licenses.csv").status_code == 200
+
+
+def test_language_follows_the_browser_and_the_switch(client, admin):
+    assert "登录" in client.get("/admin/login", headers={"Accept-Language": "zh-CN,zh;q=0.9"}).get_data(as_text=True)
+    assert "Log in" in client.get("/admin/login", headers={"Accept-Language": "en-US"}).get_data(as_text=True)
+    client.get("/admin/login?lang=zh")
+    assert "登录" in client.get("/admin/login", headers={"Accept-Language": "en-US"}).get_data(as_text=True)
+
+
+def test_create_admin_refuses_a_short_password(runner):
+    result = runner.invoke(args=["create-admin", "boss", "--password", "short"])
+    assert result.exit_code != 0 and "10 characters" in result.output
