@@ -5,14 +5,18 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/venv.sh test
-# The page tests drive Debian's Chromium (Playwright never downloads a browser here).
-if ! command -v chromium >/dev/null; then
+# The page tests drive Debian's Chromium (Playwright never downloads a browser here); the
+# benchmark's smoke test drives wrk. Both come from Debian's packages when missing.
+missing=""
+command -v chromium >/dev/null || missing="$missing chromium"
+command -v wrk >/dev/null || missing="$missing wrk"
+if [ -n "$missing" ]; then
   if [ "$(id -u)" = 0 ]; then
-    echo "test: installing Chromium from Debian's packages" >&2
+    echo "test: installing$missing from Debian's packages" >&2
     apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
   else
-    echo "test: Chromium is missing: sudo apt-get install chromium" >&2
+    echo "test: missing$missing: sudo apt-get install$missing" >&2
     exit 1
   fi
 fi

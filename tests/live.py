@@ -22,14 +22,14 @@ def free_port():
 class LiveServer:
     """gunicorn serving wsgi:app from an instance folder, configured only through ISVAPP_* env."""
 
-    def __init__(self, instance_path, workers=2, env=None):
+    def __init__(self, instance_path, workers=2, env=None, app="wsgi:app"):
         self.instance_path = Path(instance_path)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {**os.environ, "ISVAPP_INSTANCE_PATH": str(instance_path), "PYTHONPATH": str(ROOT),
                     "ISVAPP_BIND": f"127.0.0.1:{self.port}", "ISVAPP_WORKERS": str(workers),
                     "ISVAPP_ACCESS_LOG": "/dev/null", **(env or {})}
-        self.proc = None
+        self.proc, self.app = None, app
 
     @property
     def database_uri(self):
@@ -48,14 +48,15 @@ class LiveServer:
     def start(self, timeout=30):
         self.flask("init-db")
         self.log = open(self.instance_path / "gunicorn.log", "w")
-        self.proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", str(ROOT / "gunicorn.conf.py"), "wsgi:app"],
+        self.proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", str(ROOT / "gunicorn.conf.py"), self.app],
                                      cwd=ROOT, env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"gunicorn exited: {(self.instance_path / 'gunicorn.log').read_text()}")
             try:
-                if requests.get(self.url + "/healthz", timeout=1).status_code == 200:
+                if requests.get(self.url + ("/healthz" if self.app == "wsgi:app" else "/produce"),
+                                timeout=1).status_code == 200:
                     return self
             except requests.RequestException:
                 time.sleep(0.1)

@@ -1,5 +1,10 @@
 """The benchmarks run at tiny sizes, so they cannot rot between real runs."""
-from bench import kit_sync
+import shutil
+
+import pytest
+
+from bench import __main__ as runner
+from bench import dashboard, kit_sync
 
 
 def test_kit_sync_benchmark_runs_and_reports_every_figure():
@@ -9,6 +14,16 @@ def test_kit_sync_benchmark_runs_and_reports_every_figure():
 
 
 def test_dashboard_benchmark_runs_every_page():
-    from bench import dashboard
     figures = dashboard.measure(300, 1500, repeats=1)
     assert figures["instances"] == 300 and all(figures[f"{name} ms"] > 0 for name in dashboard.PAGES)
+
+
+@pytest.mark.skipif(not shutil.which("wrk"), reason="wrk is installed by scripts/test.sh")
+def test_the_whole_benchmark_runs_quickly_and_writes_its_report(tmp_path):
+    out = tmp_path / "BENCHMARKS.md"
+    results = runner.main(["--quick", "--out", str(out)])
+    text = out.read_text()
+    for heading in ("## 1.", "## 2.", "## 3.", "## 4.", "## 5.", "## 6."):
+        assert heading in text
+    assert results["new"]["rps"] > 0 and results["bare"]["rps"] > 0 and results["query"]["ids"] == 100
+    assert results["paced"]["codes"] == {"000000": results["paced"]["requests"]}
