@@ -10,6 +10,7 @@ check-then-insert, so concurrent repeats on several workers or hosts cannot both
 import hashlib
 import json
 import uuid
+from types import SimpleNamespace
 
 from sqlalchemy import select
 
@@ -21,6 +22,13 @@ from .koo.codes import KooError
 from .koo.envelope import envelope
 from .koo.fieldcrypto import encrypt_field
 from .models import Answer, Conflict, DetailsState, Event, Instance, InstanceState, Nonce, utcnow
+
+
+_INSERT_INSTANCE = Instance.__table__.insert()
+_INSERT_EVENT = Event.__table__.insert()
+# Every column, with its plain default: what a freshly inserted row holds.
+_INSTANCE_BLANK = {c.name: (c.default.arg if c.default is not None and c.default.is_scalar else None)
+                   for c in Instance.__table__.columns}
 
 
 # --- guards --------------------------------------------------------------------------------
@@ -75,8 +83,8 @@ def emit(kind, instance, **payload):
 def record_event(kind, instance_id, order_id, payload):
     """Write an event (Kit syncs have no instance row) and the job that runs its provisioning hook."""
     event_id = str(uuid.uuid4())
-    db.session.add(Event(event_id=event_id, kind=kind, instance_id=instance_id or None,
-                         order_id=order_id or None, payload=payload or None))
+    db.session.execute(_INSERT_EVENT, dict(event_id=event_id, kind=kind, instance_id=instance_id or None,
+                                           order_id=order_id or None, payload=payload or None))
     jobs.enqueue("provision", event_id, instance_id=instance_id or None)
     return event_id
 
@@ -118,14 +126,14 @@ def new_instance(settings, *, key, digest, business_id, attrs, render):
     if db.session.execute(select(Instance.id).where(Instance.instance_id == instance_id)).first():
         instance_id = uuid.uuid4().hex  # a reused businessId must not merge two orders
     login = credentials.initial_credentials(settings, instance_id, attrs.get("order_id"))
-    instance = Instance(
-        instance_id=instance_id, state=InstanceState.ACTIVE,
-        front_end_url=login["front_end_url"], admin_url=login["admin_url"],
-        admin_user=login["admin_user"], memo=login["memo"],
-        admin_password_sealed=vault.seal(settings.secret_key, login["admin_password"]),
-        **attrs)
-    db.session.add(instance)
-    db.session.flush()
+    values = dict(instance_id=instance_id, state=InstanceState.ACTIVE,
+                  front_end_url=login["front_end_url"], admin_url=login["admin_url"],
+                  admin_user=login["admin_user"], memo=login["memo"],
+                  admin_password_sealed=vault.seal(settings.secret_key, login["admin_password"]), **attrs)
+    # A Core INSERT, not an ORM object: this runs while holding the database's write lock, and
+    # the unit of work cost more than the statement (profiled). ``instance`` is the row's values.
+    db.session.execute(_INSERT_INSTANCE, values)
+    instance = SimpleNamespace(**{**_INSTANCE_BLANK, **values})
     emit("created", instance, details=instance.details_state)
     return _store(key, render(instance), instance.instance_id)
 
