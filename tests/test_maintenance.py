@@ -123,3 +123,18 @@ def test_the_worker_schedules_one_prune_per_period(app, market):
         schedule_prune(moment.replace(day=25, hour=10))
     assert market.count(Job, Job.kind == "prune") == 2
     assert market.count(Job, Job.kind == "prune", Job.state == JobState.DONE) == 1
+
+
+def test_prune_never_touches_licenses_or_tenants(app, market, runner):
+    from isvapp.models import License, Tenant
+
+    from .test_kit import TENANT
+    from .test_license import WIRE
+    market.send("GET", "/license?" + WIRE)
+    market.kit("tenantSync", TENANT)
+    age_rows(app, Callback, Callback.received_at, timedelta(days=400))
+    age_rows(app, License, License.issued_at, timedelta(days=400))
+    age_rows(app, Tenant, Tenant.updated_at, timedelta(days=400))
+    runner.invoke(args=["prune"])
+    assert market.count(Callback) == 0
+    assert market.count(License) == 1 and market.count(Tenant) == 1 and market.count(Instance) == 1
