@@ -13,6 +13,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from .db import write_transaction
 from .extensions import db
+from .koo import oddities
 from .models import Callback
 
 log = logging.getLogger("isvapp.callbacks")
@@ -57,6 +58,7 @@ def note(**fields):
 def start():
     g.callback_t0 = time.perf_counter()
     g.callback = {}
+    g.callback_oddities = oddities.start()
 
 
 def _request_text():
@@ -87,7 +89,9 @@ def finish(response):
         order_id=info.get("order_id"), order_line_id=info.get("order_line_id"),
         instance_id=str(info.get("instance_id") or answer.get("instanceId") or "")[:255] or None,
         business_id=info.get("business_id"), tenant_id=info.get("tenant_id"),
-        test_flag=info.get("test_flag"), note=info.get("note"),
+        test_flag=info.get("test_flag"), note=(info.get("note") or "")[:255] or None,
+        warnings="\n".join(g.get("callback_oddities") or ()) or None,
+        key_fingerprint=info.get("key_fingerprint"),
         result_code=str(answer.get("resultCode", ""))[:8] or None,
         result_msg=str(answer.get("resultMsg", ""))[:255] or None,
         duration_ms=round((time.perf_counter() - g.get("callback_t0", time.perf_counter())) * 1000, 2),

@@ -12,15 +12,19 @@ DEFAULTS = {
     "SQLALCHEMY_DATABASE_URI": None,  # None: an SQLite file in the instance folder
     "MAX_CONTENT_LENGTH": 16 * 1024 * 1024,  # a 50,000-department allOrgSync is about 5 MiB
     "SQLITE_BUSY_TIMEOUT_S": 3,
+    # The Seller Console's Key; several (a list, or text separated by commas or spaces) when several
+    # products with different keys point at this server, or while a key is being rotated.
     "KOO_ACCESS_KEY": None,
     "KOO_KIT_ACCESS_KEY": None,
     "KOO_KIT_RSA_PRIVATE_KEY": None,  # None: instance/kit_rsa_private.pem (`flask kit-keygen`)
-    # allOrgSync departments whose parentCode is not in the list: "single-root" allows one such
-    # outside parent (the enterprise root, as in Huawei's example), "strict" none, "off" any.
-    "KIT_ORG_PARENT_CHECK": "single-root",
     "KOO_ENCRYPT_TYPE": "1",
     "KOO_SIGNATURE_WINDOW_S": 60,
-    "KOO_V2_PLAINTEXT_APPINFO": False,
+    # G1 has no nonce: its timeStamp must be this close to now. Generous, because the marketplace
+    # retries for hours and a G1 timeStamp may be written in Beijing time instead of UTC.
+    "KOO_G1_WINDOW_S": 24 * 3600,
+    # V2 (G2, License-2.0) appInfo: the current queryInstance page defines userName/password as
+    # plain text with no encryptType; False encrypts them as G1 does (encryptType in each info).
+    "KOO_V2_PLAINTEXT_APPINFO": True,
     # G1 chargingMode values that mean pay-per-use (one instance per order *and* product). The
     # reference leaves G1's integer values open; an order with no expireTime that is not one-time
     # (chargingMode 3 / ONE_TIME) is treated as pay-per-use as well.
@@ -52,7 +56,7 @@ DEFAULTS = {
     "PRUNE_EVERY_H": 24,
     # Behind nginx (or another proxy) on the same host: 1, so the pages see https and the client's
     # address from X-Forwarded-Proto/-For. Left at 0 without a proxy (the headers could be forged).
-    "PROXY_FIX_HOPS": 0,  # the worker prunes nonces and the callback log this often; 0: only `flask prune`  # `flask prune` deletes older callback log rows; 0 keeps them
+    "PROXY_FIX_HOPS": 0,
 }
 
 DB_FILENAME = "isvapp.sqlite"
@@ -60,6 +64,14 @@ DB_FILENAME = "isvapp.sqlite"
 
 def _text(value):
     return None if value in (None, "") else str(value)
+
+
+def _keys(value):
+    """One key, or several: a list, or text separated by commas, spaces or new lines."""
+    if value in (None, ""):
+        return ()
+    items = value if isinstance(value, (list, tuple)) else str(value).replace(",", " ").split()
+    return tuple(dict.fromkeys(str(item).strip() for item in items if str(item).strip()))
 
 
 def _flag(value):
@@ -72,7 +84,7 @@ def _flag(value):
 class Settings:
     """The marketplace-facing settings, typed; views pass this down instead of reading config."""
 
-    access_key: str | None
+    access_key: str | None  # the first configured key, or the one that verified this request
     kit_access_key: str | None
     kit_rsa_private_key: str | None
     encrypt_type: str
@@ -86,7 +98,9 @@ class Settings:
     g1_pay_per_use_modes: frozenset = frozenset()
     license_signing_key: str | None = None
     license_generator: str | None = None
-    kit_org_parent_check: str = "single-root"
+    access_keys: tuple = ()
+    kit_access_keys: tuple = ()
+    g1_window_s: int = 24 * 3600
     api_base_url: str = ""
     api_ak: str | None = None
     api_sk: str | None = None
@@ -95,13 +109,18 @@ class Settings:
 
 
 def load_settings(config):
-    access_key = _text(config.get("KOO_ACCESS_KEY"))
+    access_keys = _keys(config.get("KOO_ACCESS_KEY"))
+    kit_access_keys = _keys(config.get("KOO_KIT_ACCESS_KEY")) or access_keys
+    access_key = access_keys[0] if access_keys else None
     encrypt_type = str(config.get("KOO_ENCRYPT_TYPE") or "1")
     if encrypt_type not in ("1", "2"):
         raise ValueError(f"KOO_ENCRYPT_TYPE must be 1 or 2, not {encrypt_type!r}")
     return Settings(
         access_key=access_key,
-        kit_access_key=_text(config.get("KOO_KIT_ACCESS_KEY")) or access_key,
+        kit_access_key=kit_access_keys[0] if kit_access_keys else None,
+        access_keys=access_keys,
+        kit_access_keys=kit_access_keys,
+        g1_window_s=int(config.get("KOO_G1_WINDOW_S") or 24 * 3600),
         kit_rsa_private_key=_text(config.get("KOO_KIT_RSA_PRIVATE_KEY")),
         encrypt_type=encrypt_type,
         signature_window_s=int(config.get("KOO_SIGNATURE_WINDOW_S") or 60),
@@ -115,20 +134,12 @@ def load_settings(config):
             m.strip() for m in str(config.get("KOO_G1_PAY_PER_USE_MODES") or "").split(",") if m.strip()),
         license_signing_key=_text(config.get("LICENSE_SIGNING_KEY")),
         license_generator=_text(config.get("LICENSE_GENERATOR")),
-        kit_org_parent_check=_kit_parent_check(config.get("KIT_ORG_PARENT_CHECK")),
         api_base_url=str(config.get("KOO_API_BASE_URL") or "").rstrip("/"),
         api_ak=_text(config.get("KOO_AK")),
         api_sk=_text(config.get("KOO_SK")),
         api_timeout_s=min(float(config.get("KOO_API_TIMEOUT_S") or 3), 3.0),
         usage_key=_text(config.get("KOO_USAGE_KEY")) or access_key,
     )
-
-
-def _kit_parent_check(value):
-    value = str(value or "single-root")
-    if value not in ("single-root", "strict", "off"):
-        raise ValueError(f"KIT_ORG_PARENT_CHECK must be single-root, strict or off, not {value!r}")
-    return value
 
 
 LICENSE_KEY_FILENAME = "license_ed25519.pem"

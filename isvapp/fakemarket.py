@@ -51,7 +51,8 @@ def order_info(order_id, order_line_id=None, now=None):
     if order_id == "MOCKPERIODDAYTRIAL":
         line["trialFlag"] = "1"
     return {"orderId": order_id, "orderType": order_type, "createTime": now.strftime("%Y%m%d%H%M%S"),
-            "customerId": "fake0000customer0000000000000000", "customerName": "Fake Customer",
+            "buyerInfo": {"customerId": "fake0000customer0000000000000000", "customerName": "Fake Customer",
+                          "userId": "fake0000user00000000000000000000", "userName": "fake-iam-user"},
             "orderLine": [line]}
 
 

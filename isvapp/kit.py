@@ -17,7 +17,7 @@ from sqlalchemy import bindparam, delete, select, update
 from . import lifecycle, vault
 from .db import batches, upsert_rows
 from .extensions import db
-from .koo import codes
+from .koo import codes, oddities
 from .koo.codes import KooError
 from .koo.envelope import envelope
 from .koo.fieldcrypto import rsa_oaep_decrypt
@@ -25,9 +25,7 @@ from .models import Department, KitApp, KitState, KitUser, Tenant, utcnow
 
 DELETE, ADD, MODIFY, REVOKE = 0, 1, 2, 3
 RSA_BITS = 3072
-# allOrgSync parents outside the list: Huawei's own example sends one department whose parent
-# (the enterprise root) is not in the list, so by default a single such outside parent is allowed.
-PARENT_CHECKS = ("single-root", "strict", "off")
+TENANT_FIELDS = {"tenantCode": "tenant_code", "name": "name", "domainName": "domain_name"}
 
 
 def _keys(d):
@@ -41,17 +39,19 @@ def _event(kind, d, **payload):
 # --- tenantSync ----------------------------------------------------------------------------------
 
 def tenant_sync(cfg, d):
+    """Add (1) writes every field; modify (2) only the fields it carries; delete (0) marks the tenant."""
     keys, now = _keys(d), utcnow()
     if d["flag"] == DELETE:
         db.session.execute(update(Tenant).where(*(getattr(Tenant, k) == v for k, v in keys.items()))
                            .values(state=KitState.DELETED, updated_at=now))
     else:
-        upsert_rows(Tenant, [dict(keys, tenant_code=d["tenantCode"], name=d["name"],
-                                  domain_name=d["domainName"], order_id=d.get("orderId") or None,
-                                  state=KitState.ACTIVE, test_flag=d["testFlag"], created_at=now,
-                                  updated_at=now)],
-                    keys=list(keys), update=["tenant_code", "name", "domain_name", "order_id", "state",
-                                             "test_flag", "updated_at"])
+        carried = {column: d.get(field) for field, column in TENANT_FIELDS.items()
+                   if d["flag"] == ADD or field in d}
+        if d.get("orderId") or d["flag"] == ADD:
+            carried["order_id"] = d.get("orderId") or None
+        upsert_rows(Tenant, [dict(keys, **carried, state=KitState.ACTIVE, test_flag=d["testFlag"],
+                                  created_at=now, updated_at=now)],
+                    keys=list(keys), update=[*carried, "state", "test_flag", "updated_at"])
     _event("tenant_deleted" if d["flag"] == DELETE else "tenant_synced", d)
     return envelope()
 
@@ -80,11 +80,11 @@ def application_sync(cfg, d, encrypted_secret=True):
         db.session.execute(update(KitApp).where(*(getattr(KitApp, k) == v for k, v in keys.items()))
                            .values(state=KitState.DELETED, updated_at=now))
     else:
-        secret = d["clientSecret"]
-        if encrypted_secret:
+        secret = d.get("clientSecret")
+        if encrypted_secret and secret:
             secret = rsa_oaep_decrypt(rsa_private_key(cfg.kit_rsa_private_key), secret)
-        upsert_rows(KitApp, [dict(keys, name=d.get("name"), client_id=d["clientId"],
-                                  client_secret_sealed=vault.seal(cfg.secret_key, secret),
+        upsert_rows(KitApp, [dict(keys, name=d.get("name"), client_id=d.get("clientId"),
+                                  client_secret_sealed=vault.seal(cfg.secret_key, secret) if secret else None,
                                   order_id=d.get("orderId") or None, state=KitState.ACTIVE,
                                   test_flag=d["testFlag"], created_at=now, updated_at=now)],
                     keys=list(keys), update=["name", "client_id", "client_secret_sealed", "order_id",
@@ -129,27 +129,29 @@ def single_org_sync(cfg, d):
     if d["flag"] == DELETE:
         db.session.execute(delete(Department).where(*(getattr(Department, k) == v for k, v in keys.items())))
     else:
-        upsert_rows(Department, [dict(keys, org_name=d["orgName"], parent_code=d.get("parentCode") or None,
+        upsert_rows(Department, [dict(keys, org_name=d.get("orgName") or d["orgCode"], parent_code=d.get("parentCode") or None,
                                       updated_at=utcnow())],
                     keys=list(keys), update=["org_name", "parent_code", "updated_at"])
     _event("department_synced", d, org_code=d["orgCode"], flag=d["flag"])
     return envelope()
 
 
-def check_tree(orgs, mode="single-root"):
-    """Refuse a department list that is not a forest: cycles always, outside parents per ``mode``."""
-    if mode not in PARENT_CHECKS:
-        raise ValueError(f"KIT_ORG_PARENT_CHECK must be one of {PARENT_CHECKS}")
-    outside = {parent for _, parent in orgs.values() if parent and parent not in orgs}
-    if mode == "strict" and outside or mode == "single-root" and len(outside) > 1:
-        shown = ", ".join(sorted(outside)[:3])
-        raise KooError(codes.INVALID_PARAM, f"orgInfo: parentCode {shown} is not a department in the list")
+def note_tree_oddities(orgs):
+    """Flag a department list that is not a tree under one root; it is stored as given all the same.
+
+    Huawei's own example has one parent outside the list (the enterprise root); several outside
+    parents or a cycle are odd, but refusing the sync would leave the merchant with no tree at all.
+    """
+    outside = sorted({parent for _, parent in orgs.values() if parent and parent not in orgs})
+    if len(outside) > 1:
+        oddities.note(f"orgInfo: {len(outside)} parentCodes outside the list ({', '.join(outside[:3])})")
     state = {}  # code -> 1 visiting, 2 done
     for start in orgs:
         path, code = [], start
         while code in orgs and state.get(code) != 2:
             if state.get(code) == 1:
-                raise KooError(codes.INVALID_PARAM, f"orgInfo: parentCode cycle through {code}")
+                oddities.note(f"orgInfo: parentCode cycle through {code}")
+                break
             state[code] = 1
             path.append(code)
             code = orgs[code][1]
@@ -160,7 +162,7 @@ def check_tree(orgs, mode="single-root"):
 def all_org_sync(cfg, d):
     """Replace the tenant's tree with the list, in this one transaction; a repeat writes nothing."""
     orgs = d["orgInfo"]
-    check_tree(orgs, cfg.kit_org_parent_check)
+    note_tree_oddities(orgs)
     keys, now = _keys(d), utcnow()
     where = [getattr(Department, k) == v for k, v in keys.items()]
     existing = {code: (name, parent) for code, name, parent in db.session.execute(

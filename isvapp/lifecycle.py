@@ -17,11 +17,11 @@ from sqlalchemy import select
 from . import credentials, jobs, vault
 from .db import insert_ignore
 from .extensions import db
-from .koo import codes
+from .koo import codes, oddities
 from .koo.codes import KooError
 from .koo.envelope import envelope
 from .koo.fieldcrypto import encrypt_field
-from .models import Answer, Conflict, DetailsState, Event, Instance, InstanceState, Nonce, utcnow
+from .models import Answer, Conflict, DetailsState, Event, Instance, InstanceState, utcnow
 
 
 _INSERT_INSTANCE = Instance.__table__.insert()
@@ -33,12 +33,6 @@ _INSTANCE_BLANK = {c.name: (c.default.arg if c.default is not None and c.default
 
 # --- guards --------------------------------------------------------------------------------
 
-def claim_nonce(scope, nonce):
-    """Refuse a nonce seen before (000001); it is stored only if the whole transaction commits."""
-    if not insert_ignore(Nonce, scope=scope, nonce=nonce, seen_at=utcnow()):
-        raise KooError(codes.AUTH_FAILED, "nonce has been used before (replayed request)")
-
-
 def request_digest(fields):
     """What makes two requests 'the same payload': the business fields, not businessId or signatures."""
     text = json.dumps(fields, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
@@ -46,7 +40,7 @@ def request_digest(fields):
 
 
 def _claim(key, activity, digest, instance_id=None):
-    """Claim an idempotency key. Returns None when claimed now, else the stored first answer.
+    """Claim an idempotency key. Returns None when claimed now, else the first answer's row.
 
     A repeat whose payload differs is still answered with the first answer (the marketplace must
     see one consistent truth) and recorded as a conflict for the merchant to look at.
@@ -58,7 +52,7 @@ def _claim(key, activity, digest, instance_id=None):
     if first.request_digest != digest:
         db.session.add(Conflict(key=key, activity=activity, instance_id=first.instance_id,
                                 first_digest=first.request_digest, request_digest=digest))
-    return first.body
+    return first
 
 
 def _store(key, body, instance_id=None):
@@ -68,7 +62,7 @@ def _store(key, body, instance_id=None):
 
 
 # Events after which a G2 order's details are fetched from the order-query API (§5.1).
-FETCH_AFTER = {"created", "upgraded", "renewed", "trial_converted", "renewal_cancelled"}
+FETCH_AFTER = {"created", "upgraded", "renewed", "trial_converted", "renewal_cancelled", "renewal_changed"}
 
 
 def emit(kind, instance, **payload):
@@ -89,14 +83,26 @@ def record_event(kind, instance_id, order_id, payload):
     return event_id
 
 
-def live_instance(instance_id):
-    instance = db.session.execute(
-        select(Instance).where(Instance.instance_id == instance_id)).scalar_one_or_none()
-    if instance is None:
-        raise KooError(codes.INSTANCE_NOT_FOUND, f"instance {instance_id} does not exist")
-    if instance.state == InstanceState.RELEASED:
-        raise KooError(codes.INSTANCE_NOT_FOUND, f"instance {instance_id} has been released")
-    return instance
+def find_instance(instance_id):
+    return db.session.execute(select(Instance).where(Instance.instance_id == instance_id)).scalar_one_or_none()
+
+
+def live_instance(instance_id, debug=False):
+    """The instance an activity acts on; unknown or released is 000003 for a real call.
+
+    A debugging call (testFlag=1) on an instance that is not there gets None and a note: the
+    Seller Console debugs with made-up and earlier rounds' ids, and a debugging flow must not
+    fail on what it cannot have known (the activity then answers success and changes nothing).
+    """
+    instance = find_instance(instance_id)
+    missing = ("does not exist" if instance is None
+               else "has been released" if instance.state == InstanceState.RELEASED else None)
+    if missing is None:
+        return instance
+    if debug:
+        oddities.note(f"debugging call: instance {instance_id} {missing}; answered success, nothing changed")
+        return None
+    raise KooError(codes.INSTANCE_NOT_FOUND, f"instance {instance_id} {missing}")
 
 
 # --- keys ------------------------------------------------------------------------------------
@@ -121,7 +127,11 @@ def new_instance(settings, *, key, digest, business_id, attrs, render):
     """
     stored = _claim(key, "newInstance", digest)
     if stored is not None:
-        return stored
+        if not (attrs.get("test_flag") and _released(stored.instance_id)):
+            return stored.body
+        # The Seller Console debugs every round with the same MOCK order ids: a new round must
+        # get a live instance, not the last round's released one.
+        oddities.note(f"debugging round again: test instance {stored.instance_id} was released; a new one made")
     instance_id = business_id
     if db.session.execute(select(Instance.id).where(Instance.instance_id == instance_id)).first():
         instance_id = uuid.uuid4().hex  # a reused businessId must not merge two orders
@@ -138,29 +148,49 @@ def new_instance(settings, *, key, digest, business_id, attrs, render):
     return _store(key, render(instance), instance.instance_id)
 
 
+def _released(instance_id):
+    instance = find_instance(instance_id) if instance_id else None
+    return instance is not None and instance.state == InstanceState.RELEASED
+
+
+# refreshInstance scenes and the event each one emits; an unknown scene renews, with a note.
+SCENE_EVENTS = {"RENEWAL": "renewed", "TRIAL_TO_FORMAL": "trial_converted",
+                "UNSUBSCRIBE_RENEWAL_PERIOD": "renewal_cancelled",
+                "RENEWAL_CHANGE": "renewal_changed"}  # a renewal with a new specification
+
+
 def refresh_instance(*, instance_id, order_id, order_line_id, scene, expire_time, product_id=None,
-                     digest, render=None):
-    """Renewal, trial-to-formal, or a cancelled renewal period: the new expiry is the marketplace's.
+                     digest, render=None, debug=False):
+    """Renewal, trial-to-formal, a cancelled renewal period, or a renewal with a change of
+    specification: the new expiry is the marketplace's (unreadable: kept, with a note).
 
     ``render(instance)`` builds the answer when it carries more than the envelope (a license).
     """
+    if scene not in SCENE_EVENTS:
+        oddities.note(f"scene {scene[:40]} is not a documented refreshInstance scene; handled as a renewal")
     key = f"refreshInstance|{instance_id}|{order_id}|{order_line_id or ''}|{scene}"
-    instance = live_instance(instance_id)
+    instance = live_instance(instance_id, debug)
+    if instance is None:
+        return envelope()
     stored = _claim(key, "refreshInstance", digest, instance_id)
     if stored is not None:
-        return stored
+        return stored.body
     previous = instance.expire_time
-    instance.expire_time = expire_time.replace(tzinfo=None)
+    if expire_time is not None:
+        instance.expire_time = expire_time.replace(tzinfo=None)
+    else:
+        oddities.note("expireTime missing or unreadable: the expiry is left as it was")
     if product_id:
         instance.product_id = product_id
     if scene == "TRIAL_TO_FORMAL":
         instance.trial = False
+    if scene == "RENEWAL_CHANGE" and instance.details_state != DetailsState.INLINE:
+        instance.details_state = DetailsState.PENDING  # the new specification comes with the order
     if instance.state == InstanceState.EXPIRED and scene != "UNSUBSCRIBE_RENEWAL_PERIOD":
         instance.state = InstanceState.ACTIVE
-    emit({"RENEWAL": "renewed", "TRIAL_TO_FORMAL": "trial_converted",
-          "UNSUBSCRIBE_RENEWAL_PERIOD": "renewal_cancelled"}.get(scene, "renewed"), instance,
+    emit(SCENE_EVENTS.get(scene, "renewed"), instance,
          order_id=order_id, order_line_id=order_line_id, scene=scene,
-         expire_time=instance.expire_time.isoformat(),
+         expire_time=instance.expire_time.isoformat() if instance.expire_time else None,
          previous_expire_time=previous.isoformat() if previous else None)
     return _store(key, render(instance) if render else envelope(), instance_id)
 
@@ -169,13 +199,15 @@ def once(*, key, activity, digest, instance_id, make):
     """Run ``make()`` (-> answer bytes) once per key; every repeat gets the first answer."""
     stored = _claim(key, activity, digest, instance_id)
     if stored is not None:
-        return stored
+        return stored.body
     return _store(key, make(), instance_id)
 
 
-def set_frozen(*, instance_id, frozen):
+def set_frozen(*, instance_id, frozen, debug=False):
     """FREEZE / UNFREEZE; naturally idempotent, so a repeat changes nothing and emits nothing."""
-    instance = live_instance(instance_id)
+    instance = live_instance(instance_id, debug)
+    if instance is None:
+        return envelope()
     target = InstanceState.FROZEN if frozen else InstanceState.ACTIVE
     if frozen and instance.state != InstanceState.FROZEN or not frozen and instance.state == InstanceState.FROZEN:
         instance.state = target
@@ -183,22 +215,26 @@ def set_frozen(*, instance_id, frozen):
     return envelope()
 
 
-def expire_instance(*, instance_id, order_id=None):
+def expire_instance(*, instance_id, order_id=None, debug=False):
     """G1 expiry: the instance stops serving until renewed; idempotent."""
-    instance = live_instance(instance_id)
+    instance = live_instance(instance_id, debug)
+    if instance is None:
+        return envelope()
     if instance.state == InstanceState.ACTIVE:
         instance.state = InstanceState.EXPIRED
         emit("expired", instance, order_id=order_id)
     return envelope()
 
 
-def upgrade_instance(*, instance_id, order_id, order_line_id, digest, attrs=None):
+def upgrade_instance(*, instance_id, order_id, order_line_id, digest, attrs=None, debug=False):
     """An upgrade order was paid: same instanceId, new specification (fetched with the order)."""
     key = f"upgradeInstance|{instance_id}|{order_id}|{order_line_id or ''}"
-    instance = live_instance(instance_id)
+    instance = live_instance(instance_id, debug)
+    if instance is None:
+        return envelope()
     stored = _claim(key, "upgradeInstance", digest, instance_id)
     if stored is not None:
-        return stored
+        return stored.body
     for name, value in (attrs or {}).items():
         setattr(instance, name, value)
     if instance.details_state != DetailsState.INLINE:
@@ -207,16 +243,40 @@ def upgrade_instance(*, instance_id, order_id, order_line_id, digest, attrs=None
     return _store(key, envelope(), instance_id)
 
 
-def release_instance(*, instance_id, order_id=None):
+def release_instance(*, instance_id, order_id=None, debug=False):
     """Release keeps the row (state RELEASED); releasing again succeeds, an unknown id is 000003."""
-    instance = db.session.execute(
-        select(Instance).where(Instance.instance_id == instance_id)).scalar_one_or_none()
+    instance = find_instance(instance_id)
     if instance is None:
+        if debug:
+            oddities.note(f"debugging call: instance {instance_id} does not exist; answered success")
+            return envelope()
         raise KooError(codes.INSTANCE_NOT_FOUND, f"instance {instance_id} does not exist")
     if instance.state != InstanceState.RELEASED:
         instance.state = InstanceState.RELEASED
         instance.released_at = utcnow()
         emit("released", instance, order_id=order_id)
+    return envelope()
+
+
+def check_change(*, instance_id, product_info, decide, debug=False):
+    """changeInstanceCheck: may the instance change as the renewal asks? Allowed unless ``decide``
+    (the provisioner's ``change_allowed``) says no; a refusal is 000100, the page's code for
+    "no resources for this specification". Nothing is stored: the check changes nothing."""
+    instance = live_instance(instance_id, debug)
+    if instance is None:
+        return envelope()
+    verdict = decide(instance, product_info)
+    if verdict is True or verdict is None:
+        return envelope()
+    reason = verdict if isinstance(verdict, str) and verdict else "this change is not supported"
+    raise KooError(codes.NO_RESOURCES, reason)
+
+
+def order_notified(*, order_id, order_line_id=None, notice=None):
+    """orderNotify: acknowledged now; the order is fetched and applied by a background job."""
+    event_id = record_event("order_notified", None, order_id,
+                            {"order_line_id": order_line_id, **(notice or {})})
+    jobs.enqueue("fetch_order", event_id, payload={"order_id": order_id, "order_line_id": order_line_id})
     return envelope()
 
 

@@ -19,16 +19,16 @@ from sqlalchemy import delete, select
 from . import jobs
 from .db import is_sqlite, write_transaction
 from .extensions import db
-from .models import Callback, Nonce, utcnow
+from .models import Callback, SignedRequest, utcnow
 
 PRUNE_BATCH = 2000
 
 
-def _delete_older(model, column, cutoff, batch=PRUNE_BATCH):
-    """Delete rows with ``column < cutoff`` in batches; returns how many went."""
+def _delete_older(model, column, cutoff, batch=PRUNE_BATCH, where=()):
+    """Delete rows with ``column < cutoff`` (and ``where``) in batches; returns how many went."""
     total = 0
     while True:
-        ids = select(model.id).where(column < cutoff).limit(batch).scalar_subquery()
+        ids = select(model.id).where(column < cutoff, *where).limit(batch).scalar_subquery()
         with write_transaction() as session:
             deleted = session.execute(delete(model).where(model.id.in_(ids))).rowcount
         db.session.remove()
@@ -37,11 +37,19 @@ def _delete_older(model, column, cutoff, batch=PRUNE_BATCH):
             return total
 
 
+G1_SCOPES = ("g1", "g1kit")  # authToken identities, kept for the (longer) G1 window
+
+
 def prune(settings, callback_days, now=None):
-    """Delete expired nonces and callback log rows older than ``callback_days`` (0: keep them)."""
+    """Delete signed requests past their window and callback log rows older than ``callback_days``
+    (0: keep them). A signed request outside its window is refused anyway, so its entry is no
+    longer needed to recognise a resend or a replay; G1's window is the longer one."""
     now = now or utcnow()
-    counts = {"nonces": _delete_older(Nonce, Nonce.seen_at,
-                                      now - timedelta(seconds=2 * settings.signature_window_s))}
+    g1 = SignedRequest.scope.in_(G1_SCOPES)
+    counts = {"nonces": _delete_older(SignedRequest, SignedRequest.seen_at,
+                                      now - timedelta(seconds=2 * settings.signature_window_s), where=[~g1])
+              + _delete_older(SignedRequest, SignedRequest.seen_at,
+                              now - timedelta(seconds=2 * settings.g1_window_s), where=[g1])}
     counts["callbacks"] = (_delete_older(Callback, Callback.received_at, now - timedelta(days=callback_days))
                            if callback_days > 0 else 0)
     return counts

@@ -50,8 +50,8 @@ class Instance(db.Model):
     customer_name: Mapped[str | None] = mapped_column(String(255))
     user_id: Mapped[str | None] = mapped_column(String(100))
     user_name: Mapped[str | None] = mapped_column(String(255))
-    charging_mode: Mapped[str | None] = mapped_column(String(16))
-    period_type: Mapped[str | None] = mapped_column(String(16))
+    charging_mode: Mapped[str | None] = mapped_column(String(32))
+    period_type: Mapped[str | None] = mapped_column(String(32))
     period_number: Mapped[int | None] = mapped_column(Integer)
     expire_time: Mapped[datetime | None] = mapped_column(DateTime)
     extra: Mapped[dict | None] = mapped_column(JSON)  # saasExtendParams, order details, buyer fields
@@ -102,15 +102,25 @@ class Conflict(db.Model):
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
 
 
-class Nonce(db.Model):
-    """Nonces seen inside the signature window; a second use is a replay."""
+class SignedRequest(db.Model):
+    """Signed requests seen inside their window, with the answer they got: the replay store.
 
-    __tablename__ = "nonces"
+    ``token`` is the request's signed identity (G2/Kit: nonce and timestamp joined, so a re-cut of
+    the same signed bytes is the same entry; G1: the authToken). An identical resend (same
+    ``fingerprint``: URL, signature and body) gets ``answer`` again byte for byte; a different
+    request with the same identity is a replay.
+    """
+
+    __tablename__ = "signed_requests"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    scope: Mapped[str] = mapped_column(String(8))  # g2 | kit
-    nonce: Mapped[str] = mapped_column(String(128))
+    scope: Mapped[str] = mapped_column(String(8))  # g2 | kit | g1 | g1kit
+    token: Mapped[str] = mapped_column(String(64))
+    nonce: Mapped[str] = mapped_column(String(128))  # a nonce reused with another timestamp is a replay too
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    answer: Mapped[bytes] = mapped_column(LargeBinary)
     seen_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
-    __table_args__ = (UniqueConstraint("scope", "nonce", name="uq_nonces_scope_nonce"),)
+    __table_args__ = (UniqueConstraint("scope", "token", name="uq_signed_requests_scope_token"),
+                      UniqueConstraint("scope", "nonce", name="uq_signed_requests_scope_nonce"))
 
 
 class Event(db.Model):
@@ -151,6 +161,9 @@ class Callback(db.Model):
     duration_ms: Mapped[float | None] = mapped_column()
     remote_addr: Mapped[str | None] = mapped_column(String(64))
     note: Mapped[str | None] = mapped_column(String(255))
+    # What the request got wrong in shape but was accepted anyway (isvapp.koo.oddities), one a line.
+    warnings: Mapped[str | None] = mapped_column(Text)
+    key_fingerprint: Mapped[str | None] = mapped_column(String(24))  # which configured key verified it
     request: Mapped[str | None] = mapped_column(Text)
     response: Mapped[str | None] = mapped_column(Text)
 

@@ -5,24 +5,28 @@ for the order afterwards, stores customer, product, period and expiry on the ins
 emits ``details_fetched`` for the provisioner. When it finally gives up the instance is marked
 ``failed`` (and ``details_failed`` emitted), visible to the merchant.
 """
-from datetime import datetime
-
 from flask import current_app
 from sqlalchemy import select
 
 from . import jobs, lifecycle, marketapi
 from .db import write_transaction
 from .extensions import db
+from .koo.times import read_time
 from .models import DetailsState, Instance
 
 PERMANENT_CODES = {"MKT.0101", "MKT.0150", "MKT.9001"}
 
 
 def _time(value):
-    try:
-        return datetime.strptime(str(value), "%Y%m%d%H%M%S")
-    except (TypeError, ValueError):
-        return None
+    stamp, _ = read_time(value)
+    return stamp.replace(tzinfo=None) if stamp else None
+
+
+def buyer_of(order):
+    """The buyer: under ``orderInfo.buyerInfo`` on the current order-query page; older answers
+    put its fields on the order itself, which is read when buyerInfo is absent."""
+    buyer = order.get("buyerInfo")
+    return buyer if isinstance(buyer, dict) else order
 
 
 def _products(line):
@@ -36,13 +40,13 @@ def apply_order(instance, order, order_line_id):
     """Copy what the order says onto the instance (only fields the order actually carries)."""
     lines = order.get("orderLine") or []
     line = next((item for item in lines if item.get("orderLineId") == order_line_id), lines[0] if lines else {})
-    product = _products(line)
+    product, buyer = _products(line), buyer_of(order)
     values = {"charging_mode": line.get("chargingMode"), "period_type": line.get("periodType"),
               "period_number": line.get("periodNumber"), "expire_time": _time(line.get("expireTime")),
               "product_id": product.get("productId") or line.get("productId"),
               "sku_code": product.get("skuCode") or line.get("skuCode"),
-              "customer_id": order.get("customerId"), "customer_name": order.get("customerName"),
-              "user_id": order.get("userId"), "user_name": order.get("userName")}
+              "customer_id": buyer.get("customerId"), "customer_name": buyer.get("customerName"),
+              "user_id": buyer.get("userId"), "user_name": buyer.get("userName")}
     for name, value in values.items():
         if value not in (None, ""):
             setattr(instance, name, str(value) if name in ("charging_mode", "period_type") else value)
@@ -62,12 +66,23 @@ def fetch_order(job):
             raise jobs.Permanent(str(error)) from None
         raise
     with write_transaction():
-        instance = db.session.execute(
-            select(Instance).where(Instance.instance_id == job.instance_id)).scalar_one()
-        apply_order(instance, order, job.payload.get("order_line_id"))
+        for instance in _instances_of(job):
+            apply_order(instance, order, job.payload.get("order_line_id"))
+            lifecycle.emit("details_fetched", instance, order_id=job.payload["order_id"])
+        if job.instance_id is None:  # orderNotify: the hooks get the order whatever it is for
+            lifecycle.record_event("order_fetched", None, job.payload["order_id"], {"order": order})
         if not jobs.complete(job):
             raise RuntimeError("lost the job's lease; another worker finishes it")
-        lifecycle.emit("details_fetched", instance, order_id=job.payload["order_id"])
+
+
+def _instances_of(job):
+    """The job's instance; for an orderNotify, whichever instances the order (line) made."""
+    if job.instance_id:
+        return [db.session.execute(select(Instance).where(Instance.instance_id == job.instance_id)).scalar_one()]
+    where = [Instance.order_id == job.payload["order_id"]]
+    if job.payload.get("order_line_id"):
+        where.append(Instance.order_line_id == job.payload["order_line_id"])
+    return db.session.execute(select(Instance).where(*where)).scalars().all()
 
 
 def _gave_up(job):

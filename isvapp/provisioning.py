@@ -32,6 +32,7 @@ from .models import Event, Instance
 METHODS = {
     "created": "created", "details_fetched": "details_fetched", "details_failed": "details_failed",
     "renewed": "renewed", "trial_converted": "renewed", "renewal_cancelled": "renewed",
+    "renewal_changed": "renewed", "order_notified": "order_notified", "order_fetched": "order_fetched",
     "frozen": "frozen", "unfrozen": "unfrozen", "expired": "expired", "upgraded": "upgraded",
     "released": "released", "license_issued": "license_issued",
     "tenant_synced": "tenant_synced", "tenant_deleted": "tenant_deleted", "app_synced": "app_synced",
@@ -63,6 +64,15 @@ class Provisioner:
     def handle(self, event):
         getattr(self, METHODS.get(event.kind, "other"))(event)
 
+    def change_allowed(self, instance, product_info):
+        """changeInstanceCheck, answered while the marketplace waits (keep it well under 5 s).
+
+        ``instance`` is a dict of the instance's fields, ``product_info`` the target product as
+        the marketplace sent it. Return True (or None) to allow; False or a reason (text) to
+        refuse, answered 000100. The default allows every change.
+        """
+        return True
+
     def created(self, event): pass
     def details_fetched(self, event): pass
     def details_failed(self, event): pass
@@ -73,6 +83,8 @@ class Provisioner:
     def upgraded(self, event): pass
     def released(self, event): pass
     def license_issued(self, event): pass
+    def order_notified(self, event): pass
+    def order_fetched(self, event): pass
     def tenant_synced(self, event): pass
     def tenant_deleted(self, event): pass
     def app_synced(self, event): pass
@@ -128,6 +140,13 @@ class WebhookProvisioner(Provisioner):
             raise RuntimeError(f"webhook answered HTTP {error.code}") from None
 
 
+def instance_fields(row):
+    """The instance as hooks see it: its fields, never its sealed password."""
+    fields = {name: getattr(row, name) for name in INSTANCE_FIELDS}
+    fields["expire_time"] = row.expire_time.isoformat() if row.expire_time else None
+    return fields
+
+
 def load_provisioner(config):
     module, _, name = str(config["PROVISIONER"]).partition(":")
     return getattr(importlib.import_module(module), name)(config)
@@ -139,8 +158,7 @@ def hook_event(event_id):
     if event.instance_id:
         row = db.session.execute(select(Instance).where(Instance.instance_id == event.instance_id)).scalar_one_or_none()
         if row is not None:
-            instance = {name: getattr(row, name) for name in INSTANCE_FIELDS}
-            instance["expire_time"] = row.expire_time.isoformat() if row.expire_time else None
+            instance = instance_fields(row)
             if event.kind == "created" and row.admin_password_sealed:
                 instance["admin_password"] = vault.unseal(current_app.config["SECRET_KEY"], row.admin_password_sealed)
     return HookEvent(event_id=event.event_id, kind=event.kind, instance_id=event.instance_id,

@@ -103,7 +103,7 @@ class Simulator:
 
     # --- checking ----------------------------------------------------------------------------
 
-    def check(self, step, reply, code="000000", fields=(), signed=False, appinfo=False, same=None):
+    def check(self, step, reply, code="000000", fields=(), signed=False, appinfo=False, same=None, same_bytes=None):
         """Record one step; returns the answer's JSON (empty when it was not JSON)."""
         answer = reply.json
         got = answer.get("resultCode", f"HTTP {reply.status}")
@@ -125,6 +125,8 @@ class Simulator:
             problems += self._appinfo_problems(answer)
         if same is not None and got == code and answer.get(same[0]) != same[1]:
             problems.append(f"{same[0]} {answer.get(same[0])} differs from the first answer's {same[1]}")
+        if same_bytes is not None and reply.body != same_bytes.body:
+            problems.append("the answer differs from the first answer's bytes")
         if reply.ms > DEADLINE_S * 1000:
             problems.append(f"answered in {reply.ms / 1000:.1f} s, over the marketplace's {DEADLINE_S:.0f} s")
         self.steps.append(Step(self.scenario, step, code, got, not problems, round(reply.ms, 1),
@@ -359,9 +361,14 @@ def probes(sim):
     stale = int(time.time() * 1000) - 10 * 60 * 1000
     sim.check("stale timestamp (10 min old)", sim.g2(new, timestamp=stale), code="000002")
     raw, query = g2_signed_request(sim.key, {"testFlag": sim.test_flag, **new})
-    sim._send("POST", "/produce", query, raw, {"Content-Type": "application/json"})
-    sim.check("replayed nonce", sim._send("POST", "/produce", query, raw, {"Content-Type": "application/json"}),
-              code="000001")
+    first = sim._send("POST", "/produce", query, raw, {"Content-Type": "application/json"})
+    sim.check("identical resend (same URL and body)", sim._send("POST", "/produce", query, raw,
+                                                                  {"Content-Type": "application/json"}),
+              code="000000", same_bytes=first)
+    other = {**new, "businessId": str(uuid.uuid4())}
+    raw2, query2 = g2_signed_request(sim.key, {"testFlag": sim.test_flag, **other}, nonce=query["nonce"])
+    sim.check("replayed nonce (another request)", sim._send("POST", "/produce", query2, raw2,
+                                                             {"Content-Type": "application/json"}), code="000001")
     broken = b'{"activity": "newInstance", '
     _, query = g2_signed_request(sim.key, broken)
     sim.check("malformed JSON body", sim._send("POST", "/produce", query, broken,

@@ -23,7 +23,7 @@ from isvapp import create_app
 from isvapp.db import init_db
 from isvapp.extensions import db
 from isvapp.koo.signing import g2_signed_request
-from isvapp.models import Answer, Callback, Instance, Nonce
+from isvapp.models import Answer, Callback, Instance, SignedRequest
 
 from .conftest import KEY, Marketplace
 from .live import LiveServer
@@ -233,5 +233,5 @@ def test_clock_skew_beyond_the_window_is_000002_and_the_log_says_the_clock_is_of
     off = f"clock off by {-skew_s} s"  # this server's clock minus the marketplace's
     assert answer["resultCode"] == "000002" and off in answer["resultMsg"]
     assert off in caplog.text and "check this server's clock (NTP)" in caplog.text
-    assert market.count(Nonce) == 0 and market.count(Instance) == 0
+    assert market.count(SignedRequest) == 0 and market.count(Instance) == 0
     assert [c.result_code for c in market.rows(Callback)] == ["000002"]

@@ -9,12 +9,12 @@ from sqlalchemy import func, select
 from isvapp.extensions import db
 from isvapp.koo import codes
 from isvapp.koo.signing import g1_signed_params, g2_signed_request, kit_signed_request
-from isvapp.models import (Answer, Conflict, Department, Event, Instance, Job, KitApp, KitUser, License, Nonce,
+from isvapp.models import (Answer, Conflict, Department, Event, Instance, Job, KitApp, KitUser, License, SignedRequest,
                            Tenant)
 
 from .conftest import KEY, KIT_KEY
 
-STATE_TABLES = (Instance, Answer, Conflict, Nonce, Event, Job, License, Tenant, KitApp, KitUser, Department)
+STATE_TABLES = (Instance, Answer, Conflict, SignedRequest, Event, Job, License, Tenant, KitApp, KitUser, Department)
 KNOWN_CODES = {codes.SUCCESS, codes.AUTH_FAILED, codes.INVALID_PARAM, codes.INSTANCE_NOT_FOUND,
                codes.INTERNAL_ERROR, codes.APP_SECRET_ERROR}
 PATHS = ["/produce", "/license", "/produce/produceAPI/v2/tenantSync", "/produce/produceAPI/v2/authSync",

@@ -7,7 +7,7 @@ from sqlalchemy import create_engine, func, select, text
 
 from isvapp.extensions import db
 from isvapp.maintenance import prune
-from isvapp.models import Answer, Callback, Event, Instance, Nonce, utcnow
+from isvapp.models import Answer, Callback, Event, Instance, SignedRequest, utcnow
 
 from .test_produce_g2 import new_order
 
@@ -21,7 +21,7 @@ def age_rows(app, model, column, by):
 def test_prune_removes_only_expired_nonces_and_old_callback_rows(app, market, runner):
     for n in range(3):
         market.g2(new_order(order=f"OLD{n}"))
-    age_rows(app, Nonce, Nonce.seen_at, timedelta(seconds=121))  # 2 x the 60 s window has passed
+    age_rows(app, SignedRequest, SignedRequest.seen_at, timedelta(seconds=121))  # 2 x the 60 s window has passed
     age_rows(app, Callback, Callback.received_at, timedelta(days=91))
     age_rows(app, Instance, Instance.created_at, timedelta(days=400))
     age_rows(app, Answer, Answer.created_at, timedelta(days=400))
@@ -31,28 +31,29 @@ def test_prune_removes_only_expired_nonces_and_old_callback_rows(app, market, ru
 
     output = runner.invoke(args=["prune"]).output
     assert "Pruned 3 nonces and 3 callback log rows (callback log kept 90 days)" in output
-    assert market.count(Nonce) == 1 and market.count(Callback) == 1
+    assert market.count(SignedRequest) == 1 and market.count(Callback) == 1
     assert {m: market.count(m) for m in (Instance, Answer, Event)} == before == {Instance: 4, Answer: 4, Event: 4}
     assert "Pruned 0 nonces and 0 callback" in runner.invoke(args=["prune"]).output
 
 
 def test_prune_keeps_nonces_inside_twice_the_window_and_log_when_retention_is_zero(app, market):
     market.g2(new_order())
-    age_rows(app, Nonce, Nonce.seen_at, timedelta(seconds=100))
+    age_rows(app, SignedRequest, SignedRequest.seen_at, timedelta(seconds=100))
     age_rows(app, Callback, Callback.received_at, timedelta(days=3650))
     with app.app_context():
         assert prune(app.extensions["isvapp"], callback_days=0) == {"nonces": 0, "callbacks": 0}
-    assert market.count(Nonce) == 1 and market.count(Callback) == 1
+    assert market.count(SignedRequest) == 1 and market.count(Callback) == 1
 
 
 def test_prune_deletes_in_batches(app, market):
     with app.app_context():
-        db.session.execute(Nonce.__table__.insert(), [
-            {"scope": "g2", "nonce": f"n{i}", "seen_at": utcnow() - timedelta(hours=1)} for i in range(45)])
+        db.session.execute(SignedRequest.__table__.insert(), [
+            {"scope": "g2", "nonce": f"n{i}", "token": f"t{i}", "fingerprint": "f", "answer": b"{}",
+             "seen_at": utcnow() - timedelta(hours=1)} for i in range(45)])
         db.session.commit()
         from isvapp import maintenance
-        assert maintenance._delete_older(Nonce, Nonce.seen_at, utcnow(), batch=10) == 45
-    assert market.count(Nonce) == 0
+        assert maintenance._delete_older(SignedRequest, SignedRequest.seen_at, utcnow(), batch=10) == 45
+    assert market.count(SignedRequest) == 0
 
 
 def table_rows(connection, names):
@@ -125,6 +126,7 @@ def test_the_worker_schedules_one_prune_per_period(app, market):
     assert market.count(Job, Job.kind == "prune", Job.state == JobState.DONE) == 1
 
 
+@pytest.mark.parametrize("app_config", [{"KOO_G1_WINDOW_S": 20 * 365 * 86400}])  # WIRE was signed in 2023
 def test_prune_never_touches_licenses_or_tenants(app, market, runner):
     from isvapp.models import License, Tenant
 

@@ -8,7 +8,7 @@ import pytest
 from isvapp.koo import codes
 from isvapp.koo.fieldcrypto import decrypt_field
 from isvapp.koo.signing import g2_signed_request, verify_body_sign
-from isvapp.models import Answer, Callback, Conflict, Event, Instance, InstanceState, Nonce
+from isvapp.models import Answer, Callback, Conflict, Event, Instance, InstanceState, SignedRequest
 
 from .conftest import KEY
 
@@ -86,10 +86,7 @@ def test_refresh_unknown_instance_is_000003_and_stores_nothing(market):
     assert market.count(Answer) == 0
 
 
-@pytest.mark.parametrize("change, field", [
-    ({"scene": "SOMETHING"}, "scene"), ({"expireTime": "2030-12-31"}, "expireTime"),
-    ({"expireTime": "20301332000000"}, "expireTime"), ({"orderId": None}, "orderId"),
-])
+@pytest.mark.parametrize("change, field", [({"orderId": None}, "orderId"), ({"instanceId": ""}, "instanceId")])
 def test_refresh_bad_fields_are_named(market, created, change, field):
     body = {"activity": "refreshInstance", "instanceId": created, "orderId": "R1", "orderLineId": "R1-1",
             "scene": "RENEWAL", "expireTime": "20301231235959", **change}
@@ -134,7 +131,8 @@ def test_release_keeps_row_and_second_release_succeeds(market, created):
 
 # --- queryInstance ------------------------------------------------------------------------------
 
-def test_query_returns_encrypted_app_info(market, app):
+@pytest.mark.parametrize("app_config", [{"KOO_V2_PLAINTEXT_APPINFO": False}])
+def test_query_returns_encrypted_app_info_when_configured(market, app):
     ids = [result(market.g2(new_order(order=f"Q{i}")))["instanceId"] for i in range(3)]
     answer = result(market.g2({"activity": "queryInstance", "instanceId": ",".join(ids + ["unknown"])}))
     assert answer["resultCode"] == codes.SUCCESS
@@ -146,25 +144,22 @@ def test_query_returns_encrypted_app_info(market, app):
     assert len(password) == 16 and info["appInfo"]["frontEndUrl"].endswith(ids[0])
 
 
-def test_query_plaintext_switch(app, tmp_path):
-    from isvapp import create_app
-    from isvapp.db import init_db
-    from .conftest import Marketplace
-    plain = create_app({**app.config, "INSTANCE_PATH": str(tmp_path / "p"), "SQLALCHEMY_DATABASE_URI": None,
-                        "KOO_V2_PLAINTEXT_APPINFO": "true"})
-    with plain.app_context():
-        init_db()
-    m = Marketplace(plain, plain.test_client())
-    iid = json.loads(m.g2(new_order()).data)["instanceId"]
-    info = json.loads(m.g2({"activity": "queryInstance", "instanceId": iid}).data)["info"][0]
+def test_query_answers_plaintext_app_info_by_default(market):
+    """The current V2 queryInstance page (intl topic_0070649093) has userName/password in plain text."""
+    iid = result(market.g2(new_order()))["instanceId"]
+    info = result(market.g2({"activity": "queryInstance", "instanceId": iid}))["info"][0]
     assert info["appInfo"]["userName"] == "admin" and "encryptType" not in info
+    assert len(info["appInfo"]["password"]) == 16
 
 
 def test_query_limits(market):
     assert result(market.g2({"activity": "queryInstance", "instanceId": "a,b"}))["resultCode"] == codes.INSTANCE_NOT_FOUND
-    too_many = ",".join(f"i{n}" for n in range(101))
-    answer = result(market.g2({"activity": "queryInstance", "instanceId": too_many}))
-    assert answer["resultCode"] == codes.INVALID_PARAM and "at most 100" in answer["resultMsg"]
+    known = result(market.g2(new_order()))["instanceId"]
+    many = ",".join([known] + [f"i{n}" for n in range(100)] + ["x" * 65])
+    answer = result(market.g2({"activity": "queryInstance", "instanceId": many}))
+    assert answer["resultCode"] == codes.SUCCESS and [i["instanceId"] for i in answer["info"]] == [known]
+    [row] = market.rows(Callback, Callback.activity == "queryInstance", Callback.result_code == codes.SUCCESS)
+    assert "more than the documented 100" in row.warnings and "longer than 64" in row.warnings
 
 
 # --- verification through the endpoint ----------------------------------------------------------
@@ -178,7 +173,7 @@ def test_replayed_nonce_is_refused_and_changes_nothing(market):
     again = market.send("POST", "/produce", query_string=query2, data=raw2, content_type="application/json")
     answer = result(again)
     assert answer["resultCode"] == codes.AUTH_FAILED and "nonce" in answer["resultMsg"]
-    assert market.count(Instance) == 1 and market.count(Nonce) == 1
+    assert market.count(Instance) == 1 and market.count(SignedRequest) == 1
 
 
 def test_stale_and_future_timestamps_are_refused(market):
@@ -205,8 +200,6 @@ BAD_REQUESTS = [
      codes.INVALID_PARAM, "JSON object"),
     ("string body", "POST", lambda: dict(data=b'"x"', query_string=signed(b'"x"'), content_type="application/json"),
      codes.INVALID_PARAM, "JSON object"),
-    ("wrong content type", "POST", lambda: dict(data=b'{"activity":"newInstance"}', query_string=signed(b'{"activity":"newInstance"}'),
-                                                content_type="text/plain"), codes.INVALID_PARAM, "Content-Type"),
     ("no signature", "POST", lambda: dict(data=b"{}", content_type="application/json"), codes.AUTH_FAILED, "signature"),
     ("wrong key", "POST", lambda: dict(data=b"{}", query_string=signed(b"{}", key="other"), content_type="application/json"),
      codes.AUTH_FAILED, "does not match"),
@@ -223,10 +216,10 @@ BAD_REQUESTS = [
 def test_bad_requests_answer_envelope_and_store_nothing(market, name, method, request_kwargs, code, words):
     answer = result(market.send(method, "/produce", **request_kwargs()))
     assert answer["resultCode"] == code and words in answer["resultMsg"]
-    assert market.count(Instance) == 0 and market.count(Answer) == 0 and market.count(Nonce) == 0
+    assert market.count(Instance) == 0 and market.count(Answer) == 0 and market.count(SignedRequest) == 0
 
 
-@pytest.mark.parametrize("path", ["/produce/", "/produce/unknown", "/license/zzz"])
+@pytest.mark.parametrize("path", ["/produce/v2/unknown", "/produce/unknown", "/license/zzz"])
 def test_unknown_paths_under_marketplace_prefixes(market, path):
     answer = result(market.send("POST", path, data=b"{}", content_type="application/json"))
     assert answer["resultCode"] == codes.INVALID_PARAM
@@ -234,7 +227,7 @@ def test_unknown_paths_under_marketplace_prefixes(market, path):
 
 @pytest.mark.parametrize("change, field", [
     ({"orderId": None}, "orderId"), ({"orderLineId": ""}, "orderLineId"), ({"businessId": "x" * 65}, "businessId"),
-    ({"orderId": 123}, "orderId"), ({"testFlag": "7"}, "testFlag"), ({"orderId": ["a"]}, "orderId"),
+    ({"orderId": ["a"]}, "orderId"), ({"businessId": {"a": 1}}, "businessId"),
 ])
 def test_new_instance_field_errors_name_the_field(market, change, field):
     body = {**new_order(), **change}
@@ -259,7 +252,7 @@ def test_unexpected_exception_is_000005(market, monkeypatch):
     monkeypatch.setattr(lifecycle, "new_instance", boom)
     answer = result(market.g2(new_order()))
     assert answer == {"resultCode": codes.INTERNAL_ERROR, "resultMsg": "internal error"}
-    assert market.count(Instance) == 0 and market.count(Nonce) == 0
+    assert market.count(Instance) == 0 and market.count(SignedRequest) == 0
 
 
 def test_unconfigured_key_is_000005(tmp_path):

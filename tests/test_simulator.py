@@ -99,13 +99,15 @@ def test_the_broken_server_is_reported_exactly(broken):
         ("onetime G1", "newInstance"), ("onetime G1", "newInstance retried"), ("onetime G1", "releaseInstance"),
         ("onetime G1", "releaseInstance again (idempotent)"),
         ("negative probes", "wrong signature"), ("negative probes", "stale timestamp (10 min old)"),
-        ("negative probes", "replayed nonce"), ("negative probes", "malformed JSON body"),
+        ("negative probes", "identical resend (same URL and body)"),
+        ("negative probes", "replayed nonce (another request)"), ("negative probes", "malformed JSON body"),
         ("negative probes", "G1 wrong authToken"), ("negative probes", "kit wrong x-sign")}
     assert "differs from the first answer" in failures[("onetime G2", "newInstance retried")]
     assert "resultCode 000003" in failures[("onetime G2", "releaseInstance again (idempotent)")]
     assert "Body-Sign does not match" in failures[("onetime G1", "newInstance")]
     assert "appInfo missing" in failures[("onetime G1", "newInstance")]
-    assert "resultCode 000000" in failures[("negative probes", "replayed nonce")]
+    assert "resultCode 000000" in failures[("negative probes", "replayed nonce (another request)")]
+    assert "differs from the first answer's bytes" in failures[("negative probes", "identical resend (same URL and body)")]
     assert "FAIL" in simulator.report(sim)
 
 

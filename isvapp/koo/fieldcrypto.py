@@ -72,17 +72,28 @@ def decrypt_field(key, value, encrypt_type="1"):
         raise KooError(INVALID_PARAM, f"encrypted field cannot be decrypted: {exc}") from None
 
 
-def rsa_oaep_decrypt(private_key, ciphertext_b64):
-    """Decrypt a Kit clientSecret: OAEP with SHA-256/MGF1-SHA-256 first, then SHA-1 (project rule).
+# (OAEP digest, MGF1 digest): SHA-256 throughout (project rule), Java's
+# "RSA/ECB/OAEPWithSHA-256AndMGF1Padding" (SHA-256 with MGF1-SHA-1, its default), then SHA-1.
+OAEP_READINGS = ((hashes.SHA256, hashes.SHA256), (hashes.SHA256, hashes.SHA1), (hashes.SHA1, hashes.SHA1))
 
-    Raises KooError(000101) when neither reading yields UTF-8 text.
+
+def lenient_b64decode(text):
+    """Standard or URL-safe Base64, with line breaks (Java's MIME encoder) and with or without padding."""
+    compact = "".join(text.split()).replace("-", "+").replace("_", "/")
+    return base64.b64decode(compact + "=" * (-len(compact) % 4), validate=True)
+
+
+def rsa_oaep_decrypt(private_key, ciphertext_b64):
+    """Decrypt a Kit clientSecret with each OAEP reading in turn (OAEP_READINGS).
+
+    Raises KooError(000101) when no reading yields UTF-8 text.
     """
     try:
-        ciphertext = base64.b64decode(ciphertext_b64, validate=True)
+        ciphertext = lenient_b64decode(ciphertext_b64)
     except ValueError:
         raise KooError(APP_SECRET_ERROR, "clientSecret is not Base64") from None
-    for algorithm in (hashes.SHA256(), hashes.SHA1()):
-        oaep = asym_padding.OAEP(mgf=asym_padding.MGF1(algorithm=algorithm), algorithm=algorithm, label=None)
+    for digest, mgf_digest in OAEP_READINGS:
+        oaep = asym_padding.OAEP(mgf=asym_padding.MGF1(algorithm=mgf_digest()), algorithm=digest(), label=None)
         try:
             return private_key.decrypt(ciphertext, oaep).decode("utf-8")
         except (ValueError, UnicodeDecodeError):

@@ -1,58 +1,138 @@
-"""Marshmallow schemas, one per activity: the shape of what the marketplace may send.
+"""Marshmallow schemas, one per activity: the shape of what the marketplace may send, read leniently.
 
-Unknown fields are excluded, not refused: the marketplace adds fields over time, and the raw
-request is kept in the callback log anyway. ``validation_message`` turns marshmallow's error dict
-into the one-line resultMsg that names the field.
+A request whose signature verifies is refused for its shape only when the activity truly cannot
+be performed: an identifier it needs is missing (or too long to be one). Everything else is read
+as well as it can be and the oddity noted (:mod:`isvapp.koo.oddities`) for the merchant to see:
+``null`` and ``""`` mean absent, numbers are taken where strings are expected and the other way
+round, times are read in every plausible form, free text is never refused (it is cut to what the
+database holds, with a note), unknown fields are ignored. ``validation_message`` turns
+marshmallow's error dict into the one-line resultMsg that names the field.
+
+Every cap here is checked against the database column that stores it (tests/test_limits.py).
 """
-import base64
 import binascii
 import json
-from datetime import datetime, timezone
 
-from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates_schema
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, pre_load
 
-KOO_TIME_FORMAT = "%Y%m%d%H%M%S"
+from . import oddities
+from .fieldcrypto import lenient_b64decode
+from .times import format_time, read_time
+
+MAX_ID = 64  # the documented maximum of every marketplace identifier; the columns hold it
 MAX_QUERY_IDS = 100
+INT32 = 2**31 - 1
+
+
+def _absent(value):
+    return value is None or value == ""
+
+
+def _drop_absent(data):
+    """``null`` and ``""`` mean "absent" in every generation (the marketplace sends all three)."""
+    return {k: v for k, v in data.items() if not _absent(v)} if isinstance(data, dict) else data
+
+
+class Str(fields.Field):
+    """A string; a number where a string is expected is taken as its text (Java writes either)."""
+
+    def __init__(self, max_len=None, cut=False, **kwargs):
+        super().__init__(**kwargs)
+        self.max_len, self.cut = max_len, cut
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+            raise ValidationError("Not a valid string.")
+        text = value if isinstance(value, str) else str(value)
+        if self.max_len and len(text) > self.max_len:
+            if not self.cut:
+                raise ValidationError(f"Longer than maximum length {self.max_len}.")
+            oddities.note(f"{attr}: {len(text)} characters, cut to {self.max_len}")
+            text = text[:self.max_len]
+        return text
+
+
+def Id(max_len=MAX_ID, required=True):
+    """A marketplace identifier: bounded, because it keys rows and idempotency."""
+    return Str(max_len, required=required)
+
+
+def Text(max_len=None):
+    """Free text (names, memo): never a reason to refuse; cut to the column with a note."""
+    return Str(max_len, cut=True)
+
+
+class Choice(Str):
+    """An enumerated value, read in any letter case; one not in the list is refused."""
+
+    def __init__(self, choices, **kwargs):
+        super().__init__(**kwargs)
+        self.choices = choices
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        text = super()._deserialize(value, attr, data, **kwargs).strip()
+        for choice in self.choices:
+            if text.upper() == choice:
+                if text != choice:
+                    oddities.note(f"{attr}: {text} read as {choice}")
+                return choice
+        raise ValidationError(f"must be one of {', '.join(self.choices)}")
+
+
+class Flag(fields.Field):
+    """``"1"``/``1``/``true`` yes, ``"0"``/``0``/``false`` no; anything else is no, with a note."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        text = str(value).strip().lower()
+        if text in ("1", "true", "yes", "y"):
+            return True
+        if text not in ("0", "false", "no", "n"):
+            oddities.note(f"{attr}: {str(value)[:20]} is not 0 or 1; read as 0")
+        return False
+
+
+class Int(fields.Field):
+    """An integer, from a number or its text; one that cannot be stored is dropped with a note."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        try:
+            number = int(str(value).strip()) if not isinstance(value, bool) else None
+        except ValueError:
+            number = None
+        if number is None or abs(number) > INT32:
+            oddities.note(f"{attr}: {str(value)[:30]} is not a storable integer; ignored")
+            return None
+        return number
 
 
 class KooTime(fields.Field):
-    """``yyyyMMddHHmmss`` in UTC, loaded as an aware datetime."""
+    """A time in any readable form (isvapp.koo.times), as an aware UTC datetime.
+
+    One that cannot be read is ``None`` with a note: the activity decides whether it can go on.
+    """
 
     def _deserialize(self, value, attr, data, **kwargs):
-        if not isinstance(value, str) or len(value) != 14 or not value.isdigit():
-            raise ValidationError("must be yyyyMMddHHmmss")
-        try:
-            return datetime.strptime(value, KOO_TIME_FORMAT).replace(tzinfo=timezone.utc)
-        except ValueError:
-            raise ValidationError("is not a valid date and time") from None
-
-    def _serialize(self, value, attr, obj, **kwargs):
-        return None if value is None else value.astimezone(timezone.utc).strftime(KOO_TIME_FORMAT)
-
-
-class TestFlag(fields.Field):
-    """``"1"`` debugging, ``"0"``/absent real; G2 sends strings, Kit sends integers."""
-
-    def _deserialize(self, value, attr, data, **kwargs):
-        if value in ("1", 1):
-            return True
-        if value in ("0", 0, ""):
-            return False
-        raise ValidationError("must be 0 or 1")
-
-
-def Id(max_len=64, required=True):
-    """A marketplace identifier: a non-empty string of bounded length."""
-    return fields.String(required=required, validate=validate.Length(min=1, max=max_len))
+        stamp, documented = read_time(value)
+        if stamp is None:
+            oddities.note(f"{attr}: {str(value)[:40]} is not a readable time; ignored")
+        elif not documented:
+            oddities.note(f"{attr}: {str(value)[:40]} is not yyyyMMddHHmmss[SSS]; read as {format_time(stamp)}")
+        return stamp
 
 
 class KooSchema(Schema):
     class Meta:
         unknown = EXCLUDE
 
-    activity = fields.String(required=True, validate=validate.Length(max=32))
-    testFlag = TestFlag(load_default=False)
+    activity = Str(required=True)
+    testFlag = Flag(load_default=False)
 
+    @pre_load
+    def _absent_fields(self, data, **kwargs):
+        return _drop_absent(data)
+
+
+# --- G2 SaaS and License-2.0 (POST JSON) -------------------------------------------------------
 
 class G2NewInstance(KooSchema):
     orderId = Id()
@@ -61,18 +141,19 @@ class G2NewInstance(KooSchema):
 
 
 class G2RefreshInstance(KooSchema):
-    scene = fields.String(required=True, validate=validate.OneOf(
-        ["TRIAL_TO_FORMAL", "RENEWAL", "UNSUBSCRIBE_RENEWAL_PERIOD"]))
+    """scene: any text; RENEWAL_CHANGE and unknown scenes are handled by the view."""
+
+    scene = Str(load_default="RENEWAL")
     orderId = Id()
-    orderLineId = Id()
+    orderLineId = Id(required=False)
     instanceId = Id()
     productId = Id(required=False)
-    expireTime = KooTime(required=True)
+    expireTime = KooTime()
 
 
 class G2UpdateInstanceStatus(KooSchema):
     instanceId = Id()
-    status = fields.String(required=True, validate=validate.OneOf(["FREEZE", "UNFREEZE"]))
+    status = Choice(["FREEZE", "UNFREEZE"], required=True)
 
 
 class G2ReleaseInstance(KooSchema):
@@ -84,27 +165,41 @@ class G2ReleaseInstance(KooSchema):
 class G2UpgradeInstance(KooSchema):
     instanceId = Id()
     orderId = Id()
-    orderLineId = Id()
+    orderLineId = Id(required=False)
+
+
+class ChangeInstanceCheck(KooSchema):
+    """changeInstanceCheck: may this instance change as the renewal asks? productInfo is passed on."""
+
+    instanceId = Id()
+    orderId = Id(required=False)
+    orderLineId = Id(required=False)
+    productInfo = fields.Raw()
+
+
+class OrderNotify(KooSchema):
+    """orderNotify: the marketplace says an order changed; the order is fetched afterwards."""
+
+    orderId = Id()
+    orderLineId = Id(required=False)
+    notifyType = Text()
+    orderStatus = Text()
 
 
 class InstanceIdList(fields.Field):
-    """One id or a comma-separated list of at most 100 ids, each at most 64 characters.
-
-    The reference gives the field a maximum length of 100 and also allows 100 ids per call;
-    both cannot hold, so the count and each id's length are checked instead.
-    """
+    """One id, a comma-separated list, or a JSON list; ids that cannot exist are skipped with a note."""
 
     def _deserialize(self, value, attr, data, **kwargs):
-        if not isinstance(value, str):
-            raise ValidationError("must be a string")
-        ids = [part.strip() for part in value.split(",") if part.strip()]
+        parts = value if isinstance(value, list) else str(value).split(",")
+        ids = [str(part).strip() for part in parts if str(part).strip()]
         if not ids:
             raise ValidationError("must name at least one instance")
         if len(ids) > MAX_QUERY_IDS:
-            raise ValidationError(f"names {len(ids)} instances, at most {MAX_QUERY_IDS} allowed")
-        if any(len(i) > 64 for i in ids):
-            raise ValidationError("has an id longer than 64 characters")
-        return list(dict.fromkeys(ids))
+            oddities.note(f"{attr}: {len(ids)} ids, more than the documented {MAX_QUERY_IDS}")
+        long = [i for i in ids if len(i) > MAX_ID]
+        if long:
+            oddities.note(f"{attr}: {len(long)} ids longer than {MAX_ID} characters skipped")
+        return list(dict.fromkeys(i for i in ids if len(i) <= MAX_ID))
 
 
 class G2QueryInstance(KooSchema):
@@ -123,78 +218,67 @@ def validation_message(error):
 
 # --- G1 (GET, every value a string from the query) --------------------------------------------
 
-def Text(max_len=255):
-    return fields.String(validate=validate.Length(max=max_len))
-
-
 class ExtendParams(fields.Field):
     """``saasExtendParams``: Base64 of a JSON array ``[{"name":..,"value":..}]``, loaded as a dict.
 
-    The Base64 text, not the decoded JSON, is what authToken signs; the view keeps both.
+    One that cannot be read is kept as it came (``{"_unreadable": text}``) with a note: the order
+    is still created, and the merchant can read the value on the instance page.
     """
 
     def _deserialize(self, value, attr, data, **kwargs):
-        if not isinstance(value, str) or len(value) > 8192:
-            raise ValidationError("must be Base64 text of at most 8192 characters")
+        text = str(value)
         try:
-            decoded = json.loads(base64.b64decode(value.replace(" ", "+"), validate=True).decode("utf-8"))
-        except (binascii.Error, ValueError, UnicodeDecodeError):
-            raise ValidationError("is not Base64-encoded JSON") from None
-        if not isinstance(decoded, list) or not all(
-                isinstance(item, dict) and isinstance(item.get("name"), str) for item in decoded):
-            raise ValidationError('must be a JSON array of {"name": ..., "value": ...}')
-        return {item["name"]: item.get("value") for item in decoded}
-
-
-class G1Flag(fields.Field):
-    """``trialFlag`` / ``trialToFormal``: "1" yes, "0" or absent no."""
-
-    def _deserialize(self, value, attr, data, **kwargs):
-        if value in ("1", "0", ""):
-            return value == "1"
-        raise ValidationError("must be 0 or 1")
+            decoded = json.loads(lenient_b64decode(text.replace(" ", "+")).decode("utf-8"))
+        except (binascii.Error, ValueError, UnicodeDecodeError, RecursionError):
+            decoded = None
+        if isinstance(decoded, dict):
+            return decoded
+        if isinstance(decoded, list) and all(isinstance(i, dict) and "name" in i for i in decoded):
+            return {str(item["name"]): item.get("value") for item in decoded}
+        oddities.note(f"{attr}: not Base64 JSON name/value pairs; kept as sent")
+        return {"_unreadable": text[:8192]}
 
 
 class G1Order(KooSchema):
     """What a G1 new purchase (and a License-G1 getLicense) carries: the whole order."""
 
-    customerId = Id(100)
-    customerName = Text()
+    customerId = Id(100, required=False)
+    customerName = Text(255)
     userId = Id(100, required=False)
-    userName = Text()
+    userName = Text(255)
     mobilePhone = Text(512)
     email = Text(512)
     businessId = Id()
     orderId = Id()
     orderLineId = Id(required=False)
-    productId = Id()
+    productId = Id(required=False)
     skuCode = Id(required=False)
-    trialFlag = G1Flag(load_default=False)
+    trialFlag = Flag(load_default=False)
     expireTime = KooTime()
-    chargingMode = Text(25)
-    periodType = Text(16)
-    periodNumber = fields.Integer(strict=False)
-    provisionType = fields.Integer(strict=False)
+    chargingMode = Text(32)
+    periodType = Text(32)
+    periodNumber = Int()
+    provisionType = Int()
     saasExtendParams = ExtendParams()
-    amount = fields.Integer(strict=False)
-    diskSize = fields.Integer(strict=False)
-    bandWidth = fields.Integer(strict=False)
-    orderAmount = fields.Decimal(as_string=True, allow_nan=False)
+    amount = Int()
+    diskSize = Int()
+    bandWidth = Int()
+    orderAmount = Text(32)
 
 
 class G1RefreshInstance(KooSchema):
     instanceId = Id()
     orderId = Id()
     productId = Id(required=False)
-    expireTime = KooTime(required=True)
-    trialToFormal = G1Flag(load_default=False)
-    periodType = Text(16)
-    periodNumber = fields.Integer(strict=False)
+    expireTime = KooTime()
+    trialToFormal = Flag(load_default=False)
+    periodType = Text(32)
+    periodNumber = Int()
 
 
 class G1ExpireInstance(KooSchema):
     instanceId = Id()
-    orderId = Id()
+    orderId = Id(required=False)
 
 
 class G1ReleaseInstance(KooSchema):
@@ -207,14 +291,14 @@ class G1Upgrade(KooSchema):
     orderId = Id()
     productId = Id(required=False)
     skuCode = Id(required=False)
-    amount = fields.Integer(strict=False)
-    diskSize = fields.Integer(strict=False)
-    bandWidth = fields.Integer(strict=False)
+    amount = Int()
+    diskSize = Int()
+    bandWidth = Int()
 
 
 class G1InstanceStatus(KooSchema):
     instanceId = Id()
-    instanceStatus = fields.String(required=True, validate=validate.OneOf(["FREEZE", "NORMAL"]))
+    instanceStatus = Choice(["FREEZE", "NORMAL", "UNFREEZE"], required=True)
 
 
 class G1QueryInstance(KooSchema):
@@ -223,29 +307,10 @@ class G1QueryInstance(KooSchema):
 
 # --- License-2.0 ---------------------------------------------------------------------------
 
-class LooseTime(fields.Field):
-    """getLicenseAsync times: ``2023-10-27 10:30:15 z`` in the reference, UTC; yyyyMMddHHmmss also taken."""
-
-    FORMATS = ("%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", KOO_TIME_FORMAT)
-
-    def _deserialize(self, value, attr, data, **kwargs):
-        if not isinstance(value, str) or len(value) > 32:
-            raise ValidationError("must be a UTC time like 2023-10-27 10:30:15 z")
-        text = value.strip()
-        if text[-1:] in ("z", "Z"):
-            text = text[:-1].strip()
-        for fmt in self.FORMATS:
-            try:
-                return datetime.strptime(text, fmt).replace(tzinfo=timezone.utc)
-            except ValueError:
-                continue
-        raise ValidationError("must be a UTC time like 2023-10-27 10:30:15 z")
-
-
 class GetLicenseAsync(KooSchema):
     instanceId = Id()
-    effectiveTime = LooseTime(required=True)
-    expireTime = LooseTime()
+    effectiveTime = KooTime()
+    expireTime = KooTime()
     eventId = Id()
     deviceFingerprint = Text(1024)
 
@@ -255,12 +320,14 @@ class GetLicenseAsync(KooSchema):
 MAX_KIT_ITEMS = 200_000
 
 
-def _kit_list(value, name):
+def _kit_list(value):
     if isinstance(value, str):
         try:
             value = json.loads(value)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise ValidationError("is not a JSON list") from None
+    if isinstance(value, dict):
+        value = [value]
     if not isinstance(value, list):
         raise ValidationError("must be a list")
     if len(value) > MAX_KIT_ITEMS:
@@ -268,20 +335,27 @@ def _kit_list(value, name):
     return value
 
 
-def _text_of(item, key, where, max_len, required=False, aliases=()):
+def _text_of(item, key, where, max_len, required=False, aliases=(), cut=False):
+    """One field of a list item, read like :class:`Str` (checked by hand: lists are long)."""
     value = item.get(key)
     for alias in aliases:
-        if value is None:
+        if _absent(value):
             value = item.get(alias)
-    if value is None or value == "":
+    if _absent(value):
         if required:
             raise ValidationError(f"{where}.{key}: Missing data for required field.")
         return None
-    if isinstance(value, bool) or not isinstance(value, (str, int)):
-        raise ValidationError(f"{where}.{key}: Not a valid string.")
-    value = str(value)
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        if not cut:
+            raise ValidationError(f"{where}.{key}: Not a valid string.")
+        oddities.note(f"{where}.{key}: not text; ignored")
+        return None
+    value = value if isinstance(value, str) else str(value)
     if len(value) > max_len:
-        raise ValidationError(f"{where}.{key}: Longer than maximum length {max_len}.")
+        if not cut:
+            raise ValidationError(f"{where}.{key}: Longer than maximum length {max_len}.")
+        oddities.note(f"{where}.{key}: {len(value)} characters, cut to {max_len}")
+        value = value[:max_len]
     return value
 
 
@@ -289,24 +363,31 @@ class OrgList(fields.Field):
     """``orgInfo``: a flat list of {orgCode, name, parentCode}, checked by hand for speed.
 
     A full sync carries tens of thousands of departments; a nested marshmallow schema would
-    spend most of the 5 s budget building error dictionaries nobody reads.
+    spend most of the 5 s budget building error dictionaries nobody reads. A repeated orgCode is
+    noted and the last one wins.
     """
 
     def _deserialize(self, value, attr, data, **kwargs):
-        orgs = {}
-        for i, item in enumerate(_kit_list(value, attr)):
-            where = f"[{i}]"
+        orgs, repeated = {}, []
+        for i, item in enumerate(_kit_list(value)):
+            where = f"{attr}[{i}]"
             if not isinstance(item, dict):
                 raise ValidationError(f"{where}: must be an object")
-            code = _text_of(item, "orgCode", where, 64, required=True)
+            code = _text_of(item, "orgCode", where, MAX_ID, required=True)
             if code in orgs:
-                raise ValidationError(f"{where}.orgCode: {code} appears twice")
-            orgs[code] = (_text_of(item, "name", where, 128, required=True, aliases=("orgName",)),
-                          _text_of(item, "parentCode", where, 64))
+                repeated.append(code)
+            name = _text_of(item, "name", where, 128, aliases=("orgName",), cut=True)
+            if name is None:
+                oddities.note(f"{where}.name: missing; the orgCode stands in")
+            orgs[code] = (name or code, _text_of(item, "parentCode", where, MAX_ID))
+        if repeated:
+            oddities.note(f"{attr}: orgCode {', '.join(sorted(set(repeated))[:3])} repeated; the last one kept")
         return orgs
 
 
-USER_FIELDS = {"name": 255, "position": 255, "orgCode": 64, "employeeCode": 64, "employeeType": 16}
+USER_FIELDS = {"name": 255, "position": 255, "employeeType": 16}
+USER_IDS = {"orgCode": MAX_ID, "employeeCode": MAX_ID}
+ROLES = ("user", "admin")
 
 
 class UserList(fields.Field):
@@ -314,30 +395,64 @@ class UserList(fields.Field):
 
     def _deserialize(self, value, attr, data, **kwargs):
         users = {}
-        for i, item in enumerate(_kit_list(value, attr)):
-            where = f"[{i}]"
+        for i, item in enumerate(_kit_list(value)):
+            where = f"{attr}[{i}]"
             if not isinstance(item, dict):
                 raise ValidationError(f"{where}: must be an object")
             user = {"userName": _text_of(item, "userName", where, 255, required=True)}
             for key, max_len in USER_FIELDS.items():
+                user[key] = _text_of(item, key, where, max_len, cut=True)
+            for key, max_len in USER_IDS.items():
                 user[key] = _text_of(item, key, where, max_len)
-            role = item.get("role")
-            if role not in (None, "", "user", "admin"):
-                raise ValidationError(f"{where}.role: must be user or admin")
-            user["role"] = role or None
-            enable = item.get("enable", True)
-            if enable not in (True, False, "true", "false", 1, 0, "1", "0"):
-                raise ValidationError(f"{where}.enable: must be true or false")
-            user["enable"] = enable in (True, "true", 1, "1")
-            extra = {k: v for k, v in item.items() if k not in user and k not in USER_FIELDS}
+            user["role"] = _role(item.get("role"), where)
+            user["enable"] = _enable(item.get("enable"), where)
+            extra = {k: v for k, v in item.items() if k not in user}
             user["extra"] = extra or None
             users[user["userName"]] = user
         return list(users.values())
 
 
-def KitId(max_len=64):
+def _role(value, where):
+    if _absent(value):
+        return None
+    role = str(value).strip().lower()
+    if role not in ROLES:
+        oddities.note(f"{where}.role: {str(value)[:16]} is neither user nor admin; kept as sent")
+    return role[:16]
+
+
+def _enable(value, where):
+    if _absent(value):
+        return True
+    text = str(value).strip().lower()
+    if text in ("true", "1", "yes"):
+        return True
+    if text in ("false", "0", "no"):
+        return False
+    oddities.note(f"{where}.enable: {str(value)[:16]} is not true or false; read as true")
+    return True
+
+
+def KitId(max_len=MAX_ID):
     """An id the marketplace may leave empty (tenantSync while the seller applies for credentials)."""
-    return fields.String(load_default="", validate=validate.Length(max=max_len), allow_none=True)
+    return Str(max_len, load_default="")
+
+
+class FlagChoice(fields.Field):
+    """A Kit operation flag (0 delete, 1 add, 2 modify, 3 revoke): without it nothing can be done."""
+
+    def __init__(self, *choices, **kwargs):
+        super().__init__(**kwargs)
+        self.choices = choices
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        try:
+            flag = int(str(value).strip())
+        except ValueError:
+            flag = None
+        if flag not in self.choices:
+            raise ValidationError(f"must be one of {', '.join(map(str, self.choices))}")
+        return flag
 
 
 class KitSchema(Schema):
@@ -346,22 +461,19 @@ class KitSchema(Schema):
     class Meta:
         unknown = EXCLUDE
 
-    testFlag = TestFlag(load_default=False)
-    timeStamp = fields.String(validate=validate.Length(max=20))
-    # Fields required unless the flag says delete (0): a delete needs only the keys.
-    REQUIRED_UNLESS_DELETE = ()
+    testFlag = Flag(load_default=False)
+    timeStamp = Str()
+    # Fields an add should carry: their absence is noted, not refused (a delete needs only keys).
+    EXPECTED_ON_ADD = ()
 
-    @validates_schema
-    def _required_unless_delete(self, data, **kwargs):
-        if data.get("flag", 1) != 0:
-            missing = [name for name in self.REQUIRED_UNLESS_DELETE if not data.get(name)]
-            if missing:
-                raise ValidationError({name: ["Missing data for required field."] for name in missing})
-
-
-def Flag(*choices, default=None):
-    return fields.Integer(strict=False, validate=validate.OneOf(choices),
-                          **({"load_default": default} if default is not None else {"required": True}))
+    @pre_load
+    def _absent_fields(self, data, **kwargs):
+        data = _drop_absent(data)
+        if isinstance(data, dict) and str(data.get("flag", 1)) == "1":
+            for name in self.EXPECTED_ON_ADD:
+                if name not in data:
+                    oddities.note(f"{name}: missing on an add")
+        return data
 
 
 class TenantSync(KitSchema):
@@ -369,10 +481,10 @@ class TenantSync(KitSchema):
     orderId = KitId()
     tenantId = Id()
     tenantCode = Id(required=False)
-    name = fields.String(validate=validate.Length(max=255))
-    domainName = fields.String(validate=validate.Length(max=255))
-    flag = Flag(0, 1, 2)
-    REQUIRED_UNLESS_DELETE = ("tenantCode", "name", "domainName")
+    name = Text(255)
+    domainName = Text(255)
+    flag = FlagChoice(0, 1, 2, required=True)
+    EXPECTED_ON_ADD = ("tenantCode", "name", "domainName")
 
 
 class ApplicationSync(KitSchema):
@@ -380,11 +492,11 @@ class ApplicationSync(KitSchema):
     orderId = KitId()
     tenantId = Id()
     appId = Id()
-    name = fields.String(validate=validate.Length(max=255))
-    clientId = fields.String(validate=validate.Length(max=255))
-    clientSecret = fields.String(validate=validate.Length(max=4096))
-    flag = Flag(0, 1, 2, default=1)
-    REQUIRED_UNLESS_DELETE = ("clientId", "clientSecret")
+    name = Text(255)
+    clientId = Text(255)
+    clientSecret = Str(8192)
+    flag = FlagChoice(0, 1, 2, load_default=1)
+    EXPECTED_ON_ADD = ("clientId", "clientSecret")
 
 
 class AuthSync(KitSchema):
@@ -392,18 +504,18 @@ class AuthSync(KitSchema):
     tenantId = Id()
     appId = Id()
     userList = UserList(required=True)
-    currentSyncTime = fields.String(validate=validate.Length(max=20))
-    flag = Flag(0, 1, 2, 3)
+    currentSyncTime = Str()
+    flag = FlagChoice(0, 1, 2, 3, required=True)
 
 
 class SingleOrgSync(KitSchema):
     instanceId = KitId()
     tenantId = Id()
     orgCode = Id()
-    orgName = fields.String(validate=validate.Length(max=128))
-    parentCode = fields.String(validate=validate.Length(max=64), allow_none=True)
-    flag = Flag(0, 1, 2)
-    REQUIRED_UNLESS_DELETE = ("orgName",)
+    orgName = Text(128)
+    parentCode = Id(required=False)
+    flag = FlagChoice(0, 1, 2, required=True)
+    EXPECTED_ON_ADD = ("orgName",)
 
 
 class AllOrgSync(KitSchema):

@@ -7,11 +7,19 @@ import base64
 import hashlib
 import hmac
 import json
+import re
 import secrets
 import time
 from datetime import datetime, timezone
 
 from .codes import AUTH_FAILED, INVALID_PARAM, KooError
+from .times import read_time
+
+_UNIX_MS = re.compile(r"[1-9][0-9]{0,14}")
+# Bodies larger than this are checked against their raw bytes only: re-reading a body to try its
+# canonical forms means parsing it, and a stranger's 12 MiB body must cost one HMAC, not a parse.
+# The basic interfaces' bodies are a few hundred bytes; Huawei signs a Kit body as sent.
+CANONICAL_MAX_BYTES = 64 * 1024
 
 
 def _hmac_sha256(key, msg):
@@ -41,8 +49,43 @@ def g1_auth_token(key, params):
     return base64.b64encode(digest).decode("ascii")
 
 
-def verify_g1_request(key, params):
-    """Check a G1 GET request's authToken.
+_PAIR_INSIDE = re.compile(r"&[^&=]+=")
+
+
+def check_unambiguous(params):
+    """Refuse parameters whose signed string also reads as a different parameter set.
+
+    authToken covers ``k=v`` pairs joined with '&' and nothing escaped, so ``orderId=O&periodNumber=1``
+    as one value signs exactly like two parameters: a captured request could be re-split into
+    another. A value (or name) holding '&' followed by ``name=`` is refused; a plain '&' inside a
+    value (a customer called ``A&B 有限公司``) cannot be re-read as a pair and is accepted.
+    """
+    for name, value in params.items():
+        if name == "authToken":
+            continue
+        if "&" in name or "=" in name or _PAIR_INSIDE.search(value or ""):
+            raise KooError(AUTH_FAILED, f"{name[:40]}: a value holding '&name=' makes authToken ambiguous")
+
+
+def check_g1_timestamp(text, now_ms, window_s, name="timeStamp"):
+    """G1 has no nonce: a window on timeStamp is what stops a URL signed long ago from being obeyed.
+
+    The window is generous (the marketplace retries for hours, and a clock written in Beijing time
+    instead of UTC is eight hours off), so it is a setting, not a constant.
+    """
+    if not text:
+        raise KooError(INVALID_PARAM, f"{name} is missing")
+    stamp, _ = read_time(text)
+    if stamp is None:
+        raise KooError(INVALID_PARAM, f"{name} must be a time like yyyyMMddHHmmssSSS")
+    skew = now_ms - stamp.timestamp() * 1000
+    if abs(skew) > window_s * 1000:
+        raise KooError(INVALID_PARAM, f"{name} outside the {window_s} s window "
+                                      f"(clock off by {skew / 1000:.0f} s)")
+
+
+def verify_g1_request(keys, params, now_ms, window_s):
+    """Check a G1 GET request's authToken against each configured key; returns the key that signed it.
 
     Huawei's FAQ: a '+' in the token sometimes arrives as a space when a proxy decodes twice;
     mapping spaces back to '+' before comparing is the documented remedy. The same pitfall in a
@@ -51,11 +94,37 @@ def verify_g1_request(key, params):
     token = params.get("authToken")
     if not token:
         raise KooError(AUTH_FAILED, "authToken is missing")
-    if not params.get("timeStamp"):
-        raise KooError(INVALID_PARAM, "timeStamp is missing")
-    expected = g1_auth_token(key, params)
-    if not _same(expected, token.replace(" ", "+")):
-        raise KooError(AUTH_FAILED, "authToken does not match")
+    check_g1_timestamp(params.get("timeStamp"), now_ms, window_s)
+    check_unambiguous(params)
+    token = token.replace(" ", "+")
+    for key in keys:
+        if _same(g1_auth_token(key, params), token):
+            return key
+    raise KooError(AUTH_FAILED, "authToken does not match")
+
+
+def replay_token(scope, *parts):
+    """The replay store's key for a signed request: its signed identity, however its parts are cut.
+
+    G2 and Kit sign ``key + nonce + timestamp`` with no separator, so the same signed bytes can be
+    re-cut (a nonce's last digit moved onto the timestamp); the key is taken over the joined text,
+    so every cut of one signed request is one entry. G1's identity is its authToken.
+    """
+    return hashlib.sha256("|".join((scope, "".join(parts))).encode("utf-8")).hexdigest()
+
+
+def request_fingerprint(*parts):
+    """What makes a resend *identical*: every byte of URL, signature parts and body."""
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(part if isinstance(part, bytes) else str(part).encode("utf-8"))
+        digest.update(b"\x00")
+    return digest.hexdigest()
+
+
+def key_fingerprint(key):
+    """How a key is named on pages and in logs: never the key, a short hash of it."""
+    return "sha256:" + hashlib.sha256(key.encode("utf-8")).hexdigest()[:12] if key else None
 
 
 def body_sign(key, body):
@@ -103,31 +172,66 @@ def kit_signature(key, nonce, timestamp, payload):
 
 
 def check_timestamp(timestamp, now_ms, window_s):
-    """Unix milliseconds within the window, in both directions; returns the skew in ms."""
+    """Plain Unix milliseconds within the window, in both directions; returns the skew in ms.
+
+    Plain means ASCII digits with no leading zero: ``²`` passes ``str.isdigit``, and a leading
+    zero is how a nonce's last digit could be moved onto the timestamp in a replay.
+    """
     if not timestamp:
         raise KooError(INVALID_PARAM, "timestamp is missing")
-    if not timestamp.isdigit() or len(timestamp) > 15:
-        raise KooError(INVALID_PARAM, "timestamp must be Unix milliseconds")
+    if not _UNIX_MS.fullmatch(timestamp):
+        raise KooError(INVALID_PARAM, "timestamp must be Unix milliseconds (ASCII digits, no leading zero)")
     skew = now_ms - int(timestamp)
     if abs(skew) > window_s * 1000:
         raise KooError(INVALID_PARAM, f"timestamp outside the {window_s} s window (clock off by {skew / 1000:.0f} s)")
     return skew
 
 
-def _payload_candidates(raw_body):
-    """The raw body first, then its canonical form when it parses as a JSON object."""
-    yield raw_body
+def java_text(value):
+    """How a top-level JSON value reads once Java has it as a String (String.valueOf for scalars,
+    compact JSON for objects): Huawei's V2 sample reads bodies as Map<String,String>, and the G1
+    Kit token's field form reads values the same way."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return str(value)
+
+
+def string_map_payload(obj):
+    """The canonical form with every top-level value as a string: numbers and booleans signed as text."""
+    return canonical_payload({k: java_text(v) for k, v in obj.items() if v is not None})
+
+
+def payload_candidates(raw_body):
+    """What the marketplace may have signed, in order (docs/protocol.md, "Signatures"):
+
+    1. the raw body as received;
+    2. its canonical form (keys sorted, nulls dropped, compact, raw UTF-8);
+    3. the canonical form with every top-level value a string (Huawei's V2 sample reads the body
+       as ``Map<String,String>``).
+    Only bodies up to CANONICAL_MAX_BYTES are parsed for 2 and 3.
+    """
+    yield "raw", raw_body
+    if len(raw_body) > CANONICAL_MAX_BYTES:
+        return
     try:
         obj = json.loads(raw_body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         return
-    if isinstance(obj, dict):
-        canonical = canonical_payload(obj).encode("utf-8")
-        if canonical != raw_body:
-            yield canonical
+    if not isinstance(obj, dict):
+        return
+    seen = {raw_body}
+    for name, make in (("canonical", canonical_payload), ("string-map", string_map_payload)):
+        candidate = make(obj).encode("utf-8")
+        if candidate not in seen:
+            seen.add(candidate)
+            yield name, candidate
 
 
-def _verify_signed(signer, key, raw_body, signature, timestamp, nonce, now_ms, window_s, names):
+def _verify_signed(signer, keys, raw_body, signature, timestamp, nonce, now_ms, window_s, names):
     sig_name, ts_name, nonce_name = names
     if not signature:
         raise KooError(AUTH_FAILED, f"{sig_name} is missing")
@@ -139,38 +243,30 @@ def _verify_signed(signer, key, raw_body, signature, timestamp, nonce, now_ms, w
         raise KooError(INVALID_PARAM, f"{nonce_name} is too long")
     check_timestamp(timestamp, now_ms, window_s)
     received = signature.lower()
-    for payload in _payload_candidates(raw_body):
-        if _same(signer(key, nonce, timestamp, payload), received):
-            return
+    for form, payload in payload_candidates(raw_body):
+        for key in keys:
+            if _same(signer(key, nonce, timestamp, payload), received):
+                return key, form
     raise KooError(AUTH_FAILED, f"{sig_name} does not match")
 
 
-def verify_g2_request(key, raw_body, signature, timestamp, nonce, now_ms, window_s=60):
+def verify_g2_request(keys, raw_body, signature, timestamp, nonce, now_ms, window_s=60):
     """Check the signature/timestamp/nonce query parameters of a G2 POST (§3.4).
 
-    The nonce is only checked for presence here; whether it was seen before is a question for
-    the database, answered in the same transaction as the request's effects.
+    Returns (the key that verified, the payload form that matched). The nonce is only checked
+    for presence here; whether it was seen before is a question for the replay store.
     """
-    _verify_signed(g2_signature, key, raw_body, signature, timestamp, nonce, now_ms, window_s,
-                   ("signature", "timestamp", "nonce"))
+    return _verify_signed(g2_signature, keys, raw_body, signature, timestamp, nonce, now_ms, window_s,
+                          ("signature", "timestamp", "nonce"))
 
 
-def verify_kit_request(key, raw_body, signature, timestamp, nonce, now_ms, window_s=60):
-    """Check the x-sign/x-timestamp/x-nonce headers of a G2 Kit POST (§3.5)."""
-    _verify_signed(kit_signature, key, raw_body, signature, timestamp, nonce, now_ms, window_s,
-                   ("x-sign", "x-timestamp", "x-nonce"))
+def verify_kit_request(keys, raw_body, signature, timestamp, nonce, now_ms, window_s=60):
+    """Check the x-sign/x-timestamp/x-nonce headers of a G2 Kit POST (§3.5); returns (key, form)."""
+    return _verify_signed(kit_signature, keys, raw_body, signature, timestamp, nonce, now_ms, window_s,
+                          ("x-sign", "x-timestamp", "x-nonce"))
 
 
 # --- G1 Kit: authToken request header, formula not documented (§3.3) ---------------------------
-
-def _g1_field_text(value):
-    """How a top-level JSON value reads in ``k=v`` (Java's String.valueOf for the scalars)."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (dict, list)):
-        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
-    return str(value)
-
 
 def g1_kit_tokens(key, raw_body, payload):
     """Both candidate authTokens for a G1 Kit POST, by formula name (project rule: accept either).
@@ -179,19 +275,22 @@ def g1_kit_tokens(key, raw_body, payload):
     sorted-fields: the G1 GET algorithm over the body's top-level fields.
     """
     stamp = str(payload.get("timeStamp", ""))
-    fields = {k: _g1_field_text(v) for k, v in payload.items() if v is not None and k != "authToken"}
+    fields = {k: java_text(v) for k, v in payload.items() if v is not None and k != "authToken"}
     return {"body-hmac": base64.b64encode(_hmac_sha256(key + stamp, raw_body)).decode("ascii"),
             "sorted-fields": g1_auth_token(key, fields)}
 
 
-def verify_g1_kit_request(key, raw_body, payload, token):
-    """Check a G1 Kit authToken header; returns the name of the formula that matched."""
+def verify_g1_kit_request(keys, raw_body, payload, token, now_ms, window_s):
+    """Check a G1 Kit authToken header and the body's timeStamp; returns (key, formula that matched)."""
     if not token:
         raise KooError(AUTH_FAILED, "authToken header is missing")
+    stamp = payload.get("timeStamp")
+    check_g1_timestamp(None if stamp is None else str(stamp), now_ms, window_s)
     token = token.strip().replace(" ", "+")
-    for formula, expected in g1_kit_tokens(key, raw_body, payload).items():
-        if _same(expected, token):
-            return formula
+    for key in keys:
+        for formula, expected in g1_kit_tokens(key, raw_body, payload).items():
+            if _same(expected, token):
+                return key, formula
     raise KooError(AUTH_FAILED, "authToken does not match")
 
 

@@ -1,4 +1,4 @@
-"""G1 SaaS: ``GET /produce`` with authToken, answered with Body-Sign (reference §2.C, §3.2).
+"""G1 SaaS: ``GET /produce`` with authToken, answered with Body-Sign (docs/protocol.md, "G1").
 
 Only the reading differs from G2: parameters come URL-decoded from the query and the order
 arrives whole, so details are stored inline. Each activity is a small adapter onto the same
@@ -6,14 +6,15 @@ lifecycle functions G2 uses: one state machine, one idempotency mechanism.
 """
 from flask import request
 
-from . import callbacklog, lifecycle
-from .koo import schemas
-from .koo.codes import KooError
-from .koo.envelope import envelope
-from .koo.fieldcrypto import decrypt_field
-from .koo.signing import verify_g1_request
-from .models import DetailsState
-from .produce import Activity, bp, instance_info, query_answer, require_key, serve, settings
+from .. import callbacklog, lifecycle
+from ..koo import schemas
+from ..koo.codes import KooError
+from ..koo.envelope import envelope
+from ..koo.fieldcrypto import decrypt_field
+from ..koo.signing import g1_string_to_sign, replay_token, request_fingerprint, verify_g1_request
+from ..models import DetailsState
+from .g2 import instance_info, query_answer
+from .pipeline import Activity, now_ms, require_keys, serve, settings, signed_by
 
 ONE_TIME_MODES = {"3", "ONE_TIME"}
 
@@ -46,7 +47,7 @@ def order_attrs(cfg, d, generation):
         if d.get(name):
             extra[name] = buyer_contact(cfg, d[name])
     return dict(generation=generation, order_id=d["orderId"], order_line_id=d.get("orderLineId"),
-                product_id=d["productId"], sku_code=d.get("skuCode"), customer_id=d["customerId"],
+                product_id=d.get("productId"), sku_code=d.get("skuCode"), customer_id=d.get("customerId"),
                 customer_name=d.get("customerName"), user_id=d.get("userId"),
                 user_name=d.get("userName"), charging_mode=d.get("chargingMode"),
                 period_type=d.get("periodType"), period_number=d.get("periodNumber"),
@@ -56,7 +57,7 @@ def order_attrs(cfg, d, generation):
 
 
 def g1_order_key(cfg, d):
-    return lifecycle.order_key(d["orderId"], d.get("orderLineId"), d["productId"],
+    return lifecycle.order_key(d["orderId"], d.get("orderLineId"), d.get("productId"),
                                pay_per_use=is_pay_per_use(cfg, d))
 
 
@@ -73,20 +74,21 @@ def g1_new_instance(cfg, d, generation="G1", render=None):
 
 
 def g1_refresh_instance(cfg, d, render=None):
+    expire = d.get("expireTime")
     return lifecycle.refresh_instance(
         instance_id=d["instanceId"], order_id=d["orderId"], order_line_id=None,
-        scene="TRIAL_TO_FORMAL" if d["trialToFormal"] else "RENEWAL", expire_time=d["expireTime"],
+        scene="TRIAL_TO_FORMAL" if d["trialToFormal"] else "RENEWAL", expire_time=expire,
         product_id=d.get("productId"),
-        digest=lifecycle.request_digest({"expireTime": d["expireTime"], "productId": d.get("productId")}),
-        render=render)
+        digest=lifecycle.request_digest({"expireTime": expire, "productId": d.get("productId")}),
+        render=render, debug=d["testFlag"])
 
 
 def g1_expire_instance(cfg, d):
-    return lifecycle.expire_instance(instance_id=d["instanceId"], order_id=d["orderId"])
+    return lifecycle.expire_instance(instance_id=d["instanceId"], order_id=d.get("orderId"), debug=d["testFlag"])
 
 
 def g1_release_instance(cfg, d):
-    return lifecycle.release_instance(instance_id=d["instanceId"], order_id=d.get("orderId"))
+    return lifecycle.release_instance(instance_id=d["instanceId"], order_id=d.get("orderId"), debug=d["testFlag"])
 
 
 def g1_upgrade(cfg, d):
@@ -95,15 +97,17 @@ def g1_upgrade(cfg, d):
         instance_id=d["instanceId"], order_id=d["orderId"], order_line_id=None,
         digest=lifecycle.request_digest({k: d.get(k) for k in ("productId", "skuCode", "amount",
                                                                "diskSize", "bandWidth")}),
-        attrs={k: v for k, v in attrs.items() if v is not None})
+        attrs={k: v for k, v in attrs.items() if v is not None}, debug=d["testFlag"])
 
 
 def g1_instance_status(cfg, d):
-    return lifecycle.set_frozen(instance_id=d["instanceId"], frozen=d["instanceStatus"] == "FREEZE")
+    return lifecycle.set_frozen(instance_id=d["instanceId"], frozen=d["instanceStatus"] == "FREEZE",
+                                debug=d["testFlag"])
 
 
 def g1_query_instance(cfg, d):
-    return query_answer(cfg, d["instanceId"], encrypted=True)
+    """G1 puts encryptType at the top of the answer, beside resultCode (zh-cn topic_0070649185)."""
+    return envelope(encryptType=cfg.encrypt_type, info=query_answer(cfg, d, encrypted=True, type_inside=False))
 
 
 G1_ACTIVITIES = {
@@ -113,18 +117,22 @@ G1_ACTIVITIES = {
     "releaseInstance": Activity(schemas.G1ReleaseInstance, g1_release_instance),
     "upgrade": Activity(schemas.G1Upgrade, g1_upgrade),
     "instanceStatus": Activity(schemas.G1InstanceStatus, g1_instance_status),
-    "queryInstance": Activity(schemas.G1QueryInstance, g1_query_instance),
+    "queryInstance": Activity(schemas.G1QueryInstance, g1_query_instance, writes=False),
 }
 
 
-def verified_g1_params(key_name="KOO_ACCESS_KEY"):
-    """The query parameters, URL-decoded once, after checking authToken (§3.2)."""
+def verified():
+    """The query parameters, URL-decoded once, after checking authToken and timeStamp (§3.2); (Signed, params)."""
     callbacklog.note(generation="G1")
+    cfg = settings()
     params = request.args.to_dict(flat=True)
-    verify_g1_request(require_key(settings().access_key, key_name), params)
-    return params
+    key = verify_g1_request(require_keys(cfg.access_keys, "KOO_ACCESS_KEY"), params, now_ms(), cfg.g1_window_s)
+    token = params["authToken"].replace(" ", "+")
+    signed = signed_by(key, scope="g1", token=replay_token("g1", token), nonce=token[:128],
+                       fingerprint=request_fingerprint(request.path, g1_string_to_sign(params), token))
+    return signed, params
 
 
-@bp.get("/produce")
-def g1_produce():
-    return serve(G1_ACTIVITIES, verified_g1_params())
+def produce():
+    signed, params = verified()
+    return serve(G1_ACTIVITIES, params, signed)

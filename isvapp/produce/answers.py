@@ -1,0 +1,70 @@
+"""Answers: the envelope's exact bytes, signed, and the one place an error becomes an envelope.
+
+Body-Sign is made with the key that verified the request (one of several configured), or, for
+a request refused before that, with the first configured key of its kind (basic or Kit).
+"""
+import logging
+
+from flask import Response, current_app, g, request
+from sqlalchemy.exc import OperationalError
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+
+from .. import callbacklog
+from ..koo import codes
+from ..koo.codes import KooError
+from ..koo.envelope import envelope
+from ..koo.signing import body_sign
+
+log = logging.getLogger("isvapp.produce")
+
+KIT_MARK = "/produceAPI/"
+
+
+def is_kit_path(path):
+    return KIT_MARK in path
+
+
+def answer(body):
+    """HTTP 200 with the envelope's exact bytes and a Body-Sign over them (required by G1, harmless for G2)."""
+    response = Response(body, 200, content_type="application/json;charset=UTF-8")
+    key = g.get("koo_key")
+    if key is None:
+        cfg = current_app.extensions["isvapp"]
+        key = cfg.kit_access_key if is_kit_path(request.path) else cfg.access_key
+    if key:
+        response.headers["Body-Sign"] = body_sign(key, body)
+    return response
+
+
+def error_answer(error):
+    """The one place a refusal or failure becomes an envelope."""
+    if isinstance(error, KooError):
+        if error.code == codes.INVALID_PARAM and "window" in error.message:
+            log.warning("refused %s %s: %s; check this server's clock (NTP)", request.method, request.path,
+                        error.message)
+        return answer(envelope(error.code, error.message))
+    if isinstance(error, RequestEntityTooLarge):
+        return answer(envelope(codes.INVALID_PARAM, f"request body is larger than {request.max_content_length} bytes"))
+    if isinstance(error, HTTPException):
+        what = {404: f"no marketplace interface at {request.path}",
+                405: f"method {request.method} is not supported at {request.path}"}
+        return answer(envelope(codes.INVALID_PARAM, what.get(error.code, error.description)))
+    if isinstance(error, OperationalError):
+        log.error("database unavailable while answering %s %s: %s", request.method, request.path,
+                  error.orig)
+        return answer(envelope(codes.INTERNAL_ERROR, "database busy or unavailable, please retry"))
+    log.exception("unexpected error while answering %s %s", request.method, request.path)
+    return answer(envelope(codes.INTERNAL_ERROR))
+
+
+def register_error_answers(app):
+    """App-level, because a 405 raised by routing never reaches a blueprint's handlers."""
+
+    @app.errorhandler(Exception)
+    def _any_error(error):
+        if callbacklog.is_marketplace_path(request.path):
+            return error_answer(error)
+        if isinstance(error, HTTPException):
+            return error
+        log.exception("unexpected error on %s %s", request.method, request.path)
+        return Response("internal error", 500, content_type="text/plain")

@@ -1,0 +1,129 @@
+"""G2 SaaS: ``POST /produce`` with signature/timestamp/nonce in the query (docs/protocol.md, "G2").
+
+Each activity maps, in one table, to a schema and a small adapter onto one lifecycle function.
+License-2.0 (isvapp.produce.license) reuses these adapters.
+"""
+from flask import current_app, request
+
+from .. import callbacklog, lifecycle
+from ..koo import schemas
+from ..koo.envelope import envelope
+from ..koo.signing import replay_token, request_fingerprint, verify_g2_request
+from ..models import DetailsState
+from ..provisioning import instance_fields, load_provisioner
+from ..koo import codes
+from ..koo.codes import KooError
+from ..koo import oddities
+from .pipeline import Activity, now_ms, parse_json_object, require_keys, serve, settings, signed_by
+
+
+def _compact(mapping):
+    return {k: v for k, v in mapping.items() if v is not None}
+
+
+def instance_info(cfg, instance, encrypted, type_inside=True):
+    """One ``info`` element: instanceId, appInfo, and encryptType when the credentials are encrypted
+    (inside the element in G2; G1's queryInstance puts it at the top of the answer instead)."""
+    return _compact({"instanceId": instance.instance_id,
+                     "encryptType": cfg.encrypt_type if encrypted and type_inside else None,
+                     "appInfo": _compact(lifecycle.app_info(cfg, instance, encrypted))})
+
+
+def new_instance(cfg, d, generation="G2", product_type="saas"):
+    return lifecycle.new_instance(
+        cfg, key=lifecycle.order_key(d["orderId"], d["orderLineId"]),
+        digest=lifecycle.request_digest({k: d[k] for k in ("orderId", "orderLineId", "testFlag")}),
+        business_id=d["businessId"],
+        attrs=dict(generation=generation, product_type=product_type, order_id=d["orderId"],
+                   order_line_id=d["orderLineId"], test_flag=d["testFlag"],
+                   details_state=DetailsState.PENDING),
+        render=lambda instance: envelope(instanceId=instance.instance_id))
+
+
+def refresh_instance(cfg, d, render=None):
+    expire = d.get("expireTime")
+    return lifecycle.refresh_instance(
+        instance_id=d["instanceId"], order_id=d["orderId"], order_line_id=d.get("orderLineId"),
+        scene=d["scene"], expire_time=expire, product_id=d.get("productId"),
+        digest=lifecycle.request_digest({"expireTime": expire, "productId": d.get("productId")}),
+        render=render, debug=d["testFlag"])
+
+
+def update_instance_status(cfg, d):
+    return lifecycle.set_frozen(instance_id=d["instanceId"], frozen=d["status"] == "FREEZE", debug=d["testFlag"])
+
+
+def upgrade_instance(cfg, d):
+    return lifecycle.upgrade_instance(instance_id=d["instanceId"], order_id=d["orderId"],
+                                      order_line_id=d.get("orderLineId"),
+                                      digest=lifecycle.request_digest({"testFlag": d["testFlag"]}),
+                                      debug=d["testFlag"])
+
+
+def release_instance(cfg, d):
+    return lifecycle.release_instance(instance_id=d["instanceId"], order_id=d.get("orderId"), debug=d["testFlag"])
+
+
+def query_answer(cfg, d, encrypted, type_inside=True):
+    """queryInstance for every generation: the known instances' info; none known -> 000003
+    (a debugging call gets an empty list and a note)."""
+    found = lifecycle.find_instances(d["instanceId"])
+    if not found:
+        if not d["testFlag"]:
+            raise KooError(codes.INSTANCE_NOT_FOUND, "none of the instances exist")
+        oddities.note("debugging call: none of the instances exist; answered an empty list")
+    return [instance_info(cfg, instance, encrypted, type_inside) for instance in found]
+
+
+def query_instance(cfg, d):
+    return envelope(info=query_answer(cfg, d, encrypted=not cfg.v2_plaintext_appinfo))
+
+
+def change_instance_check(cfg, d):
+    provisioner = load_provisioner(current_app.config)
+    return lifecycle.check_change(
+        instance_id=d["instanceId"], product_info=d.get("productInfo"), debug=d["testFlag"],
+        decide=lambda instance, product: provisioner.change_allowed(instance_fields(instance), product))
+
+
+def order_notify(cfg, d):
+    notice = {k: d[k] for k in ("notifyType", "orderStatus") if d.get(k)}
+    return lifecycle.once(
+        key=f"orderNotify|{d['orderId']}|{d.get('orderLineId') or ''}|{lifecycle.request_digest(notice)[:16]}",
+        activity="orderNotify", digest=lifecycle.request_digest(notice), instance_id=None,
+        make=lambda: lifecycle.order_notified(order_id=d["orderId"], order_line_id=d.get("orderLineId"),
+                                              notice=notice))
+
+
+ACTIVITIES = {
+    "newInstance": Activity(schemas.G2NewInstance, new_instance),
+    "refreshInstance": Activity(schemas.G2RefreshInstance, refresh_instance),
+    "updateInstanceStatus": Activity(schemas.G2UpdateInstanceStatus, update_instance_status),
+    "upgradeInstance": Activity(schemas.G2UpgradeInstance, upgrade_instance),
+    "releaseInstance": Activity(schemas.G2ReleaseInstance, release_instance),
+    "queryInstance": Activity(schemas.G2QueryInstance, query_instance, writes=False),
+    "changeInstanceCheck": Activity(schemas.ChangeInstanceCheck, change_instance_check, writes=False),
+    "orderNotify": Activity(schemas.OrderNotify, order_notify),
+}
+
+
+def verified():
+    """Verify a G2-signed POST against every configured key; (Signed, its JSON object)."""
+    callbacklog.note(generation="G2")
+    cfg = settings()
+    raw = request.get_data(cache=True)
+    args = request.args
+    nonce, timestamp = args.get("nonce"), args.get("timestamp")
+    key, form = verify_g2_request(require_keys(cfg.access_keys, "KOO_ACCESS_KEY"), raw, args.get("signature"),
+                                  timestamp, nonce, now_ms(), cfg.signature_window_s)
+    signed = signed_by(key, scope="g2", token=replay_token("g2", nonce, timestamp), nonce=nonce,
+                       fingerprint=request_fingerprint(request.method, request.path, request.query_string, raw))
+    payload = parse_json_object(raw)
+    if form != "raw":
+        callbacklog.note(note=f"signature matched the body's {form} form")
+    return signed, payload
+
+
+def produce():
+    signed, payload = verified()
+    return serve(ACTIVITIES, payload, signed)

@@ -1,0 +1,59 @@
+"""Kit sync routes: ``<production URL>/produceAPI/v2/<name>`` (G2, x-sign) and ``.../produceAPI/<name>`` (G1).
+
+The interface is named by the path, not the body; after verification both generations go
+through the same pipeline and the same isvapp.kit functions. G1 sends lists as JSON strings,
+which the schemas accept as well. The routes answer under /produce and /license alike: the
+marketplace appends the fixed sub-path to whichever URL the product registered.
+"""
+from functools import partial
+
+from flask import request
+
+from .. import callbacklog, kit
+from ..koo import schemas
+from ..koo.signing import (replay_token, request_fingerprint, verify_g1_kit_request,
+                           verify_kit_request)
+from .pipeline import Activity, now_ms, parse_json_object, require_keys, serve, settings, signed_by
+
+G2_KIT = {
+    "tenantSync": Activity(schemas.TenantSync, kit.tenant_sync),
+    "applicationSync": Activity(schemas.ApplicationSync, kit.application_sync),
+    "authSync": Activity(schemas.AuthSync, kit.auth_sync),
+    "singleOrgSync": Activity(schemas.SingleOrgSync, kit.single_org_sync),
+    "allOrgSync": Activity(schemas.AllOrgSync, kit.all_org_sync),
+}
+# G1 clientSecret: the reference documents RSA only for G2, so G1's is stored as sent (sealed).
+G1_KIT = {**G2_KIT, "applicationSync": Activity(schemas.ApplicationSync,
+                                                partial(kit.application_sync, encrypted_secret=False))}
+
+
+def sync_g2(name):
+    callbacklog.note(generation="G2")
+    cfg = settings()
+    raw = request.get_data(cache=True)
+    headers = request.headers
+    sign, timestamp, nonce = headers.get("x-sign"), headers.get("x-timestamp"), headers.get("x-nonce")
+    key, form = verify_kit_request(require_keys(cfg.kit_access_keys, "KOO_KIT_ACCESS_KEY"), raw, sign,
+                                   timestamp, nonce, now_ms(), cfg.signature_window_s)
+    signed = signed_by(key, kit=True, scope="kit", token=replay_token("kit", nonce, timestamp), nonce=nonce,
+                       fingerprint=request_fingerprint(request.path, sign, timestamp, nonce, raw))
+    payload = parse_json_object(raw)
+    if form != "raw":
+        callbacklog.note(note=f"x-sign matched the body's {form} form")
+    return serve(G2_KIT, {**payload, "activity": name}, signed)
+
+
+def sync_g1(name):
+    """G1 Kit: the authToken header's formula is undocumented; either candidate is accepted (§3.3)."""
+    callbacklog.note(generation="G1")
+    cfg = settings()
+    raw = request.get_data(cache=True)
+    payload = parse_json_object(raw)
+    token = request.headers.get("authToken")
+    key, formula = verify_g1_kit_request(require_keys(cfg.kit_access_keys, "KOO_KIT_ACCESS_KEY"), raw, payload,
+                                         token, now_ms(), cfg.g1_window_s)
+    token = token.strip().replace(" ", "+")
+    signed = signed_by(key, kit=True, scope="g1kit", token=replay_token("g1kit", token), nonce=token[:128],
+                       fingerprint=request_fingerprint(request.path, token, raw))
+    callbacklog.note(note=f"authToken formula: {formula}")
+    return serve(G1_KIT, {**payload, "activity": name}, signed)

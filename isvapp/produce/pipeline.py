@@ -1,0 +1,140 @@
+"""The way every marketplace request travels once its sender is known (docs/protocol.md):
+
+    verified (g1, g2, kit modules) -> replay store -> activity -> schema -> one transaction -> answer
+
+Each generation's module verifies its own way and hands over a :class:`Signed`; from there one
+pipeline serves them all, so G1, G2, License and Kit meet in the same lifecycle calls, the same
+replay rule and the same answers.
+"""
+import json
+import time
+from dataclasses import dataclass, replace
+from typing import Callable, NamedTuple
+
+from flask import current_app, g, request
+from marshmallow import Schema, ValidationError
+
+from .. import callbacklog, replays
+from ..config import Settings
+from ..db import write_transaction
+from ..extensions import db
+from ..koo import codes, oddities, schemas
+from ..koo.codes import KooError
+from ..koo.signing import key_fingerprint
+from .answers import answer
+
+
+class Activity(NamedTuple):
+    schema: type[Schema]
+    handler: Callable  # (settings, data) -> answer bytes
+    writes: bool = True  # False: answered afresh every time, outside the write lock (queries, checks)
+
+
+@dataclass(frozen=True)
+class Signed:
+    """What verification established: who sent the request, and its identity in the replay store."""
+
+    cfg: Settings  # the settings, with access_key (or kit_access_key) the key that verified it
+    scope: str
+    token: str
+    nonce: str  # G1: the authToken, its only unique part
+    fingerprint: str
+
+
+def settings():
+    return current_app.extensions["isvapp"]
+
+
+def now_ms():
+    return int(time.time() * 1000)
+
+
+def require_keys(keys, name):
+    if not keys:
+        current_app.logger.error("%s is not configured: refusing marketplace requests", name)
+        raise KooError(codes.INTERNAL_ERROR, f"{name} is not configured on this server")
+    return keys
+
+
+def signed_by(key, kit=False, **identity):
+    """The Signed for a request ``key`` verified: answers are signed with it, appInfo encrypted with it."""
+    g.koo_key = key
+    callbacklog.note(key_fingerprint=key_fingerprint(key))
+    cfg = settings()
+    cfg = replace(cfg, kit_access_key=key) if kit else replace(cfg, access_key=key)
+    return Signed(cfg=cfg, **identity)
+
+
+def parse_json_object(raw):
+    """The body as a JSON object, whatever its Content-Type says (the signature already proved it)."""
+    if not raw:
+        raise KooError(codes.INVALID_PARAM, "request body is empty")
+    try:
+        payload = json.loads(raw.decode("utf-8"))
+    except (ValueError, UnicodeDecodeError):
+        raise KooError(codes.INVALID_PARAM, "request body is not valid JSON") from None
+    except RecursionError:
+        raise KooError(codes.INVALID_PARAM, "request body is nested too deeply") from None
+    if not isinstance(payload, dict):
+        raise KooError(codes.INVALID_PARAM, "request body must be a JSON object")
+    if request.mimetype != "application/json":
+        oddities.note(f"Content-Type is {request.mimetype or 'missing'}, not application/json; read as JSON")
+    return payload
+
+
+def load(schema, payload):
+    try:
+        return schema().load(payload)
+    except ValidationError as error:
+        raise KooError(codes.INVALID_PARAM, schemas.validation_message(error)) from None
+
+
+def select_activity(table, payload):
+    name = payload.get("activity")
+    if not name or not isinstance(name, str):
+        raise KooError(codes.INVALID_PARAM, "activity: Missing data for required field.")
+    spec = table.get(name)
+    if spec is None:
+        raise KooError(codes.INVALID_PARAM, f"activity: {name[:40]} is not supported here")
+    callbacklog.note(activity=name)
+    return spec
+
+
+def note_ids(data):
+    """Put what identifies the request into the callback log row."""
+    instance_id = data.get("instanceId")
+    callbacklog.note(order_id=data.get("orderId"), order_line_id=data.get("orderLineId"),
+                     business_id=data.get("businessId"), test_flag=data.get("testFlag"),
+                     tenant_id=data.get("tenantId"),
+                     instance_id=",".join(instance_id) if isinstance(instance_id, list) else instance_id)
+
+
+class _Raced(Exception):
+    """Another worker stored the same signed request first: this transaction must not commit."""
+
+
+def perform(spec, data, signed):
+    """One write transaction: the activity's effects and the request's claim in the replay store."""
+    try:
+        with write_transaction():
+            body = spec.handler(signed.cfg, data)
+            if not replays.record(signed, body):
+                raise _Raced()
+            return body
+    except _Raced:
+        return replays.stored_answer(signed)
+
+
+def serve(table, payload, signed):
+    """The part every route shares once the request is verified."""
+    stored = replays.stored_answer(signed)
+    db.session.rollback()  # end the read: the write transaction must begin afresh (IMMEDIATE)
+    if stored is not None:
+        callbacklog.note(note="identical resend: the first answer, again")
+        return answer(stored)
+    spec = select_activity(table, payload)
+    data = load(spec.schema, payload)
+    note_ids(data)
+    if not spec.writes:
+        return answer(spec.handler(signed.cfg, data))
+    return answer(perform(spec, data, signed))

@@ -1,0 +1,35 @@
+"""The replay store: signed requests seen inside their window, and the answer each one got.
+
+One rule serves both the marketplace's retries and an attacker's replays. A signed request's
+identity (:func:`isvapp.koo.signing.replay_token`) is claimed in the same transaction as its
+effects, together with its answer. Seen again:
+- byte for byte the same request (URL, signature, body: the same fingerprint) is a resend, and
+  gets the stored answer again, byte for byte, changing nothing;
+- anything else with the same identity, or the same nonce, is a replay, refused with 000001.
+Refused requests are not stored: a resend of one is judged afresh.
+"""
+from sqlalchemy import or_, select
+
+from .db import insert_ignore
+from .extensions import db
+from .koo import codes
+from .koo.codes import KooError
+from .models import SignedRequest, utcnow
+
+
+def stored_answer(signed):
+    """The stored answer for an identical resend, None for a request not seen; raises for a replay."""
+    row = db.session.execute(select(SignedRequest.fingerprint, SignedRequest.answer).where(
+        SignedRequest.scope == signed.scope,
+        or_(SignedRequest.token == signed.token, SignedRequest.nonce == signed.nonce))).first()
+    if row is None:
+        return None
+    if row.fingerprint != signed.fingerprint:
+        raise KooError(codes.AUTH_FAILED, "nonce has been used before (replayed request)")
+    return row.answer
+
+
+def record(signed, answer):
+    """Claim the request's identity with its answer; False when another worker claimed it first."""
+    return insert_ignore(SignedRequest, scope=signed.scope, token=signed.token, nonce=signed.nonce,
+                         fingerprint=signed.fingerprint, answer=answer, seen_at=utcnow())
