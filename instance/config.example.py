@@ -1,12 +1,13 @@
 # Every setting isvapp reads, with its default. Copy what you change into instance/config.py,
 # or set it as an environment variable ISVAPP_<KEY> (e.g. ISVAPP_KOO_ACCESS_KEY).
 SECRET_KEY = "change-me"                      # signs sessions, seals stored secrets
-KOO_ACCESS_KEY = "..."                        # Seller Console key of the basic interfaces
-KOO_KIT_ACCESS_KEY = None                     # Kit sync key (defaults to KOO_ACCESS_KEY)
+KOO_ACCESS_KEY = "..."                        # Seller Console key of the basic interfaces; several: "k1, k2" or a list
+KOO_KIT_ACCESS_KEY = None                     # Kit sync key(s) (defaults to KOO_ACCESS_KEY)
 KOO_KIT_RSA_PRIVATE_KEY = None                # path to the PEM that decrypts applicationSync clientSecret
 KOO_ENCRYPT_TYPE = "1"                        # appInfo encryption: "1" AES-256, "2" AES-128
-KOO_SIGNATURE_WINDOW_S = 60                   # allowed |now - timestamp|, both directions
-KOO_V2_PLAINTEXT_APPINFO = False              # True: G2 queryInstance returns plaintext credentials
+KOO_SIGNATURE_WINDOW_S = 60                   # allowed |now - timestamp|, both directions (G2, Kit)
+KOO_G1_WINDOW_S = 86400                       # allowed |now - timeStamp| for G1 and G1 Kit (no nonce there)
+KOO_V2_PLAINTEXT_APPINFO = True               # False: G2/License-2.0 appInfo encrypted like G1 (encryptType)
 KOO_API_BASE_URL = "https://mkt.myhuaweicloud.com"
 KOO_AK = None                                 # seller AK/SK for the open API (order query, usage)
 KOO_SK = None

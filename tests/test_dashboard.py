@@ -174,3 +174,18 @@ def test_language_follows_the_browser_and_the_switch(client, admin):
 def test_create_admin_refuses_a_short_password(runner):
     result = runner.invoke(args=["create-admin", "boss", "--password", "short"])
     assert result.exit_code != 0 and "10 characters" in result.output
+
+
+def test_warnings_are_counted_on_the_overview_and_listed_on_the_callback(browser, market):
+    """A signed request accepted despite its shape shows the merchant what was odd about it."""
+    market.g2({**new_order(business="warned"), "testFlag": "maybe"})
+    market.g2(new_order(order="CLEAN"))
+    overview = browser.get("/admin/").get_data(as_text=True)
+    assert re.search(r"Accepted with warnings in the last 24 h</h2>\s*<p class=\"big\"><a [^>]*>1</a>", overview)
+    listing = browser.get("/admin/callbacks?warned=1").get_data(as_text=True)
+    assert listing.count('class="badge warn"') == 1 and "CLEAN" not in listing
+    [row] = market.rows(Callback, Callback.warnings.is_not(None))
+    detail = browser.get(f"/admin/callbacks/{row.id}").get_data(as_text=True)
+    assert "testFlag: maybe is not 0 or 1; read as 0" in detail and "sha256:" in detail
+    chinese = browser.get(f"/admin/callbacks/{row.id}?lang=zh").get_data(as_text=True)
+    assert "警告" in chinese

@@ -23,6 +23,10 @@ ZH = {
     "Nothing here yet.": "暂无数据。", "Tenant": "租户", "Domain": "域名", "Role": "角色",
     "shown": "已显示", "of": "共", "Jobs": "任务", "Events": "事件", "Login": "登录信息",
     "Front-end URL": "前台地址", "Admin URL": "管理地址", "Order details": "订单详情", "Language": "语言",
+    "Warnings": "警告", "With warnings only": "仅含警告", "Accepted with warnings in the last 24 h": "24 小时内带警告受理",
+    "Key": "密钥", "Note": "备注",
+    "The request was signed correctly and processed; these parts of it were not as documented.":
+        "该请求签名正确并已处理；以下内容与文档不一致。",
 }
 
 

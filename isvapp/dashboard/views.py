@@ -116,6 +116,8 @@ def overview():
                               Callback.result_code != "000000"),
         "expiring_7d": count(Instance, Instance.state == InstanceState.ACTIVE, Instance.expire_time >= now,
                              Instance.expire_time < now + timedelta(days=7)),
+        "warnings_24h": count(Callback, Callback.received_at >= now - timedelta(hours=24),
+                              Callback.warnings.is_not(None)),
         "dead_jobs": count(Job, Job.state == JobState.DEAD),
         "conflicts": count(Conflict),
     }
@@ -293,6 +295,8 @@ def callback_query():
         statement = statement.where(Callback.result_code != "000000")
     elif code:
         statement = statement.where(Callback.result_code == code)
+    if args.get("warned"):
+        statement = statement.where(Callback.warnings.is_not(None))
     start, end = _day("from"), _day("to")
     if start:
         statement = statement.where(Callback.received_at >= start)
@@ -343,7 +347,8 @@ INSTANCE_COLUMNS = ["instance_id", "state", "generation", "product_type", "test_
 LICENSE_COLUMNS = ["license_id", "instance_id", "order_id", "state", "fingerprint", "event_id", "test_flag",
                    "effective_time", "expire_time", "issued_at"]
 CALLBACK_COLUMNS = ["id", "received_at", "method", "path", "generation", "activity", "order_id", "instance_id",
-                    "tenant_id", "test_flag", "result_code", "result_msg", "duration_ms", "remote_addr"]
+                    "tenant_id", "test_flag", "result_code", "result_msg", "duration_ms", "remote_addr",
+                    "key_fingerprint", "warnings"]
 
 
 @bp.get("/instances.csv")
