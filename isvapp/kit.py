@@ -49,11 +49,24 @@ def tenant_sync(cfg, d):
                    if d["flag"] == ADD or field in d}
         if d.get("orderId") or d["flag"] == ADD:
             carried["order_id"] = d.get("orderId") or None
+        if d["flag"] == MODIFY and not keys["instance_key"] and _modify_every_instance(d["tenantId"], carried, now):
+            _event("tenant_synced", d)
+            return envelope()
         upsert_rows(Tenant, [dict(keys, **carried, state=KitState.ACTIVE, test_flag=d["testFlag"],
                                   created_at=now, updated_at=now)],
                     keys=list(keys), update=[*carried, "state", "test_flag", "updated_at"])
     _event("tenant_deleted" if d["flag"] == DELETE else "tenant_synced", d)
     return envelope()
+
+
+def _modify_every_instance(tenant_id, carried, now):
+    """A modify that names no instance changes the tenant under whichever instances it has, rather
+    than starting a second, partial row; False when there is no such tenant yet."""
+    changed = db.session.execute(update(Tenant).where(Tenant.tenant_id == tenant_id)
+                                 .values(**carried, updated_at=now)).rowcount
+    if changed:
+        oddities.note("tenantSync modify without instanceId: applied to every instance of the tenant")
+    return changed > 0
 
 
 # --- applicationSync ---------------------------------------------------------------------------------

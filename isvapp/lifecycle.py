@@ -169,12 +169,12 @@ def refresh_instance(*, instance_id, order_id, order_line_id, scene, expire_time
     if scene not in SCENE_EVENTS:
         oddities.note(f"scene {scene[:40]} is not a documented refreshInstance scene; handled as a renewal")
     key = f"refreshInstance|{instance_id}|{order_id}|{order_line_id or ''}|{scene}"
+    stored = _claim(key, "refreshInstance", digest, instance_id)
+    if stored is not None:  # a retry gets the first answer, even once the instance is released
+        return stored.body
     instance = live_instance(instance_id, debug)
     if instance is None:
-        return envelope()
-    stored = _claim(key, "refreshInstance", digest, instance_id)
-    if stored is not None:
-        return stored.body
+        return _store(key, envelope(), instance_id)
     previous = instance.expire_time
     if expire_time is not None:
         instance.expire_time = expire_time.replace(tzinfo=None)
@@ -229,12 +229,12 @@ def expire_instance(*, instance_id, order_id=None, debug=False):
 def upgrade_instance(*, instance_id, order_id, order_line_id, digest, attrs=None, debug=False):
     """An upgrade order was paid: same instanceId, new specification (fetched with the order)."""
     key = f"upgradeInstance|{instance_id}|{order_id}|{order_line_id or ''}"
+    stored = _claim(key, "upgradeInstance", digest, instance_id)
+    if stored is not None:  # a retry gets the first answer, even once the instance is released
+        return stored.body
     instance = live_instance(instance_id, debug)
     if instance is None:
-        return envelope()
-    stored = _claim(key, "upgradeInstance", digest, instance_id)
-    if stored is not None:
-        return stored.body
+        return _store(key, envelope(), instance_id)
     for name, value in (attrs or {}).items():
         setattr(instance, name, value)
     if instance.details_state != DetailsState.INLINE:

@@ -8,8 +8,20 @@ checks what the console checks, saying why a step failed: result code, required 
 that appInfo decrypts with the key, the same instanceId for a retried order, idempotent deletes,
 and the 5 s answer time. Every request carries testFlag=1 unless told otherwise. It depends on
 the protocol layer (isvapp.koo) and the standard library only, never on the server's database.
+
+Suites (--suite, repeatable; default all): period, onetime, payperuse, trial, cancel, change
+(changeInstanceCheck, orderNotify, refreshInstance RENEWAL_CHANGE), seller-console (two full
+debugging rounds with the console's MOCK order ids, testFlag 1; round 2 must get a live, new
+instance), kit, license-g1, license-2. change and seller-console are G2 suites.
+
+    --probes     requests the server must refuse (bad signature, stale timestamp, replays ...)
+    --tolerance  correctly signed but oddly shaped requests it must accept: a number where a
+                 string is expected (signed over the string-map form), null and "" fields, a
+                 17-digit expireTime, an unknown scene, text/plain or no Content-Type, /produce/,
+                 over 100 queried ids, odd G1 parameters, odd Kit lists and the /license Kit path
 """
 import base64
+import http.client
 import json
 import sys
 import time
@@ -17,7 +29,7 @@ import urllib.error
 import urllib.request
 import uuid
 from dataclasses import asdict, dataclass
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 import click
 from flask.cli import with_appcontext
@@ -25,10 +37,12 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding
 
 from .koo.fieldcrypto import decrypt_field
-from .koo.signing import g1_signed_params, g2_signed_request, kit_signed_request, verify_body_sign
+from .koo.signing import (canonical_payload, g1_signed_params, g2_signature, g2_signed_request, kit_signed_request,
+                          new_nonce, string_map_payload, verify_body_sign)
 
 DEADLINE_S = 5.0
-SUITES = ("period", "onetime", "payperuse", "trial", "cancel", "kit", "license-g1", "license-2")
+SUITES = ("period", "onetime", "payperuse", "trial", "cancel", "change", "seller-console", "kit", "license-g1",
+          "license-2")
 
 
 @dataclass
@@ -86,25 +100,63 @@ class Simulator:
             status, got_headers, raw = 0, {}, str(getattr(error, "reason", error)).encode()
         return Reply(status, got_headers, raw, (time.perf_counter() - started) * 1000)
 
-    def g2(self, body, path="/produce", **sign):
+    def _send_bare(self, path, query, body):
+        """A POST with no Content-Type header at all (urllib would add a form type of its own)."""
+        parts = urlsplit(self.base)
+        connection = (http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection)(
+            parts.netloc, timeout=self.timeout)
+        started = time.perf_counter()
+        try:
+            connection.putrequest("POST", parts.path + path + "?" + urlencode(query), skip_accept_encoding=True)
+            connection.putheader("Content-Length", str(len(body)))
+            connection.endheaders(body)
+            response = connection.getresponse()
+            status, got_headers, raw = response.status, dict(response.getheaders()), response.read()
+        except OSError as error:
+            status, got_headers, raw = 0, {}, str(error).encode()
+        finally:
+            connection.close()
+        return Reply(status, got_headers, raw, (time.perf_counter() - started) * 1000)
+
+    def post(self, path, query, raw, content_type="application/json"):
+        """POST already-signed bytes; ``content_type=None`` sends no Content-Type header."""
+        if content_type is None:
+            return self._send_bare(path, query, raw)
+        return self._send("POST", path, query, raw, {"Content-Type": content_type})
+
+    def g2(self, body, path="/produce", content_type="application/json", **sign):
         raw, query = g2_signed_request(self.key, {"testFlag": self.test_flag, **body}, **sign)
-        return self._send("POST", path, query, raw, {"Content-Type": "application/json"})
+        return self.post(path, query, raw, content_type)
+
+    def g2_as(self, body, raw=None, signed_form=None, path="/produce"):
+        """A G2 POST of ``raw`` (default: the compact JSON of ``body``, nulls kept) signed over
+        ``signed_form(body)`` (default: the raw bytes): the payload forms a server should try."""
+        raw = raw if raw is not None else json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+        signed = signed_form(body).encode() if signed_form else raw
+        nonce, timestamp = new_nonce(), str(int(time.time() * 1000))
+        query = {"signature": g2_signature(self.key, nonce, timestamp, signed), "timestamp": timestamp,
+                 "nonce": nonce}
+        return self.post(path, query, raw)
 
     def g1(self, params, path="/produce", key=None):
         signed = g1_signed_params(key or self.key, {"testFlag": self.test_flag, **params})
         return self._send("GET", path, signed)
 
-    def kit(self, name, body, key=None, **sign):
+    def kit(self, name, body, key=None, base="/produce", **sign):
         raw, headers = kit_signed_request(key or self.kit_key, {"testFlag": int(self.test_flag), **body}, **sign)
-        return self._send("POST", f"/produce/produceAPI/v2/{name}", None, raw, headers)
+        return self._send("POST", f"{base}/produceAPI/v2/{name}", None, raw, headers)
 
     def order(self, kind):
         return f"SIM{kind.upper()}{self.run_id}"
 
     # --- checking ----------------------------------------------------------------------------
 
-    def check(self, step, reply, code="000000", fields=(), signed=False, appinfo=False, same=None, same_bytes=None):
-        """Record one step; returns the answer's JSON (empty when it was not JSON)."""
+    def check(self, step, reply, code="000000", fields=(), signed=False, appinfo=False, same=None, same_bytes=None,
+              differs=None, listed=None):
+        """Record one step; returns the answer's JSON (empty when it was not JSON).
+
+        ``same``/``differs``: (field, value) the answer's field must equal / must not equal;
+        ``listed``: an instanceId the answer's ``info`` must hold (a query that found it)."""
         answer = reply.json
         got = answer.get("resultCode", f"HTTP {reply.status}")
         problems = []
@@ -125,6 +177,11 @@ class Simulator:
             problems += self._appinfo_problems(answer)
         if same is not None and got == code and answer.get(same[0]) != same[1]:
             problems.append(f"{same[0]} {answer.get(same[0])} differs from the first answer's {same[1]}")
+        if differs is not None and got == code and answer.get(differs[0]) == differs[1]:
+            problems.append(f"{differs[0]} {differs[1]} is the earlier one's, a new one was expected")
+        if listed is not None and got == code and listed not in [i.get("instanceId") for i in answer.get("info") or []
+                                                                 if isinstance(i, dict)]:
+            problems.append(f"info does not hold instance {listed}")
         if same_bytes is not None and reply.body != same_bytes.body:
             problems.append("the answer differs from the first answer's bytes")
         if reply.ms > DEADLINE_S * 1000:
@@ -225,6 +282,63 @@ def g2_trial(sim):
 
 def g2_cancel(sim):
     _g2_lifecycle(sim, "cancel", _refresh("UNSUBSCRIBE_RENEWAL_PERIOD"))
+
+
+def g2_change(sim):
+    """A renewal that changes the specification: the check, the renewal itself, the order notice."""
+    def steps(order, iid):
+        yield "changeInstanceCheck", {"activity": "changeInstanceCheck", "instanceId": iid,
+                                      "productInfo": {"productId": "00301-666666-0--0", "skuCode": "sku-2"}}, "000000"
+        yield "orderNotify", {"activity": "orderNotify", "orderId": order + "R",
+                              "orderLineId": order + "R-000001"}, "000000"
+        yield from _refresh("RENEWAL_CHANGE")(order, iid)
+    _g2_lifecycle(sim, "change", steps)
+
+
+# The Seller Console's debugging cases: fixed MOCK order ids, testFlag 1, repeated round after round.
+CONSOLE_RENEW, CONSOLE_CHANGE = "MOCKMONTYRENEW", "MOCKMONTYCHANGE"
+
+
+def _console_period(iid):
+    yield "queryInstance", {"activity": "queryInstance", "instanceId": iid}
+    yield "refreshInstance RENEWAL", {"activity": "refreshInstance", "instanceId": iid, "orderId": CONSOLE_RENEW,
+                                      "orderLineId": f"{CONSOLE_RENEW}-000001", "scene": "RENEWAL",
+                                      "expireTime": _expire(60)}
+    for status in ("FREEZE", "UNFREEZE"):
+        yield f"updateInstanceStatus {status}", {"activity": "updateInstanceStatus", "instanceId": iid,
+                                                 "status": status}
+    yield "upgradeInstance", {"activity": "upgradeInstance", "instanceId": iid, "orderId": CONSOLE_CHANGE,
+                              "orderLineId": f"{CONSOLE_CHANGE}-000001"}
+    yield "releaseInstance", {"activity": "releaseInstance", "instanceId": iid}
+
+
+def _console_onetime(iid):
+    yield "queryInstance", {"activity": "queryInstance", "instanceId": iid}
+    yield "releaseInstance", {"activity": "releaseInstance", "instanceId": iid}
+
+
+CONSOLE_CASES = (("yearly/monthly", "MOCKPERIODYEARNEW", _console_period),
+                 ("one-time", "MOCKONETIMENEW", _console_onetime))
+
+
+def seller_console(sim):
+    """Two debugging rounds as the Seller Console repeats them: the same MOCK orders, new
+    businessIds. Round 2 must get a live instance (not round 1's released one) and succeed."""
+    earlier = {}
+    for round_no in (1, 2):
+        for kind, order, steps in CONSOLE_CASES:
+            label = f"round {round_no} {kind}"
+            new = {"activity": "newInstance", "orderId": order, "orderLineId": f"{order}-000001",
+                   "businessId": str(uuid.uuid4()), "testFlag": "1"}
+            iid = sim.check(f"{label} newInstance", sim.g2(new), fields=["instanceId"],
+                            differs=("instanceId", earlier[kind]) if kind in earlier else None).get("instanceId")
+            if not iid:
+                continue
+            earlier.setdefault(kind, iid)
+            for name, body in steps(iid):
+                query = body["activity"] == "queryInstance"
+                sim.check(f"{label} {name}", sim.g2({**body, "testFlag": "1"}), appinfo=query,
+                          listed=iid if query else None)
 
 
 def _g1_new(sim, kind, path="/produce", activity="newInstance", **extra):
@@ -379,6 +493,72 @@ def probes(sim):
               code="000001")
 
 
+def tolerance(sim):
+    """Correctly signed but oddly shaped requests the server must accept (000000), one step each."""
+    order = sim.order("tol")
+    made = []  # instances to release at the end
+
+    def new_g2(step, body=None, **send):
+        name = f"{order}N{len(made)}"
+        body = body or {"activity": "newInstance", "orderId": name, "orderLineId": f"{name}-000001",
+                        "businessId": str(uuid.uuid4()), "testFlag": sim.test_flag}
+        iid = sim.check(step, sim.g2_as(body, **send), fields=["instanceId"]).get("instanceId")
+        if iid:
+            made.append(("g2", iid))
+        return iid
+
+    iid = new_g2("newInstance (the instance the probes use)")
+    if not iid:
+        return
+    query = {"activity": "queryInstance", "instanceId": iid, "testFlag": sim.test_flag}
+    sim.check("G2 testFlag as a JSON number, signed over the string-map form",
+              sim.g2_as({**query, "testFlag": int(sim.test_flag)}, raw=canonical_payload(
+                  {**query, "testFlag": int(sim.test_flag)}).encode(), signed_form=string_map_payload),
+              appinfo=True, listed=iid)
+    name = f"{order}Z"
+    new_g2('null and "" optional fields (productId null, testFlag "")',
+           {"activity": "newInstance", "orderId": name, "orderLineId": f"{name}-000001",
+            "businessId": str(uuid.uuid4()), "productId": None, "testFlag": ""})
+    refresh = {"activity": "refreshInstance", "instanceId": iid, "orderLineId": f"{order}R-000001"}
+    sim.check("refreshInstance expireTime yyyyMMddHHmmssSSS (17 digits)",
+              sim.g2({**refresh, "orderId": order + "R", "scene": "RENEWAL", "expireTime": _expire(60) + "123"}))
+    sim.check("refreshInstance with an unknown scene",
+              sim.g2({**refresh, "orderId": order + "S", "scene": "SOME_NEW_SCENE", "expireTime": _expire(90)}))
+    for label, content_type in (("Content-Type text/plain", "text/plain"), ("no Content-Type", None)):
+        sim.check(f"body sent with {label}", sim.g2(query, content_type=content_type), appinfo=True, listed=iid)
+    sim.check("path with a trailing slash (/produce/)", sim.g2(query, path="/produce/"), appinfo=True, listed=iid)
+    many = ",".join([f"sim-absent-{i}" for i in range(120)] + [iid])
+    sim.check("queryInstance with 121 ids, the real one among them",
+              sim.g2({**query, "instanceId": many}), appinfo=True, listed=iid)
+    for label, extra in (("an empty optional parameter (skuCode=)", {"skuCode": ""}),
+                         ("unreadable saasExtendParams", {"saasExtendParams": "not%base64{json"})):
+        _, params = _g1_new(sim, f"tol{len(made)}", **extra)
+        got = sim.check(f"G1 newInstance with {label}", sim.g1({**params, "businessId": str(uuid.uuid4())}),
+                        fields=["instanceId"], signed=True, appinfo=True).get("instanceId")
+        if got:
+            made.append(("g1", got))
+    scope = {"instanceId": order, "tenantId": f"tenant-tol-{sim.run_id}"}
+    users = [{"userName": "sim-tol-admin", "name": "Admin", "role": "ADMIN", "enable": "TRUE"}]
+    sim.check('kit authSync role "ADMIN", enable "TRUE"',
+              sim.kit("authSync", {**scope, "appId": "sim-app", "userList": users, "flag": 1}), signed=True)
+    tree = [{"orgCode": "sim-x", "name": "X", "parentCode": "sim-y"}, {"orgCode": "sim-y", "name": "Y",
+                                                                      "parentCode": "sim-x"},
+            {"orgCode": "sim-x", "name": "X again", "parentCode": "sim-y"}]
+    sim.check("kit allOrgSync with a cycle and a repeated orgCode",
+              sim.kit("allOrgSync", {**scope, "orgInfo": tree}), signed=True)
+    sim.check("kit tenantSync under /license/produceAPI/v2/",
+              sim.kit("tenantSync", {**scope, "orderId": order, "tenantCode": "sim", "name": "Simulator Tenant",
+                                     "domainName": "https://sim.example.com", "flag": 1}, base="/license"),
+              signed=True)
+    sim.check("kit tenantSync flag 2 with only name",
+              sim.kit("tenantSync", {"tenantId": scope["tenantId"], "name": "Renamed", "flag": 2}), signed=True)
+    for generation, instance in made:
+        release = {"activity": "releaseInstance", "instanceId": instance}
+        reply = sim.g2(release) if generation == "g2" else sim.g1({**release, "orderId": order})
+        sim.check(f"releaseInstance {instance} (clean-up)", reply, signed=generation == "g1")
+    sim.check("kit tenantSync delete (clean-up)", sim.kit("tenantSync", {**scope, "flag": 0}), signed=True)
+
+
 def _wrong_key(sim, body):
     raw, query = g2_signed_request(sim.key + "-wrong", {"testFlag": sim.test_flag, **body})
     return sim._send("POST", "/produce", query, raw, {"Content-Type": "application/json"})
@@ -386,12 +566,14 @@ def _wrong_key(sim, body):
 
 SHARED = {"kit": kit, "license-g1": license_g1, "license-2": license_2}  # one generation each
 G2_SAAS = {"period": g2_period, "onetime": g2_onetime, "payperuse": g2_payperuse, "trial": g2_trial,
-           "cancel": g2_cancel}
+           "cancel": g2_cancel, "change": g2_change, "seller-console": seller_console}
 G1_SAAS = {"period": g1_period, "onetime": g1_onetime, "payperuse": g1_payperuse, "trial": g1_trial}
 
 
-def run(sim, suites=SUITES, generation="g2", with_probes=False):
-    """Run the chosen suites; G1 has no cancel-renewal scene (G2's UNSUBSCRIBE_RENEWAL_PERIOD only)."""
+def run(sim, suites=SUITES, generation="g2", with_probes=False, with_tolerance=False):
+    """Run the chosen suites; G1 has no cancel-renewal scene (G2's UNSUBSCRIBE_RENEWAL_PERIOD only),
+    and change and seller-console are G2's. ``with_probes``: requests the server must refuse;
+    ``with_tolerance``: odd but correctly signed requests it must accept."""
     tables = {"g2": [("G2", G2_SAAS)], "g1": [("G1", G1_SAAS)], "both": [("G2", G2_SAAS), ("G1", G1_SAAS)]}
     for label, table in tables[generation]:
         for name in suites:
@@ -405,6 +587,9 @@ def run(sim, suites=SUITES, generation="g2", with_probes=False):
     if with_probes:
         sim.scenario = "negative probes"
         probes(sim)
+    if with_tolerance:
+        sim.scenario = "tolerance probes"
+        tolerance(sim)
     return sim
 
 
@@ -427,6 +612,8 @@ def simulate_options(function):
                      help="Scenario suite (repeatable); default: all."),
         click.option("--generation", type=click.Choice(["g2", "g1", "both"]), default="g2", show_default=True),
         click.option("--probes", is_flag=True, help="Also send requests the server must refuse."),
+        click.option("--tolerance", is_flag=True,
+                     help="Also send correctly signed but oddly shaped requests the server must accept."),
         click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table."),
         click.option("--test-flag", type=click.Choice(["1", "0"]), default="1", show_default=True,
                      help="1 marks everything as test data; 0 sends it as real orders."),
@@ -438,11 +625,12 @@ def simulate_options(function):
     return function
 
 
-def execute(base_url, key, kit_key, suites, generation, probes_, as_json, test_flag, kit_public_key):
+def execute(base_url, key, kit_key, suites, generation, probes_, as_json, test_flag, kit_public_key, tolerance_=False):
     if not key:
         raise click.UsageError("the basic Key is needed (--key or KOO_ACCESS_KEY)")
     public = open(kit_public_key, "rb").read() if kit_public_key else None
-    sim = run(Simulator(base_url, key, kit_key, public, test_flag), suites or SUITES, generation, probes_)
+    sim = run(Simulator(base_url, key, kit_key, public, test_flag), suites or SUITES, generation, probes_,
+              tolerance_)
     click.echo(report(sim, as_json))
     sys.exit(1 if sim.failed else 0)
 
@@ -451,16 +639,23 @@ def execute(base_url, key, kit_key, suites, generation, probes_, as_json, test_f
 @simulate_options
 @click.option("--key", envvar="KOO_ACCESS_KEY", help="The basic Key (or $KOO_ACCESS_KEY).")
 @click.option("--kit-key", envvar="KOO_KIT_ACCESS_KEY", help="The Kit key (or $KOO_KIT_ACCESS_KEY; default: --key).")
-def main(base_url, suites, generation, probes, as_json, test_flag, kit_public_key, key, kit_key):
-    """Play the KooGallery marketplace against BASE_URL (e.g. https://isv.example.com)."""
-    execute(base_url, key, kit_key, suites, generation, probes, as_json, test_flag, kit_public_key)
+def main(base_url, suites, generation, probes, tolerance, as_json, test_flag, kit_public_key, key, kit_key):
+    """Play the KooGallery marketplace against BASE_URL (e.g. https://isv.example.com).
+
+    Suites: period, onetime, payperuse, trial, cancel, change (changeInstanceCheck, orderNotify,
+    RENEWAL_CHANGE), seller-console (two debugging rounds with the console's MOCK orders), kit,
+    license-g1, license-2. --probes: requests to refuse; --tolerance: odd ones to accept."""
+    execute(base_url, key, kit_key, suites, generation, probes, as_json, test_flag, kit_public_key, tolerance)
 
 
 @click.command("simulate")
 @simulate_options
 @with_appcontext
-def simulate_command(base_url, suites, generation, probes, as_json, test_flag, kit_public_key):
-    """Play the marketplace against BASE_URL with this app's keys (see also isvapp-sim)."""
+def simulate_command(base_url, suites, generation, probes, tolerance, as_json, test_flag, kit_public_key):
+    """Play the marketplace against BASE_URL with this app's keys (see also isvapp-sim).
+
+    Suites and options as isvapp-sim: seller-console repeats the console's debugging rounds,
+    --tolerance sends correctly signed odd requests the server must accept."""
     from flask import current_app
     settings = current_app.extensions["isvapp"]
     if kit_public_key is None and settings.kit_rsa_private_key:
@@ -473,7 +668,7 @@ def simulate_command(base_url, suites, generation, probes, as_json, test_flag, k
                                                           serialization.PublicFormat.SubjectPublicKeyInfo))
             kit_public_key = path
     execute(base_url, settings.access_key, settings.kit_access_key, suites, generation, probes, as_json,
-            test_flag, kit_public_key)
+            test_flag, kit_public_key, tolerance)
 
 
 def init_app(app):

@@ -368,3 +368,27 @@ def test_order_details_read_the_buyer_from_buyer_info():
     apply_order(instance, order, "O1-1")
     assert (instance.customer_id, instance.customer_name, instance.user_name) == ("cust-1", "Buyer Ltd", "iam-user")
     assert instance.expire_time.isoformat() == "2030-12-31T23:59:59"
+
+
+def test_tenant_modify_without_instance_changes_the_existing_tenant(market):
+    answer_of(market.kit("tenantSync", TENANT), KIT_KEY)
+    body = {"tenantId": TENANT["tenantId"], "name": "Renamed", "flag": 2, "testFlag": 0}
+    assert answer_of(market.kit("tenantSync", body), KIT_KEY)["resultCode"] == codes.SUCCESS
+    [tenant] = market.rows(Tenant)
+    assert (tenant.instance_key, tenant.name) == (TENANT["instanceId"], "Renamed")
+    assert "applied to every instance" in last_log(market, "tenantSync").warnings
+
+
+def test_a_renewal_retried_after_release_gets_its_first_answer(market):
+    iid = created(market)
+    first = market.g2(refresh(iid, "RENEWAL"))
+    answer_of(market.g2({"activity": "releaseInstance", "instanceId": iid}))
+    retry = market.g2(refresh(iid, "RENEWAL"))  # a fresh signature and nonce: the marketplace's retry
+    assert retry.data == first.data
+
+
+def test_kit_paths_take_a_trailing_slash(market):
+    from isvapp.koo.signing import kit_signed_request
+    raw, headers = kit_signed_request(KIT_KEY, TENANT)
+    response = market.send("POST", "/produce/produceAPI/v2/tenantSync/", data=raw, headers=headers)
+    assert answer_of(response, KIT_KEY)["resultCode"] == codes.SUCCESS

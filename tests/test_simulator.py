@@ -116,3 +116,71 @@ def test_flask_simulate_uses_the_apps_own_keys(live, runner):
     result = runner.invoke(args=["simulate", server.url, "--suite", "kit", "--suite", "trial", "--generation", "g1"])
     assert result.exit_code == 0, result.output
     assert "kit tenantSync add" in result.output and "refreshInstance trialToFormal" in result.output
+
+
+def test_seller_console_rounds_get_a_live_instance_each_time(live):
+    server, _ = live
+    sim = simulator.run(simulator.Simulator(server.url, KEY, KIT_KEY), ["seller-console"], "g2")
+    assert sim.failed == [], simulator.report(sim)
+    steps = [s.step for s in sim.steps]
+    assert {"round 2 yearly/monthly upgradeInstance", "round 2 one-time releaseInstance"} <= set(steps)
+    assert len(steps) == 2 * (7 + 3) and {s.scenario for s in sim.steps} == {"seller-console G2"}
+    # Run again: the MOCK orders' instances are all released now, and still every round succeeds.
+    again = simulator.run(simulator.Simulator(server.url, KEY, KIT_KEY), ["seller-console"], "g2")
+    assert again.failed == [], simulator.report(again)
+
+
+def test_change_suite_and_tolerance_probes_pass_against_isvapp(live):
+    server, public = live
+    sim = simulator.run(simulator.Simulator(server.url, KEY, KIT_KEY, public.read_bytes()), ["change"], "g2",
+                        with_tolerance=True)
+    assert sim.failed == [], simulator.report(sim)
+    steps = {(s.scenario, s.step) for s in sim.steps}
+    assert {("change G2", "changeInstanceCheck"), ("change G2", "orderNotify"),
+            ("change G2", "refreshInstance RENEWAL_CHANGE")} <= steps
+    probes = [s.step for s in sim.steps if s.scenario == "tolerance probes"]
+    assert len(probes) >= 17 and "body sent with no Content-Type" in probes
+
+
+class StrictServer:
+    """Answers well, but only a body sent as application/json, and never at a path ending in '/'."""
+
+    def __call__(self, environ, start_response):
+        request = Request(environ)
+        if request.method == "POST" and (request.mimetype != "application/json" or request.path.endswith("/")):
+            body = envelope("000002", "Content-Type must be application/json")
+        else:
+            params = json.loads(request.get_data()) if request.method == "POST" else dict(request.args)
+            ids = str(params.get("instanceId") or "").split(",")
+            body = envelope(instanceId=params.get("businessId"), info=[
+                {"instanceId": i, "appInfo": {"frontEndUrl": "https://x"}} for i in ids])
+        headers = {"Content-Type": "application/json", "Body-Sign": body_sign(KEY, body)}
+        return Response(body, 200, headers=headers)(environ, start_response)
+
+
+def test_tolerance_probes_catch_a_server_that_refuses_odd_requests():
+    server = make_server("127.0.0.1", 0, StrictServer(), threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        sim = simulator.run(simulator.Simulator(f"http://127.0.0.1:{server.server_port}", KEY), [], "g2",
+                            with_tolerance=True)
+    finally:
+        server.shutdown()
+    failures = {s.step: s.reason for s in sim.failed}
+    assert set(failures) == {"body sent with Content-Type text/plain", "body sent with no Content-Type",
+                             "path with a trailing slash (/produce/)"}, simulator.report(sim)
+    assert all("resultCode 000002" in reason for reason in failures.values())
+    assert not any(s.ok is False for s in sim.steps if "refreshInstance" in s.step)
+
+
+def test_cli_lists_the_new_suite_and_option():
+    from click.testing import CliRunner
+    result = CliRunner().invoke(simulator.main, ["--help"])
+    assert "--tolerance" in result.output and "seller-console" in result.output
+
+
+def test_flask_simulate_takes_tolerance_and_the_seller_console_suite(live, runner):
+    server, _ = live
+    result = runner.invoke(args=["simulate", server.url, "--suite", "seller-console", "--tolerance"])
+    assert result.exit_code == 0, result.output
+    assert "round 2 one-time releaseInstance" in result.output and "tolerance probes" in result.output

@@ -268,6 +268,9 @@ def verify_kit_request(keys, raw_body, signature, timestamp, nonce, now_ms, wind
 
 # --- G1 Kit: authToken request header, formula not documented (§3.3) ---------------------------
 
+_BODY_TIMESTAMP = re.compile(rb'"timeStamp"\s*:\s*"?([0-9]{8,20})')
+
+
 def g1_kit_tokens(key, raw_body, payload):
     """Both candidate authTokens for a G1 Kit POST, by formula name (project rule: accept either).
 
@@ -276,21 +279,39 @@ def g1_kit_tokens(key, raw_body, payload):
     """
     stamp = str(payload.get("timeStamp", ""))
     fields = {k: java_text(v) for k, v in payload.items() if v is not None and k != "authToken"}
-    return {"body-hmac": base64.b64encode(_hmac_sha256(key + stamp, raw_body)).decode("ascii"),
-            "sorted-fields": g1_auth_token(key, fields)}
+    return {"body-hmac": _body_hmac_token(key, stamp, raw_body), "sorted-fields": g1_auth_token(key, fields)}
 
 
-def verify_g1_kit_request(keys, raw_body, payload, token, now_ms, window_s):
-    """Check a G1 Kit authToken header and the body's timeStamp; returns (key, formula that matched)."""
+def _body_hmac_token(key, stamp, raw_body):
+    return base64.b64encode(_hmac_sha256(key + stamp, raw_body)).decode("ascii")
+
+
+def verify_g1_kit_request(keys, raw_body, token, now_ms, window_s):
+    """Check a G1 Kit authToken header and the body's timeStamp; returns (key, formula that matched).
+
+    The body is not parsed until a check that costs one HMAC per key has run: the timeStamp is
+    found in the raw bytes and the body-hmac formula tried first. Only a body small enough
+    (CANONICAL_MAX_BYTES) is parsed to try the sorted-fields formula.
+    """
     if not token:
         raise KooError(AUTH_FAILED, "authToken header is missing")
-    stamp = payload.get("timeStamp")
-    check_g1_timestamp(None if stamp is None else str(stamp), now_ms, window_s)
+    found = _BODY_TIMESTAMP.search(raw_body[:CANONICAL_MAX_BYTES] if len(raw_body) > CANONICAL_MAX_BYTES
+                                   else raw_body) or _BODY_TIMESTAMP.search(raw_body)
+    stamp = found.group(1).decode("ascii") if found else None
+    check_g1_timestamp(stamp, now_ms, window_s)
     token = token.strip().replace(" ", "+")
     for key in keys:
-        for formula, expected in g1_kit_tokens(key, raw_body, payload).items():
-            if _same(expected, token):
-                return key, formula
+        if _same(_body_hmac_token(key, stamp, raw_body), token):
+            return key, "body-hmac"
+    if len(raw_body) <= CANONICAL_MAX_BYTES:
+        try:
+            payload = json.loads(raw_body)
+        except (ValueError, UnicodeDecodeError, RecursionError):
+            payload = None
+        if isinstance(payload, dict):
+            for key in keys:
+                if _same(g1_kit_tokens(key, raw_body, payload)["sorted-fields"], token):
+                    return key, "sorted-fields"
     raise KooError(AUTH_FAILED, "authToken does not match")
 
 

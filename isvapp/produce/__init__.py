@@ -26,7 +26,8 @@ for path, endpoint, view, method in ROUTES:
     bp.add_url_rule(path, endpoint, view, methods=[method])
     bp.add_url_rule(path + "/", endpoint + "_slash", view, methods=[method])
 for base in ("/produce", "/license"):
-    bp.add_url_rule(base + "/produceAPI/v2/<name>", "kit_g2" + base.replace("/", "_"), kit.sync_g2,
-                    methods=["POST"])
-    bp.add_url_rule(base + "/produceAPI/<name>", "kit_g1" + base.replace("/", "_"), kit.sync_g1,
-                    methods=["POST"])
+    for slash in ("", "/"):
+        bp.add_url_rule(base + "/produceAPI/v2/<name>" + slash, f"kit_g2{base}{slash}".replace("/", "_"),
+                        kit.sync_g2, methods=["POST"])
+        bp.add_url_rule(base + "/produceAPI/<name>" + slash, f"kit_g1{base}{slash}".replace("/", "_"),
+                        kit.sync_g1, methods=["POST"])

@@ -48,10 +48,10 @@ def sync_g1(name):
     callbacklog.note(generation="G1")
     cfg = settings()
     raw = request.get_data(cache=True)
-    payload = parse_json_object(raw)
     token = request.headers.get("authToken")
-    key, formula = verify_g1_kit_request(require_keys(cfg.kit_access_keys, "KOO_KIT_ACCESS_KEY"), raw, payload,
+    key, formula = verify_g1_kit_request(require_keys(cfg.kit_access_keys, "KOO_KIT_ACCESS_KEY"), raw,
                                          token, now_ms(), cfg.g1_window_s)
+    payload = parse_json_object(raw)
     token = token.strip().replace(" ", "+")
     signed = signed_by(key, kit=True, scope="g1kit", token=replay_token("g1kit", token), nonce=token[:128],
                        fingerprint=request_fingerprint(request.path, token, raw))
