@@ -7,6 +7,9 @@ workers = int(os.environ.get("ISVAPP_WORKERS", "2"))
 timeout = int(os.environ.get("ISVAPP_WORKER_TIMEOUT", "30"))
 graceful_timeout = 10
 accesslog = os.environ.get("ISVAPP_ACCESS_LOG", "-")
+# The path only (%(U)s), never the query string: G1's authToken and G2's signature travel there, and
+# an access log that keeps them hands out replayable URLs. Timing (%(L)s s) is kept.
+access_log_format = '%(h)s %(l)s %(u)s %(t)s "%(m)s %(U)s %(H)s" %(s)s %(b)s %(L)s'
 errorlog = "-"
 loglevel = os.environ.get("ISVAPP_LOG_LEVEL", "info")
 # Behind nginx on the same host, trust its X-Forwarded-* headers.

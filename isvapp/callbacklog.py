@@ -3,9 +3,18 @@
 Rows are written after the answer has been sent (``call_on_close``), in their own transaction:
 a locked database must not push the answer past the marketplace's 5 s budget, and a failure to
 log must never change the answer. Secrets are redacted before anything is stored.
+
+The URL is public, so logging must cost a stranger's request little: a body is never parsed
+here. A verified request's body is logged from what the pipeline already parsed; anything else
+keeps a bounded prefix of its raw bytes (secret-named fields masked). Requests that were not
+verified are logged with their metadata and a small prefix, at most REFUSED_PER_MINUTE per
+client address and worker; the ones dropped are counted, and the count is written on the next
+row logged for that address.
 """
 import json
 import logging
+import re
+import threading
 import time
 
 from flask import current_app, g, request
@@ -23,6 +32,10 @@ SECRET_NAMES = {"password", "clientsecret", "authtoken", "signature", "x-sign", 
                 "sk", "client_secret", "admin_password"}
 MARKETPLACE_PREFIXES = ("/produce", "/license")
 TEXT_LIMIT = 64 * 1024
+VERIFIED_PREFIX = 16 * 1024  # raw bytes kept of a verified body that was not parsed (too large, or not JSON)
+REFUSED_PREFIX = 512  # raw bytes kept of a request that was not verified
+_SECRET_FIELD = re.compile(r'("(?:' + "|".join(map(re.escape, sorted(SECRET_NAMES))) + r')"\s*:\s*)"[^"]*"?',
+                           re.IGNORECASE)
 
 
 def is_marketplace_path(path):
@@ -61,23 +74,75 @@ def start():
     g.callback_oddities = oddities.start()
 
 
-def _request_text():
+def raw_prefix(limit):
+    """At most ``limit`` bytes of the body, as text with secret-named fields masked; never the whole
+    of a large body: what was read already is sliced, what was not is read only that far."""
+    data = getattr(request, "_cached_data", None)
+    try:
+        head = data[:limit] if data is not None else request.stream.read(limit)
+    except RequestEntityTooLarge:
+        return f"<{request.content_length} bytes, over the limit>"
+    if not head:
+        return None
+    size = request.content_length or len(head)
+    text = _SECRET_FIELD.sub(lambda m: m.group(1) + '"' + REDACTED + '"', head.decode("utf-8", "replace"))
+    return text if size <= len(head) else f"<{size} bytes, the first {len(head)}:> {text}"
+
+
+def _request_text(verified):
     parts = {}
     if request.args:
         parts["query"] = redact(request.args.to_dict())
-    try:
-        body = request.get_data(cache=True)
-    except RequestEntityTooLarge:
-        body = b""
-        parts["body"] = f"<{request.content_length} bytes, over the limit>"
-    if body:
-        parts["body"] = redact_body(body)
+    payload = g.get("callback_payload")
+    if payload is not None:
+        parts["body"] = redact(payload)
+    else:
+        body = raw_prefix(VERIFIED_PREFIX if verified else REFUSED_PREFIX)
+        if body is not None:
+            parts["body"] = body
     return _dumps(parts)
+
+
+class RefusedBudget:
+    """Per client address: how many refused requests this worker logged in the current minute,
+    and how many it dropped since the last row it wrote for that address."""
+
+    def __init__(self, per_minute, max_addresses=10_000):
+        self.per_minute, self.max_addresses = per_minute, max_addresses
+        self.lock, self.seen = threading.Lock(), {}  # addr -> [minute, logged, dropped]
+
+    def admit(self, addr, now=None):
+        """(log this one?, how many were dropped before it)."""
+        minute = int((now or time.time()) // 60)
+        with self.lock:
+            entry = self.seen.get(addr)
+            if entry is None:
+                if len(self.seen) >= self.max_addresses:
+                    self.seen = {a: e for a, e in self.seen.items() if e[0] == minute and e[2]}
+                entry = self.seen[addr] = [minute, 0, 0]
+            if entry[0] != minute:
+                entry[0], entry[1] = minute, 0
+            if entry[1] >= self.per_minute:
+                entry[2] += 1
+                return False, 0
+            entry[1] += 1
+            dropped, entry[2] = entry[2], 0
+            return True, dropped
 
 
 def finish(response):
     """Collect the row now (request data is gone later) and write it once the answer is sent."""
     info = g.get("callback", {})
+    verified = info.get("key_fingerprint") is not None
+    dropped = 0
+    if not verified:
+        budget = current_app.extensions["isvapp_refused_budget"]
+        admitted, dropped = budget.admit((request.remote_addr or "")[:64])
+        if not admitted:
+            return response
+    if dropped:
+        info["note"] = (f"{dropped} earlier refused requests from this address were not logged "
+                        f"(over {budget.per_minute} a minute); " + (info.get("note") or ""))
     body = response.get_data()
     try:
         answer = json.loads(body)
@@ -95,7 +160,7 @@ def finish(response):
         result_code=str(answer.get("resultCode", ""))[:8] or None,
         result_msg=str(answer.get("resultMsg", ""))[:255] or None,
         duration_ms=round((time.perf_counter() - g.get("callback_t0", time.perf_counter())) * 1000, 2),
-        remote_addr=(request.remote_addr or "")[:64], request=_request_text(),
+        remote_addr=(request.remote_addr or "")[:64], request=_request_text(verified),
         response=_dumps(redact_body(body)) if body else "",
     )
     app = current_app._get_current_object()
@@ -116,6 +181,8 @@ def _write(app, row):
 
 
 def init_app(app):
+    app.extensions["isvapp_refused_budget"] = RefusedBudget(int(app.config["CALLBACK_REFUSED_PER_MINUTE"]))
+
     @app.before_request
     def _start():
         if is_marketplace_path(request.path):

@@ -10,7 +10,9 @@ from dataclasses import dataclass
 DEFAULTS = {
     "SECRET_KEY": None,
     "SQLALCHEMY_DATABASE_URI": None,  # None: an SQLite file in the instance folder
-    "MAX_CONTENT_LENGTH": 16 * 1024 * 1024,  # a 50,000-department allOrgSync is about 5 MiB
+    "MAX_CONTENT_LENGTH": 16 * 1024 * 1024,  # Kit sync: a 50,000-department allOrgSync is about 5 MiB
+    # Every other marketplace interface: its bodies are a few hundred bytes.
+    "KOO_MAX_BODY_BYTES": 1024 * 1024,
     "SQLITE_BUSY_TIMEOUT_S": 3,
     # The Seller Console's Key; several (a list, or text separated by commas or spaces) when several
     # products with different keys point at this server, or while a key is being rotated.
@@ -53,6 +55,9 @@ DEFAULTS = {
     "APP_ADMIN_USER_TEMPLATE": "admin",
     "APP_MEMO": "",
     "CALLBACK_LOG_RETENTION_DAYS": 90,
+    # Requests that fail verification are logged (metadata and a 512-byte prefix) at most this
+    # often per client address, minute and worker; the rest are counted, not stored.
+    "CALLBACK_REFUSED_PER_MINUTE": 20,
     "PRUNE_EVERY_H": 24,
     # Behind nginx (or another proxy) on the same host: 1, so the pages see https and the client's
     # address from X-Forwarded-Proto/-For. Left at 0 without a proxy (the headers could be forged).

@@ -108,7 +108,7 @@ def test_worker_killed_mid_load_loses_no_acknowledged_order_and_retries_converge
 
 @contextmanager
 def database_locked(server):
-    """Another process holds the write lock (SQLite) or an exclusive lock on nonces (PostgreSQL)."""
+    """Another process holds the write lock (SQLite) or an exclusive lock on signed_requests (PostgreSQL)."""
     if server.database_uri.startswith("sqlite"):
         blocker = sqlite3.connect(server.database_uri.removeprefix("sqlite:///"), isolation_level=None)
         blocker.execute("BEGIN IMMEDIATE")
@@ -120,7 +120,7 @@ def database_locked(server):
     else:
         engine = server.engine()
         with engine.connect() as conn:
-            conn.execute(text("LOCK TABLE nonces IN ACCESS EXCLUSIVE MODE"))
+            conn.execute(text("LOCK TABLE signed_requests IN ACCESS EXCLUSIVE MODE"))
             try:
                 yield
             finally:

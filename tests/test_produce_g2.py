@@ -237,7 +237,7 @@ def test_new_instance_field_errors_name_the_field(market, change, field):
 
 
 def test_oversize_body(app, market):
-    app.config["MAX_CONTENT_LENGTH"] = 1024
+    app.config["KOO_MAX_BODY_BYTES"] = 1024
     raw = json.dumps({**new_order(), "pad": "x" * 2000}).encode()
     answer = result(market.send("POST", "/produce", data=raw, query_string=signed(raw), content_type="application/json"))
     assert answer["resultCode"] == codes.INVALID_PARAM and "larger than 1024" in answer["resultMsg"]

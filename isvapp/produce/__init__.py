@@ -9,7 +9,7 @@
 
 Every path also answers with a trailing slash: the Seller Console keeps what the merchant typed.
 """
-from flask import Blueprint
+from flask import Blueprint, current_app, request
 
 from . import g1, g2, kit, license
 from .answers import register_error_answers  # noqa: F401  (used by create_app)
@@ -31,3 +31,10 @@ for base in ("/produce", "/license"):
                         kit.sync_g2, methods=["POST"])
         bp.add_url_rule(base + "/produceAPI/<name>" + slash, f"kit_g1{base}{slash}".replace("/", "_"),
                         kit.sync_g1, methods=["POST"])
+
+
+@bp.before_request
+def _body_limit():
+    """Only Kit sync needs large bodies; every other interface's limit is KOO_MAX_BODY_BYTES."""
+    if "/produceAPI/" not in request.path:
+        request.max_content_length = int(current_app.config["KOO_MAX_BODY_BYTES"])

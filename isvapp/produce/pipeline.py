@@ -77,6 +77,7 @@ def parse_json_object(raw):
         raise KooError(codes.INVALID_PARAM, "request body is nested too deeply") from None
     if not isinstance(payload, dict):
         raise KooError(codes.INVALID_PARAM, "request body must be a JSON object")
+    g.callback_payload = payload  # the callback log takes it from here rather than parse it again
     if request.mimetype != "application/json":
         oddities.note(f"Content-Type is {request.mimetype or 'missing'}, not application/json; read as JSON")
     return payload

@@ -1,0 +1,194 @@
+"""A stranger's requests against a real gunicorn on loopback: cheap to refuse, never replayable.
+
+Every loop here is bounded and talks only to 127.0.0.1. The figures asserted are the issue's
+targets; BENCHMARKS.md records the measured ones (bench/abuse.py).
+"""
+import json
+import os
+import threading
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from urllib.parse import urlencode
+
+import pytest
+import requests
+
+from isvapp.koo import codes
+from isvapp.koo.signing import g1_auth_token, g1_signed_params, g2_signed_request
+
+from .conftest import KEY, KIT_KEY, ON_POSTGRES
+from .live import LiveServer
+from .test_produce_g2 import new_order
+
+MIB = 1024 * 1024
+
+
+def worker_pids(master_pid):
+    """gunicorn's workers: the processes whose parent is the master."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == master_pid:
+                pids.append(int(entry.name))
+    return pids
+
+
+def peak_rss_mib(pid):
+    """VmHWM: the most resident memory the process ever had."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("abuse")
+    env = {"ISVAPP_SECRET_KEY": "abuse-test-secret-key-0123456789", "ISVAPP_KOO_ACCESS_KEY": KEY,
+           "ISVAPP_KOO_KIT_ACCESS_KEY": KIT_KEY, "ISVAPP_ACCESS_LOG": str(folder / "access.log")}
+    with LiveServer(folder, workers=2, env=env) as live:
+        yield live
+
+
+def tiny_objects(size):
+    """A JSON list of tiny objects: the shape that costs a JSON parser the most memory per byte."""
+    return b"[" + b",".join([b"{}"] * (size // 3)) + b"]"
+
+
+def test_huge_unsigned_bodies_cost_little_memory_and_time(server):
+    body = tiny_objects(12 * MIB)
+    targets = ["/produce", "/produce/produceAPI/v2/allOrgSync", "/produce/produceAPI/allOrgSync"]
+    for path in targets:
+        for _ in range(2):
+            started = time.monotonic()
+            response = requests.post(server.url + path + "?signature=00&timestamp=1&nonce=n", data=body,
+                                     headers={"Content-Type": "application/json", "x-sign": "00",
+                                              "x-timestamp": str(int(time.time() * 1000)), "x-nonce": "n",
+                                              "authToken": "AAAA"}, timeout=10)
+            elapsed = time.monotonic() - started
+            answer = json.loads(response.content)
+            assert response.status_code == 200 and answer["resultCode"] in (codes.AUTH_FAILED, codes.INVALID_PARAM)
+            assert elapsed < 3.0, (path, elapsed)
+    peaks = [peak_rss_mib(pid) for pid in worker_pids(server.proc.pid)]
+    assert peaks and max(peaks) < 300, peaks
+
+
+def test_a_signed_call_is_answered_in_time_while_strangers_send_huge_bodies(server):
+    body = tiny_objects(12 * MIB)
+    stop = time.monotonic() + 6
+
+    def stranger():
+        while time.monotonic() < stop:
+            requests.post(server.url + "/produce/produceAPI/v2/allOrgSync", data=body, timeout=10,
+                          headers={"x-sign": "00", "x-timestamp": str(int(time.time() * 1000)), "x-nonce": "n"})
+
+    threads = [threading.Thread(target=stranger) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    try:
+        slowest = 0.0
+        for n in range(5):
+            raw, query = g2_signed_request(KEY, new_order(order=f"BUSY{n}"))
+            started = time.monotonic()
+            response = requests.post(server.url + "/produce", params=query, data=raw, timeout=10,
+                                     headers={"Content-Type": "application/json"})
+            slowest = max(slowest, time.monotonic() - started)
+            assert json.loads(response.content)["resultCode"] == codes.SUCCESS
+    finally:
+        for thread in threads:
+            thread.join(15)
+    assert slowest < 3.0
+
+
+@pytest.mark.sqlite_only
+def test_unsigned_requests_barely_grow_the_database(server):
+    files = [server.instance_path / name for name in ("isvapp.sqlite", "isvapp.sqlite-wal")]
+    size = lambda: sum(f.stat().st_size for f in files if f.exists())  # noqa: E731
+    before = size()
+    body = json.dumps({"activity": "newInstance", "pad": "x" * 60_000}).encode()
+    for _ in range(400):
+        requests.post(server.url + "/produce?signature=00&timestamp=1&nonce=n", data=body, timeout=10,
+                      headers={"Content-Type": "application/json"})
+    time.sleep(0.5)  # log rows are written after each answer
+    grown = size() - before
+    assert grown < 8 * MIB, grown
+    engine = server.engine()
+    try:
+        with engine.connect() as conn:
+            from sqlalchemy import text
+            logged = conn.execute(text("SELECT count(*) FROM callbacks WHERE result_code = '000001'")).scalar_one()
+            longest = conn.execute(text("SELECT max(length(request)) FROM callbacks")).scalar_one()
+            noted = conn.execute(text("SELECT count(*) FROM callbacks WHERE note LIKE '%were not logged%'")).scalar_one()
+    finally:
+        engine.dispose()
+    assert logged < 400 and longest < 2000
+    assert logged <= 2 * 20 * 2 + 2 or noted >= 1  # 20 a minute per worker; the rest counted
+
+
+def test_recut_nonce_and_timestamp_is_refused(server):
+    nonce = "a1b2c3d4e5f60"
+    raw, query = g2_signed_request(KEY, {"activity": "newInstance", "orderId": "RECUT", "orderLineId": "RECUT-1",
+                                         "businessId": "recut-1"}, nonce=nonce)
+    post = lambda q: json.loads(requests.post(server.url + "/produce", params=q, data=raw, timeout=10,  # noqa: E731
+                                              headers={"Content-Type": "application/json"}).content)
+    assert post(query)["resultCode"] == codes.SUCCESS
+    assert post(query)["resultCode"] == codes.SUCCESS  # identical resend: the first answer
+    recut = {**query, "nonce": nonce[:-1], "timestamp": "0" + query["timestamp"]}
+    assert post(recut)["resultCode"] == codes.INVALID_PARAM
+    supers = {**query, "timestamp": query["timestamp"].translate(str.maketrans("0123456789", "⁰¹²³⁴⁵⁶⁷⁸⁹"))}
+    assert post(supers)["resultCode"] == codes.INVALID_PARAM
+
+
+def test_g1_freeze_signed_in_2020_is_not_obeyed(server):
+    params = {"activity": "instanceStatus", "instanceId": "i-2020", "instanceStatus": "FREEZE",
+              "timeStamp": "20200727073711903"}
+    params["authToken"] = g1_auth_token(KEY, params)
+    answer = json.loads(requests.get(server.url + "/produce?" + urlencode(params), timeout=10).content)
+    assert answer["resultCode"] == codes.INVALID_PARAM and "window" in answer["resultMsg"]
+
+
+def test_g1_resplit_parameters_create_nothing(server):
+    order = {"activity": "newInstance", "businessId": "split-1", "customerId": "c", "orderId": "SPLIT",
+             "productId": "p", "periodNumber": "1", "expireTime": "20301231235959"}
+    signed = g1_signed_params(KEY, order)
+    first = json.loads(requests.get(server.url + "/produce?" + urlencode(signed), timeout=10).content)
+    assert first["resultCode"] == codes.SUCCESS
+    again = json.loads(requests.get(server.url + "/produce?" + urlencode(signed), timeout=10).content)
+    assert again == first  # the marketplace's retry: the stored answer, credentials and all
+    resplit = {k: v for k, v in signed.items() if k != "periodNumber"}
+    resplit["orderId"] = "SPLIT&periodNumber=1"
+    attack = json.loads(requests.get(server.url + "/produce?" + urlencode(resplit), timeout=10).content)
+    assert attack["resultCode"] == codes.AUTH_FAILED
+
+
+def test_deeply_nested_json_is_answered_and_logged(server):
+    deep = b'{"activity":"newInstance","x":' + b"[" * 5000 + b"]" * 5000 + b"}"
+    raw, query = g2_signed_request(KEY, deep)
+    answer = json.loads(requests.post(server.url + "/produce", params=query, data=raw, timeout=10,
+                                      headers={"Content-Type": "application/json"}).content)
+    assert answer["resultCode"] == codes.INVALID_PARAM and "nested" in answer["resultMsg"]
+    time.sleep(0.3)
+    engine = server.engine()
+    try:
+        with engine.connect() as conn:
+            from sqlalchemy import text
+            rows = conn.execute(text("SELECT count(*) FROM callbacks WHERE result_msg LIKE '%nested%'")).scalar_one()
+    finally:
+        engine.dispose()
+    assert rows == 1
+
+
+def test_access_log_never_records_query_strings(server):
+    params = g1_signed_params(KEY, {"activity": "queryInstance", "instanceId": "x"})
+    requests.get(server.url + "/produce?" + urlencode(params), timeout=10)
+    raw, query = g2_signed_request(KEY, new_order(order="LOGGED"))
+    requests.post(server.url + "/produce", params=query, data=raw, timeout=10, headers={"Content-Type": "application/json"})
+    time.sleep(0.3)
+    log = (server.instance_path / "access.log").read_text()
+    assert '"GET /produce HTTP/1.1" 200' in log and '"POST /produce HTTP/1.1" 200' in log
+    assert "authToken" not in log and "signature" not in log and query["nonce"] not in log
