@@ -1,4 +1,16 @@
-"""The WSGI entry point gunicorn loads: ``gunicorn wsgi:app``."""
+"""The WSGI entry point gunicorn loads: ``gunicorn wsgi:app``.
+
+It refuses to serve with a missing, placeholder or short SECRET_KEY: the pages' session cookies
+are signed with it, and a guessable one lets anyone forge an admin session.
+"""
+import sys
+
 from isvapp import create_app
+from isvapp.config import secret_key_problem
 
 app = create_app()
+_problem = secret_key_problem(app.config.get("SECRET_KEY"))
+if _problem:
+    app.logger.critical(_problem)
+    print(f"isvapp: {_problem}", file=sys.stderr)
+    raise SystemExit(3)

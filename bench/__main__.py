@@ -44,7 +44,7 @@ sys.path.insert(0, str(ROOT))
 from tests.live import LiveServer  # noqa: E402  (the same real gunicorn the tests use)
 
 KEY = "bench-key-0000-1111"
-ENV = {"ISVAPP_SECRET_KEY": "bench", "ISVAPP_KOO_ACCESS_KEY": KEY, "ISVAPP_WORKERS": "2"}
+ENV = {"ISVAPP_SECRET_KEY": "bench-secret-key-0123456789abcdefghijkl", "ISVAPP_KOO_ACCESS_KEY": KEY, "ISVAPP_WORKERS": "2"}
 
 
 def new_order_body(n, tag):

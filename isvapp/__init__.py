@@ -5,7 +5,7 @@ import os
 from flask import Flask
 
 from .config import (DEFAULTS, KIT_RSA_KEY_FILENAME, LICENSE_KEY_FILENAME, default_database_uri,
-                     load_settings)
+                     load_settings, secret_key_problem)
 
 
 def create_app(test_config=None):
@@ -30,8 +30,9 @@ def create_app(test_config=None):
                            ("KOO_KIT_RSA_PRIVATE_KEY", KIT_RSA_KEY_FILENAME)):
         if not app.config[name]:
             app.config[name] = os.path.join(app.instance_path, filename)
-    if not app.config["SECRET_KEY"]:
-        logging.getLogger("isvapp").warning("SECRET_KEY is not set: run `flask --app isvapp init-config`")
+    problem = secret_key_problem(app.config["SECRET_KEY"]) if test_config is None else None
+    if problem:  # wsgi.py refuses to serve with it; commands (init-config first of all) still run
+        logging.getLogger("isvapp").warning(problem)
     app.extensions["isvapp"] = load_settings(app.config)
 
     register_extensions(app)

@@ -147,6 +147,27 @@ def load_settings(config):
     )
 
 
+# SECRET_KEY signs the pages' session cookies: a guessable one lets anyone forge an admin session.
+MIN_SECRET_KEY_LENGTH = 32
+PLACEHOLDER_SECRET_KEYS = {"change-me", "changeme", "secret", "dev", "development", "test", "...", "xxx",
+                           "please-change-me", "your-secret-key"}
+
+
+def secret_key_problem(value):
+    """Why SECRET_KEY is not fit to serve with, or None."""
+    text = str(value or "").strip()
+    if not text:
+        problem = "SECRET_KEY is not set"
+    elif text.lower() in PLACEHOLDER_SECRET_KEYS:
+        problem = f"SECRET_KEY is the placeholder {text!r}"
+    elif len(text) < MIN_SECRET_KEY_LENGTH or len(set(text)) < 8:
+        problem = f"SECRET_KEY is too short or too plain (at least {MIN_SECRET_KEY_LENGTH} varied characters)"
+    else:
+        return None
+    return (f"{problem}: run `flask --app isvapp init-config` to write one into instance/config.py, or set "
+            "ISVAPP_SECRET_KEY to the output of `python3 -c 'import secrets; print(secrets.token_hex(32))'`")
+
+
 LICENSE_KEY_FILENAME = "license_ed25519.pem"
 KIT_RSA_KEY_FILENAME = "kit_rsa_private.pem"
 

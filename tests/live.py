@@ -11,6 +11,7 @@ from sqlalchemy import create_engine
 from sqlalchemy.pool import NullPool
 
 ROOT = Path(__file__).resolve().parent.parent
+LIVE_SECRET_KEY = "live-test-secret-0123456789abcdefghijklmnop"  # wsgi.py refuses short ones
 
 
 def free_port():
@@ -26,7 +27,8 @@ class LiveServer:
         self.instance_path = Path(instance_path)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.env = {**os.environ, "ISVAPP_INSTANCE_PATH": str(instance_path), "PYTHONPATH": str(ROOT),
+        self.env = {**os.environ, "ISVAPP_SECRET_KEY": LIVE_SECRET_KEY,
+                    "ISVAPP_INSTANCE_PATH": str(instance_path), "PYTHONPATH": str(ROOT),
                     "ISVAPP_BIND": f"127.0.0.1:{self.port}", "ISVAPP_WORKERS": str(workers),
                     "ISVAPP_ACCESS_LOG": "/dev/null", **(env or {})}
         self.proc, self.app = None, app

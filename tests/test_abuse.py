@@ -4,10 +4,8 @@ Every loop here is bounded and talks only to 127.0.0.1. The figures asserted are
 targets; BENCHMARKS.md records the measured ones (bench/abuse.py).
 """
 import json
-import os
 import threading
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -17,7 +15,7 @@ import requests
 from isvapp.koo import codes
 from isvapp.koo.signing import g1_auth_token, g1_signed_params, g2_signed_request
 
-from .conftest import KEY, KIT_KEY, ON_POSTGRES
+from .conftest import KEY, KIT_KEY
 from .live import LiveServer
 from .test_produce_g2 import new_order
 
@@ -49,7 +47,7 @@ def peak_rss_mib(pid):
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     folder = tmp_path_factory.mktemp("abuse")
-    env = {"ISVAPP_SECRET_KEY": "abuse-test-secret-key-0123456789", "ISVAPP_KOO_ACCESS_KEY": KEY,
+    env = {"ISVAPP_KOO_ACCESS_KEY": KEY,
            "ISVAPP_KOO_KIT_ACCESS_KEY": KIT_KEY, "ISVAPP_ACCESS_LOG": str(folder / "access.log")}
     with LiveServer(folder, workers=2, env=env) as live:
         yield live
@@ -192,3 +190,12 @@ def test_access_log_never_records_query_strings(server):
     log = (server.instance_path / "access.log").read_text()
     assert '"GET /produce HTTP/1.1" 200' in log and '"POST /produce HTTP/1.1" 200' in log
     assert "authToken" not in log and "signature" not in log and query["nonce"] not in log
+
+
+@pytest.mark.parametrize("secret", [None, "change-me", "short-secret"])
+def test_gunicorn_refuses_to_start_with_a_weak_secret_key(tmp_path, secret):
+    env = {"ISVAPP_KOO_ACCESS_KEY": KEY, "ISVAPP_SECRET_KEY": secret or ""}
+    server = LiveServer(tmp_path, workers=1, env=env)
+    with pytest.raises(RuntimeError) as error:
+        server.start(timeout=20)
+    assert "SECRET_KEY" in str(error.value) and "init-config" in str(error.value)

@@ -39,7 +39,7 @@ def seed(url):
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
     folder = tmp_path_factory.mktemp("browser")
-    server = LiveServer(folder, workers=2, env={"ISVAPP_SECRET_KEY": "s", "ISVAPP_KOO_ACCESS_KEY": KEY})
+    server = LiveServer(folder, workers=2, env={"ISVAPP_KOO_ACCESS_KEY": KEY})
     server.flask("init-db")
     server.flask("create-admin", "boss", "--password", PASSWORD)
     with server:

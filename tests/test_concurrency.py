@@ -20,7 +20,7 @@ from .conftest import KEY
 from .live import LiveServer
 
 ORDERS, COPIES = 50, 32
-LIVE_ENV = {"ISVAPP_SECRET_KEY": "s", "ISVAPP_KOO_ACCESS_KEY": KEY}
+LIVE_ENV = {"ISVAPP_KOO_ACCESS_KEY": KEY}
 
 
 def post_g2(session, url, body, timeout=10):

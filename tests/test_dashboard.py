@@ -189,3 +189,69 @@ def test_warnings_are_counted_on_the_overview_and_listed_on_the_callback(browser
     assert "testFlag: maybe is not 0 or 1; read as 0" in detail and "sha256:" in detail
     chinese = browser.get(f"/admin/callbacks/{row.id}?lang=zh").get_data(as_text=True)
     assert "警告" in chinese
+
+
+def log_in_from(client, addr, name="boss", password=PASSWORD):
+    page = client.get("/admin/login", environ_base={"REMOTE_ADDR": addr}).get_data(as_text=True)
+    return client.post("/admin/login", data={"name": name, "password": password, "csrf_token": token(page)},
+                       environ_base={"REMOTE_ADDR": addr})
+
+
+def test_a_strangers_failures_do_not_lock_the_admin_out_elsewhere(app, admin):
+    stranger, owner = app.test_client(), app.test_client()
+    for _ in range(12):
+        assert log_in_from(stranger, "203.0.113.9", password="guess").status_code == 401
+    assert log_in_from(stranger, "203.0.113.9").status_code == 401  # that address is locked for that name
+    assert log_in_from(owner, "198.51.100.7").status_code == 302  # the admin, elsewhere, is not
+    # Refused attempts during the lock are not counted: the lock does not grow with them.
+    with app.app_context():
+        from sqlalchemy import func, select
+        from isvapp.extensions import db
+        counted = db.session.execute(select(func.count()).select_from(LoginAttempt)
+                                     .where(LoginAttempt.remote_addr == "203.0.113.9")).scalar_one()
+    assert counted == 5
+
+
+def test_one_address_cannot_try_many_names(app, admin):
+    client = app.test_client()
+    for n in range(20):
+        log_in_from(client, "203.0.113.10", name=f"user{n}", password="guess")
+    assert log_in_from(client, "203.0.113.10").status_code == 401
+
+
+def test_a_cookie_copied_before_logout_is_worthless_after(app, admin):
+    client = app.test_client()
+    assert log_in(client).status_code == 302
+    copied = client.get_cookie("session").value
+    logout_page = client.get("/admin/").get_data(as_text=True)
+    client.post("/admin/logout", data={"csrf_token": token(logout_page)})
+    thief = app.test_client()
+    thief.set_cookie("session", copied)
+    assert thief.get("/admin/").status_code == 302
+
+
+@pytest.mark.parametrize("url, words", [
+    ("/admin/instances?page=99999999999999999999", "page must be a whole number"),
+    ("/admin/instances?page=0", "page must be a whole number"),
+    ("/admin/instances?expiring=" + "9" * 30, "expiring must be a whole number"),
+    ("/admin/instances?expiring=-1", "expiring must be a whole number"),
+    ("/admin/callbacks?page=abc", "page must be a whole number"),
+])
+def test_bad_page_input_is_a_clear_400(browser, url, words):
+    response = browser.get(url)
+    assert response.status_code == 400 and words in response.get_data(as_text=True)
+
+
+def test_a_non_ascii_csrf_token_is_a_400(browser):
+    assert browser.post("/admin/logout", data={"csrf_token": "令牌"}).status_code == 400
+
+
+def test_csv_cells_that_look_like_formulas_are_neutralised(browser, market):
+    order = {**g1_order(), "customerName": '=HYPERLINK("http://evil.example","click")', "businessId": "csv-1"}
+    market.g1(order)
+    rows = list(csv.DictReader(io.StringIO(browser.get("/admin/instances.csv?data=all").get_data(as_text=True))))
+    assert rows[0]["customer_name"] == "'" + order["customerName"]
+    for start in "+-@\t\r":
+        from isvapp.dashboard.views import csv_cell
+        assert csv_cell(start + "1+1") == "'" + start + "1+1"
+    assert csv_cell(-5) == -5 and csv_cell("plain") == "plain"

@@ -68,7 +68,7 @@ KIT_G1 = [
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    env = {"ISVAPP_SECRET_KEY": "s", "ISVAPP_KOO_ACCESS_KEY": KEY, "ISVAPP_KOO_KIT_ACCESS_KEY": KIT_KEY,
+    env = {"ISVAPP_KOO_ACCESS_KEY": KEY, "ISVAPP_KOO_KIT_ACCESS_KEY": KIT_KEY,
            "ISVAPP_KOO_G1_WINDOW_S": str(10 * 365 * 86400)}  # the G1 and Kit examples were signed in 2022-2023
     with LiveServer(tmp_path_factory.mktemp("pages"), workers=2, env=env) as live:
         yield live

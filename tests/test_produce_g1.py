@@ -1,5 +1,4 @@
 """GET /produce (G1): authToken, Body-Sign on every answer, inline order details, shared lifecycle."""
-import base64
 import json
 import uuid
 

@@ -20,7 +20,7 @@ from .live import ROOT, LiveServer
 @pytest.fixture(scope="module")
 def live(tmp_path_factory):
     folder = tmp_path_factory.mktemp("sim")
-    env = {"ISVAPP_SECRET_KEY": "s", "ISVAPP_KOO_ACCESS_KEY": KEY, "ISVAPP_KOO_KIT_ACCESS_KEY": KIT_KEY}
+    env = {"ISVAPP_KOO_ACCESS_KEY": KEY, "ISVAPP_KOO_KIT_ACCESS_KEY": KIT_KEY}
     server = LiveServer(folder, workers=2, env=env)
     server.flask("init-db")
     public = folder / "kit_public.pem"

@@ -1,10 +1,16 @@
 """Login, sessions, CSRF and headers for the merchant's pages.
 
-Sessions are Flask's signed cookies, bound to the admin's ``session_version`` (a password reset
-ends every session) and rebuilt at login (no fixation: nothing from before the login survives).
-CSRF: a random token in the session, required on every POST of these pages. Failed logins are
-counted in the database per address and per name, so every worker and host sees them, and the
-answer is one generic message whatever went wrong.
+Sessions are Flask's signed cookies, bound to the admin's ``session_version``: a password reset
+or a logout ends every session of that admin on the server, so a cookie copied before a logout
+is worthless after it. Sessions are rebuilt at login (no fixation: nothing from before the login
+survives). CSRF: a random token in the session, required on every POST of these pages.
+
+Failed logins are counted in the database, so every worker and host sees them: per (address,
+name), so a stranger's failures never lock the admin out from another address, and per address,
+so one address cannot try many names. Attempts refused while locked are not counted (they would
+extend the lock forever). The answer is one generic message whatever went wrong. The password
+hash (scrypt, ~100 ms) is checked outside any write transaction, so logins never hold the write
+lock the marketplace's callbacks need.
 """
 import hmac
 import secrets
@@ -15,7 +21,7 @@ import click
 from flask import abort, current_app, g, redirect, request, session, url_for
 from flask.cli import with_appcontext
 from flask.sessions import SecureCookieSessionInterface
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from ..db import write_transaction
@@ -23,7 +29,8 @@ from ..extensions import db
 from ..models import AdminUser, LoginAttempt, utcnow
 
 LOGIN_WINDOW = timedelta(minutes=15)
-MAX_FAILURES = 5
+MAX_FAILURES = 5  # per (address, name) in LOGIN_WINDOW
+MAX_ADDRESS_FAILURES = 20  # per address, whatever the names, in LOGIN_WINDOW
 # Pages only: no inline script or style, nothing from elsewhere, no framing.
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; object-src 'none'; "
        "base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
@@ -49,25 +56,31 @@ def set_password(name, password):
         return "reset"
 
 
-def _recent_failures(name, addr, now):
+def _throttled(name, addr, now):
     since = now - LOGIN_WINDOW
-    return db.session.execute(select(func.count()).select_from(LoginAttempt).where(
-        LoginAttempt.at >= since, (LoginAttempt.remote_addr == addr) | (LoginAttempt.name == name))).scalar_one()
+    failures = lambda *where: db.session.execute(select(func.count()).select_from(LoginAttempt).where(  # noqa: E731
+        LoginAttempt.at >= since, LoginAttempt.remote_addr == addr, *where)).scalar_one()
+    return failures(LoginAttempt.name == name) >= MAX_FAILURES or failures() >= MAX_ADDRESS_FAILURES
 
 
 def authenticate(name, password):
     """The admin, or None (wrong name, wrong password, or too many recent failures: all alike)."""
     name, addr, now = (name or "")[:64], (request.remote_addr or "")[:64], utcnow()
-    with write_transaction():
-        throttled = _recent_failures(name, addr, now) >= MAX_FAILURES
-        user = db.session.execute(select(AdminUser).where(AdminUser.name == name)).scalar_one_or_none()
-        # Hash even when the name is unknown, so timing does not tell names apart.
-        good = check_password_hash(user.password_hash if user else _DUMMY_HASH, password or "")
-        if throttled or not (user and good):
+    throttled = _throttled(name, addr, now)
+    user = db.session.execute(select(AdminUser).where(AdminUser.name == name)).scalar_one_or_none()
+    found = (user.id, user.session_version) if user else None
+    stored_hash = user.password_hash if user else _DUMMY_HASH
+    db.session.rollback()  # end the read: the hash below takes ~100 ms and must hold no lock
+    # Hash even when the name is unknown or the address locked, so timing tells nothing apart.
+    good = check_password_hash(stored_hash, password or "")
+    if throttled:
+        return None
+    if not (found and good):
+        with write_transaction():
             db.session.add(LoginAttempt(remote_addr=addr, name=name, at=now))
             db.session.execute(delete(LoginAttempt).where(LoginAttempt.at < now - 4 * LOGIN_WINDOW))
-            return None
-        return user.id, user.session_version
+        return None
+    return found
 
 
 _DUMMY_HASH = generate_password_hash("not a password", method=PASSWORD_METHOD)
@@ -77,6 +90,31 @@ def log_in(user_id, version):
     session.clear()  # nothing chosen before the login survives it (session fixation)
     session.update(uid=user_id, ver=version, csrf=secrets.token_urlsafe(32))
     session.permanent = True
+
+
+def log_out():
+    """End every session of this admin on the server (their cookies stop working), then this one."""
+    uid = session.get("uid")
+    if uid is not None:
+        with write_transaction():
+            db.session.execute(update(AdminUser).where(AdminUser.id == uid)
+                               .values(session_version=AdminUser.session_version + 1))
+    session.clear()
+
+
+_warned_proxy = []
+
+
+def warn_about_an_untrusted_proxy():
+    """Behind nginx without PROXY_FIX_HOPS every client is 127.0.0.1: login throttling then sees
+    one address for everyone. Say so in the log, once per worker."""
+    if (not _warned_proxy and not current_app.config.get("PROXY_FIX_HOPS")
+            and request.remote_addr in ("127.0.0.1", "::1") and request.headers.get("X-Forwarded-For")):
+        _warned_proxy.append(True)
+        current_app.logger.warning(
+            "requests come from %s with X-Forwarded-For set, but PROXY_FIX_HOPS is not set: every client "
+            "looks like the proxy (login throttling included); set PROXY_FIX_HOPS = 1 behind nginx "
+            "(docs/deploy.md)", request.remote_addr)
 
 
 def current_admin():
@@ -111,8 +149,8 @@ def csrf_token():
 
 def check_csrf():
     if request.method == "POST":
-        sent = request.form.get("csrf_token", "")
-        if not sent or not hmac.compare_digest(sent, session.get("csrf", "")):
+        sent = request.form.get("csrf_token", "").encode("utf-8")
+        if not sent or not hmac.compare_digest(sent, session.get("csrf", "").encode("utf-8")):
             abort(400, "the form expired; reload the page and try again")
 
 

@@ -8,7 +8,7 @@ import io
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from flask import (Blueprint, Response, abort, current_app, redirect, render_template, request, session,
+from flask import (Blueprint, Response, abort, current_app, redirect, render_template, request,
                    stream_with_context, url_for)
 from sqlalchemy import and_, func, or_, select
 
@@ -27,6 +27,7 @@ TREE_LIMIT = 5000
 @bp.before_request
 def _before():
     i18n.choose()
+    security.warn_about_an_untrusted_proxy()
 
 
 @bp.after_request
@@ -53,11 +54,26 @@ def _zone():
     return ZoneInfo(current_app.config["DISPLAY_TIMEZONE"])
 
 
-def _page():
+MAX_PAGE = 100_000
+MAX_DAYS = 3650
+
+
+def _bounded_int(name, default, low, high):
+    """A whole number from the query, or a clear 400 naming the parameter and its range."""
+    text = request.args.get(name)
+    if text in (None, ""):
+        return default
     try:
-        return max(1, int(request.args.get("page", 1)))
+        value = int(text) if len(text) <= 12 else None
     except ValueError:
-        return 1
+        value = None
+    if value is None or not low <= value <= high:
+        abort(400, f"{name} must be a whole number from {low} to {high}")
+    return value
+
+
+def _page():
+    return _bounded_int("page", 1, 1, MAX_PAGE)
 
 
 def paged(statement):
@@ -95,7 +111,7 @@ def login():
 @bp.post("/logout")
 @security.login_required
 def logout():
-    session.clear()
+    security.log_out()
     return redirect(url_for(".login"))
 
 
@@ -126,13 +142,6 @@ def overview():
 
 # --- instances ---------------------------------------------------------------------------------
 
-def _int(name, default=None):
-    try:
-        return int(request.args.get(name) or default)
-    except (TypeError, ValueError):
-        return default
-
-
 def instance_query():
     args = request.args
     statement = select(Instance)
@@ -143,7 +152,7 @@ def instance_query():
     data = args.get("data", "real")
     if data != "all":
         statement = statement.where(Instance.test_flag.is_(data == "test"))
-    days = _int("expiring")
+    days = _bounded_int("expiring", None, 0, MAX_DAYS)
     if days is not None:
         now = utcnow()
         statement = statement.where(Instance.expire_time >= now, Instance.expire_time < now + timedelta(days=days))
@@ -323,6 +332,19 @@ def callback(callback_id):
 
 # --- CSV ---------------------------------------------------------------------------------------
 
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value):
+    """A cell a spreadsheet shows as text: buyer-controlled text starting like a formula gets a leading
+    apostrophe (OWASP's advice for CSV injection), so ``=HYPERLINK(...)`` is never live."""
+    if value is None:
+        return ""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
 def csv_response(filename, columns, statement):
     """Stream the filtered rows as CSV, reading them in batches (a large export stays small in memory)."""
     def generate():
@@ -330,7 +352,7 @@ def csv_response(filename, columns, statement):
         writer = csv.writer(buffer)
         writer.writerow(columns)
         for row in db.session.execute(statement.execution_options(yield_per=1000)).scalars():
-            writer.writerow(["" if getattr(row, c) is None else getattr(row, c) for c in columns])
+            writer.writerow([csv_cell(getattr(row, c)) for c in columns])
             if buffer.tell() > 64 * 1024:
                 yield buffer.getvalue()
                 buffer.seek(0)
