@@ -11,6 +11,7 @@ Every figure is measured next to its baseline in the same run (the machine is sh
 4. Kit sync at 5,000 and 50,000 departments (bench/kit_sync.py).
 5. the pages at 100,000 instances and 1,000,000 log rows (bench/dashboard.py).
 6. where the time of case 1 goes: cProfile over the request path (Flask test client).
+7. what unsigned requests from strangers cost: memory, time, disk (bench/abuse.py).
 
 --quick runs everything at tiny sizes (the test suite does, so the benchmark cannot rot).
 """
@@ -37,7 +38,7 @@ import requests
 
 from isvapp.koo.signing import g2_signed_request
 
-from . import dashboard, kit_sync
+from . import abuse, dashboard, kit_sync
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -168,6 +169,7 @@ def run(quick, folder):
     results["dashboard"] = dashboard.measure(*((300, 2000) if quick else (100_000, 1_000_000)),
                                              repeats=1 if quick else 7)
     results["profile_ms"], results["profile"] = profile(200 if quick else 2000)
+    results["abuse"] = abuse.measure(quick, LiveServer)
     return results
 
 
@@ -222,6 +224,7 @@ def render(r, quick):
               "(profiler overhead included). Top entries by own time:", "", "```",
               "\n".join(line for line in r["profile"].splitlines() if line.strip())[:4000], "```", "",
               "What was done about them: see the notes below the table (kept by hand in bench/NOTES.md).", ""]
+    lines += abuse.render(r["abuse"])
     notes = ROOT / "bench" / "NOTES.md"
     if notes.exists():
         lines += [notes.read_text()]
