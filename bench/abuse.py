@@ -97,13 +97,17 @@ def measure(quick, live_server):
 
 
 def _stored(server):
-    """The database's size once the WAL is folded in (pages in use), and the callback rows in it."""
+    """The database's size (SQLite: pages in use once the WAL is folded in), and the callback rows in it."""
     engine = server.engine()
     try:
         with engine.connect() as conn:
-            conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
-            pages = conn.exec_driver_sql("PRAGMA page_count").scalar() - conn.exec_driver_sql("PRAGMA freelist_count").scalar()
-            size = pages * conn.exec_driver_sql("PRAGMA page_size").scalar()
+            if engine.dialect.name == "sqlite":
+                conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+                pages = (conn.exec_driver_sql("PRAGMA page_count").scalar()
+                         - conn.exec_driver_sql("PRAGMA freelist_count").scalar())
+                size = pages * conn.exec_driver_sql("PRAGMA page_size").scalar()
+            else:
+                size = conn.exec_driver_sql("SELECT pg_total_relation_size('callbacks')").scalar()
             rows = conn.exec_driver_sql("SELECT count(*) FROM callbacks").scalar()
     finally:
         engine.dispose()

@@ -46,6 +46,9 @@ DEFAULTS = {
     "JOB_RETRY_MAX_S": 3600,
     "JOB_LEASE_S": 60,
     "DISPLAY_TIMEZONE": "Asia/Shanghai",
+    # The go-live page's checklists: period (yearly/monthly), onetime, payperuse, license, kit.
+    # Kinds the marketplace has sent debugging calls for are added by themselves.
+    "GO_LIVE_PRODUCTS": "period",
     # License products: the Ed25519 key that signs license documents (None: instance folder's
     # license_ed25519.pem, made on first use), or a "module:function" that makes the license text.
     "LICENSE_SIGNING_KEY": None,
@@ -62,6 +65,22 @@ DEFAULTS = {
     # Behind nginx (or another proxy) on the same host: 1, so the pages see https and the client's
     # address from X-Forwarded-Proto/-For. Left at 0 without a proxy (the headers could be forged).
     "PROXY_FIX_HOPS": 0,
+    # Alerts (isvapp/alerts.py): one message per kind and window; a repeat in the window counts up.
+    "ALERT_WINDOW_MIN": 60,
+    "ALERT_EMAIL_TO": None,  # comma-separated addresses; e-mail is off while unset
+    "ALERT_SMTP_HOST": None,
+    "ALERT_SMTP_PORT": None,  # None: 587 (465 with ALERT_SMTP_TLS = "ssl")
+    "ALERT_SMTP_USER": None,  # None: no login
+    "ALERT_SMTP_PASSWORD": None,
+    "ALERT_SMTP_FROM": None,  # None: ALERT_SMTP_USER
+    "ALERT_SMTP_TLS": "starttls",  # "starttls", "ssl", or "none" (to a loopback host only)
+    "ALERT_WECOM_URL": None,  # WeCom group robot: https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=...
+    "ALERT_DINGTALK_URL": None,  # DingTalk robot: https://oapi.dingtalk.com/robot/send?access_token=...
+    "ALERT_DINGTALK_SECRET": None,  # the robot's "SEC..." secret when it signs (加签)
+    "ALERT_FEISHU_URL": None,  # Feishu custom bot: https://open.feishu.cn/open-apis/bot/v2/hook/...
+    "ALERT_FEISHU_SECRET": None,  # the bot's signature-check secret (签名校验), if set
+    "ALERT_WORKER_SILENT_S": 300,  # "worker_silent" when the worker heartbeat is older than this
+    "ALERT_DISK_FREE_PCT": 10,  # "disk_low" when the instance folder's disk has less free than this
 }
 
 DB_FILENAME = "isvapp.sqlite"

@@ -164,6 +164,8 @@ class Callback(db.Model):
     # What the request got wrong in shape but was accepted anyway (isvapp.koo.oddities), one a line.
     warnings: Mapped[str | None] = mapped_column(Text)
     key_fingerprint: Mapped[str | None] = mapped_column(String(24))  # which configured key verified it
+    clock_skew_ms: Mapped[int | None] = mapped_column(Integer)  # this server's clock minus the request's timestamp
+    https: Mapped[bool | None] = mapped_column(Boolean)  # arrived over https (directly or per the proxy)
     request: Mapped[str | None] = mapped_column(Text)
     response: Mapped[str | None] = mapped_column(Text)
 
@@ -378,3 +380,31 @@ class LoginAttempt(db.Model):
     name: Mapped[str] = mapped_column(String(64))
     at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     __table_args__ = (Index("ix_login_attempts_addr", "remote_addr", "at"), Index("ix_login_attempts_name", "name", "at"))
+
+
+# --- going live and staying up: alerts, and what the processes last reported ---------------------
+
+class Alert(db.Model):
+    """Something that needs the merchant. One row per kind and time window: a repeat within the
+    window only counts up, so one alert stands for many like it. Delivered by an ``alert`` job."""
+
+    __tablename__ = "alerts"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    window: Mapped[str] = mapped_column(String(32))  # e.g. the hour it falls in
+    subject: Mapped[str] = mapped_column(String(255))
+    text: Mapped[str] = mapped_column(Text)
+    count: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime)
+    __table_args__ = (UniqueConstraint("kind", "window", name="uq_alerts_kind_window"),)
+
+
+class StatusItem(db.Model):
+    """What a process last reported, by name: the worker's heartbeat, the order-query API's last
+    result, the last backup. Read by the go-live page; one small row each, overwritten."""
+
+    __tablename__ = "status_items"
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[dict | None] = mapped_column(JSON)
+    updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)

@@ -8,7 +8,7 @@ emits ``details_fetched`` for the provisioner. When it finally gives up the inst
 from flask import current_app
 from sqlalchemy import select
 
-from . import jobs, lifecycle, marketapi
+from . import jobs, lifecycle, marketapi, status
 from .db import write_transaction
 from .extensions import db
 from .koo.times import read_time
@@ -62,9 +62,11 @@ def fetch_order(job):
     try:
         order = marketapi.query_order(settings, job.payload["order_id"], job.payload.get("order_line_id"))
     except marketapi.MarketError as error:
+        status.report("order_query", {"ok": False, "error": str(error)[:200]})
         if error.code in PERMANENT_CODES and job.attempts >= 3:
             raise jobs.Permanent(str(error)) from None
         raise
+    status.report("order_query", {"ok": True})
     with write_transaction():
         for instance in _instances_of(job):
             apply_order(instance, order, job.payload.get("order_line_id"))

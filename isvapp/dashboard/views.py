@@ -12,7 +12,7 @@ from flask import (Blueprint, Response, abort, current_app, redirect, render_tem
                    stream_with_context, url_for)
 from sqlalchemy import and_, func, or_, select
 
-from .. import vault
+from .. import diagnosis, golive, vault
 from ..extensions import db
 from ..models import (Callback, Conflict, Department, Event, Instance, InstanceState, Job, JobState, KitApp,
                       KitUser, License, LicenseState, Tenant, utcnow)
@@ -138,6 +138,18 @@ def overview():
         "conflicts": count(Conflict),
     }
     return render_template("dashboard/overview.html", states=states, all_states=InstanceState.ALL, **figures)
+
+
+# --- going live ----------------------------------------------------------------------------------
+
+@bp.get("/go-live")
+@security.login_required
+def go_live():
+    root = request.host_url
+    urls = {"produce": root + "produce", "license": root + "license", "https": request.is_secure}
+    return render_template("dashboard/go_live.html", checklists=golive.checklists(current_app.config),
+                           health=golive.health(current_app._get_current_object(), current_app.extensions["isvapp"]),
+                           urls=urls)
 
 
 # --- instances ---------------------------------------------------------------------------------
@@ -327,7 +339,8 @@ def callbacks():
 @bp.get("/callbacks/<int:callback_id>")
 @security.login_required
 def callback(callback_id):
-    return render_template("dashboard/callback.html", row=db.session.get(Callback, callback_id) or abort(404))
+    row = db.session.get(Callback, callback_id) or abort(404)
+    return render_template("dashboard/callback.html", row=row, cause=diagnosis.explain(row.result_code, row.result_msg))
 
 
 # --- CSV ---------------------------------------------------------------------------------------

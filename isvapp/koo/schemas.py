@@ -79,16 +79,20 @@ class Choice(Str):
         raise ValidationError(f"must be one of {', '.join(self.choices)}")
 
 
+def read_flag(value):
+    """True, False, or None when the value is no flag at all."""
+    text = str(value).strip().lower()
+    return True if text in ("1", "true", "yes", "y") else False if text in ("0", "false", "no", "n", "") else None
+
+
 class Flag(fields.Field):
     """``"1"``/``1``/``true`` yes, ``"0"``/``0``/``false`` no; anything else is no, with a note."""
 
     def _deserialize(self, value, attr, data, **kwargs):
-        text = str(value).strip().lower()
-        if text in ("1", "true", "yes", "y"):
-            return True
-        if text not in ("0", "false", "no", "n"):
+        flag = read_flag(value)
+        if flag is None:
             oddities.note(f"{attr}: {str(value)[:20]} is not 0 or 1; read as 0")
-        return False
+        return bool(flag)
 
 
 class Int(fields.Field):

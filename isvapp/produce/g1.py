@@ -14,7 +14,7 @@ from ..koo.fieldcrypto import decrypt_field
 from ..koo.signing import g1_string_to_sign, replay_token, request_fingerprint, verify_g1_request
 from ..models import DetailsState
 from .g2 import instance_info, query_answer
-from .pipeline import Activity, now_ms, require_keys, serve, settings, signed_by
+from .pipeline import Activity, g1_sent_ms, now_ms, require_keys, serve, settings, signed_by
 
 ONE_TIME_MODES = {"3", "ONE_TIME"}
 
@@ -128,7 +128,7 @@ def verified():
     params = request.args.to_dict(flat=True)
     key = verify_g1_request(require_keys(cfg.access_keys, "KOO_ACCESS_KEY"), params, now_ms(), cfg.g1_window_s)
     token = params["authToken"].replace(" ", "+")
-    signed = signed_by(key, scope="g1", token=replay_token("g1", token), nonce=token[:128],
+    signed = signed_by(key, g1_sent_ms(params.get("timeStamp")), scope="g1", token=replay_token("g1", token), nonce=token[:128],
                        fingerprint=request_fingerprint(request.path, g1_string_to_sign(params), token))
     return signed, params
 

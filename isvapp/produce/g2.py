@@ -116,7 +116,7 @@ def verified():
     nonce, timestamp = args.get("nonce"), args.get("timestamp")
     key, form = verify_g2_request(require_keys(cfg.access_keys, "KOO_ACCESS_KEY"), raw, args.get("signature"),
                                   timestamp, nonce, now_ms(), cfg.signature_window_s)
-    signed = signed_by(key, scope="g2", token=replay_token("g2", nonce, timestamp), nonce=nonce,
+    signed = signed_by(key, int(timestamp), scope="g2", token=replay_token("g2", nonce, timestamp), nonce=nonce,
                        fingerprint=request_fingerprint(request.method, request.path, request.query_string, raw))
     payload = parse_json_object(raw)
     if form != "raw":

@@ -13,7 +13,7 @@ from .. import callbacklog, kit
 from ..koo import schemas
 from ..koo.signing import (replay_token, request_fingerprint, verify_g1_kit_request,
                            verify_kit_request)
-from .pipeline import Activity, now_ms, parse_json_object, require_keys, serve, settings, signed_by
+from .pipeline import Activity, g1_sent_ms, now_ms, parse_json_object, require_keys, serve, settings, signed_by
 
 G2_KIT = {
     "tenantSync": Activity(schemas.TenantSync, kit.tenant_sync),
@@ -35,7 +35,7 @@ def sync_g2(name):
     sign, timestamp, nonce = headers.get("x-sign"), headers.get("x-timestamp"), headers.get("x-nonce")
     key, form = verify_kit_request(require_keys(cfg.kit_access_keys, "KOO_KIT_ACCESS_KEY"), raw, sign,
                                    timestamp, nonce, now_ms(), cfg.signature_window_s)
-    signed = signed_by(key, kit=True, scope="kit", token=replay_token("kit", nonce, timestamp), nonce=nonce,
+    signed = signed_by(key, int(timestamp), kit=True, scope="kit", token=replay_token("kit", nonce, timestamp), nonce=nonce,
                        fingerprint=request_fingerprint(request.path, sign, timestamp, nonce, raw))
     payload = parse_json_object(raw)
     if form != "raw":
@@ -53,7 +53,7 @@ def sync_g1(name):
                                          token, now_ms(), cfg.g1_window_s)
     payload = parse_json_object(raw)
     token = token.strip().replace(" ", "+")
-    signed = signed_by(key, kit=True, scope="g1kit", token=replay_token("g1kit", token), nonce=token[:128],
+    signed = signed_by(key, g1_sent_ms(payload.get("timeStamp")), kit=True, scope="g1kit", token=replay_token("g1kit", token), nonce=token[:128],
                        fingerprint=request_fingerprint(request.path, token, raw))
     callbacklog.note(note=f"authToken formula: {formula}")
     return serve(G1_KIT, {**payload, "activity": name}, signed)

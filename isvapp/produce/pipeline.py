@@ -21,6 +21,7 @@ from ..extensions import db
 from ..koo import codes, oddities, schemas
 from ..koo.codes import KooError
 from ..koo.signing import key_fingerprint
+from ..koo.times import read_time
 from .answers import answer
 
 
@@ -56,13 +57,23 @@ def require_keys(keys, name):
     return keys
 
 
-def signed_by(key, kit=False, **identity):
-    """The Signed for a request ``key`` verified: answers are signed with it, appInfo encrypted with it."""
+def signed_by(key, sent_ms, kit=False, **identity):
+    """The Signed for a request ``key`` verified: answers are signed with it, appInfo encrypted with it.
+
+    ``sent_ms`` is the request's own timestamp: the difference to this server's clock is logged,
+    so the go-live page can show a drifting clock before the window starts refusing requests.
+    """
     g.koo_key = key
-    callbacklog.note(key_fingerprint=key_fingerprint(key))
+    callbacklog.note(key_fingerprint=key_fingerprint(key), clock_skew_ms=int(now_ms() - sent_ms))
     cfg = settings()
     cfg = replace(cfg, kit_access_key=key) if kit else replace(cfg, access_key=key)
     return Signed(cfg=cfg, **identity)
+
+
+def g1_sent_ms(text):
+    """A verified G1 timeStamp as Unix ms (the verifier already read it, so it is readable)."""
+    stamp, _ = read_time(str(text))
+    return stamp.timestamp() * 1000 if stamp else now_ms()
 
 
 def parse_json_object(raw):
@@ -134,6 +145,8 @@ def serve(table, payload, signed):
         callbacklog.note(note="identical resend: the first answer, again")
         return answer(stored)
     spec = select_activity(table, payload)
+    # Known before the schema may refuse the rest: a refused debugging call still counts as one.
+    callbacklog.note(test_flag=schemas.read_flag(payload.get("testFlag")))
     data = load(spec.schema, payload)
     note_ids(data)
     if not spec.writes:

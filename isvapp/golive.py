@@ -1,0 +1,201 @@
+"""Am I ready to publish? The go-live checklist and the configuration's health, from what was logged.
+
+The Seller Console publishes a product only once its scenarios were debugged successfully; the
+debugging calls arrive with testFlag=1, and every one is in the callback log. So each scenario's
+state is read from there: the last successful debugging call, or the last failure after it with
+its plain-words cause (isvapp.diagnosis). Which checklists apply is GO_LIVE_PRODUCTS, plus any
+kind of product debugging calls were seen for.
+"""
+import os
+import shutil
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from sqlalchemy import func, select, text
+
+from . import diagnosis, status
+from .config import secret_key_problem
+from .extensions import db
+from .koo.signing import key_fingerprint
+from .models import Callback, UsageRecord, UsageState, utcnow
+
+SAAS, LICENSE, KIT = "saas", "license", "kit"
+# product type -> [(scenario, label, activities, where the calls go)]; labels are translated on the page.
+CHECKLISTS = {
+    "period": [("new", "New purchase", ("newInstance",), SAAS), ("query", "Instance query", ("queryInstance",), SAAS),
+               ("renew", "Renewal", ("refreshInstance",), SAAS),
+               ("expire", "Expiry (freeze)", ("updateInstanceStatus", "expireInstance"), SAAS),
+               ("release", "Release", ("releaseInstance",), SAAS)],
+    "onetime": [("new", "New purchase", ("newInstance",), SAAS), ("query", "Instance query", ("queryInstance",), SAAS),
+                ("release", "Release", ("releaseInstance",), SAAS)],
+    "payperuse": [("new", "New purchase", ("newInstance",), SAAS), ("query", "Instance query", ("queryInstance",), SAAS),
+                  ("status", "Status change", ("updateInstanceStatus", "instanceStatus"), SAAS),
+                  ("release", "Release", ("releaseInstance",), SAAS), ("usage", "Usage push", (), None)],
+    "license": [("new", "New purchase", ("newInstance", "getLicense"), LICENSE),
+                ("renew", "Renewal", ("refreshInstance", "refreshLicense"), LICENSE),
+                ("expire", "Expiry", ("updateInstanceStatus", "expireLicense"), LICENSE),
+                ("release", "Release", ("releaseInstance", "releaseLicense"), LICENSE)],
+    "kit": [("tenant", "Tenant sync", ("tenantSync",), KIT), ("app", "Application sync", ("applicationSync",), KIT),
+            ("auth", "User authorisation sync", ("authSync",), KIT),
+            ("org", "Department sync", ("singleOrgSync", "allOrgSync"), KIT)],
+}
+PRODUCT_LABELS = {"period": "SaaS yearly/monthly", "onetime": "One-time", "payperuse": "Pay-per-use",
+                  "license": "License", "kit": "Kit (joint operation)"}
+
+
+@dataclass
+class Scenario:
+    key: str
+    label: str
+    passed_at: object = None
+    failure: Callback | None = None  # the last failed debugging call after the last success
+    cause: str | None = None
+
+    @property
+    def ok(self):
+        return self.passed_at is not None and self.failure is None
+
+
+@dataclass
+class Checklist:
+    product: str
+    label: str
+    scenarios: list = field(default_factory=list)
+
+    @property
+    def ok(self):
+        return all(s.ok for s in self.scenarios)
+
+
+def _where(activities, place):
+    where = [Callback.activity.in_(activities), Callback.test_flag.is_(True)]
+    if place == KIT:
+        where.append(Callback.path.contains("/produceAPI/"))
+    elif place in (SAAS, LICENSE):
+        where += [Callback.path.startswith("/produce" if place == SAAS else "/license"),
+                  ~Callback.path.contains("/produceAPI/")]
+    return where
+
+
+def _scenario(key, label, activities, place):
+    scenario = Scenario(key, label)
+    if not activities:  # usage push: a record the marketplace took
+        scenario.passed_at = db.session.execute(select(func.max(UsageRecord.updated_at)).where(
+            UsageRecord.state == UsageState.PUSHED)).scalar_one()
+        return scenario
+    where = _where(activities, place)
+    scenario.passed_at = db.session.execute(select(func.max(Callback.received_at)).where(
+        *where, Callback.result_code == "000000")).scalar_one()
+    failed = [*where, Callback.result_code != "000000"]
+    if scenario.passed_at is not None:
+        failed.append(Callback.received_at > scenario.passed_at)
+    scenario.failure = db.session.execute(select(Callback).where(*failed)
+                                          .order_by(Callback.received_at.desc()).limit(1)).scalar_one_or_none()
+    if scenario.failure is not None:
+        found = diagnosis.explain(scenario.failure.result_code, scenario.failure.result_msg)
+        scenario.cause = found[1] if found else None
+    return scenario
+
+
+def products(config):
+    """The configured product types, and any kind debugging calls were seen for."""
+    chosen = [p.strip() for p in str(config.get("GO_LIVE_PRODUCTS") or "").split(",") if p.strip() in CHECKLISTS]
+    seen = {"license": _where(CHECKLISTS["license"][0][2], LICENSE), "kit": _where(("tenantSync",), KIT),
+            "payperuse": _where(("instanceStatus",), SAAS)}
+    for product, where in seen.items():
+        if product not in chosen and db.session.execute(select(Callback.id).where(*where).limit(1)).first():
+            chosen.append(product)
+    return chosen or ["period"]
+
+
+def checklists(config):
+    return [Checklist(p, PRODUCT_LABELS[p], [_scenario(*item) for item in CHECKLISTS[p]]) for p in products(config)]
+
+
+# --- the configuration's health -------------------------------------------------------------------
+
+@dataclass
+class Health:
+    key: str
+    label: str
+    state: str  # ok | warn | bad
+    detail: str = ""
+    fix: str = ""
+    params: dict = field(default_factory=dict)
+
+
+def _age(moment, now):
+    return None if moment is None else (now - moment).total_seconds()
+
+
+def health(app, settings, now=None):
+    now = now or utcnow()
+    items = []
+    keys = [key_fingerprint(k) for k in settings.access_keys]
+    kit_keys = [key_fingerprint(k) for k in settings.kit_access_keys if k not in settings.access_keys]
+    items.append(Health("keys", "Keys configured", "ok" if keys else "bad",
+                        ", ".join(keys + [f"Kit {k}" for k in kit_keys]) or "none",
+                        "" if keys else "Set KOO_ACCESS_KEY to the Key the Seller Console shows for this product."))
+    problem = secret_key_problem(app.config.get("SECRET_KEY"))
+    items.append(Health("secret", "SECRET_KEY", "bad" if problem else "ok", "" if problem else "sound",
+                        problem or ""))
+    skews = [abs(s) for (s,) in db.session.execute(
+        select(Callback.clock_skew_ms).where(Callback.clock_skew_ms.is_not(None))
+        .order_by(Callback.id.desc()).limit(100)).all()]
+    if not skews:
+        items.append(Health("clock", "Clock skew", "warn", "no signed request seen yet"))
+    else:
+        worst = max(skews) / 1000
+        state = "ok" if worst < 5 else "warn" if worst < settings.signature_window_s / 2 else "bad"
+        items.append(Health("clock", "Clock skew", state, f"{worst:.1f} s at most in the last {len(skews)} signed requests",
+                            "" if state == "ok" else "Turn on time synchronisation (NTP, e.g. chrony)."))
+    recent = [h for (h,) in db.session.execute(select(Callback.https).where(Callback.key_fingerprint.is_not(None))
+                                               .order_by(Callback.id.desc()).limit(50)).all()]
+    if not recent:
+        items.append(Health("https", "HTTPS", "warn", "no signed request seen yet"))
+    else:
+        plain = sum(1 for h in recent if not h)
+        items.append(Health("https", "HTTPS", "ok" if not plain else "warn",
+                            f"{len(recent) - plain} of the last {len(recent)} signed requests over https",
+                            "" if not plain else "Serve https through nginx and set PROXY_FIX_HOPS = 1 "
+                                                 "so isvapp sees X-Forwarded-Proto (docs/deploy.md)."))
+    reported = status.read("worker_heartbeat", "order_query", "backup")
+    beat = _age(reported.get("worker_heartbeat", (None, None))[1], now)
+    items.append(Health("worker", "Background worker", "ok" if beat is not None and beat < 120 else "bad",
+                        "never seen" if beat is None else f"last heartbeat {beat:.0f} s ago",
+                        "" if beat is not None and beat < 120 else
+                        "Start `flask --app isvapp worker` (scripts/run.sh and the systemd unit do)."))
+    value, when = reported.get("order_query", (None, None))
+    if value is None:
+        items.append(Health("order_query", "Order-query API", "warn", "not called yet",
+                            "Set KOO_API_BASE_URL, KOO_AK and KOO_SK; G2 orders' details come from it."))
+    else:
+        good = bool(value.get("ok"))
+        items.append(Health("order_query", "Order-query API", "ok" if good else "bad",
+                            ("answered" if good else f"failed: {value.get('error', '')}") + f" ({when:%Y-%m-%d %H:%M} UTC)",
+                            "" if good else "Check KOO_AK/KOO_SK and that this server reaches the marketplace API."))
+    backup_age = _age(reported.get("backup", (None, None))[1], now)
+    items.append(Health("backup", "Last backup", "ok" if backup_age is not None and backup_age < 2 * 86400 else "warn",
+                        "never" if backup_age is None else f"{backup_age / 3600:.0f} h ago",
+                        "" if backup_age is not None and backup_age < 2 * 86400 else
+                        "Run `flask --app isvapp backup PATH` daily (docs/deploy.md)."))
+    usage = shutil.disk_usage(app.instance_path)
+    free_pct = 100 * usage.free / usage.total
+    items.append(Health("disk", "Free disk and database size", "ok" if free_pct >= 10 else "bad",
+                        f"{usage.free / 2**30:.1f} GiB free ({free_pct:.0f}%), database {_database_mib():.1f} MiB",
+                        "" if free_pct >= 10 else "Free disk space: a full disk answers 000005 to the marketplace."))
+    return items
+
+
+def _database_mib():
+    if db.engine.dialect.name == "sqlite":
+        path = db.engine.url.database
+        return sum(os.path.getsize(p) for p in (path, path + "-wal") if p and os.path.exists(p)) / 2**20
+    return db.session.execute(text("SELECT pg_database_size(current_database())")).scalar_one() / 2**20
+
+
+def recent_failures(days=7):
+    """Failed callbacks of the last days, newest first (the go-live page links them)."""
+    since = utcnow() - timedelta(days=days)
+    return db.session.execute(select(Callback).where(Callback.received_at >= since, Callback.result_code != "000000")
+                              .order_by(Callback.received_at.desc()).limit(10)).scalars().all()

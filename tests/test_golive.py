@@ -1,0 +1,87 @@
+"""The go-live page: checklists that turn green as debugging calls succeed, failures explained, health."""
+import re
+
+import pytest
+
+from isvapp import diagnosis, status
+from isvapp.koo import codes
+from isvapp.models import Callback
+
+from .conftest import KEY
+from .test_dashboard import browser, admin  # noqa: F401  (fixtures)
+from .test_live_marketplace import debug_round, refresh
+from .test_produce_g2 import new_order
+
+
+def row_state(html, scenario):
+    row = re.search(rf'data-scenario="{scenario}">(.*?)</tr>', html, re.S).group(1)
+    return re.search(r'class="badge[^"]*">([^<]+)<', row).group(1)
+
+
+def test_the_checklist_turns_green_as_a_debugging_round_passes(browser, market):  # noqa: F811
+    page = browser.get("/admin/go-live").get_data(as_text=True)
+    assert row_state(page, "period-new") == "not debugged yet"
+    debug_round(market)
+    page = browser.get("/admin/go-live").get_data(as_text=True)
+    for scenario in ("new", "query", "renew", "expire", "release"):
+        assert row_state(page, f"period-{scenario}") == "passed", scenario
+    assert re.search(r'id="checklist-period">\s*<h2>SaaS yearly/monthly <span class="badge ok">ready', page)
+    assert "http://localhost/produce" in page and "http://localhost/license" in page
+
+
+def test_a_failed_debugging_call_says_why_and_links_the_callback(browser, market):  # noqa: F811
+    debug_round(market)
+    bad = {**new_order(test_flag="1"), "orderLineId": None}
+    market.g2({k: v for k, v in bad.items() if v is not None})
+    page = browser.get("/admin/go-live").get_data(as_text=True)
+    assert row_state(page, "period-new") == "failed"
+    [row] = market.rows(Callback, Callback.result_code == codes.INVALID_PARAM)
+    assert f'/admin/callbacks/{row.id}"' in page and "A field the activity needs was missing" in page
+    chinese = browser.get("/admin/go-live?lang=zh").get_data(as_text=True)
+    assert "接口所需的字段缺失" in chinese and "上线检查" in chinese
+
+
+def test_real_orders_do_not_count_as_debugging(browser, market):  # noqa: F811
+    market.g2(new_order())  # testFlag 0
+    assert row_state(browser.get("/admin/go-live").get_data(as_text=True), "period-new") == "not debugged yet"
+
+
+def test_kinds_of_product_appear_when_the_marketplace_debugs_them(browser, market):  # noqa: F811
+    from .test_kit import TENANT
+    market.kit("tenantSync", {**TENANT, "testFlag": 1})
+    page = browser.get("/admin/go-live").get_data(as_text=True)
+    assert row_state(page, "kit-tenant") == "passed" and row_state(page, "kit-auth") == "not debugged yet"
+
+
+def test_health_shows_keys_by_fingerprint_clock_worker_and_disk(app, browser, market):  # noqa: F811
+    market.g2(new_order(), timestamp=int(__import__("time").time() * 1000) - 20_000)  # 20 s behind
+    with app.app_context():
+        status.report("order_query", {"ok": False, "error": "MKT.0154: Illegal token"})
+    page = browser.get("/admin/go-live").get_data(as_text=True)
+    assert KEY not in page and "sha256:" in page
+    health = dict(re.findall(r'data-health="(\w+)">.*?class="badge (\w+)"', page, re.S))
+    assert health["keys"] == "ok" and health["secret"] == "bad"  # the test config's SECRET_KEY is short
+    assert health["clock"] == "warn" and health["worker"] == "bad" and health["order_query"] == "bad"
+    assert health["disk"] == "ok" and "MKT.0154" in page
+
+
+@pytest.mark.parametrize("code, message, cause", [
+    ("000001", "signature does not match", "wrong_key"), ("000001", "authToken does not match", "wrong_key"),
+    ("000001", "signature is missing", "unsigned"), ("000001", "nonce has been used before (replayed request)", "replayed"),
+    ("000002", "timestamp outside the 60 s window (clock off by 75 s)", "clock"),
+    ("000002", "request body is larger than 1048576 bytes", "too_large"),
+    ("000002", "orderId: Missing data for required field.", "bad_field"),
+    ("000003", "instance x does not exist", "no_instance"),
+    ("000005", "database busy or unavailable, please retry", "database"), ("000005", "internal error", "internal"),
+    ("000101", "clientSecret cannot be decrypted with the configured RSA key", "kit_secret"),
+])
+def test_each_failure_has_one_fixed_explanation(code, message, cause):
+    assert diagnosis.explain(code, message)[0] == cause
+    assert diagnosis.explain("000000", "success.") is None
+
+
+def test_a_failed_callbacks_page_explains_it(browser, market):  # noqa: F811
+    market.g2(new_order(), key="not-the-key")
+    [row] = market.rows(Callback)
+    page = browser.get(f"/admin/callbacks/{row.id}").get_data(as_text=True)
+    assert 'data-cause="wrong_key"' in page and "does not match the Seller Console" in page
