@@ -85,3 +85,27 @@ def test_a_failed_callbacks_page_explains_it(browser, market):  # noqa: F811
     [row] = market.rows(Callback)
     page = browser.get(f"/admin/callbacks/{row.id}").get_data(as_text=True)
     assert 'data-cause="wrong_key"' in page and "does not match the Seller Console" in page
+
+
+@pytest.mark.parametrize("name", ["callbacks", "orders", "expiring"])
+def test_overview_charts_are_server_rendered_svg_without_script_reach(browser, market, name):  # noqa: F811
+    debug_round(market)
+    market.g2(new_order(order="REALCHART"))
+    market.g2(new_order(), key="wrong")
+    response = browser.get(f"/admin/charts/{name}.svg")
+    svg = response.get_data(as_text=True)
+    assert response.status_code == 200 and response.mimetype == "image/svg+xml" and svg.startswith("<svg")
+    assert response.headers["Content-Security-Policy"].startswith("default-src 'none'")
+    assert "http://" not in svg.replace("http://www.w3.org", "").replace("http://pygal.org", "").replace(
+        "http://github.com/Kozea/pygal", "")  # nothing fetched from elsewhere
+    overview = browser.get("/admin/").get_data(as_text=True)
+    assert f'/admin/charts/{name}.svg' in overview and "<script" not in overview
+
+
+def test_the_callbacks_chart_counts_by_result(browser, market):  # noqa: F811
+    market.g2(new_order(order="C1"))
+    market.g2(new_order(order="C2"), key="wrong")
+    svg = browser.get("/admin/charts/callbacks.svg?lang=zh").get_data(as_text=True)
+    assert "每日回调" in svg and "成功" in svg and "拒绝" in svg
+    values = re.findall(r'<desc class="value">(\d+)</desc>', svg)
+    assert sorted(int(v) for v in values if v != "0")[-2:] == [1, 1]

@@ -25,6 +25,10 @@ ZH = {
     "Front-end URL": "前台地址", "Admin URL": "管理地址", "Order details": "订单详情", "Language": "语言",
     "Warnings": "警告", "With warnings only": "仅含警告", "Accepted with warnings in the last 24 h": "24 小时内带警告受理",
     "Key": "密钥", "Note": "备注",
+    "Callbacks per day, by result": "每日回调（按结果）", "New orders per day": "每日新订单",
+    "Instances expiring per day, next 30 days": "未来 30 天每日到期实例", "succeeded": "成功",
+    "refused (signature, fields)": "拒绝（签名、字段）", "new orders (real)": "新订单（真实）",
+    "instances expiring": "到期实例",
     'Go live':
         '上线检查',
     'The Seller Console publishes a product once its scenarios were debugged successfully (calls with testFlag=1). Each row below turns green when such a call succeeded here.':

@@ -16,7 +16,7 @@ from .. import diagnosis, golive, vault
 from ..extensions import db
 from ..models import (Callback, Conflict, Department, Event, Instance, InstanceState, Job, JobState, KitApp,
                       KitUser, License, LicenseState, Tenant, utcnow)
-from . import i18n, security
+from . import charts, i18n, security
 
 bp = Blueprint("dashboard", __name__, url_prefix="/admin", template_folder="templates",
                static_folder="static", static_url_path="/static")
@@ -138,6 +138,15 @@ def overview():
         "conflicts": count(Conflict),
     }
     return render_template("dashboard/overview.html", states=states, all_states=InstanceState.ALL, **figures)
+
+
+@bp.get("/charts/<name>.svg")
+@security.login_required
+def chart(name):
+    draw = charts.CHARTS.get(name) or abort(404)
+    response = Response(draw(current_app.config["DISPLAY_TIMEZONE"], i18n.gettext), mimetype="image/svg+xml")
+    response.headers["Content-Security-Policy"] = charts.CSP
+    return response
 
 
 # --- going live ----------------------------------------------------------------------------------
