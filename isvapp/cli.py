@@ -38,5 +38,25 @@ def init_config_command():
     click.echo(f"Development KOO_ACCESS_KEY: {access_key}")
 
 
+@click.command("next-steps")
+@click.argument("url")
+@with_appcontext
+def next_steps_command(url):
+    """Print what to do next while no admin exists yet (scripts/run.sh calls it on every start)."""
+    from sqlalchemy import func, select
+
+    from .extensions import db
+    from .models import AdminUser
+    if db.session.execute(select(func.count()).select_from(AdminUser)).scalar_one():
+        return
+    click.echo("\nNext steps:\n"
+               "  1. Create the admin for the pages:   .venv/bin/flask --app isvapp create-admin NAME\n"
+               f"  2. Open the go-live page:            {url}/admin/go-live\n"
+               "  3. Register the production URL in the Seller Console, behind https (docs/deploy.md):\n"
+               "       https://<your domain>/produce   (SaaS)    https://<your domain>/license   (License)\n"
+               "     and put the Seller Console's Key into instance/config.py as KOO_ACCESS_KEY.")
+
+
 def init_app(app):
     app.cli.add_command(init_config_command)
+    app.cli.add_command(next_steps_command)
