@@ -40,6 +40,7 @@ DEFAULTS = {
     "PROVISIONER": "isvapp.provisioning:TemplateProvisioner",
     "WEBHOOK_URL": None,
     "WEBHOOK_SECRET": None,
+    "WEBHOOK_TIMEOUT_S": 10,  # one delivery, answer included; redirects are failures, https required
     # Background jobs: attempts before a job is dead, and the backoff between them.
     "JOB_MAX_ATTEMPTS": 12,
     "JOB_RETRY_BASE_S": 5,

@@ -9,8 +9,10 @@ of the same length instead, so a blocked write also fails in time to answer 0000
 The schema is owned by Alembic migrations (isvapp/migrations, via Flask-Migrate): ``init-db``
 applies the pending ones, so upgrading isvapp never needs a hand-made ALTER.
 """
+import logging
 import os
 import random
+import stat
 import time
 from contextlib import contextmanager
 
@@ -31,9 +33,83 @@ BASELINE = "0001"
 _IMMEDIATE = "isvapp_immediate"
 _NOT_DURABLE = "isvapp_not_durable"
 _SQLITE_RECONNECT_ERRORS = ("readonly database", "unable to open database file", "disk i/o error")
+_SQLITE_SIDE_FILES = ("-wal", "-shm", "-journal")
+
+log = logging.getLogger("isvapp.db")
+
+
+def sqlite_file(url):
+    """The SQLite database's path, or None for an in-memory database or a ``file:`` URI."""
+    database = url.database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return os.path.abspath(database)
+
+
+def create_private_file(path):
+    """Create ``path`` empty with mode 0600 if nothing is there (SQLite takes an empty file as a
+    new database). Never follows or replaces a symlink, never touches an existing file; any
+    other failure (a missing folder...) is left for SQLite to report as it always did."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    except OSError:
+        return False
+    os.close(fd)
+    return True
+
+
+def _tighten_side_files(path, warned):
+    """Give -wal/-shm/-journal files left from before no permission the database file lacks."""
+    try:
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+    except OSError:
+        return
+    if mode & 0o077 and not warned:
+        warned.append(True)
+        log.warning("%s is readable by other users (mode %o): it holds buyers' personal data; "
+                    "chmod 600 it", path, mode)
+    for suffix in _SQLITE_SIDE_FILES:
+        side = path + suffix
+        try:
+            info = os.lstat(side)
+            if stat.S_ISREG(info.st_mode) and stat.S_IMODE(info.st_mode) & ~mode:
+                os.chmod(side, stat.S_IMODE(info.st_mode) & mode)
+        except OSError:  # not there (the usual case), or not ours
+            pass
+
+
+def _install_private_files(engine):
+    """The database file, its -wal and -shm hold buyers' personal data: they are made mode 0600.
+
+    Before every new connection the file is created 0600 (O_CREAT|O_EXCL, so whoever creates it
+    creates it private, and an existing file or symlink is never touched); SQLite itself then gives
+    the -wal, -shm and -journal files it makes the database file's permission bits (os_unix.c,
+    findCreateFileMode and unixOpenSharedMemory), so they follow. Side files left from before are
+    narrowed to the database file's mode on each new connection. An existing database file with
+    wider permissions is kept as the operator made it, with a warning.
+
+    Not umask: it is one per process, not per thread, so changing it around the first connect
+    races with every other thread creating files (the merchant's provisioner, request threads),
+    and SQLite makes -wal/-shm again on later connections after the last one closed, so the umask
+    would have to stay changed for the whole process. PostgreSQL is not affected.
+    """
+    path = sqlite_file(engine.url)
+    if path is None:
+        return
+    warned = []
+
+    @event.listens_for(engine, "do_connect")
+    def _create_private(_dialect, _record, _cargs, _cparams):
+        create_private_file(path)  # returning None lets SQLAlchemy connect as usual
+
+    @event.listens_for(engine, "connect")
+    def _narrow_side_files(_dbapi_connection, _record):
+        _tighten_side_files(path, warned)
 
 
 def _install_sqlite_settings(engine, busy_timeout_s):
+    _install_private_files(engine)
+
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection, _record):
         # Let SQLAlchemy's "begin" event, not the driver, decide how a transaction starts.

@@ -201,6 +201,36 @@ def all_org_sync(cfg, d):
 
 # --- kit-keygen ----------------------------------------------------------------------------------------
 
+def _write_private_key(path, pem):
+    """Write ``pem`` to ``path`` (mode 0600), never through a symlink.
+
+    The bytes go to ``<path>.new``, created exclusively (O_CREAT|O_EXCL|O_NOFOLLOW, 0600): a file
+    or symlink already there is refused, not followed or truncated. It is then renamed over
+    ``path``; ``path`` itself must not be a symlink (rename would replace the link, and a key
+    kept elsewhere through a link is the operator's to replace).
+    """
+    if os.path.islink(path):
+        raise click.ClickException(f"{path} is a symbolic link; not written through it. Remove it, or set "
+                                   "KOO_KIT_RSA_PRIVATE_KEY to the file's real path.")
+    temporary = f"{path}.new"
+    try:
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    except FileExistsError:
+        raise click.ClickException(f"{temporary} already exists (left by an interrupted kit-keygen, or "
+                                   "planted); not written through it. Check it, remove it and run again.") from None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), 0o600)
+            f.write(pem)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.lexists(temporary):
+            os.unlink(temporary)
+        raise
+
+
 @click.command("kit-keygen")
 @click.option("--force", is_flag=True, help="Replace an existing key pair (apps synced before stop decrypting).")
 @with_appcontext
@@ -214,11 +244,7 @@ def kit_keygen_command(force):
         key = rsa.generate_private_key(public_exponent=65537, key_size=RSA_BITS)
         pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                 serialization.NoEncryption())
-        temporary = f"{path}.new"
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(pem)
-        os.replace(temporary, path)
+        _write_private_key(path, pem)
         click.echo(f"Wrote {path} (mode 600). Paste this public key into the Seller Console:", err=True)
     click.echo(key.public_key().public_bytes(serialization.Encoding.PEM,
                                              serialization.PublicFormat.SubjectPublicKeyInfo).decode("ascii"),

@@ -9,6 +9,7 @@ write transaction, so callbacks arriving meanwhile never wait past the busy time
 """
 import os
 import sqlite3
+import stat
 from datetime import timedelta
 
 import click
@@ -89,11 +90,25 @@ def backup_sqlite(path):
     One backup step reads a consistent snapshot inside a read transaction; in WAL mode that never
     blocks the workers' writes. The copy is written beside ``path`` and renamed into place only
     after ``PRAGMA integrity_check`` says ok. Returns the copy's row count per table.
+
+    The copy holds buyers' personal data: the partial file is created by us, mode 0600, with
+    O_EXCL|O_NOFOLLOW (a file or symlink planted there is removed as an entry, never written
+    through), checked to be the very file SQLite wrote, and renamed over ``path``, which replaces
+    a symlink at ``path`` instead of following it.
     """
     path = os.path.abspath(path)
     partial = path + ".partial"
-    if os.path.exists(partial):
-        os.remove(partial)
+    if os.path.lexists(partial):
+        os.remove(partial)  # removes a symlink itself, never its target
+    try:
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    except FileExistsError:
+        raise click.ClickException(f"{partial} appeared while the backup started (another backup "
+                                   "running?); try again") from None
+    try:
+        created = os.fstat(fd)
+    finally:
+        os.close(fd)
     source = db.engine.raw_connection()
     try:
         target = sqlite3.connect(partial)
@@ -108,8 +123,11 @@ def backup_sqlite(path):
             counts = {t: target.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0] for t in tables}
         finally:
             target.close()
+        written = os.lstat(partial)
+        if (written.st_dev, written.st_ino) != (created.st_dev, created.st_ino) or not stat.S_ISREG(written.st_mode):
+            raise click.ClickException(f"{partial} was replaced while the backup was written; not used")
     except BaseException:
-        if os.path.exists(partial):
+        if os.path.lexists(partial):
             os.remove(partial)
         raise
     finally:

@@ -18,13 +18,14 @@ import importlib
 import json
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import asdict, dataclass, field
 
 from flask import current_app
 from sqlalchemy import select
 
-from . import jobs, vault
+from . import jobs, outbound, vault
 from .extensions import db
 from .models import Event, Instance
 
@@ -120,24 +121,82 @@ def verify_webhook(secret, headers, body, tolerance_s=300, now=None):
                for candidate in headers.get("webhook-signature", "").split())
 
 
+WEBHOOK_TIMEOUT_S = 10  # default total time for one delivery (WEBHOOK_TIMEOUT_S overrides it)
+_ANSWER_READ_LIMIT = 64 * 1024  # the answer's body is not used: read this much at most, then hang up
+
+
+def check_webhook_url(url):
+    """Refuse a WEBHOOK_URL that is not https, except to this host (127.0.0.0/8, ::1, localhost).
+
+    The body carries the buyer's first password: over plain http it could be read on the way.
+    Raises jobs.Permanent (a setting, not a retry, fixes it); returns the URL otherwise.
+    """
+    if outbound.is_https_or_loopback(url):
+        return url
+    parts = urllib.parse.urlsplit(url)
+    raise jobs.Permanent(f"WEBHOOK_URL must be an https:// URL (plain http:// only to a loopback host: "
+                         f"127.0.0.1, ::1, localhost); refusing {parts.scheme or '(no scheme)'}://"
+                         f"{parts.hostname or ''}")
+
+
 class WebhookProvisioner(Provisioner):
-    """POSTs every event as JSON to WEBHOOK_URL, signed with WEBHOOK_SECRET; non-2xx retries."""
+    """POSTs every event as JSON to WEBHOOK_URL, signed with WEBHOOK_SECRET; non-2xx retries.
+
+    A delivery fails (and the job retries) on any answer but 2xx, redirects included: they are
+    never followed. WEBHOOK_URL must be https (plain http only to a loopback host), and one
+    delivery, answer included, takes at most WEBHOOK_TIMEOUT_S seconds (default 10).
+    """
+
+    def timeout_s(self):
+        value = self.config.get("WEBHOOK_TIMEOUT_S")
+        try:
+            timeout = float(WEBHOOK_TIMEOUT_S if value in (None, "") else value)
+        except (TypeError, ValueError):
+            raise jobs.Permanent(f"WEBHOOK_TIMEOUT_S must be a number of seconds, not {value!r}") from None
+        if not timeout > 0:
+            raise jobs.Permanent(f"WEBHOOK_TIMEOUT_S must be more than 0, not {value!r}")
+        return timeout
 
     def handle(self, event):
         url, secret = self.config.get("WEBHOOK_URL"), self.config.get("WEBHOOK_SECRET")
         if not url or not secret:
             raise jobs.Permanent("WEBHOOK_URL and WEBHOOK_SECRET must both be set")
+        check_webhook_url(url)
+        timeout = self.timeout_s()
         body = json.dumps({"type": event.kind, "id": event.event_id, "timestamp": event.created_at,
                            "data": asdict(event)}, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
         timestamp = str(int(time.time()))
         request = urllib.request.Request(url, data=body, method="POST", headers={
             "Content-Type": "application/json", "webhook-id": event.event_id, "webhook-timestamp": timestamp,
             "webhook-signature": webhook_signature(secret, event.event_id, timestamp, body)})
+        delivery = outbound.Delivery(timeout)
+        opener = outbound.opener_for(delivery)
+        delivery.start()
         try:
-            with urllib.request.urlopen(request, timeout=10) as response:
-                response.read()
+            with opener.open(request, timeout=timeout) as response:
+                # The answer is read in chunks, the deadline checked between them (the timer ends
+                # a read that blocks); a 2xx whose body does not arrive in time still fails.
+                read, finished = 0, False
+                while not finished and delivery.remaining() > 0:
+                    chunk = response.read1(min(8192, _ANSWER_READ_LIMIT - read))
+                    read += len(chunk)
+                    finished = not chunk or read >= _ANSWER_READ_LIMIT
+                if delivery.expired or not finished:
+                    raise TimeoutError
         except urllib.error.HTTPError as error:
+            error.close()
+            if 300 <= error.code < 400:
+                location = (error.headers.get("Location") or "?")[:200]
+                raise RuntimeError(f"webhook answered HTTP {error.code} (a redirect, to {location!r}): "
+                                   "redirects are not followed; set WEBHOOK_URL to the final address") from None
             raise RuntimeError(f"webhook answered HTTP {error.code}") from None
+        except Exception:  # noqa: BLE001  past the deadline, whatever broke is the timeout
+            if delivery.expired or delivery.remaining() <= 0:
+                raise RuntimeError(f"webhook delivery took longer than WEBHOOK_TIMEOUT_S "
+                                   f"({timeout:g} s); gave up") from None
+            raise
+        finally:
+            delivery.finish()
 
 
 def instance_fields(row):

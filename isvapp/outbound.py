@@ -1,0 +1,121 @@
+"""Outbound HTTP to the merchant's own endpoints (webhooks, alert robots): the same rules for all.
+
+- https only, except to this host (127.0.0.0/8, ::1, localhost): bodies carry buyers' passwords
+  and robot keys;
+- redirects are never followed: a 3xx is a failed delivery, retried by the durable job (urllib
+  would turn a POST into a bodiless GET that "succeeds", and the message would be lost);
+- one total deadline per delivery, not only per socket read: a receiver trickling bytes cannot
+  hold the worker.
+"""
+import ipaddress
+import socket
+import threading
+import time
+import urllib.parse
+import urllib.request
+
+_LOOPBACK_NAMES = ("localhost",)
+
+
+def is_loopback(host):
+    host = (host or "").rstrip(".").lower()
+    if host in _LOOPBACK_NAMES:
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    mapped = getattr(address, "ipv4_mapped", None)
+    return address.is_loopback or bool(mapped and mapped.is_loopback)
+
+
+class RefuseRedirects(urllib.request.HTTPRedirectHandler):
+    """A 3xx is a failed delivery: following it would resend (or, for 301/302/303, turn the POST
+    into a bodiless GET that "succeeds") somewhere WEBHOOK_URL does not name, losing the event."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        return None  # urllib then raises HTTPError for the 3xx itself
+
+
+class Delivery:
+    """One delivery's total deadline: a timer shuts the connection's socket down when it passes.
+
+    Socket timeouts bound each read, not their sum: a receiver sending one byte every few seconds
+    (in the headers or the body) would otherwise hold the worker for as long as it likes. Shutting
+    the socket down from the timer wakes the blocked read at once; the delivery then fails.
+    """
+
+    def __init__(self, timeout_s):
+        self.timeout_s = timeout_s
+        self.deadline = time.monotonic() + timeout_s
+        self.expired = False
+        self._sockets, self._lock, self._done = [], threading.Lock(), False
+        self._timer = threading.Timer(timeout_s, self._expire)
+        self._timer.daemon = True
+
+    def remaining(self):
+        return self.deadline - time.monotonic()
+
+    def connection_class(self, base):
+        delivery = self
+
+        class Connection(base):
+            def connect(self):
+                self.timeout = max(0.001, min(self.timeout or delivery.timeout_s, delivery.remaining()))
+                super().connect()
+                delivery._track(self.sock)
+
+        return Connection
+
+    def _track(self, sock):
+        with self._lock:
+            self._sockets.append(sock)
+            late = self.expired
+        if late:
+            self._shutdown(sock)
+
+    def _expire(self):
+        with self._lock:
+            if self._done:
+                return
+            self.expired = True
+            sockets = list(self._sockets)
+            for sock in sockets:  # under the lock: finish() cannot close them meanwhile
+                self._shutdown(sock)
+
+    @staticmethod
+    def _shutdown(sock):
+        try:
+            # The plain socket's shutdown, also for an SSLSocket: it leaves the TLS object alone
+            # (another thread is reading with it) and only ends the connection underneath.
+            socket.socket.shutdown(sock, socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    def start(self):
+        self._timer.start()
+
+    def finish(self):
+        with self._lock:
+            self._done = True
+        self._timer.cancel()
+
+
+def _tracking_handler(base, delivery):
+    class Handler(base):
+        def do_open(self, http_class, req, **kwargs):
+            return super().do_open(delivery.connection_class(http_class), req, **kwargs)
+    return Handler
+
+
+def is_https_or_loopback(url):
+    """True for an https URL with a host, or a plain http URL to this host."""
+    parts = urllib.parse.urlsplit(str(url))
+    scheme = parts.scheme.lower()
+    return bool(scheme == "https" and parts.hostname) or (scheme == "http" and is_loopback(parts.hostname))
+
+
+def opener_for(delivery):
+    """An opener that refuses redirects and ties every connection to ``delivery``'s deadline."""
+    return urllib.request.build_opener(RefuseRedirects, _tracking_handler(urllib.request.HTTPHandler, delivery),
+                                       _tracking_handler(urllib.request.HTTPSHandler, delivery))
