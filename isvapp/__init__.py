@@ -74,3 +74,4 @@ def register_commands(app):
     simulator.init_app(app)
     usage.init_app(app)
     maintenance.init_app(app)
+    from . import alerts; alerts.init_app(app)  # noqa: E702  the alert job handler and `flask alert-test`

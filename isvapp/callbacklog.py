@@ -20,10 +20,15 @@ import time
 from flask import current_app, g, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from datetime import timedelta
+
+from sqlalchemy import func, select
+
+from . import alerts
 from .db import write_transaction
 from .extensions import db
 from .koo import oddities
-from .models import Callback
+from .models import Callback, utcnow
 
 log = logging.getLogger("isvapp.callbacks")
 
@@ -169,6 +174,12 @@ def finish(response):
     return response
 
 
+SIGNATURE_FAILURES_ALERT = 10  # refused signatures within SIGNATURE_FAILURES_MIN minutes: a wrong key, or an attack
+SIGNATURE_FAILURES_MIN = 10
+HEARTBEAT_CHECK_S = 60
+_last_heartbeat_check = [0.0]
+
+
 def _write(app, row):
     with app.app_context():
         try:
@@ -177,8 +188,35 @@ def _write(app, row):
         except Exception:  # the answer is already sent; losing a log row must not break serving
             db.session.rollback()
             log.exception("could not store the callback log row for %s %s", row["method"], row["path"])
+        try:
+            _alerts_after(row)
+        except Exception:  # an alert that cannot be raised is logged; serving goes on
+            db.session.rollback()
+            log.exception("could not check alerts after %s %s", row["method"], row["path"])
         finally:
             db.session.remove()
+
+
+def _alerts_after(row):
+    """What in this answer needs the merchant, raised once the answer is out (alerts never block it)."""
+    code = row["result_code"]
+    if code == "000005":
+        alerts.raise_alert_alone("internal_error", "isvapp answered 000005 to the marketplace",
+                                 f"{row['method']} {row['path']} {row['activity'] or ''}: {row['result_msg'] or ''}. "
+                                 "The marketplace retries; see the callback log and the server log.")
+    elif code == "000001":
+        since = utcnow() - timedelta(minutes=SIGNATURE_FAILURES_MIN)
+        failures = db.session.execute(select(func.count()).select_from(Callback).where(
+            Callback.received_at >= since, Callback.result_code == "000001")).scalar_one()
+        db.session.rollback()
+        if failures >= SIGNATURE_FAILURES_ALERT:
+            alerts.raise_alert_alone("signature_failures", "Signature failures are repeating",
+                                     f"{failures} requests failed verification in {SIGNATURE_FAILURES_MIN} minutes "
+                                     f"(the last from {row['remote_addr']}): the Key in isvapp may not match the "
+                                     "Seller Console's, or someone is probing the production URL.")
+    if time.monotonic() - _last_heartbeat_check[0] > HEARTBEAT_CHECK_S:
+        _last_heartbeat_check[0] = time.monotonic()
+        alerts.check_worker_heartbeat()
 
 
 def init_app(app):

@@ -22,6 +22,7 @@ from flask import current_app
 from flask.cli import with_appcontext
 from sqlalchemy import and_, or_, select, update
 
+from . import status
 from .db import insert_ignore, write_transaction
 from .extensions import db
 from .models import Job, JobState, utcnow
@@ -114,6 +115,8 @@ def _fail(job, error, permanent):
             on_dead = DEAD_HANDLERS.get(row.kind)
             if on_dead:
                 on_dead(job)
+            if row.kind != "alert":  # an alert job that dies must not raise another alert (a loop)
+                _alert_dead(row, error)
         else:
             row.state = JobState.QUEUED
             row.run_after = utcnow() + timedelta(seconds=backoff_s(
@@ -121,6 +124,23 @@ def _fail(job, error, permanent):
 
 
 DEAD_HANDLERS = {}  # kind -> function(job), run in the transaction that makes the job dead
+
+
+def _alert_dead(row, error):
+    """Raise a "dead_job" alert in the transaction that makes the job dead (a savepoint: a failure
+    here is logged and never keeps the job from being marked dead)."""
+    from . import alerts
+    last = (error or "").strip().splitlines()
+    reason = next((line for line in last if line and not line.startswith((" ", "Traceback"))), "")
+    try:
+        with db.session.begin_nested():
+            alerts.raise_alert("dead_job", f"A background job failed for good: {row.kind}",
+                               f"Job {row.id} ({row.kind}, key {row.key}"
+                               f"{', instance ' + row.instance_id if row.instance_id else ''}) is dead after "
+                               f"{row.attempts} attempts: {reason[:500]}\n\nSee `flask --app isvapp jobs list "
+                               f"--state dead`; `flask --app isvapp jobs retry {row.id}` runs it again.")
+    except Exception:  # noqa: BLE001
+        log.exception("could not raise the dead_job alert for job %s", row.id)
 
 
 def run_one(worker, lease_s=None):
@@ -158,8 +178,11 @@ def work(poll_s=1.0, max_jobs=None, until_idle=False, tick=None):
             signal.signal(sig, lambda *_: stopping.append(True))
         except ValueError:  # not the main thread (tests)
             pass
-    me, done, last_tick = worker_id(), 0, 0.0
+    me, done, last_tick, last_beat = worker_id(), 0, 0.0, None
     while not stopping and (max_jobs is None or done < max_jobs):
+        if last_beat is None or time.monotonic() - last_beat >= status.HEARTBEAT_S:
+            heartbeat(me)
+            last_beat = time.monotonic()
         if tick and time.monotonic() - last_tick > 30:
             tick()
             last_tick = time.monotonic()
@@ -170,6 +193,30 @@ def work(poll_s=1.0, max_jobs=None, until_idle=False, tick=None):
             break
         time.sleep(poll_s)
     return done
+
+
+def heartbeat(me):
+    """Report this worker alive (StatusItem "worker_heartbeat"); a failure is logged, never raised."""
+    try:
+        status.report("worker_heartbeat", {"worker": me, "pid": os.getpid()})
+    except Exception:  # noqa: BLE001  a database hiccup must not stop the worker
+        log.warning("could not report the worker heartbeat", exc_info=True)
+    finally:
+        db.session.remove()
+
+
+DISK_CHECK_EVERY_S = 300
+_last_disk_check = []
+
+
+@periodic
+def check_disk(force=False):
+    """Raise "disk_low" when the instance folder's disk is nearly full; at most every 5 minutes per worker."""
+    if not force and _last_disk_check and time.monotonic() - _last_disk_check[0] < DISK_CHECK_EVERY_S:
+        return None
+    _last_disk_check[:] = [time.monotonic()]
+    from . import alerts
+    return alerts.check_disk()
 
 
 def tick():

@@ -5,11 +5,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/venv.sh test
-# The page tests drive Debian's Chromium (Playwright never downloads a browser here); the
-# benchmark's smoke test drives wrk. Both come from Debian's packages when missing.
+# The page tests drive Debian's Chromium (Playwright never downloads a browser here) with a CJK
+# font so Chinese pages render in the screenshots; the benchmark's smoke test drives wrk. All
+# come from Debian's packages when missing.
 missing=""
 command -v chromium >/dev/null || missing="$missing chromium"
 command -v wrk >/dev/null || missing="$missing wrk"
+[ -d /usr/share/fonts/opentype/noto ] && ls /usr/share/fonts/opentype/noto | grep -qi cjk || missing="$missing fonts-noto-cjk"
 if [ -n "$missing" ]; then
   if [ "$(id -u)" = 0 ]; then
     echo "test: installing$missing from Debian's packages" >&2

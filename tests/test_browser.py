@@ -87,3 +87,75 @@ def test_log_in_filter_open_a_detail_download_csv_and_see_markup_as_text(site, t
         browser.close()
     assert dialogs == []  # ...and never runs
     assert (ARTIFACTS / "dashboard-instances.png").stat().st_size > 1000
+
+
+# --- every page, both languages; the go-live page turning green; an alert arriving ----------------
+
+def log_in(page, url):
+    page.goto(url + "/admin/login")
+    page.fill("input[name=name]", "boss")
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url("**/admin/**")
+
+
+def launch(p):
+    return p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu",
+                                                             "--disable-background-networking"])
+
+
+@pytest.mark.parametrize("lang, word", [("en", "Overview"), ("zh", "概览")])
+def test_every_page_in_both_languages_with_screenshots(site, lang, word):
+    ARTIFACTS.mkdir(exist_ok=True)
+    session = requests.Session()
+    raw, query = g2_signed_request(KEY, {"activity": "newInstance", "orderId": "SHOT", "orderLineId": "SHOT-1",
+                                         "businessId": "shot-1", "testFlag": "1"})
+    session.post(site.url + "/produce", params=query, data=raw, headers={"Content-Type": "text/plain"})
+    pages = {"overview": "/admin/", "go-live": "/admin/go-live", "instances": "/admin/instances?data=all",
+             "instance": "/admin/instances/shot-1", "licenses": "/admin/licenses", "tenants": "/admin/tenants",
+             "callbacks": "/admin/callbacks", "callback": None}
+    with sync_playwright() as p:
+        browser = launch(p)
+        page = browser.new_page(locale="zh-CN" if lang == "zh" else "en-US", viewport={"width": 1280, "height": 900})
+        log_in(page, site.url)
+        page.goto(site.url + f"/admin/?lang={lang}")
+        for name, path in pages.items():
+            if path is None:
+                page.goto(site.url + "/admin/callbacks")
+                page.locator("tbody tr a").first.click()
+                page.wait_for_url("**/admin/callbacks/*")
+            else:
+                page.goto(site.url + path)
+            assert word in page.inner_text("header"), (name, lang)
+            shot = ARTIFACTS / f"page-{name}-{lang}.png"
+            page.screenshot(path=str(shot), full_page=True)
+            assert shot.stat().st_size > 5000
+        if lang == "zh":
+            page.goto(site.url + "/admin/go-live")
+            assert "上线检查" in page.inner_text("h1")
+            # Chinese glyphs really render (a missing CJK font draws every one as the same box).
+            widths = page.evaluate("""() => ['概', '览', '上', '线'].map(ch => {
+                const s = document.createElement('span'); s.textContent = ch; document.body.appendChild(s);
+                const w = s.getBoundingClientRect().width; s.remove(); return w; })""")
+            assert all(w > 8 for w in widths)
+        browser.close()
+
+
+def test_the_go_live_page_turns_green_as_a_debugging_round_passes(site):
+    from isvapp import simulator
+    with sync_playwright() as p:
+        browser = launch(p)
+        page = browser.new_page(locale="en-US")
+        log_in(page, site.url)
+        page.goto(site.url + "/admin/go-live")
+        new_row = page.locator('tr[data-scenario="period-renew"]')
+        assert "not debugged yet" in new_row.inner_text() or "passed" not in new_row.inner_text()
+        sim = simulator.run(simulator.Simulator(site.url, KEY), ["seller-console"], "g2")
+        assert not sim.failed, simulator.report(sim)
+        page.reload()
+        for scenario in ("new", "query", "renew", "expire", "release"):
+            row = page.locator(f'tr[data-scenario="period-{scenario}"]')
+            assert "passed" in row.inner_text(), scenario
+            assert row.evaluate("r => getComputedStyle(r.cells[0]).backgroundColor") == "rgb(241, 251, 244)"
+        page.screenshot(path=str(ARTIFACTS / "go-live-green.png"), full_page=True)
+        browser.close()

@@ -28,7 +28,8 @@ ZH = {
     "Callbacks per day, by result": "每日回调（按结果）", "New orders per day": "每日新订单",
     "Instances expiring per day, next 30 days": "未来 30 天每日到期实例", "succeeded": "成功",
     "refused (signature, fields)": "拒绝（签名、字段）", "new orders (real)": "新订单（真实）",
-    "instances expiring": "到期实例",
+    "instances expiring": "到期实例", "never seen": "从未出现", "not called yet": "尚未调用", "never": "从未",
+    "sound": "可靠", "none": "无", "no signed request seen yet": "尚未收到签名请求",
     'Go live':
         '上线检查',
     'The Seller Console publishes a product once its scenarios were debugged successfully (calls with testFlag=1). Each row below turns green when such a call succeeded here.':
@@ -63,7 +64,7 @@ ZH = {
         '配置',
     'Item':
         '项目',
-    'Details':
+    'Detail':
         '详情',
     'What to do':
         '处理办法',
@@ -89,8 +90,6 @@ ZH = {
         '续费',
     'Expiry (freeze)':
         '到期（冻结）',
-    'Expiry':
-        '到期',
     'Release':
         '释放',
     'Status change':

@@ -1,0 +1,445 @@
+"""Alerts for the merchant: e-mail (SMTP), WeCom, DingTalk and Feishu group robots.
+
+An alert is one ``Alert`` row per kind and time window (ALERT_WINDOW_MIN, default an hour): a
+repeat in the same window only counts up, so a burst of failures sends one message that says how
+many there were. Rows are written with the caller's transaction (``raise_alert``) or in one of
+their own (``raise_alert_alone``), and delivered by an ``alert`` job, so a message is sent only
+for what committed, and an unreachable channel retries with the job queue's backoff.
+
+Repeats that arrive after the message went out still count up on the row (the dashboard shows
+it) but are not sent again: the next window's first one is.
+
+Channels never put a secret (SMTP password, DingTalk/Feishu secret, a robot URL's key) in an
+exception message or a log line: errors name the channel, and any configured secret that would
+still appear in a server's answer is masked.
+"""
+import base64
+import hashlib
+import hmac
+import json
+import logging
+import shutil
+import smtplib
+import ssl
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from datetime import datetime, timezone
+from email.message import EmailMessage
+from email.utils import formatdate, make_msgid
+
+import click
+from flask import current_app
+from flask.cli import with_appcontext
+from sqlalchemy import func, select, update
+
+from . import jobs, outbound, status
+from .db import insert_ignore, write_transaction
+from .extensions import db
+from .models import Alert, Job, JobState, utcnow
+
+log = logging.getLogger("isvapp.alerts")
+
+TIMEOUT_S = 10
+ANSWER_LIMIT = 64 * 1024
+WECOM_CONTENT_BYTES = 2048  # WeCom's text.content limit (UTF-8 bytes)
+ROBOT_CONTENT_BYTES = 4000  # DingTalk/Feishu: far below their request-size limits
+CHANNELS = ("email", "wecom", "dingtalk", "feishu")
+
+
+class ChannelError(Exception):
+    """A delivery failed; the message names the channel, never a secret."""
+
+
+class ChannelConfigError(ChannelError):
+    """The channel's settings are wrong: retrying cannot fix it."""
+
+
+# --- raising ---------------------------------------------------------------------------------------
+
+def window_key(now=None, window_min=None):
+    """The window ``now`` falls in: floor(now / window), written as its start, e.g. 2026-11-25T05:00Z/60m."""
+    now = now or utcnow()
+    minutes = int(window_min or current_app.config.get("ALERT_WINDOW_MIN") or 60)
+    aware = now if now.tzinfo else now.replace(tzinfo=timezone.utc)
+    start = int(aware.timestamp() // (minutes * 60)) * minutes * 60
+    return datetime.fromtimestamp(start, timezone.utc).strftime("%Y-%m-%dT%H:%MZ") + f"/{minutes}m"
+
+
+def raise_alert(kind, subject, text, now=None):
+    """Record an alert INSIDE the caller's write transaction; returns the alert's id.
+
+    The first of its kind in the window inserts the row and enqueues its ``alert`` job (both
+    commit or roll back with the caller's work); a repeat only adds one to ``count``.
+    """
+    now = now or utcnow()
+    kind, window = str(kind)[:32], window_key(now)
+    inserted = insert_ignore(Alert, kind=kind, window=window, subject=str(subject)[:255], text=str(text),
+                             count=1, created_at=now)
+    if not inserted:
+        db.session.execute(update(Alert).where(Alert.kind == kind, Alert.window == window)
+                           .values(count=Alert.count + 1))
+    alert_id = db.session.execute(
+        select(Alert.id).where(Alert.kind == kind, Alert.window == window)).scalar_one()
+    if inserted:
+        jobs.enqueue("alert", f"{alert_id}:{kind}:{window}", {"alert_id": alert_id, "sent": []})
+    return alert_id
+
+
+def raise_alert_alone(kind, subject, text, now=None):
+    """``raise_alert`` in a write transaction of its own; any failure is logged, never raised.
+
+    For code past the point of no return (an answer already sent, a worker's heartbeat check):
+    a failing database must not turn into an error there. Call it with no transaction open on
+    the session (a read left open is rolled back first; a write in progress is not touched and
+    the alert is logged instead). Returns the alert's id, or None when it could not be recorded.
+    """
+    try:
+        session = db.session()
+        if session.in_transaction():
+            if session.new or session.dirty or session.deleted:
+                raise RuntimeError("a write transaction is open on the session")
+            session.rollback()  # a read transaction left open (autobegin): nothing to lose
+        with write_transaction():
+            return raise_alert(kind, subject, text, now=now)
+    except Exception:  # noqa: BLE001  alerts must never break the caller
+        log.exception("could not record alert %s: %s", kind, str(subject)[:200])
+        return None
+
+
+# --- checks ----------------------------------------------------------------------------------------
+
+def check_worker_heartbeat(now=None):
+    """Raise "worker_silent" when no worker has reported for ALERT_WORKER_SILENT_S seconds (or none
+    ever did while jobs are waiting). For the web side (the go-live page, health checks); runs its
+    own transactions and never raises. Returns the alert id, or None when the workers are fine."""
+    session = db.session()
+    if session.new or session.dirty or session.deleted:
+        log.error("check_worker_heartbeat() called with unsaved changes on the session; skipped")
+        return None
+    try:
+        now = now or utcnow()
+        limit = float(current_app.config.get("ALERT_WORKER_SILENT_S") or 300)
+        beat = status.read("worker_heartbeat").get("worker_heartbeat")
+        queued = db.session.execute(select(func.count()).select_from(Job).where(
+            Job.state == JobState.QUEUED)).scalar_one()
+        db.session.rollback()  # end the read: the alert is written in a transaction of its own
+    except Exception:  # noqa: BLE001
+        db.session.rollback()
+        log.exception("could not read the worker heartbeat")
+        return None
+    if beat is None:
+        if not queued:
+            return None
+        return raise_alert_alone("worker_silent", "No background worker is running",
+                                 f"No worker has ever reported, and {queued} job(s) are waiting. Start one: "
+                                 "`flask --app isvapp worker` (see docs/deploy.md).", now=now)
+    value, updated_at = beat
+    age = (now - updated_at).total_seconds()
+    if age <= limit:
+        return None
+    who = (value or {}).get("worker", "?") if isinstance(value, dict) else "?"
+    return raise_alert_alone("worker_silent", "The background worker has stopped reporting",
+                             f"The last worker heartbeat ({who}) is {int(age)} s old (limit {limit:g} s); "
+                             f"{queued} job(s) are waiting. Orders' follow-up work is not being done.", now=now)
+
+
+def check_disk(path=None, now=None, usage=shutil.disk_usage):
+    """Raise "disk_low" when the instance folder's disk has under ALERT_DISK_FREE_PCT % free."""
+    path = path or current_app.instance_path
+    limit = float(current_app.config.get("ALERT_DISK_FREE_PCT") or 10)
+    total, _used, free = usage(path)
+    percent = 100.0 * free / total if total else 100.0
+    if percent >= limit:
+        return None
+    return raise_alert_alone("disk_low", "Disk space is low",
+                             f"The disk holding {path} has {percent:.1f}% free ({free // 2**20} MiB of "
+                             f"{total // 2**20} MiB; alert below {limit:g}%). When it is full the database "
+                             "cannot write, and every marketplace call fails.", now=now)
+
+
+# --- channels --------------------------------------------------------------------------------------
+
+def _secrets(config):
+    """Every configured secret, to mask in anything a channel reports."""
+    values = [config.get(k) for k in ("ALERT_SMTP_PASSWORD", "ALERT_DINGTALK_SECRET", "ALERT_FEISHU_SECRET")]
+    for name in ("ALERT_WECOM_URL", "ALERT_DINGTALK_URL", "ALERT_FEISHU_URL"):
+        url = config.get(name)
+        if url:
+            parts = urllib.parse.urlsplit(str(url))
+            values += [url, parts.query, parts.path]
+            values += [v for _, v in urllib.parse.parse_qsl(parts.query)]
+            values.append(parts.path.rstrip("/").rsplit("/", 1)[-1])  # Feishu's hook id
+    return sorted({str(v) for v in values if v and len(str(v)) >= 6}, key=len, reverse=True)
+
+
+def _mask(text, config):
+    text = str(text)
+    for secret in _secrets(config):
+        text = text.replace(secret, "***")
+    return text[:500]
+
+
+def configured_channels(config):
+    """The channels with settings, in a fixed order."""
+    names = {"email": "ALERT_EMAIL_TO", "wecom": "ALERT_WECOM_URL", "dingtalk": "ALERT_DINGTALK_URL",
+             "feishu": "ALERT_FEISHU_URL"}
+    return [name for name in CHANNELS if str(config.get(names[name]) or "").strip()]
+
+
+def _recipients(config):
+    return [a.strip() for a in str(config.get("ALERT_EMAIL_TO") or "").split(",") if a.strip()]
+
+
+def send_email(config, subject, text):
+    host = str(config.get("ALERT_SMTP_HOST") or "").strip()
+    mode = str(config.get("ALERT_SMTP_TLS") or "starttls").strip().lower()
+    if not host:
+        raise ChannelConfigError("email: ALERT_SMTP_HOST is not set")
+    if mode not in ("starttls", "ssl", "none"):
+        raise ChannelConfigError(f"email: ALERT_SMTP_TLS must be starttls, ssl or none, not {mode[:20]!r}")
+    if mode == "none" and not outbound.is_loopback(host):
+        raise ChannelConfigError("email: ALERT_SMTP_TLS = none is only allowed to a loopback host "
+                                 "(the password and the alert would cross the network in the clear)")
+    port = int(config.get("ALERT_SMTP_PORT") or (465 if mode == "ssl" else 587))
+    user, password = config.get("ALERT_SMTP_USER"), config.get("ALERT_SMTP_PASSWORD")
+    sender = str(config.get("ALERT_SMTP_FROM") or user or f"isvapp@{host}")
+    message = EmailMessage()
+    message["Subject"] = "[isvapp] " + " ".join(str(subject).split())
+    message["From"], message["To"] = sender, ", ".join(_recipients(config))
+    message["Date"], message["Message-ID"] = formatdate(localtime=False), make_msgid(domain="isvapp")
+    message.set_content(text)
+    context = ssl.create_default_context()
+    try:
+        if mode == "ssl":
+            smtp = smtplib.SMTP_SSL(host, port, timeout=TIMEOUT_S, context=context)
+        else:
+            smtp = smtplib.SMTP(host, port, timeout=TIMEOUT_S)
+        with smtp:
+            if mode == "starttls":
+                smtp.starttls(context=context)
+            if user:
+                smtp.login(str(user), str(password or ""))
+            smtp.send_message(message, from_addr=sender, to_addrs=_recipients(config))
+    except smtplib.SMTPAuthenticationError as error:
+        raise ChannelError(f"email: the SMTP server refused ALERT_SMTP_USER's login ({error.smtp_code})") from None
+    except smtplib.SMTPNotSupportedError as error:
+        raise ChannelError(f"email: {_mask(error, config)}") from None
+    except (smtplib.SMTPException, OSError) as error:
+        raise ChannelError(f"email: {type(error).__name__}: {_mask(error, config)} "
+                           f"(server {host}:{port}, {mode})") from None
+
+
+def _check_url(channel, setting, url):
+    if outbound.is_https_or_loopback(url):
+        return
+    raise ChannelConfigError(f"{channel}: {setting} must be an https:// URL (plain http only to a loopback host)")
+
+
+def _post_json(channel, config, url, body):
+    """POST ``body`` as JSON; returns the JSON answer. No redirects, TIMEOUT_S in all."""
+    data = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    request = urllib.request.Request(url, data=data, method="POST",
+                                     headers={"Content-Type": "application/json; charset=utf-8"})
+    delivery = outbound.Delivery(TIMEOUT_S)
+    opener = outbound.opener_for(delivery)
+    delivery.start()
+    try:
+        with opener.open(request, timeout=TIMEOUT_S) as response:
+            raw = response.read(ANSWER_LIMIT)
+        if delivery.expired:
+            raise TimeoutError
+    except urllib.error.HTTPError as error:
+        error.close()
+        kind = "a redirect, not followed" if 300 <= error.code < 400 else "not 2xx"
+        raise ChannelError(f"{channel}: answered HTTP {error.code} ({kind})") from None
+    except Exception as error:  # noqa: BLE001  never the URL: it holds the robot's key
+        if delivery.expired or delivery.remaining() <= 0:
+            raise ChannelError(f"{channel}: no answer within {TIMEOUT_S} s") from None
+        reason = getattr(error, "reason", error)
+        raise ChannelError(f"{channel}: {type(error).__name__}: {_mask(reason, config)}") from None
+    finally:
+        delivery.finish()
+    try:
+        answer = json.loads(raw)
+    except ValueError:
+        raise ChannelError(f"{channel}: the answer is not JSON: {_mask(raw[:200].decode('utf-8', 'replace'), config)}") from None
+    if not isinstance(answer, dict):
+        raise ChannelError(f"{channel}: unexpected answer {_mask(str(answer)[:200], config)}")
+    return answer
+
+
+def _truncate(text, limit):
+    data = text.encode("utf-8")
+    if len(data) <= limit:
+        return text
+    return data[:limit - 3].decode("utf-8", "ignore") + "..."
+
+
+def _robot_error(channel, config, answer, code_key, message_key):
+    raise ChannelError(f"{channel}: {code_key} {_mask(answer.get(code_key), config)}: "
+                       f"{_mask(answer.get(message_key) or '', config)}")
+
+
+def send_wecom(config, content):
+    """WeCom group robot: {"msgtype": "text", "text": {"content": ...}}; ok when errcode is 0."""
+    url = str(config.get("ALERT_WECOM_URL")).strip()
+    _check_url("wecom", "ALERT_WECOM_URL", url)
+    answer = _post_json("wecom", config, url, {"msgtype": "text",
+                                               "text": {"content": _truncate(content, WECOM_CONTENT_BYTES)}})
+    if answer.get("errcode") != 0:
+        _robot_error("wecom", config, answer, "errcode", "errmsg")
+
+
+def dingtalk_sign(secret, timestamp_ms):
+    """DingTalk's signed-secret mode: base64(HMAC-SHA256(secret, f"{timestamp}\\n{secret}")), not yet URL-encoded."""
+    digest = hmac.new(secret.encode("utf-8"), f"{timestamp_ms}\n{secret}".encode("utf-8"), hashlib.sha256).digest()
+    return base64.b64encode(digest).decode("ascii")
+
+
+def send_dingtalk(config, content, now_ms=None):
+    """DingTalk robot: {"msgtype": "text", "text": {"content": ...}}, &timestamp=&sign= when a secret is set."""
+    url = str(config.get("ALERT_DINGTALK_URL")).strip()
+    _check_url("dingtalk", "ALERT_DINGTALK_URL", url)
+    secret = str(config.get("ALERT_DINGTALK_SECRET") or "").strip()
+    if secret:
+        timestamp = now_ms or int(time.time() * 1000)
+        url += ("&" if urllib.parse.urlsplit(url).query else "?") + urllib.parse.urlencode(
+            {"timestamp": timestamp, "sign": dingtalk_sign(secret, timestamp)})
+    answer = _post_json("dingtalk", config, url, {"msgtype": "text",
+                                                  "text": {"content": _truncate(content, ROBOT_CONTENT_BYTES)}})
+    if answer.get("errcode") != 0:
+        _robot_error("dingtalk", config, answer, "errcode", "errmsg")
+
+
+def feishu_sign(secret, timestamp_s):
+    """Feishu's signature: base64(HMAC-SHA256(key=f"{timestamp}\\n{secret}", msg=b""))."""
+    key = f"{timestamp_s}\n{secret}".encode("utf-8")
+    return base64.b64encode(hmac.new(key, b"", hashlib.sha256).digest()).decode("ascii")
+
+
+def send_feishu(config, content, now_s=None):
+    """Feishu custom bot: {"msg_type": "text", "content": {"text": ...}} (+ timestamp, sign); ok when code is 0."""
+    url = str(config.get("ALERT_FEISHU_URL")).strip()
+    _check_url("feishu", "ALERT_FEISHU_URL", url)
+    body = {"msg_type": "text", "content": {"text": _truncate(content, ROBOT_CONTENT_BYTES)}}
+    secret = str(config.get("ALERT_FEISHU_SECRET") or "").strip()
+    if secret:
+        timestamp = str(now_s or int(time.time()))
+        body = {"timestamp": timestamp, "sign": feishu_sign(secret, timestamp), **body}
+    answer = _post_json("feishu", config, url, body)
+    if "code" in answer:
+        if answer["code"] != 0:
+            _robot_error("feishu", config, answer, "code", "msg")
+    elif answer.get("StatusCode") != 0:
+        _robot_error("feishu", config, answer, "StatusCode", "StatusMessage")
+
+
+def send(channel, config, subject, text):
+    """Send one message to one channel; raises ChannelError (naming the channel) when it fails."""
+    try:
+        if channel == "email":
+            return send_email(config, subject, text)
+        content = f"[isvapp] {subject}\n\n{text}"
+        return {"wecom": send_wecom, "dingtalk": send_dingtalk, "feishu": send_feishu}[channel](config, content)
+    except ChannelError:
+        raise
+    except Exception as error:  # noqa: BLE001  anything unforeseen: still no secret in the message
+        raise ChannelError(f"{channel}: {type(error).__name__}: {_mask(error, config)}") from None
+
+
+def message_text(alert):
+    text = alert.text
+    if alert.count > 1:
+        text += (f"\n\nThis happened {alert.count} times in this window ({alert.window}, first at "
+                 f"{alert.created_at:%Y-%m-%d %H:%M:%S} UTC); the first is shown.")
+    return text
+
+
+# --- delivery --------------------------------------------------------------------------------------
+
+@jobs.handler("alert")
+def deliver(job):
+    """Send the alert to every configured channel, then set its ``sent_at``.
+
+    The channels that already took the message are kept in the job's payload (``sent``), each
+    written as soon as that channel succeeded, in a transaction of its own: a retry after one
+    channel failed sends only to the others. The payload, not the alert row, because this is the
+    state of one delivery attempt (the job's business, like its attempts and error), the Alert
+    table has no column for it, and the job row is already held by this worker's lease: writing it
+    is guarded by the lease like completing it, so two workers never both record a send.
+    A channel failure raises, and the job retries with the queue's backoff; settings errors
+    (http:// to another host, ALERT_SMTP_TLS=none to another host) fail for good at once.
+    """
+    config = current_app.config
+    alert = db.session.get(Alert, int(job.payload["alert_id"]))
+    if alert is None:
+        db.session.rollback()
+        return  # pruned meanwhile: nothing left to say
+    subject, text = alert.subject, message_text(alert)
+    db.session.rollback()  # no transaction held while talking to the channels
+    sent = list(job.payload.get("sent") or [])
+    channels = configured_channels(config)
+    if not channels:
+        log.warning("alert %s (%s) not sent: no alert channel is configured", alert.id, subject)
+    failures = []
+    for channel in channels:
+        if channel in sent:
+            continue
+        try:
+            send(channel, config, subject, text)
+        except ChannelError as error:
+            failures.append(error)
+            log.warning("alert %s not sent by %s", job.payload["alert_id"], error)
+            continue
+        sent.append(channel)
+        _record_sent(job, sent)
+    if failures:
+        message = "; ".join(str(f) for f in failures)
+        if all(isinstance(f, ChannelConfigError) for f in failures):
+            raise jobs.Permanent(message)
+        raise ChannelError(message)
+    with write_transaction():
+        if channels:
+            db.session.execute(update(Alert).where(Alert.id == int(job.payload["alert_id"]))
+                               .values(sent_at=utcnow()))
+        if not jobs.complete(job):
+            raise RuntimeError("lost the job's lease; another worker finishes it")
+
+
+def _record_sent(job, sent):
+    job.payload = {**job.payload, "sent": list(sent)}
+    with write_transaction():
+        db.session.execute(update(Job).where(Job.id == job.id, Job.locked_by == job.worker,
+                                             Job.state == JobState.RUNNING).values(payload=job.payload))
+
+
+# --- command ---------------------------------------------------------------------------------------
+
+@click.command("alert-test")
+@with_appcontext
+def alert_test_command():
+    """Send a test alert now to every configured channel (not through the queue)."""
+    config = current_app.config
+    channels = configured_channels(config)
+    if not channels:
+        click.echo("no alert channel is configured: set ALERT_EMAIL_TO (and ALERT_SMTP_*), ALERT_WECOM_URL, "
+                   "ALERT_DINGTALK_URL or ALERT_FEISHU_URL", err=True)
+        raise SystemExit(1)
+    failed = 0
+    for channel in channels:
+        try:
+            send(channel, config, "Test alert", f"A test alert from isvapp, sent at {utcnow():%Y-%m-%d %H:%M:%S} "
+                                                "UTC by `flask alert-test`. Alerts reach you here.")
+            click.echo(f"{channel}: ok")
+        except ChannelError as error:
+            failed += 1
+            message = str(error)
+            click.echo(message if message.startswith(f"{channel}:") else f"{channel}: {message}")
+    if failed:
+        raise SystemExit(1)
+
+
+def init_app(app):
+    app.cli.add_command(alert_test_command)

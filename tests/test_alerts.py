@@ -1,0 +1,343 @@
+"""Alerts: one row per kind and window, delivered once per channel by a job, over real local receivers."""
+import base64
+import email
+import email.policy
+import hashlib
+import hmac
+import json
+import socket
+import threading
+import time
+from datetime import datetime, timedelta
+from email.header import decode_header, make_header
+
+import pytest
+from aiosmtpd.controller import Controller
+from werkzeug.serving import make_server
+from werkzeug.wrappers import Request, Response
+
+from sqlalchemy import select
+
+from isvapp import alerts, jobs, status
+from isvapp.db import write_transaction
+from isvapp.extensions import db
+from isvapp.models import Alert, Job, JobState
+
+WECOM_KEY = "wecom-key-0123456789abcdef"
+DING_TOKEN = "ding-token-0123456789abcdef"
+DING_SECRET = "SECding0123456789abcdefsecret"
+FEISHU_HOOK = "feishu-hook-0123456789abcdef"
+FEISHU_SECRET = "feishu-secret-0123456789"
+NOW = datetime(2026, 11, 25, 5, 17)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Robots:
+    """WeCom, DingTalk and Feishu on one local server: records each POST, answers from a script."""
+
+    def __init__(self):
+        self.received = {"wecom": [], "dingtalk": [], "feishu": []}
+        self.script = {"wecom": [], "dingtalk": [], "feishu": []}  # answers to give before the ok one
+
+    OK = {"wecom": {"errcode": 0, "errmsg": "ok"}, "dingtalk": {"errcode": 0, "errmsg": "ok"},
+          "feishu": {"StatusCode": 0, "StatusMessage": "success", "code": 0, "data": {}, "msg": "success"}}
+
+    def __call__(self, environ, start_response):
+        request = Request(environ)
+        channel = request.path.strip("/").split("/")[0]
+        self.received[channel].append({"path": request.path, "args": request.args.to_dict(),
+                                       "json": json.loads(request.get_data()),
+                                       "content_type": request.content_type, "at": time.time()})
+        answer = self.script[channel].pop(0) if self.script[channel] else self.OK[channel]
+        if isinstance(answer, int):
+            return Response("boom", answer)(environ, start_response)
+        return Response(json.dumps(answer), 200, content_type="application/json")(environ, start_response)
+
+
+@pytest.fixture
+def robots():
+    robots = Robots()
+    server = make_server("127.0.0.1", 0, robots, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    robots.base = f"http://127.0.0.1:{server.server_port}"
+    yield robots
+    server.shutdown()
+
+
+def robot_config(robots):
+    return {"ALERT_WECOM_URL": f"{robots.base}/wecom/cgi-bin/webhook/send?key={WECOM_KEY}",
+            "ALERT_DINGTALK_URL": f"{robots.base}/dingtalk/robot/send?access_token={DING_TOKEN}",
+            "ALERT_DINGTALK_SECRET": DING_SECRET,
+            "ALERT_FEISHU_URL": f"{robots.base}/feishu/open-apis/bot/v2/hook/{FEISHU_HOOK}",
+            "ALERT_FEISHU_SECRET": FEISHU_SECRET, "JOB_RETRY_BASE_S": 0}
+
+
+class Mailbox:
+    def __init__(self):
+        self.messages = []
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802  aiosmtpd's hook name
+        self.messages.append((envelope.mail_from, list(envelope.rcpt_tos),
+                              email.message_from_bytes(envelope.content, policy=email.policy.default)))
+        return "250 OK"
+
+
+@pytest.fixture
+def mailbox():
+    box = Mailbox()
+    controller = Controller(box, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    box.port = controller.port
+    yield box
+    controller.stop()
+
+
+def raise_in_transaction(app, kind="test", subject="Something broke", text="Details here.", now=NOW):
+    with app.app_context():
+        with write_transaction():
+            return alerts.raise_alert(kind, subject, text, now=now)
+
+
+def run(app):
+    with app.app_context():
+        return jobs.work(until_idle=True, max_jobs=50)
+
+
+def alert_rows(market, *where):
+    return market.rows(Alert, *where)
+
+
+# --- e-mail ---------------------------------------------------------------------------------------
+
+def test_email_is_delivered_over_smtp(app, market, mailbox):
+    app.config.update(ALERT_EMAIL_TO="ops@example.com, boss@example.com", ALERT_SMTP_HOST="127.0.0.1",
+                      ALERT_SMTP_PORT=mailbox.port, ALERT_SMTP_TLS="none", ALERT_SMTP_FROM="isvapp@example.com")
+    raise_in_transaction(app, subject="Order query failing 订单", text="The order API answered 401.")
+    run(app)
+    [(sender, recipients, message)] = mailbox.messages
+    assert sender == "isvapp@example.com" and recipients == ["ops@example.com", "boss@example.com"]
+    assert str(make_header(decode_header(message["Subject"]))) == "[isvapp] Order query failing 订单"
+    assert "The order API answered 401." in message.get_content()
+    [alert] = alert_rows(market)
+    assert alert.sent_at is not None
+
+
+def test_plain_smtp_is_refused_to_a_remote_host(app, market):
+    app.config.update(ALERT_EMAIL_TO="ops@example.com", ALERT_SMTP_HOST="smtp.example.com",
+                      ALERT_SMTP_TLS="none", ALERT_SMTP_PASSWORD="hunter2-very-secret")
+    raise_in_transaction(app)
+    run(app)
+    [job] = market.rows(Job, Job.kind == "alert")
+    assert job.state == JobState.DEAD and "loopback" in job.last_error  # a setting: no retrying
+    assert "hunter2" not in job.last_error
+    assert alert_rows(market)[0].sent_at is None
+    assert alert_rows(market, Alert.kind == "dead_job") == []  # a dead alert job raises no alert
+
+
+# --- robots ---------------------------------------------------------------------------------------
+
+def test_robots_get_their_documented_json_and_valid_signatures(app, market, robots):
+    app.config.update(robot_config(robots))
+    raise_in_transaction(app, subject="Disk low", text="3% free.")
+    started = time.time()
+    run(app)
+    [wecom], [ding], [feishu] = robots.received["wecom"], robots.received["dingtalk"], robots.received["feishu"]
+    content = "[isvapp] Disk low\n\n3% free."
+    assert wecom["json"] == {"msgtype": "text", "text": {"content": content}}
+    assert wecom["args"] == {"key": WECOM_KEY} and wecom["content_type"].startswith("application/json")
+
+    assert ding["json"] == {"msgtype": "text", "text": {"content": content}}
+    assert set(ding["args"]) == {"access_token", "timestamp", "sign"} and ding["args"]["access_token"] == DING_TOKEN
+    timestamp = ding["args"]["timestamp"]
+    assert abs(int(timestamp) / 1000 - started) < 60
+    expected = base64.b64encode(hmac.new(DING_SECRET.encode(), f"{timestamp}\n{DING_SECRET}".encode(),
+                                         hashlib.sha256).digest()).decode()
+    assert ding["args"]["sign"] == expected  # werkzeug has URL-decoded it: it was sent URL-encoded
+
+    body = feishu["json"]
+    assert set(body) == {"timestamp", "sign", "msg_type", "content"}
+    assert body["msg_type"] == "text" and body["content"] == {"text": content}
+    assert isinstance(body["timestamp"], str) and abs(int(body["timestamp"]) - started) < 60
+    expected = base64.b64encode(hmac.new(f"{body['timestamp']}\n{FEISHU_SECRET}".encode(), b"",
+                                         hashlib.sha256).digest()).decode()
+    assert body["sign"] == expected
+    assert alert_rows(market)[0].sent_at is not None
+
+
+def test_thirty_alike_in_one_window_make_one_alert_and_one_message(app, market, robots):
+    app.config.update(ALERT_WECOM_URL=robot_config(robots)["ALERT_WECOM_URL"])
+    for i in range(30):
+        raise_in_transaction(app, kind="order_query", subject="Order query failed", text=f"failure {i}",
+                             now=NOW + timedelta(seconds=i))
+    [alert] = alert_rows(market)
+    assert (alert.count, alert.text) == (30, "failure 0")
+    assert market.count(Job, Job.kind == "alert") == 1
+    run(app)
+    [message] = robots.received["wecom"]
+    assert "30 times" in message["json"]["text"]["content"]
+    raise_in_transaction(app, kind="order_query", now=NOW + timedelta(hours=1))  # the next window
+    assert len(alert_rows(market)) == 2
+
+
+def test_a_failing_channel_retries_without_resending_to_the_others(app, market, robots):
+    app.config.update(robot_config(robots))
+    robots.script["dingtalk"] = [{"errcode": 310000, "errmsg": "sign not match"}]
+    robots.script["feishu"] = [500]
+    raise_in_transaction(app)
+    with app.app_context():
+        assert jobs.run_one("w1").kind == "alert"
+    [job] = market.rows(Job, Job.kind == "alert")
+    assert job.state == JobState.QUEUED and job.payload["sent"] == ["wecom"]
+    assert "dingtalk: errcode 310000" in job.last_error and "feishu: answered HTTP 500" in job.last_error
+    for secret in (WECOM_KEY, DING_TOKEN, DING_SECRET, FEISHU_HOOK, FEISHU_SECRET):
+        assert secret not in job.last_error
+    assert alert_rows(market)[0].sent_at is None
+    run(app)
+    [job] = market.rows(Job, Job.kind == "alert")
+    assert job.state == JobState.DONE and job.attempts == 2
+    assert [len(robots.received[c]) for c in ("wecom", "dingtalk", "feishu")] == [1, 2, 2]
+    assert alert_rows(market)[0].sent_at is not None
+
+
+def test_https_is_required_except_to_loopback(app, market):
+    app.config.update(ALERT_WECOM_URL="http://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=" + WECOM_KEY)
+    raise_in_transaction(app)
+    run(app)
+    [job] = market.rows(Job, Job.kind == "alert")
+    assert job.state == JobState.DEAD and "https" in job.last_error and WECOM_KEY not in job.last_error
+
+
+# --- alert-test -----------------------------------------------------------------------------------
+
+def test_alert_test_sends_to_every_channel_now(app, runner, robots, mailbox, market):
+    app.config.update(robot_config(robots), ALERT_EMAIL_TO="ops@example.com", ALERT_SMTP_HOST="127.0.0.1",
+                      ALERT_SMTP_PORT=mailbox.port, ALERT_SMTP_TLS="none")
+    result = runner.invoke(args=["alert-test"])
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines() == ["email: ok", "wecom: ok", "dingtalk: ok", "feishu: ok"]
+    assert len(mailbox.messages) == 1 and all(len(v) == 1 for v in robots.received.values())
+    assert market.count(Job) == 0  # not through the queue
+
+    robots.script["feishu"] = [{"code": 19021, "msg": "sign match fail or timestamp is not within one hour"}]
+    result = runner.invoke(args=["alert-test"])
+    assert result.exit_code == 1
+    assert "feishu: code 19021" in result.output and FEISHU_SECRET not in result.output
+
+
+def test_alert_test_fails_when_nothing_is_configured(runner):
+    result = runner.invoke(args=["alert-test"])
+    assert result.exit_code == 1 and "no alert channel" in result.output
+
+
+# --- triggers -------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("app_config", [{"JOB_RETRY_BASE_S": 0, "JOB_MAX_ATTEMPTS": 2}])
+def test_a_dead_job_raises_a_dead_job_alert(app, market, robots, monkeypatch):
+    app.config.update(ALERT_WECOM_URL=robot_config(robots)["ALERT_WECOM_URL"])
+
+    def always_fails(job):
+        raise RuntimeError("the thing is down")
+    monkeypatch.setitem(jobs.HANDLERS, "test_fails", always_fails)
+    with app.app_context():
+        with write_transaction():
+            jobs.enqueue("test_fails", "k1")
+    run(app)
+    [failed] = market.rows(Job, Job.kind == "test_fails")
+    assert failed.state == JobState.DEAD
+    [alert] = alert_rows(market, Alert.kind == "dead_job")
+    assert "test_fails" in alert.subject and "the thing is down" in alert.text and alert.sent_at is not None
+    [message] = robots.received["wecom"]
+    assert "test_fails" in message["json"]["text"]["content"]
+
+
+def test_check_worker_heartbeat(app, market):
+    with app.app_context():
+        assert alerts.check_worker_heartbeat(now=NOW) is None  # no worker, but nothing waiting either
+        with write_transaction():
+            jobs.enqueue("prune", "p1")
+        assert alerts.check_worker_heartbeat(now=NOW) is not None  # jobs waiting, no worker ever
+        db.session.execute(Alert.__table__.delete())
+        db.session.commit()
+        status.report("worker_heartbeat", {"worker": "h:1", "pid": 1}, now=NOW - timedelta(seconds=100))
+        assert alerts.check_worker_heartbeat(now=NOW) is None
+        assert alerts.check_worker_heartbeat(now=NOW + timedelta(seconds=301)) is not None
+    [alert] = alert_rows(market, Alert.kind == "worker_silent")
+    assert "401 s old" in alert.text and "h:1" in alert.text
+
+
+def test_the_worker_reports_a_heartbeat(app):
+    with app.app_context():
+        jobs.work(until_idle=True)
+        value, updated_at = status.read("worker_heartbeat")["worker_heartbeat"]
+    assert value["worker"] == jobs.worker_id() and value["pid"] > 0
+
+
+def test_low_disk_raises_disk_low(app, market):
+    with app.app_context():
+        assert alerts.check_disk(usage=lambda _p: (1000, 100, 900)) is None
+        assert alerts.check_disk(usage=lambda _p: (1000, 950, 50)) is not None
+        jobs.check_disk(force=True)  # the real disk, through the periodic check: runs without error
+    [alert] = alert_rows(market, Alert.kind == "disk_low")
+    assert "5.0% free" in alert.text
+
+
+def test_raise_alert_alone_swallows_database_errors(app, monkeypatch):
+    def broken(*_a, **_k):
+        raise RuntimeError("database is locked")
+    monkeypatch.setattr(alerts, "insert_ignore", broken)
+    with app.app_context():
+        assert alerts.raise_alert_alone("x", "s", "t") is None
+
+
+# --- raised from the request path (isvapp.callbacklog) -------------------------------------------
+
+def test_a_000005_answer_and_repeated_signature_failures_raise_alerts(app, market, monkeypatch):
+    from isvapp.models import Alert
+    from sqlalchemy.exc import OperationalError
+    from .test_produce_g2 import new_order
+    import isvapp.produce.g2 as g2
+
+    def locked(*args, **kwargs):
+        raise OperationalError("INSERT", {}, Exception("database is locked"))
+    monkeypatch.setattr(g2.lifecycle, "new_instance", locked)
+    assert json.loads(market.g2(new_order()).data)["resultCode"] == "000005"
+    monkeypatch.undo()
+    for _ in range(10):
+        market.g2(new_order(), key="not-the-key")
+    with app.app_context():
+        alerts_by_kind = {a.kind: a for a in db.session.execute(select(Alert)).scalars()}
+    assert "000005" in alerts_by_kind["internal_error"].subject
+    assert "10 requests failed verification" in alerts_by_kind["signature_failures"].text
+
+
+def test_failing_callbacks_reach_the_local_receivers_through_a_real_gunicorn_and_worker(tmp_path, robots, mailbox):
+    """Ten wrong-key calls to a real gunicorn: one signature_failures alert, delivered by the worker
+    to the robots and by e-mail, saying how many."""
+    import requests
+    from isvapp.koo.signing import g2_signed_request
+    from .conftest import KEY
+    from .live import LiveServer
+    env = {f"ISVAPP_{k}": str(v) for k, v in robot_config(robots).items()}
+    env.update(ISVAPP_KOO_ACCESS_KEY=KEY, ISVAPP_ALERT_EMAIL_TO="merchant@example.com",
+               ISVAPP_ALERT_SMTP_HOST="127.0.0.1", ISVAPP_ALERT_SMTP_PORT=str(mailbox.port),
+               ISVAPP_ALERT_SMTP_TLS="none", ISVAPP_ALERT_SMTP_FROM="isvapp@example.com")
+    with LiveServer(tmp_path, workers=1, env=env) as server:
+        for n in range(12):
+            raw, query = g2_signed_request("not-the-key", {"activity": "newInstance", "orderId": f"A{n}",
+                                                           "orderLineId": f"A{n}-1", "businessId": f"a{n}"})
+            answer = requests.post(server.url + "/produce", params=query, data=raw, timeout=10,
+                                   headers={"Content-Type": "application/json"}).json()
+            assert answer["resultCode"] == "000001"
+        time.sleep(0.5)
+        server.flask("worker", "--until-idle")
+    texts = [r["json"]["text"]["content"] for r in robots.received["wecom"]]
+    assert len(texts) == 1 and "failed verification" in texts[0]
+    assert len(robots.received["dingtalk"]) == 1 and len(robots.received["feishu"]) == 1
+    [(_, to, message)] = mailbox.messages
+    assert to == ["merchant@example.com"] and "Signature failures are repeating" in message["Subject"]
