@@ -255,3 +255,13 @@ def test_csv_cells_that_look_like_formulas_are_neutralised(browser, market):
         from isvapp.dashboard.views import csv_cell
         assert csv_cell(start + "1+1") == "'" + start + "1+1"
     assert csv_cell(-5) == -5 and csv_cell("plain") == "plain"
+
+
+def test_detail_pages_show_labelled_fields_coloured_states_and_local_times(browser, market):
+    market.g1({**g1_order(), "businessId": "labelled", "expireTime": "20301231160000"})
+    page = browser.get("/admin/instances/labelled").get_data(as_text=True)
+    assert "<dt>Order line</dt>" in page and "order_line_id" not in page and "expire_time" not in page
+    assert 'class="badge state state-active">ACTIVE' in page
+    assert "2031-01-01 00:00" in page  # 16:00 UTC shown in Asia/Shanghai
+    chinese = browser.get("/admin/instances/labelled?lang=zh").get_data(as_text=True)
+    assert "<dt>订单行</dt>" in chinese and ">正常</span>" in chinese

@@ -35,10 +35,34 @@ def _after(response):
     return i18n.remember(security.secure_headers(response))
 
 
+FIELD_LABELS = {
+    "generation": "Protocol generation", "product_type": "Product type", "order_id": "Order",
+    "order_line_id": "Order line", "product_id": "Product", "sku_code": "Specification (SKU)",
+    "customer_id": "Customer ID", "customer_name": "Customer", "user_id": "IAM user ID", "user_name": "IAM user",
+    "charging_mode": "Charging mode", "period_type": "Period", "period_number": "Number of periods",
+    "trial": "Trial", "details_state": "Order details", "expire_time": "Expires", "created_at": "Created",
+    "released_at": "Released",
+}
+TIME_FIELDS = {"expire_time", "created_at", "released_at"}
+
+
+def field_value(row, name):
+    """A field as a person reads it: times in the merchant's zone, yes/no, states translated."""
+    value = getattr(row, name)
+    if name in TIME_FIELDS:
+        return local_time(value)
+    if isinstance(value, bool):
+        return i18n.gettext("Yes" if value else "No")
+    if name == "details_state" and value:
+        return i18n.gettext(f"details {value}")
+    return "" if value is None else value
+
+
 @bp.app_context_processor
 def _template_helpers():
     return {"_": i18n.gettext, "csrf_token": security.csrf_token, "admin": security.current_admin,
-            "lang": lambda: i18n.g.get("lang", "en")}
+            "lang": lambda: i18n.g.get("lang", "en"), "field_label": lambda name: FIELD_LABELS.get(name, name),
+            "field_value": field_value}
 
 
 @bp.app_template_filter("local")
