@@ -23,7 +23,7 @@ from flask.cli import with_appcontext
 from sqlalchemy import and_, or_, select, update
 
 from . import status
-from .db import insert_ignore, write_transaction
+from .db import insert_ignore, insert_ignore_many, write_transaction
 from .extensions import db
 from .models import Job, JobState, utcnow
 
@@ -50,13 +50,21 @@ def periodic(function):
     return function
 
 
+def job_row(kind, key, payload=None, instance_id=None, delay_s=0):
+    now = utcnow()
+    return dict(kind=kind, key=str(key)[:100], payload=payload, instance_id=instance_id, state=JobState.QUEUED,
+                attempts=0, max_attempts=int(current_app.config["JOB_MAX_ATTEMPTS"]),
+                run_after=now + timedelta(seconds=delay_s), created_at=now, updated_at=now)
+
+
 def enqueue(kind, key, payload=None, instance_id=None, delay_s=0):
     """Add a job inside the caller's transaction; a second job with the same (kind, key) is not added."""
-    config = current_app.config
-    return insert_ignore(Job, kind=kind, key=str(key)[:100], payload=payload, instance_id=instance_id,
-                         state=JobState.QUEUED, attempts=0, max_attempts=int(config["JOB_MAX_ATTEMPTS"]),
-                         run_after=utcnow() + timedelta(seconds=delay_s), created_at=utcnow(),
-                         updated_at=utcnow())
+    return insert_ignore(Job, **job_row(kind, key, payload, instance_id, delay_s))
+
+
+def enqueue_many(rows):
+    """Several job_row()s in one statement (a lifecycle event's jobs), inside the caller's transaction."""
+    insert_ignore_many(Job, rows)
 
 
 def backoff_s(attempts, base_s, max_s, rng=random):

@@ -24,7 +24,6 @@ from .koo.fieldcrypto import encrypt_field
 from .models import Answer, Conflict, DetailsState, Event, Instance, InstanceState, utcnow
 
 
-_INSERT_INSTANCE = Instance.__table__.insert()
 _INSERT_EVENT = Event.__table__.insert()
 # Every column, with its plain default: what a freshly inserted row holds.
 _INSTANCE_BLANK = {c.name: (c.default.arg if c.default is not None and c.default.is_scalar else None)
@@ -39,14 +38,15 @@ def request_digest(fields):
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def _claim(key, activity, digest, instance_id=None):
+def _claim(key, activity, digest, instance_id=None, body=None):
     """Claim an idempotency key. Returns None when claimed now, else the first answer's row.
 
-    A repeat whose payload differs is still answered with the first answer (the marketplace must
-    see one consistent truth) and recorded as a conflict for the merchant to look at.
+    ``body``, when the answer is known before the claim, is stored with it (one statement, not an
+    INSERT and an UPDATE). A repeat whose payload differs is still answered with the first answer
+    (the marketplace must see one consistent truth) and recorded as a conflict for the merchant.
     """
     if insert_ignore(Answer, key=key, activity=activity, request_digest=digest,
-                     instance_id=instance_id, created_at=utcnow()):
+                     instance_id=instance_id, body=body, created_at=utcnow()):
         return None
     first = db.session.execute(select(Answer).where(Answer.key == key)).scalar_one()
     if first.request_digest != digest:
@@ -67,19 +67,22 @@ FETCH_AFTER = {"created", "upgraded", "renewed", "trial_converted", "renewal_can
 
 def emit(kind, instance, **payload):
     """Record a lifecycle event and its jobs in the same transaction as the state change."""
-    event_id = record_event(kind, instance.instance_id, instance.order_id, payload)
+    more = []
     if kind in FETCH_AFTER and instance.generation in ("G2", "LIC2"):
-        jobs.enqueue("fetch_order", event_id, instance_id=instance.instance_id, payload={
-            "order_id": payload.get("order_id") or instance.order_id,
-            "order_line_id": payload.get("order_line_id") or instance.order_line_id})
+        more.append(("fetch_order", {"order_id": payload.get("order_id") or instance.order_id,
+                                     "order_line_id": payload.get("order_line_id") or instance.order_line_id}))
+    record_event(kind, instance.instance_id, instance.order_id, payload, more)
 
 
-def record_event(kind, instance_id, order_id, payload):
-    """Write an event (Kit syncs have no instance row) and the job that runs its provisioning hook."""
+def record_event(kind, instance_id, order_id, payload, more_jobs=()):
+    """Write an event (Kit syncs have no instance row) and its jobs: the provisioning hook's, and
+    ``more_jobs`` ((kind, payload) pairs, keyed by the event too), all in one statement."""
     event_id = str(uuid.uuid4())
     db.session.execute(_INSERT_EVENT, dict(event_id=event_id, kind=kind, instance_id=instance_id or None,
                                            order_id=order_id or None, payload=payload or None))
-    jobs.enqueue("provision", event_id, instance_id=instance_id or None)
+    jobs.enqueue_many([jobs.job_row("provision", event_id, None, instance_id or None)]
+                      + [jobs.job_row(job_kind, event_id, job_payload, instance_id or None)
+                         for job_kind, job_payload in more_jobs])
     return event_id
 
 
@@ -119,33 +122,52 @@ def order_key(order_id, order_line_id=None, product_id=None, pay_per_use=False):
 
 # --- activities ------------------------------------------------------------------------------
 
-def new_instance(settings, *, key, digest, business_id, attrs, render):
+def new_instance(settings, *, key, digest, business_id, attrs, render, render_writes=False):
     """Create the instance for an order line once; every repeat gets the first answer.
 
     ``attrs`` are Instance columns from the request; ``render(instance)`` builds the answer
     bytes in the caller's generation's shape. instanceId = the first request's businessId.
+    ``render_writes``: rendering stores something (a license document), so it may only run once
+    the order is claimed; otherwise the answer is made before the claim and written with it.
     """
-    stored = _claim(key, "newInstance", digest)
+    # The instance and its answer are made before the claim, so the answer is written once, with
+    # its body, and the instance with INSERT ... ON CONFLICT: no read first (profiled: each
+    # statement under the write lock costs more than the work done here).
+    instance, values, body = _new_instance_row(settings, business_id, attrs, None if render_writes else render)
+    stored = _claim(key, "newInstance", digest, instance.instance_id, body)
     if stored is not None:
         if not (attrs.get("test_flag") and _released(stored.instance_id)):
             return stored.body
         # The Seller Console debugs every round with the same MOCK order ids: a new round must
         # get a live instance, not the last round's released one.
         oddities.note(f"debugging round again: test instance {stored.instance_id} was released; a new one made")
-    instance_id = business_id
-    if db.session.execute(select(Instance.id).where(Instance.instance_id == instance_id)).first():
-        instance_id = uuid.uuid4().hex  # a reused businessId must not merge two orders
+        _insert_instance(settings, instance, values, attrs, render)
+        return _store(key, render(instance), instance.instance_id)
+    if not _insert_instance(settings, instance, values, attrs, render) or body is None:
+        return _store(key, render(instance), instance.instance_id)  # a reused businessId got a new id
+    return body
+
+
+def _new_instance_row(settings, instance_id, attrs, render):
     login = credentials.initial_credentials(settings, instance_id, attrs.get("order_id"))
     values = dict(instance_id=instance_id, state=InstanceState.ACTIVE,
                   front_end_url=login["front_end_url"], admin_url=login["admin_url"],
                   admin_user=login["admin_user"], memo=login["memo"],
                   admin_password_sealed=vault.seal(settings.secret_key, login["admin_password"]), **attrs)
-    # A Core INSERT, not an ORM object: this runs while holding the database's write lock, and
-    # the unit of work cost more than the statement (profiled). ``instance`` is the row's values.
-    db.session.execute(_INSERT_INSTANCE, values)
-    instance = SimpleNamespace(**{**_INSTANCE_BLANK, **values})
+    instance = SimpleNamespace(**{**_INSTANCE_BLANK, **values})  # the row as inserted
+    return instance, values, render(instance) if render else None
+
+
+def _insert_instance(settings, instance, values, attrs, render):
+    """Insert the instance (a Core statement); True when its businessId was free. A reused businessId
+    must not merge two orders: the instance then gets a new id (and ``instance`` is updated)."""
+    fresh = insert_ignore(Instance, **values)
+    if not fresh:
+        other, values, _ = _new_instance_row(settings, uuid.uuid4().hex, attrs, None)
+        instance.__dict__.update(other.__dict__)
+        insert_ignore(Instance, **values)
     emit("created", instance, details=instance.details_state)
-    return _store(key, render(instance), instance.instance_id)
+    return fresh
 
 
 def _released(instance_id):

@@ -67,9 +67,10 @@ def g1_digest(d):
 
 
 def g1_new_instance(cfg, d, generation="G1", render=None):
+    """``render``: a License's answer, which issues the document (so it runs after the claim)."""
     return lifecycle.new_instance(
         cfg, key=g1_order_key(cfg, d), digest=g1_digest(d), business_id=d["businessId"],
-        attrs=order_attrs(cfg, d, generation),
+        attrs=order_attrs(cfg, d, generation), render_writes=render is not None,
         render=render or (lambda instance: envelope(**instance_info(cfg, instance, encrypted=True))))
 
 
