@@ -52,7 +52,7 @@ def field_value(row, name):
     if name in TIME_FIELDS:
         return local_time(value)
     if isinstance(value, bool):
-        return i18n.gettext("Yes" if value else "No")
+        return i18n.gettext("Yes") if value else i18n.gettext("No")
     if name == "details_state" and value:
         return i18n.gettext(f"details {value}")
     return "" if value is None else value
