@@ -25,7 +25,7 @@ from datetime import timedelta
 from sqlalchemy import func, select
 
 from . import alerts
-from .db import write_transaction
+from .db import execute_prepared, write_transaction
 from .extensions import db
 from .koo import oddities
 from .models import Callback, utcnow
@@ -170,7 +170,7 @@ _INSERT_CALLBACK = Callback.__table__.insert()
 def log_in_transaction(body, text):
     """Write the row inside the request's own write transaction, just before it commits: one lock
     hand-over per callback instead of two, and the row is as durable as the order it records."""
-    db.session.execute(_INSERT_CALLBACK, _row(body, text))
+    execute_prepared(_INSERT_CALLBACK, _row(body, text))
     g.callback_logged = True
 
 
@@ -179,7 +179,11 @@ def _row(body, text):
     try:
         answer = json.loads(body) if body else {}
     except ValueError:
-        answer = {}
+        answer = None
+    if not isinstance(answer, dict):
+        response, answer = redact_body(body), {}  # not an envelope: kept as its size
+    else:
+        response = redact(answer)
     return dict(
         received_at=utcnow(), method=request.method, path=request.path[:255], generation=info.get("generation"),
         activity=(info.get("activity") or None) and str(info["activity"])[:32],
@@ -194,7 +198,7 @@ def _row(body, text):
         result_msg=str(answer.get("resultMsg", ""))[:255] or None,
         duration_ms=round((time.perf_counter() - g.get("callback_t0", time.perf_counter())) * 1000, 2),
         remote_addr=(request.remote_addr or "")[:64], request=text,
-        response=_dumps(redact_body(body)) if body else "",
+        response=_dumps(response) if body else "",
     )
 
 

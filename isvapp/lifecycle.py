@@ -15,7 +15,7 @@ from types import SimpleNamespace
 from sqlalchemy import select
 
 from . import credentials, jobs, vault
-from .db import insert_ignore
+from .db import execute_prepared, insert_ignore
 from .extensions import db
 from .koo import codes, oddities
 from .koo.codes import KooError
@@ -78,8 +78,8 @@ def record_event(kind, instance_id, order_id, payload, more_jobs=()):
     """Write an event (Kit syncs have no instance row) and its jobs: the provisioning hook's, and
     ``more_jobs`` ((kind, payload) pairs, keyed by the event too), all in one statement."""
     event_id = str(uuid.uuid4())
-    db.session.execute(_INSERT_EVENT, dict(event_id=event_id, kind=kind, instance_id=instance_id or None,
-                                           order_id=order_id or None, payload=payload or None))
+    execute_prepared(_INSERT_EVENT, dict(event_id=event_id, kind=kind, instance_id=instance_id or None,
+                                         order_id=order_id or None, payload=payload or None))
     jobs.enqueue_many([jobs.job_row("provision", event_id, None, instance_id or None)]
                       + [jobs.job_row(job_kind, event_id, job_payload, instance_id or None)
                          for job_kind, job_payload in more_jobs])
@@ -122,7 +122,13 @@ def order_key(order_id, order_line_id=None, product_id=None, pay_per_use=False):
 
 # --- activities ------------------------------------------------------------------------------
 
-def new_instance(settings, *, key, digest, business_id, attrs, render, render_writes=False):
+def prepare_new_instance(settings, business_id, attrs, render):
+    """The new instance's row and answer, made before the write lock is taken (credentials, the
+    sealed password, the rendered answer): the lock is then held only for the statements."""
+    return _new_instance_row(settings, business_id, attrs, render)
+
+
+def new_instance(settings, *, key, digest, business_id, attrs, render, render_writes=False, prepared=None):
     """Create the instance for an order line once; every repeat gets the first answer.
 
     ``attrs`` are Instance columns from the request; ``render(instance)`` builds the answer
@@ -133,7 +139,8 @@ def new_instance(settings, *, key, digest, business_id, attrs, render, render_wr
     # The instance and its answer are made before the claim, so the answer is written once, with
     # its body, and the instance with INSERT ... ON CONFLICT: no read first (profiled: each
     # statement under the write lock costs more than the work done here).
-    instance, values, body = _new_instance_row(settings, business_id, attrs, None if render_writes else render)
+    instance, values, body = prepared or _new_instance_row(settings, business_id, attrs,
+                                                           None if render_writes else render)
     stored = _claim(key, "newInstance", digest, instance.instance_id, body)
     if stored is not None:
         if not (attrs.get("test_flag") and _released(stored.instance_id)):

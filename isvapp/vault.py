@@ -4,6 +4,7 @@ The database file is the thing most often copied around (backups, bug reports); 
 in it is useless without the instance folder's SECRET_KEY.
 """
 import base64
+import functools
 import os
 
 from cryptography.hazmat.primitives import hashes
@@ -13,18 +14,20 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 _INFO = b"isvapp vault v1"
 
 
-def _key(secret_key):
+@functools.lru_cache(maxsize=8)
+def _aead(secret_key):
+    """The AES-GCM key derived from SECRET_KEY, derived once per process (it runs for every order)."""
     if not secret_key:
         raise RuntimeError("SECRET_KEY is not configured: cannot seal or open stored secrets")
-    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_INFO).derive(secret_key.encode("utf-8"))
+    return AESGCM(HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_INFO).derive(secret_key.encode("utf-8")))
 
 
 def seal(secret_key, plaintext):
     nonce = os.urandom(12)
-    sealed = AESGCM(_key(secret_key)).encrypt(nonce, plaintext.encode("utf-8"), _INFO)
+    sealed = _aead(secret_key).encrypt(nonce, plaintext.encode("utf-8"), _INFO)
     return "v1:" + base64.b64encode(nonce + sealed).decode("ascii")
 
 
 def unseal(secret_key, token):
     raw = base64.b64decode(token.removeprefix("v1:"))
-    return AESGCM(_key(secret_key)).decrypt(raw[:12], raw[12:], _INFO).decode("utf-8")
+    return _aead(secret_key).decrypt(raw[:12], raw[12:], _INFO).decode("utf-8")

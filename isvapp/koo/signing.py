@@ -4,6 +4,7 @@ Pure functions over strings and bytes, in the style of Stripe's webhook verifier
 expected value, compare in constant time, raise one exception type (KooError) with the reason.
 """
 import base64
+import functools
 import hashlib
 import hmac
 import json
@@ -122,6 +123,7 @@ def request_fingerprint(*parts):
     return digest.hexdigest()
 
 
+@functools.lru_cache(maxsize=64)
 def key_fingerprint(key):
     """How a key is named on pages and in logs: never the key, a short hash of it."""
     return "sha256:" + hashlib.sha256(key.encode("utf-8")).hexdigest()[:12] if key else None

@@ -14,7 +14,7 @@ from ..provisioning import instance_fields, load_provisioner
 from ..koo import codes
 from ..koo.codes import KooError
 from ..koo import oddities
-from .pipeline import Activity, now_ms, parse_json_object, require_keys, serve, settings, signed_by
+from .pipeline import PREPARED, Activity, now_ms, parse_json_object, require_keys, serve, settings, signed_by
 
 
 def _compact(mapping):
@@ -29,15 +29,26 @@ def instance_info(cfg, instance, encrypted, type_inside=True):
                      "appInfo": _compact(lifecycle.app_info(cfg, instance, encrypted))})
 
 
+def _new_instance_attrs(d, generation, product_type):
+    return dict(generation=generation, product_type=product_type, order_id=d["orderId"],
+                order_line_id=d["orderLineId"], test_flag=d["testFlag"], details_state=DetailsState.PENDING)
+
+
+def _render_new(instance):
+    return envelope(instanceId=instance.instance_id)
+
+
+def prepare_new_instance(cfg, d, generation="G2", product_type="saas"):
+    return lifecycle.prepare_new_instance(cfg, d["businessId"], _new_instance_attrs(d, generation, product_type),
+                                          _render_new)
+
+
 def new_instance(cfg, d, generation="G2", product_type="saas"):
     return lifecycle.new_instance(
         cfg, key=lifecycle.order_key(d["orderId"], d["orderLineId"]),
         digest=lifecycle.request_digest({k: d[k] for k in ("orderId", "orderLineId", "testFlag")}),
-        business_id=d["businessId"],
-        attrs=dict(generation=generation, product_type=product_type, order_id=d["orderId"],
-                   order_line_id=d["orderLineId"], test_flag=d["testFlag"],
-                   details_state=DetailsState.PENDING),
-        render=lambda instance: envelope(instanceId=instance.instance_id))
+        business_id=d["businessId"], attrs=_new_instance_attrs(d, generation, product_type),
+        render=_render_new, prepared=d.get(PREPARED))
 
 
 def refresh_instance(cfg, d, render=None):
@@ -96,7 +107,7 @@ def order_notify(cfg, d):
 
 
 ACTIVITIES = {
-    "newInstance": Activity(schemas.G2NewInstance, new_instance),
+    "newInstance": Activity(schemas.G2NewInstance, new_instance, prepare=prepare_new_instance),
     "refreshInstance": Activity(schemas.G2RefreshInstance, refresh_instance),
     "updateInstanceStatus": Activity(schemas.G2UpdateInstanceStatus, update_instance_status),
     "upgradeInstance": Activity(schemas.G2UpgradeInstance, upgrade_instance),

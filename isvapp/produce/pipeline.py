@@ -6,6 +6,7 @@ Each generation's module verifies its own way and hands over a :class:`Signed`; 
 pipeline serves them all, so G1, G2, License and Kit meet in the same lifecycle calls, the same
 replay rule and the same answers.
 """
+import functools
 import json
 import time
 from dataclasses import dataclass, replace
@@ -28,6 +29,12 @@ class Activity(NamedTuple):
     schema: type[Schema]
     handler: Callable  # (settings, data) -> answer bytes
     writes: bool = True  # False: answered afresh every time, outside the write lock (queries, checks)
+    # (settings, data) -> what the handler can use from data[PREPARED]: work done before the write
+    # lock is taken, so the lock is held for the statements only.
+    prepare: Callable | None = None
+
+
+PREPARED = "_prepared"
 
 
 @dataclass(frozen=True)
@@ -64,9 +71,13 @@ def signed_by(key, sent_ms, kit=False, **identity):
     """
     g.koo_key = key
     callbacklog.note(key_fingerprint=key_fingerprint(key), clock_skew_ms=int(now_ms() - sent_ms))
-    cfg = settings()
-    cfg = replace(cfg, kit_access_key=key) if kit else replace(cfg, access_key=key)
-    return Signed(cfg=cfg, **identity)
+    return Signed(cfg=_settings_for(settings(), key, kit), **identity)
+
+
+@functools.lru_cache(maxsize=64)
+def _settings_for(cfg, key, kit):
+    """The settings as seen by a request one of the keys verified (few keys: made once each)."""
+    return replace(cfg, kit_access_key=key) if kit else replace(cfg, access_key=key)
 
 
 def g1_sent_ms(text):
@@ -93,9 +104,14 @@ def parse_json_object(raw):
     return payload
 
 
+_schemas = {}
+
+
 def load(schema, payload):
+    """Validate with one shared instance per schema (building one copies its fields: profiled)."""
+    instance = _schemas.get(schema) or _schemas.setdefault(schema, schema())
     try:
-        return schema().load(payload)
+        return instance.load(payload)
     except ValidationError as error:
         raise KooError(codes.INVALID_PARAM, schemas.validation_message(error)) from None
 
@@ -134,6 +150,8 @@ def perform(spec, data, signed):
     so the usual case, a request never seen, costs no extra statement.
     """
     text = callbacklog.request_text()
+    if spec.prepare is not None:
+        data = {**data, PREPARED: spec.prepare(signed.cfg, data)}
     try:
         with write_transaction():
             body = spec.handler(signed.cfg, data)
