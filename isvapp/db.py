@@ -22,7 +22,7 @@ import click
 from alembic.migration import MigrationContext
 from flask.cli import with_appcontext
 from flask_migrate import stamp, upgrade
-from sqlalchemy import event, inspect
+from sqlalchemy import event, exc, inspect
 from sqlalchemy.dialects import postgresql, sqlite
 
 from .extensions import db, migrate
@@ -260,9 +260,10 @@ def execute_prepared(statement, params, returning=False):
     defaults, exactly what SQLAlchemy would send, and hands the SQL to the driver. ``params`` is a
     dict, or a list of dicts (executemany). ``returning``: the first row, or None.
 
-    Any error is left for SQLAlchemy to report: the statement is run again through it, so errors
-    arrive wrapped as everywhere else (OperationalError -> 000005) and its connection events (a
-    read-only or vanished SQLite file invalidates the connection) still fire.
+    Errors arrive wrapped as everywhere else (OperationalError -> 000005). On SQLite a failed
+    statement is run again through SQLAlchemy, so its connection events (a read-only or vanished
+    file invalidates the connection) fire; PostgreSQL has aborted the transaction by then, so the
+    driver's error is wrapped the way SQLAlchemy would have wrapped it.
     """
     rows = params if isinstance(params, list) else [params]
     connection = _transaction_connection.get() or db.session.connection()
@@ -297,7 +298,10 @@ def execute_prepared(statement, params, returning=False):
             return None
         cursor.execute(sql, bind(rows[0]))
         return cursor.fetchone() if returning else None
-    except Exception:  # noqa: BLE001  reported by SQLAlchemy, below
+    except Exception as error:  # noqa: BLE001  reported as SQLAlchemy reports it, below
+        dbapi_error = connection.dialect.loaded_dbapi.Error
+        if connection.dialect.name != "sqlite" and isinstance(error, dbapi_error):
+            raise exc.DBAPIError.instance(sql, None, error, dbapi_error, dialect=connection.dialect) from error
         result = db.session.execute(statement, params)
         return result.first() if returning else None
     finally:
