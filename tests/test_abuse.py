@@ -6,43 +6,18 @@ targets; BENCHMARKS.md records the measured ones (bench/abuse.py).
 import json
 import threading
 import time
-from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
 import requests
 
+from bench.abuse import MIB, peak_rss_mib, tiny_objects, worker_pids
 from isvapp.koo import codes
 from isvapp.koo.signing import g1_auth_token, g1_signed_params, g2_signed_request
 
 from .conftest import KEY, KIT_KEY
 from .live import LiveServer
 from .test_produce_g2 import new_order
-
-MIB = 1024 * 1024
-
-
-def worker_pids(master_pid):
-    """gunicorn's workers: the processes whose parent is the master."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == master_pid:
-                pids.append(int(entry.name))
-    return pids
-
-
-def peak_rss_mib(pid):
-    """VmHWM: the most resident memory the process ever had."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
@@ -51,11 +26,6 @@ def server(tmp_path_factory):
            "ISVAPP_KOO_KIT_ACCESS_KEY": KIT_KEY, "ISVAPP_ACCESS_LOG": str(folder / "access.log")}
     with LiveServer(folder, workers=2, env=env) as live:
         yield live
-
-
-def tiny_objects(size):
-    """A JSON list of tiny objects: the shape that costs a JSON parser the most memory per byte."""
-    return b"[" + b",".join([b"{}"] * (size // 3)) + b"]"
 
 
 def test_huge_unsigned_bodies_cost_little_memory_and_time(server):

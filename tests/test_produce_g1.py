@@ -158,16 +158,21 @@ def test_refusals_name_the_problem_and_store_nothing(market, params, code, words
     assert market.count(Instance) == 0 and market.count(Answer) == 0
 
 
-@pytest.mark.parametrize("field, value, words", [
-    ("orderId", "x" * 65, "orderId"), ("businessId", None, "businessId"), ("orderId", None, "orderId"),
-])
-def test_bad_new_instance_fields(market, field, value, words):
+def g1_order_with(field, value):
+    """The reference order with one field changed (None: left out)."""
     params = g1_order()
     if value is None:
         del params[field]
     else:
         params[field] = value
-    answer = signed_result(market.g1(params))
+    return params
+
+
+@pytest.mark.parametrize("field, value, words", [
+    ("orderId", "x" * 65, "orderId"), ("businessId", None, "businessId"), ("orderId", None, "orderId"),
+])
+def test_bad_new_instance_fields(market, field, value, words):
+    answer = signed_result(market.g1(g1_order_with(field, value)))
     assert answer["resultCode"] == codes.INVALID_PARAM and words in answer["resultMsg"]
     assert market.count(Instance) == 0
 
@@ -193,12 +198,7 @@ def test_wrong_or_missing_token_is_refused_with_a_signed_answer(market):
 ])
 def test_odd_but_signed_orders_are_created_with_a_warning(market, field, value, stored, warning):
     """Lenient about shape: a signed order is created; what was odd is noted on the callback log row."""
-    params = g1_order()
-    if value is None:
-        del params[field]
-    else:
-        params[field] = value
-    answer = signed_result(market.g1(params))
+    answer = signed_result(market.g1(g1_order_with(field, value)))
     assert answer["resultCode"] == codes.SUCCESS, answer
     [instance] = market.rows(Instance)
     column, expected = stored
