@@ -1,6 +1,9 @@
 """The callback log: every marketplace request, its answer, and how long it took.
 
-Rows are written after the answer has been sent (``call_on_close``), in their own transaction:
+A request that changes something is logged inside its own write transaction, just before it
+commits (log_in_transaction): one lock hand-over and one fsync per callback, and the row is as
+durable as the order. Every other row (refusals, queries, resends) is written after the answer
+has been sent (``call_on_close``), in a transaction of its own that does not wait for the disk:
 a locked database must not push the answer past the marketplace's 5 s budget, and a failure to
 log must never change the answer. Secrets are redacted before anything is stored.
 
