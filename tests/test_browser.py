@@ -117,6 +117,9 @@ def test_every_page_in_both_languages_with_screenshots(site, lang, word):
     with sync_playwright() as p:
         browser = launch(p)
         page = browser.new_page(locale="zh-CN" if lang == "zh" else "en-US", viewport={"width": 1280, "height": 900})
+        page.goto(site.url + f"/admin/login?lang={lang}")
+        page.screenshot(path=str(ARTIFACTS / f"page-login-{lang}.png"), full_page=True)
+        assert ("登录" if lang == "zh" else "Log in") in page.inner_text("main")
         log_in(page, site.url)
         page.goto(site.url + f"/admin/?lang={lang}")
         for name, path in pages.items():
