@@ -149,7 +149,7 @@ def finish(response):
         if not admitted:
             return response
     if g.get("callback_logged"):  # written with the request's own transaction (log_in_transaction)
-        if time.monotonic() - _last_heartbeat_check[0] > HEARTBEAT_CHECK_S:
+        if _heartbeat_check_due():
             app = current_app._get_current_object()
             response.call_on_close(lambda: _check_heartbeat(app))
         return response
@@ -245,16 +245,23 @@ def _alerts_after(row):
                                      f"{failures} requests failed verification in {SIGNATURE_FAILURES_MIN} minutes "
                                      f"(the last from {row['remote_addr']}): the Key in isvapp may not match the "
                                      "Seller Console's, or someone is probing the production URL.")
-    if time.monotonic() - _last_heartbeat_check[0] > HEARTBEAT_CHECK_S:
-        _last_heartbeat_check[0] = time.monotonic()
+    if _heartbeat_check_due():
         alerts.check_worker_heartbeat()
 
 
+def _heartbeat_check_due():
+    """True at most once a HEARTBEAT_CHECK_S per process: the worker check runs after answers."""
+    now = time.monotonic()
+    if now - _last_heartbeat_check[0] <= HEARTBEAT_CHECK_S:
+        return False
+    _last_heartbeat_check[0] = now
+    return True
+
+
 def _check_heartbeat(app):
-    """After an answer whose log row went with its transaction: the once-a-minute worker check."""
+    """After an answer whose log row went with its transaction: the worker check, when due."""
     with app.app_context():
         try:
-            _last_heartbeat_check[0] = time.monotonic()
             alerts.check_worker_heartbeat()
         finally:
             db.session.remove()
