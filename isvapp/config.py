@@ -14,6 +14,10 @@ DEFAULTS = {
     # Every other marketplace interface: its bodies are a few hundred bytes.
     "KOO_MAX_BODY_BYTES": 1024 * 1024,
     "SQLITE_BUSY_TIMEOUT_S": 3,
+    # True: a callback's write-ahead log is fsynced right after its commit, outside the write lock,
+    # and before the answer (isvapp.db.write_transaction). False: SQLite's synchronous=FULL, the
+    # fsync inside COMMIT, holding the lock. Either way an acknowledged order survives a power cut.
+    "SQLITE_SYNC_AFTER_COMMIT": True,
     # The Seller Console's Key; several (a list, or text separated by commas or spaces) when several
     # products with different keys point at this server, or while a key is being rotated.
     "KOO_ACCESS_KEY": None,
@@ -99,7 +103,8 @@ def _keys(value):
     return tuple(dict.fromkeys(str(item).strip() for item in items if str(item).strip()))
 
 
-def _flag(value):
+def is_true(value):
+    """A setting read as a yes/no: from the environment it may arrive as text ("false")."""
     if isinstance(value, str):
         return value.strip().lower() in ("1", "true", "yes", "on")
     return bool(value)
@@ -149,7 +154,7 @@ def load_settings(config):
         kit_rsa_private_key=_text(config.get("KOO_KIT_RSA_PRIVATE_KEY")),
         encrypt_type=encrypt_type,
         signature_window_s=int(config.get("KOO_SIGNATURE_WINDOW_S") or 60),
-        v2_plaintext_appinfo=_flag(config.get("KOO_V2_PLAINTEXT_APPINFO")),
+        v2_plaintext_appinfo=is_true(config.get("KOO_V2_PLAINTEXT_APPINFO")),
         secret_key=_text(config.get("SECRET_KEY")),
         frontend_url_template=str(config.get("APP_FRONTEND_URL_TEMPLATE") or ""),
         admin_url_template=str(config.get("APP_ADMIN_URL_TEMPLATE") or ""),
