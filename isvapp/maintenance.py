@@ -26,15 +26,24 @@ PRUNE_BATCH = 2000
 
 
 def _delete_older(model, column, cutoff, batch=PRUNE_BATCH, where=()):
-    """Delete rows with ``column < cutoff`` (and ``where``) in batches; returns how many went."""
+    """Delete rows with ``column < cutoff`` (and ``where``) in batches; returns how many went.
+
+    Each batch's ids are read first, outside the write lock, then deleted by id: the replay store
+    has no index on its time (an index is one more page written by every callback, issue 17), so
+    its lookup walks the table in id order (oldest first, and the walk stops at the batch size),
+    and no walk may hold the lock the callbacks wait for.
+    """
     total = 0
     while True:
-        ids = select(model.id).where(column < cutoff, *where).limit(batch).scalar_subquery()
-        with write_transaction() as session:
-            deleted = session.execute(delete(model).where(model.id.in_(ids))).rowcount
+        ids = db.session.execute(select(model.id).where(column < cutoff, *where)
+                                 .order_by(model.id).limit(batch)).scalars().all()
         db.session.remove()
-        total += deleted
-        if deleted < batch:
+        if not ids:
+            return total
+        with write_transaction() as session:
+            total += session.execute(delete(model).where(model.id.in_(ids), column < cutoff)).rowcount
+        db.session.remove()
+        if len(ids) < batch:
             return total
 
 

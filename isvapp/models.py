@@ -82,7 +82,7 @@ class Answer(db.Model):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     key: Mapped[str] = mapped_column(String(400), unique=True)  # activity|id|id...
     activity: Mapped[str] = mapped_column(String(32))
-    instance_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    instance_id: Mapped[str | None] = mapped_column(String(64))
     request_digest: Mapped[str] = mapped_column(String(64))
     body: Mapped[bytes | None] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
@@ -118,7 +118,7 @@ class SignedRequest(db.Model):
     nonce: Mapped[str] = mapped_column(String(128))  # a nonce reused with another timestamp is a replay too
     fingerprint: Mapped[str] = mapped_column(String(64))
     answer: Mapped[bytes] = mapped_column(LargeBinary)
-    seen_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
+    seen_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     __table_args__ = (UniqueConstraint("scope", "token", name="uq_signed_requests_scope_token"),
                       UniqueConstraint("scope", "nonce", name="uq_signed_requests_scope_nonce"))
 
@@ -137,7 +137,7 @@ class Event(db.Model):
     instance_id: Mapped[str | None] = mapped_column(String(64), index=True)
     order_id: Mapped[str | None] = mapped_column(String(64))
     payload: Mapped[dict | None] = mapped_column(JSON)
-    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 
 class Callback(db.Model):
@@ -327,8 +327,7 @@ class Job(db.Model):
     finished_at: Mapped[datetime | None] = mapped_column(DateTime)
     __table_args__ = (UniqueConstraint("kind", "key", name="uq_jobs_kind_key"),
                       Index("ix_jobs_due", "state", "run_after"),
-                      Index("ix_jobs_instance", "instance_id"),
-                      Index("ix_jobs_updated", "updated_at"))
+                      Index("ix_jobs_instance", "instance_id"))
 
 
 class UsageState:
