@@ -240,8 +240,11 @@ _synced_wal_inode = {}
 
 
 def sync_file(path):
-    """fsync ``path`` (a -wal file): its frames, and, the first time this process sees this file,
-    its folder, so a log made since the last checkpoint is found after a power cut.
+    """Sync ``path`` (a -wal file) to disk: its frames, and, the first time this process sees this
+    file, its folder, so a log made since the last checkpoint is found after a power cut.
+
+    fdatasync, as SQLite's own commit syncs the log on Linux: the data and what is needed to read
+    it back (the size, when the log grew), without a journal commit for its modification time.
 
     A log that is not there has been checkpointed into the database (SQLite syncs that) and
     removed: there is nothing left to sync. An fsync that fails raises: the transaction is
@@ -253,7 +256,7 @@ def sync_file(path):
     except FileNotFoundError:
         return
     try:
-        os.fsync(fd)
+        os.fdatasync(fd)
         inode = os.fstat(fd).st_ino
     finally:
         os.close(fd)

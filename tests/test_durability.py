@@ -20,13 +20,16 @@ pytestmark = pytest.mark.sqlite_only
 def journal(app, monkeypatch):
     """What happened, in order: the SQL each connection ran, and the files fsynced (by path)."""
     entries = []
-    real_fsync = os.fsync
+    real_fsync, real_fdatasync = os.fsync, os.fdatasync
 
-    def fsync(fd):
-        real_fsync(fd)
-        entries.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+    def recorder(real):
+        def sync(fd):
+            real(fd)
+            entries.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+        return sync
 
-    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "fsync", recorder(real_fsync))  # the folder
+    monkeypatch.setattr(os, "fdatasync", recorder(real_fdatasync))  # the log's data, as SQLite syncs it
     with app.app_context():
         engine = db.engine
         engine.dispose()  # connections made from here on are traced
@@ -80,7 +83,7 @@ def test_an_order_whose_log_cannot_be_synced_is_not_acknowledged(market, journal
     """The fsync fails (a dying disk): the marketplace gets 000005, never a success it cannot rely
     on; its retry, once the disk is back, gets the instance the first request made."""
     entries, path = journal
-    real_fsync = os.fsync
+    real_fsync = os.fdatasync
     failures = []
 
     def failing(fd):
@@ -89,7 +92,7 @@ def test_an_order_whose_log_cannot_be_synced_is_not_acknowledged(market, journal
             raise OSError(5, "Input/output error")
         real_fsync(fd)
 
-    monkeypatch.setattr(os, "fsync", failing)
+    monkeypatch.setattr(os, "fdatasync", failing)
     order = new_order("CSDURABLE6")
     first = result(market.g2(order))
     assert first["resultCode"] == "000005" and failures
