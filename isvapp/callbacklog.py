@@ -156,7 +156,7 @@ def finish(response):
     if dropped:
         info["note"] = (f"{dropped} earlier refused requests from this address were not logged "
                         f"(over {budget.per_minute} a minute); " + (info.get("note") or ""))
-    row = _row(response.get_data(), _request_text(verified))
+    row = row_for(response.get_data(), _request_text(verified))
     app = current_app._get_current_object()
     response.call_on_close(lambda: _write(app, row))
     return response
@@ -170,14 +170,26 @@ def request_text():
 _INSERT_CALLBACK = Callback.__table__.insert()
 
 
-def log_in_transaction(body, text):
+def log_in_transaction(body, text, row=None):
     """Write the row inside the request's own write transaction, just before it commits: one lock
-    hand-over per callback instead of two, and the row is as durable as the order it records."""
-    execute_prepared(_INSERT_CALLBACK, _row(body, text))
+    hand-over per callback instead of two, and the row is as durable as the order it records.
+
+    ``row``: :func:`row_for` this body, made before the lock was taken (the answer was known by
+    then); only its duration is brought up to date here.
+    """
+    if row is None:
+        row = row_for(body, text)
+    else:
+        row["duration_ms"] = _elapsed_ms()
+    execute_prepared(_INSERT_CALLBACK, row)
     g.callback_logged = True
 
 
-def _row(body, text):
+def _elapsed_ms():
+    return round((time.perf_counter() - g.get("callback_t0", time.perf_counter())) * 1000, 2)
+
+
+def row_for(body, text):
     info = g.get("callback", {})
     try:
         answer = json.loads(body) if body else {}
@@ -199,7 +211,7 @@ def _row(body, text):
         https=request.is_secure,
         result_code=str(answer.get("resultCode", ""))[:8] or None,
         result_msg=str(answer.get("resultMsg", ""))[:255] or None,
-        duration_ms=round((time.perf_counter() - g.get("callback_t0", time.perf_counter())) * 1000, 2),
+        duration_ms=_elapsed_ms(),
         remote_addr=(request.remote_addr or "")[:64], request=text,
         response=_dumps(response) if body else "",
     )

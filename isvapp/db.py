@@ -18,6 +18,7 @@ import stat
 import time
 from contextlib import contextmanager
 from contextvars import ContextVar
+from typing import NamedTuple
 
 import click
 from flask import current_app
@@ -272,64 +273,79 @@ def sync_file(path):
 _insert_ignore_statements = {}
 
 
+def _insert_ignore_statement(table, columns, many=False):
+    """INSERT ... ON CONFLICT DO NOTHING for ``table`` and these columns, built once per dialect.
+
+    One row: with RETURNING, not rowcount, to tell an inserted row: with SQLAlchemy 2.1 and psycopg,
+    rowcount came back -1 for this INSERT (every nonce looked replayed on PostgreSQL). Several rows
+    (executemany): no RETURNING, the caller does not need to know which were new. Built with
+    .values() on every call, the statement cost more than the INSERT itself (profiled).
+    """
+    table = getattr(table, "__table__", table)
+    key = (db.engine.dialect.name, table.name, many, tuple(sorted(columns)))
+    statement = _insert_ignore_statements.get(key)
+    if statement is None:
+        dialect = postgresql if key[0] == "postgresql" else sqlite
+        statement = dialect.insert(table).on_conflict_do_nothing()
+        if not many:
+            statement = statement.returning(*table.primary_key.columns)
+        _insert_ignore_statements[key] = statement
+    return statement
+
+
+def bind_insert_ignore(table, **values):
+    """:func:`insert_ignore`'s statement with its values bound, to be run later by :func:`run_bound`."""
+    return bind_prepared(_insert_ignore_statement(table, values), values, returning=True)
+
+
 def insert_ignore(table, **values):
     """INSERT ... ON CONFLICT DO NOTHING on either database; returns True when a row was inserted.
 
     Idempotency rests on this and a UNIQUE constraint, never on check-then-insert.
-    The inserted row is detected with RETURNING, not rowcount: with SQLAlchemy 2.1 and psycopg,
-    rowcount came back -1 for this INSERT (every nonce looked replayed on PostgreSQL). The
-    statement is built once per table and column set and the values passed as parameters:
-    building it with .values() on every call cost more than the INSERT itself (profiled).
     """
-    table = getattr(table, "__table__", table)
-    key = (db.engine.dialect.name, table.name, tuple(sorted(values)))
-    statement = _insert_ignore_statements.get(key)
-    if statement is None:
-        dialect = postgresql if key[0] == "postgresql" else sqlite
-        statement = _insert_ignore_statements[key] = (
-            dialect.insert(table).on_conflict_do_nothing().returning(*table.primary_key.columns))
-    return execute_prepared(statement, values, returning=True) is not None
+    return run_bound(bind_insert_ignore(table, **values)) is not None
 
 
-def insert_ignore_many(table, rows):
-    """INSERT ... ON CONFLICT DO NOTHING for several rows in one executemany (no RETURNING: the
-    caller does not need to know which were new). Rows must share their columns."""
-    table = getattr(table, "__table__", table)
-    key = (db.engine.dialect.name, table.name, "many", tuple(sorted(rows[0])))
-    statement = _insert_ignore_statements.get(key)
-    if statement is None:
-        dialect = postgresql if key[0] == "postgresql" else sqlite
-        statement = _insert_ignore_statements[key] = dialect.insert(table).on_conflict_do_nothing()
-    execute_prepared(statement, rows)
+def bind_insert_ignore_many(table, rows):
+    """Several rows of INSERT ... ON CONFLICT DO NOTHING in one executemany. Rows share their columns."""
+    return bind_prepared(_insert_ignore_statement(table, rows[0], many=True), list(rows))
 
 
 _prepared = {}
-# The connection of the write transaction in progress (execute_prepared runs on it).
+# The connection of the write transaction in progress (run_bound runs on it).
 _transaction_connection = ContextVar("isvapp_transaction_connection", default=None)
 
 
-def execute_prepared(statement, params, returning=False):
-    """Run a Core INSERT on the session's own connection and transaction, compiled once.
+class Bound(NamedTuple):
+    """A Core INSERT compiled once and its parameters bound: what is left to do is the driver's.
 
-    The write path runs a handful of these per callback while holding SQLite's write lock, and
+    Made before the write lock is taken where the values are known then (newInstance's rows), so
+    the lock is held for the statements alone (issue 17).
+    """
+
+    statement: object
+    params: object  # as given: a dict, or a list of dicts (executemany)
+    sql: str
+    values: list  # in the driver's form and order, one list (or dict) per row
+    many: bool
+    returning: bool
+
+
+def bind_prepared(statement, params, returning=False):
+    """Compile ``statement`` once per dialect and column set, and bind ``params`` to it exactly as
+    SQLAlchemy would: the column types' bind processors and the columns' Python defaults applied.
+
     SQLAlchemy's per-execution machinery (compile-cache lookups, parameter processing, result
-    setup) cost more than the statements (profiled, issue 17). The statement is compiled once per
-    dialect and column set; each call applies the column types' own bind processors and Python
-    defaults, exactly what SQLAlchemy would send, and hands the SQL to the driver. ``params`` is a
-    dict, or a list of dicts (executemany). ``returning``: the first row, or None.
-
-    Errors arrive wrapped as everywhere else (OperationalError -> 000005). On SQLite a failed
-    statement is run again through SQLAlchemy, so its connection events (a read-only or vanished
-    file invalidates the connection) fire; PostgreSQL has aborted the transaction by then, so the
-    driver's error is wrapped the way SQLAlchemy would have wrapped it.
+    setup) cost more than the statements on the write path (profiled, issue 17). ``params`` is a
+    dict, or a list of dicts (executemany); ``returning``: :func:`run_bound` returns the first row.
     """
     rows = params if isinstance(params, list) else [params]
-    connection = _transaction_connection.get() or db.session.connection()
+    dialect = db.engine.dialect
     columns = tuple(sorted(rows[0]))
-    key = (id(statement), connection.dialect.name, columns)
+    key = (id(statement), dialect.name, columns)
     entry = _prepared.get(key)
     if entry is None:
-        compiled = statement.compile(dialect=connection.dialect, column_keys=list(columns))
+        compiled = statement.compile(dialect=dialect, column_keys=list(columns))
         processors = compiled._bind_processors
         defaults = {col.key: col.default.arg if col.default.is_callable else (lambda _, value=col.default.arg: value)
                     for col in compiled.insert_prefetch if col.default is not None}
@@ -349,21 +365,39 @@ def execute_prepared(statement, params, returning=False):
             values[i] = process(values[i])
         return values if positional else dict(zip(names, values))
 
+    return Bound(statement, params, sql, [bind(row) for row in rows], isinstance(params, list), returning)
+
+
+def run_bound(bound):
+    """Run a :class:`Bound` on the write transaction's own connection: its first row when it
+    returns rows, else None.
+
+    Errors arrive wrapped as everywhere else (OperationalError -> 000005). On SQLite a failed
+    statement is run again through SQLAlchemy, so its connection events (a read-only or vanished
+    file invalidates the connection) fire; PostgreSQL has aborted the transaction by then, so the
+    driver's error is wrapped the way SQLAlchemy would have wrapped it.
+    """
+    connection = _transaction_connection.get() or db.session.connection()
     cursor = connection.connection.driver_connection.cursor()
     try:
-        if len(rows) > 1 or isinstance(params, list):
-            cursor.executemany(sql, [bind(row) for row in rows])
+        if bound.many:
+            cursor.executemany(bound.sql, bound.values)
             return None
-        cursor.execute(sql, bind(rows[0]))
-        return cursor.fetchone() if returning else None
+        cursor.execute(bound.sql, bound.values[0])
+        return cursor.fetchone() if bound.returning else None
     except Exception as error:  # noqa: BLE001  reported as SQLAlchemy reports it, below
         dbapi_error = connection.dialect.loaded_dbapi.Error
         if connection.dialect.name != "sqlite" and isinstance(error, dbapi_error):
-            raise exc.DBAPIError.instance(sql, None, error, dbapi_error, dialect=connection.dialect) from error
-        result = db.session.execute(statement, params)
-        return result.first() if returning else None
+            raise exc.DBAPIError.instance(bound.sql, None, error, dbapi_error, dialect=connection.dialect) from error
+        result = db.session.execute(bound.statement, bound.params)
+        return result.first() if bound.returning else None
     finally:
         cursor.close()
+
+
+def execute_prepared(statement, params, returning=False):
+    """Run a Core INSERT on the session's own connection and transaction, compiled once."""
+    return run_bound(bind_prepared(statement, params, returning))
 
 
 BATCH = 1000

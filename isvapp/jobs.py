@@ -23,7 +23,7 @@ from flask.cli import with_appcontext
 from sqlalchemy import and_, or_, select, update
 
 from . import status
-from .db import insert_ignore, insert_ignore_many, write_transaction
+from .db import bind_insert_ignore_many, insert_ignore, write_transaction
 from .extensions import db
 from .models import Job, JobState, utcnow
 
@@ -62,9 +62,10 @@ def enqueue(kind, key, payload=None, instance_id=None, delay_s=0):
     return insert_ignore(Job, **job_row(kind, key, payload, instance_id, delay_s))
 
 
-def enqueue_many(rows):
-    """Several job_row()s in one statement (a lifecycle event's jobs), inside the caller's transaction."""
-    insert_ignore_many(Job, rows)
+def bind_enqueue_many(rows):
+    """Several job_row()s in one statement (a lifecycle event's jobs), bound, for the caller's
+    transaction to run (db.run_bound)."""
+    return bind_insert_ignore_many(Job, rows)
 
 
 def backoff_s(attempts, base_s, max_s, rng=random):

@@ -11,11 +11,12 @@ import hashlib
 import json
 import uuid
 from types import SimpleNamespace
+from typing import NamedTuple
 
 from sqlalchemy import select
 
 from . import credentials, jobs, vault
-from .db import execute_prepared, insert_ignore
+from .db import Bound, bind_insert_ignore, bind_prepared, insert_ignore, run_bound
 from .extensions import db
 from .koo import codes, oddities
 from .koo.codes import KooError
@@ -38,15 +39,21 @@ def request_digest(fields):
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def _claim(key, activity, digest, instance_id=None, body=None):
-    """Claim an idempotency key. Returns None when claimed now, else the first answer's row.
+def _answer_row(key, activity, digest, instance_id=None, body=None):
+    """The claim of an idempotency key, bound: ``body``, when the answer is known before the claim,
+    is stored with it (one statement, not an INSERT and an UPDATE)."""
+    return bind_insert_ignore(Answer, key=key, activity=activity, request_digest=digest,
+                              instance_id=instance_id, body=body, created_at=utcnow())
 
-    ``body``, when the answer is known before the claim, is stored with it (one statement, not an
-    INSERT and an UPDATE). A repeat whose payload differs is still answered with the first answer
-    (the marketplace must see one consistent truth) and recorded as a conflict for the merchant.
+
+def _claim(key, activity, digest, instance_id=None, body=None, bound=None):
+    """Claim an idempotency key (``bound``: its :func:`_answer_row`, made before the lock). Returns
+    None when claimed now, else the first answer's row.
+
+    A repeat whose payload differs is still answered with the first answer (the marketplace must
+    see one consistent truth) and recorded as a conflict for the merchant.
     """
-    if insert_ignore(Answer, key=key, activity=activity, request_digest=digest,
-                     instance_id=instance_id, body=body, created_at=utcnow()):
+    if run_bound(bound or _answer_row(key, activity, digest, instance_id, body)) is not None:
         return None
     first = db.session.execute(select(Answer).where(Answer.key == key)).scalar_one()
     if first.request_digest != digest:
@@ -67,23 +74,38 @@ FETCH_AFTER = {"created", "upgraded", "renewed", "trial_converted", "renewal_can
 
 def emit(kind, instance, **payload):
     """Record a lifecycle event and its jobs in the same transaction as the state change."""
+    for write in _event_writes(kind, instance, payload)[1]:
+        run_bound(write)
+
+
+def _event_writes(kind, instance, payload):
+    """An instance's event and its jobs, bound (run now by :func:`emit`, or later, under the lock,
+    by a prepared newInstance): the order is fetched again after the events that change it."""
     more = []
     if kind in FETCH_AFTER and instance.generation in ("G2", "LIC2"):
         more.append(("fetch_order", {"order_id": payload.get("order_id") or instance.order_id,
                                      "order_line_id": payload.get("order_line_id") or instance.order_line_id}))
-    record_event(kind, instance.instance_id, instance.order_id, payload, more)
+    return _bind_event(kind, instance.instance_id, instance.order_id, payload, more)
 
 
 def record_event(kind, instance_id, order_id, payload, more_jobs=()):
-    """Write an event (Kit syncs have no instance row) and its jobs: the provisioning hook's, and
-    ``more_jobs`` ((kind, payload) pairs, keyed by the event too), all in one statement."""
-    event_id = str(uuid.uuid4())
-    execute_prepared(_INSERT_EVENT, dict(event_id=event_id, kind=kind, instance_id=instance_id or None,
-                                         order_id=order_id or None, payload=payload or None))
-    jobs.enqueue_many([jobs.job_row("provision", event_id, None, instance_id or None)]
-                      + [jobs.job_row(job_kind, event_id, job_payload, instance_id or None)
-                         for job_kind, job_payload in more_jobs])
+    """Write an event (Kit syncs have no instance row) and its jobs; returns the event id."""
+    event_id, writes = _bind_event(kind, instance_id, order_id, payload, more_jobs)
+    for write in writes:
+        run_bound(write)
     return event_id
+
+
+def _bind_event(kind, instance_id, order_id, payload, more_jobs=()):
+    """The event row and, in one statement, its jobs: the provisioning hook's, and ``more_jobs``
+    ((kind, payload) pairs, keyed by the event too). Returns (event id, the two statements)."""
+    event_id = str(uuid.uuid4())
+    event = bind_prepared(_INSERT_EVENT, dict(event_id=event_id, kind=kind, instance_id=instance_id or None,
+                                              order_id=order_id or None, payload=payload or None))
+    queued = jobs.bind_enqueue_many([jobs.job_row("provision", event_id, None, instance_id or None)]
+                                    + [jobs.job_row(job_kind, event_id, job_payload, instance_id or None)
+                                       for job_kind, job_payload in more_jobs])
+    return event_id, [event, queued]
 
 
 def find_instance(instance_id):
@@ -122,37 +144,59 @@ def order_key(order_id, order_line_id=None, product_id=None, pay_per_use=False):
 
 # --- activities ------------------------------------------------------------------------------
 
-def prepare_new_instance(settings, business_id, attrs, render):
-    """The new instance's row and answer, made before the write lock is taken (credentials, the
-    sealed password, the rendered answer): the lock is then held only for the statements."""
-    return _new_instance_row(settings, business_id, attrs, render)
+class NewInstancePlan(NamedTuple):
+    """A newInstance made before the write lock is taken: the row, the answer (None when rendering
+    it stores something), and every statement the usual case runs, bound. Under the lock the
+    statements alone are run (issue 17: the lock is the one thing the workers queue for)."""
+
+    key: str
+    digest: str
+    attrs: dict
+    instance: SimpleNamespace  # the row as inserted
+    values: dict
+    body: bytes | None
+    claim: Bound  # the order line's answer row, with the answer
+    insert: Bound  # the instance
+    created: list  # its "created" event and that event's jobs
 
 
-def new_instance(settings, *, key, digest, business_id, attrs, render, render_writes=False, prepared=None):
+def prepare_new_instance(settings, *, key, digest, business_id, attrs, render):
+    """The plan for a newInstance (credentials made, password sealed, answer rendered, statements
+    bound); ``render`` None when the answer may only be made once the order is claimed."""
+    instance, values, body = _new_instance_row(settings, business_id, attrs, render)
+    return NewInstancePlan(key, digest, attrs, instance, values, body, claim=_answer_row(key, "newInstance", digest, instance.instance_id, body),
+                           insert=bind_insert_ignore(Instance, **values),
+                           created=_event_writes("created", instance, {"details": instance.details_state})[1])
+
+
+def new_instance(settings, *, render, prepared=None, key=None, digest=None, business_id=None, attrs=None,
+                 render_writes=False):
     """Create the instance for an order line once; every repeat gets the first answer.
 
     ``attrs`` are Instance columns from the request; ``render(instance)`` builds the answer
     bytes in the caller's generation's shape. instanceId = the first request's businessId.
     ``render_writes``: rendering stores something (a license document), so it may only run once
     the order is claimed; otherwise the answer is made before the claim and written with it.
+    ``prepared``: the :class:`NewInstancePlan`, made before the lock; without one it is made here
+    from ``key``, ``digest``, ``business_id`` and ``attrs``.
     """
-    # The instance and its answer are made before the claim, so the answer is written once, with
-    # its body, and the instance with INSERT ... ON CONFLICT: no read first (profiled: each
-    # statement under the write lock costs more than the work done here).
-    instance, values, body = prepared or _new_instance_row(settings, business_id, attrs,
-                                                           None if render_writes else render)
-    stored = _claim(key, "newInstance", digest, instance.instance_id, body)
+    # The answer is written once, with its body, and the instance with INSERT ... ON CONFLICT: no
+    # read first (profiled: each statement under the write lock costs more than the work done here).
+    plan = prepared or prepare_new_instance(settings, key=key, digest=digest, business_id=business_id,
+                                            attrs=attrs, render=None if render_writes else render)
+    key, attrs = plan.key, plan.attrs
+    stored = _claim(key, "newInstance", plan.digest, bound=plan.claim)
     if stored is not None:
         if not (attrs.get("test_flag") and _released(stored.instance_id)):
             return stored.body
         # The Seller Console debugs every round with the same MOCK order ids: a new round must
         # get a live instance, not the last round's released one.
         oddities.note(f"debugging round again: test instance {stored.instance_id} was released; a new one made")
-        _insert_instance(settings, instance, values, attrs, render)
-        return _store(key, render(instance), instance.instance_id)
-    if not _insert_instance(settings, instance, values, attrs, render) or body is None:
-        return _store(key, render(instance), instance.instance_id)  # a reused businessId got a new id
-    return body
+        _insert_instance(settings, plan, attrs)
+        return _store(key, render(plan.instance), plan.instance.instance_id)
+    if not _insert_instance(settings, plan, attrs) or plan.body is None:
+        return _store(key, render(plan.instance), plan.instance.instance_id)  # a reused businessId got a new id
+    return plan.body
 
 
 def _new_instance_row(settings, instance_id, attrs, render):
@@ -165,16 +209,19 @@ def _new_instance_row(settings, instance_id, attrs, render):
     return instance, values, render(instance) if render else None
 
 
-def _insert_instance(settings, instance, values, attrs, render):
-    """Insert the instance (a Core statement); True when its businessId was free. A reused businessId
-    must not merge two orders: the instance then gets a new id (and ``instance`` is updated)."""
-    fresh = insert_ignore(Instance, **values)
-    if not fresh:
-        other, values, _ = _new_instance_row(settings, uuid.uuid4().hex, attrs, None)
-        instance.__dict__.update(other.__dict__)
-        insert_ignore(Instance, **values)
-    emit("created", instance, details=instance.details_state)
-    return fresh
+def _insert_instance(settings, plan, attrs):
+    """Insert the planned instance and its event; True when its businessId was free. A reused
+    businessId must not merge two orders: the instance then gets a new id (``plan.instance`` is
+    updated) and its own event."""
+    if run_bound(plan.insert) is not None:
+        for write in plan.created:
+            run_bound(write)
+        return True
+    other, values, _ = _new_instance_row(settings, uuid.uuid4().hex, attrs, None)
+    plan.instance.__dict__.update(other.__dict__)
+    insert_ignore(Instance, **values)
+    emit("created", plan.instance, details=plan.instance.details_state)
+    return False
 
 
 def _released(instance_id):

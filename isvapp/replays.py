@@ -10,7 +10,7 @@ Refused requests are not stored: a resend of one is judged afresh.
 """
 from sqlalchemy import or_, select
 
-from .db import insert_ignore
+from .db import bind_insert_ignore, run_bound
 from .extensions import db
 from .koo import codes
 from .koo.codes import KooError
@@ -29,7 +29,14 @@ def stored_answer(signed):
     return row.answer
 
 
-def record(signed, answer):
-    """Claim the request's identity with its answer; False when another worker claimed it first."""
-    return insert_ignore(SignedRequest, scope=signed.scope, token=signed.token, nonce=signed.nonce,
-                         fingerprint=signed.fingerprint, answer=answer, seen_at=utcnow())
+def bind_record(signed, answer):
+    """The claim of the request's identity with its answer, bound (before the lock, when the answer
+    is known by then); :func:`record` runs it."""
+    return bind_insert_ignore(SignedRequest, scope=signed.scope, token=signed.token, nonce=signed.nonce,
+                              fingerprint=signed.fingerprint, answer=answer, seen_at=utcnow())
+
+
+def record(signed, answer, bound=None):
+    """Claim the request's identity with its answer (``bound``: its :func:`bind_record`); False when
+    another worker claimed it first."""
+    return run_bound(bound or bind_record(signed, answer)) is not None

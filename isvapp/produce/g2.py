@@ -29,9 +29,15 @@ def instance_info(cfg, instance, encrypted, type_inside=True):
                      "appInfo": _compact(lifecycle.app_info(cfg, instance, encrypted))})
 
 
-def _new_instance_attrs(d, generation, product_type):
-    return dict(generation=generation, product_type=product_type, order_id=d["orderId"],
-                order_line_id=d["orderLineId"], test_flag=d["testFlag"], details_state=DetailsState.PENDING)
+def _new_instance_args(d, generation, product_type):
+    """What identifies a G2 (or License-2.0) newInstance: its order line's key and payload digest,
+    the businessId, and the instance's columns from the request."""
+    return dict(key=lifecycle.order_key(d["orderId"], d["orderLineId"]),
+                digest=lifecycle.request_digest({k: d[k] for k in ("orderId", "orderLineId", "testFlag")}),
+                business_id=d["businessId"],
+                attrs=dict(generation=generation, product_type=product_type, order_id=d["orderId"],
+                           order_line_id=d["orderLineId"], test_flag=d["testFlag"],
+                           details_state=DetailsState.PENDING))
 
 
 def _render_new(instance):
@@ -39,16 +45,12 @@ def _render_new(instance):
 
 
 def prepare_new_instance(cfg, d, generation="G2", product_type="saas"):
-    return lifecycle.prepare_new_instance(cfg, d["businessId"], _new_instance_attrs(d, generation, product_type),
-                                          _render_new)
+    return lifecycle.prepare_new_instance(cfg, render=_render_new, **_new_instance_args(d, generation, product_type))
 
 
 def new_instance(cfg, d, generation="G2", product_type="saas"):
-    return lifecycle.new_instance(
-        cfg, key=lifecycle.order_key(d["orderId"], d["orderLineId"]),
-        digest=lifecycle.request_digest({k: d[k] for k in ("orderId", "orderLineId", "testFlag")}),
-        business_id=d["businessId"], attrs=_new_instance_attrs(d, generation, product_type),
-        render=_render_new, prepared=d.get(PREPARED))
+    return lifecycle.new_instance(cfg, render=_render_new,
+                                  prepared=d.get(PREPARED) or prepare_new_instance(cfg, d, generation, product_type))
 
 
 def refresh_instance(cfg, d, render=None):

@@ -30,7 +30,8 @@ class Activity(NamedTuple):
     handler: Callable  # (settings, data) -> answer bytes
     writes: bool = True  # False: answered afresh every time, outside the write lock (queries, checks)
     # (settings, data) -> what the handler can use from data[PREPARED]: work done before the write
-    # lock is taken, so the lock is held for the statements only.
+    # lock is taken, so the lock is held for the statements only. Its ``body`` is the answer the
+    # handler will give in the usual case (None: not known before the lock).
     prepare: Callable | None = None
 
 
@@ -151,14 +152,19 @@ def perform(spec, data, signed):
     so the usual case, a request never seen, costs no extra statement.
     """
     text = callbacklog.request_text()
+    early = None
     if spec.prepare is not None:
-        data = {**data, PREPARED: spec.prepare(signed.cfg, data)}
+        plan = spec.prepare(signed.cfg, data)
+        data = {**data, PREPARED: plan}
+        if plan.body is not None:  # the usual answer is known: its replay claim and log row too
+            early = (plan.body, replays.bind_record(signed, plan.body), callbacklog.row_for(plan.body, text))
     try:
         with write_transaction():
             body = spec.handler(signed.cfg, data)
-            if not replays.record(signed, body):
+            usual = early is not None and body is early[0]
+            if not replays.record(signed, body, early[1] if usual else None):
                 raise _Raced()
-            callbacklog.log_in_transaction(body, text)
+            callbacklog.log_in_transaction(body, text, early[2] if usual else None)
             return body
     except _Raced:
         stored = replays.stored_answer(signed)
