@@ -15,6 +15,7 @@ import os
 import random
 import sqlite3
 import stat
+import threading
 import time
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -164,7 +165,14 @@ def _begin_immediate(conn, busy_timeout_s):
     SQLAlchemy's execution machinery cost more than the statements); the last try goes through
     SQLAlchemy, so a lock that never frees surfaces as its OperationalError, answered 000005.
     """
-    raw = conn.connection.driver_connection
+    _retry_begin_immediate(conn.connection.driver_connection, busy_timeout_s,
+                           lambda: conn.exec_driver_sql("BEGIN IMMEDIATE"))
+
+
+def _retry_begin_immediate(raw, busy_timeout_s, last_try):
+    """The retries of :func:`_begin_immediate` on a driver connection. When the busy timeout runs
+    out (or the error is not a lock), ``last_try()``, still without SQLite's own waiting, makes
+    the final attempt and reports its error the way its caller reports errors."""
     deadline = time.monotonic() + busy_timeout_s
     raw.execute("PRAGMA busy_timeout=0")
     try:
@@ -176,7 +184,7 @@ def _begin_immediate(conn, busy_timeout_s):
                 if "locked" not in str(error):
                     break
                 time.sleep(random.uniform(0.0001, 0.0006))
-        conn.exec_driver_sql("BEGIN IMMEDIATE")  # the last try, still without SQLite's own waiting
+        last_try()
     finally:
         raw.execute(f"PRAGMA busy_timeout={int(busy_timeout_s * 1000)}")
 
@@ -219,6 +227,110 @@ def write_transaction(durable=True):
         raise
     finally:
         _transaction_connection.reset(token)
+
+
+class SessionRequired(Exception):
+    """Raised inside a :func:`lean_write_transaction` where the ORM session is needed: the caller
+    runs the whole transaction again in :func:`write_transaction` (it was rolled back)."""
+
+
+class _Lean(NamedTuple):
+    raw: sqlite3.Connection
+
+
+def session_required():
+    """Called before the ORM session is used by code a lean transaction may run (the unusual
+    branches of a newInstance: a repeated order, a reused businessId)."""
+    if isinstance(_transaction_connection.get(), _Lean):
+        raise SessionRequired()
+
+
+_lean_connections = threading.local()
+
+
+def lean_available():
+    """Lean write transactions are for SQLite (PostgreSQL's writers run at once; they use the session)."""
+    return "isvapp_lean" in current_app.extensions
+
+
+@contextmanager
+def lean_write_transaction():
+    """A write transaction without the ORM session, for statements bound before the lock
+    (:class:`Bound`, run with :func:`run_bound`): BEGIN IMMEDIATE, the statements, COMMIT, and the
+    log synced as :func:`write_transaction` syncs it.
+
+    Why: SQLAlchemy's session and connection plumbing cost a tenth of a worker's CPU per
+    newInstance (py-spy, issue 17), more than the statements. Each worker thread keeps one driver
+    connection of its own for this, made by the pool (so it has every connect-time setting) and
+    detached from it. An error rolls back and is reported as SQLAlchemy reports it (000005); a
+    connection a broken file made unusable is closed, and the next transaction opens a fresh one.
+    """
+    config = current_app.extensions["isvapp_lean"]
+    raw = _lean_connection(config)
+    token = _transaction_connection.set(_Lean(raw))
+    try:
+        try:
+            _retry_begin_immediate(raw, config["busy_timeout_s"], lambda: raw.execute("BEGIN IMMEDIATE"))
+            yield
+            raw.execute("COMMIT")
+        except sqlite3.Error as error:
+            raise exc.DBAPIError.instance("lean write transaction", None, error, sqlite3.Error,
+                                          dialect=db.engine.dialect) from error
+    except BaseException as error:
+        if raw.in_transaction:
+            try:
+                raw.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
+        if _is_broken(error):
+            _drop_lean_connection(raw)
+        raise
+    finally:
+        _transaction_connection.reset(token)
+    if config["wal"]:
+        sync_file(config["wal"])
+
+
+def _lean_connection(config):
+    """This thread's driver connection for lean transactions (per app: tests make several; per
+    process: a connection never crosses a fork). Disposing of the engine's pool (a connection's
+    settings changed, a file replaced) retires it too."""
+    connections = _lean_connections.__dict__
+    key = (config["key"], os.getpid())
+    raw, generation = connections.get(key, (None, None))
+    if raw is not None and generation != config["generation"]:
+        _drop_lean_connection(raw)
+        raw = None
+    if raw is None:
+        try:
+            fairy = db.engine.raw_connection()  # the pool's connect-time settings, errors unwrapped
+            raw = fairy.driver_connection
+            fairy.detach()  # ours from now on: the pool neither resets nor reuses it
+            raw.execute(f"PRAGMA synchronous={'NORMAL' if config['wal'] else 'FULL'}")
+        except sqlite3.Error as error:
+            raise exc.DBAPIError.instance("connect", None, error, sqlite3.Error,
+                                          dialect=db.engine.dialect) from error
+        connections[key] = (raw, config["generation"])
+        connections[("fairy",) + key] = fairy  # kept alive with it, so nothing finalises it
+    return raw
+
+
+def _drop_lean_connection(raw):
+    connections = _lean_connections.__dict__
+    for key, value in list(connections.items()):
+        if isinstance(value, tuple) and value[0] is raw:
+            del connections[key]
+            connections.pop(("fairy",) + key, None)
+    try:
+        raw.close()
+    except sqlite3.Error:
+        pass
+
+
+def _is_broken(error):
+    original = getattr(error, "orig", error)
+    return isinstance(original, sqlite3.Error) and any(
+        sign in str(original).lower() for sign in _SQLITE_RECONNECT_ERRORS)
 
 
 def _wal_to_sync():
@@ -372,13 +484,17 @@ def run_bound(bound):
     """Run a :class:`Bound` on the write transaction's own connection: its first row when it
     returns rows, else None.
 
-    Errors arrive wrapped as everywhere else (OperationalError -> 000005). On SQLite a failed
-    statement is run again through SQLAlchemy, so its connection events (a read-only or vanished
-    file invalidates the connection) fire; PostgreSQL has aborted the transaction by then, so the
-    driver's error is wrapped the way SQLAlchemy would have wrapped it.
+    Errors arrive wrapped as everywhere else (OperationalError -> 000005). On the session's SQLite
+    connection a failed statement is run again through SQLAlchemy, so its connection events (a
+    read-only or vanished file invalidates the connection) fire; PostgreSQL has aborted the
+    transaction by then, and a lean transaction has no session, so there the driver's error is
+    wrapped the way SQLAlchemy would have wrapped it (a lean connection is dropped by its
+    transaction instead).
     """
-    connection = _transaction_connection.get() or db.session.connection()
-    cursor = connection.connection.driver_connection.cursor()
+    current = _transaction_connection.get()
+    lean = isinstance(current, _Lean)
+    connection = None if lean else current or db.session.connection()
+    cursor = current.raw.cursor() if lean else connection.connection.driver_connection.cursor()
     try:
         if bound.many:
             cursor.executemany(bound.sql, bound.values)
@@ -386,9 +502,12 @@ def run_bound(bound):
         cursor.execute(bound.sql, bound.values[0])
         return cursor.fetchone() if bound.returning else None
     except Exception as error:  # noqa: BLE001  reported as SQLAlchemy reports it, below
-        dbapi_error = connection.dialect.loaded_dbapi.Error
-        if connection.dialect.name != "sqlite" and isinstance(error, dbapi_error):
-            raise exc.DBAPIError.instance(bound.sql, None, error, dbapi_error, dialect=connection.dialect) from error
+        dialect = db.engine.dialect if lean else connection.dialect
+        dbapi_error = dialect.loaded_dbapi.Error
+        if (lean or dialect.name != "sqlite") and isinstance(error, dbapi_error):
+            raise exc.DBAPIError.instance(bound.sql, None, error, dbapi_error, dialect=dialect) from error
+        if lean:
+            raise
         result = db.session.execute(bound.statement, bound.params)
         return result.first() if bound.returning else None
     finally:
@@ -457,6 +576,12 @@ def init_app(app):
             path = sqlite_file(db.engine.url)
             if path and is_true(app.config.get("SQLITE_SYNC_AFTER_COMMIT")):
                 app.extensions["isvapp_wal_to_sync"] = path + "-wal"
+            lean = app.extensions["isvapp_lean"] = {
+                "key": object(),  # this app's own lean connections
+                "generation": 0,  # bumped when the engine's pool is disposed of: they are retired
+                "wal": app.extensions.get("isvapp_wal_to_sync"),
+                "busy_timeout_s": float(app.config["SQLITE_BUSY_TIMEOUT_S"])}
+            event.listen(db.engine, "engine_disposed", lambda _engine: lean.update(generation=lean["generation"] + 1))
         elif db.engine.dialect.name == "postgresql":
             _install_postgresql_settings(db.engine, float(app.config["SQLITE_BUSY_TIMEOUT_S"]))
     app.cli.add_command(init_db_command)

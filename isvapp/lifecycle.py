@@ -1,7 +1,9 @@
 """The instance state machine and idempotency, shared by every protocol generation.
 
 Every function here runs inside the caller's :func:`db.write_transaction` (one short transaction
-per callback: claim, change state, store the answer). Functions return the answer's bytes: for a
+per callback: claim, change state, store the answer). A prepared newInstance's usual case runs in
+a :func:`db.lean_write_transaction` (no ORM session); what needs the session calls
+:func:`db.session_required` first, and the transaction is then done again on the session. Functions return the answer's bytes: for a
 repeat of an idempotent request that is the stored first answer, byte for byte.
 
 Idempotency is claimed with INSERT ... ON CONFLICT DO NOTHING on a UNIQUE key, never by
@@ -16,7 +18,7 @@ from typing import NamedTuple
 from sqlalchemy import select
 
 from . import credentials, jobs, vault
-from .db import Bound, bind_insert_ignore, bind_prepared, insert_ignore, run_bound
+from .db import Bound, bind_insert_ignore, bind_prepared, insert_ignore, run_bound, session_required
 from .extensions import db
 from .koo import codes, oddities
 from .koo.codes import KooError
@@ -55,6 +57,7 @@ def _claim(key, activity, digest, instance_id=None, body=None, bound=None):
     """
     if run_bound(bound or _answer_row(key, activity, digest, instance_id, body)) is not None:
         return None
+    session_required()
     first = db.session.execute(select(Answer).where(Answer.key == key)).scalar_one()
     if first.request_digest != digest:
         db.session.add(Conflict(key=key, activity=activity, instance_id=first.instance_id,
@@ -63,6 +66,7 @@ def _claim(key, activity, digest, instance_id=None, body=None, bound=None):
 
 
 def _store(key, body, instance_id=None):
+    session_required()
     db.session.execute(Answer.__table__.update().where(Answer.key == key)
                        .values(body=body, instance_id=instance_id))
     return body
@@ -109,6 +113,7 @@ def _bind_event(kind, instance_id, order_id, payload, more_jobs=()):
 
 
 def find_instance(instance_id):
+    session_required()
     return db.session.execute(select(Instance).where(Instance.instance_id == instance_id)).scalar_one_or_none()
 
 
@@ -217,6 +222,7 @@ def _insert_instance(settings, plan, attrs):
         for write in plan.created:
             run_bound(write)
         return True
+    session_required()
     other, values, _ = _new_instance_row(settings, uuid.uuid4().hex, attrs, None)
     plan.instance.__dict__.update(other.__dict__)
     insert_ignore(Instance, **values)

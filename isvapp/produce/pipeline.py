@@ -17,7 +17,7 @@ from marshmallow import Schema, ValidationError
 
 from .. import callbacklog, replays
 from ..config import Settings
-from ..db import write_transaction
+from ..db import SessionRequired, lean_available, lean_write_transaction, write_transaction
 from ..koo import codes, oddities, schemas
 from ..koo.codes import KooError
 from ..koo.signing import key_fingerprint
@@ -159,17 +159,27 @@ def perform(spec, data, signed):
         if plan.body is not None:  # the usual answer is known: its replay claim and log row too
             early = (plan.body, replays.bind_record(signed, plan.body), callbacklog.row_for(plan.body, text))
     try:
+        if early is not None and lean_available():
+            try:
+                with lean_write_transaction():
+                    return _perform_in_transaction(spec, data, signed, text, early)
+            except SessionRequired:  # an unusual case (a repeated order...): again, on the session
+                pass
         with write_transaction():
-            body = spec.handler(signed.cfg, data)
-            usual = early is not None and body is early[0]
-            if not replays.record(signed, body, early[1] if usual else None):
-                raise _Raced()
-            callbacklog.log_in_transaction(body, text, early[2] if usual else None)
-            return body
+            return _perform_in_transaction(spec, data, signed, text, early)
     except _Raced:
         stored = replays.stored_answer(signed)
         callbacklog.note(note="identical resend: the first answer, again")
         return stored
+
+
+def _perform_in_transaction(spec, data, signed, text, early):
+    body = spec.handler(signed.cfg, data)
+    usual = early is not None and body is early[0]
+    if not replays.record(signed, body, early[1] if usual else None):
+        raise _Raced()
+    callbacklog.log_in_transaction(body, text, early[2] if usual else None)
+    return body
 
 
 def serve(table, payload, signed):
