@@ -1,4 +1,5 @@
 """gunicorn settings for isvapp; each can be overridden with an ISVAPP_* environment variable."""
+import gc
 import os
 
 bind = os.environ.get("ISVAPP_BIND", "127.0.0.1:8000")
@@ -14,3 +15,16 @@ errorlog = "-"
 loglevel = os.environ.get("ISVAPP_LOG_LEVEL", "info")
 # Behind nginx on the same host, trust its X-Forwarded-* headers.
 forwarded_allow_ips = os.environ.get("ISVAPP_FORWARDED_ALLOW_IPS", "127.0.0.1")
+
+
+def post_worker_init(worker):
+    """Once a worker has loaded the app: take what is loaded out of the cyclic garbage collector's
+    scans (gc.freeze), and collect young objects less often.
+
+    Every full collection otherwise walks the whole loaded app (Flask, SQLAlchemy's metadata, the
+    translations: hundreds of thousands of objects) though none of it ever becomes garbage, and
+    a request allocates enough to set collections off every few requests. Measured (issue 17,
+    signed newInstance under wrk): about 5% more requests a second.
+    """
+    gc.freeze()
+    gc.set_threshold(50_000, 50, 100)
