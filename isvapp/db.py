@@ -4,7 +4,9 @@ SQLite is shared by processes, so: WAL (readers never block the writer), every w
 begun IMMEDIATE (a deferred one that upgrades to a write fails at once under contention instead of
 waiting), a busy timeout well inside the marketplace's 5 s budget, and an acknowledged order that
 survives power loss: each callback's write-ahead log is on disk before it is answered (see
-:func:`write_transaction` for where that fsync happens). PostgreSQL needs none of this; it gets a lock timeout
+:func:`write_transaction` for where that fsync happens). The hot path (a new order) binds its
+statements before the lock and runs them in a :func:`lean_write_transaction`, without the ORM
+session; everything else uses the session. PostgreSQL needs none of this; it gets a lock timeout
 of the same length instead, so a blocked write also fails in time to answer 000005.
 
 The schema is owned by Alembic migrations (isvapp/migrations, via Flask-Migrate): ``init-db``

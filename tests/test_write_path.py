@@ -45,14 +45,29 @@ def test_a_new_order_is_written_without_the_session(market, session_transactions
     assert logged[0].duration_ms > 0
 
 
-def test_a_repeated_order_is_answered_on_the_session_with_the_first_answer(market, session_transactions):
+def test_a_repeated_order_is_answered_from_the_lean_transaction_too(market, session_transactions):
+    """The marketplace retries in storms: a repeat reads the first answer (and records a conflict)
+    on the lean transaction's own connection, without the session."""
     first = result(market.g2(new_order("CSLEAN2")))
     again = result(market.g2(new_order("CSLEAN2")))  # a retry: a new businessId, a new nonce
-    assert again == first and session_transactions == [1]
+    assert again == first and session_transactions == []
     assert market.count(Instance, Instance.order_id == "CSLEAN2") == 1
     assert market.count(Conflict) == 0
     changed = result(market.g2(new_order("CSLEAN2", test_flag="1")))  # same order line, other payload
-    assert changed == first and market.count(Conflict) == 1
+    assert changed == first and market.count(Conflict) == 1 and session_transactions == []
+    conflict = market.rows(Conflict)[0]
+    assert conflict.key == "newInstance|CSLEAN2|CSLEAN2-000001" and conflict.first_digest != conflict.request_digest
+
+
+def test_a_repeated_debugging_order_whose_instance_was_released_gets_a_new_one_on_the_session(
+        market, session_transactions):
+    order = new_order("CSLEAN8", test_flag="1")
+    first = result(market.g2(order))
+    released = result(market.g2({"activity": "releaseInstance", "instanceId": first["instanceId"], "testFlag": "1"}))
+    assert released["resultCode"] == "000000"
+    session_transactions.clear()
+    again = result(market.g2(new_order("CSLEAN8", test_flag="1")))
+    assert again["instanceId"] != first["instanceId"] and session_transactions == [1]
 
 
 def test_a_reused_business_id_gets_a_new_instance_on_the_session(market, session_transactions):

@@ -150,6 +150,10 @@ def perform(spec, data, signed):
     transaction rolls back (whatever the activity did is undone) and the stored answer is sent;
     a different request with the same identity is refused there (000001). Nothing is read first,
     so the usual case, a request never seen, costs no extra statement.
+
+    When the activity prepared its answer before the lock (a new order), the replay claim and the
+    log row are made then too, and the transaction is a lean one (no ORM session) unless the
+    handler finds it needs the session (db.SessionRequired): then it is done again on the session.
     """
     text = callbacklog.request_text()
     early = None
