@@ -18,6 +18,9 @@ DEFAULTS = {
     # and before the answer (isvapp.db.write_transaction). False: SQLite's synchronous=FULL, the
     # fsync inside COMMIT, holding the lock. Either way an acknowledged order survives a power cut.
     "SQLITE_SYNC_AFTER_COMMIT": True,
+    # Pages the write-ahead log may hold before a commit copies it into the database file (SQLite's
+    # own default is 1,000; isvapp.db says why more).
+    "SQLITE_WAL_AUTOCHECKPOINT": 10_000,
     # The Seller Console's Key; several (a list, or text separated by commas or spaces) when several
     # products with different keys point at this server, or while a key is being rotated.
     "KOO_ACCESS_KEY": None,

@@ -116,7 +116,7 @@ def _install_private_files(engine):
         _tighten_side_files(path, warned)
 
 
-def _install_sqlite_settings(engine, busy_timeout_s):
+def _install_sqlite_settings(engine, busy_timeout_s, checkpoint_pages):
     _install_private_files(engine)
 
     @event.listens_for(engine, "connect")
@@ -128,6 +128,12 @@ def _install_sqlite_settings(engine, busy_timeout_s):
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=FULL")
         cursor.execute("PRAGMA foreign_keys=ON")
+        # SQLite copies the log back into the database file (a checkpoint, with two fsyncs) inside the
+        # commit that fills it past this many pages. Each newInstance writes about 32 pages, mostly
+        # the same few last leaves again: a larger log copies each page once for many commits and
+        # syncs the database file less often (measured, issue 17: 1,000 -> 10,000 pages, about 12%
+        # more requests a second; the log file then stays up to about 40 MB).
+        cursor.execute(f"PRAGMA wal_autocheckpoint={int(checkpoint_pages)}")
         cursor.close()
 
     @event.listens_for(engine, "handle_error")
@@ -574,7 +580,8 @@ def init_app(app):
     migrate.init_app(app, db, directory=MIGRATIONS, render_as_batch=True, compare_type=True)
     with app.app_context():
         if db.engine.dialect.name == "sqlite":
-            _install_sqlite_settings(db.engine, float(app.config["SQLITE_BUSY_TIMEOUT_S"]))
+            _install_sqlite_settings(db.engine, float(app.config["SQLITE_BUSY_TIMEOUT_S"]),
+                                     int(app.config["SQLITE_WAL_AUTOCHECKPOINT"]))
             path = sqlite_file(db.engine.url)
             if path and is_true(app.config.get("SQLITE_SYNC_AFTER_COMMIT")):
                 app.extensions["isvapp_wal_to_sync"] = path + "-wal"

@@ -48,6 +48,7 @@ def test_sqlite_pragmas(app):
             assert cur.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
             assert cur.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
             assert 0 < cur.execute("PRAGMA busy_timeout").fetchone()[0] <= 3000
+            assert cur.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 10_000
         finally:
             conn.close()
         assert os.path.isabs(db.engine.url.database)
