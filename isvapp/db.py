@@ -155,7 +155,7 @@ def _install_sqlite_settings(engine, busy_timeout_s, checkpoint_pages):
         if conn.info.get("isvapp_sync") != level:
             conn.connection.driver_connection.execute(f"PRAGMA synchronous={level}")
             conn.info["isvapp_sync"] = level
-        if conn.get_execution_options().get(_IMMEDIATE):
+        if options.get(_IMMEDIATE):
             _begin_immediate(conn, busy_timeout_s)
         else:
             conn.exec_driver_sql("BEGIN")
@@ -282,8 +282,7 @@ def lean_write_transaction():
             yield
             raw.execute("COMMIT")
         except sqlite3.Error as error:
-            raise exc.DBAPIError.instance("lean write transaction", None, error, sqlite3.Error,
-                                          dialect=db.engine.dialect) from error
+            raise _wrapped("lean write transaction", error, db.engine.dialect) from error
     except BaseException as error:
         if raw.in_transaction:
             try:
@@ -305,7 +304,7 @@ def _lean_connection(config):
     settings changed, a file replaced) retires it too."""
     connections = _lean_connections.__dict__
     key = (config["key"], os.getpid())
-    raw, generation = connections.get(key, (None, None))
+    raw, generation, _ = connections.get(key, (None, None, None))
     if raw is not None and generation != config["generation"]:
         _drop_lean_connection(raw)
         raw = None
@@ -316,23 +315,26 @@ def _lean_connection(config):
             fairy.detach()  # ours from now on: the pool neither resets nor reuses it
             raw.execute(f"PRAGMA synchronous={'NORMAL' if config['wal'] else 'FULL'}")
         except sqlite3.Error as error:
-            raise exc.DBAPIError.instance("connect", None, error, sqlite3.Error,
-                                          dialect=db.engine.dialect) from error
-        connections[key] = (raw, config["generation"])
-        connections[("fairy",) + key] = fairy  # kept alive with it, so nothing finalises it
+            raise _wrapped("connect", error, db.engine.dialect) from error
+        # The pool's handle is kept with it, so nothing finalises the connection.
+        connections[key] = (raw, config["generation"], fairy)
     return raw
 
 
 def _drop_lean_connection(raw):
     connections = _lean_connections.__dict__
-    for key, value in list(connections.items()):
-        if isinstance(value, tuple) and value[0] is raw:
+    for key, (held, _, _) in list(connections.items()):
+        if held is raw:
             del connections[key]
-            connections.pop(("fairy",) + key, None)
     try:
         raw.close()
     except sqlite3.Error:
         pass
+
+
+def _wrapped(sql, error, dialect):
+    """A driver error as SQLAlchemy reports it (an OperationalError is answered 000005)."""
+    return exc.DBAPIError.instance(sql, None, error, dialect.loaded_dbapi.Error, dialect=dialect)
 
 
 def _is_broken(error):
@@ -354,7 +356,8 @@ def _wal_to_sync():
     could show its rows to a read-only page. Recovery reads the log up to the last whole commit,
     so a later transaction cut short by a power cut cannot take this one with it.
     """
-    return current_app.extensions.get("isvapp_wal_to_sync")
+    lean = current_app.extensions.get("isvapp_lean")
+    return lean and lean["wal"]
 
 
 _synced_wal_inode = {}
@@ -513,7 +516,7 @@ def run_bound(bound):
         dialect = db.engine.dialect if lean else connection.dialect
         dbapi_error = dialect.loaded_dbapi.Error
         if (lean or dialect.name != "sqlite") and isinstance(error, dbapi_error):
-            raise exc.DBAPIError.instance(bound.sql, None, error, dbapi_error, dialect=dialect) from error
+            raise _wrapped(bound.sql, error, dialect) from error
         if lean:
             raise
         result = db.session.execute(bound.statement, bound.params)
@@ -583,12 +586,11 @@ def init_app(app):
             _install_sqlite_settings(db.engine, float(app.config["SQLITE_BUSY_TIMEOUT_S"]),
                                      int(app.config["SQLITE_WAL_AUTOCHECKPOINT"]))
             path = sqlite_file(db.engine.url)
-            if path and is_true(app.config.get("SQLITE_SYNC_AFTER_COMMIT")):
-                app.extensions["isvapp_wal_to_sync"] = path + "-wal"
             lean = app.extensions["isvapp_lean"] = {
                 "key": object(),  # this app's own lean connections
                 "generation": 0,  # bumped when the engine's pool is disposed of: they are retired
-                "wal": app.extensions.get("isvapp_wal_to_sync"),
+                # the -wal file durable transactions sync themselves (_wal_to_sync), or None
+                "wal": path + "-wal" if path and is_true(app.config.get("SQLITE_SYNC_AFTER_COMMIT")) else None,
                 "busy_timeout_s": float(app.config["SQLITE_BUSY_TIMEOUT_S"])}
             event.listen(db.engine, "engine_disposed", lambda _engine: lean.update(generation=lean["generation"] + 1))
         elif db.engine.dialect.name == "postgresql":

@@ -3,8 +3,9 @@
 Every function here runs inside the caller's :func:`db.write_transaction` (one short transaction
 per callback: claim, change state, store the answer). A prepared newInstance's usual case runs in
 a :func:`db.lean_write_transaction` (no ORM session); what needs the session calls
-:func:`db.session_required` first, and the transaction is then done again on the session. Functions return the answer's bytes: for a
-repeat of an idempotent request that is the stored first answer, byte for byte.
+:func:`db.session_required` first, and the transaction is then done again on the session.
+Functions return the answer's bytes: for a repeat of an idempotent request that is the stored
+first answer, byte for byte.
 
 Idempotency is claimed with INSERT ... ON CONFLICT DO NOTHING on a UNIQUE key, never by
 check-then-insert, so concurrent repeats on several workers or hosts cannot both create.
@@ -51,14 +52,14 @@ def _answer_row(key, activity, digest, instance_id=None, body=None):
                               instance_id=instance_id, body=body, created_at=utcnow())
 
 
-def _claim(key, activity, digest, instance_id=None, body=None, bound=None):
+def _claim(key, activity, digest, instance_id=None, bound=None):
     """Claim an idempotency key (``bound``: its :func:`_answer_row`, made before the lock). Returns
     None when claimed now, else the first answer's row.
 
     A repeat whose payload differs is still answered with the first answer (the marketplace must
     see one consistent truth) and recorded as a conflict for the merchant.
     """
-    if run_bound(bound or _answer_row(key, activity, digest, instance_id, body)) is not None:
+    if run_bound(bound or _answer_row(key, activity, digest, instance_id)) is not None:
         return None
     # Core statements on the transaction's own connection, so a repeat (the marketplace's retries
     # come in storms) is answered in a lean transaction as well.
