@@ -112,7 +112,7 @@ def raise_alert_alone(kind, subject, text, now=None):
 
 def check_worker_heartbeat(now=None):
     """Raise "worker_silent" when no worker has reported for ALERT_WORKER_SILENT_S seconds (or none
-    ever did while jobs are waiting). For the web side (the go-live page, health checks); runs its
+    ever did while a job has waited that long). For the web side (the go-live page, health checks); runs its
     own transactions and never raises. Returns the alert id, or None when the workers are fine."""
     session = db.session()
     if session.new or session.dirty or session.deleted:
@@ -122,18 +122,21 @@ def check_worker_heartbeat(now=None):
         now = now or utcnow()
         limit = float(current_app.config.get("ALERT_WORKER_SILENT_S") or 300)
         beat = status.read("worker_heartbeat").get("worker_heartbeat")
-        queued = db.session.execute(select(func.count()).select_from(Job).where(
-            Job.state == JobState.QUEUED)).scalar_one()
+        queued, oldest = db.session.execute(select(func.count(), func.min(Job.created_at)).select_from(Job).where(
+            Job.state == JobState.QUEUED)).one()
         db.session.rollback()  # end the read: the alert is written in a transaction of its own
     except Exception:  # noqa: BLE001
         db.session.rollback()
         log.exception("could not read the worker heartbeat")
         return None
     if beat is None:
-        if not queued:
+        # A worker that never reported gets the same grace as a silent one, counted from the oldest
+        # job waiting: at start-up a callback may well arrive before the worker's first heartbeat.
+        if not queued or (now - oldest).total_seconds() <= limit:
             return None
         return raise_alert_alone("worker_silent", "No background worker is running",
-                                 f"No worker has ever reported, and {queued} job(s) are waiting. Start one: "
+                                 f"No worker has ever reported, and {queued} job(s) are waiting, the oldest for "
+                                 f"{int((now - oldest).total_seconds())} s. Start one: "
                                  "`flask --app isvapp worker` (see docs/deploy.md).", now=now)
     value, updated_at = beat
     age = (now - updated_at).total_seconds()
@@ -373,16 +376,20 @@ def deliver(job):
     (http:// to another host, ALERT_SMTP_TLS=none to another host) fail for good at once.
     """
     config = current_app.config
-    alert = db.session.get(Alert, int(job.payload["alert_id"]))
+    alert_id = int(job.payload["alert_id"])
+    alert = db.session.get(Alert, alert_id)
     if alert is None:
         db.session.rollback()
         return  # pruned meanwhile: nothing left to say
     subject, text = alert.subject, message_text(alert)
-    db.session.rollback()  # no transaction held while talking to the channels
+    # No transaction held while talking to the channels. Only the plain values above are used
+    # after this: reading the expired ``alert`` again would silently begin a new transaction.
+    db.session.rollback()
     sent = list(job.payload.get("sent") or [])
     channels = configured_channels(config)
     if not channels:
-        log.warning("alert %s (%s) not sent: no alert channel is configured", alert.id, subject)
+        # Recorded and shown on the pages; with nowhere to send it, the job is simply done.
+        log.info("alert %s (%s) recorded; no alert channel is configured to send it", alert_id, subject)
     failures = []
     for channel in channels:
         if channel in sent:
@@ -391,7 +398,7 @@ def deliver(job):
             send(channel, config, subject, text)
         except ChannelError as error:
             failures.append(error)
-            log.warning("alert %s not sent by %s", job.payload["alert_id"], error)
+            log.warning("alert %s not sent by %s", alert_id, error)
             continue
         sent.append(channel)
         _record_sent(job, sent)
@@ -402,7 +409,7 @@ def deliver(job):
         raise ChannelError(message)
     with write_transaction():
         if channels:
-            db.session.execute(update(Alert).where(Alert.id == int(job.payload["alert_id"]))
+            db.session.execute(update(Alert).where(Alert.id == alert_id)
                                .values(sent_at=utcnow()))
         if not jobs.complete(job):
             raise RuntimeError("lost the job's lease; another worker finishes it")

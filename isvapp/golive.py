@@ -13,11 +13,11 @@ from datetime import timedelta
 
 from sqlalchemy import func, select, text
 
-from . import diagnosis, status
+from . import alerts, diagnosis, status
 from .config import secret_key_problem
 from .extensions import db
 from .koo.signing import key_fingerprint
-from .models import Callback, UsageRecord, UsageState, utcnow
+from .models import Alert, Callback, UsageRecord, UsageState, utcnow
 
 SAAS, LICENSE, KIT = "saas", "license", "kit"
 # product type -> [(scenario, label, activities, where the calls go)]; labels are translated on the page.
@@ -80,7 +80,7 @@ def _where(activities, place):
 def _scenario(key, label, activities, place):
     scenario = Scenario(key, label)
     if not activities:  # usage push: a record the marketplace took
-        scenario.passed_at = db.session.execute(select(func.max(UsageRecord.updated_at)).where(
+        scenario.passed_at = db.session.execute(select(func.max(UsageRecord.pushed_at)).where(
             UsageRecord.state == UsageState.PUSHED)).scalar_one()
         return scenario
     where = _where(activities, place)
@@ -179,6 +179,11 @@ def health(app, settings, now=None):
                         "never" if backup_age is None else f"{backup_age / 3600:.0f} h ago",
                         "" if backup_age is not None and backup_age < 2 * 86400 else
                         "Run `flask --app isvapp backup PATH` daily (docs/deploy.md)."))
+    channels = alerts.configured_channels(app.config)
+    items.append(Health("alerts", "Alert channels", "ok" if channels else "warn",
+                        ", ".join(channels) if channels else "none: alerts are recorded and shown only on this page",
+                        "" if channels else "Set ALERT_EMAIL_TO (with ALERT_SMTP_*) or a group robot URL "
+                                            "(ALERT_WECOM_URL, ALERT_DINGTALK_URL, ALERT_FEISHU_URL)."))
     usage = shutil.disk_usage(app.instance_path)
     free_pct = 100 * usage.free / usage.total
     items.append(Health("disk", "Free disk and database size", "ok" if free_pct >= 10 else "bad",
@@ -199,3 +204,9 @@ def recent_failures(days=7):
     since = utcnow() - timedelta(days=days)
     return db.session.execute(select(Callback).where(Callback.received_at >= since, Callback.result_code != "000000")
                               .order_by(Callback.received_at.desc()).limit(10)).scalars().all()
+
+
+def recent_alerts(limit=20):
+    """The newest alerts, sent or not: with no channel configured this is where the merchant sees them."""
+    return db.session.execute(select(Alert).order_by(Alert.created_at.desc(), Alert.id.desc())
+                              .limit(limit)).scalars().all()

@@ -261,7 +261,14 @@ def test_check_worker_heartbeat(app, market):
         assert alerts.check_worker_heartbeat(now=NOW) is None  # no worker, but nothing waiting either
         with write_transaction():
             jobs.enqueue("prune", "p1")
-        assert alerts.check_worker_heartbeat(now=NOW) is not None  # jobs waiting, no worker ever
+        [queued_at] = db.session.execute(select(Job.created_at)).scalars().all()
+        db.session.rollback()
+        # At start-up a callback may come before the worker's first heartbeat: a grace period
+        assert alerts.check_worker_heartbeat(now=queued_at + timedelta(seconds=299)) is None
+        assert not db.session.execute(select(Alert)).first()
+        db.session.rollback()
+        assert alerts.check_worker_heartbeat(now=queued_at + timedelta(seconds=301)) is not None  # never any worker
+        assert "the oldest for 301 s" in db.session.execute(select(Alert.text)).scalar_one()
         db.session.execute(Alert.__table__.delete())
         db.session.commit()
         status.report("worker_heartbeat", {"worker": "h:1", "pid": 1}, now=NOW - timedelta(seconds=100))
@@ -341,3 +348,23 @@ def test_failing_callbacks_reach_the_local_receivers_through_a_real_gunicorn_and
     assert len(robots.received["dingtalk"]) == 1 and len(robots.received["feishu"]) == 1
     [(_, to, message)] = mailbox.messages
     assert to == ["merchant@example.com"] and "Signature failures are repeating" in message["Subject"]
+
+
+def test_with_no_channel_an_alert_is_recorded_shown_and_its_job_done(app, market, client):
+    """Default settings: nowhere to send. The job must not fail (a dead job the merchant did not
+    cause); the alert waits on the go-live page instead."""
+    from .test_dashboard import log_in
+    from isvapp.dashboard import security
+    raise_in_transaction(app, kind="internal_error", subject="isvapp answered 000005 to the marketplace")
+    run(app)
+    [job] = market.rows(Job, Job.kind == "alert")
+    assert (job.state, job.attempts, job.last_error) == (JobState.DONE, 1, None)
+    [alert] = alert_rows(market)
+    assert alert.sent_at is None
+    with app.app_context():
+        security.set_password("boss", "a-long-enough-password-1")
+    assert log_in(client, password="a-long-enough-password-1").status_code == 302
+    page = client.get("/admin/go-live").get_data(as_text=True)
+    assert 'data-alert="internal_error"' in page and "isvapp answered 000005 to the marketplace" in page
+    assert "not sent" in page and 'data-health="alerts"' in page
+    assert "未发送" in client.get("/admin/go-live?lang=zh").get_data(as_text=True)

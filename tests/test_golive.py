@@ -9,7 +9,7 @@ from isvapp.models import Callback
 
 from .conftest import KEY
 from .test_dashboard import browser, admin  # noqa: F401  (fixtures)
-from .test_live_marketplace import debug_round, refresh
+from .test_live_marketplace import debug_round
 from .test_produce_g2 import new_order
 
 
@@ -109,3 +109,34 @@ def test_the_callbacks_chart_counts_by_result(browser, market):  # noqa: F811
     assert "每日回调" in svg and "成功" in svg and "拒绝" in svg
     values = re.findall(r'<desc class="value">(\d+)</desc>', svg)
     assert sorted(int(v) for v in values if v != "0")[-2:] == [1, 1]
+
+
+def test_the_page_after_a_pay_per_use_debugging_round_shows_the_usage_push(app, browser, market):  # noqa: F811
+    """The page run.sh sends a merchant to first: `flask simulate`'s pay-per-use suite must not break it."""
+    from datetime import datetime, timedelta
+
+    from sqlalchemy import update
+
+    from isvapp import usage
+    from isvapp.extensions import db
+    from isvapp.models import Instance, UsageRecord, UsageState
+    from .test_produce_g1 import g1_order, signed_result
+
+    iid = signed_result(market.g1(g1_order(order="PPU1", chargingMode="ON_DEMAND")))["instanceId"]
+    assert signed_result(market.g1({"activity": "instanceStatus", "instanceId": iid, "instanceStatus": "FREEZE",
+                                    "testFlag": "1"}))["resultCode"] == codes.SUCCESS
+    response = browser.get("/admin/go-live")
+    assert response.status_code == 200
+    page = response.get_data(as_text=True)
+    assert row_state(page, "payperuse-status") == "passed"
+    assert row_state(page, "payperuse-usage") == "not debugged yet"
+    with app.app_context():
+        begin = datetime(2026, 12, 1, 10)
+        sn = usage.add(iid, "1.5", begin, begin + timedelta(hours=1))
+        db.session.execute(update(UsageRecord).where(UsageRecord.metering_sn == sn)
+                           .values(state=UsageState.PUSHED, pushed_at=begin + timedelta(hours=1, minutes=5)))
+        db.session.commit()
+    assert market.count(Instance) == 1
+    page = browser.get("/admin/go-live").get_data(as_text=True)
+    assert row_state(page, "payperuse-usage") == "passed"
+    assert browser.get("/admin/go-live?lang=zh").status_code == 200

@@ -182,7 +182,7 @@ def go_live():
     urls = {"produce": root + "produce", "license": root + "license", "https": request.is_secure}
     return render_template("dashboard/go_live.html", checklists=golive.checklists(current_app.config),
                            health=golive.health(current_app._get_current_object(), current_app.extensions["isvapp"]),
-                           urls=urls)
+                           urls=urls, alerts=golive.recent_alerts())
 
 
 # --- instances ---------------------------------------------------------------------------------
