@@ -7,14 +7,27 @@ effects, together with its answer. Seen again:
   gets the stored answer again, byte for byte, changing nothing;
 - anything else with the same identity, or the same nonce, is a replay, refused with 000001.
 Refused requests are not stored: a resend of one is judged afresh.
+
+Read-only activities (queries, checks) claim their identity too, or their nonce could be used
+again by a different request. Their answers can carry a buyer's credentials (queryInstance's
+appInfo), so those are kept sealed under SECRET_KEY (:func:`sealed`), never in the clear.
 """
 from sqlalchemy import or_, select
 
+from . import vault
 from .db import bind_insert_ignore, run_bound
 from .extensions import db
 from .koo import codes
 from .koo.codes import KooError
 from .models import SignedRequest, utcnow
+
+
+SEALED = b"sealed:"  # an answer kept sealed; a plain one is a JSON object, never starting so
+
+
+def sealed(signed, answer):
+    """``answer`` as stored for a read-only request: sealed, as it may carry credentials."""
+    return SEALED + vault.seal(signed.cfg.secret_key, answer.decode("utf-8")).encode("ascii")
 
 
 def stored_answer(signed):
@@ -26,6 +39,8 @@ def stored_answer(signed):
         return None
     if row.fingerprint != signed.fingerprint:
         raise KooError(codes.AUTH_FAILED, "nonce has been used before (replayed request)")
+    if row.answer.startswith(SEALED):
+        return vault.unseal(signed.cfg.secret_key, row.answer[len(SEALED):].decode("ascii")).encode("utf-8")
     return row.answer
 
 

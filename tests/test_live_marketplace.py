@@ -60,7 +60,8 @@ def test_change_check_is_allowed_by_default(market):
     iid = created(market)
     answer = answer_of(market.g2(change_check(iid)))
     assert answer == {"resultCode": "000000", "resultMsg": "success."}
-    assert market.count(SignedRequest) == 1  # the newInstance only: a check changes and stores nothing
+    # A check changes nothing, but claims its nonce (tests/test_nonces.py): the newInstance and the check
+    assert market.count(SignedRequest) == 2
 
 
 @pytest.mark.parametrize("app_config", [{"PROVISIONER": "tests.test_live_marketplace:RefusesDowngrades"}])

@@ -28,7 +28,7 @@ from .answers import answer
 class Activity(NamedTuple):
     schema: type[Schema]
     handler: Callable  # (settings, data) -> answer bytes
-    writes: bool = True  # False: answered afresh every time, outside the write lock (queries, checks)
+    writes: bool = True  # False: a query or check, answered afresh; only its identity is claimed
     # (settings, data) -> what the handler can use from data[PREPARED]: work done before the write
     # lock is taken, so the lock is held for the statements only. Its ``body`` is the answer the
     # handler will give in the usual case (None: not known before the lock).
@@ -186,6 +186,24 @@ def _perform_in_transaction(spec, data, signed, text, early):
     return body
 
 
+def perform_read_only(spec, data, signed):
+    """A query or check: answered afresh, in a transaction that only claims the request's identity
+    (sealed answer and all), so that its nonce cannot serve a different request later. A claim is
+    not an order: it is not fsynced (a power cut may forget it, never an acknowledged change)."""
+    try:
+        with write_transaction(durable=False):
+            if replays.stored_answer(signed) is not None:  # a replay raises 000001 here, before any answer
+                raise _Raced()
+            body = spec.handler(signed.cfg, data)
+            if not replays.record(signed, replays.sealed(signed, body)):
+                raise _Raced()
+        return body
+    except _Raced:
+        stored = replays.stored_answer(signed)
+        callbacklog.note(note="identical resend: the first answer, again")
+        return stored
+
+
 def serve(table, payload, signed):
     """The part every route shares once the request is verified."""
     spec = select_activity(table, payload)
@@ -194,5 +212,5 @@ def serve(table, payload, signed):
     data = load(spec.schema, payload)
     note_ids(data)
     if not spec.writes:
-        return answer(spec.handler(signed.cfg, data))
+        return answer(perform_read_only(spec, data, signed))
     return answer(perform(spec, data, signed))
