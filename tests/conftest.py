@@ -10,6 +10,8 @@ import uuid
 from urllib.parse import urlencode
 
 import pytest
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
 from sqlalchemy import create_engine, func, make_url, select, text
 from sqlalchemy.pool import NullPool
 
@@ -21,6 +23,17 @@ from isvapp.koo.signing import (g1_kit_signed_request, g1_signed_params, g2_sign
 
 KEY = "a1b2c3d4-0000-1111-2222-333344445555"  # the reference's made-up key
 KIT_KEY = "kit-0000-1111-2222-333344445555"
+
+# Property-based tests are reproducible by default: derandomised (the same examples every run, on
+# any machine, whatever ran before) and with no example database carried between runs. The
+# "random" profile explores on purpose, with more examples and a fresh seed each time:
+#   ISVAPP_HYPOTHESIS_PROFILE=random ./scripts/test.sh tests/test_fuzz.py
+_QUIET = [HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+hypothesis_settings.register_profile("reproducible", max_examples=120, derandomize=True, database=None,
+                                     deadline=None, suppress_health_check=_QUIET, print_blob=True)
+hypothesis_settings.register_profile("random", max_examples=1000, derandomize=False, database=None,
+                                     deadline=None, suppress_health_check=_QUIET, print_blob=True)
+hypothesis_settings.load_profile(os.environ.get("ISVAPP_HYPOTHESIS_PROFILE", "reproducible"))
 
 SERVER_URI = os.environ.get("ISVAPP_SQLALCHEMY_DATABASE_URI")
 ON_POSTGRES = bool(SERVER_URI) and SERVER_URI.startswith("postgresql")

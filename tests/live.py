@@ -47,7 +47,7 @@ class LiveServer:
         return subprocess.run([sys.executable, "-m", "flask", "--app", "isvapp", *args], cwd=ROOT,
                               env=self.env, check=True, capture_output=True, text=True, timeout=60)
 
-    def start(self, timeout=30):
+    def start(self, timeout=90):  # generous: a loaded 2-core machine starts slowly
         self.flask("init-db")
         self.log = open(self.instance_path / "gunicorn.log", "w")
         self.proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", str(ROOT / "gunicorn.conf.py"), self.app],

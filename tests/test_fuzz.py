@@ -2,15 +2,15 @@
 with a valid envelope, never an exception, and a refused request stores nothing."""
 import json
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
 from isvapp.extensions import db
 from isvapp.koo import codes
 from isvapp.koo.signing import g1_signed_params, g2_signed_request, kit_signed_request
-from isvapp.models import (Answer, Conflict, Department, Event, Instance, Job, KitApp, KitUser, License, SignedRequest,
-                           Tenant)
+from isvapp.models import (Alert, Answer, Conflict, Department, Event, Instance, Job, KitApp, KitUser, License,
+                           SignedRequest, Tenant)
 
 from .conftest import KEY, KIT_KEY
 
@@ -34,14 +34,23 @@ json_value = st.recursive(json_leaf, lambda inner: st.one_of(st.lists(inner, max
                           max_leaves=12)
 payload = st.fixed_dictionaries({"activity": st.one_of(st.sampled_from(ACTIVITIES), json_value)},
                                 optional={name: json_value for name in FIELDS})
-FUZZ = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                                                        HealthCheck.too_slow])
+# Examples, their number and the seed come from the profile tests/conftest.py loads (derandomised
+# by default, so a run is reproducible; ISVAPP_HYPOTHESIS_PROFILE=random explores on purpose).
+FUZZ = settings()
+# What a refusal may legitimately add: the alert it raises (signature failures repeating, a 000005
+# answered), and that alert's delivery job. Nothing else.
+REFUSAL_ALERTS = {codes.AUTH_FAILED: {"signature_failures"}, codes.INTERNAL_ERROR: {"internal_error"}}
 
 
 def counts(app):
+    """Rows per state table, the jobs that deliver alerts counted apart, and the alerts by kind."""
     with app.app_context():
         result = {m.__tablename__: db.session.execute(select(func.count()).select_from(m)).scalar_one()
                   for m in STATE_TABLES}
+        alert_jobs = db.session.execute(select(func.count()).select_from(Job).where(Job.kind == "alert")).scalar_one()
+        result["jobs"] -= alert_jobs
+        result["alert jobs"] = alert_jobs
+        result["alerts"] = dict(db.session.execute(select(Alert.kind, func.count()).group_by(Alert.kind)).all())
         db.session.remove()
         return result
 
@@ -52,7 +61,14 @@ def check(app, response, before):
     assert isinstance(answer, dict) and answer["resultCode"] in KNOWN_CODES, answer
     assert isinstance(answer.get("resultMsg"), str) and len(answer["resultMsg"]) <= 255
     if answer["resultCode"] != codes.SUCCESS:
-        assert counts(app) == before, answer
+        after = counts(app)
+        new_alerts = {kind: n - before["alerts"].get(kind, 0) for kind, n in after["alerts"].items()
+                      if n != before["alerts"].get(kind, 0)}
+        assert set(new_alerts) <= REFUSAL_ALERTS.get(answer["resultCode"], set()), (answer, new_alerts)
+        # each new alert brings exactly its one delivery job
+        assert after.pop("alert jobs") - before["alert jobs"] == sum(new_alerts.values()), answer
+        assert {k: v for k, v in after.items() if k != "alerts"} == \
+            {k: v for k, v in before.items() if k not in ("alerts", "alert jobs")}, answer
     return answer
 
 
