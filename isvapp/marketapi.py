@@ -1,8 +1,11 @@
 """The marketplace's open API, called by the merchant: order query (§5.1) and usage push (§5.2).
 
 Only background jobs call it, never a request handler: the marketplace's own 5 s budget must
-not depend on the marketplace answering us. Every call is AK/SK signed, times out within 3 s,
-and verifies the server certificate (the default SSL context).
+not depend on the marketplace answering us. Every call is AK/SK signed and goes out under
+isvapp.outbound's rules: https only (plain http only to this host, for the fake marketplace), the
+certificate and host name verified strictly, one total deadline of at most 3 s, and redirects
+never followed: a 3xx would re-send the signed Authorization (with the AK) to a host KOO_API_BASE_URL
+does not name, and its answer would be trusted as order data.
 """
 import json
 import ssl
@@ -11,6 +14,7 @@ import urllib.error
 import urllib.request
 from urllib.parse import quote, urlencode
 
+from . import outbound
 from .koo import apig
 from .koo.signing import new_nonce
 
@@ -26,6 +30,7 @@ MKT_MESSAGES = {
     "MKT.9003": "too many usage records in one call", "MKT.9004": "usage begin time older than 21 days",
 }
 SUCCESS = "MKT.0000"
+ANSWER_LIMIT = 4 * 2**20  # an order answer is a few KiB; a stranger's endless body is cut here
 
 
 class MarketError(Exception):
@@ -37,7 +42,9 @@ class MarketError(Exception):
 
 
 def _ssl_context():
-    return ssl.create_default_context()
+    context = ssl.create_default_context()  # CERT_REQUIRED and check_hostname, spelled out:
+    context.verify_mode, context.check_hostname = ssl.CERT_REQUIRED, True
+    return context
 
 
 def call(settings, method, path, query=None, body=None, headers=None):
@@ -45,18 +52,33 @@ def call(settings, method, path, query=None, body=None, headers=None):
     if not (settings.api_ak and settings.api_sk):
         raise MarketError("config", "KOO_AK and KOO_SK are not configured")
     url = settings.api_base_url + path + ("?" + urlencode(query, quote_via=quote) if query else "")
+    if not outbound.is_https_or_loopback(url):
+        raise MarketError("config", "KOO_API_BASE_URL must be an https:// URL (plain http only to a loopback host)")
     headers = apig.sign(settings.api_ak, settings.api_sk, method, url,
                         {"Content-Type": "application/json;charset=UTF-8", **(headers or {})}, body or b"")
     request = urllib.request.Request(url, data=body, method=method, headers=headers)
+    delivery = outbound.Delivery(settings.api_timeout_s)
+    opener = outbound.opener_for(delivery, context=_ssl_context())
+    delivery.start()
     try:
-        with urllib.request.urlopen(request, timeout=settings.api_timeout_s, context=_ssl_context()) as response:
-            raw = response.read()
+        with opener.open(request, timeout=settings.api_timeout_s) as response:
+            raw = response.read(ANSWER_LIMIT)
+        if delivery.expired:
+            raise TimeoutError("no whole answer in time")
     except urllib.error.HTTPError as error:  # MKT errors arrive with 4xx/5xx statuses
-        raw = error.read()
+        if 300 <= error.code < 400:
+            error.close()
+            raise MarketError("http", f"HTTP {error.code} from {path}: a redirect, not followed") from None
+        raw = error.read(ANSWER_LIMIT)
+        error.close()
         if not raw:
             raise MarketError("http", f"HTTP {error.code} from {path}") from None
     except (urllib.error.URLError, OSError) as error:
+        if delivery.expired:
+            raise MarketError("network", f"{path}: no answer within {settings.api_timeout_s:g} s") from None
         raise MarketError("network", f"{path}: {getattr(error, 'reason', error)}") from None
+    finally:
+        delivery.finish()
     try:
         answer = json.loads(raw)
     except ValueError:

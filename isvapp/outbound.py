@@ -59,7 +59,7 @@ class Delivery:
     def connection_class(self, base):
         delivery = self
 
-        class Connection(base):
+        class Connection(base):  # type: ignore[valid-type, misc]  # whichever class is passed in
             def connect(self):
                 self.timeout = max(0.001, min(self.timeout or delivery.timeout_s, delivery.remaining()))
                 super().connect()
@@ -102,7 +102,7 @@ class Delivery:
 
 
 def _tracking_handler(base, delivery):
-    class Handler(base):
+    class Handler(base):  # type: ignore[valid-type, misc]  # whichever class is passed in
         def do_open(self, http_class, req, **kwargs):
             return super().do_open(delivery.connection_class(http_class), req, **kwargs)
     return Handler
@@ -115,7 +115,8 @@ def is_https_or_loopback(url):
     return bool(scheme == "https" and parts.hostname) or (scheme == "http" and is_loopback(parts.hostname))
 
 
-def opener_for(delivery):
-    """An opener that refuses redirects and ties every connection to ``delivery``'s deadline."""
+def opener_for(delivery, context=None):
+    """An opener that refuses redirects and ties every connection to ``delivery``'s deadline
+    (``context``: the TLS settings for https, the default verifying one when None)."""
     return urllib.request.build_opener(RefuseRedirects, _tracking_handler(urllib.request.HTTPHandler, delivery),
-                                       _tracking_handler(urllib.request.HTTPSHandler, delivery))
+                                       _tracking_handler(urllib.request.HTTPSHandler, delivery)(context=context))
