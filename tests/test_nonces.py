@@ -101,3 +101,12 @@ def test_across_hosts_a_querys_nonce_is_refused_on_the_other_host(database_uri):
                     assert conn.execute(select(func.count()).select_from(Instance.__table__)).scalar_one() == 1
             finally:
                 engine.dispose()
+
+
+def test_answers_that_carry_credentials_are_never_cached(market):
+    iid = created(market)
+    response = market.g2({"activity": "queryInstance", "instanceId": iid})
+    assert "password" in answer_of(response)["info"][0]["appInfo"]
+    assert response.headers["Cache-Control"] == "no-store"
+    refused = market.g2({"activity": "queryInstance", "instanceId": iid}, key="not-the-key")
+    assert refused.headers["Cache-Control"] == "no-store"

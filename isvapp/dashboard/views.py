@@ -107,13 +107,25 @@ def paged(statement):
     return rows[:PAGE], page, len(rows) > PAGE
 
 
+# The parameters the lists read (instance_query, license_query, callback_query, paged, the
+# language). Links that carry the current filters pass only these: url_for takes others as its
+# own (_method gave a 500, _scheme and _external rewrote the Export CSV link to another host).
+FILTER_PARAMS = ("q", "state", "data", "product", "expiring", "sort", "activity", "code", "warned", "from", "to",
+                 "lang")
+
+
+def filter_args():
+    """The current request's known filter parameters, for links that keep them."""
+    return {name: request.args[name] for name in FILTER_PARAMS if name in request.args}
+
+
 def page_url(page):
-    args = request.args.to_dict()
-    args["page"] = page
-    return url_for(request.endpoint, **(request.view_args or {}), **args)
+    return url_for(request.endpoint, **(request.view_args or {}), **filter_args(),  # type: ignore[arg-type]
+                   page=page)
 
 
 bp.add_app_template_global(page_url)
+bp.add_app_template_global(filter_args)
 
 
 # --- login -------------------------------------------------------------------------------------
@@ -181,7 +193,8 @@ def go_live():
     root = request.host_url
     urls = {"produce": root + "produce", "license": root + "license", "https": request.is_secure}
     return render_template("dashboard/go_live.html", checklists=golive.checklists(current_app.config),
-                           health=golive.health(current_app._get_current_object(), current_app.extensions["isvapp"]),
+                           health=golive.health(current_app._get_current_object(),  # type: ignore[attr-defined]  # a proxy
+                                                current_app.extensions["isvapp"]),
                            urls=urls, alerts=golive.recent_alerts())
 
 

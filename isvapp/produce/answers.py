@@ -27,6 +27,9 @@ def is_kit_path(path):
 def answer(body):
     """HTTP 200 with the envelope's exact bytes and a Body-Sign over them (required by G1, harmless for G2)."""
     response = Response(body, 200, content_type="application/json;charset=UTF-8")
+    # Every answer, not only queryInstance's appInfo: none may be kept by a proxy or cache between
+    # the marketplace and us, and a rule for all cannot miss the next answer that carries a secret.
+    response.headers["Cache-Control"] = "no-store"
     key = g.get("koo_key")
     if key is None:
         cfg = current_app.extensions["isvapp"]
@@ -48,7 +51,7 @@ def error_answer(error):
     if isinstance(error, HTTPException):
         what = {404: f"no marketplace interface at {request.path}",
                 405: f"method {request.method} is not supported at {request.path}"}
-        return answer(envelope(codes.INVALID_PARAM, what.get(error.code, error.description)))
+        return answer(envelope(codes.INVALID_PARAM, what.get(error.code, error.description)))  # type: ignore[arg-type]
     if isinstance(error, OperationalError):
         log.error("database unavailable while answering %s %s: %s", request.method, request.path,
                   error.orig)
