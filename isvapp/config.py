@@ -6,6 +6,7 @@ Flask's prefixed-env loader parses values as JSON, so a numeric-looking key arri
 """
 import os
 from dataclasses import dataclass
+from datetime import timedelta
 
 DEFAULTS = {
     "SECRET_KEY": None,
@@ -73,6 +74,11 @@ DEFAULTS = {
     # Behind nginx (or another proxy) on the same host: 1, so the pages see https and the client's
     # address from X-Forwarded-Proto/-For. Left at 0 without a proxy (the headers could be forged).
     "PROXY_FIX_HOPS": 0,
+    # The merchant's pages: a session ends after this many minutes without a page opened, and in
+    # any case PERMANENT_SESSION_LIFETIME (12 h) after its login.
+    "SESSION_IDLE_MIN": 30,
+    # Flask's own default is 31 days: set here, where it overrides it (seconds from the environment).
+    "PERMANENT_SESSION_LIFETIME": timedelta(hours=12),
     # Alerts (isvapp/alerts.py): one message per kind and window; a repeat in the window counts up.
     "ALERT_WINDOW_MIN": 60,
     "ALERT_EMAIL_TO": None,  # comma-separated addresses; e-mail is off while unset

@@ -2,7 +2,11 @@
 
 Sessions are Flask's signed cookies, bound to the admin's ``session_version``: a password reset
 or a logout ends every session of that admin on the server, so a cookie copied before a logout
-is worthless after it. Sessions are rebuilt at login (no fixation: nothing from before the login
+is worthless after it. A session also ends SESSION_IDLE_MIN minutes after the last page opened,
+and PERMANENT_SESSION_LIFETIME after its login whatever happened since: both moments are kept
+in the signed cookie itself, because re-signing it (to note the activity) renews the cookie's own
+timestamp, so Flask's max-age check alone would let an active session live for ever. Sessions
+are rebuilt at login (no fixation: nothing from before the login
 survives). CSRF: a random token in the session, required on every POST of these pages.
 
 Failed logins are counted in the database, so every worker and host sees them: per (address,
@@ -14,6 +18,7 @@ lock the marketplace's callbacks need.
 """
 import hmac
 import secrets
+import time
 from datetime import timedelta
 from functools import wraps
 
@@ -96,8 +101,25 @@ _DUMMY_HASH = generate_password_hash("not a password", method=PASSWORD_METHOD)
 
 def log_in(user_id, version):
     session.clear()  # nothing chosen before the login survives it (session fixation)
-    session.update(uid=user_id, ver=version, csrf=secrets.token_urlsafe(32))
+    now = int(time.time())
+    session.update(uid=user_id, ver=version, csrf=secrets.token_urlsafe(32), at=now, seen=now)
     session.permanent = True
+
+
+SEEN_EVERY_S = 60  # the activity is noted at most once a minute: not a new cookie per page
+
+
+def _session_alive(now):
+    """False once the session passed its idle timeout or its lifetime since the login; notes the
+    activity otherwise."""
+    idle_s = 60 * float(current_app.config.get("SESSION_IDLE_MIN") or 30)
+    lifetime_s = current_app.permanent_session_lifetime.total_seconds()
+    at, seen = session.get("at"), session.get("seen")
+    if not isinstance(at, int) or not isinstance(seen, int) or now - seen > idle_s or now - at > lifetime_s:
+        return False
+    if now - seen >= SEEN_EVERY_S:
+        session["seen"] = int(now)
+    return True
 
 
 def log_out():
@@ -130,6 +152,9 @@ def current_admin():
     if "admin" not in g:
         g.admin = None
         uid = session.get("uid")
+        if uid is not None and not _session_alive(time.time()):
+            session.clear()
+            uid = None
         if uid is not None:
             row = db.session.execute(select(AdminUser.name, AdminUser.session_version)
                                      .where(AdminUser.id == uid)).first()
@@ -186,5 +211,4 @@ def init_app(app):
     app.session_interface = SessionInterface()
     app.config.setdefault("SESSION_COOKIE_HTTPONLY", True)
     app.config["SESSION_COOKIE_SAMESITE"] = app.config.get("SESSION_COOKIE_SAMESITE") or "Lax"
-    app.config.setdefault("PERMANENT_SESSION_LIFETIME", timedelta(hours=12))
     app.cli.add_command(create_admin_command)
