@@ -12,6 +12,8 @@ of the same length instead, so a blocked write also fails in time to answer 0000
 The schema is owned by Alembic migrations (isvapp/migrations, via Flask-Migrate): ``init-db``
 applies the pending ones, so upgrading isvapp never needs a hand-made ALTER.
 """
+import fcntl
+import hashlib
 import logging
 import os
 import random
@@ -21,14 +23,14 @@ import threading
 import time
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import click
 from flask import current_app
 from alembic.migration import MigrationContext
 from flask.cli import with_appcontext
 from flask_migrate import stamp, upgrade
-from sqlalchemy import event, exc, inspect
+from sqlalchemy import event, exc, inspect, text
 from sqlalchemy.dialects import postgresql, sqlite
 
 from .config import is_true
@@ -302,7 +304,7 @@ def _lean_connection(config):
     """This thread's driver connection for lean transactions (per app: tests make several; per
     process: a connection never crosses a fork). Disposing of the engine's pool (a connection's
     settings changed, a file replaced) retires it too."""
-    connections = _lean_connections.__dict__
+    connections: dict = _lean_connections.__dict__
     key = (config["key"], os.getpid())
     raw, generation, _ = connections.get(key, (None, None, None))
     if raw is not None and generation != config["generation"]:
@@ -313,7 +315,7 @@ def _lean_connection(config):
             fairy = db.engine.raw_connection()  # the pool's connect-time settings, errors unwrapped
             raw = fairy.driver_connection
             fairy.detach()  # ours from now on: the pool neither resets nor reuses it
-            raw.execute(f"PRAGMA synchronous={'NORMAL' if config['wal'] else 'FULL'}")
+            raw.execute(f"PRAGMA synchronous={'NORMAL' if config['wal'] else 'FULL'}")  # type: ignore[union-attr]
         except sqlite3.Error as error:
             raise _wrapped("connect", error, db.engine.dialect) from error
         # The pool's handle is kept with it, so nothing finalises the connection.
@@ -436,7 +438,7 @@ def bind_insert_ignore_many(table, rows):
 
 _prepared = {}
 # The connection of the write transaction in progress (run_bound runs on it).
-_transaction_connection = ContextVar("isvapp_transaction_connection", default=None)
+_transaction_connection: ContextVar[Any] = ContextVar("isvapp_transaction_connection", default=None)
 
 
 class Bound(NamedTuple):
@@ -486,7 +488,7 @@ def bind_prepared(statement, params, returning=False):
             values[i] = make(None)
         for i, process in processed:
             values[i] = process(values[i])
-        return values if positional else dict(zip(names, values))
+        return values if positional else dict(zip(names, values, strict=True))
 
     return Bound(statement, params, sql, [bind(row) for row in rows], isinstance(params, list), returning)
 
@@ -505,7 +507,8 @@ def run_bound(bound):
     current = _transaction_connection.get()
     lean = isinstance(current, _Lean)
     connection = None if lean else current or db.session.connection()
-    cursor = current.raw.cursor() if lean else connection.connection.driver_connection.cursor()
+    # When not lean, connection is set and its driver connection is live (mypy sees Optionals).
+    cursor = current.raw.cursor() if lean else connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
     try:
         if bound.many:
             cursor.executemany(bound.sql, bound.values)
@@ -513,7 +516,7 @@ def run_bound(bound):
         cursor.execute(bound.sql, bound.values[0])
         return cursor.fetchone() if bound.returning else None
     except Exception as error:  # noqa: BLE001  reported as SQLAlchemy reports it, below
-        dialect = db.engine.dialect if lean else connection.dialect
+        dialect = db.engine.dialect if lean else connection.dialect  # type: ignore[union-attr]
         dbapi_error = dialect.loaded_dbapi.Error
         if (lean or dialect.name != "sqlite") and isinstance(error, dbapi_error):
             raise _wrapped(bound.sql, error, dialect) from error
@@ -554,18 +557,74 @@ def upsert_rows(table, rows, keys, update):
         db.session.execute(statement, batch)
 
 
+@contextmanager
+def _migration_lock():
+    """init-db's turn on this database: every host runs init-db as it starts (systemd
+    ExecStartPre), and hosts start together. Unserialised, both runners see a table missing and
+    both create it: PostgreSQL refuses the second CREATE TABLE (UniqueViolation on
+    pg_type_typname_nsp_index, transaction or not), SQLite the second writer ("database is
+    locked": a deferred transaction cannot wait for the write lock). In turn, each runner after
+    the first finds the schema current and does nothing.
+
+    PostgreSQL: a session advisory lock, on a connection detached from the pool (it may wait
+    without the app's lock timeout, and closing it ends the session, which releases the lock
+    even when this process dies mid-migration). Advisory locks are per database; the key adds
+    the schema the tables go in (current_schema(): the search_path's first existing schema), so
+    schemas of one database, like the tests' schema per test, do not wait for each other.
+    SQLite: flock on a file beside the database, which the kernel releases when the process
+    dies. The file stays (removing it would let a waiter lock the removed file while a newcomer
+    locks a new one). An in-memory database or a ``file:`` URI has no path to lock beside; it
+    is not locked.
+    """
+    engine = db.engine
+    path = sqlite_file(engine.url) if engine.dialect.name == "sqlite" else None
+    if engine.dialect.name == "postgresql":
+        fairy = engine.raw_connection()  # the pool's connect-time settings
+        try:
+            raw = fairy.driver_connection
+            fairy.detach()  # ours: never handed to a request with the lock or these settings
+            raw.rollback()
+            raw.autocommit = True  # no transaction (and no snapshot) held for the whole upgrade
+            schema = raw.execute("SELECT current_schema()").fetchone()[0] or ""
+            digest = hashlib.sha256(f"isvapp init-db {schema}".encode("utf-8")).digest()
+            key = int.from_bytes(digest[:8], "big", signed=True)
+            raw.execute("SET lock_timeout = 0")
+            if not raw.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()[0]:
+                log.info("init-db: waiting for another init-db on schema %s to finish", schema)
+                raw.execute("SELECT pg_advisory_lock(%s)", (key,))
+            yield
+            raw.execute("SELECT pg_advisory_unlock(%s)", (key,))
+        finally:
+            fairy.close()  # ends the session: the lock goes with it, whatever happened
+    elif path:
+        fd = os.open(path + "-init-db.lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                log.info("init-db: waiting for another init-db on %s to finish", path)
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # releases the flock
+    else:
+        yield
+
+
 def init_db():
     """Apply every pending migration; never drops data. Returns the revision now current.
 
     A database made before migrations existed (tables, no alembic_version) is adopted: stamped
-    at the baseline it matches, then upgraded like any other.
+    at the baseline it matches, then upgraded like any other. Everything, the look at what is
+    there included, happens in :func:`_migration_lock`, so several hosts may run it at once.
     """
-    tables = inspect(db.engine).get_table_names()
-    if "alembic_version" not in tables and "instances" in tables:
-        stamp(directory=MIGRATIONS, revision=BASELINE)
-    upgrade(directory=MIGRATIONS)
-    with db.engine.connect() as connection:
-        return MigrationContext.configure(connection).get_current_revision()
+    with _migration_lock():
+        tables = inspect(db.engine).get_table_names()
+        if "alembic_version" not in tables and "instances" in tables:
+            stamp(directory=MIGRATIONS, revision=BASELINE)
+        upgrade(directory=MIGRATIONS)
+        with db.engine.connect() as connection:
+            return MigrationContext.configure(connection).get_current_revision()
 
 
 @click.command("init-db")
@@ -575,6 +634,19 @@ def init_db_command():
     revision = init_db()
     click.echo(f"Initialised the database at {db.engine.url.render_as_string(hide_password=True)} "
                f"(schema revision {revision}).")
+
+
+def serialise(name):
+    """Inside a write transaction: the rest of it runs one at a time for ``name``, on every host.
+
+    SQLite's write transactions (BEGIN IMMEDIATE) already run one at a time; PostgreSQL's do not,
+    so there a transaction-scoped advisory lock on a key derived from ``name`` makes them wait
+    for each other (and goes with the transaction, however it ends). For a count-then-insert that
+    must not be overtaken, such as login attempts against their limit.
+    """
+    if db.engine.dialect.name == "postgresql":
+        key = int.from_bytes(hashlib.sha256(f"isvapp {name}".encode("utf-8")).digest()[:8], "big", signed=True)
+        db.session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
 
 
 def init_app(app):
@@ -592,7 +664,7 @@ def init_app(app):
                 # the -wal file durable transactions sync themselves (_wal_to_sync), or None
                 "wal": path + "-wal" if path and is_true(app.config.get("SQLITE_SYNC_AFTER_COMMIT")) else None,
                 "busy_timeout_s": float(app.config["SQLITE_BUSY_TIMEOUT_S"])}
-            event.listen(db.engine, "engine_disposed", lambda _engine: lean.update(generation=lean["generation"] + 1))
+            event.listen(db.engine, "engine_disposed", lambda _engine: lean.update(generation=lean["generation"] + 1))  # type: ignore[operator]  # an int
         elif db.engine.dialect.name == "postgresql":
             _install_postgresql_settings(db.engine, float(app.config["SQLITE_BUSY_TIMEOUT_S"]))
     app.cli.add_command(init_db_command)
