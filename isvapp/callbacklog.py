@@ -150,14 +150,14 @@ def finish(response):
             return response
     if g.get("callback_logged"):  # written with the request's own transaction (log_in_transaction)
         if _heartbeat_check_due():
-            app = current_app._get_current_object()
+            app = current_app._get_current_object()  # type: ignore[attr-defined]  # a proxy
             response.call_on_close(lambda: _check_heartbeat(app))
         return response
     if dropped:
         info["note"] = (f"{dropped} earlier refused requests from this address were not logged "
                         f"(over {budget.per_minute} a minute); " + (info.get("note") or ""))
     row = row_for(response.get_data(), _request_text(verified))
-    app = current_app._get_current_object()
+    app = current_app._get_current_object()  # type: ignore[attr-defined]  # a proxy
     response.call_on_close(lambda: _write(app, row))
     return response
 
@@ -189,6 +189,15 @@ def _elapsed_ms():
     return round((time.perf_counter() - g.get("callback_t0", time.perf_counter())) * 1000, 2)
 
 
+def _nul_free(row):
+    """PostgreSQL text cannot hold NUL: one sent in a raw body, a resultMsg or a warning is stored as
+    U+FFFD (one character for one, so no cut moves). A parsed body is JSON text, where it is ``\\u0000``."""
+    for name, value in row.items():
+        if isinstance(value, str) and "\x00" in value:
+            row[name] = value.replace("\x00", "\ufffd")
+    return row
+
+
 def row_for(body, text):
     info = g.get("callback", {})
     try:
@@ -199,7 +208,7 @@ def row_for(body, text):
         response, answer = redact_body(body), {}  # not an envelope: kept as its size
     else:
         response = redact(answer)
-    return dict(
+    return _nul_free(dict(
         received_at=utcnow(), method=request.method, path=request.path[:255], generation=info.get("generation"),
         activity=(info.get("activity") or None) and str(info["activity"])[:32],
         order_id=info.get("order_id"), order_line_id=info.get("order_line_id"),
@@ -214,7 +223,7 @@ def row_for(body, text):
         duration_ms=_elapsed_ms(),
         remote_addr=(request.remote_addr or "")[:64], request=text,
         response=_dumps(response) if body else "",
-    )
+    ))
 
 
 SIGNATURE_FAILURES_ALERT = 10  # refused signatures within SIGNATURE_FAILURES_MIN minutes: a wrong key, or an attack

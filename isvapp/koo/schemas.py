@@ -5,7 +5,8 @@ be performed: an identifier it needs is missing (or too long to be one). Everyth
 as well as it can be and the oddity noted (:mod:`isvapp.koo.oddities`) for the merchant to see:
 ``null`` and ``""`` mean absent, numbers are taken where strings are expected and the other way
 round, times are read in every plausible form, free text is never refused (it is cut to what the
-database holds, with a note), unknown fields are ignored. ``validation_message`` turns
+database holds, with a note, and loses any NUL character, which PostgreSQL text cannot hold),
+unknown fields are ignored. ``validation_message`` turns
 marshmallow's error dict into the one-line resultMsg that names the field.
 
 Every cap here is checked against the database column that stores it (tests/test_limits.py).
@@ -28,22 +29,55 @@ def _absent(value):
     return value is None or value == ""
 
 
+NUL = "\x00"
+NUL_REFUSED = "contains a NUL character (U+0000)."
+
+
+def strip_nul(text, attr):
+    """Free text without NUL (PostgreSQL text cannot hold it; SQLite is read the same), with a note."""
+    if NUL not in text:
+        return text
+    oddities.note(f"{attr}: NUL character (U+0000) removed")
+    return text.replace(NUL, "")
+
+
+def strip_nul_deep(value, attr):
+    """A JSON value (saasExtendParams, a user's extra fields) with NUL removed from every string, keys too."""
+    if isinstance(value, str):
+        return strip_nul(value, attr)
+    if isinstance(value, dict):
+        return {strip_nul_deep(k, attr): strip_nul_deep(v, attr) for k, v in value.items()}
+    if isinstance(value, list):
+        return [strip_nul_deep(v, attr) for v in value]
+    return value
+
+
 def _drop_absent(data):
     """``null`` and ``""`` mean "absent" in every generation (the marketplace sends all three)."""
     return {k: v for k, v in data.items() if not _absent(v)} if isinstance(data, dict) else data
 
 
 class Str(fields.Field):
-    """A string; a number where a string is expected is taken as its text (Java writes either)."""
+    """A string; a number where a string is expected is taken as its text (Java writes either).
 
-    def __init__(self, max_len=None, cut=False, **kwargs):
+    ``nul``: what a NUL character in it means. ``"strip"`` (free text, enumerations, times): removed
+    with a note. ``"refuse"`` (identifiers): refused, because an identifier keys rows, idempotency
+    keys and later calls, and the same id without its NUL could name another order or tenant.
+    ``"keep"``: kept as sent (a secret, stored sealed and never as text; changing it would break it).
+    """
+
+    def __init__(self, max_len=None, cut=False, nul="strip", **kwargs):
         super().__init__(**kwargs)
-        self.max_len, self.cut = max_len, cut
+        self.max_len, self.cut, self.nul = max_len, cut, nul
 
     def _deserialize(self, value, attr, data, **kwargs):
         if isinstance(value, bool) or not isinstance(value, (str, int, float)):
             raise ValidationError("Not a valid string.")
         text = value if isinstance(value, str) else str(value)
+        if self.nul != "keep" and NUL in text:
+            if self.nul == "refuse":
+                raise ValidationError(NUL_REFUSED)
+            text = strip_nul(text, attr)
         if self.max_len and len(text) > self.max_len:
             if not self.cut:
                 raise ValidationError(f"Longer than maximum length {self.max_len}.")
@@ -52,9 +86,15 @@ class Str(fields.Field):
         return text
 
 
+# Which fields refuse a NUL: every Id()/KitId() (orderId, orderLineId, businessId, instanceId,
+# productId, skuCode, customerId, userId, eventId, tenantId, tenantCode, appId, orgCode,
+# parentCode) and, in Kit lists, userName, orgCode, employeeCode, parentCode (the _text_of fields
+# that are not cut). They are what rows and idempotency keys are keyed by and what the
+# marketplace names in later calls, so they are never altered; a stripped copy could collide with
+# a real id. Everything that is cut (Text, list names) loses its NUL with a note.
 def Id(max_len=MAX_ID, required=True):
     """A marketplace identifier: bounded, because it keys rows and idempotency."""
-    return Str(max_len, required=required)
+    return Str(max_len, required=required, nul="refuse")
 
 
 def Text(max_len=None):
@@ -81,7 +121,7 @@ class Choice(Str):
 
 def read_flag(value):
     """True, False, or None when the value is no flag at all."""
-    text = str(value).strip().lower()
+    text = str(value).replace(NUL, "").strip().lower()
     return True if text in ("1", "true", "yes", "y") else False if text in ("0", "false", "no", "n", "") else None
 
 
@@ -89,6 +129,8 @@ class Flag(fields.Field):
     """``"1"``/``1``/``true`` yes, ``"0"``/``0``/``false`` no; anything else is no, with a note."""
 
     def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, str):
+            strip_nul(value, attr)  # only the note: read_flag ignores a NUL itself
         flag = read_flag(value)
         if flag is None:
             oddities.note(f"{attr}: {str(value)[:20]} is not 0 or 1; read as 0")
@@ -99,6 +141,8 @@ class Int(fields.Field):
     """An integer, from a number or its text; one that cannot be stored is dropped with a note."""
 
     def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, str):
+            value = strip_nul(value, attr)
         try:
             number = int(str(value).strip()) if not isinstance(value, bool) else None
         except ValueError:
@@ -116,6 +160,8 @@ class KooTime(fields.Field):
     """
 
     def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, str):
+            value = strip_nul(value, attr)
         stamp, documented = read_time(value)
         if stamp is None:
             oddities.note(f"{attr}: {str(value)[:40]} is not a readable time; ignored")
@@ -200,10 +246,10 @@ class InstanceIdList(fields.Field):
             raise ValidationError("must name at least one instance")
         if len(ids) > MAX_QUERY_IDS:
             oddities.note(f"{attr}: {len(ids)} ids, more than the documented {MAX_QUERY_IDS}")
-        long = [i for i in ids if len(i) > MAX_ID]
+        long = [i for i in ids if len(i) > MAX_ID or NUL in i]  # neither can be an instance's id
         if long:
-            oddities.note(f"{attr}: {len(long)} ids longer than {MAX_ID} characters skipped")
-        return list(dict.fromkeys(i for i in ids if len(i) <= MAX_ID))
+            oddities.note(f"{attr}: {len(long)} ids longer than {MAX_ID} characters or with a NUL skipped")
+        return list(dict.fromkeys(i for i in ids if len(i) <= MAX_ID and NUL not in i))
 
 
 class G2QueryInstance(KooSchema):
@@ -230,15 +276,15 @@ class ExtendParams(fields.Field):
     """
 
     def _deserialize(self, value, attr, data, **kwargs):
-        text = str(value)
+        text = strip_nul(str(value), attr)
         try:
             decoded = json.loads(lenient_b64decode(text.replace(" ", "+")).decode("utf-8"))
         except (binascii.Error, ValueError, UnicodeDecodeError, RecursionError):
             decoded = None
         if isinstance(decoded, dict):
-            return decoded
+            return strip_nul_deep(decoded, attr)
         if isinstance(decoded, list) and all(isinstance(i, dict) and "name" in i for i in decoded):
-            return {str(item["name"]): item.get("value") for item in decoded}
+            return strip_nul_deep({str(item["name"]): item.get("value") for item in decoded}, attr)
         oddities.note(f"{attr}: not Base64 JSON name/value pairs; kept as sent")
         return {"_unreadable": text[:8192]}
 
@@ -355,6 +401,10 @@ def _text_of(item, key, where, max_len, required=False, aliases=(), cut=False):
         oddities.note(f"{where}.{key}: not text; ignored")
         return None
     value = value if isinstance(value, str) else str(value)
+    if NUL in value:  # ids (not cut) refuse it, text loses it: as Str does
+        if not cut:
+            raise ValidationError(f"{where}.{key}: {NUL_REFUSED}")
+        value = strip_nul(value, f"{where}.{key}")
     if len(value) > max_len:
         if not cut:
             raise ValidationError(f"{where}.{key}: Longer than maximum length {max_len}.")
@@ -411,7 +461,7 @@ class UserList(fields.Field):
             user["role"] = _role(item.get("role"), where)
             user["enable"] = _enable(item.get("enable"), where)
             extra = {k: v for k, v in item.items() if k not in user}
-            user["extra"] = extra or None
+            user["extra"] = strip_nul_deep(extra, f"{where}.extra") if extra else None
             users[user["userName"]] = user
         return list(users.values())
 
@@ -419,7 +469,7 @@ class UserList(fields.Field):
 def _role(value, where):
     if _absent(value):
         return None
-    role = str(value).strip().lower()
+    role = strip_nul(str(value), f"{where}.role").strip().lower()
     if role not in ROLES:
         oddities.note(f"{where}.role: {str(value)[:16]} is neither user nor admin; kept as sent")
     return role[:16]
@@ -439,7 +489,7 @@ def _enable(value, where):
 
 def KitId(max_len=MAX_ID):
     """An id the marketplace may leave empty (tenantSync while the seller applies for credentials)."""
-    return Str(max_len, load_default="")
+    return Str(max_len, load_default="", nul="refuse")
 
 
 class FlagChoice(fields.Field):
@@ -468,7 +518,7 @@ class KitSchema(Schema):
     testFlag = Flag(load_default=False)
     timeStamp = Str()
     # Fields an add should carry: their absence is noted, not refused (a delete needs only keys).
-    EXPECTED_ON_ADD = ()
+    EXPECTED_ON_ADD: tuple[str, ...] = ()
 
     @pre_load
     def _absent_fields(self, data, **kwargs):
@@ -498,7 +548,7 @@ class ApplicationSync(KitSchema):
     appId = Id()
     name = Text(255)
     clientId = Text(255)
-    clientSecret = Str(8192)
+    clientSecret = Str(8192, nul="keep")  # sealed as sent; a NUL in G2's Base64 is answered 000101
     flag = FlagChoice(0, 1, 2, load_default=1)
     EXPECTED_ON_ADD = ("clientId", "clientSecret")
 

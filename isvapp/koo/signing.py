@@ -243,6 +243,8 @@ def _verify_signed(signer, keys, raw_body, signature, timestamp, nonce, now_ms, 
         raise KooError(INVALID_PARAM, f"{nonce_name} is missing")
     if len(nonce) > 128:
         raise KooError(INVALID_PARAM, f"{nonce_name} is too long")
+    if "\x00" in nonce:  # it is stored in the replay store; an identifier, so refused, not altered
+        raise KooError(INVALID_PARAM, f"{nonce_name} contains a NUL character (U+0000)")
     check_timestamp(timestamp, now_ms, window_s)
     received = signature.lower()
     for form, payload in payload_candidates(raw_body):
