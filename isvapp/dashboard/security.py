@@ -9,12 +9,20 @@ timestamp, so Flask's max-age check alone would let an active session live for e
 are rebuilt at login (no fixation: nothing from before the login
 survives). CSRF: a random token in the session, required on every POST of these pages.
 
-Failed logins are counted in the database, so every worker and host sees them: per (address,
-name), so a stranger's failures never lock the admin out from another address, and per address,
-so one address cannot try many names. Attempts refused while locked are not counted (they would
-extend the lock forever). The answer is one generic message whatever went wrong. The password
-hash (scrypt, ~100 ms) is checked outside any write transaction, so logins never hold the write
-lock the marketplace's callbacks need.
+Failed logins are counted in the database, so every worker and host sees them:
+- per (address, name) and per address, a hard lock for LOGIN_WINDOW: one address can neither
+  guess one name for long nor try many names;
+- per name across all addresses, a growing delay rather than a lock: after NAME_FREE_FAILURES
+  failures in NAME_WINDOW, each further try for that name must wait NAME_DELAY_BASE_S, doubled
+  per failure, up to NAME_DELAY_MAX_S, since the name's last failure. A stranger rotating
+  addresses gets a few guesses an hour; the merchant, who knows the password, waits minutes at
+  worst, and is never locked out for good.
+Attempts refused by either rule are not counted (they would extend the wait for ever). An
+attempt is counted before its password is checked, under serialise("login") in one write
+transaction, so parallel guesses cannot all pass the limit before any is counted; a success
+removes its own count. The answer is one generic message whatever went wrong. The password hash
+(scrypt, ~100 ms) is checked outside any write transaction, so logins never hold the write lock
+the marketplace's callbacks need.
 """
 import hmac
 import secrets
@@ -30,13 +38,17 @@ from sqlalchemy import delete, func, select, update
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from ..callbacklog import is_marketplace_path
-from ..db import write_transaction
+from ..db import serialise, write_transaction
 from ..extensions import db
 from ..models import AdminUser, LoginAttempt, utcnow
 
 LOGIN_WINDOW = timedelta(minutes=15)
 MAX_FAILURES = 5  # per (address, name) in LOGIN_WINDOW
 MAX_ADDRESS_FAILURES = 20  # per address, whatever the names, in LOGIN_WINDOW
+NAME_WINDOW = timedelta(hours=24)
+NAME_FREE_FAILURES = 10  # per name, all addresses, in NAME_WINDOW, before the delay starts
+NAME_DELAY_BASE_S = 2
+NAME_DELAY_MAX_S = 600
 # Pages only: no inline script or style, nothing from elsewhere, no framing.
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; object-src 'none'; "
        "base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
@@ -69,30 +81,52 @@ def set_password(name, password):
         return "reset"
 
 
+def name_delay_s(failures):
+    """How long a name must rest after its last failure, given its failures in NAME_WINDOW."""
+    if failures < NAME_FREE_FAILURES:
+        return 0.0
+    return float(min(NAME_DELAY_MAX_S, NAME_DELAY_BASE_S * 2 ** (failures - NAME_FREE_FAILURES)))
+
+
 def _throttled(name, addr, now):
+    """True when this attempt may not be checked: the address's lock, or the name's delay."""
     since = now - LOGIN_WINDOW
     failures = lambda *where: db.session.execute(select(func.count()).select_from(LoginAttempt).where(  # noqa: E731
         LoginAttempt.at >= since, LoginAttempt.remote_addr == addr, *where)).scalar_one()
-    return failures(LoginAttempt.name == name) >= MAX_FAILURES or failures() >= MAX_ADDRESS_FAILURES
+    if failures(LoginAttempt.name == name) >= MAX_FAILURES or failures() >= MAX_ADDRESS_FAILURES:
+        return True
+    count, last = db.session.execute(select(func.count(), func.max(LoginAttempt.at)).where(
+        LoginAttempt.name == name, LoginAttempt.at >= now - NAME_WINDOW)).one()
+    return last is not None and (now - last).total_seconds() < name_delay_s(count)
+
+
+def _count_attempt(name, addr, now):
+    """Count this attempt as a failure before its password is checked; None when throttled."""
+    with write_transaction():
+        serialise("login")
+        if _throttled(name, addr, now):
+            return None
+        attempt = LoginAttempt(remote_addr=addr, name=name, at=now)
+        db.session.add(attempt)
+        db.session.execute(delete(LoginAttempt).where(LoginAttempt.at < now - NAME_WINDOW))
+        db.session.flush()
+        return attempt.id
 
 
 def authenticate(name, password):
     """The admin, or None (wrong name, wrong password, or too many recent failures: all alike)."""
     name, addr, now = (name or "")[:64], (request.remote_addr or "")[:64], utcnow()
-    throttled = _throttled(name, addr, now)
+    attempt = _count_attempt(name, addr, now)
     user = db.session.execute(select(AdminUser).where(AdminUser.name == name)).scalar_one_or_none()
     found = (user.id, user.session_version) if user else None
     stored_hash = user.password_hash if user else _DUMMY_HASH
     db.session.rollback()  # end the read: the hash below takes ~100 ms and must hold no lock
-    # Hash even when the name is unknown or the address locked, so timing tells nothing apart.
+    # Hash even when the name is unknown or the attempt throttled, so timing tells nothing apart.
     good = check_password_hash(stored_hash, password or "")
-    if throttled:
+    if attempt is None or not (found and good):
         return None
-    if not (found and good):
-        with write_transaction():
-            db.session.add(LoginAttempt(remote_addr=addr, name=name, at=now))
-            db.session.execute(delete(LoginAttempt).where(LoginAttempt.at < now - 4 * LOGIN_WINDOW))
-        return None
+    with write_transaction():  # a success is not a failure: its count goes
+        db.session.execute(delete(LoginAttempt).where(LoginAttempt.id == attempt))
     return found
 
 
