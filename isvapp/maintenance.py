@@ -48,18 +48,34 @@ def _delete_older(model, column, cutoff, batch=PRUNE_BATCH, where=()):
 
 
 G1_SCOPES = ("g1", "g1kit")  # authToken identities, kept for the (longer) G1 window
+# How far two hosts' clocks may disagree (NTP keeps them within milliseconds; this is for a host
+# whose time sync broke): a replay entry outlives its window by this much too.
+HOST_CLOCK_MARGIN_S = 600
+
+
+def replay_keep_s(window_s):
+    """How long a replay entry must live: as long as its request could still pass the window.
+
+    Accepted at time t (this host's clock, ``seen_at``), a request's timestamp T is within
+    window_s of t, so it passes the window until T + window_s <= t + 2 * window_s. Another host
+    judging by a clock HOST_CLOCK_MARGIN_S ahead accepts it that much longer. Pruned earlier, the
+    untouched request would be obeyed again.
+    """
+    return 2 * window_s + HOST_CLOCK_MARGIN_S
 
 
 def prune(settings, callback_days, now=None):
-    """Delete signed requests past their window and callback log rows older than ``callback_days``
-    (0: keep them). A signed request outside its window is refused anyway, so its entry is no
-    longer needed to recognise a resend or a replay; G1's window is the longer one."""
+    """Delete signed requests that can no longer pass their window (replay_keep_s) and callback
+    log rows older than ``callback_days`` (0: keep them). A signed request outside its window is
+    refused anyway, so its entry is no longer needed to recognise a resend or a replay; G1's
+    window is the longer one."""
     now = now or utcnow()
     g1 = SignedRequest.scope.in_(G1_SCOPES)
     counts = {"nonces": _delete_older(SignedRequest, SignedRequest.seen_at,
-                                      now - timedelta(seconds=2 * settings.signature_window_s), where=[~g1])
+                                      now - timedelta(seconds=replay_keep_s(settings.signature_window_s)),
+                                      where=[~g1])
               + _delete_older(SignedRequest, SignedRequest.seen_at,
-                              now - timedelta(seconds=2 * settings.g1_window_s), where=[g1])}
+                              now - timedelta(seconds=replay_keep_s(settings.g1_window_s)), where=[g1])}
     counts["callbacks"] = (_delete_older(Callback, Callback.received_at, now - timedelta(days=callback_days))
                            if callback_days > 0 else 0)
     return counts
@@ -122,7 +138,7 @@ def backup_sqlite(path):
     try:
         target = sqlite3.connect(partial)
         try:
-            source.driver_connection.backup(target)
+            source.driver_connection.backup(target)  # type: ignore[union-attr]  # a live connection
             target.execute("PRAGMA journal_mode=DELETE")  # one self-contained file
             check = target.execute("PRAGMA integrity_check").fetchall()
             if check != [("ok",)]:

@@ -6,6 +6,7 @@ import pytest
 from sqlalchemy import create_engine, func, select, text
 
 from isvapp.extensions import db
+from isvapp import maintenance
 from isvapp.maintenance import prune
 from isvapp.models import Answer, Callback, Event, Instance, SignedRequest, utcnow
 
@@ -21,7 +22,8 @@ def age_rows(app, model, column, by):
 def test_prune_removes_only_expired_nonces_and_old_callback_rows(app, market, runner):
     for n in range(3):
         market.g2(new_order(order=f"OLD{n}"))
-    age_rows(app, SignedRequest, SignedRequest.seen_at, timedelta(seconds=121))  # 2 x the 60 s window has passed
+    # 2 x the 60 s window and the hosts' clock margin have passed
+    age_rows(app, SignedRequest, SignedRequest.seen_at, timedelta(seconds=121 + maintenance.HOST_CLOCK_MARGIN_S))
     age_rows(app, Callback, Callback.received_at, timedelta(days=91))
     age_rows(app, Instance, Instance.created_at, timedelta(days=400))
     age_rows(app, Answer, Answer.created_at, timedelta(days=400))
@@ -38,7 +40,8 @@ def test_prune_removes_only_expired_nonces_and_old_callback_rows(app, market, ru
 
 def test_prune_keeps_nonces_inside_twice_the_window_and_log_when_retention_is_zero(app, market):
     market.g2(new_order())
-    age_rows(app, SignedRequest, SignedRequest.seen_at, timedelta(seconds=100))
+    # Past 2 x the window, but a host whose clock is ahead could still accept it: kept.
+    age_rows(app, SignedRequest, SignedRequest.seen_at, timedelta(seconds=119 + maintenance.HOST_CLOCK_MARGIN_S))
     age_rows(app, Callback, Callback.received_at, timedelta(days=3650))
     with app.app_context():
         assert prune(app.extensions["isvapp"], callback_days=0) == {"nonces": 0, "callbacks": 0}

@@ -16,7 +16,7 @@ import json
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, pre_load
 
-from . import oddities
+from . import oddities, strictjson
 from .fieldcrypto import lenient_b64decode
 from .times import format_time, read_time
 
@@ -373,7 +373,9 @@ MAX_KIT_ITEMS = 200_000
 def _kit_list(value):
     if isinstance(value, str):
         try:
-            value = json.loads(value)
+            value = strictjson.loads(value)
+        except strictjson.RepeatedKey as error:
+            raise ValidationError(f"{error}: each key may be named once") from None
         except (ValueError, RecursionError):
             raise ValidationError("is not a JSON list") from None
     if isinstance(value, dict):
@@ -523,11 +525,35 @@ class KitSchema(Schema):
     @pre_load
     def _absent_fields(self, data, **kwargs):
         data = _drop_absent(data)
+        if isinstance(data, dict):
+            self._check_interface(data)
         if isinstance(data, dict) and str(data.get("flag", 1)) == "1":
             for name in self.EXPECTED_ON_ADD:
                 if name not in data:
                     oddities.note(f"{name}: missing on an add")
         return data
+
+
+    def _check_interface(self, data):
+        """No Kit signature covers the URL path, so a captured body could be sent to another
+        interface: a department delete ({tenantId, orgCode, flag 0}) at tenantSync reads as the
+        tenant's delete. A body carrying a field that only another interface has is refused."""
+        mine = set(self.declared_fields)
+        for interface, marks in KIT_INTERFACE_FIELDS.items():
+            stray = sorted((marks - mine) & set(data))
+            if stray:
+                raise ValidationError(f"is a field of {interface}, not of this interface: a body shaped for "
+                                      f"{interface} is not acted on here", field_name=stray[0])
+
+
+# The fields that name each Kit interface's own business: none of them belongs to another one.
+KIT_INTERFACE_FIELDS = {
+    "tenantSync": {"tenantCode", "domainName"},
+    "applicationSync": {"clientId", "clientSecret"},
+    "authSync": {"userList", "currentSyncTime"},
+    "singleOrgSync": {"orgCode", "orgName", "parentCode"},
+    "allOrgSync": {"orgInfo"},
+}
 
 
 class TenantSync(KitSchema):

@@ -13,6 +13,7 @@ import secrets
 import time
 from datetime import datetime, timezone
 
+from . import strictjson
 from .codes import AUTH_FAILED, INVALID_PARAM, KooError
 from .times import read_time
 
@@ -296,6 +297,11 @@ def verify_g1_kit_request(keys, raw_body, token, now_ms, window_s):
     The body is not parsed until a check that costs one HMAC per key has run: the timeStamp is
     found in the raw bytes and the body-hmac formula tried first. Only a body small enough
     (CANONICAL_MAX_BYTES) is parsed to try the sorted-fields formula.
+
+    The time checked is always the one that was signed: body-hmac keys its HMAC with the stamp
+    found in the raw bytes; sorted-fields signs the parsed body's timeStamp, which is checked again
+    on its own (a body naming a key twice is never read: isvapp.koo.strictjson says why). The
+    sorted-fields string is checked for ambiguity as a G1 GET's is (check_unambiguous).
     """
     if not token:
         raise KooError(AUTH_FAILED, "authToken header is missing")
@@ -309,12 +315,16 @@ def verify_g1_kit_request(keys, raw_body, token, now_ms, window_s):
             return key, "body-hmac"
     if len(raw_body) <= CANONICAL_MAX_BYTES:
         try:
-            payload = json.loads(raw_body)
+            payload = strictjson.loads(raw_body)
+        except strictjson.RepeatedKey as error:
+            raise KooError(AUTH_FAILED, f"authToken does not match, and the body {error}") from None
         except (ValueError, UnicodeDecodeError, RecursionError):
             payload = None
         if isinstance(payload, dict):
             for key in keys:
                 if _same(g1_kit_tokens(key, raw_body, payload)["sorted-fields"], token):
+                    check_g1_timestamp(str(payload.get("timeStamp") or ""), now_ms, window_s)
+                    check_unambiguous({k: java_text(v) for k, v in payload.items() if v is not None})
                     return key, "sorted-fields"
     raise KooError(AUTH_FAILED, "authToken does not match")
 

@@ -35,7 +35,8 @@ def sync_g2(name):
     sign, timestamp, nonce = headers.get("x-sign"), headers.get("x-timestamp"), headers.get("x-nonce")
     key, form = verify_kit_request(require_keys(cfg.kit_access_keys, "KOO_KIT_ACCESS_KEY"), raw, sign,
                                    timestamp, nonce, now_ms(), cfg.signature_window_s)
-    signed = signed_by(key, int(timestamp), kit=True, scope="kit", token=replay_token("kit", nonce, timestamp), nonce=nonce,
+    # verify_kit_request refused a missing header, as verify_g1_kit_request a missing authToken.
+    signed = signed_by(key, int(timestamp), kit=True, scope="kit", token=replay_token(f"kit:{name}", nonce, timestamp), nonce=nonce,  # type: ignore[arg-type]
                        fingerprint=request_fingerprint(request.path, sign, timestamp, nonce, raw))
     payload = parse_json_object(raw)
     if form != "raw":
@@ -52,8 +53,8 @@ def sync_g1(name):
     key, formula = verify_g1_kit_request(require_keys(cfg.kit_access_keys, "KOO_KIT_ACCESS_KEY"), raw,
                                          token, now_ms(), cfg.g1_window_s)
     payload = parse_json_object(raw)
-    token = token.strip().replace(" ", "+")
-    signed = signed_by(key, g1_sent_ms(payload.get("timeStamp")), kit=True, scope="g1kit", token=replay_token("g1kit", token), nonce=token[:128],
+    token = token.strip().replace(" ", "+")  # type: ignore[union-attr]  # verified: present
+    signed = signed_by(key, g1_sent_ms(payload.get("timeStamp")), kit=True, scope="g1kit", token=replay_token(f"g1kit:{name}", token), nonce=token[:128],
                        fingerprint=request_fingerprint(request.path, token, raw))
     callbacklog.note(note=f"authToken formula: {formula}")
     return serve(G1_KIT, {**payload, "activity": name}, signed)

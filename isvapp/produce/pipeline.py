@@ -7,7 +7,6 @@ pipeline serves them all, so G1, G2, License and Kit meet in the same lifecycle 
 replay rule and the same answers.
 """
 import functools
-import json
 import time
 from dataclasses import dataclass, replace
 from typing import Callable, NamedTuple
@@ -18,7 +17,7 @@ from marshmallow import Schema, ValidationError
 from .. import callbacklog, replays
 from ..config import Settings
 from ..db import SessionRequired, lean_available, lean_write_transaction, write_transaction
-from ..koo import codes, oddities, schemas
+from ..koo import codes, oddities, schemas, strictjson
 from ..koo.codes import KooError
 from ..koo.signing import key_fingerprint
 from ..koo.times import read_time
@@ -93,7 +92,9 @@ def parse_json_object(raw):
     if not raw:
         raise KooError(codes.INVALID_PARAM, "request body is empty")
     try:
-        payload = json.loads(raw.decode("utf-8"))
+        payload = strictjson.loads(raw.decode("utf-8"))
+    except strictjson.RepeatedKey as error:
+        raise KooError(codes.INVALID_PARAM, f"request body {error}: a signed body must name each key once") from None
     except (ValueError, UnicodeDecodeError):
         raise KooError(codes.INVALID_PARAM, "request body is not valid JSON") from None
     except RecursionError:
