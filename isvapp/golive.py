@@ -13,15 +13,15 @@ from datetime import timedelta
 
 from sqlalchemy import func, select, text
 
-from . import alerts, diagnosis, status
+from . import alerts, diagnosis, outbound, status
 from .config import secret_key_problem
 from .extensions import db
 from .koo.signing import key_fingerprint
-from .models import Alert, Callback, UsageRecord, UsageState, utcnow
+from .models import Alert, Callback, Instance, Tenant, UsageRecord, UsageState, utcnow
 
 SAAS, LICENSE, KIT = "saas", "license", "kit"
 # product type -> [(scenario, label, activities, where the calls go)]; labels are translated on the page.
-CHECKLISTS = {
+CHECKLISTS: dict[str, list[tuple[str, str, tuple[str, ...], str | None]]] = {
     "period": [("new", "New purchase", ("newInstance",), SAAS), ("query", "Instance query", ("queryInstance",), SAAS),
                ("renew", "Renewal", ("refreshInstance",), SAAS),
                ("expire", "Expiry (freeze)", ("updateInstanceStatus", "expireInstance"), SAAS),
@@ -68,7 +68,7 @@ class Checklist:
 
 
 def _where(activities, place):
-    where = [Callback.activity.in_(activities), Callback.test_flag.is_(True)]
+    where: list = [Callback.activity.in_(activities), Callback.test_flag.is_(True)]
     if place == KIT:
         where.append(Callback.path.contains("/produceAPI/"))
     elif place in (SAAS, LICENSE):
@@ -128,7 +128,10 @@ def _age(moment, now):
     return None if moment is None else (now - moment).total_seconds()
 
 
-def health(app, settings, now=None):
+def health(app, settings, now=None, page_client=None):
+    """The configuration's health; ``page_client`` is the address this page's own request came
+    from before any proxy header was applied (the view knows it; this module does not read the
+    request)."""
     now = now or utcnow()
     items = []
     keys = [key_fingerprint(k) for k in settings.access_keys]
@@ -136,10 +139,21 @@ def health(app, settings, now=None):
     items.append(Health("keys", "Keys configured", "ok" if keys else "bad",
                         ", ".join(keys + [f"Kit {k}" for k in kit_keys]) or "none",
                         "" if keys else "Set KOO_ACCESS_KEY to the Key the Seller Console shows for this product."))
+    instances, tenants = _unowned()
+    items.append(Health("unowned", "Instances without an owning key", "warn" if instances or tenants else "ok",
+                        f"{instances} instances, {tenants} Kit tenants: usable by every key" if instances or tenants
+                        else "none",
+                        "Made before instances were tied to the key that created them: any configured key may "
+                        "act on them. Only a concern when several products share this server."
+                        if instances or tenants else ""))
+    if settings.share_instances_across_keys:
+        items.append(Health("shared", "Instances shared across keys", "warn",
+                            "KOO_SHARE_INSTANCES_ACROSS_KEYS is on: every configured key acts on every instance",
+                            "Turn it off once the key rotation is done."))
     problem = secret_key_problem(app.config.get("SECRET_KEY"))
     items.append(Health("secret", "SECRET_KEY", "bad" if problem else "ok", "" if problem else "sound",
                         problem or ""))
-    skews = [abs(s) for (s,) in db.session.execute(
+    skews = [abs(s) for (s,) in db.session.execute(  # type: ignore[arg-type]  # IS NOT NULL
         select(Callback.clock_skew_ms).where(Callback.clock_skew_ms.is_not(None))
         .order_by(Callback.id.desc()).limit(100)).all()]
     if not skews:
@@ -159,6 +173,7 @@ def health(app, settings, now=None):
                             f"{len(recent) - plain} of the last {len(recent)} signed requests over https",
                             "" if not plain else "Serve https through nginx and set PROXY_FIX_HOPS = 1 "
                                                  "so isvapp sees X-Forwarded-Proto (docs/deploy.md)."))
+    items.append(_proxy_health(app, page_client))
     reported = status.read("worker_heartbeat", "order_query", "backup")
     beat = _age(reported.get("worker_heartbeat", (None, None))[1], now)
     items.append(Health("worker", "Background worker", "ok" if beat is not None and beat < 120 else "bad",
@@ -192,10 +207,35 @@ def health(app, settings, now=None):
     return items
 
 
+def _unowned():
+    """Instances and Kit tenants from before rows belonged to the key that created them (NULL):
+    every key may act on them (docs/protocol.md, "Key ownership")."""
+    return tuple(db.session.execute(select(func.count()).select_from(model).where(model.key_fingerprint.is_(None)))
+                 .scalar_one() for model in (Instance, Tenant))
+
+
+def _proxy_health(app, page_client):
+    """A request from another host with no proxy in front means gunicorn's port is open to the
+    network: its synchronous workers are then held by any slow client (docs/deploy.md). Without
+    PROXY_FIX_HOPS the callback log's addresses are the connections' own, so a non-loopback one
+    among the recent callbacks says it as well as this page's own request does."""
+    seen = [page_client] if page_client else []
+    if not app.config.get("PROXY_FIX_HOPS"):
+        seen += [a for (a,) in db.session.execute(select(Callback.remote_addr).order_by(Callback.id.desc())
+                                                  .limit(50)).all() if a]
+    direct = sorted({a for a in seen if not outbound.is_loopback(a)})
+    if direct:
+        return Health("proxy", "Proxy in front", "warn", "requests arrive straight from the network",
+                      "Put nginx with request buffering in front and bind gunicorn to 127.0.0.1: two slow "
+                      "clients can hold both workers (docs/deploy.md).")
+    return Health("proxy", "Proxy in front", "ok", "every request came through this host")
+
+
 def _database_mib():
     if db.engine.dialect.name == "sqlite":
         path = db.engine.url.database
-        return sum(os.path.getsize(p) for p in (path, path + "-wal") if p and os.path.exists(p)) / 2**20
+        files = (path, path + "-wal") if path else ()  # an in-memory database has none
+        return sum(os.path.getsize(p) for p in files if os.path.exists(p)) / 2**20
     return db.session.execute(text("SELECT pg_database_size(current_database())")).scalar_one() / 2**20
 
 

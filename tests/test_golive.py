@@ -140,3 +140,21 @@ def test_the_page_after_a_pay_per_use_debugging_round_shows_the_usage_push(app, 
     page = browser.get("/admin/go-live").get_data(as_text=True)
     assert row_state(page, "payperuse-usage") == "passed"
     assert browser.get("/admin/go-live?lang=zh").status_code == 200
+
+
+@pytest.mark.parametrize("app_config", [{"PROXY_FIX_HOPS": 1}])
+def test_a_request_from_another_host_with_no_proxy_in_front_is_warned_about(app, client, admin):  # noqa: F811
+    from .test_dashboard import log_in_from
+    assert log_in_from(client, "127.0.0.1").status_code == 302
+    page = client.get("/admin/go-live", headers={"X-Forwarded-For": "203.0.113.8"}).get_data(as_text=True)
+    assert re.search(r'data-health="proxy">.*?class="badge ok"', page, re.S)  # through a proxy on this host
+    page = client.get("/admin/go-live", environ_base={"REMOTE_ADDR": "203.0.113.8"}).get_data(as_text=True)
+    assert re.search(r'data-health="proxy">.*?class="badge warn"', page, re.S)
+    assert "two slow clients can hold both workers" in page
+
+
+def test_a_callback_from_another_host_is_warned_about_without_proxy_fix(browser, market):  # noqa: F811
+    assert 'data-health="proxy">' in browser.get("/admin/go-live").get_data(as_text=True)
+    market.send("POST", "/produce", data=b"{}", environ_base={"REMOTE_ADDR": "198.51.100.4"})
+    page = browser.get("/admin/go-live").get_data(as_text=True)
+    assert re.search(r'data-health="proxy">.*?class="badge warn"', page, re.S)

@@ -65,7 +65,7 @@ def python_msgids():
 
     found = [(label, "golive.CHECKLISTS") for items in golive.CHECKLISTS.values() for _, label, _, _ in items]
     found += [(label, "golive.PRODUCT_LABELS") for label in golive.PRODUCT_LABELS.values()]
-    found += [(text, "golive.health") for text in _call_strings(golive.health, "Health", (1, 2, 3, 4))]
+    found += [(text, "golive.health") for text in _call_strings(golive, "Health", (1, 2, 3, 4))]  # every Health()
     found += [(sentence, "diagnosis.CAUSES") for *_, sentence in diagnosis.CAUSES]
     found += [(text, "charts") for f in charts.CHARTS.values() for text in _call_strings(f, "_chart", (1,))]
     found += [(text, "charts series") for f in charts.CHARTS.values() for text in _assigned_strings(f, "series")]

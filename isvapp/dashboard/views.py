@@ -194,8 +194,14 @@ def go_live():
     urls = {"produce": root + "produce", "license": root + "license", "https": request.is_secure}
     return render_template("dashboard/go_live.html", checklists=golive.checklists(current_app.config),
                            health=golive.health(current_app._get_current_object(),  # type: ignore[attr-defined]  # a proxy
-                                                current_app.extensions["isvapp"]),
+                                                current_app.extensions["isvapp"], page_client=_connection_address()),
                            urls=urls, alerts=golive.recent_alerts())
+
+
+def _connection_address():
+    """The address of the connection itself, before ProxyFix replaced it with the forwarded one."""
+    original = request.environ.get("werkzeug.proxy_fix.orig") or {}
+    return original.get("REMOTE_ADDR") or request.environ.get("REMOTE_ADDR")
 
 
 # --- instances ---------------------------------------------------------------------------------
