@@ -162,6 +162,39 @@ def check_disk(path=None, now=None, usage=shutil.disk_usage):
                              "cannot write, and every marketplace call fails.", now=now)
 
 
+DISK_CHECK_EVERY_S = 300
+_last_disk_check = []
+
+
+@jobs.periodic
+def check_disk_periodically(force=False):
+    """The worker's disk check: at most every 5 minutes per worker."""
+    if not force and _last_disk_check and time.monotonic() - _last_disk_check[0] < DISK_CHECK_EVERY_S:
+        return None
+    _last_disk_check[:] = [time.monotonic()]
+    return check_disk()
+
+
+@jobs.watch_dead
+def alert_dead_job(row, error):
+    """Raise a "dead_job" alert in the transaction that makes the job dead (a savepoint: a failure
+    here is logged and never keeps the job from being marked dead). An alert job that dies raises
+    none (it would loop)."""
+    if row.kind == "alert":
+        return
+    last = (error or "").strip().splitlines()
+    reason = next((line for line in last if line and not line.startswith((" ", "Traceback"))), "")
+    try:
+        with db.session.begin_nested():
+            raise_alert("dead_job", f"A background job failed for good: {row.kind}",
+                        f"Job {row.id} ({row.kind}, key {row.key}"
+                        f"{', instance ' + row.instance_id if row.instance_id else ''}) is dead after "
+                        f"{row.attempts} attempts: {reason[:500]}\n\nSee `flask --app isvapp jobs list "
+                        f"--state dead`; `flask --app isvapp jobs retry {row.id}` runs it again.")
+    except Exception:  # noqa: BLE001
+        log.exception("could not raise the dead_job alert for job %s", row.id)
+
+
 # --- channels --------------------------------------------------------------------------------------
 
 def _secrets(config):

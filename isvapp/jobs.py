@@ -155,8 +155,8 @@ def _fail(job, error, permanent):
             on_dead = DEAD_HANDLERS.get(row.kind)
             if on_dead:
                 on_dead(job)
-            if row.kind != "alert":  # an alert job that dies must not raise another alert (a loop)
-                _alert_dead(row, error)
+            for watcher in DEAD_WATCHERS:
+                watcher(row, error)
         else:
             row.state = JobState.QUEUED
             row.run_after = utcnow() + timedelta(seconds=backoff_s(
@@ -164,23 +164,15 @@ def _fail(job, error, permanent):
 
 
 DEAD_HANDLERS = {}  # kind -> function(job), run in the transaction that makes the job dead
+# function(row, error) for every job that dies, in that transaction: how the modules above the
+# queue (alerts) hear of it without the queue importing them.
+DEAD_WATCHERS = []
 
 
-def _alert_dead(row, error):
-    """Raise a "dead_job" alert in the transaction that makes the job dead (a savepoint: a failure
-    here is logged and never keeps the job from being marked dead)."""
-    from . import alerts
-    last = (error or "").strip().splitlines()
-    reason = next((line for line in last if line and not line.startswith((" ", "Traceback"))), "")
-    try:
-        with db.session.begin_nested():
-            alerts.raise_alert("dead_job", f"A background job failed for good: {row.kind}",
-                               f"Job {row.id} ({row.kind}, key {row.key}"
-                               f"{', instance ' + row.instance_id if row.instance_id else ''}) is dead after "
-                               f"{row.attempts} attempts: {reason[:500]}\n\nSee `flask --app isvapp jobs list "
-                               f"--state dead`; `flask --app isvapp jobs retry {row.id}` runs it again.")
-    except Exception:  # noqa: BLE001
-        log.exception("could not raise the dead_job alert for job %s", row.id)
+def watch_dead(function):
+    """Register a function called, in its transaction, for every job that goes dead."""
+    DEAD_WATCHERS.append(function)
+    return function
 
 
 class _Unfinished(NamedTuple):
@@ -425,20 +417,6 @@ def heartbeat(me):
         log.warning("could not report the worker heartbeat", exc_info=True)
     finally:
         db.session.remove()
-
-
-DISK_CHECK_EVERY_S = 300
-_last_disk_check = []
-
-
-@periodic
-def check_disk(force=False):
-    """Raise "disk_low" when the instance folder's disk is nearly full; at most every 5 minutes per worker."""
-    if not force and _last_disk_check and time.monotonic() - _last_disk_check[0] < DISK_CHECK_EVERY_S:
-        return None
-    _last_disk_check[:] = [time.monotonic()]
-    from . import alerts
-    return alerts.check_disk()
 
 
 def tick():

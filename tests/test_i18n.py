@@ -18,7 +18,7 @@ from flask import render_template_string
 from jinja2 import Environment
 
 from isvapp import diagnosis, golive, models
-from isvapp.dashboard import charts, i18n, views
+from isvapp.dashboard import charts, i18n, labels, views
 from isvapp.extensions import db
 
 from .test_dashboard import admin, browser  # noqa: F401  fixtures
@@ -94,7 +94,7 @@ def python_data(app):
     data = [label for items in golive.CHECKLISTS.values() for _, label, _, _ in items]
     data += list(golive.PRODUCT_LABELS.values())
     data += [sentence for *_, sentence in diagnosis.CAUSES]
-    data += list(views.FIELD_LABELS.values())
+    data += list(labels.FIELD_LABELS.values())
     data += list(models.InstanceState.ALL) + list(models.LicenseState.ALL)
     data += [models.KitState.ACTIVE, models.KitState.DELETED, models.KitState.REVOKED]
     data += [f"details {s}" for s in (models.DetailsState.PENDING, models.DetailsState.FETCHED,

@@ -61,7 +61,7 @@ def python_msgids():
     labels, causes, states and chart names kept in Python data. pybabel's extractors cannot see
     them; babel.cfg extracts them with extract_python_data below, and the tests check them."""
     from .. import diagnosis, golive, models
-    from . import charts, views
+    from . import charts, labels
 
     found = [(label, "golive.CHECKLISTS") for items in golive.CHECKLISTS.values() for _, label, _, _ in items]
     found += [(label, "golive.PRODUCT_LABELS") for label in golive.PRODUCT_LABELS.values()]
@@ -69,7 +69,7 @@ def python_msgids():
     found += [(sentence, "diagnosis.CAUSES") for *_, sentence in diagnosis.CAUSES]
     found += [(text, "charts") for f in charts.CHARTS.values() for text in _call_strings(f, "_chart", (1,))]
     found += [(text, "charts series") for f in charts.CHARTS.values() for text in _assigned_strings(f, "series")]
-    found += [(label, "views.FIELD_LABELS") for label in views.FIELD_LABELS.values()]
+    found += [(label, "labels.FIELD_LABELS") for label in labels.FIELD_LABELS.values()]
     found += [(f"details {state}", "views.field_value") for state in _constants(models.DetailsState)]
     for kind in (models.InstanceState, models.LicenseState, models.KitState):
         found += [(state, f"models.{kind.__name__}") for state in _constants(kind)]

@@ -17,6 +17,7 @@ from ..extensions import db
 from ..models import (Callback, Conflict, Department, Event, Instance, InstanceState, Job, JobState, KitApp,
                       KitUser, License, LicenseState, Tenant, utcnow)
 from . import charts, i18n, security
+from .labels import FIELD_LABELS
 
 bp = Blueprint("dashboard", __name__, url_prefix="/admin", template_folder="templates",
                static_folder="static", static_url_path="/static")
@@ -35,14 +36,6 @@ def _after(response):
     return i18n.remember(security.secure_headers(response))
 
 
-FIELD_LABELS = {
-    "generation": "Protocol generation", "product_type": "Product type", "order_id": "Order",
-    "order_line_id": "Order line", "product_id": "Product", "sku_code": "Specification (SKU)",
-    "customer_id": "Customer ID", "customer_name": "Customer", "user_id": "IAM user ID", "user_name": "IAM user",
-    "charging_mode": "Charging mode", "period_type": "Period", "period_number": "Number of periods",
-    "trial": "Trial", "details_state": "Order details", "expire_time": "Expires", "created_at": "Created",
-    "released_at": "Released",
-}
 TIME_FIELDS = {"expire_time", "created_at", "released_at"}
 
 
