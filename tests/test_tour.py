@@ -44,7 +44,7 @@ from .live import ROOT, LiveServer, free_port
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 AK, SK = "tour-ak", "tour-sk"
 ADMIN, PASSWORD = "merchant", "first afternoon password"
-SETTLE_S = 60  # the worker's settling, bounded
+SETTLE_S = 120  # the worker's settling, bounded (generous: a loaded 2-core machine)
 SAMPLE = 20  # detail pages per list, besides one of every distinct kind
 
 
@@ -78,7 +78,7 @@ class Proc:
         self.err.close()
 
 
-def wait_for_port(port, proc, timeout=20):
+def wait_for_port(port, proc, timeout=60):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if not proc.alive():
@@ -376,7 +376,7 @@ class Tour:
         # Only the overview has pictures: wait for them to load there (and check they rendered).
         wait = "load" if urlsplit(url).path == "/admin/" else "domcontentloaded"
         try:
-            response = self.page.goto(url, wait_until=wait, timeout=15000)
+            response = self.page.goto(url, wait_until=wait, timeout=30000)
         except Exception as error:  # noqa: BLE001  a navigation that fails is one more problem
             self.visited[url] = None
             self.problems.append(f"{url}: navigation failed: {error}")
@@ -397,7 +397,7 @@ class Tour:
         url = self.absolute(url)
         if url in self.fetched:
             return
-        response = self.context.request.get(url, timeout=15000)
+        response = self.context.request.get(url, timeout=30000)
         self.fetched[url] = response.status
         body = response.body()
         if response.status != 200:
