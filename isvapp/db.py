@@ -471,7 +471,9 @@ def bind_prepared(statement, params, returning=False):
     entry = _prepared.get(key)
     if entry is None:
         compiled = statement.compile(dialect=dialect, column_keys=list(columns))
-        processors = compiled._bind_processors
+        # Each parameter's type's own bind processor, through the types' public API.
+        processors = {name: process for name, bind in compiled.binds.items()
+                      if (process := bind.type.dialect_impl(dialect).bind_processor(dialect)) is not None}
         defaults = {col.key: col.default.arg if col.default.is_callable else (lambda _, value=col.default.arg: value)
                     for col in compiled.insert_prefetch if col.default is not None}
         names = compiled.positiontup or list(compiled.binds)
