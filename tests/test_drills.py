@@ -225,7 +225,10 @@ def test_read_only_database_file_answers_000005_logs_it_and_recovers(caplog):
 # --- clock skew -------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("skew_s", [-120, 120])
-def test_clock_skew_beyond_the_window_is_000002_and_the_log_says_the_clock_is_off(market, caplog, skew_s):
+def test_clock_skew_beyond_the_window_is_000002_and_the_log_says_the_clock_is_off(market, caplog, skew_s,
+                                                                                  monkeypatch):
+    from isvapp.produce import answers
+    monkeypatch.setattr(answers, "_last_clock_warning", [float("-inf")])  # this worker has not said it yet
     raw, query = g2_signed_request(KEY, new_order(), timestamp=int(time.time() * 1000) + skew_s * 1000)
     with caplog.at_level(logging.WARNING, logger="isvapp.produce"):
         answer = json.loads(market.send("POST", "/produce", query_string=query, data=raw,
@@ -235,3 +238,15 @@ def test_clock_skew_beyond_the_window_is_000002_and_the_log_says_the_clock_is_of
     assert off in caplog.text and "check this server's clock (NTP)" in caplog.text
     assert market.count(SignedRequest) == 0 and market.count(Instance) == 0
     assert [c.result_code for c in market.rows(Callback)] == ["000002"]
+
+
+def test_a_flood_of_stale_timestamps_says_so_once_a_minute(market, caplog, monkeypatch):
+    """Anyone can send a stale timestamp; the server log has no budget of its own."""
+    from isvapp.produce import answers
+    monkeypatch.setattr(answers, "_last_clock_warning", [float("-inf")])
+    stale = int(time.time() * 1000) - 3_600_000
+    with caplog.at_level(logging.WARNING, logger="isvapp.produce"):
+        for n in range(30):
+            raw, query = g2_signed_request("not-the-key", new_order(order=f"STALE{n}"), timestamp=stale)
+            market.send("POST", "/produce", query_string=query, data=raw, content_type="application/json")
+    assert caplog.text.count("check this server's clock (NTP)") == 1

@@ -4,6 +4,7 @@ Body-Sign is made with the key that verified the request (one of several configu
 a request refused before that, with the first configured key of its kind (basic or Kit).
 """
 import logging
+import time
 
 from flask import Response, current_app, g, request
 from sqlalchemy.exc import OperationalError
@@ -39,12 +40,27 @@ def answer(body):
     return response
 
 
+CLOCK_WARNING_EVERY_S = 60
+_last_clock_warning = [float("-inf")]
+
+
+def _clock_warning_due():
+    """At most one clock warning a minute per worker: anyone can send a stale timestamp, and the
+    server log has no budget of its own (the callback log's budgets keep the rows)."""
+    now = time.monotonic()
+    if now - _last_clock_warning[0] < CLOCK_WARNING_EVERY_S:
+        return False
+    _last_clock_warning[0] = now
+    return True
+
+
 def error_answer(error):
     """The one place a refusal or failure becomes an envelope."""
     if isinstance(error, KooError):
-        if error.code == codes.INVALID_PARAM and "window" in error.message:
-            log.warning("refused %s %s: %s; check this server's clock (NTP)", request.method, request.path,
-                        error.message)
+        if error.code == codes.INVALID_PARAM and "window" in error.message and _clock_warning_due():
+            log.warning("refused %s %s: %s; check this server's clock (NTP) (said at most once a minute "
+                        "per worker: a stranger's stale timestamps must not fill the log)", request.method,
+                        request.path, error.message)
         return answer(envelope(error.code, error.message))
     if isinstance(error, RequestEntityTooLarge):
         return answer(envelope(codes.INVALID_PARAM, f"request body is larger than {request.max_content_length} bytes"))
