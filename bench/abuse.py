@@ -5,13 +5,20 @@ Measured against a real gunicorn on 127.0.0.1, each next to its baseline in the 
   objects to /produce and to both Kit routes (the worst shape for a JSON parser), and the time
   each answer took;
 - a signed newInstance's latency alone, then while four senders post 12 MiB bodies;
-- database growth from 400 unsigned 60 KB requests (file plus WAL).
+- database growth from 400 unsigned 60 KB requests (file plus WAL);
+- database growth from unsigned 5 KB requests (a ~4 KB query string, the longest request line
+  gunicorn takes, and a 1 KB body), each from an address of its own (X-Forwarded-For through
+  PROXY_FIX_HOPS=1): the budget for all addresses together, not the per-address one, bounds it.
+
+``python -m bench.abuse`` runs only that last scenario (3,000 requests) and prints its figures.
 """
 import json
+import sys
 import tempfile
 import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import requests
@@ -93,7 +100,63 @@ def measure(quick, live_server):
         result["signed_under_abuse_ms"] = max(_signed_ms(server.url, 100 + n) for n in range(5))
         for thread in threads:
             thread.join(60)
+    result["flood"] = flood(300 if quick else 3000, live_server)
     return result
+
+
+FLOOD_QUERY = 4000  # bytes of query string: gunicorn refuses a request line over 4094 (limit_request_line)
+
+
+def flood_query(n):
+    """A ~4 KB query string of short parameters: stored whole as parsed JSON it would be ~4.9 KB."""
+    query, i = f"signature=00&timestamp=1&nonce=n{n}", 0
+    while len(query) < FLOOD_QUERY - 12:
+        query += f"&p{i}=v{i}"
+        i += 1
+    return query
+
+
+def flood_address(n):
+    """A different client address for each request: IPv4 only, so the /64 grouping plays no part."""
+    return f"10.{n >> 16 & 255}.{n >> 8 & 255}.{n & 255}"
+
+
+def send_flood(url, count, threads=8):
+    """``count`` unsigned ~5 KB requests to /produce, request n from flood_address(n); seconds taken."""
+    body = json.dumps({"activity": "newInstance", "pad": "x" * 1000}).encode()
+    local = threading.local()
+
+    def one(n):
+        local.session = getattr(local, "session", None) or requests.Session()
+        local.session.post(f"{url}/produce?{flood_query(n)}", data=body, timeout=10,
+                           headers={"Content-Type": "application/json", "X-Forwarded-For": flood_address(n)})
+    started = time.monotonic()
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(one, range(count)))
+    return time.monotonic() - started
+
+
+def flood(count, live_server):
+    """Database growth from ``count`` unsigned 5 KB requests from ``count`` addresses (2 workers)."""
+    with tempfile.TemporaryDirectory() as folder, live_server(Path(folder), workers=2, env={
+            "ISVAPP_KOO_ACCESS_KEY": KEY, "ISVAPP_PROXY_FIX_HOPS": "1"}) as server:
+        before = _stored(server)
+        seconds = send_flood(server.url, count)
+        time.sleep(1.0)  # log rows are written after each answer
+        after = _stored(server)
+        longest = _longest_request(server)
+    return {"requests": count, "sent_mib": count * (FLOOD_QUERY + 1030) / MIB, "seconds": seconds,
+            "db_growth_mib": (after["bytes"] - before["bytes"]) / MIB, "rows_logged": after["rows"] - before["rows"],
+            "longest_request_chars": longest}
+
+
+def _longest_request(server):
+    engine = server.engine()
+    try:
+        with engine.connect() as conn:
+            return conn.exec_driver_sql("SELECT coalesce(max(length(request)), 0) FROM callbacks").scalar()
+    finally:
+        engine.dispose()
 
 
 def _stored(server):
@@ -127,6 +190,22 @@ def render(r):
         f"{r['signed_under_abuse_ms']:.0f} ms with 4 senders of {r['body_mib']:.0f} MiB bodies | < 3 s |",
         f"| database growth (pages in use), {r['unsigned_requests']} unsigned 60 KB requests | "
         f"{r['unsigned_requests'] * 60_000 / MIB:.1f} MiB sent | {r['db_growth_mib']:.2f} MiB, "
-        f"{r['rows_logged']} rows logged (the rest counted) | < 8 MB |", "",
+        f"{r['rows_logged']} rows logged (the rest counted) | < 8 MB |",
+        flood_row(r["flood"]), "",
         f"Answer times for one {r['body_mib']:.0f} MiB unsigned body: {answers} (target < 3 s).", "",
     ]
+
+
+def flood_row(f):
+    return (f"| database growth (pages in use), {f['requests']:,} unsigned 5 KB requests (4 KB query string, 1 KB body) "
+            f"from {f['requests']:,} addresses | {f['sent_mib']:.1f} MiB sent in {f['seconds']:.1f} s | "
+            f"{f['db_growth_mib']:.2f} MiB, {f['rows_logged']} rows logged (the rest counted), longest request "
+            f"text {f['longest_request_chars']} characters | < 8 MB |")
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from tests.live import LiveServer
+    figures = flood(int(sys.argv[1]) if len(sys.argv) > 1 else 3000, LiveServer)
+    print(json.dumps(figures, indent=1))
+    print(flood_row(figures))

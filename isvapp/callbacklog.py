@@ -10,28 +10,34 @@ log must never change the answer. Secrets are redacted before anything is stored
 The URL is public, so logging must cost a stranger's request little: a body is never parsed
 here. A verified request's body is logged from what the pipeline already parsed; anything else
 keeps a bounded prefix of its raw bytes (secret-named fields masked). Requests that were not
-verified are logged with their metadata and a small prefix, at most REFUSED_PER_MINUTE per
-client address and worker; the ones dropped are counted, and the count is written on the next
-row logged for that address.
+verified are logged with their metadata and small prefixes of query string and body, at most
+CALLBACK_REFUSED_PER_MINUTE per client address (an IPv6 address counts as its /64) and worker,
+checked in memory, and at most CALLBACK_REFUSED_GLOBAL_PER_MINUTE for all addresses, workers and
+hosts together, claimed from a counter row (StatusItem) in the transaction that writes the log
+row. The ones dropped are counted: per address, on the next row logged for that address; over
+the global budget, in the counter row, then on the next row logged from any address.
 """
+import ipaddress
 import json
 import logging
 import re
 import threading
 import time
+from urllib.parse import parse_qsl
 
 from flask import current_app, g, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from datetime import timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
+from sqlalchemy.dialects import postgresql, sqlite
 
 from . import alerts
-from .db import execute_prepared, write_transaction
+from .db import execute_prepared, is_sqlite, write_transaction
 from .extensions import db
 from .koo import oddities
-from .models import Callback, utcnow
+from .models import Callback, StatusItem, utcnow
 
 log = logging.getLogger("isvapp.callbacks")
 
@@ -41,7 +47,8 @@ SECRET_NAMES = {"password", "clientsecret", "authtoken", "signature", "x-sign", 
 MARKETPLACE_PREFIXES = ("/produce", "/license")
 TEXT_LIMIT = 64 * 1024
 VERIFIED_PREFIX = 16 * 1024  # raw bytes kept of a verified body that was not parsed (too large, or not JSON)
-REFUSED_PREFIX = 512  # raw bytes kept of a request that was not verified
+REFUSED_PREFIX = 512  # raw bytes kept of the body of a request that was not verified
+REFUSED_QUERY_PREFIX = 256  # bytes kept of its query string
 _SECRET_FIELD = re.compile(r'("(?:' + "|".join(map(re.escape, sorted(SECRET_NAMES))) + r')"\s*:\s*)"[^"]*"?',
                            re.IGNORECASE)
 
@@ -97,9 +104,25 @@ def raw_prefix(limit):
     return text if size <= len(head) else f"<{size} bytes, the first {len(head)}:> {text}"
 
 
+def _refused_query(parts):
+    """The first REFUSED_QUERY_PREFIX bytes of the query string, parsed like request.args (first
+    value of each name, secrets masked); a longer one is cut there, and the cut is noted."""
+    raw = request.query_string
+    head = raw[:REFUSED_QUERY_PREFIX]
+    query = {}
+    for name, value in parse_qsl(head.decode("utf-8", "replace"), keep_blank_values=True):
+        query.setdefault(name, value)
+    parts["query"] = redact(query)
+    if len(raw) > len(head):
+        parts["query_cut"] = f"<{len(raw)} bytes, the first {len(head)}>"
+
+
 def _request_text(verified):
     parts = {}
-    if request.args:
+    if not verified:
+        if request.query_string:
+            _refused_query(parts)
+    elif request.args:
         parts["query"] = redact(request.args.to_dict())
     payload = g.get("callback_payload")
     if payload is not None:
@@ -109,6 +132,20 @@ def _request_text(verified):
         if body is not None:
             parts["body"] = body
     return _dumps(parts)
+
+
+def address_key(addr):
+    """The per-address budget's key: the address, but an IPv6 address counts as its /64 (whoever
+    holds one address of a /64 usually holds them all) and an IPv4-mapped one as its IPv4."""
+    if ":" not in addr:
+        return addr
+    try:
+        ip = ipaddress.IPv6Address(addr)
+    except ValueError:
+        return addr
+    if ip.ipv4_mapped:
+        return str(ip.ipv4_mapped)
+    return str(ipaddress.IPv6Network((int(ip) >> 64 << 64, 64)))
 
 
 class RefusedBudget:
@@ -138,6 +175,43 @@ class RefusedBudget:
             return True, dropped
 
 
+GLOBAL_BUDGET_ITEM = "callback_refused_budget"
+_STATUS = StatusItem.__table__
+_SELECT_BUDGET = select(_STATUS.c.value).where(_STATUS.c.name == GLOBAL_BUDGET_ITEM).with_for_update()
+_UPDATE_BUDGET = _STATUS.update().where(_STATUS.c.name == GLOBAL_BUDGET_ITEM).values(
+    value=bindparam("value"), updated_at=bindparam("updated_at"))
+
+
+class GlobalRefusedBudget:
+    """All addresses together, across workers and hosts: one StatusItem row,
+    {"minute": ..., "logged": rows logged in that minute, "dropped": requests not logged since the
+    last row that reported them}. Claimed inside the transaction that writes the log row (after the
+    answer is sent): a primary-key read locking the row, and its update."""
+
+    def __init__(self, per_minute):
+        self.per_minute = per_minute
+
+    def claim(self, also_dropped=0, now=None):
+        """In a write transaction: (log this one?, how many were dropped before it). A refusal carries
+        the ones its address had dropped (``also_dropped``) into the count."""
+        minute = int((now or time.time()) // 60)
+        value = db.session.execute(_SELECT_BUDGET).scalar()
+        if value is None:
+            dialect = sqlite if is_sqlite() else postgresql
+            db.session.execute(dialect.insert(_STATUS).on_conflict_do_nothing(), {
+                "name": GLOBAL_BUDGET_ITEM, "value": {}, "updated_at": utcnow()})
+            value = db.session.execute(_SELECT_BUDGET).scalar() or {}
+        logged = value.get("logged", 0) if value.get("minute") == minute else 0
+        dropped = value.get("dropped", 0)
+        if logged >= self.per_minute:
+            admitted, value = False, {"minute": minute, "logged": logged, "dropped": dropped + 1 + also_dropped}
+            dropped = 0
+        else:
+            admitted, value = True, {"minute": minute, "logged": logged + 1, "dropped": 0}
+        db.session.execute(_UPDATE_BUDGET, {"value": value, "updated_at": utcnow()})
+        return admitted, dropped
+
+
 def finish(response):
     """Collect the row now (request data is gone later) and write it once the answer is sent."""
     info = g.get("callback", {})
@@ -145,7 +219,7 @@ def finish(response):
     dropped = 0
     if not verified:
         budget = current_app.extensions["isvapp_refused_budget"]
-        admitted, dropped = budget.admit((request.remote_addr or "")[:64])
+        admitted, dropped = budget.admit(address_key((request.remote_addr or "")[:64]))
         if not admitted:
             return response
     if g.get("callback_logged"):  # written with the request's own transaction (log_in_transaction)
@@ -158,7 +232,8 @@ def finish(response):
                         f"(over {budget.per_minute} a minute); " + (info.get("note") or ""))
     row = row_for(response.get_data(), _request_text(verified))
     app = current_app._get_current_object()  # type: ignore[attr-defined]  # a proxy
-    response.call_on_close(lambda: _write(app, row))
+    refused = None if verified else dropped  # for a refusal: what its address had dropped before it
+    response.call_on_close(lambda: _write(app, row, refused))
     return response
 
 
@@ -232,15 +307,28 @@ HEARTBEAT_CHECK_S = 60
 _last_heartbeat_check = [0.0]
 
 
-def _write(app, row):
+def _write(app, row, refused=None):
+    """Store the row; a refusal (``refused``: what its address had dropped) only within the global budget."""
     with app.app_context():
+        admitted = True
         try:
             with write_transaction(durable=False):  # a log row may be lost on a power cut; no fsync
-                db.session.add(Callback(**row))
+                if refused is not None:
+                    budget = app.extensions["isvapp_refused_global_budget"]
+                    admitted, dropped = budget.claim(refused)
+                    if dropped:
+                        row["note"] = (f"{dropped} earlier refused requests (all addresses) were not logged "
+                                       f"(over {budget.per_minute} a minute); " + (row["note"] or ""))[:255]
+                if admitted:
+                    db.session.add(Callback(**row))
         except Exception:  # the answer is already sent; losing a log row must not break serving
             db.session.rollback()
             log.exception("could not store the callback log row for %s %s", row["method"], row["path"])
         try:
+            if not admitted:  # counted, not stored: the rows that were stored raise the alerts
+                if _heartbeat_check_due():
+                    alerts.check_worker_heartbeat()
+                return
             _alerts_after(row)
         except Exception:  # an alert that cannot be raised is logged; serving goes on
             db.session.rollback()
@@ -290,6 +378,8 @@ def _check_heartbeat(app):
 
 def init_app(app):
     app.extensions["isvapp_refused_budget"] = RefusedBudget(int(app.config["CALLBACK_REFUSED_PER_MINUTE"]))
+    app.extensions["isvapp_refused_global_budget"] = GlobalRefusedBudget(
+        int(app.config["CALLBACK_REFUSED_GLOBAL_PER_MINUTE"]))
 
     @app.before_request
     def _start():

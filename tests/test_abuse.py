@@ -4,6 +4,7 @@ Every loop here is bounded and talks only to 127.0.0.1. The figures asserted are
 targets; BENCHMARKS.md records the measured ones (bench/abuse.py).
 """
 import json
+import re
 import threading
 import time
 from urllib.parse import urlencode
@@ -11,7 +12,7 @@ from urllib.parse import urlencode
 import pytest
 import requests
 
-from bench.abuse import MIB, peak_rss_mib, tiny_objects, worker_pids
+from bench.abuse import MIB, peak_rss_mib, send_flood, tiny_objects, worker_pids
 from isvapp.koo import codes
 from isvapp.koo.signing import g1_auth_token, g1_signed_params, g2_signed_request
 
@@ -96,6 +97,62 @@ def test_unsigned_requests_barely_grow_the_database(server):
         engine.dispose()
     assert logged < 400 and longest < 2000
     assert logged <= 2 * 20 * 2 + 2 or noted >= 1  # 20 a minute per worker; the rest counted
+
+
+
+def test_refused_requests_from_many_addresses_are_bounded_by_the_global_budget(tmp_path):
+    """600 refused ~5 KB requests (4 KB query string), each from an address of its own, into 2 workers:
+    the per-address budget never drops one; the global budget (120 a minute, in the database, shared
+    by both workers) bounds the rows, each row keeps a prefix of the query string, the rest are counted."""
+    from sqlalchemy import text
+    count, limit = 600, 120
+    env = {"ISVAPP_KOO_ACCESS_KEY": KEY, "ISVAPP_PROXY_FIX_HOPS": "1"}
+    with LiveServer(tmp_path, workers=2, env=env) as live:
+        send_flood(live.url, count)
+        engine = live.engine()
+        try:
+            deadline = time.monotonic() + 20  # rows and counts are written after each answer
+            while True:
+                with engine.connect() as conn:
+                    rows, longest, noted_total, pending = _flood_figures(conn, text)
+                if rows + noted_total + pending >= count or time.monotonic() > deadline:
+                    break
+                time.sleep(0.2)
+            cut = conn_value(engine, text("SELECT count(*) FROM callbacks WHERE request LIKE '%query_cut%'"))
+        finally:
+            engine.dispose()
+    assert 0 < rows <= 2 * limit, rows  # one minute's budget, or two if the flood crossed a minute
+    assert longest < 1500, longest  # 256 bytes of query string, 512 of body, not the 4 KB sent
+    assert cut == rows
+    assert rows + noted_total + pending == count, (rows, noted_total, pending)  # every dropped one counted
+
+
+def _flood_figures(conn, text):
+    rows = conn.execute(text("SELECT count(*) FROM callbacks")).scalar_one()
+    longest = conn.execute(text("SELECT coalesce(max(length(request)), 0) FROM callbacks")).scalar_one()
+    notes = conn.execute(text("SELECT note FROM callbacks WHERE note IS NOT NULL")).scalars().all()
+    noted = sum(int(n) for note in notes for n in re.findall(r"(\d+) earlier refused requests", note))
+    value = conn.execute(text("SELECT value FROM status_items WHERE name = 'callback_refused_budget'")).scalar()
+    value = json.loads(value) if isinstance(value, str) else (value or {})
+    return rows, longest, noted, value.get("dropped", 0)
+
+
+def conn_value(engine, statement):
+    with engine.connect() as conn:
+        return conn.execute(statement).scalar_one()
+
+
+def test_an_ipv6_client_is_budgeted_by_its_64():
+    from isvapp.callbacklog import RefusedBudget, address_key
+    assert address_key("2001:db8:1:2:aaaa:bbbb:cccc:dddd") == address_key("2001:db8:1:2::1") == "2001:db8:1:2::/64"
+    assert address_key("2001:db8:1:3::1") != address_key("2001:db8:1:2::1")
+    assert address_key("203.0.113.7") == "203.0.113.7" and address_key("::ffff:203.0.113.7") == "203.0.113.7"
+    assert address_key("not an address") == "not an address" and address_key("") == ""
+    budget = RefusedBudget(3)
+    admitted = [budget.admit(address_key(f"2001:db8:1:2::{n:x}"), now=60)[0] for n in range(10)]
+    assert admitted == [True] * 3 + [False] * 7  # ten addresses of one /64: one budget
+    assert budget.admit(address_key("2001:db8:1:3::1"), now=60) == (True, 0)  # the next /64: its own
+    assert budget.admit(address_key("2001:db8:1:2::ffff"), now=120) == (True, 7)  # a minute later: counted
 
 
 def test_recut_nonce_and_timestamp_is_refused(server):
