@@ -3,6 +3,7 @@
 SECRET_KEY = "change-me"                      # signs sessions, seals stored secrets
 KOO_ACCESS_KEY = "..."                        # Seller Console key of the basic interfaces; several: "k1, k2" or a list
 KOO_KIT_ACCESS_KEY = None                     # Kit sync key(s) (defaults to KOO_ACCESS_KEY)
+KOO_SHARE_INSTANCES_ACROSS_KEYS = False       # True: every key acts on every instance (a key rotation)
 KOO_KIT_RSA_PRIVATE_KEY = None                # path to the PEM that decrypts applicationSync clientSecret
 KOO_ENCRYPT_TYPE = "1"                        # appInfo encryption: "1" AES-256, "2" AES-128
 KOO_SIGNATURE_WINDOW_S = 60                   # allowed |now - timestamp|, both directions (G2, Kit)
@@ -22,3 +23,5 @@ APP_ADMIN_URL_TEMPLATE = "https://app.example.com/t/{instance_id}/admin"
 APP_ADMIN_USER_TEMPLATE = "admin"
 APP_MEMO = ""
 CALLBACK_LOG_RETENTION_DAYS = 90              # `flask --app isvapp prune` deletes older callback log rows; 0 keeps all
+CALLBACK_REFUSED_PER_MINUTE = 20              # refused requests logged a minute per client address (IPv6: per /64) and worker
+CALLBACK_REFUSED_GLOBAL_PER_MINUTE = 120      # ...and for all addresses, workers and hosts together; the rest are counted

@@ -26,6 +26,10 @@ DEFAULTS = {
     # products with different keys point at this server, or while a key is being rotated.
     "KOO_ACCESS_KEY": None,
     "KOO_KIT_ACCESS_KEY": None,
+    # An instance, license or Kit tenant belongs to the key that created it: a request another key
+    # verified is answered as if it did not exist. True lets every configured key act on every
+    # row: for a key rotation, while the new key takes over the old one's instances.
+    "KOO_SHARE_INSTANCES_ACROSS_KEYS": False,
     "KOO_KIT_RSA_PRIVATE_KEY": None,  # None: instance/kit_rsa_private.pem (`flask kit-keygen`)
     "KOO_ENCRYPT_TYPE": "1",
     "KOO_SIGNATURE_WINDOW_S": 60,
@@ -67,9 +71,12 @@ DEFAULTS = {
     "APP_ADMIN_USER_TEMPLATE": "admin",
     "APP_MEMO": "",
     "CALLBACK_LOG_RETENTION_DAYS": 90,
-    # Requests that fail verification are logged (metadata and a 512-byte prefix) at most this
-    # often per client address, minute and worker; the rest are counted, not stored.
+    # Requests that fail verification are logged (metadata, 256 bytes of query string, 512 of body)
+    # at most this often per client address (an IPv6 address: its /64), minute and worker...
     "CALLBACK_REFUSED_PER_MINUTE": 20,
+    # ...and at most this often a minute for all addresses together, across every worker and host
+    # (a counter row in the database). The rest are counted, not stored.
+    "CALLBACK_REFUSED_GLOBAL_PER_MINUTE": 120,
     "PRUNE_EVERY_H": 24,
     # Behind nginx (or another proxy) on the same host: 1, so the pages see https and the client's
     # address from X-Forwarded-Proto/-For. Left at 0 without a proxy (the headers could be forged).
@@ -145,6 +152,7 @@ class Settings:
     api_sk: str | None = None
     api_timeout_s: float = 3.0
     usage_key: str | None = None
+    share_instances_across_keys: bool = False
 
 
 def load_settings(config):
@@ -178,6 +186,7 @@ def load_settings(config):
         api_sk=_text(config.get("KOO_SK")),
         api_timeout_s=min(float(config.get("KOO_API_TIMEOUT_S") or 3), 3.0),
         usage_key=_text(config.get("KOO_USAGE_KEY")) or access_key,
+        share_instances_across_keys=is_true(config.get("KOO_SHARE_INSTANCES_ACROSS_KEYS")),
     )
 
 

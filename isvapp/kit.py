@@ -32,6 +32,27 @@ def _keys(d):
     return {"instance_key": d.get("instanceId") or "", "tenant_id": d["tenantId"]}
 
 
+def _another_keys_tenant(cfg, d):
+    """Another Kit key's tenant is, to this key, a tenant that does not exist (docs/protocol.md,
+    "Key ownership"): a delete or a debugging call is answered success and changes nothing, any
+    other sync 000003. None when the tenant is this key's, nobody's yet, or shared by setting.
+
+    A tenant belongs to the Kit key that created it (KOO_KIT_ACCESS_KEY keys are not the basic
+    keys, so the instance's key cannot tell); its apps, users and departments go with it."""
+    asking = lifecycle.owner(cfg, kit=True)
+    if asking.shared:
+        return None
+    keys = _keys(d)
+    row = db.session.execute(select(Tenant.key_fingerprint).where(
+        Tenant.instance_key == keys["instance_key"], Tenant.tenant_id == keys["tenant_id"])).first()
+    if row is None or asking.may_use(row[0]):
+        return None
+    if d.get("flag") == DELETE or d["testFlag"]:
+        oddities.note(f"tenant {d['tenantId']} belongs to another Kit key: answered success, nothing changed")
+        return envelope()
+    raise KooError(codes.INSTANCE_NOT_FOUND, f"tenant {d['tenantId']} does not exist")
+
+
 def _event(kind, d, **payload):
     lifecycle.record_event(kind, d.get("instanceId"), d.get("orderId"), {"tenant_id": d["tenantId"], **payload})
 
@@ -40,6 +61,9 @@ def _event(kind, d, **payload):
 
 def tenant_sync(cfg, d):
     """Add (1) writes every field; modify (2) only the fields it carries; delete (0) marks the tenant."""
+    refused = _another_keys_tenant(cfg, d)
+    if refused is not None:
+        return refused
     keys, now = _keys(d), utcnow()
     if d["flag"] == DELETE:
         db.session.execute(update(Tenant).where(*(getattr(Tenant, k) == v for k, v in keys.items()))
@@ -49,21 +73,24 @@ def tenant_sync(cfg, d):
                    if d["flag"] == ADD or field in d}
         if d.get("orderId") or d["flag"] == ADD:
             carried["order_id"] = d.get("orderId") or None
-        if d["flag"] == MODIFY and not keys["instance_key"] and _modify_every_instance(d["tenantId"], carried, now):
+        if d["flag"] == MODIFY and not keys["instance_key"] and _modify_every_instance(cfg, d["tenantId"], carried, now):
             _event("tenant_synced", d)
             return envelope()
         upsert_rows(Tenant, [dict(keys, **carried, state=KitState.ACTIVE, test_flag=d["testFlag"],
-                                  created_at=now, updated_at=now)],
+                                  created_at=now, updated_at=now,
+                                  key_fingerprint=lifecycle.owner(cfg, kit=True).fingerprint)],
                     keys=list(keys), update=[*carried, "state", "test_flag", "updated_at"])
     _event("tenant_deleted" if d["flag"] == DELETE else "tenant_synced", d)
     return envelope()
 
 
-def _modify_every_instance(tenant_id, carried, now):
-    """A modify that names no instance changes the tenant under whichever instances it has, rather
-    than starting a second, partial row; False when there is no such tenant yet."""
-    changed = db.session.execute(update(Tenant).where(Tenant.tenant_id == tenant_id)
-                                 .values(**carried, updated_at=now)).rowcount
+def _modify_every_instance(cfg, tenant_id, carried, now):
+    """A modify that names no instance changes the tenant under whichever instances it has (of
+    this Kit key's), rather than starting a second, partial row; False when there is no such tenant yet."""
+    asking = lifecycle.owner(cfg, kit=True)
+    owned = [] if asking.shared else [Tenant.key_fingerprint.is_(None) | (Tenant.key_fingerprint == asking.fingerprint)]
+    changed = db.session.execute(update(Tenant).where(Tenant.tenant_id == tenant_id, *owned)
+                                 .values(**carried, updated_at=now)).rowcount  # type: ignore[attr-defined]  # CursorResult
     if changed:
         oddities.note("tenantSync modify without instanceId: applied to every instance of the tenant")
     return changed > 0
@@ -88,6 +115,9 @@ def rsa_private_key(path):
 
 def application_sync(cfg, d, encrypted_secret=True):
     """G2 sends clientSecret RSA-OAEP-encrypted (§1.2 item 7); it is stored sealed, never shown."""
+    refused = _another_keys_tenant(cfg, d)
+    if refused is not None:
+        return refused
     keys, now = dict(_keys(d), app_id=d["appId"]), utcnow()
     if d["flag"] == DELETE:
         db.session.execute(update(KitApp).where(*(getattr(KitApp, k) == v for k, v in keys.items()))
@@ -114,6 +144,9 @@ USER_COLUMNS = {"name": "name", "position": "position", "orgCode": "org_code", "
 
 
 def auth_sync(cfg, d):
+    refused = _another_keys_tenant(cfg, d)
+    if refused is not None:
+        return refused
     keys, now = dict(_keys(d), app_id=d["appId"]), utcnow()
     users, flag = d["userList"], d["flag"]
     where = [getattr(KitUser, k) == v for k, v in keys.items()]
@@ -138,6 +171,9 @@ def auth_sync(cfg, d):
 # --- singleOrgSync / allOrgSync ------------------------------------------------------------------------
 
 def single_org_sync(cfg, d):
+    refused = _another_keys_tenant(cfg, d)
+    if refused is not None:
+        return refused
     keys = dict(_keys(d), org_code=d["orgCode"])
     if d["flag"] == DELETE:
         db.session.execute(delete(Department).where(*(getattr(Department, k) == v for k, v in keys.items())))
@@ -174,6 +210,9 @@ def note_tree_oddities(orgs):
 
 def all_org_sync(cfg, d):
     """Replace the tenant's tree with the list, in this one transaction; a repeat writes nothing."""
+    refused = _another_keys_tenant(cfg, d)
+    if refused is not None:
+        return refused
     orgs = d["orgInfo"]
     note_tree_oddities(orgs)
     keys, now = _keys(d), utcnow()

@@ -18,6 +18,7 @@ from sqlalchemy import select, update
 
 from .extensions import db
 from .koo import licensedoc
+from .koo.signing import key_fingerprint
 from .models import Instance, License, LicenseState, utcnow
 
 _signers = {}
@@ -91,7 +92,8 @@ def issue(settings, instance, *, fingerprint=None, event_id=None, effective_time
     db.session.add(License(license_id=license_id, instance_id=instance.instance_id,
                            order_id=instance.order_id, event_id=event_id, fingerprint=fingerprint,
                            test_flag=instance.test_flag, document=document,
-                           effective_time=effective_time, expire_time=expire_time))
+                           effective_time=effective_time, expire_time=expire_time,
+                           key_fingerprint=key_fingerprint(settings.access_key)))
     return document
 
 
@@ -116,12 +118,19 @@ def renew(settings, instance):
                   effective_time=row.effective_time) for row in latest.values()]
 
 
-def mark(instance_id, state):
-    """Expiry and release mark every live document of the instance (rows are kept)."""
+def mark(instance_id, state, asking=None):
+    """Expiry and release mark every live document of the instance (rows are kept); ``asking``
+    (a lifecycle.Owner): only the documents it may use, never another key's."""
     live = (LicenseState.ACTIVE,) if state == LicenseState.EXPIRED else (LicenseState.ACTIVE,
                                                                          LicenseState.EXPIRED)
+    owned = []
+    if asking is not None and not asking.shared:
+        owned = [License.key_fingerprint.is_(None) | (License.key_fingerprint == asking.fingerprint),
+                 ~select(Instance.id).where(Instance.instance_id == instance_id,
+                                            Instance.key_fingerprint.is_not(None),
+                                            Instance.key_fingerprint != asking.fingerprint).exists()]
     db.session.execute(update(License).where(License.instance_id == instance_id,
-                                             License.state.in_(live))
+                                             License.state.in_(live), *owned)
                        .values(state=state, updated_at=utcnow()))
 
 

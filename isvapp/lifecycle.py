@@ -25,15 +25,18 @@ from .koo import codes, oddities
 from .koo.codes import KooError
 from .koo.envelope import envelope
 from .koo.fieldcrypto import encrypt_field
+from .koo.signing import key_fingerprint
 from .models import Answer, Conflict, DetailsState, Event, Instance, InstanceState, utcnow
 
 
 _INSERT_EVENT = Event.__table__.insert()
 _INSERT_CONFLICT = Conflict.__table__.insert()
 _INSTANCE_STATE = select(Instance.state).where(Instance.instance_id == bindparam("instance_id"))
+_INSTANCE_OWNER = select(Instance.key_fingerprint).where(Instance.instance_id == bindparam("instance_id"))
 _FIRST_ANSWER = select(Answer.instance_id, Answer.request_digest, Answer.body).where(Answer.key == bindparam("key"))
 # Every column, with its plain default: what a freshly inserted row holds.
-_INSTANCE_BLANK = {c.name: (c.default.arg if c.default is not None and c.default.is_scalar else None)
+_INSTANCE_BLANK = {c.name: (c.default.arg if c.default is not None and c.default.is_scalar  # type: ignore[attr-defined]
+                            else None)  # a scalar default is a ScalarElementColumnDefault, which has .arg
                    for c in Instance.__table__.columns}
 
 
@@ -118,23 +121,63 @@ def _bind_event(kind, instance_id, order_id, payload, more_jobs=()):
     return event_id, [event, queued]
 
 
-def find_instance(instance_id):
+# --- key ownership ----------------------------------------------------------------------------
+
+class Owner(NamedTuple):
+    """Who asks: the fingerprint of the key that verified the request. An instance another key
+    created is, to this one, an instance that does not exist (docs/protocol.md, "Key ownership");
+    a row from before keys owned rows (None) is everyone's, and ``shared`` (the setting
+    KOO_SHARE_INSTANCES_ACROSS_KEYS, for a key rotation) makes every row everyone's."""
+
+    fingerprint: str | None
+    shared: bool = False
+
+    def may_use(self, row_fingerprint):
+        return self.shared or row_fingerprint is None or row_fingerprint == self.fingerprint
+
+
+def owner(settings, kit=False):
+    """The Owner of a request: ``settings`` as the request's Signed carries them (access_key, or
+    kit_access_key for Kit, is the key that verified it)."""
+    return Owner(key_fingerprint(settings.kit_access_key if kit else settings.access_key),
+                 settings.share_instances_across_keys)
+
+
+def _owned_elsewhere(instance_id, asking):
+    """Whether the instance exists and belongs to another key than ``asking`` (None: nobody asks,
+    an internal caller). A Core read, so a lean transaction can run it."""
+    if asking is None or asking.shared or not instance_id:
+        return False
+    row = run_bound(bind_prepared(_INSTANCE_OWNER, {"instance_id": instance_id}, returning=True))
+    return row is not None and not asking.may_use(row[0])
+
+
+def find_instance(instance_id, asking=None):
+    """The instance, or None when there is none, or when it belongs to another key than ``asking``."""
     session_required()
-    return db.session.execute(select(Instance).where(Instance.instance_id == instance_id)).scalar_one_or_none()
+    instance = db.session.execute(select(Instance).where(Instance.instance_id == instance_id)).scalar_one_or_none()
+    if instance is not None and asking is not None and not asking.may_use(instance.key_fingerprint):
+        return None
+    return instance
 
 
-def live_instance(instance_id, debug=False):
-    """The instance an activity acts on; unknown or released is 000003 for a real call.
+def live_instance(instance_id, debug=False, asking=None):
+    """The instance an activity acts on; unknown, another key's or released is 000003 for a real call.
 
     A debugging call (testFlag=1) on an instance that is not there gets None and a note: the
     Seller Console debugs with made-up and earlier rounds' ids, and a debugging flow must not
     fail on what it cannot have known (the activity then answers success and changes nothing).
     """
-    instance = find_instance(instance_id)
+    instance = find_instance(instance_id, asking)
     missing = ("does not exist" if instance is None
                else "has been released" if instance.state == InstanceState.RELEASED else None)
     if missing is None:
         return instance
+    return _missing(instance_id, missing, debug)
+
+
+def _missing(instance_id, missing, debug):
+    """The answer to an instance that is not there: None and a note for a debugging call, else 000003."""
     if debug:
         oddities.note(f"debugging call: instance {instance_id} {missing}; answered success, nothing changed")
         return None
@@ -143,14 +186,29 @@ def live_instance(instance_id, debug=False):
 
 # --- keys ------------------------------------------------------------------------------------
 
+def idempotency_key(*parts):
+    """An idempotency key: its parts joined with ``|``, each part's ``\\`` and ``|`` escaped with
+    a ``\\``, so two different lists of parts never make one key (``a|b`` + ``c`` is not ``a`` +
+    ``b|c``). A key whose parts hold neither character is the text it was before the escaping
+    (docs/protocol.md, "Idempotency keys"): stored keys keep matching their retries."""
+    return "|".join(str(part).replace("\\", "\\\\").replace("|", "\\|") for part in parts)
+
+
 def order_key(order_id, order_line_id=None, product_id=None, pay_per_use=False):
     """The newInstance idempotency key (project rule): the order line; without one, the order,
     or (order, product) for pay-per-use, where one order carries several billing items."""
     if order_line_id:
-        return f"newInstance|{order_id}|{order_line_id}"
+        return idempotency_key("newInstance", order_id, order_line_id)
     if pay_per_use and product_id:
-        return f"newInstance|{order_id}|product:{product_id}"
-    return f"newInstance|{order_id}"
+        return idempotency_key("newInstance", order_id, f"product:{product_id}")
+    return idempotency_key("newInstance", order_id)
+
+
+def own_order_key(key, fingerprint):
+    """The order key of a key that finds the order ids taken by another key's instance (another
+    product's order with the same ids, or the same product's from before a rotation without
+    KOO_SHARE_INSTANCES_ACROSS_KEYS): an instance of its own, never the other key's."""
+    return key + "|" + idempotency_key("key", fingerprint or "")
 
 
 # --- activities ------------------------------------------------------------------------------
@@ -197,6 +255,11 @@ def new_instance(settings, *, render, prepared=None, key=None, digest=None, busi
                                             attrs=attrs, render=None if render_writes else render)
     key, attrs = plan.key, plan.attrs
     stored = _claim(key, "newInstance", plan.digest, bound=plan.claim)
+    if stored is not None and _owned_elsewhere(stored.instance_id, Owner(attrs.get("key_fingerprint"),
+                                                                         settings.share_instances_across_keys)):
+        key = own_order_key(key, attrs.get("key_fingerprint"))
+        stored = _claim(key, "newInstance", plan.digest,
+                        bound=_answer_row(key, "newInstance", plan.digest, plan.instance.instance_id, plan.body))
     if stored is not None:
         if not (attrs.get("test_flag") and _released(stored.instance_id)):
             return stored.body
@@ -249,7 +312,7 @@ SCENE_EVENTS = {"RENEWAL": "renewed", "TRIAL_TO_FORMAL": "trial_converted",
 
 
 def refresh_instance(*, instance_id, order_id, order_line_id, scene, expire_time, product_id=None,
-                     digest, render=None, debug=False):
+                     digest, render=None, debug=False, asking=None):
     """Renewal, trial-to-formal, a cancelled renewal period, or a renewal with a change of
     specification: the new expiry is the marketplace's (unreadable: kept, with a note).
 
@@ -257,7 +320,10 @@ def refresh_instance(*, instance_id, order_id, order_line_id, scene, expire_time
     """
     if scene not in SCENE_EVENTS:
         oddities.note(f"scene {scene[:40]} is not a documented refreshInstance scene; handled as a renewal")
-    key = f"refreshInstance|{instance_id}|{order_id}|{order_line_id or ''}|{scene}"
+    if _owned_elsewhere(instance_id, asking):  # before the claim: another key neither gets nor takes its answer
+        _missing(instance_id, "does not exist", debug)
+        return envelope()
+    key = idempotency_key("refreshInstance", instance_id, order_id, order_line_id or "", scene)
     stored = _claim(key, "refreshInstance", digest, instance_id)
     if stored is not None:  # a retry gets the first answer, even once the instance is released
         return stored.body
@@ -292,9 +358,9 @@ def once(*, key, activity, digest, instance_id, make):
     return _store(key, make(), instance_id)
 
 
-def set_frozen(*, instance_id, frozen, debug=False):
+def set_frozen(*, instance_id, frozen, debug=False, asking=None):
     """FREEZE / UNFREEZE; naturally idempotent, so a repeat changes nothing and emits nothing."""
-    instance = live_instance(instance_id, debug)
+    instance = live_instance(instance_id, debug, asking)
     if instance is None:
         return envelope()
     target = InstanceState.FROZEN if frozen else InstanceState.ACTIVE
@@ -304,9 +370,9 @@ def set_frozen(*, instance_id, frozen, debug=False):
     return envelope()
 
 
-def expire_instance(*, instance_id, order_id=None, debug=False):
+def expire_instance(*, instance_id, order_id=None, debug=False, asking=None):
     """G1 expiry: the instance stops serving until renewed; idempotent."""
-    instance = live_instance(instance_id, debug)
+    instance = live_instance(instance_id, debug, asking)
     if instance is None:
         return envelope()
     if instance.state == InstanceState.ACTIVE:
@@ -315,9 +381,12 @@ def expire_instance(*, instance_id, order_id=None, debug=False):
     return envelope()
 
 
-def upgrade_instance(*, instance_id, order_id, order_line_id, digest, attrs=None, debug=False):
+def upgrade_instance(*, instance_id, order_id, order_line_id, digest, attrs=None, debug=False, asking=None):
     """An upgrade order was paid: same instanceId, new specification (fetched with the order)."""
-    key = f"upgradeInstance|{instance_id}|{order_id}|{order_line_id or ''}"
+    if _owned_elsewhere(instance_id, asking):  # before the claim, as in refresh_instance
+        _missing(instance_id, "does not exist", debug)
+        return envelope()
+    key = idempotency_key("upgradeInstance", instance_id, order_id, order_line_id or "")
     stored = _claim(key, "upgradeInstance", digest, instance_id)
     if stored is not None:  # a retry gets the first answer, even once the instance is released
         return stored.body
@@ -332,9 +401,9 @@ def upgrade_instance(*, instance_id, order_id, order_line_id, digest, attrs=None
     return _store(key, envelope(), instance_id)
 
 
-def release_instance(*, instance_id, order_id=None, debug=False):
+def release_instance(*, instance_id, order_id=None, debug=False, asking=None):
     """Release keeps the row (state RELEASED); releasing again succeeds, an unknown id is 000003."""
-    instance = find_instance(instance_id)
+    instance = find_instance(instance_id, asking)
     if instance is None:
         if debug:
             oddities.note(f"debugging call: instance {instance_id} does not exist; answered success")
@@ -347,11 +416,11 @@ def release_instance(*, instance_id, order_id=None, debug=False):
     return envelope()
 
 
-def check_change(*, instance_id, product_info, decide, debug=False):
+def check_change(*, instance_id, product_info, decide, debug=False, asking=None):
     """changeInstanceCheck: may the instance change as the renewal asks? Allowed unless ``decide``
     (the provisioner's ``change_allowed``) says no; a refusal is 000100, the page's code for
     "no resources for this specification". Nothing is stored: the check changes nothing."""
-    instance = live_instance(instance_id, debug)
+    instance = live_instance(instance_id, debug, asking)
     if instance is None:
         return envelope()
     verdict = decide(instance, product_info)
@@ -369,10 +438,10 @@ def order_notified(*, order_id, order_line_id=None, notice=None):
     return envelope()
 
 
-def find_instances(instance_ids):
-    """The instances among ``instance_ids`` that exist, in the order asked."""
+def find_instances(instance_ids, asking=None):
+    """The instances among ``instance_ids`` that exist (and ``asking`` may use), in the order asked."""
     rows = db.session.execute(select(Instance).where(Instance.instance_id.in_(instance_ids))).scalars()
-    found = {row.instance_id: row for row in rows}
+    found = {row.instance_id: row for row in rows if asking is None or asking.may_use(row.key_fingerprint)}
     return [found[i] for i in instance_ids if i in found]
 
 

@@ -8,7 +8,7 @@ from sqlalchemy import (JSON, Boolean, DateTime, Index, Integer, LargeBinary, St
                         UniqueConstraint)
 from sqlalchemy.orm import Mapped, mapped_column
 
-from .extensions import db
+from .extensions import Model
 
 
 def utcnow():
@@ -30,7 +30,7 @@ class DetailsState:
     FAILED = "failed"
 
 
-class Instance(db.Model):
+class Instance(Model):
     """The merchant-side resource for one order line (or one pay-per-use billing item)."""
 
     __tablename__ = "instances"
@@ -63,6 +63,8 @@ class Instance(db.Model):
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
     released_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # koo.signing.key_fingerprint of the key that created it; None: made before keys owned rows
+    key_fingerprint: Mapped[str | None] = mapped_column(String(24))
 
     __table_args__ = (
         Index("ix_instances_state_expire", "state", "expire_time"),
@@ -75,7 +77,7 @@ class Instance(db.Model):
     )
 
 
-class Answer(db.Model):
+class Answer(Model):
     """The first answer to an idempotent request, replayed byte for byte on every repeat."""
 
     __tablename__ = "answers"
@@ -88,7 +90,7 @@ class Answer(db.Model):
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 
-class Conflict(db.Model):
+class Conflict(Model):
     """A repeat of an idempotency key with a different payload: replayed, and kept for the merchant."""
 
     __tablename__ = "conflicts"
@@ -102,7 +104,7 @@ class Conflict(db.Model):
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
 
 
-class SignedRequest(db.Model):
+class SignedRequest(Model):
     """Signed requests seen inside their window, with the answer they got: the replay store.
 
     ``token`` is the request's signed identity (G2/Kit: nonce and timestamp joined, so a re-cut of
@@ -123,7 +125,7 @@ class SignedRequest(db.Model):
                       UniqueConstraint("scope", "nonce", name="uq_signed_requests_scope_nonce"))
 
 
-class Event(db.Model):
+class Event(Model):
     """A lifecycle event, written in the same transaction as the state change (an outbox).
 
     Background jobs (order details, provisioning hooks) are derived from these, and the event id
@@ -140,7 +142,7 @@ class Event(db.Model):
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 
-class Callback(db.Model):
+class Callback(Model):
     """Every marketplace request and the answer it got, secrets redacted."""
 
     __tablename__ = "callbacks"
@@ -186,7 +188,7 @@ class LicenseState:
     ALL = (ACTIVE, SUPERSEDED, EXPIRED, RELEASED)
 
 
-class License(db.Model):
+class License(Model):
     """One issued license document; the instance row carries the order and the lifecycle state.
 
     Documents are never rewritten: a renewal issues a new one and marks the old one superseded,
@@ -207,6 +209,7 @@ class License(db.Model):
     expire_time: Mapped[datetime | None] = mapped_column(DateTime)
     issued_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
+    key_fingerprint: Mapped[str | None] = mapped_column(String(24))  # the key that issued it
 
     __table_args__ = (
         Index("ix_licenses_instance", "instance_id", "issued_at"),
@@ -225,7 +228,7 @@ class KitState:
     REVOKED = "REVOKED"  # a user whose authorisation was revoked (authSync flag 3)
 
 
-class Tenant(db.Model):
+class Tenant(Model):
     __tablename__ = "tenants"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     instance_key: Mapped[str] = mapped_column(String(64))
@@ -238,11 +241,13 @@ class Tenant(db.Model):
     test_flag: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    # The Kit key that created it; its apps, users and departments belong to that key too.
+    key_fingerprint: Mapped[str | None] = mapped_column(String(24))
     __table_args__ = (UniqueConstraint("instance_key", "tenant_id", name="uq_tenants_instance_tenant"),
                       Index("ix_tenants_tenant", "tenant_id"), Index("ix_tenants_updated", "updated_at"))
 
 
-class KitApp(db.Model):
+class KitApp(Model):
     __tablename__ = "kit_apps"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     instance_key: Mapped[str] = mapped_column(String(64))
@@ -260,7 +265,7 @@ class KitApp(db.Model):
                       Index("ix_kit_apps_tenant", "tenant_id"))
 
 
-class KitUser(db.Model):
+class KitUser(Model):
     __tablename__ = "kit_users"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     instance_key: Mapped[str] = mapped_column(String(64))
@@ -282,7 +287,7 @@ class KitUser(db.Model):
                       Index("ix_kit_users_tenant", "tenant_id", "app_id"))
 
 
-class Department(db.Model):
+class Department(Model):
     __tablename__ = "departments"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     instance_key: Mapped[str] = mapped_column(String(64))
@@ -306,7 +311,7 @@ class JobState:
     ALL = (QUEUED, RUNNING, DONE, DEAD)
 
 
-class Job(db.Model):
+class Job(Model):
     """Durable background work, written in the same transaction as the event that needs it."""
 
     __tablename__ = "jobs"
@@ -337,7 +342,7 @@ class UsageState:
     REJECTED = "rejected"  # the marketplace refused this record (error_code says why)
 
 
-class UsageRecord(db.Model):
+class UsageRecord(Model):
     """One pay-per-use usage record (SDR); metering_sn is unique here and at the marketplace."""
 
     __tablename__ = "usage_records"
@@ -360,7 +365,7 @@ class UsageRecord(db.Model):
 
 # --- the merchant's pages ------------------------------------------------------------------------
 
-class AdminUser(db.Model):
+class AdminUser(Model):
     __tablename__ = "admin_users"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(64), unique=True)
@@ -370,7 +375,7 @@ class AdminUser(db.Model):
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 
-class LoginAttempt(db.Model):
+class LoginAttempt(Model):
     """Failed logins, counted per address and per name to slow down guessing (any worker, any host)."""
 
     __tablename__ = "login_attempts"
@@ -383,7 +388,7 @@ class LoginAttempt(db.Model):
 
 # --- going live and staying up: alerts, and what the processes last reported ---------------------
 
-class Alert(db.Model):
+class Alert(Model):
     """Something that needs the merchant. One row per kind and time window: a repeat within the
     window only counts up, so one alert stands for many like it. Delivered by an ``alert`` job."""
 
@@ -399,7 +404,7 @@ class Alert(db.Model):
     __table_args__ = (UniqueConstraint("kind", "window", name="uq_alerts_kind_window"),)
 
 
-class StatusItem(db.Model):
+class StatusItem(Model):
     """What a process last reported, by name: the worker's heartbeat, the order-query API's last
     result, the last backup. Read by the go-live page; one small row each, overwritten."""
 

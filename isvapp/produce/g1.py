@@ -53,7 +53,8 @@ def order_attrs(cfg, d, generation):
                 period_type=d.get("periodType"), period_number=d.get("periodNumber"),
                 expire_time=d["expireTime"].replace(tzinfo=None) if d.get("expireTime") else None,
                 trial=d["trialFlag"], test_flag=d["testFlag"], details_state=DetailsState.INLINE,
-                product_type="license" if generation.startswith("LIC") else "saas", extra=extra or None)
+                product_type="license" if generation.startswith("LIC") else "saas", extra=extra or None,
+                key_fingerprint=lifecycle.owner(cfg).fingerprint)
 
 
 def g1_order_key(cfg, d):
@@ -81,15 +82,17 @@ def g1_refresh_instance(cfg, d, render=None):
         scene="TRIAL_TO_FORMAL" if d["trialToFormal"] else "RENEWAL", expire_time=expire,
         product_id=d.get("productId"),
         digest=lifecycle.request_digest({"expireTime": expire, "productId": d.get("productId")}),
-        render=render, debug=d["testFlag"])
+        render=render, debug=d["testFlag"], asking=lifecycle.owner(cfg))
 
 
 def g1_expire_instance(cfg, d):
-    return lifecycle.expire_instance(instance_id=d["instanceId"], order_id=d.get("orderId"), debug=d["testFlag"])
+    return lifecycle.expire_instance(instance_id=d["instanceId"], order_id=d.get("orderId"), debug=d["testFlag"],
+                                     asking=lifecycle.owner(cfg))
 
 
 def g1_release_instance(cfg, d):
-    return lifecycle.release_instance(instance_id=d["instanceId"], order_id=d.get("orderId"), debug=d["testFlag"])
+    return lifecycle.release_instance(instance_id=d["instanceId"], order_id=d.get("orderId"), debug=d["testFlag"],
+                                      asking=lifecycle.owner(cfg))
 
 
 def g1_upgrade(cfg, d):
@@ -98,12 +101,12 @@ def g1_upgrade(cfg, d):
         instance_id=d["instanceId"], order_id=d["orderId"], order_line_id=None,
         digest=lifecycle.request_digest({k: d.get(k) for k in ("productId", "skuCode", "amount",
                                                                "diskSize", "bandWidth")}),
-        attrs={k: v for k, v in attrs.items() if v is not None}, debug=d["testFlag"])
+        attrs={k: v for k, v in attrs.items() if v is not None}, debug=d["testFlag"], asking=lifecycle.owner(cfg))
 
 
 def g1_instance_status(cfg, d):
     return lifecycle.set_frozen(instance_id=d["instanceId"], frozen=d["instanceStatus"] == "FREEZE",
-                                debug=d["testFlag"])
+                                debug=d["testFlag"], asking=lifecycle.owner(cfg))
 
 
 def g1_query_instance(cfg, d):

@@ -29,15 +29,16 @@ def instance_info(cfg, instance, encrypted, type_inside=True):
                      "appInfo": _compact(lifecycle.app_info(cfg, instance, encrypted))})
 
 
-def _new_instance_args(d, generation, product_type):
+def _new_instance_args(cfg, d, generation, product_type):
     """What identifies a G2 (or License-2.0) newInstance: its order line's key and payload digest,
-    the businessId, and the instance's columns from the request."""
+    the businessId, and the instance's columns from the request (the key that verified it owns it)."""
     return dict(key=lifecycle.order_key(d["orderId"], d["orderLineId"]),
                 digest=lifecycle.request_digest({k: d[k] for k in ("orderId", "orderLineId", "testFlag")}),
                 business_id=d["businessId"],
                 attrs=dict(generation=generation, product_type=product_type, order_id=d["orderId"],
                            order_line_id=d["orderLineId"], test_flag=d["testFlag"],
-                           details_state=DetailsState.PENDING))
+                           details_state=DetailsState.PENDING,
+                           key_fingerprint=lifecycle.owner(cfg).fingerprint))
 
 
 def _render_new(instance):
@@ -45,7 +46,7 @@ def _render_new(instance):
 
 
 def prepare_new_instance(cfg, d, generation="G2", product_type="saas"):
-    return lifecycle.prepare_new_instance(cfg, render=_render_new, **_new_instance_args(d, generation, product_type))
+    return lifecycle.prepare_new_instance(cfg, render=_render_new, **_new_instance_args(cfg, d, generation, product_type))
 
 
 def new_instance(cfg, d, generation="G2", product_type="saas"):
@@ -59,28 +60,30 @@ def refresh_instance(cfg, d, render=None):
         instance_id=d["instanceId"], order_id=d["orderId"], order_line_id=d.get("orderLineId"),
         scene=d["scene"], expire_time=expire, product_id=d.get("productId"),
         digest=lifecycle.request_digest({"expireTime": expire, "productId": d.get("productId")}),
-        render=render, debug=d["testFlag"])
+        render=render, debug=d["testFlag"], asking=lifecycle.owner(cfg))
 
 
 def update_instance_status(cfg, d):
-    return lifecycle.set_frozen(instance_id=d["instanceId"], frozen=d["status"] == "FREEZE", debug=d["testFlag"])
+    return lifecycle.set_frozen(instance_id=d["instanceId"], frozen=d["status"] == "FREEZE", debug=d["testFlag"],
+                                asking=lifecycle.owner(cfg))
 
 
 def upgrade_instance(cfg, d):
     return lifecycle.upgrade_instance(instance_id=d["instanceId"], order_id=d["orderId"],
                                       order_line_id=d.get("orderLineId"),
                                       digest=lifecycle.request_digest({"testFlag": d["testFlag"]}),
-                                      debug=d["testFlag"])
+                                      debug=d["testFlag"], asking=lifecycle.owner(cfg))
 
 
 def release_instance(cfg, d):
-    return lifecycle.release_instance(instance_id=d["instanceId"], order_id=d.get("orderId"), debug=d["testFlag"])
+    return lifecycle.release_instance(instance_id=d["instanceId"], order_id=d.get("orderId"), debug=d["testFlag"],
+                                      asking=lifecycle.owner(cfg))
 
 
 def query_answer(cfg, d, encrypted, type_inside=True):
     """queryInstance for every generation: the known instances' info; none known -> 000003
-    (a debugging call gets an empty list and a note)."""
-    found = lifecycle.find_instances(d["instanceId"])
+    (a debugging call gets an empty list and a note). Another key's instances are not known here."""
+    found = lifecycle.find_instances(d["instanceId"], asking=lifecycle.owner(cfg))
     if not found:
         if not d["testFlag"]:
             raise KooError(codes.INSTANCE_NOT_FOUND, "none of the instances exist")
@@ -96,13 +99,14 @@ def change_instance_check(cfg, d):
     provisioner = load_provisioner(current_app.config)
     return lifecycle.check_change(
         instance_id=d["instanceId"], product_info=d.get("productInfo"), debug=d["testFlag"],
-        decide=lambda instance, product: provisioner.change_allowed(instance_fields(instance), product))
+        asking=lifecycle.owner(cfg), decide=lambda instance, product: provisioner.change_allowed(instance_fields(instance), product))
 
 
 def order_notify(cfg, d):
     notice = {k: d[k] for k in ("notifyType", "orderStatus") if d.get(k)}
     return lifecycle.once(
-        key=f"orderNotify|{d['orderId']}|{d.get('orderLineId') or ''}|{lifecycle.request_digest(notice)[:16]}",
+        key=lifecycle.idempotency_key("orderNotify", d["orderId"], d.get("orderLineId") or "",
+                                      lifecycle.request_digest(notice)[:16]),
         activity="orderNotify", digest=lifecycle.request_digest(notice), instance_id=None,
         make=lambda: lifecycle.order_notified(order_id=d["orderId"], order_line_id=d.get("orderLineId"),
                                               notice=notice))
@@ -129,7 +133,8 @@ def verified():
     nonce, timestamp = args.get("nonce"), args.get("timestamp")
     key, form = verify_g2_request(require_keys(cfg.access_keys, "KOO_ACCESS_KEY"), raw, args.get("signature"),
                                   timestamp, nonce, now_ms(), cfg.signature_window_s)
-    signed = signed_by(key, int(timestamp), scope="g2", token=replay_token("g2", nonce, timestamp), nonce=nonce,
+    signed = signed_by(key, int(timestamp), scope="g2",  # type: ignore[arg-type]  # verified: present
+                       token=replay_token("g2", nonce, timestamp), nonce=nonce,
                        fingerprint=request_fingerprint(request.method, request.path, request.query_string, raw))
     payload = parse_json_object(raw)
     if form != "raw":

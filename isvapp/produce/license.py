@@ -38,13 +38,13 @@ def refresh_license(cfg, d):
 
 def expire_license(cfg, d):
     body = g1_expire_instance(cfg, d)
-    licenses.mark(d["instanceId"], LicenseState.EXPIRED)
+    licenses.mark(d["instanceId"], LicenseState.EXPIRED, lifecycle.owner(cfg))
     return body
 
 
 def release_license(cfg, d):
     body = g1_release_instance(cfg, d)
-    licenses.mark(d["instanceId"], LicenseState.RELEASED)
+    licenses.mark(d["instanceId"], LicenseState.RELEASED, lifecycle.owner(cfg))
     return body
 
 
@@ -76,14 +76,14 @@ def lic2_refresh_instance(cfg, d):
 
 def lic2_release_instance(cfg, d):
     body = g2.release_instance(cfg, d)
-    licenses.mark(d["instanceId"], LicenseState.RELEASED)
+    licenses.mark(d["instanceId"], LicenseState.RELEASED, lifecycle.owner(cfg))
     return body
 
 
 def get_license_async(cfg, d):
     """The same (eventId, deviceFingerprint) always gets the same license (reference §2.E)."""
     fingerprint = d.get("deviceFingerprint") or None
-    instance = lifecycle.live_instance(d["instanceId"], debug=d["testFlag"])
+    instance = lifecycle.live_instance(d["instanceId"], debug=d["testFlag"], asking=lifecycle.owner(cfg))
     if instance is None:
         return envelope()
     effective = d.get("effectiveTime") or datetime.now(timezone.utc)  # unreadable: noted, issued from now
@@ -97,7 +97,8 @@ def get_license_async(cfg, d):
         return envelope(license=text)
 
     return lifecycle.once(
-        key=f"getLicenseAsync|{instance.instance_id}|{d['eventId']}|{device}", activity="getLicenseAsync",
+        key=lifecycle.idempotency_key("getLicenseAsync", instance.instance_id, d["eventId"], device),
+        activity="getLicenseAsync",
         digest=lifecycle.request_digest({k: d.get(k) for k in ("effectiveTime", "expireTime")}),
         instance_id=instance.instance_id, make=make)
 
