@@ -52,7 +52,7 @@ def fill(instances, log_rows, batch=10_000):
         db.session.execute(Instance.__table__.insert(), rows)
     activities = ["newInstance", "refreshInstance", "updateInstanceStatus", "queryInstance", "releaseInstance"]
     rows = []
-    for i in range(log_rows):
+    for _ in range(log_rows):
         order = rng.randrange(instances)
         failed = rng.random() < 0.05
         rows.append(dict(received_at=now - timedelta(seconds=rng.randint(0, 90 * 86400)), method="POST",

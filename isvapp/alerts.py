@@ -247,6 +247,7 @@ def send_email(config, subject, text):
     message["Date"], message["Message-ID"] = formatdate(localtime=False), make_msgid(domain="isvapp")
     message.set_content(text)
     context = ssl.create_default_context()
+    smtp: smtplib.SMTP  # SMTP_SSL is one
     try:
         if mode == "ssl":
             smtp = smtplib.SMTP_SSL(host, port, timeout=TIMEOUT_S, context=context)

@@ -584,6 +584,7 @@ def _migration_lock():
         fairy = engine.raw_connection()  # the pool's connect-time settings
         try:
             raw = fairy.driver_connection
+            assert raw is not None  # a connection just taken from the pool is live
             fairy.detach()  # ours: never handed to a request with the lock or these settings
             raw.rollback()
             raw.autocommit = True  # no transaction (and no snapshot) held for the whole upgrade

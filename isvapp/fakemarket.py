@@ -46,7 +46,7 @@ def order_info(order_id, order_line_id=None, now=None):
     line = {"orderLineId": order_line_id or f"{order_id}-000001", "chargingMode": mode,
             "productInfo": [{"productId": "00301-666666-0--0", "skuCode": "fake-sku", "linearValue": 1}]}
     if period:
-        expires = now + timedelta(days=PERIOD_DAYS[period] * count)
+        expires = now + timedelta(days=PERIOD_DAYS[period] * count)  # type: ignore[operator]  # set with a period
         line.update(periodType=period, periodNumber=count, expireTime=expires.strftime("%Y%m%d%H%M%S"))
     if order_id == "MOCKPERIODDAYTRIAL":
         line["trialFlag"] = "1"

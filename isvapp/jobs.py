@@ -42,7 +42,7 @@ log = logging.getLogger("isvapp.jobs")
 try:
     import psycopg
 except ImportError:  # SQLite only
-    psycopg = None
+    psycopg = None  # type: ignore[assignment]  # the driver is optional
 
 # What a database outage raises: SQLAlchemy's wrapped driver errors (OperationalError,
 # InterfaceError, ...: all DBAPIError), and the drivers' own, which a few raw calls let through
@@ -183,8 +183,8 @@ class _Unfinished(NamedTuple):
     action: str
     job_id: int
     worker: str
-    job: ClaimedJob = None
-    error: str = None
+    job: ClaimedJob | None = None
+    error: str | None = None
     permanent: bool = False
 
 

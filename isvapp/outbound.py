@@ -61,7 +61,8 @@ class Delivery:
 
         class Connection(base):  # type: ignore[valid-type, misc]  # whichever class is passed in
             def connect(self):
-                self.timeout = max(0.001, min(self.timeout or delivery.timeout_s, delivery.remaining()))
+                self.timeout = max(0.001, min(self.timeout or delivery.timeout_s,  # type: ignore[has-type]
+                                              delivery.remaining()))
                 super().connect()
                 delivery._track(self.sock)
 

@@ -449,7 +449,7 @@ def kit(sim):
     if sim.kit_public_key:
         key = serialization.load_pem_public_key(sim.kit_public_key)
         oaep = padding.OAEP(mgf=padding.MGF1(algorithm=hashes.SHA256()), algorithm=hashes.SHA256(), label=None)
-        secret = base64.b64encode(key.encrypt(b"sim-client-secret", oaep)).decode()
+        secret = base64.b64encode(key.encrypt(b"sim-client-secret", oaep)).decode()  # type: ignore[union-attr]  # RSA
         sim.check("kit applicationSync (RSA clientSecret)", sim.kit("applicationSync", {
             **scope, "appId": "sim-app", "clientId": "sim-client", "clientSecret": secret, "flag": 1}), signed=True)
     users = [{"userName": f"sim-user-{i}", "name": f"User {i}", "orgCode": "sim-d1", "role": "user", "enable": "true"}
@@ -600,7 +600,7 @@ def report(sim, as_json=False):
         (s.scenario, s.step, s.expected, s.got, f"{s.ms:.0f}", "ok" if s.ok else "FAIL: " + s.reason)
         for s in sim.steps]
     widths = [max(len(str(r[i])) for r in rows) for i in range(5)]
-    lines = ["  ".join(str(v).ljust(w) for v, w in zip(r[:5], widths)) + "  " + r[5] for r in rows]
+    lines = ["  ".join(str(v).ljust(w) for v, w in zip(r[:5], widths, strict=True)) + "  " + r[5] for r in rows]
     lines.append(f"{len(sim.steps) - len(sim.failed)} of {len(sim.steps)} steps passed")
     return "\n".join(lines)
 

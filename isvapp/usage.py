@@ -34,7 +34,8 @@ def _value(usage_value):
         value = Decimal(str(usage_value))
     except InvalidOperation:
         raise ValueError(f"usage value {usage_value!r} is not a number") from None
-    if value <= 0 or value.as_tuple().exponent < -4 or value >= Decimal(10) ** 8:
+    exponent = value.as_tuple().exponent  # 'n', 'N' or 'F' for NaN, sNaN and Infinity
+    if not isinstance(exponent, int) or exponent < -4 or value <= 0 or value >= Decimal(10) ** 8:
         raise ValueError("usage value must be > 0 with at most 4 decimals and 8 integer digits")
     return format(value, "f")
 

@@ -6,7 +6,6 @@ import csv
 import io
 import json
 import shutil
-import uuid
 
 import pytest
 import requests

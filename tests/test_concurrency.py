@@ -57,7 +57,7 @@ def test_storms_of_identical_new_instances_create_one_instance_per_order(tmp_pat
         answers = {}
         for body in bodies:
             start = threading.Barrier(COPIES)  # all 32 copies leave together
-            responses = list(pool.map(lambda _: fire(body, start), range(COPIES)))
+            responses = list(pool.map(fire, [body] * COPIES, [start] * COPIES))
             assert all(r.status_code == 200 for r in responses)
             answers[body["orderId"]] = {r.content for r in responses}
         elapsed = time.monotonic() - t0

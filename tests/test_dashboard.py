@@ -1,13 +1,12 @@
 """The merchant's pages through the test client: access, sessions, CSRF, headers, filters, CSV, i18n."""
 import csv
 import io
-import json
 import re
 
 import pytest
 
 from isvapp.dashboard import security
-from isvapp.models import Callback, Instance, LoginAttempt
+from isvapp.models import Callback, LoginAttempt
 
 from .test_kit import TENANT, ok as kit_ok
 from .test_produce_g1 import g1_order

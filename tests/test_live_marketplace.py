@@ -271,10 +271,10 @@ def test_g1_query_puts_encrypt_type_at_the_top(market):
 
 # --- 12. Kit clientSecret -----------------------------------------------------------------------------
 
-def java_oaep_sha256(public_key, text):
+def java_oaep_sha256(key, text):
     """Java's OAEPWithSHA-256AndMGF1Padding: SHA-256, but MGF1 with SHA-1 by default."""
     oaep = padding.OAEP(mgf=padding.MGF1(algorithm=hashes.SHA1()), algorithm=hashes.SHA256(), label=None)
-    return public_key.encrypt(text.encode(), oaep)
+    return key.encrypt(text.encode(), oaep)
 
 
 @pytest.mark.parametrize("encode", [

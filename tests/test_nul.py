@@ -11,7 +11,7 @@ from isvapp.extensions import db
 from isvapp.koo import codes
 from isvapp.models import Callback, Event, Instance, KitUser, License, Tenant
 
-from .test_kit import SCOPE, TENANT, auth, users
+from .test_kit import TENANT, auth, users
 from .test_produce_g1 import g1_order
 from .test_produce_g2 import new_order
 

@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 
 MAX_NOTES = 20
-_current = ContextVar("koo_oddities", default=None)
+_current: ContextVar[list[str] | None] = ContextVar("koo_oddities", default=None)
 
 
 def note(text):

@@ -10,7 +10,6 @@ Create Date: 2026-11-25 06:18:42.565021
 
 """
 from alembic import op
-import sqlalchemy as sa
 
 
 # revision identifiers, used by Alembic.
