@@ -15,6 +15,8 @@ Every figure is measured next to its baseline in the same run (the machine is sh
 5. the pages at 100,000 instances and 1,000,000 log rows (bench/dashboard.py).
 6. where the time of case 1 goes: cProfile over the request path (Flask test client).
 7. what unsigned requests from strangers cost: memory, time, disk (bench/abuse.py).
+8. case 1 with 0, 100,000 and 1,000,000 orders already stored, beside the limit app holding as
+   many rows; and the limit app's random vs time-ordered keys (bench/tables.py).
 
 --quick runs everything at tiny sizes (the test suite does, so the benchmark cannot rot).
 """
@@ -27,7 +29,6 @@ import platform
 import pstats
 import re
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -41,7 +42,7 @@ import requests
 
 from isvapp.koo.signing import g2_signed_request
 
-from . import abuse, dashboard, kit_sync
+from . import abuse, dashboard, kit_sync, tables
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -56,13 +57,14 @@ def new_order_body(n, tag):
             "businessId": uuid.uuid4().hex, "testFlag": "1"}
 
 
-def request_file(folder, bodies):
+def request_file(folder, bodies, nonce=None):
     """Pre-signed requests for wrk: METHOD<TAB>path?query<TAB>body per line (signed now: the
-    60 s window starts here, so files are made right before each run)."""
+    60 s window starts here, so files are made right before each run). ``nonce``: a function
+    making each request's nonce (default: the signing module's random one)."""
     path = Path(folder) / f"requests-{uuid.uuid4().hex[:6]}.tsv"
     with open(path, "w") as f:
         for body in bodies:
-            raw, query = g2_signed_request(KEY, body)
+            raw, query = g2_signed_request(KEY, body, nonce=nonce() if nonce else None)
             query_text = "&".join(f"{k}={v}" for k, v in query.items())
             f.write(f"POST\t/produce?{query_text}\t{raw.decode()}\n")
     return path
@@ -202,7 +204,12 @@ def run(quick, folder):
                                              repeats=1 if quick else 7)
     results["profile_ms"], results["profile"] = profile(200 if quick else 2000)
     results["abuse"] = abuse.measure(quick, LiveServer)
+    results["tables"] = measure_tables(quick, folder)
     return results
+
+
+def measure_tables(quick, folder):
+    return tables.measure(quick, folder, LiveServer, ENV, wrk, request_file, new_order_body, KEY)
 
 
 def render(r, quick):
@@ -284,6 +291,7 @@ def render(r, quick):
               "\n".join(line for line in r["profile"].splitlines() if line.strip())[:4000], "```", "",
               "What was done about them: see the notes below the table (kept by hand in bench/NOTES.md).", ""]
     lines += abuse.render(r["abuse"])
+    lines += tables.render(r["tables"])
     notes = ROOT / "bench" / "NOTES.md"
     if notes.exists():
         lines += [notes.read_text()]
@@ -293,10 +301,20 @@ def render(r, quick):
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes (seconds, not minutes)")
-    parser.add_argument("--out", default=str(ROOT / "BENCHMARKS.md"))
+    parser.add_argument("--out", default=None, help="default: BENCHMARKS.md (with --only: print only)")
+    parser.add_argument("--only", choices=["tables"], help="run one section, print its table, write nothing")
     args = parser.parse_args(argv)
     if not shutil.which("wrk"):
         sys.exit("wrk is missing: apt-get install wrk (scripts/bench.sh installs it)")
+    if args.only:
+        with tempfile.TemporaryDirectory() as folder:
+            results = {"tables": measure_tables(args.quick, folder)}
+        text = "\n".join(tables.render(results["tables"])) + "\n"
+        print(text)
+        if args.out:
+            Path(args.out).write_text(text)
+        return results
+    args.out = args.out or str(ROOT / "BENCHMARKS.md")
     with tempfile.TemporaryDirectory() as folder:
         results = run(args.quick, folder)
     Path(args.out).write_text(render(results, args.quick))

@@ -1,10 +1,12 @@
 """The benchmarks run at tiny sizes, so they cannot rot between real runs."""
+import re
 import shutil
+import sqlite3
 
 import pytest
 
 from bench import __main__ as runner
-from bench import dashboard, kit_sync
+from bench import dashboard, kit_sync, tables
 
 
 def test_kit_sync_benchmark_runs_and_reports_every_figure():
@@ -23,8 +25,33 @@ def test_the_whole_benchmark_runs_quickly_and_writes_its_report(tmp_path):
     out = tmp_path / "BENCHMARKS.md"
     results = runner.main(["--quick", "--out", str(out)])
     text = out.read_text()
-    for heading in ("## 1.", "## 2.", "## 3.", "## 4.", "## 5.", "## 6.", "## 7."):
+    for heading in ("## 1.", "## 2.", "## 3.", "## 4.", "## 5.", "## 6.", "## 7.", "## 8."):
         assert heading in text
     assert results["new"]["rps"] > 0 and results["bare"]["rps"] > 0 and results["query"]["ids"] == 100
     assert results["paced"]["codes"] == {"000000": results["paced"]["requests"]}
     assert results["abuse"]["abused_peak_mib"] > 0 and results["abuse"]["db_growth_mib"] >= 0
+    tables = results["tables"]
+    assert tables["sizes"] == [0, 2000]
+    for size in tables["sizes"]:
+        figures = tables["summary"][size]
+        assert figures["isvapp"] > 0 and figures["limit"] > 0 and figures["limit_ordered"] > 0
+        # the orders were really stored beside the pre-filled ones
+        assert all(run["stored"] > 0 for runs in tables["runs"][size].values() for run in runs)
+        row = re.search(rf"^\| {size:,} \| (\d+) \| (\d+) \| \*\*([\d.]+)\*\* \| \*\*([\d.]+)\*\* \| (\d+) \| ([\d.]+) \|",
+                        text, re.MULTILINE)
+        assert row, f"no table row for {size} orders"
+        assert int(row.group(1)) == round(figures["isvapp"]) and float(row.group(3)) > 0 and float(row.group(6)) > 0
+
+
+def test_prefill_copies_the_shape_of_a_real_order(tmp_path):
+    """The bulk fill writes every table one real newInstance writes, as many rows per order."""
+    snapshots, _ = tables.prefill(tmp_path, "isvapp", runner.KEY, [0, 300])
+    with sqlite3.connect(snapshots[300]) as conn:
+        counts = {name: conn.execute(f'SELECT count(*) FROM "{name}"').fetchone()[0]
+                  for name in ("instances", "answers", "events", "jobs", "signed_requests", "callbacks")}
+        assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        ids = conn.execute("SELECT count(DISTINCT instance_id) FROM instances").fetchone()[0]
+    assert counts == {"instances": 300, "answers": 300, "events": 300, "jobs": 600, "signed_requests": 300,
+                      "callbacks": 300} and ids == 300
+    with sqlite3.connect(snapshots[0]) as conn:
+        assert conn.execute("SELECT count(*) FROM instances").fetchone()[0] == 0
