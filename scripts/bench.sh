@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Measure isvapp on this machine and rewrite BENCHMARKS.md (about 5 minutes; --quick: seconds).
+# Measure isvapp on this machine and rewrite BENCHMARKS.md (about 12 minutes; --quick: seconds).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/venv.sh test
