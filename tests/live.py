@@ -20,6 +20,17 @@ def free_port():
         return s.getsockname()[1]
 
 
+def stop_process(proc):
+    """SIGTERM, then SIGKILL if it has not exited within 15 s; a process already gone is left alone."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+
+
 class LiveServer:
     """gunicorn serving wsgi:app from an instance folder, configured only through ISVAPP_* env."""
 
@@ -66,13 +77,8 @@ class LiveServer:
         raise RuntimeError("gunicorn did not become healthy in time")
 
     def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=5)
+        if self.proc:
+            stop_process(self.proc)
         if getattr(self, "log", None):
             self.log.close()
 

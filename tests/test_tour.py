@@ -39,7 +39,7 @@ from isvapp.models import Callback, Event, Instance, Job, JobState, License, Ten
 from isvapp.simulator import SUITES
 
 from .conftest import KEY, ON_POSTGRES, SERVER_URI
-from .live import ROOT, LiveServer, free_port
+from .live import ROOT, LiveServer, free_port, stop_process
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 AK, SK = "tour-ak", "tour-sk"
@@ -67,13 +67,7 @@ class Proc:
         return {f"{self.name} stdout": self.out_path, f"{self.name} stderr": self.err_path}
 
     def stop(self):
-        if self.alive():
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=5)
+        stop_process(self.proc)
         self.out.close()
         self.err.close()
 
