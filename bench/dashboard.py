@@ -16,9 +16,9 @@ from datetime import timedelta
 
 from isvapp import create_app
 from isvapp.dashboard import security
-from isvapp.db import init_db
+from isvapp.storage.db import init_db
 from isvapp.extensions import db
-from isvapp.models import Callback, Instance, InstanceState, utcnow
+from isvapp.storage.models import Callback, Instance, InstanceState, utcnow
 
 PAGES = {
     "overview": "/admin/",

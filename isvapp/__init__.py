@@ -42,7 +42,8 @@ def create_app(test_config=None):
 
 
 def register_extensions(app):
-    from . import callbacklog, db
+    from .domain import callbacklog
+    from .storage import db
 
     db.init_app(app)
     callbacklog.init_app(app)
@@ -63,8 +64,10 @@ def register_blueprints(app):
 
 
 def register_commands(app):
-    from . import (cli, fakemarket, jobs, kit, licenses, maintenance, orderdetails,  # noqa: F401
-                   provisioning, simulator, usage)
+    from . import cli
+    from .background import jobs, maintenance, provisioning, usage  # noqa: F401
+    from .domain import kit, licenses, orderdetails  # noqa: F401
+    from .market import fake as fakemarket, simulator
 
     cli.init_app(app)
     fakemarket.init_app(app)
@@ -74,4 +77,4 @@ def register_commands(app):
     simulator.init_app(app)
     usage.init_app(app)
     maintenance.init_app(app)
-    from . import alerts; alerts.init_app(app)  # noqa: E702  the alert job handler and `flask alert-test`
+    from .background import alerts; alerts.init_app(app)  # noqa: E702  the alert job handler and `flask alert-test`

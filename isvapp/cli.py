@@ -46,7 +46,7 @@ def next_steps_command(url):
     from sqlalchemy import func, select
 
     from .extensions import db
-    from .models import AdminUser
+    from .storage.models import AdminUser
     if db.session.execute(select(func.count()).select_from(AdminUser)).scalar_one():
         return
     click.echo("\nNext steps:\n"

@@ -16,11 +16,11 @@ DEFAULTS = {
     "KOO_MAX_BODY_BYTES": 1024 * 1024,
     "SQLITE_BUSY_TIMEOUT_S": 3,
     # True: a callback's write-ahead log is fsynced right after its commit, outside the write lock,
-    # and before the answer (isvapp.db.write_transaction). False: SQLite's synchronous=FULL, the
+    # and before the answer (isvapp.storage.db.write_transaction). False: SQLite's synchronous=FULL, the
     # fsync inside COMMIT, holding the lock. Either way an acknowledged order survives a power cut.
     "SQLITE_SYNC_AFTER_COMMIT": True,
     # Pages the write-ahead log may hold before a commit copies it into the database file (SQLite's
-    # own default is 1,000; isvapp.db says why more).
+    # own default is 1,000; isvapp.storage.db says why more).
     "SQLITE_WAL_AUTOCHECKPOINT": 10_000,
     # The Seller Console's Key; several (a list, or text separated by commas or spaces) when several
     # products with different keys point at this server, or while a key is being rotated.
@@ -48,7 +48,7 @@ DEFAULTS = {
     "KOO_SK": None,
     "KOO_API_TIMEOUT_S": 3,  # order query / usage push; the reference asks for at most 3 s
     "KOO_USAGE_KEY": None,  # usage push signature key (§3.8); defaults to KOO_ACCESS_KEY
-    # Provisioning hooks: "module:Class" (see isvapp/provisioning.py); WEBHOOK_* for the webhook one.
+    # Provisioning hooks: "module:Class" (see isvapp/background/provisioning.py); WEBHOOK_* for the webhook one.
     "PROVISIONER": "isvapp.provisioning:TemplateProvisioner",
     "WEBHOOK_URL": None,
     "WEBHOOK_SECRET": None,
@@ -86,7 +86,7 @@ DEFAULTS = {
     "SESSION_IDLE_MIN": 30,
     # Flask's own default is 31 days: set here, where it overrides it (seconds from the environment).
     "PERMANENT_SESSION_LIFETIME": timedelta(hours=12),
-    # Alerts (isvapp/alerts.py): one message per kind and window; a repeat in the window counts up.
+    # Alerts (isvapp/background/alerts.py): one message per kind and window; a repeat in the window counts up.
     "ALERT_WINDOW_MIN": 60,
     "ALERT_EMAIL_TO": None,  # comma-separated addresses; e-mail is off while unset
     "ALERT_SMTP_HOST": None,

@@ -143,7 +143,7 @@ def conn_value(engine, statement):
 
 
 def test_an_ipv6_client_is_budgeted_by_its_64():
-    from isvapp.callbacklog import RefusedBudget, address_key
+    from isvapp.domain.callbacklog import RefusedBudget, address_key
     assert address_key("2001:db8:1:2:aaaa:bbbb:cccc:dddd") == address_key("2001:db8:1:2::1") == "2001:db8:1:2::/64"
     assert address_key("2001:db8:1:3::1") != address_key("2001:db8:1:2::1")
     assert address_key("203.0.113.7") == "203.0.113.7" and address_key("::ffff:203.0.113.7") == "203.0.113.7"

@@ -18,10 +18,10 @@ from werkzeug.wrappers import Request, Response
 
 from sqlalchemy import select
 
-from isvapp import alerts, jobs, status
-from isvapp.db import write_transaction
+from isvapp.background import alerts, jobs, status
+from isvapp.storage.db import write_transaction
 from isvapp.extensions import db
-from isvapp.models import Alert, Job, JobState
+from isvapp.storage.models import Alert, Job, JobState
 
 WECOM_KEY = "wecom-key-0123456789abcdef"
 DING_TOKEN = "ding-token-0123456789abcdef"
@@ -302,10 +302,10 @@ def test_raise_alert_alone_swallows_database_errors(app, monkeypatch):
         assert alerts.raise_alert_alone("x", "s", "t") is None
 
 
-# --- raised from the request path (isvapp.callbacklog) -------------------------------------------
+# --- raised from the request path (isvapp.domain.callbacklog) -------------------------------------------
 
 def test_a_000005_answer_and_repeated_signature_failures_raise_alerts(app, market, monkeypatch):
-    from isvapp.models import Alert
+    from isvapp.storage.models import Alert
     from sqlalchemy.exc import OperationalError
     from .test_produce_g2 import new_order
     import isvapp.produce.g2 as g2

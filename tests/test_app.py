@@ -10,7 +10,7 @@ from isvapp import create_app
 from isvapp.config import load_settings
 from isvapp.extensions import db
 from isvapp.koo.signing import g2_signed_request
-from isvapp.models import Instance
+from isvapp.storage.models import Instance
 
 from .conftest import KEY
 

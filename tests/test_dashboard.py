@@ -6,7 +6,7 @@ import re
 import pytest
 
 from isvapp.dashboard import security
-from isvapp.models import Callback, LoginAttempt
+from isvapp.storage.models import Callback, LoginAttempt
 
 from .test_kit import TENANT, ok as kit_ok
 from .test_produce_g1 import g1_order

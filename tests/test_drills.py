@@ -20,10 +20,10 @@ import requests
 from sqlalchemy import event, text
 
 from isvapp import create_app
-from isvapp.db import init_db
+from isvapp.storage.db import init_db
 from isvapp.extensions import db
 from isvapp.koo.signing import g2_signed_request
-from isvapp.models import Answer, Callback, Instance, SignedRequest
+from isvapp.storage.models import Answer, Callback, Instance, SignedRequest
 
 from .conftest import KEY, Marketplace
 from .live import LiveServer

@@ -6,10 +6,10 @@ import os
 import pytest
 from sqlalchemy import event
 
-from isvapp import db as dbmodule
-from isvapp.db import sync_file
+from isvapp.storage import db as dbmodule
+from isvapp.storage.db import sync_file
 from isvapp.extensions import db
-from isvapp.models import Instance
+from isvapp.storage.models import Instance
 
 from .test_produce_g2 import new_order, result
 

@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 from isvapp.extensions import db
 from isvapp.koo import codes
 from isvapp.koo.signing import g1_signed_params, g2_signed_request, kit_signed_request
-from isvapp.models import (Alert, Answer, Conflict, Department, Event, Instance, Job, KitApp, KitUser, License,
+from isvapp.storage.models import (Alert, Answer, Conflict, Department, Event, Instance, Job, KitApp, KitUser, License,
                            SignedRequest, Tenant)
 
 from .conftest import KEY, KIT_KEY

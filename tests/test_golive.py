@@ -3,9 +3,10 @@ import re
 
 import pytest
 
-from isvapp import diagnosis, status
+from isvapp.dashboard import diagnosis
+from isvapp.background import status
 from isvapp.koo import codes
-from isvapp.models import Callback
+from isvapp.storage.models import Callback
 
 from .conftest import KEY
 from .test_dashboard import browser, admin  # noqa: F401  (fixtures)
@@ -117,9 +118,9 @@ def test_the_page_after_a_pay_per_use_debugging_round_shows_the_usage_push(app, 
 
     from sqlalchemy import update
 
-    from isvapp import usage
+    from isvapp.background import usage
     from isvapp.extensions import db
-    from isvapp.models import Instance, UsageRecord, UsageState
+    from isvapp.storage.models import Instance, UsageRecord, UsageState
     from .test_produce_g1 import g1_order, signed_result
 
     iid = signed_result(market.g1(g1_order(order="PPU1", chargingMode="ON_DEMAND")))["instanceId"]

@@ -12,10 +12,11 @@ import pytest
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
-from isvapp import create_app, jobs, provisioning
-from isvapp.db import init_db
+from isvapp import create_app
+from isvapp.background import jobs, provisioning
+from isvapp.storage.db import init_db
 from isvapp.extensions import db
-from isvapp.models import Job, JobState
+from isvapp.storage.models import Job, JobState
 
 from .conftest import KEY, KIT_KEY, Marketplace
 from .test_produce_g2 import new_order
@@ -266,7 +267,7 @@ def test_kit_keygen_never_writes_through_a_symlink(app, runner, tmp_path, loose_
 
 
 def test_license_signing_key_is_private_and_never_written_through_a_symlink(tmp_path, loose_umask):
-    from isvapp import licenses
+    from isvapp.domain import licenses
     path = str(tmp_path / "keys" / "license.pem")
     os.makedirs(os.path.dirname(path))
     os.symlink(tmp_path / "nowhere", path)

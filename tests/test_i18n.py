@@ -17,7 +17,8 @@ from babel.messages.pofile import read_po
 from flask import render_template_string
 from jinja2 import Environment
 
-from isvapp import diagnosis, golive, models
+from isvapp.dashboard import diagnosis, golive
+from isvapp.storage import models
 from isvapp.dashboard import charts, i18n, labels, views
 from isvapp.extensions import db
 

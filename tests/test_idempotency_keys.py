@@ -4,10 +4,10 @@ import json
 
 from flask_migrate import downgrade, upgrade
 
-from isvapp.db import MIGRATIONS
+from isvapp.storage.db import MIGRATIONS
 from isvapp.extensions import db
-from isvapp.lifecycle import idempotency_key, order_key
-from isvapp.models import Answer, Event, Instance
+from isvapp.domain.lifecycle import idempotency_key, order_key
+from isvapp.storage.models import Answer, Event, Instance
 
 from .test_migrations import current_revision, head_revision, schema_differences
 from .test_produce_g2 import new_order

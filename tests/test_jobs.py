@@ -11,9 +11,9 @@ import pytest
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
-from isvapp import jobs, provisioning, usage
-from isvapp.fakemarket import Running, create_fake_market
-from isvapp.models import DetailsState, Event, Instance, Job, JobState, UsageRecord, UsageState
+from isvapp.background import jobs, provisioning, usage
+from isvapp.market.fake import Running, create_fake_market
+from isvapp.storage.models import DetailsState, Event, Instance, Job, JobState, UsageRecord, UsageState
 
 from .conftest import KEY
 from .live import ROOT
@@ -255,10 +255,10 @@ def test_usage_is_pushed_in_batches_once_and_rejections_are_kept(app, market, ma
 
 
 def test_fake_market_refuses_bad_signatures(app, market_api):
-    from isvapp import marketapi
+    from isvapp.market import openapi
     from isvapp.config import load_settings
     settings = load_settings({**app.config, "KOO_SK": "wrong"})
-    with pytest.raises(marketapi.MarketError, match="MKT.0154"):
-        marketapi.query_order(settings, "MOCKONETIMENEW")
+    with pytest.raises(openapi.MarketError, match="MKT.0154"):
+        openapi.query_order(settings, "MOCKONETIMENEW")
     good = load_settings(app.config)
-    assert marketapi.query_order(good, "MOCKONETIMENEW")["orderLine"][0]["chargingMode"] == "ONE_TIME"
+    assert openapi.query_order(good, "MOCKONETIMENEW")["orderLine"][0]["chargingMode"] == "ONE_TIME"

@@ -9,10 +9,10 @@ import pytest
 import requests
 from sqlalchemy import func, select
 
-from isvapp import maintenance
+from isvapp.background import maintenance
 from isvapp.koo import codes
 from isvapp.koo.signing import g1_kit_signed_request, g1_time, g2_signed_request, kit_signed_request
-from isvapp.models import Department, Instance, KitState, Tenant
+from isvapp.storage.models import Department, Instance, KitState, Tenant
 
 from .conftest import KEY, KIT_KEY
 from .live import LiveServer

@@ -8,7 +8,7 @@ import pytest
 
 from isvapp.koo import codes, licensedoc
 from isvapp.koo.signing import verify_body_sign
-from isvapp.models import Answer, Event, Instance, InstanceState, License, LicenseState
+from isvapp.storage.models import Answer, Event, Instance, InstanceState, License, LicenseState
 
 from .conftest import KEY
 

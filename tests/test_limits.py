@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import Integer, String
 
 from isvapp.koo import schemas
-from isvapp.models import Department, Instance, KitApp, KitUser, License, Tenant
+from isvapp.storage.models import Department, Instance, KitApp, KitUser, License, Tenant
 
 # (schema, field) -> the column that stores it.
 STORED = [

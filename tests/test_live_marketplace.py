@@ -14,13 +14,13 @@ import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 
-from isvapp import provisioning
+from isvapp.background import provisioning
 from isvapp.koo import codes
 from isvapp.koo.signing import (g1_signed_params, g2_signature, g2_signed_request, key_fingerprint,
                                 string_map_payload, verify_body_sign)
-from isvapp.models import (Callback, DetailsState, Event, Instance, InstanceState, Job, KitApp, KitUser,
+from isvapp.storage.models import (Callback, DetailsState, Event, Instance, InstanceState, Job, KitApp, KitUser,
                            SignedRequest, Tenant)
-from isvapp.orderdetails import apply_order
+from isvapp.domain.orderdetails import apply_order
 
 from .conftest import KEY, KIT_KEY
 from .test_kit import SCOPE, TENANT, public_key  # noqa: F401  (fixture)

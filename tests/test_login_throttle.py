@@ -13,7 +13,7 @@ import requests
 from sqlalchemy import func, select
 
 from isvapp.dashboard import security
-from isvapp.models import LoginAttempt
+from isvapp.storage.models import LoginAttempt
 
 from .conftest import KEY
 from .live import LiveServer

@@ -6,9 +6,9 @@ import pytest
 from sqlalchemy import create_engine, func, select, text
 
 from isvapp.extensions import db
-from isvapp import maintenance
-from isvapp.maintenance import prune
-from isvapp.models import Answer, Callback, Event, Instance, SignedRequest, utcnow
+from isvapp.background import maintenance
+from isvapp.background.maintenance import prune
+from isvapp.storage.models import Answer, Callback, Event, Instance, SignedRequest, utcnow
 
 from .test_produce_g2 import new_order
 
@@ -54,7 +54,7 @@ def test_prune_deletes_in_batches(app, market):
             {"scope": "g2", "nonce": f"n{i}", "token": f"t{i}", "fingerprint": "f", "answer": b"{}",
              "seen_at": utcnow() - timedelta(hours=1)} for i in range(45)])
         db.session.commit()
-        from isvapp import maintenance
+        from isvapp.background import maintenance
         assert maintenance._delete_older(SignedRequest, SignedRequest.seen_at, utcnow(), batch=10) == 45
     assert market.count(SignedRequest) == 0
 
@@ -116,9 +116,9 @@ def test_backup_on_postgresql_points_at_pg_dump(app, runner, tmp_path):
 def test_the_worker_schedules_one_prune_per_period(app, market):
     from datetime import datetime
 
-    from isvapp import jobs
-    from isvapp.maintenance import schedule_prune
-    from isvapp.models import Job, JobState
+    from isvapp.background import jobs
+    from isvapp.background.maintenance import schedule_prune
+    from isvapp.storage.models import Job, JobState
     with app.app_context():
         moment = datetime(2026, 11, 24, 10, 0)
         schedule_prune(moment)
@@ -131,7 +131,7 @@ def test_the_worker_schedules_one_prune_per_period(app, market):
 
 @pytest.mark.parametrize("app_config", [{"KOO_G1_WINDOW_S": 20 * 365 * 86400}])  # WIRE was signed in 2023
 def test_prune_never_touches_licenses_or_tenants(app, market, runner):
-    from isvapp.models import License, Tenant
+    from isvapp.storage.models import License, Tenant
 
     from .test_kit import TENANT
     from .test_license import WIRE

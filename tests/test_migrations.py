@@ -14,9 +14,9 @@ from alembic.script import ScriptDirectory
 from flask_migrate import downgrade, upgrade
 from sqlalchemy import inspect, make_url, text
 
-from isvapp.db import BASELINE, MIGRATIONS, _migration_lock, init_db
+from isvapp.storage.db import BASELINE, MIGRATIONS, _migration_lock, init_db
 from isvapp.extensions import db, migrate
-from isvapp.models import Instance
+from isvapp.storage.models import Instance
 
 from .conftest import ON_POSTGRES, SERVER_URI
 from .live import ROOT, LiveServer
@@ -43,7 +43,7 @@ def test_migrations_build_exactly_the_models_schema(app):
         assert current_revision() == head_revision(app)
         differences = schema_differences()
     assert differences == [], (
-        "isvapp/models.py and isvapp/migrations disagree: run scripts/new-migration.sh \"what changed\", "
+        "isvapp/storage/models.py and isvapp/storage/migrations disagree: run scripts/new-migration.sh \"what changed\", "
         f"read the new file, and commit it. Differences: {differences}")
 
 

@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 
 from isvapp.koo import codes
 from isvapp.koo.signing import g2_signed_request, kit_signed_request, new_nonce
-from isvapp.models import Instance, SignedRequest, Tenant
+from isvapp.storage.models import Instance, SignedRequest, Tenant
 
 from .conftest import KEY, KIT_KEY
 from .live import LiveServer

@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from isvapp.extensions import db
 from isvapp.koo import codes
-from isvapp.models import Callback, Event, Instance, KitUser, License, Tenant
+from isvapp.storage.models import Callback, Event, Instance, KitUser, License, Tenant
 
 from .test_kit import TENANT, auth, users
 from .test_produce_g1 import g1_order

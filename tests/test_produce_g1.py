@@ -7,7 +7,7 @@ import pytest
 from isvapp.koo import codes
 from isvapp.koo.fieldcrypto import decrypt_field, encrypt_field
 from isvapp.koo.signing import verify_body_sign
-from isvapp.models import Callback, Answer, Conflict, Event, Instance, InstanceState
+from isvapp.storage.models import Callback, Answer, Conflict, Event, Instance, InstanceState
 
 from .conftest import KEY
 from .test_produce_g2 import new_order

@@ -8,7 +8,7 @@ import pytest
 from isvapp.koo import codes
 from isvapp.koo.fieldcrypto import decrypt_field
 from isvapp.koo.signing import g2_signed_request, verify_body_sign
-from isvapp.models import Answer, Callback, Conflict, Event, Instance, InstanceState, SignedRequest
+from isvapp.storage.models import Answer, Callback, Conflict, Event, Instance, InstanceState, SignedRequest
 
 from .conftest import KEY
 
@@ -245,7 +245,7 @@ def test_oversize_body(app, market):
 
 
 def test_unexpected_exception_is_000005(market, monkeypatch):
-    from isvapp import lifecycle
+    from isvapp.domain import lifecycle
 
     def boom(*a, **k):
         raise RuntimeError("boom")
@@ -257,7 +257,7 @@ def test_unexpected_exception_is_000005(market, monkeypatch):
 
 def test_unconfigured_key_is_000005(tmp_path):
     from isvapp import create_app
-    from isvapp.db import init_db
+    from isvapp.storage.db import init_db
     app = create_app({"TESTING": True, "INSTANCE_PATH": str(tmp_path), "SECRET_KEY": "s"})
     with app.app_context():
         init_db()

@@ -9,7 +9,7 @@ import pytest
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
-from isvapp import simulator
+from isvapp.market import simulator
 from isvapp.koo.envelope import envelope
 from isvapp.koo.signing import body_sign
 
@@ -42,7 +42,7 @@ def test_every_suite_and_probe_passes_against_isvapp(live):
 
 def test_console_script_prints_json_and_exits_zero(live):
     server, _ = live
-    result = subprocess.run([sys.executable, "-c", "from isvapp.simulator import main; main()", server.url,
+    result = subprocess.run([sys.executable, "-c", "from isvapp.market.simulator import main; main()", server.url,
                              "--suite", "onetime", "--json", "--key", KEY], cwd=ROOT, capture_output=True,
                             text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -52,7 +52,7 @@ def test_console_script_prints_json_and_exits_zero(live):
 
 def test_wrong_key_makes_every_step_fail_with_a_non_zero_exit(live):
     server, _ = live
-    result = subprocess.run([sys.executable, "-c", "from isvapp.simulator import main; main()", server.url,
+    result = subprocess.run([sys.executable, "-c", "from isvapp.market.simulator import main; main()", server.url,
                              "--suite", "onetime", "--key", "not-the-key"], cwd=ROOT, capture_output=True,
                             text=True, timeout=60)
     assert result.returncode == 1 and "FAIL: resultCode 000001" in result.stdout

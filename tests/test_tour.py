@@ -35,8 +35,8 @@ from sqlalchemy import create_engine, make_url, select, text
 from sqlalchemy.pool import NullPool
 
 from isvapp.koo.signing import g2_signed_request
-from isvapp.models import Callback, Event, Instance, Job, JobState, License, Tenant, utcnow
-from isvapp.simulator import SUITES
+from isvapp.storage.models import Callback, Event, Instance, Job, JobState, License, Tenant, utcnow
+from isvapp.market.simulator import SUITES
 
 from .conftest import KEY, ON_POSTGRES, SERVER_URI
 from .live import ROOT, LiveServer, free_port, stop_process

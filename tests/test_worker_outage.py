@@ -17,11 +17,11 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 
-from isvapp import jobs, status
-from isvapp.db import write_transaction
+from isvapp.background import jobs, status
+from isvapp.storage.db import write_transaction
 from isvapp.extensions import db
-from isvapp.fakemarket import Running, create_fake_market
-from isvapp.models import Event, Job, JobState
+from isvapp.market.fake import Running, create_fake_market
+from isvapp.storage.models import Event, Job, JobState
 
 from . import pgctl
 from .conftest import KEY, ON_POSTGRES

@@ -5,9 +5,9 @@ import json
 
 import pytest
 
-from isvapp import callbacklog
+from isvapp.domain import callbacklog
 from isvapp.extensions import db
-from isvapp.models import Answer, Callback, Conflict, Event, Instance, Job, SignedRequest
+from isvapp.storage.models import Answer, Callback, Conflict, Event, Instance, Job, SignedRequest
 from isvapp.produce import pipeline
 
 from .test_produce_g2 import new_order, result

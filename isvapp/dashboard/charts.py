@@ -12,7 +12,7 @@ from pygal.style import Style
 from sqlalchemy import func, literal_column, select
 
 from ..extensions import db
-from ..models import Callback, Instance, InstanceState
+from ..storage.models import Callback, Instance, InstanceState
 
 DAYS = 30
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"

@@ -37,10 +37,10 @@ from flask.sessions import SecureCookieSessionInterface
 from sqlalchemy import delete, func, select, update
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from ..callbacklog import is_marketplace_path
-from ..db import serialise, write_transaction
+from ..domain.callbacklog import is_marketplace_path
+from ..storage.db import serialise, write_transaction
 from ..extensions import db
-from ..models import AdminUser, LoginAttempt, utcnow
+from ..storage.models import AdminUser, LoginAttempt, utcnow
 
 LOGIN_WINDOW = timedelta(minutes=15)
 MAX_FAILURES = 5  # per (address, name) in LOGIN_WINDOW

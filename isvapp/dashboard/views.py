@@ -12,9 +12,10 @@ from flask import (Blueprint, Response, abort, current_app, redirect, render_tem
                    stream_with_context, url_for)
 from sqlalchemy import and_, func, or_, select
 
-from .. import diagnosis, golive, vault
+from . import diagnosis, golive
+from ..storage import vault
 from ..extensions import db
-from ..models import (Callback, Conflict, Department, Event, Instance, InstanceState, Job, JobState, KitApp,
+from ..storage.models import (Callback, Conflict, Department, Event, Instance, InstanceState, Job, JobState, KitApp,
                       KitUser, License, LicenseState, Tenant, utcnow)
 from . import charts, i18n, security
 from .labels import FIELD_LABELS

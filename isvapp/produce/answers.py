@@ -10,7 +10,7 @@ from flask import Response, current_app, g, request
 from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from .. import callbacklog
+from ..domain import callbacklog
 from ..koo import codes
 from ..koo.codes import KooError
 from ..koo.envelope import envelope

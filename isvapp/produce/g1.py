@@ -6,13 +6,13 @@ lifecycle functions G2 uses: one state machine, one idempotency mechanism.
 """
 from flask import request
 
-from .. import callbacklog, lifecycle
+from ..domain import callbacklog, lifecycle
 from ..koo import schemas
 from ..koo.codes import KooError
 from ..koo.envelope import envelope
 from ..koo.fieldcrypto import decrypt_field
 from ..koo.signing import g1_string_to_sign, replay_token, request_fingerprint, verify_g1_request
-from ..models import DetailsState
+from ..storage.models import DetailsState
 from .g2 import instance_info, query_answer
 from .pipeline import Activity, g1_sent_ms, now_ms, require_keys, serve, settings, signed_by
 

@@ -5,12 +5,12 @@ License-2.0 (isvapp.produce.license) reuses these adapters.
 """
 from flask import current_app, request
 
-from .. import callbacklog, lifecycle
+from ..domain import callbacklog, lifecycle
 from ..koo import schemas
 from ..koo.envelope import envelope
 from ..koo.signing import replay_token, request_fingerprint, verify_g2_request
-from ..models import DetailsState
-from ..provisioning import instance_fields, load_provisioner
+from ..storage.models import DetailsState
+from ..background.provisioning import instance_fields, load_provisioner
 from ..koo import codes
 from ..koo.codes import KooError
 from ..koo import oddities

@@ -1,7 +1,7 @@
 """Kit sync routes: ``<production URL>/produceAPI/v2/<name>`` (G2, x-sign) and ``.../produceAPI/<name>`` (G1).
 
 The interface is named by the path, not the body; after verification both generations go
-through the same pipeline and the same isvapp.kit functions. G1 sends lists as JSON strings,
+through the same pipeline and the same isvapp.domain.kit functions. G1 sends lists as JSON strings,
 which the schemas accept as well. The routes answer under /produce and /license alike: the
 marketplace appends the fixed sub-path to whichever URL the product registered.
 """
@@ -9,7 +9,7 @@ from functools import partial
 
 from flask import request
 
-from .. import callbacklog, kit
+from ..domain import callbacklog, kit
 from ..koo import schemas
 from ..koo.signing import (replay_token, request_fingerprint, verify_g1_kit_request,
                            verify_kit_request)

@@ -1,16 +1,16 @@
 """License products: ``GET /license`` (License-G1) and ``POST /license`` (License-2.0) (docs/protocol.md, "License").
 
-License orders are instances with documents attached (isvapp.licenses): the adapters here reuse
+License orders are instances with documents attached (isvapp.domain.licenses): the adapters here reuse
 the G1 and G2 adapters and add the document to the answer, so licenses share the state machine,
 the idempotency and the callback log with SaaS instances.
 """
 import hashlib
 from datetime import datetime, timezone
 
-from .. import lifecycle, licenses
+from ..domain import lifecycle, licenses
 from ..koo import schemas
 from ..koo.envelope import envelope
-from ..models import LicenseState
+from ..storage.models import LicenseState
 from . import g1, g2
 from .g1 import g1_expire_instance, g1_new_instance, g1_refresh_instance, g1_release_instance
 from .pipeline import Activity, serve

@@ -14,9 +14,9 @@ from typing import Callable, NamedTuple
 from flask import current_app, g, request
 from marshmallow import Schema, ValidationError
 
-from .. import callbacklog, replays
+from ..domain import callbacklog, replays
 from ..config import Settings
-from ..db import SessionRequired, lean_available, lean_write_transaction, write_transaction
+from ..storage.db import SessionRequired, lean_available, lean_write_transaction, write_transaction
 from ..koo import codes, oddities, schemas, strictjson
 from ..koo.codes import KooError
 from ..koo.signing import key_fingerprint

@@ -5,9 +5,9 @@ order-query API call: ok or its error), ``backup`` (the last `flask backup`).
 """
 from sqlalchemy import select
 
-from .db import write_transaction
-from .extensions import db
-from .models import StatusItem, utcnow
+from ..storage.db import write_transaction
+from ..extensions import db
+from ..storage.models import StatusItem, utcnow
 
 HEARTBEAT_S = 15
 

@@ -16,10 +16,10 @@ from flask import current_app
 from flask.cli import with_appcontext
 from sqlalchemy import select, update
 
-from .extensions import db
-from .koo import licensedoc
-from .koo.signing import key_fingerprint
-from .models import Instance, License, LicenseState, utcnow
+from ..extensions import db
+from ..koo import licensedoc
+from ..koo.signing import key_fingerprint
+from ..storage.models import Instance, License, LicenseState, utcnow
 
 _signers = {}
 

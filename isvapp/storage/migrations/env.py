@@ -13,7 +13,7 @@ log = logging.getLogger("isvapp.migrations")
 
 
 def target_metadata():
-    from isvapp import models  # noqa: F401  (registers every table)
+    from isvapp.storage import models  # noqa: F401  (registers every table)
 
     return current_app.extensions["migrate"].db.metadata
 

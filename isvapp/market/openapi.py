@@ -14,9 +14,9 @@ import urllib.error
 import urllib.request
 from urllib.parse import quote, urlencode
 
-from . import outbound
-from .koo import apig
-from .koo.signing import new_nonce
+from .. import outbound
+from ..koo import apig
+from ..koo.signing import new_nonce
 
 ORDER_QUERY = "/api/mkp-openapi-public/global/v1/order/query"
 USAGE_PUSH = "/api/mkp-openapi-public/global/v1/isv/usage-data"

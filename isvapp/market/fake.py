@@ -18,8 +18,8 @@ from flask import Flask, Response, current_app, request
 from flask.cli import with_appcontext
 from werkzeug.serving import make_server
 
-from .koo import apig
-from .marketapi import ORDER_QUERY, USAGE_PUSH
+from ..koo import apig
+from .openapi import ORDER_QUERY, USAGE_PUSH
 
 MOCK_ORDERS = {
     "MOCKPERIODYEARNEW": ("NEW", "PERIOD", "year", 1),
@@ -57,7 +57,7 @@ def order_info(order_id, order_line_id=None, now=None):
 
 
 def create_fake_market(ak, sk, usage_key, **config):
-    app = Flask("isvapp.fakemarket")
+    app = Flask("isvapp.market.fake")
     app.config.update(FAKE_AK=ak, FAKE_SK=sk, FAKE_USAGE_KEY=usage_key, FAKE_MARKET_FAIL_NEXT=0,
                       FAKE_MARKET_DELAY_S=0, **config)
     app.extensions["fake_market"] = {"calls": [], "usage": {}, "lock": threading.Lock()}

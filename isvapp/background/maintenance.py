@@ -18,9 +18,9 @@ from flask.cli import with_appcontext
 from sqlalchemy import delete, select
 
 from . import jobs
-from .db import is_sqlite, write_transaction
-from .extensions import db
-from .models import Callback, SignedRequest, utcnow
+from ..storage.db import is_sqlite, write_transaction
+from ..extensions import db
+from ..storage.models import Callback, SignedRequest, utcnow
 
 PRUNE_BATCH = 2000
 

@@ -14,14 +14,15 @@ from flask import current_app
 from flask.cli import with_appcontext
 from sqlalchemy import bindparam, delete, select, update
 
-from . import lifecycle, vault
-from .db import batches, upsert_rows
-from .extensions import db
-from .koo import codes, oddities
-from .koo.codes import KooError
-from .koo.envelope import envelope
-from .koo.fieldcrypto import rsa_oaep_decrypt
-from .models import Department, KitApp, KitState, KitUser, Tenant, utcnow
+from . import lifecycle
+from ..storage import vault
+from ..storage.db import batches, upsert_rows
+from ..extensions import db
+from ..koo import codes, oddities
+from ..koo.codes import KooError
+from ..koo.envelope import envelope
+from ..koo.fieldcrypto import rsa_oaep_decrypt
+from ..storage.models import Department, KitApp, KitState, KitUser, Tenant, utcnow
 
 DELETE, ADD, MODIFY, REVOKE = 0, 1, 2, 3
 RSA_BITS = 3072

@@ -18,15 +18,17 @@ from typing import NamedTuple
 
 from sqlalchemy import bindparam, select
 
-from . import credentials, jobs, vault
-from .db import Bound, bind_insert_ignore, bind_prepared, insert_ignore, run_bound, session_required
-from .extensions import db
-from .koo import codes, oddities
-from .koo.codes import KooError
-from .koo.envelope import envelope
-from .koo.fieldcrypto import encrypt_field
-from .koo.signing import key_fingerprint
-from .models import Answer, Conflict, DetailsState, Event, Instance, InstanceState, utcnow
+from . import credentials
+from ..background import jobs
+from ..storage import vault
+from ..storage.db import Bound, bind_insert_ignore, bind_prepared, insert_ignore, run_bound, session_required
+from ..extensions import db
+from ..koo import codes, oddities
+from ..koo.codes import KooError
+from ..koo.envelope import envelope
+from ..koo.fieldcrypto import encrypt_field
+from ..koo.signing import key_fingerprint
+from ..storage.models import Answer, Conflict, DetailsState, Event, Instance, InstanceState, utcnow
 
 
 _INSERT_EVENT = Event.__table__.insert()

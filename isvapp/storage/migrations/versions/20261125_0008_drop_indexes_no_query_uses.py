@@ -2,7 +2,7 @@
 
 Every index is one more page each callback writes and fsyncs (issue 17). These four served no
 query: answers are found by key, events and jobs by instance, and the replay store is pruned
-by a walk in id order (isvapp/maintenance.py).
+by a walk in id order (isvapp/background/maintenance.py).
 
 Revision ID: 0008
 Revises: 0007

@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from isvapp import marketapi
+from isvapp.market import openapi
 from isvapp.config import load_settings
 
 ORDER = {"resultCode": "MKT.0000", "resultMsg": "success",
@@ -67,20 +67,20 @@ def settings_for(base_url):
 @pytest.mark.parametrize("status", [301, 302, 307, 308])
 def test_a_redirect_is_not_followed_and_the_ak_stays_home(status):
     with Receiver() as elsewhere, Receiver(status, {"Location": elsewhere.url + "/steal"}) as market:
-        with pytest.raises(marketapi.MarketError, match="redirect, not followed"):
-            marketapi.query_order(settings_for(market.url), "CS1")
+        with pytest.raises(openapi.MarketError, match="redirect, not followed"):
+            openapi.query_order(settings_for(market.url), "CS1")
     assert len(market.seen) == 1 and "AK-TEST-0001" in market.seen[0]["authorization"]
     assert elsewhere.seen == []  # neither the request nor the signed Authorization went there
 
 
 def test_the_answer_of_a_good_market_is_read():
     with Receiver() as market:
-        assert marketapi.query_order(settings_for(market.url), "CS1")["orderId"] == "FORGED"
+        assert openapi.query_order(settings_for(market.url), "CS1")["orderId"] == "FORGED"
 
 
 def test_plain_http_is_refused_except_to_this_host():
-    with pytest.raises(marketapi.MarketError, match="must be an https:// URL") as error:
-        marketapi.query_order(settings_for("http://mkt.myhuaweicloud.com"), "CS1")
+    with pytest.raises(openapi.MarketError, match="must be an https:// URL") as error:
+        openapi.query_order(settings_for("http://mkt.myhuaweicloud.com"), "CS1")
     assert error.value.code == "config"
 
 
@@ -103,6 +103,6 @@ def _self_signed(tmp_path):
 
 def test_a_certificate_nobody_vouches_for_is_refused(tmp_path):
     with Receiver(tls=_self_signed(tmp_path)) as market:
-        with pytest.raises(marketapi.MarketError, match="CERTIFICATE_VERIFY_FAILED") as error:
-            marketapi.query_order(settings_for(market.url), "CS1")
+        with pytest.raises(openapi.MarketError, match="CERTIFICATE_VERIFY_FAILED") as error:
+            openapi.query_order(settings_for(market.url), "CS1")
     assert error.value.code == "network"

@@ -15,10 +15,11 @@ from flask import current_app
 from flask.cli import with_appcontext
 from sqlalchemy import exists, select, update
 
-from . import jobs, marketapi
-from .db import insert_ignore, write_transaction
-from .extensions import db
-from .models import Instance, Job, JobState, UsageRecord, UsageState, utcnow
+from . import jobs
+from ..market import openapi
+from ..storage.db import insert_ignore, write_transaction
+from ..extensions import db
+from ..storage.models import Instance, Job, JobState, UsageRecord, UsageState, utcnow
 
 BATCH = 1000
 SDR_TIME = "%Y%m%dT%H%M%SZ"
@@ -120,7 +121,7 @@ def push(job):
         batch, rows = _next_batch()
         if not rows:
             return
-        answer = marketapi.push_usage(settings, rows)
+        answer = openapi.push_usage(settings, rows)
         errors = _record_errors(answer)
         with write_transaction():
             now = utcnow()

@@ -9,7 +9,7 @@ statements before the lock and runs them in a :func:`lean_write_transaction`, wi
 session; everything else uses the session. PostgreSQL needs none of this; it gets a lock timeout
 of the same length instead, so a blocked write also fails in time to answer 000005.
 
-The schema is owned by Alembic migrations (isvapp/migrations, via Flask-Migrate): ``init-db``
+The schema is owned by Alembic migrations (isvapp/storage/migrations, via Flask-Migrate): ``init-db``
 applies the pending ones, so upgrading isvapp never needs a hand-made ALTER.
 """
 import fcntl
@@ -33,8 +33,8 @@ from flask_migrate import stamp, upgrade
 from sqlalchemy import event, exc, inspect, text
 from sqlalchemy.dialects import postgresql, sqlite
 
-from .config import is_true
-from .extensions import db, migrate
+from ..config import is_true
+from ..extensions import db, migrate
 
 MIGRATIONS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "migrations")
 # The first migration: the schema `init-db` made with create_all before migrations existed.

@@ -33,9 +33,9 @@ from sqlalchemy import and_, case, or_, select, text, update
 from sqlalchemy import exc as sa_exc
 
 from . import status
-from .db import bind_insert_ignore_many, insert_ignore, write_transaction
-from .extensions import db
-from .models import Job, JobState, utcnow
+from ..storage.db import bind_insert_ignore_many, insert_ignore, write_transaction
+from ..extensions import db
+from ..storage.models import Job, JobState, utcnow
 
 log = logging.getLogger("isvapp.jobs")
 

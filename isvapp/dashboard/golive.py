@@ -3,7 +3,7 @@
 The Seller Console publishes a product only once its scenarios were debugged successfully; the
 debugging calls arrive with testFlag=1, and every one is in the callback log. So each scenario's
 state is read from there: the last successful debugging call, or the last failure after it with
-its plain-words cause (isvapp.diagnosis). Which checklists apply is GO_LIVE_PRODUCTS, plus any
+its plain-words cause (isvapp.dashboard.diagnosis). Which checklists apply is GO_LIVE_PRODUCTS, plus any
 kind of product debugging calls were seen for.
 """
 import os
@@ -13,11 +13,13 @@ from datetime import timedelta
 
 from sqlalchemy import func, select, text
 
-from . import alerts, diagnosis, outbound, status
-from .config import secret_key_problem
-from .extensions import db
-from .koo.signing import key_fingerprint
-from .models import Alert, Callback, Instance, Tenant, UsageRecord, UsageState, utcnow
+from .. import outbound
+from ..background import alerts, status
+from . import diagnosis
+from ..config import secret_key_problem
+from ..extensions import db
+from ..koo.signing import key_fingerprint
+from ..storage.models import Alert, Callback, Instance, Tenant, UsageRecord, UsageState, utcnow
 
 SAAS, LICENSE, KIT = "saas", "license", "kit"
 # product type -> [(scenario, label, activities, where the calls go)]; labels are translated on the page.

@@ -33,11 +33,11 @@ from datetime import timedelta
 from sqlalchemy import bindparam, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
-from . import alerts
-from .db import execute_prepared, is_sqlite, write_transaction
-from .extensions import db
-from .koo import oddities
-from .models import Callback, StatusItem, utcnow
+from ..background import alerts
+from ..storage.db import execute_prepared, is_sqlite, write_transaction
+from ..extensions import db
+from ..koo import oddities
+from ..storage.models import Callback, StatusItem, utcnow
 
 log = logging.getLogger("isvapp.callbacks")
 

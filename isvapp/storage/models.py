@@ -8,7 +8,7 @@ from sqlalchemy import (JSON, Boolean, DateTime, Index, Integer, LargeBinary, St
                         UniqueConstraint)
 from sqlalchemy.orm import Mapped, mapped_column
 
-from .extensions import Model
+from ..extensions import Model
 
 
 def utcnow():

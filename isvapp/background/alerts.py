@@ -34,10 +34,11 @@ from flask import current_app
 from flask.cli import with_appcontext
 from sqlalchemy import func, select, update
 
-from . import jobs, outbound, status
-from .db import insert_ignore, write_transaction
-from .extensions import db
-from .models import Alert, Job, JobState, utcnow
+from . import jobs, status
+from .. import outbound
+from ..storage.db import insert_ignore, write_transaction
+from ..extensions import db
+from ..storage.models import Alert, Job, JobState, utcnow
 
 log = logging.getLogger("isvapp.alerts")
 

@@ -36,8 +36,8 @@ from flask.cli import with_appcontext
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding
 
-from .koo.fieldcrypto import decrypt_field
-from .koo.signing import (canonical_payload, g1_signed_params, g2_signature, g2_signed_request, kit_signed_request,
+from ...koo.fieldcrypto import decrypt_field
+from ...koo.signing import (canonical_payload, g1_signed_params, g2_signature, g2_signed_request, kit_signed_request,
                           new_nonce, string_map_payload, verify_body_sign)
 
 DEADLINE_S = 5.0

@@ -1,7 +1,7 @@
 """idempotency keys: a | or \\ inside a part is escaped with a \\
 
 Keys were their parts joined with ``|``, so two orders whose ids differ only in where a ``|``
-falls made one key, and got one instance. isvapp.lifecycle.idempotency_key now escapes ``\\``
+falls made one key, and got one instance. isvapp.domain.lifecycle.idempotency_key now escapes ``\\``
 and ``|`` inside each part. A key whose parts hold neither character is unchanged (nearly every
 stored key: the marketplace's ids are letters and digits), so only keys with such a part are
 rewritten here, to what a retry of their request now computes. Their parts are recovered from
@@ -42,7 +42,7 @@ SEPARATORS = {"refreshInstance": 4, "upgradeInstance": 3, "orderNotify": 3, "get
 
 
 def encode(parts):
-    """isvapp.lifecycle.idempotency_key, as of this revision (a migration keeps its own copy)."""
+    """isvapp.domain.lifecycle.idempotency_key, as of this revision (a migration keeps its own copy)."""
     return "|".join(str(part).replace("\\", "\\\\").replace("|", "\\|") for part in parts)
 
 

@@ -8,11 +8,13 @@ emits ``details_fetched`` for the provisioner. When it finally gives up the inst
 from flask import current_app
 from sqlalchemy import select
 
-from . import jobs, lifecycle, marketapi, status
-from .db import write_transaction
-from .extensions import db
-from .koo.times import read_time
-from .models import DetailsState, Instance
+from . import lifecycle
+from ..background import jobs, status
+from ..market import openapi
+from ..storage.db import write_transaction
+from ..extensions import db
+from ..koo.times import read_time
+from ..storage.models import DetailsState, Instance
 
 PERMANENT_CODES = {"MKT.0101", "MKT.0150", "MKT.9001"}
 
@@ -60,8 +62,8 @@ def apply_order(instance, order, order_line_id):
 def fetch_order(job):
     settings = current_app.extensions["isvapp"]
     try:
-        order = marketapi.query_order(settings, job.payload["order_id"], job.payload.get("order_line_id"))
-    except marketapi.MarketError as error:
+        order = openapi.query_order(settings, job.payload["order_id"], job.payload.get("order_line_id"))
+    except openapi.MarketError as error:
         status.report("order_query", {"ok": False, "error": str(error)[:200]})
         if error.code in PERMANENT_CODES and job.attempts >= 3:
             raise jobs.Permanent(str(error)) from None

@@ -25,9 +25,11 @@ from dataclasses import asdict, dataclass, field
 from flask import current_app
 from sqlalchemy import select
 
-from . import jobs, outbound, vault
-from .extensions import db
-from .models import Event, Instance
+from . import jobs
+from .. import outbound
+from ..storage import vault
+from ..extensions import db
+from ..storage.models import Event, Instance
 
 # Event kinds and the provisioner method each one calls.
 METHODS = {
@@ -97,7 +99,7 @@ class Provisioner:
 
 class TemplateProvisioner(Provisioner):
     """The default, for a merchant without code: the buyer's login is made from the APP_*
-    templates when the instance is created (isvapp.credentials), which is all the product needs;
+    templates when the instance is created (isvapp.domain.credentials), which is all the product needs;
     the events are kept in the database and shown on the pages."""
 
 

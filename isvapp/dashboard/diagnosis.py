@@ -5,7 +5,7 @@ recognised from the result code and the message isvapp itself wrote (the protoco
 messages are stable), most specific first. Sentences are English here and translated on the
 pages like every other text.
 """
-from .koo import codes
+from ..koo import codes
 
 # (cause, result code, words in resultMsg or None, what to do)
 CAUSES = [
