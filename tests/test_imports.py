@@ -84,3 +84,64 @@ def test_no_module_of_isvapp_is_part_of_an_import_circle():
     graph = {name: imports_of(name, path, known) for name, path in known.items()}
     assert len(graph) > 40 and "isvapp.background.alerts" in graph["isvapp.dashboard.golive"]  # the walk sees the imports
     assert cycles(graph) == []
+
+
+# The layers of docs/architecture.md, top first: a module may import its own layer's modules and
+# any layer below, never one above. The top-level modules that are not the factory sit with the
+# layer their role puts them in.
+LAYERS = [
+    ("the factory and its commands", {"isvapp", "isvapp.cli", "isvapp.provisioning"}),
+    ("the routes", {"isvapp.produce", "isvapp.dashboard", "isvapp.health"}),
+    ("the domain", {"isvapp.domain"}),
+    ("background work", {"isvapp.background"}),
+    ("the other side of the wire", {"isvapp.market"}),
+    ("storage", {"isvapp.storage"}),
+    ("the base", {"isvapp.koo", "isvapp.config", "isvapp.extensions", "isvapp.outbound"}),
+]
+
+
+def layer_of(module):
+    """The index in LAYERS of ``module``: its own entry, or its nearest package's."""
+    parts = module.split(".")
+    for end in range(len(parts), 0, -1):
+        prefix = ".".join(parts[:end])
+        for index, (_, members) in enumerate(LAYERS):
+            if prefix in members:
+                return index
+    raise AssertionError(f"{module} is in no layer of LAYERS: add it where it belongs")
+
+
+def upward_imports(graph):
+    return sorted(f"{name} ({LAYERS[layer_of(name)][0]}) imports {target} ({LAYERS[layer_of(target)][0]})"
+                  for name, targets in graph.items() for target in targets
+                  if layer_of(target) < layer_of(name))
+
+
+def test_the_layer_check_finds_an_upward_import():
+    graph = {"isvapp.storage.models": {"isvapp.domain.lifecycle"}, "isvapp.domain.lifecycle": {"isvapp.storage.models"}}
+    assert upward_imports(graph) == [
+        "isvapp.storage.models (storage) imports isvapp.domain.lifecycle (the domain)"]
+
+
+def test_every_import_points_down_the_layers():
+    known = modules()
+    graph = {name: imports_of(name, path, known) for name, path in known.items()}
+    assert upward_imports(graph) == []
+
+
+def test_the_public_paths_a_merchant_names_still_work(app):
+    """What merchants write in configuration and in their own code, from before the layout moved."""
+    import importlib.metadata
+
+    import isvapp.provisioning as public
+    from isvapp.background import provisioning
+    from isvapp.market import simulator
+
+    for name in ("Provisioner", "TemplateProvisioner", "WebhookProvisioner", "HookEvent", "verify_webhook",
+                 "webhook_signature"):
+        assert getattr(public, name) is getattr(provisioning, name), name
+    for path in ("isvapp.provisioning:WebhookProvisioner", "isvapp.provisioning:TemplateProvisioner"):
+        assert isinstance(provisioning.load_provisioner({"PROVISIONER": path}), public.Provisioner), path
+    assert app.config["PROVISIONER"] == "isvapp.provisioning:TemplateProvisioner"
+    (script,) = [e for e in importlib.metadata.entry_points(group="console_scripts") if e.name == "isvapp-sim"]
+    assert script.load() is simulator.main
