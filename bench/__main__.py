@@ -130,7 +130,7 @@ def query_latency(url, ids, repeats):
 def profile(requests_n):
     """cProfile of newInstance through the Flask test client: where a request's time goes."""
     from isvapp import create_app
-    from isvapp.storage.db import init_db
+    from isvapp.storage.schema import init_db
     with tempfile.TemporaryDirectory() as folder:
         app = create_app({"TESTING": False, "INSTANCE_PATH": folder, "SECRET_KEY": "bench", "KOO_ACCESS_KEY": KEY})
         with app.app_context():

@@ -15,7 +15,7 @@ import time
 import tracemalloc
 
 from isvapp import create_app
-from isvapp.storage.db import init_db
+from isvapp.storage.schema import init_db
 from isvapp.koo.signing import kit_signed_request
 
 KEY = "bench-kit-key"

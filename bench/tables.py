@@ -62,7 +62,7 @@ def _one_order(kind, folder, key):
     raw, query = g2_signed_request(key, body)
     if kind == "isvapp":
         from isvapp import create_app
-        from isvapp.storage.db import init_db
+        from isvapp.storage.schema import init_db
         app = create_app({"TESTING": False, "INSTANCE_PATH": folder, "SECRET_KEY": "bench", "KOO_ACCESS_KEY": key})
         with app.app_context():
             init_db()

@@ -16,11 +16,11 @@ DEFAULTS = {
     "KOO_MAX_BODY_BYTES": 1024 * 1024,
     "SQLITE_BUSY_TIMEOUT_S": 3,
     # True: a callback's write-ahead log is fsynced right after its commit, outside the write lock,
-    # and before the answer (isvapp.storage.db.write_transaction). False: SQLite's synchronous=FULL, the
+    # and before the answer (isvapp.storage.durability). False: SQLite's synchronous=FULL, the
     # fsync inside COMMIT, holding the lock. Either way an acknowledged order survives a power cut.
     "SQLITE_SYNC_AFTER_COMMIT": True,
     # Pages the write-ahead log may hold before a commit copies it into the database file (SQLite's
-    # own default is 1,000; isvapp.storage.db says why more).
+    # own default is 1,000; isvapp.storage.connections says why more).
     "SQLITE_WAL_AUTOCHECKPOINT": 10_000,
     # The Seller Console's Key; several (a list, or text separated by commas or spaces) when several
     # products with different keys point at this server, or while a key is being rotated.

@@ -16,7 +16,7 @@ from sqlalchemy import create_engine, func, make_url, select, text
 from sqlalchemy.pool import NullPool
 
 from isvapp import create_app
-from isvapp.storage.db import init_db
+from isvapp.storage.schema import init_db
 from isvapp.extensions import db
 from isvapp.koo.signing import (g1_kit_signed_request, g1_signed_params, g2_signed_request,
                                 kit_signed_request)

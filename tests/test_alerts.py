@@ -19,7 +19,7 @@ from werkzeug.wrappers import Request, Response
 from sqlalchemy import select
 
 from isvapp.background import alerts, jobs, status
-from isvapp.storage.db import write_transaction
+from isvapp.storage.transactions import write_transaction
 from isvapp.extensions import db
 from isvapp.storage.models import Alert, Job, JobState
 

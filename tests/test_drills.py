@@ -20,7 +20,7 @@ import requests
 from sqlalchemy import event, text
 
 from isvapp import create_app
-from isvapp.storage.db import init_db
+from isvapp.storage.schema import init_db
 from isvapp.extensions import db
 from isvapp.koo.signing import g2_signed_request
 from isvapp.storage.models import Answer, Callback, Instance, SignedRequest

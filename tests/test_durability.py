@@ -6,8 +6,8 @@ import os
 import pytest
 from sqlalchemy import event
 
-from isvapp.storage import db as dbmodule
-from isvapp.storage.db import sync_file
+from isvapp.storage import durability
+from isvapp.storage.durability import sync_file
 from isvapp.extensions import db
 from isvapp.storage.models import Instance
 
@@ -60,7 +60,7 @@ def test_the_folder_is_synced_once_per_log_file(market, journal):
     entries, path = journal
     market.g2(new_order("CSDURABLE2"))
     entries.clear()
-    dbmodule._synced_wal_inode.clear()
+    durability._synced_wal_inode.clear()
     market.g2(new_order("CSDURABLE3"))
     market.g2(new_order("CSDURABLE4"))
     folders = [entry for entry in entries if entry == ("fsync", os.path.dirname(path))]
@@ -106,5 +106,5 @@ def test_a_log_already_checkpointed_away_needs_no_sync(tmp_path):
     sync_file(str(tmp_path / "gone.sqlite-wal"))  # nothing there: nothing to do, no error
     (tmp_path / "here.sqlite-wal").write_bytes(b"frames")
     sync_file(str(tmp_path / "here.sqlite-wal"))
-    assert dbmodule._synced_wal_inode[str(tmp_path / "here.sqlite-wal")] == os.stat(tmp_path / "here.sqlite-wal").st_ino
-    assert str(tmp_path / "gone.sqlite-wal") not in dbmodule._synced_wal_inode
+    assert durability._synced_wal_inode[str(tmp_path / "here.sqlite-wal")] == os.stat(tmp_path / "here.sqlite-wal").st_ino
+    assert str(tmp_path / "gone.sqlite-wal") not in durability._synced_wal_inode

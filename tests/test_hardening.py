@@ -14,7 +14,7 @@ from werkzeug.wrappers import Request, Response
 
 from isvapp import create_app
 from isvapp.background import jobs, provisioning
-from isvapp.storage.db import init_db
+from isvapp.storage.schema import init_db
 from isvapp.extensions import db
 from isvapp.storage.models import Job, JobState
 

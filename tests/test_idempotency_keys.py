@@ -4,7 +4,7 @@ import json
 
 from flask_migrate import downgrade, upgrade
 
-from isvapp.storage.db import MIGRATIONS
+from isvapp.storage.schema import MIGRATIONS
 from isvapp.extensions import db
 from isvapp.domain.lifecycle import idempotency_key, order_key
 from isvapp.storage.models import Answer, Event, Instance

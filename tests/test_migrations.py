@@ -14,7 +14,7 @@ from alembic.script import ScriptDirectory
 from flask_migrate import downgrade, upgrade
 from sqlalchemy import inspect, make_url, text
 
-from isvapp.storage.db import BASELINE, MIGRATIONS, _migration_lock, init_db
+from isvapp.storage.schema import BASELINE, MIGRATIONS, _migration_lock, init_db
 from isvapp.extensions import db, migrate
 from isvapp.storage.models import Instance
 

@@ -257,7 +257,7 @@ def test_unexpected_exception_is_000005(market, monkeypatch):
 
 def test_unconfigured_key_is_000005(tmp_path):
     from isvapp import create_app
-    from isvapp.storage.db import init_db
+    from isvapp.storage.schema import init_db
     app = create_app({"TESTING": True, "INSTANCE_PATH": str(tmp_path), "SECRET_KEY": "s"})
     with app.app_context():
         init_db()

@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 
 from isvapp.background import jobs, status
-from isvapp.storage.db import write_transaction
+from isvapp.storage.transactions import write_transaction
 from isvapp.extensions import db
 from isvapp.market.fake import Running, create_fake_market
 from isvapp.storage.models import Event, Job, JobState

@@ -36,7 +36,8 @@ from sqlalchemy import func, select, update
 
 from . import jobs, status
 from .. import outbound
-from ..storage.db import insert_ignore, write_transaction
+from ..storage.statements import insert_ignore
+from ..storage.transactions import write_transaction
 from ..extensions import db
 from ..storage.models import Alert, Job, JobState, utcnow
 

@@ -33,7 +33,8 @@ from sqlalchemy import and_, case, or_, select, text, update
 from sqlalchemy import exc as sa_exc
 
 from . import status
-from ..storage.db import bind_insert_ignore_many, insert_ignore, write_transaction
+from ..storage.statements import bind_insert_ignore_many, insert_ignore
+from ..storage.transactions import write_transaction
 from ..extensions import db
 from ..storage.models import Job, JobState, utcnow
 
@@ -46,7 +47,7 @@ except ImportError:  # SQLite only
 
 # What a database outage raises: SQLAlchemy's wrapped driver errors (OperationalError,
 # InterfaceError, ...: all DBAPIError), and the drivers' own, which a few raw calls let through
-# unwrapped (db.py runs BEGIN IMMEDIATE and PRAGMAs on the driver connection in SQLAlchemy's
+# unwrapped (storage.connections runs BEGIN IMMEDIATE and PRAGMAs on the driver connection in SQLAlchemy's
 # "begin" event, before SQLAlchemy's error handling).
 DATABASE_ERRORS = (sa_exc.DBAPIError, sqlite3.Error) + ((psycopg.Error,) if psycopg else ())
 OUTAGE_BACKOFF_S = 0.5  # the worker's first wait after a database error; it doubles...

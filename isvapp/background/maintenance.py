@@ -18,7 +18,7 @@ from flask.cli import with_appcontext
 from sqlalchemy import delete, select
 
 from . import jobs
-from ..storage.db import is_sqlite, write_transaction
+from ..storage.transactions import is_sqlite, write_transaction
 from ..extensions import db
 from ..storage.models import Callback, SignedRequest, utcnow
 

@@ -5,7 +5,7 @@ order-query API call: ok or its error), ``backup`` (the last `flask backup`).
 """
 from sqlalchemy import select
 
-from ..storage.db import write_transaction
+from ..storage.transactions import write_transaction
 from ..extensions import db
 from ..storage.models import StatusItem, utcnow
 

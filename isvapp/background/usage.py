@@ -17,7 +17,8 @@ from sqlalchemy import exists, select, update
 
 from . import jobs
 from ..market import openapi
-from ..storage.db import insert_ignore, write_transaction
+from ..storage.statements import insert_ignore
+from ..storage.transactions import write_transaction
 from ..extensions import db
 from ..storage.models import Instance, Job, JobState, UsageRecord, UsageState, utcnow
 

@@ -38,7 +38,7 @@ from sqlalchemy import delete, func, select, update
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from ..domain.callbacklog import is_marketplace_path
-from ..storage.db import serialise, write_transaction
+from ..storage.transactions import serialise, write_transaction
 from ..extensions import db
 from ..storage.models import AdminUser, LoginAttempt, utcnow
 

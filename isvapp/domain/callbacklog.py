@@ -34,7 +34,8 @@ from sqlalchemy import bindparam, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from ..background import alerts
-from ..storage.db import execute_prepared, is_sqlite, write_transaction
+from ..storage.statements import execute_prepared
+from ..storage.transactions import is_sqlite, write_transaction
 from ..extensions import db
 from ..koo import oddities
 from ..storage.models import Callback, StatusItem, utcnow

@@ -16,7 +16,7 @@ from sqlalchemy import bindparam, delete, select, update
 
 from . import lifecycle
 from ..storage import vault
-from ..storage.db import batches, upsert_rows
+from ..storage.statements import batches, upsert_rows
 from ..extensions import db
 from ..koo import codes, oddities
 from ..koo.codes import KooError

@@ -1,6 +1,6 @@
 """The instance state machine and idempotency, shared by every protocol generation.
 
-Every function here runs inside the caller's :func:`db.write_transaction` (one short transaction
+Every function here runs inside the caller's :func:`transactions.write_transaction` (one short transaction
 per callback: claim, change state, store the answer). A prepared newInstance's usual case runs in
 a :func:`db.lean_write_transaction` (no ORM session); what needs the session calls
 :func:`db.session_required` first, and the transaction is then done again on the session.
@@ -21,7 +21,8 @@ from sqlalchemy import bindparam, select
 from . import credentials
 from ..background import jobs
 from ..storage import vault
-from ..storage.db import Bound, bind_insert_ignore, bind_prepared, insert_ignore, run_bound, session_required
+from ..storage.statements import Bound, bind_insert_ignore, bind_prepared, insert_ignore, run_bound
+from ..storage.transactions import session_required
 from ..extensions import db
 from ..koo import codes, oddities
 from ..koo.codes import KooError

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from . import lifecycle
 from ..background import jobs, status
 from ..market import openapi
-from ..storage.db import write_transaction
+from ..storage.transactions import write_transaction
 from ..extensions import db
 from ..koo.times import read_time
 from ..storage.models import DetailsState, Instance

@@ -15,7 +15,7 @@ appInfo), so those are kept sealed under SECRET_KEY (:func:`sealed`), never in t
 from sqlalchemy import or_, select
 
 from ..storage import vault
-from ..storage.db import bind_insert_ignore, run_bound
+from ..storage.statements import bind_insert_ignore, run_bound
 from ..extensions import db
 from ..koo import codes
 from ..koo.codes import KooError

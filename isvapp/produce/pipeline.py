@@ -16,7 +16,7 @@ from marshmallow import Schema, ValidationError
 
 from ..domain import callbacklog, replays
 from ..config import Settings
-from ..storage.db import SessionRequired, lean_available, lean_write_transaction, write_transaction
+from ..storage.transactions import SessionRequired, lean_available, lean_write_transaction, write_transaction
 from ..koo import codes, oddities, schemas, strictjson
 from ..koo.codes import KooError
 from ..koo.signing import key_fingerprint

@@ -1,7 +1,12 @@
-"""The database: connection settings for SQLite and PostgreSQL, durability, the write
-transactions, the tables (models), and the vault that seals secrets in them.
+"""The database, a module per concern:
 
-Anything may import storage; storage imports only the protocol layer (koo) and the extensions.
-The Alembic migrations live here too (migrations/); `init-db` and `flask db` find them through
-db.MIGRATIONS, so no deployed command names the folder.
+    connections   how SQLite and PostgreSQL connections are set up (WAL, IMMEDIATE, timeouts)
+    durability    the -wal file's fsync after a commit, before the answer
+    transactions  the write transactions: on the ORM session, and the lean one of the hot path
+    statements    statements built once: insert-ignore, pre-bound statements, bulk upserts
+    schema        init-db and the Alembic migrations (migrations/)
+    db            wires them into the app (init_app)
+    models        the tables; vault seals the secrets stored in them
+
+Anything may import storage; storage imports only the base (koo, config, extensions).
 """
