@@ -331,3 +331,49 @@ def test_chinese_documents_link_outside_only_to_huawei(path):
             if not (host == "huaweicloud.com" or host.endswith(".huaweicloud.com")):
                 others.append(target)
     assert not others, f"{path.name} links to sites other than Huawei Cloud's: {others}"
+
+
+# --- the architecture map --------------------------------------------------------------------------
+
+ARCHITECTURE = ROOT / "docs" / "architecture.md"
+ARCHITECTURE_ZH = ROOT / "docs" / "architecture.zh-CN.md"
+
+
+def layer_table(path):
+    """(layer index, the backticked paths in its folder cell) for each row of the layers table."""
+    rows = [line for line in section(read(path), "The layers" if path == ARCHITECTURE else "分层").splitlines()
+            if line.startswith("| ") and not line.startswith("|---")][1:]
+    return [INLINE.findall(row.split("|")[2]) for row in rows]
+
+
+def test_the_architecture_maps_are_twins():
+    assert [len(m.group(1)) for m in re.finditer(r"^(#{1,6}) ", read(ARCHITECTURE_ZH), re.M)] == \
+        [len(m.group(1)) for m in re.finditer(r"^(#{1,6}) ", read(ARCHITECTURE), re.M)]
+    assert re.findall(r"^(\d+)\. ", read(ARCHITECTURE_ZH), re.M) == re.findall(r"^(\d+)\. ", read(ARCHITECTURE), re.M)
+    assert layer_table(ARCHITECTURE_ZH) == layer_table(ARCHITECTURE)
+    assert "architecture.zh-CN.md" in links(ARCHITECTURE) and "architecture.md" in links(ARCHITECTURE_ZH)
+
+
+def test_the_architecture_layers_are_the_ones_the_import_check_enforces():
+    from tests.test_imports import LAYERS
+
+    def as_modules(paths):
+        return {p.rstrip("/").removesuffix(".py").removesuffix("/__init__").replace("/", ".") for p in paths}
+
+    assert [as_modules(paths) for paths in layer_table(ARCHITECTURE)] == [members for _, members in LAYERS]
+
+
+@pytest.mark.parametrize("path", [ARCHITECTURE, ARCHITECTURE_ZH], ids=lambda p: p.name)
+def test_every_module_the_architecture_names_exists(path):
+    missing = []
+    for span in INLINE.findall(read(path)):
+        if span.startswith(("isvapp/", "produce/", "bench/", "docs/", "tests/")) or span.endswith(".md"):
+            candidates = [ROOT / span, ROOT / "isvapp" / span]
+        elif re.fullmatch(r"(koo|domain|background|market|storage)\.\w+", span):
+            module = ROOT / "isvapp" / span.replace(".", "/")
+            candidates = [module.with_suffix(".py"), module / "__init__.py"]
+        else:
+            continue
+        if not any(c.exists() for c in candidates):
+            missing.append(span)
+    assert not missing, f"{path.name} names what does not exist: {missing}"
