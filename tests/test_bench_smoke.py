@@ -6,7 +6,7 @@ import sqlite3
 import pytest
 
 from bench import __main__ as runner
-from bench import dashboard, kit_sync, tables
+from bench import dashboard, kit_sync, tables, writepath
 
 
 def test_kit_sync_benchmark_runs_and_reports_every_figure():
@@ -25,7 +25,7 @@ def test_the_whole_benchmark_runs_quickly_and_writes_its_report(tmp_path):
     out = tmp_path / "BENCHMARKS.md"
     results = runner.main(["--quick", "--out", str(out)])
     text = out.read_text()
-    for heading in ("## 1.", "## 2.", "## 3.", "## 4.", "## 5.", "## 6.", "## 7.", "## 8."):
+    for heading in ("## 1.", "## 2.", "## 3.", "## 4.", "## 5.", "## 6.", "## 7.", "## 8.", "## 9."):
         assert heading in text
     assert results["new"]["rps"] > 0 and results["bare"]["rps"] > 0 and results["query"]["ids"] == 100
     assert results["paced"]["codes"] == {"000000": results["paced"]["requests"]}
@@ -41,6 +41,12 @@ def test_the_whole_benchmark_runs_quickly_and_writes_its_report(tmp_path):
                         text, re.MULTILINE)
         assert row, f"no table row for {size} orders"
         assert int(row.group(1)) == round(figures["isvapp"]) and float(row.group(3)) > 0 and float(row.group(6)) > 0
+    # each simpler form of the write path answered a real order and was measured beside isvapp as it is
+    pieces = results["writepath"]["pieces"]
+    assert sorted(pieces) == sorted(writepath.PIECES)
+    for piece, figures in pieces.items():
+        assert figures["as_is_rps"] > 0 and figures["simpler_rps"] > 0, piece
+        assert f"| {writepath.LABELS[piece]} | {figures['as_is_rps']:.0f} | {figures['simpler_rps']:.0f} |" in text
 
 
 def test_prefill_copies_the_shape_of_a_real_order(tmp_path):
@@ -55,3 +61,26 @@ def test_prefill_copies_the_shape_of_a_real_order(tmp_path):
                       "callbacks": 300} and ids == 300
     with sqlite3.connect(snapshots[0]) as conn:
         assert conn.execute("SELECT count(*) FROM instances").fetchone()[0] == 0
+
+
+def test_each_simpler_form_replaces_the_piece_it_names(monkeypatch):
+    """The variants really swap the machinery out in every module that names it (the real gunicorn
+    runs above show that the simple forms still answer orders)."""
+    import sys
+
+    from isvapp.domain import lifecycle, replays
+    from isvapp.produce import pipeline
+    from isvapp.storage import connections, statements, transactions
+    originals = [transactions.lean_available, statements.run_bound, statements.bind_prepared,
+                 connections.retry_begin_immediate]
+    for name, module in list(sys.modules.items()):
+        if module is not None and name.startswith("isvapp"):
+            for attribute, value in list(vars(module).items()):
+                if any(value is original for original in originals):
+                    monkeypatch.setattr(module, attribute, value)  # put back after the test
+    writepath.SIMPLER["binding"]()
+    writepath.SIMPLER["retry"]()
+    assert pipeline.lean_available() is False
+    assert lifecycle.run_bound is replays.run_bound is statements.run_bound is not originals[1]
+    assert lifecycle.bind_prepared is statements.bind_prepared is not originals[2]
+    assert transactions.retry_begin_immediate is connections.retry_begin_immediate is not originals[3]
