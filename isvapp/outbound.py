@@ -1,4 +1,4 @@
-"""Outbound HTTP to the merchant's own endpoints (webhooks, alert robots): the same rules for all.
+"""Outbound HTTP (webhooks, alert robots, the marketplace's open API, the tenant's IdP): the same rules for all.
 
 - https only, except to this host (127.0.0.0/8, ::1, localhost): bodies carry buyers' passwords
   and robot keys;
@@ -9,8 +9,10 @@
 """
 import ipaddress
 import socket
+import ssl
 import threading
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 
@@ -121,3 +123,49 @@ def opener_for(delivery, context=None):
     (``context``: the TLS settings for https, the default verifying one when None)."""
     return urllib.request.build_opener(RefuseRedirects, _tracking_handler(urllib.request.HTTPHandler, delivery),
                                        _tracking_handler(urllib.request.HTTPSHandler, delivery)(context=context))
+
+
+def verifying_context():
+    """TLS that checks the certificate chain and the host name (CERT_REQUIRED and check_hostname,
+    spelled out rather than trusted to a default)."""
+    context = ssl.create_default_context()
+    context.verify_mode, context.check_hostname = ssl.CERT_REQUIRED, True
+    return context
+
+
+class Unanswered(Exception):
+    """No usable HTTP answer: ``kind`` is "network" (unreachable, or the deadline passed) or
+    "redirect" (a 3xx, never followed); the message names what happened."""
+
+    def __init__(self, kind, message):
+        super().__init__(message)
+        self.kind = kind
+
+
+def exchange(request, timeout_s, limit, what):
+    """Send ``request`` under these rules (no redirects, one total deadline, strict TLS) and read
+    at most ``limit`` bytes of the answer: (HTTP status, body), error statuses included, since
+    APIs put their error codes in those bodies. ``what`` names the call in error messages."""
+    delivery = Delivery(timeout_s)
+    opener = opener_for(delivery, context=verifying_context())
+    delivery.start()
+    try:
+        with opener.open(request, timeout=timeout_s) as response:
+            status, raw = response.status, response.read(limit)
+        if delivery.expired:
+            raise TimeoutError("no whole answer in time")
+        return status, raw
+    except urllib.error.HTTPError as error:
+        if 300 <= error.code < 400:
+            error.close()
+            raise Unanswered("redirect", f"HTTP {error.code} from {what}: a redirect, not followed") from None
+        raw = error.read(limit)
+        error.close()
+        return error.code, raw
+    except (urllib.error.URLError, OSError) as error:
+        if delivery.expired or isinstance(error, TimeoutError) or isinstance(getattr(error, "reason", None),
+                                                                              TimeoutError):
+            raise Unanswered("network", f"{what}: no answer within {timeout_s:g} s") from None
+        raise Unanswered("network", f"{what}: {getattr(error, 'reason', error)}") from None
+    finally:
+        delivery.finish()

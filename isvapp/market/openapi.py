@@ -8,9 +8,7 @@ never followed: a 3xx would re-send the signed Authorization (with the AK) to a 
 does not name, and its answer would be trusted as order data.
 """
 import json
-import ssl
 import time
-import urllib.error
 import urllib.request
 from urllib.parse import quote, urlencode
 
@@ -41,12 +39,6 @@ class MarketError(Exception):
         self.code, self.message = code, message
 
 
-def _ssl_context():
-    context = ssl.create_default_context()  # CERT_REQUIRED and check_hostname, spelled out:
-    context.verify_mode, context.check_hostname = ssl.CERT_REQUIRED, True
-    return context
-
-
 def call(settings, method, path, query=None, body=None, headers=None):
     """One signed call; returns the decoded JSON answer of a MKT.0000 success, else raises."""
     if not (settings.api_ak and settings.api_sk):
@@ -57,28 +49,12 @@ def call(settings, method, path, query=None, body=None, headers=None):
     headers = apig.sign(settings.api_ak, settings.api_sk, method, url,
                         {"Content-Type": "application/json;charset=UTF-8", **(headers or {})}, body or b"")
     request = urllib.request.Request(url, data=body, method=method, headers=headers)
-    delivery = outbound.Delivery(settings.api_timeout_s)
-    opener = outbound.opener_for(delivery, context=_ssl_context())
-    delivery.start()
     try:
-        with opener.open(request, timeout=settings.api_timeout_s) as response:
-            raw = response.read(ANSWER_LIMIT)
-        if delivery.expired:
-            raise TimeoutError("no whole answer in time")
-    except urllib.error.HTTPError as error:  # MKT errors arrive with 4xx/5xx statuses
-        if 300 <= error.code < 400:
-            error.close()
-            raise MarketError("http", f"HTTP {error.code} from {path}: a redirect, not followed") from None
-        raw = error.read(ANSWER_LIMIT)
-        error.close()
-        if not raw:
-            raise MarketError("http", f"HTTP {error.code} from {path}") from None
-    except (urllib.error.URLError, OSError) as error:
-        if delivery.expired:
-            raise MarketError("network", f"{path}: no answer within {settings.api_timeout_s:g} s") from None
-        raise MarketError("network", f"{path}: {getattr(error, 'reason', error)}") from None
-    finally:
-        delivery.finish()
+        status, raw = outbound.exchange(request, settings.api_timeout_s, ANSWER_LIMIT, path)
+    except outbound.Unanswered as error:
+        raise MarketError("network" if error.kind == "network" else "http", str(error)) from None
+    if status >= 400 and not raw:  # MKT errors arrive with 4xx/5xx statuses, their code in the body
+        raise MarketError("http", f"HTTP {status} from {path}")
     try:
         answer = json.loads(raw)
     except ValueError:
