@@ -267,15 +267,15 @@ def test_kit_keygen_never_writes_through_a_symlink(app, runner, tmp_path, loose_
 
 
 def test_license_signing_key_is_private_and_never_written_through_a_symlink(tmp_path, loose_umask):
-    from isvapp.domain import licenses
+    from isvapp.storage import keys
     path = str(tmp_path / "keys" / "license.pem")
     os.makedirs(os.path.dirname(path))
     os.symlink(tmp_path / "nowhere", path)
     with pytest.raises(RuntimeError, match="symbolic link"):
-        licenses.signing_key(path)
+        keys.signing_key(path)
     assert not (tmp_path / "nowhere").exists()
     os.unlink(path)
-    licenses.signing_key(path)
+    keys.signing_key(path)
     assert mode(path) == 0o600
     assert sorted(os.listdir(os.path.dirname(path))) == ["license.pem"]  # no temporary left
-    licenses._signers.pop(path, None)
+    keys._signers.pop(path, None)

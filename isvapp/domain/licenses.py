@@ -7,7 +7,6 @@ offline; a merchant with a format of their own sets LICENSE_GENERATOR = "module:
 function that takes the payload dict and returns the license text.
 """
 import importlib
-import os
 import uuid
 from datetime import timezone
 
@@ -19,44 +18,11 @@ from sqlalchemy import select, update
 from ..extensions import db
 from ..koo import licensedoc
 from ..koo.signing import key_fingerprint
+from ..storage.keys import signing_key
 from ..storage.models import Instance, License, LicenseState, utcnow
-
-_signers = {}
-
 
 def _iso(moment):
     return moment.replace(tzinfo=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ") if moment else None
-
-
-def signing_key(path):
-    """The Ed25519 key at ``path``, made on first use (mode 0600, never overwritten).
-
-    Several workers may start at once: the key is written to a private temporary file (created
-    exclusively, O_EXCL|O_NOFOLLOW, 0600) and linked into place, so exactly one key wins and
-    nobody reads a half-written file. Neither step follows a symlink: link() fails on any entry
-    at ``path``, a dangling symlink included, which is then refused with a clear message.
-    """
-    if path not in _signers:
-        if not os.path.exists(path):
-            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-            temporary = f"{path}.{uuid.uuid4().hex}.tmp"
-            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-            try:
-                with os.fdopen(fd, "wb") as f:
-                    os.fchmod(f.fileno(), 0o600)
-                    f.write(licensedoc.new_private_key_pem())
-                    f.flush()
-                    os.fsync(f.fileno())
-                os.link(temporary, path, follow_symlinks=False)
-            except FileExistsError:
-                if os.path.islink(path) and not os.path.exists(path):
-                    raise RuntimeError(f"LICENSE_SIGNING_KEY {path} is a dangling symbolic link; "
-                                       "not written through it") from None
-            finally:
-                os.unlink(temporary)
-        with open(path, "rb") as f:
-            _signers[path] = licensedoc.load_private_key(f.read())
-    return _signers[path]
 
 
 def generator(settings):
