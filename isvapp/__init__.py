@@ -4,8 +4,8 @@ import os
 
 from flask import Flask
 
-from .config import (DEFAULTS, KIT_RSA_KEY_FILENAME, LICENSE_KEY_FILENAME, default_database_uri,
-                     load_settings, secret_key_problem)
+from .config import (DEFAULTS, KIT_RSA_KEY_FILENAME, LICENSE_KEY_FILENAME, LOGIN_KEY_FILENAME,
+                     default_database_uri, load_settings, login_settings, secret_key_problem)
 
 
 def create_app(test_config=None):
@@ -27,13 +27,15 @@ def create_app(test_config=None):
     if not app.config["SQLALCHEMY_DATABASE_URI"]:
         app.config["SQLALCHEMY_DATABASE_URI"] = default_database_uri(app.instance_path)
     for name, filename in (("LICENSE_SIGNING_KEY", LICENSE_KEY_FILENAME),
-                           ("KOO_KIT_RSA_PRIVATE_KEY", KIT_RSA_KEY_FILENAME)):
+                           ("KOO_KIT_RSA_PRIVATE_KEY", KIT_RSA_KEY_FILENAME),
+                           ("LOGIN_SIGNING_KEY", LOGIN_KEY_FILENAME)):
         if not app.config[name]:
             app.config[name] = os.path.join(app.instance_path, filename)
     problem = secret_key_problem(app.config["SECRET_KEY"]) if test_config is None else None
     if problem:  # wsgi.py refuses to serve with it; commands (init-config first of all) still run
         logging.getLogger("isvapp").warning(problem)
     app.extensions["isvapp"] = load_settings(app.config)
+    app.extensions["isvapp_login"] = login_settings(app.config)
 
     register_extensions(app)
     register_blueprints(app)
@@ -50,10 +52,11 @@ def register_extensions(app):
 
 
 def register_blueprints(app):
-    from . import health, produce
+    from . import health, login, produce
     from .dashboard import views as dashboard
 
     app.register_blueprint(produce.bp)
+    app.register_blueprint(login.bp)
     app.register_blueprint(health.bp)
     dashboard.init_app(app)
     produce.register_error_answers(app)
@@ -71,6 +74,7 @@ def register_commands(app):
 
     cli.init_app(app)
     fakemarket.init_app(app)
+    from .market import fakeidp; fakeidp.init_app(app)  # noqa: E702  `flask fake-idp`, the 联营 login's IdP
     jobs.init_app(app)
     kit.init_app(app)
     licenses.init_app(app)

@@ -102,6 +102,23 @@ DEFAULTS = {
     "ALERT_FEISHU_SECRET": None,  # the bot's signature-check secret (签名校验), if set
     "ALERT_WORKER_SILENT_S": 300,  # "worker_silent" when the worker heartbeat is older than this
     "ALERT_DISK_FREE_PCT": 10,  # "disk_low" when the instance folder's disk has less free than this
+    # The buyer's login for joint-operation products (isvapp/login, docs/handoff.md).
+    # The exact redirect_uri registered with the app's credentials (None: this server's
+    # /login/callback, as the request reached it: set it when a proxy rewrites the host).
+    "LOGIN_REDIRECT_URI": None,
+    # The assertion's issuer, and where its key set is served (None: this server's base URL).
+    "LOGIN_ISSUER": None,
+    # Where the signed-in user is handed over, unless the app has its own on the tenant's page.
+    "LOGIN_HANDOFF_URL": None,
+    # PKCE (S256) on the authorize request: Huawei's pages neither require nor forbid it.
+    "LOGIN_PKCE": True,
+    # The Ed25519 key that signs the assertions (None: instance folder's login_ed25519.pem, made
+    # on first use).
+    "LOGIN_SIGNING_KEY": None,
+    # One IdP call (token, user info) takes at most this long; a login has at most 3 of them.
+    "LOGIN_IDP_TIMEOUT_S": 5,
+    # How long a login may take between leaving for the IdP and coming back.
+    "LOGIN_STATE_TTL_S": 600,
 }
 
 DB_FILENAME = "isvapp.sqlite"
@@ -153,6 +170,31 @@ class Settings:
     api_timeout_s: float = 3.0
     usage_key: str | None = None
     share_instances_across_keys: bool = False
+
+
+@dataclass(frozen=True)
+class LoginSettings:
+    """The buyer's login, typed (isvapp/login)."""
+
+    redirect_uri: str | None
+    issuer: str | None
+    handoff_url: str | None
+    pkce: bool
+    signing_key: str
+    idp_timeout_s: float
+    state_ttl_s: int
+
+
+def login_settings(config):
+    return LoginSettings(
+        redirect_uri=_text(config.get("LOGIN_REDIRECT_URI")),
+        issuer=(_text(config.get("LOGIN_ISSUER")) or "").rstrip("/") or None,
+        handoff_url=_text(config.get("LOGIN_HANDOFF_URL")),
+        pkce=is_true(config.get("LOGIN_PKCE")),
+        signing_key=str(config["LOGIN_SIGNING_KEY"]),
+        idp_timeout_s=min(float(config.get("LOGIN_IDP_TIMEOUT_S") or 5), 10.0),
+        state_ttl_s=int(config.get("LOGIN_STATE_TTL_S") or 600),
+    )
 
 
 def load_settings(config):
@@ -212,6 +254,7 @@ def secret_key_problem(value):
 
 
 LICENSE_KEY_FILENAME = "license_ed25519.pem"
+LOGIN_KEY_FILENAME = "login_ed25519.pem"
 KIT_RSA_KEY_FILENAME = "kit_rsa_private.pem"
 
 

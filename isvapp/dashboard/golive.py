@@ -19,7 +19,7 @@ from . import diagnosis
 from ..config import secret_key_problem
 from ..extensions import db
 from ..koo.signing import key_fingerprint
-from ..storage.models import Alert, Callback, Instance, Tenant, UsageRecord, UsageState, utcnow
+from ..storage.models import Alert, Callback, Instance, KitUser, Tenant, UsageRecord, UsageState, utcnow
 
 SAAS, LICENSE, KIT = "saas", "license", "kit"
 # product type -> [(scenario, label, activities, where the calls go)]; labels are translated on the page.
@@ -39,7 +39,8 @@ CHECKLISTS: dict[str, list[tuple[str, str, tuple[str, ...], str | None]]] = {
                 ("release", "Release", ("releaseInstance", "releaseLicense"), LICENSE)],
     "kit": [("tenant", "Tenant sync", ("tenantSync",), KIT), ("app", "Application sync", ("applicationSync",), KIT),
             ("auth", "User authorisation sync", ("authSync",), KIT),
-            ("org", "Department sync", ("singleOrgSync", "allOrgSync"), KIT)],
+            ("org", "Department sync", ("singleOrgSync", "allOrgSync"), KIT),
+            ("login", "Account login", (), None)],
 }
 PRODUCT_LABELS = {"period": "SaaS yearly/monthly", "onetime": "One-time", "payperuse": "Pay-per-use",
                   "license": "License", "kit": "Kit (joint operation)"}
@@ -79,11 +80,17 @@ def _where(activities, place):
     return where
 
 
+# Scenarios that are not a marketplace call: when they last succeeded.
+NOT_CALLS = {
+    "usage": lambda: select(func.max(UsageRecord.pushed_at)).where(UsageRecord.state == UsageState.PUSHED),
+    "login": lambda: select(func.max(KitUser.last_login_at)),  # a buyer through the whole login (isvapp/login)
+}
+
+
 def _scenario(key, label, activities, place):
     scenario = Scenario(key, label)
-    if not activities:  # usage push: a record the marketplace took
-        scenario.passed_at = db.session.execute(select(func.max(UsageRecord.pushed_at)).where(
-            UsageRecord.state == UsageState.PUSHED)).scalar_one()
+    if not activities:
+        scenario.passed_at = db.session.execute(NOT_CALLS[key]()).scalar_one()
         return scenario
     where = _where(activities, place)
     scenario.passed_at = db.session.execute(select(func.max(Callback.received_at)).where(

@@ -13,6 +13,7 @@ from flask import (Blueprint, Response, abort, current_app, redirect, render_tem
 from sqlalchemy import and_, func, or_, select
 
 from . import diagnosis, golive
+from ..domain import logins
 from ..storage import vault
 from ..extensions import db
 from ..storage.models import (Callback, Conflict, Department, Event, Instance, InstanceState, Job, JobState, KitApp,
@@ -338,7 +339,21 @@ def tenant(tenant_pk):
         .order_by(Department.org_code).limit(TREE_LIMIT + 1)).scalars().all()
     return render_template("dashboard/tenant.html", row=row, apps=apps, users=users, user_count=user_count,
                            tree=department_tree(departments[:TREE_LIMIT]),
-                           truncated=len(departments) > TREE_LIMIT, tree_limit=TREE_LIMIT)
+                           truncated=len(departments) > TREE_LIMIT, tree_limit=TREE_LIMIT,
+                           redirect_uri=current_app.extensions["isvapp_login"].redirect_uri
+                           or url_for("login.callback", _external=True),
+                           handoff_default=current_app.extensions["isvapp_login"].handoff_url,
+                           bad_handoff=request.args.get("bad") == "handoff")
+
+
+@bp.post("/tenants/<int:tenant_pk>/apps/<int:app_pk>/handoff")
+@security.login_required
+def app_handoff(tenant_pk, app_pk):
+    """Set where an app's signed-in buyers are handed over (docs/handoff.md)."""
+    problem = logins.set_handoff_url(app_pk, request.form.get("handoff_url"))
+    if problem:
+        return redirect(url_for(".tenant", tenant_pk=tenant_pk, bad="handoff"))
+    return redirect(url_for(".tenant", tenant_pk=tenant_pk))
 
 
 # --- callbacks ---------------------------------------------------------------------------------

@@ -256,6 +256,9 @@ class KitApp(Model):
     name: Mapped[str | None] = mapped_column(String(255))
     client_id: Mapped[str | None] = mapped_column(String(255))
     client_secret_sealed: Mapped[str | None] = mapped_column(Text)  # vault.seal(); never shown
+    # Where the buyer's login hands the signed-in user over (the merchant sets it on the tenant's page);
+    # None: LOGIN_HANDOFF_URL.
+    handoff_url: Mapped[str | None] = mapped_column(String(2048))
     order_id: Mapped[str | None] = mapped_column(String(64))
     state: Mapped[str] = mapped_column(String(16), default=KitState.ACTIVE)
     test_flag: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -282,9 +285,11 @@ class KitUser(Model):
     extra: Mapped[dict | None] = mapped_column(JSON)
     state: Mapped[str] = mapped_column(String(16), default=KitState.ACTIVE)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    last_login_at: Mapped[datetime | None] = mapped_column(DateTime)  # the buyer's login (isvapp.login)
     __table_args__ = (UniqueConstraint("instance_key", "tenant_id", "app_id", "user_name",
                                        name="uq_kit_users_key"),
-                      Index("ix_kit_users_tenant", "tenant_id", "app_id"))
+                      Index("ix_kit_users_tenant", "tenant_id", "app_id"),
+                      Index("ix_kit_users_last_login", "last_login_at"))
 
 
 class Department(Model):

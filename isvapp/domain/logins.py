@@ -1,0 +1,137 @@
+"""Who may come in through the buyer's login, and what the merchant's product is told about them.
+
+The IdP says who the user is; it does not know what the tenant bought. So after the IdP's
+answer, three things must hold (docs/protocol.md, "The buyer's login"):
+
+- the user info's ``tenant`` is the tenant whose IdP the login went to (a user of another
+  enterprise, signed in at their own IdP, must not reach this tenant's product);
+- the user is authorised for this app by authSync and enabled;
+- the tenant's instance is live: not frozen, expired or released, and not past its expiry.
+
+A refusal names its reason (one of REASONS: the page explains it in the buyer's language and says
+whom to ask) and stores nothing. An admitted login records the user's last login, which the pages
+and the go-live checklist show.
+"""
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from sqlalchemy import or_, select, update
+
+from .. import outbound
+from ..extensions import db
+from ..storage.models import Instance, InstanceState, KitApp, KitState, KitUser, SignedRequest, Tenant, utcnow
+from ..storage.statements import insert_ignore
+from ..storage.transactions import write_transaction
+
+# Why a login was refused; the page's wording for each is in isvapp/login/views.py.
+REASONS = ("unknown_tenant", "no_app", "tenant_mismatch", "unknown_user", "user_disabled", "no_instance",
+           "instance_frozen", "instance_expired", "instance_released", "state_used")
+
+
+class Refused(Exception):
+    def __init__(self, reason, detail=""):
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason, self.detail = reason, detail
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where a login goes: the tenant (its IdP) and the app whose credentials it uses."""
+
+    tenant_row: int
+    tenant_id: str
+    tenant_code: str | None
+    tenant_name: str | None
+    domain_name: str | None
+    instance_id: str
+    app_id: str
+    client_id: str
+    client_secret_sealed: str | None
+    handoff_url: str | None
+
+
+def find_target(tenant_ref, app_id=None):
+    """The tenant a login URL names (its tenantCode, or its tenantId) and its app (the one named,
+    or the tenant's only app with a clientId)."""
+    tenants = db.session.execute(
+        select(Tenant).where(or_(Tenant.tenant_code == tenant_ref, Tenant.tenant_id == tenant_ref),
+                             Tenant.state == KitState.ACTIVE).order_by(Tenant.id)).scalars().all()
+    if not tenants:
+        raise Refused("unknown_tenant", tenant_ref)
+    tenant = tenants[0]
+    query = select(KitApp).where(KitApp.instance_key == tenant.instance_key, KitApp.tenant_id == tenant.tenant_id,
+                                 KitApp.state == KitState.ACTIVE, KitApp.client_id.is_not(None))
+    if app_id:
+        query = query.where(KitApp.app_id == app_id)
+    apps = db.session.execute(query.order_by(KitApp.id)).scalars().all()
+    if len(apps) != 1:
+        raise Refused("no_app", "no app with a clientId" if not apps else "several apps: name one with ?app=")
+    app = apps[0]
+    target = Target(tenant.id, tenant.tenant_id, tenant.tenant_code, tenant.name, tenant.domain_name,
+                    tenant.instance_key, app.app_id, app.client_id or "", app.client_secret_sealed, app.handoff_url)
+    db.session.rollback()  # end the read (the IdP's calls that follow may take seconds)
+    return target
+
+
+def _aware(moment):
+    return moment.replace(tzinfo=timezone.utc) if moment and moment.tzinfo is None else moment
+
+
+def admit(target, user, now=None):
+    """The hand-off's facts for ``user`` (the IdP's user info), or Refused. Reads only."""
+    now = now or datetime.now(timezone.utc)
+    if user.get("tenant") != target.tenant_id:
+        raise Refused("tenant_mismatch", f"the IdP says tenant {user.get('tenant')!r}")
+    member = db.session.execute(select(KitUser).where(
+        KitUser.instance_key == target.instance_id, KitUser.tenant_id == target.tenant_id,
+        KitUser.app_id == target.app_id, KitUser.user_name == user["userName"])).scalar_one_or_none()
+    if member is None or member.state != KitState.ACTIVE:
+        raise Refused("unknown_user", user["userName"])
+    if not member.enable:
+        raise Refused("user_disabled", user["userName"])
+    instance = db.session.execute(select(Instance).where(Instance.instance_id == target.instance_id)).scalar_one_or_none()
+    if instance is None:
+        raise Refused("no_instance", target.instance_id)
+    expires = _aware(instance.expire_time)
+    state = instance.state
+    facts = {
+        "tenant": {"id": target.tenant_id, "code": target.tenant_code, "name": target.tenant_name},
+        "user": {"userName": member.user_name, "name": user.get("name") or member.name,
+                 "role": user.get("role") or member.role, "organizationCode": user.get("organizationCode")
+                 or member.org_code},
+        "instance": {"id": instance.instance_id, "state": state,
+                     "expireTime": expires.strftime("%Y-%m-%dT%H:%M:%SZ") if expires else None,
+                     "productId": instance.product_id, "skuCode": instance.sku_code},
+    }
+    db.session.rollback()  # end the read: record_login writes in a transaction of its own
+    if state == InstanceState.RELEASED:
+        raise Refused("instance_released", target.instance_id)
+    if state == InstanceState.FROZEN:
+        raise Refused("instance_frozen", target.instance_id)
+    if state == InstanceState.EXPIRED or (expires is not None and expires <= now):
+        raise Refused("instance_expired", target.instance_id)
+    return facts
+
+
+def record_login(target, user_name, state_digest):
+    """The user's last login, for the pages and the go-live checklist; and the login's state,
+    claimed in the replay store, so that the same state (and its cookie) cannot finish a second
+    login, whatever the IdP does with its codes. Refused("state_used") when it already has."""
+    with write_transaction(durable=False):  # a login time lost to a power cut is no order lost
+        if not insert_ignore(SignedRequest, scope="login", token=state_digest, nonce=state_digest,
+                             fingerprint="", answer=b""):
+            raise Refused("state_used")
+        db.session.execute(update(KitUser).where(
+            KitUser.instance_key == target.instance_id, KitUser.tenant_id == target.tenant_id,
+            KitUser.app_id == target.app_id, KitUser.user_name == user_name).values(last_login_at=utcnow()))
+
+
+def set_handoff_url(app_pk, url):
+    """Where this app's signed-in buyers are sent; "" goes back to LOGIN_HANDOFF_URL. Returns the
+    problem with ``url`` (nothing is changed then), or None."""
+    url = (url or "").strip()
+    if url and (len(url) > 2048 or not outbound.is_https_or_loopback(url)):
+        return "the hand-off URL must be an https:// URL (plain http only to this host)"
+    with write_transaction():
+        db.session.execute(update(KitApp).where(KitApp.id == app_pk).values(handoff_url=url or None))
+    return None
