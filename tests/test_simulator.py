@@ -38,6 +38,9 @@ def test_every_suite_and_probe_passes_against_isvapp(live):
     assert {"period G1", "period G2", "cancel G2", "kit", "license-g1", "license-2", "negative probes"} <= scenarios
     assert len(sim.steps) > 80
     assert all(s.got == s.expected for s in sim.steps)
+    # the Kit suite's account login, through the simulator's own IdP, and the refused outsider
+    steps = {s.step: s for s in sim.steps if s.scenario == "kit"}
+    assert steps["kit account login (authorised user)"].ok and steps["kit account login refused (user not authorised)"].ok
 
 
 def test_console_script_prints_json_and_exits_zero(live):
