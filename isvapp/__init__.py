@@ -52,11 +52,12 @@ def register_extensions(app):
 
 
 def register_blueprints(app):
-    from . import health, login, produce
+    from . import health, login, produce, productapi
     from .dashboard import views as dashboard
 
     app.register_blueprint(produce.bp)
     app.register_blueprint(login.bp)
+    app.register_blueprint(productapi.bp)
     app.register_blueprint(health.bp)
     dashboard.init_app(app)
     produce.register_error_answers(app)

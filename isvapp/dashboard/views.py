@@ -13,7 +13,7 @@ from flask import (Blueprint, Response, abort, current_app, redirect, render_tem
 from sqlalchemy import and_, func, or_, select
 
 from . import diagnosis, golive
-from ..domain import logins
+from ..domain import entitlements, logins
 from ..storage import vault
 from ..extensions import db
 from ..storage.models import (Callback, Conflict, Department, Event, Instance, InstanceState, Job, JobState, KitApp,
@@ -354,6 +354,21 @@ def app_handoff(tenant_pk, app_pk):
     if problem:
         return redirect(url_for(".tenant", tenant_pk=tenant_pk, bad="handoff"))
     return redirect(url_for(".tenant", tenant_pk=tenant_pk))
+
+
+# --- the entitlement API's tokens --------------------------------------------------------------
+
+@bp.route("/api-tokens", methods=["GET", "POST"])
+@security.login_required
+def api_tokens():
+    """POST name: a new token, shown on this answer only; POST revoke: that token stops working."""
+    made = None
+    if request.method == "POST":
+        if request.form.get("revoke"):
+            entitlements.revoke_token(int(request.form["revoke"]))
+        else:
+            made = entitlements.create_token(request.form.get("name", ""))
+    return render_template("dashboard/api_tokens.html", rows=entitlements.tokens(), made=made)
 
 
 # --- callbacks ---------------------------------------------------------------------------------

@@ -17,9 +17,10 @@ from datetime import datetime, timezone
 
 from sqlalchemy import or_, select, update
 
+from . import entitlements
 from .. import outbound
 from ..extensions import db
-from ..storage.models import Instance, InstanceState, KitApp, KitState, KitUser, SignedRequest, Tenant, utcnow
+from ..storage.models import Instance, KitApp, KitState, KitUser, SignedRequest, Tenant, utcnow
 from ..storage.statements import insert_ignore
 from ..storage.transactions import write_transaction
 
@@ -73,10 +74,6 @@ def find_target(tenant_ref, app_id=None):
     return target
 
 
-def _aware(moment):
-    return moment.replace(tzinfo=timezone.utc) if moment and moment.tzinfo is None else moment
-
-
 def admit(target, user, now=None):
     """The hand-off's facts for ``user`` (the IdP's user info), or Refused. Reads only."""
     now = now or datetime.now(timezone.utc)
@@ -92,24 +89,17 @@ def admit(target, user, now=None):
     instance = db.session.execute(select(Instance).where(Instance.instance_id == target.instance_id)).scalar_one_or_none()
     if instance is None:
         raise Refused("no_instance", target.instance_id)
-    expires = _aware(instance.expire_time)
-    state = instance.state
     facts = {
         "tenant": {"id": target.tenant_id, "code": target.tenant_code, "name": target.tenant_name},
         "user": {"userName": member.user_name, "name": user.get("name") or member.name,
                  "role": user.get("role") or member.role, "organizationCode": user.get("organizationCode")
                  or member.org_code},
-        "instance": {"id": instance.instance_id, "state": state,
-                     "expireTime": expires.strftime("%Y-%m-%dT%H:%M:%SZ") if expires else None,
-                     "productId": instance.product_id, "skuCode": instance.sku_code},
+        "instance": entitlements.instance_facts(instance),
     }
+    reason = entitlements.not_live_reason(instance, now)
     db.session.rollback()  # end the read: record_login writes in a transaction of its own
-    if state == InstanceState.RELEASED:
-        raise Refused("instance_released", target.instance_id)
-    if state == InstanceState.FROZEN:
-        raise Refused("instance_frozen", target.instance_id)
-    if state == InstanceState.EXPIRED or (expires is not None and expires <= now):
-        raise Refused("instance_expired", target.instance_id)
+    if reason:
+        raise Refused(reason, target.instance_id)
     return facts
 
 

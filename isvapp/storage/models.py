@@ -380,6 +380,20 @@ class AdminUser(Model):
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 
+class ApiToken(Model):
+    """A bearer token the merchant's product uses for the entitlement API (isvapp/productapi):
+    only its SHA-256 is kept; the token is shown once, when it is made."""
+
+    __tablename__ = "api_tokens"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    digest: Mapped[str] = mapped_column(String(64), unique=True)
+    hint: Mapped[str] = mapped_column(String(16))  # the token's first characters, to tell tokens apart
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime)
+
+
 class LoginAttempt(Model):
     """Failed logins, counted per address and per name to slow down guessing (any worker, any host)."""
 
