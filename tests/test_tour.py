@@ -4,7 +4,8 @@ Only what a merchant must set is set: the Key, SECRET_KEY, the order-query API's
 fake marketplace here) and the seller AK/SK. Then, in the order a merchant goes:
 
 1. gunicorn with 2 workers, and ``flask fake-market`` as the marketplace open API;
-2. ``flask simulate`` with every suite, both generations, ``--probes`` and ``--tolerance``: all pass;
+2. ``flask simulate`` with every suite, both generations, ``--probes`` and ``--tolerance``: all pass,
+   the Kit suite's buyer login through its own IdP included;
 3. only now ``flask worker``, left to settle (no job due, queued or running);
 4. no job dead, none failed along the way (last_error);
 5. logged in with Chromium (Playwright), every page of the navigation in English and in Chinese,
@@ -228,6 +229,9 @@ def test_simulate_every_suite_both_generations_probes_and_tolerance_pass(afterno
     for suite in SUITES:  # every suite ran (G2 and G1 where it has both)
         assert any(name.split(" ")[0] == suite for name in scenarios), suite
     assert {"period G1", "period G2", "negative probes", "tolerance probes"} <= scenarios
+    # the Kit suite's account login: a buyer through the tenant's IdP, and an unauthorised one refused
+    logins = [s["step"] for s in report["steps"] if s["step"].startswith("kit account login")]
+    assert logins == ["kit account login (authorised user)", "kit account login refused (user not authorised)"]
     print(f"simulate: {len(report['steps'])} steps in {len(scenarios)} scenarios, "
           f"{afternoon['timings']['simulate']:.1f} s")
 
