@@ -18,8 +18,8 @@ Every figure is measured next to its baseline in the same run (the machine is sh
 8. case 1 with 0, 100,000 and 1,000,000 orders already stored, beside the limit app holding as
    many rows; and the limit app's random vs time-ordered keys (bench/tables.py).
 9. case 1 against the same app with one piece of the write path's machinery replaced by its
-   simpler form: the lean transaction, pre-bound statements, the short BEGIN retries, the fsync
-   after commit (bench/writepath.py).
+   simpler form: the lean transaction, pre-bound statements, the short BEGIN retries
+   (bench/writepath.py).
 
 --quick runs everything at tiny sizes (the test suite does, so the benchmark cannot rot).
 """

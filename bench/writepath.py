@@ -10,9 +10,10 @@ simple form a plainer program would use, in alternating wrk runs:
   against SQLAlchemy executing each Core statement on the session (lean off as well: a lean
   transaction has no session to execute on);
 - retry: BEGIN IMMEDIATE retried every fraction of a millisecond against SQLite's own busy handler
-  (PRAGMA busy_timeout, sleeping 1, 2, 5, 10 ... ms);
-- fsync: the -wal file synced after the commit, outside the lock, against synchronous=FULL (the
-  fsync inside COMMIT, holding the lock): the setting SQLITE_SYNC_AFTER_COMMIT.
+  (PRAGMA busy_timeout, sleeping 1, 2, 5, 10 ... ms).
+
+A fourth piece, the -wal file fsynced after the commit outside the lock, was measured here against
+synchronous=FULL and removed: it did not pay (bench/NOTES.md).
 
 The simpler forms are made here by replacing the functions once the app exists (gunicorn loads
 ``bench.writepath:app_without("lean")``); nothing in isvapp knows about them.
@@ -23,7 +24,7 @@ import statistics
 import sys
 from pathlib import Path
 
-PIECES = ("lean", "binding", "retry", "fsync")
+PIECES = ("lean", "binding", "retry")
 
 
 def _replace(original, simpler):
@@ -96,10 +97,7 @@ def measure(quick, folder, live_server, env, wrk, request_file, new_order_body, 
     seconds, rounds, pool = (1, 1, 500) if quick else (10, 3, 40_000)
     results = {"seconds": seconds, "rounds": rounds, "pieces": {}}
     for piece in PIECES:
-        if piece == "fsync":
-            simple_env, simple_app = {**env, "ISVAPP_SQLITE_SYNC_AFTER_COMMIT": "0"}, "wsgi:app"
-        else:
-            simple_env, simple_app = env, f"bench.writepath:app_without({piece!r})"
+        simple_env, simple_app = env, f"bench.writepath:app_without({piece!r})"
         pairs = []
         with live_server(Path(folder) / f"wp-{piece}-as-is", env=env) as as_is, \
                 live_server(Path(folder) / f"wp-{piece}-simpler", env=simple_env, app=simple_app) as simpler:
@@ -125,8 +123,7 @@ def measure(quick, folder, live_server, env, wrk, request_file, new_order_body, 
 
 LABELS = {"lean": "lean transaction (vs the session's)",
           "binding": "statements bound before the lock (vs SQLAlchemy on the session)",
-          "retry": "BEGIN IMMEDIATE retried in short steps (vs SQLite's busy handler)",
-          "fsync": "fsync after the commit (vs synchronous=FULL inside it)"}
+          "retry": "BEGIN IMMEDIATE retried in short steps (vs SQLite's busy handler)"}
 
 
 def render(r):

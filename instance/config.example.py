@@ -32,3 +32,4 @@ LOGIN_PKCE = True                             # PKCE (S256) on the authorize req
 LOGIN_SIGNING_KEY = None                      # None: instance/login_ed25519.pem, made on first use
 LOGIN_IDP_TIMEOUT_S = 5                       # one call to the tenant's IdP (at most 10)
 LOGIN_STATE_TTL_S = 600                       # a login must come back from the IdP within this
+LOGIN_WORKBENCH = False                       # True: accept logins the aPaaS workbench begins (code + tenant_id, no state)

@@ -15,10 +15,6 @@ DEFAULTS = {
     # Every other marketplace interface: its bodies are a few hundred bytes.
     "KOO_MAX_BODY_BYTES": 1024 * 1024,
     "SQLITE_BUSY_TIMEOUT_S": 3,
-    # True: a callback's write-ahead log is fsynced right after its commit, outside the write lock,
-    # and before the answer (isvapp.storage.durability). False: SQLite's synchronous=FULL, the
-    # fsync inside COMMIT, holding the lock. Either way an acknowledged order survives a power cut.
-    "SQLITE_SYNC_AFTER_COMMIT": True,
     # Pages the write-ahead log may hold before a commit copies it into the database file (SQLite's
     # own default is 1,000; isvapp.storage.connections says why more).
     "SQLITE_WAL_AUTOCHECKPOINT": 10_000,
@@ -119,6 +115,9 @@ DEFAULTS = {
     "LOGIN_IDP_TIMEOUT_S": 5,
     # How long a login may take between leaving for the IdP and coming back.
     "LOGIN_STATE_TTL_S": 600,
+    # Logins the aPaaS enterprise workbench begins (code and tenant_id, no state of ours): off by
+    # default, since a login nobody started here cannot be bound to the browser.
+    "LOGIN_WORKBENCH": False,
 }
 
 DB_FILENAME = "isvapp.sqlite"
@@ -183,6 +182,7 @@ class LoginSettings:
     signing_key: str
     idp_timeout_s: float
     state_ttl_s: int
+    workbench: bool = False
 
 
 def login_settings(config):
@@ -194,6 +194,7 @@ def login_settings(config):
         signing_key=str(config["LOGIN_SIGNING_KEY"]),
         idp_timeout_s=min(float(config.get("LOGIN_IDP_TIMEOUT_S") or 5), 10.0),
         state_ttl_s=int(config.get("LOGIN_STATE_TTL_S") or 600),
+        workbench=is_true(config.get("LOGIN_WORKBENCH")),
     )
 
 

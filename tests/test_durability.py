@@ -1,13 +1,10 @@
-"""An acknowledged order is on disk before its answer leaves: the write-ahead log is fsynced
-after the commit (outside the write lock) and before the answer, or, with
-SQLITE_SYNC_AFTER_COMMIT off, inside the commit by SQLite's synchronous=FULL."""
-import os
-
+"""An acknowledged order is on disk before its answer leaves: every durable write transaction
+commits with SQLite's synchronous=FULL (the log's fsync inside COMMIT), on the session and in the
+lean transaction alike; only what may be lost (the callback log, a read-only request's claim)
+commits with NORMAL."""
 import pytest
 from sqlalchemy import event
 
-from isvapp.storage import durability
-from isvapp.storage.durability import sync_file
 from isvapp.extensions import db
 from isvapp.storage.models import Instance
 
@@ -17,94 +14,55 @@ pytestmark = pytest.mark.sqlite_only
 
 
 @pytest.fixture
-def journal(app, monkeypatch):
-    """What happened, in order: the SQL each connection ran, and the files fsynced (by path)."""
+def trace(app):
+    """The SQL each new connection runs, in order (PRAGMAs, BEGIN, COMMIT included)."""
     entries = []
-    real_fsync, real_fdatasync = os.fsync, os.fdatasync
-
-    def recorder(real):
-        def sync(fd):
-            real(fd)
-            entries.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
-        return sync
-
-    monkeypatch.setattr(os, "fsync", recorder(real_fsync))  # the folder
-    monkeypatch.setattr(os, "fdatasync", recorder(real_fdatasync))  # the log's data, as SQLite syncs it
     with app.app_context():
         engine = db.engine
-        engine.dispose()  # connections made from here on are traced
+        engine.dispose()  # connections made from here on are traced (lean ones too: the pool makes them)
 
-        def trace(dbapi_connection, _record):
-            dbapi_connection.set_trace_callback(lambda sql: entries.append(("sql", sql.strip())))
+        def traced(dbapi_connection, _record):
+            dbapi_connection.set_trace_callback(lambda sql: entries.append(sql.strip()))
 
-        event.listen(engine, "connect", trace)
-        yield entries, engine.url.database
-        event.remove(engine, "connect", trace)
+        event.listen(engine, "connect", traced)
+        yield entries
+        event.remove(engine, "connect", traced)
         engine.dispose()
 
 
-def test_the_log_is_synced_after_commit_and_before_the_answer(market, journal):
-    entries, path = journal
-    entries.clear()
-    body = result(market.g2(new_order("CSDURABLE1")))
-    assert body["resultCode"] == "000000"
-    commit = entries.index(("sql", "COMMIT"))
-    begin = max(i for i, entry in enumerate(entries[:commit]) if entry == ("sql", "BEGIN IMMEDIATE"))
-    levels = [text for kind, text in entries[:begin] if kind == "sql" and text.startswith("PRAGMA synchronous")]
-    assert levels[-1] == "PRAGMA synchronous=NORMAL"  # SQLite's own fsync in COMMIT is replaced...
-    synced = [i for i, entry in enumerate(entries) if entry == ("fsync", path + "-wal")]
-    assert synced and synced[0] > commit, entries  # ...by this one, once the lock is free again
+def synchronous_before(entries, index):
+    levels = [sql for sql in entries[:index] if sql.startswith("PRAGMA synchronous")]
+    return levels[-1] if levels else None
 
 
-def test_the_folder_is_synced_once_per_log_file(market, journal):
-    entries, path = journal
-    market.g2(new_order("CSDURABLE2"))
-    entries.clear()
-    durability._synced_wal_inode.clear()
-    market.g2(new_order("CSDURABLE3"))
-    market.g2(new_order("CSDURABLE4"))
-    folders = [entry for entry in entries if entry == ("fsync", os.path.dirname(path))]
-    assert len(folders) == 1, entries
+def test_a_new_order_commits_with_full_sync(market, trace):
+    assert result(market.g2(new_order("CSDURABLE1")))["resultCode"] == "000000"
+    begins = [i for i, sql in enumerate(trace) if sql == "BEGIN IMMEDIATE"]
+    assert begins, trace
+    # the order's own transaction (the first write) waits for the disk
+    assert synchronous_before(trace, begins[0]) == "PRAGMA synchronous=FULL"
+    assert "PRAGMA synchronous=NORMAL" not in trace[:begins[0]]
 
 
-@pytest.mark.parametrize("app_config", [{"SQLITE_SYNC_AFTER_COMMIT": "false"}])
-def test_switched_off_sqlite_syncs_inside_the_commit(market, journal):
-    entries, path = journal
-    entries.clear()
-    assert result(market.g2(new_order("CSDURABLE5")))["resultCode"] == "000000"
-    assert ("fsync", path + "-wal") not in entries
-    begin = entries.index(("sql", "BEGIN IMMEDIATE"))
-    assert ("sql", "PRAGMA synchronous=NORMAL") not in entries[:begin]
+def test_a_repeated_order_on_the_session_commits_with_full_sync_too(market, trace):
+    order = new_order("CSDURABLE2")
+    market.g2(order)
+    trace.clear()
+    again = result(market.g2({**order, "businessId": "another"}))  # the session path (a repeat)
+    assert again["resultCode"] == "000000" and again["instanceId"] == order["businessId"]
+    writes = [i for i, sql in enumerate(trace) if sql == "BEGIN IMMEDIATE"]
+    assert writes and all(synchronous_before(trace, i) in (None, "PRAGMA synchronous=FULL") for i in writes[:1])
     with db.engine.connect() as connection:
         assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
 
 
-def test_an_order_whose_log_cannot_be_synced_is_not_acknowledged(market, journal, monkeypatch):
-    """The fsync fails (a dying disk): the marketplace gets 000005, never a success it cannot rely
-    on; its retry, once the disk is back, gets the instance the first request made."""
-    entries, path = journal
-    real_fsync = os.fdatasync
-    failures = []
-
-    def failing(fd):
-        if os.readlink(f"/proc/self/fd/{fd}") == path + "-wal" and not failures:
-            failures.append(fd)
-            raise OSError(5, "Input/output error")
-        real_fsync(fd)
-
-    monkeypatch.setattr(os, "fdatasync", failing)
-    order = new_order("CSDURABLE6")
-    first = result(market.g2(order))
-    assert first["resultCode"] == "000005" and failures
-    second = result(market.g2(order))
-    assert second["resultCode"] == "000000"
-    assert market.count(Instance, Instance.order_id == "CSDURABLE6") == 1
-    assert second["instanceId"] == order["businessId"]
-
-
-def test_a_log_already_checkpointed_away_needs_no_sync(tmp_path):
-    sync_file(str(tmp_path / "gone.sqlite-wal"))  # nothing there: nothing to do, no error
-    (tmp_path / "here.sqlite-wal").write_bytes(b"frames")
-    sync_file(str(tmp_path / "here.sqlite-wal"))
-    assert durability._synced_wal_inode[str(tmp_path / "here.sqlite-wal")] == os.stat(tmp_path / "here.sqlite-wal").st_ino
-    assert str(tmp_path / "gone.sqlite-wal") not in durability._synced_wal_inode
+def test_what_may_be_lost_commits_without_waiting_for_the_disk(app, market, trace):
+    """The callback log row of a refused request: NORMAL (WAL keeps it consistent, a power cut may
+    lose the last rows), then FULL again for the next order."""
+    market.g2(new_order("CSDURABLE3"), key="wrong-key")
+    assert "PRAGMA synchronous=NORMAL" in trace
+    trace.clear()
+    assert result(market.g2(new_order("CSDURABLE4")))["resultCode"] == "000000"
+    first_write = trace.index("BEGIN IMMEDIATE")
+    assert synchronous_before(trace, first_write) in (None, "PRAGMA synchronous=FULL")
+    assert market.count(Instance, Instance.order_id == "CSDURABLE4") == 1

@@ -308,3 +308,25 @@ def test_the_tenants_page_shows_the_login_url_the_last_logins_and_sets_the_hand_
                 data={"handoff_url": "https://other.example.com/in", "csrf_token": token(page)})
     page = log_in(client)
     assert 'action="https://other.example.com/in"' in page.get_data(as_text=True)  # the app's own wins
+
+
+def workbench_code(idp):
+    """What the aPaaS workbench does: the user signs in there, the IdP sends a code for our callback."""
+    query = urllib.parse.urlencode({"response_type": "code", "client_id": CLIENT_ID, "redirect_uri": CALLBACK,
+                                    "scope": "get_user_info"})
+    location = at_idp(f"{idp.url}/api/v1/oauth2/authorize?{query}")
+    return urllib.parse.parse_qs(urllib.parse.urlsplit(location).query)["code"][0]
+
+
+def test_a_login_the_workbench_began_is_refused_by_default(client, tenant, idp):
+    page = client.get(f"/login/callback?code={workbench_code(idp)}&tenant_id=T-0001")
+    assert page.status_code == 400 and 'data-reason="no_login"' in page.get_data(as_text=True)
+
+
+@pytest.mark.parametrize("app_config", [{"LOGIN_HANDOFF_URL": HANDOFF, "LOGIN_REDIRECT_URI": CALLBACK,
+                                         "LOGIN_WORKBENCH": True}])
+def test_with_login_workbench_on_a_login_the_workbench_began_is_handed_off(client, tenant, idp):
+    page = client.get(f"/login/callback?code={workbench_code(idp)}&tenant_id=T-0001")
+    assert page.status_code == 200 and verify(client, assertion_of(page))["sub"] == "T-0001/zhangsan"
+    other_tenant = client.get(f"/login/callback?code={workbench_code(idp)}&tenant_id=T-9999")
+    assert 'data-reason="unknown_tenant"' in other_tenant.get_data(as_text=True)

@@ -187,9 +187,14 @@ def _hand_off(target, facts, refresh_token):
 
 @bp.route("/login/callback")
 def callback():
-    """Back from the IdP: the code for tokens, the user info, who may come in, the hand-off."""
+    """Back from the IdP: the code for tokens, the user info, who may come in, the hand-off.
+
+    A login the aPaaS enterprise workbench began (the user clicked the app there) arrives with
+    ``code`` and ``tenant_id`` and no state of ours: accepted only with LOGIN_WORKBENCH on, and
+    then its code, not a state, is what is claimed once."""
     try:
-        pending = _pending()
+        workbench = _workbench_login()
+        pending = workbench or _pending()
         if request.args.get("error"):
             raise idp.IdpError("refused", f"{request.args['error'][:100]}: "
                                           f"{request.args.get('error_description', '')[:200]}")
@@ -204,7 +209,8 @@ def callback():
         tokens = idp.exchange_code(client, code, pending.get("v"))
         user = idp.user_info(client, tokens["access_token"])
         facts = logins.admit(target, user)  # refused before the state is spent: nothing is stored for them
-        logins.record_login(target, user["userName"], hashlib.sha256(pending["s"].encode()).hexdigest())
+        once = ("code " + code) if workbench else pending["s"]
+        logins.record_login(target, user["userName"], hashlib.sha256(once.encode()).hexdigest())
         response = _hand_off(target, facts, tokens.get("refresh_token"))
     except logins.Refused as refusal:
         return _refused(refusal.reason, refusal.detail)
@@ -212,6 +218,13 @@ def callback():
         return _refused("idp_error" if error.kind == "refused" else "idp_failed", str(error))
     response.delete_cookie(PENDING_COOKIE, path="/login")
     return response
+
+
+def _workbench_login():
+    """The workbench's login as a pending one (no state, no verifier), or None."""
+    if not _settings().workbench or request.args.get("state") or not request.args.get("tenant_id"):
+        return None
+    return {"t": request.args["tenant_id"], "a": request.args.get("app_id") or None, "v": None}
 
 
 def _buyer():

@@ -19,7 +19,6 @@ from sqlalchemy import event
 # the "begin" event below reads them.
 IMMEDIATE = "isvapp_immediate"
 NOT_DURABLE = "isvapp_not_durable"
-SYNC_AFTER = "isvapp_sync_after_commit"
 SQLITE_RECONNECT_ERRORS = ("readonly database", "unable to open database file", "disk i/o error")
 _SQLITE_SIDE_FILES = ("-wal", "-shm", "-journal")
 
@@ -126,11 +125,11 @@ def install_sqlite_settings(engine, busy_timeout_s, checkpoint_pages):
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn):
-        # Commits wait for the disk (FULL) unless the writer said the data may be lost on a power
-        # cut (the callback log): WAL + NORMAL skips that fsync. Set per transaction, on change.
-        # SQLITE_SYNC_AFTER_COMMIT: the callback's own fsync follows the commit (write_transaction).
+        # Commits wait for the disk (FULL: SQLite fsyncs the log inside COMMIT) unless the writer said
+        # the data may be lost on a power cut (the callback log): WAL + NORMAL skips that fsync. Set
+        # per transaction, on change.
         options = conn.get_execution_options()
-        level = "NORMAL" if options.get(NOT_DURABLE) or options.get(SYNC_AFTER) else "FULL"
+        level = "NORMAL" if options.get(NOT_DURABLE) else "FULL"
         if conn.info.get("isvapp_sync") != level:
             conn.connection.driver_connection.execute(f"PRAGMA synchronous={level}")
             conn.info["isvapp_sync"] = level

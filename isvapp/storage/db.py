@@ -1,12 +1,11 @@
 """Storage on the app: the engine's connection settings for its dialect, the lean transactions'
 configuration, Flask-Migrate and the ``init-db`` command. The pieces live beside it:
-connections, durability, transactions, statements, schema.
+connections, transactions, statements, schema.
 """
 from sqlalchemy import event
 
-from ..config import is_true
 from ..extensions import db, migrate
-from .connections import install_postgresql_settings, install_sqlite_settings, sqlite_file
+from .connections import install_postgresql_settings, install_sqlite_settings
 from .schema import MIGRATIONS, init_db_command
 
 
@@ -18,12 +17,9 @@ def init_app(app):
         if db.engine.dialect.name == "sqlite":
             install_sqlite_settings(db.engine, float(app.config["SQLITE_BUSY_TIMEOUT_S"]),
                                     int(app.config["SQLITE_WAL_AUTOCHECKPOINT"]))
-            path = sqlite_file(db.engine.url)
             lean = app.extensions["isvapp_lean"] = {
                 "key": object(),  # this app's own lean connections
                 "generation": 0,  # bumped when the engine's pool is disposed of: they are retired
-                # the -wal file durable transactions sync themselves (wal_to_sync), or None
-                "wal": path + "-wal" if path and is_true(app.config.get("SQLITE_SYNC_AFTER_COMMIT")) else None,
                 "busy_timeout_s": float(app.config["SQLITE_BUSY_TIMEOUT_S"])}
             event.listen(db.engine, "engine_disposed", lambda _engine: lean.update(generation=lean["generation"] + 1))  # type: ignore[operator]  # an int
         elif db.engine.dialect.name == "postgresql":

@@ -15,8 +15,7 @@ from flask import current_app
 from sqlalchemy import exc, text
 
 from ..extensions import db
-from .connections import IMMEDIATE, NOT_DURABLE, SQLITE_RECONNECT_ERRORS, SYNC_AFTER, retry_begin_immediate
-from .durability import sync_file, wal_to_sync
+from .connections import IMMEDIATE, NOT_DURABLE, SQLITE_RECONNECT_ERRORS, retry_begin_immediate
 
 # The connection of the write transaction in progress (statements.run_bound runs on it): the
 # session's connection, or a Lean for a lean transaction.
@@ -33,19 +32,18 @@ def write_transaction(durable=True):
 
     On SQLite it begins IMMEDIATE, taking the write lock up front (waiting at most the busy
     timeout); anything read inside is therefore current. It must start a fresh transaction:
-    reads done earlier on the same session would have begun a deferred one.
+    reads done earlier on the same session would have begun a deferred one. ``durable``: the
+    commit waits for the disk (synchronous=FULL), so an acknowledged order survives a power cut;
+    False for what may be lost (a login time, a read-only request's claim).
     """
     session = db.session()
     if session.in_transaction():
         raise RuntimeError("write_transaction() must start its own transaction")
-    wal = durable and wal_to_sync()
     token = transaction_connection.set(session.connection(
-        execution_options={IMMEDIATE: True, NOT_DURABLE: not durable, SYNC_AFTER: bool(wal)}))
+        execution_options={IMMEDIATE: True, NOT_DURABLE: not durable}))
     try:
         yield session
         session.commit()
-        if wal:
-            sync_file(wal)
     except BaseException:
         session.rollback()
         raise
@@ -80,8 +78,8 @@ def lean_available():
 @contextmanager
 def lean_write_transaction():
     """A write transaction without the ORM session, for statements bound before the lock
-    (:class:`Bound`, run with :func:`run_bound`): BEGIN IMMEDIATE, the statements, COMMIT, and the
-    log synced as :func:`write_transaction` syncs it.
+    (:class:`Bound`, run with :func:`run_bound`): BEGIN IMMEDIATE, the statements, COMMIT, durable
+    as :func:`write_transaction`'s (synchronous=FULL).
 
     Why: SQLAlchemy's session and connection plumbing cost a tenth of a worker's CPU per
     newInstance (py-spy, issue 17), more than the statements. Each worker thread keeps one driver
@@ -110,8 +108,6 @@ def lean_write_transaction():
         raise
     finally:
         transaction_connection.reset(token)
-    if config["wal"]:
-        sync_file(config["wal"])
 
 
 def _lean_connection(config):
@@ -129,7 +125,7 @@ def _lean_connection(config):
             fairy = db.engine.raw_connection()  # the pool's connect-time settings, errors unwrapped
             raw = fairy.driver_connection
             fairy.detach()  # ours from now on: the pool neither resets nor reuses it
-            raw.execute(f"PRAGMA synchronous={'NORMAL' if config['wal'] else 'FULL'}")  # type: ignore[union-attr]
+            raw.execute("PRAGMA synchronous=FULL")  # type: ignore[union-attr]  # live: just taken from the pool
         except sqlite3.Error as error:
             raise wrapped("connect", error, db.engine.dialect) from error
         # The pool's handle is kept with it, so nothing finalises the connection.
