@@ -330,3 +330,12 @@ def test_with_login_workbench_on_a_login_the_workbench_began_is_handed_off(clien
     assert page.status_code == 200 and verify(client, assertion_of(page))["sub"] == "T-0001/zhangsan"
     other_tenant = client.get(f"/login/callback?code={workbench_code(idp)}&tenant_id=T-9999")
     assert 'data-reason="unknown_tenant"' in other_tenant.get_data(as_text=True)
+
+
+def test_an_expired_code_gives_a_clear_page_and_nothing_is_stored(client, app, tenant, idp):
+    idp.app.config["FAKE_IDP_CODE_TTL_S"] = 0  # every code has expired by the time it is exchanged
+    page = log_in(client)
+    assert page.status_code == 502 and "Invalid authorization code" in page.get_data(as_text=True)
+    with app.app_context():
+        assert db.session.query(SignedRequest).count() == 0
+        assert all(u.last_login_at is None for u in db.session.query(KitUser))
