@@ -3,13 +3,13 @@ through the fake IdP's form, to a local receiver standing in for the merchant's 
 verifies the assertion as docs/handoff.md says. Real gunicorn, everything on 127.0.0.1."""
 import json
 import shutil
-import threading
-import urllib.parse
 from datetime import datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import SimpleNamespace
 
 import jwt
 import pytest
+from flask import Flask, request
+from markupsafe import escape
 from playwright.sync_api import sync_playwright
 from sqlalchemy.orm import Session
 
@@ -18,58 +18,34 @@ from isvapp.market.fakeidp import create_fake_idp
 from isvapp.storage import vault
 from isvapp.storage.models import Instance, KitApp, KitUser, Tenant
 
-from .live import LIVE_SECRET_KEY, LiveServer, free_port
+from .live import LIVE_SECRET_KEY, LiveServer
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CLIENT_ID, CLIENT_SECRET = "browser-client", "browser-client-secret"
 
 
-class Receiver:
+def receiver_app(issuer, audience, claims, refused):
     """The merchant's product: takes the form POST, verifies the assertion (key set, issuer,
-    audience, lifetime, one use), and says whom it let in."""
+    audience, lifetime, one use), and says whom it let in. Served by ``Running``."""
+    app, keys, seen = Flask("receiver"), jwt.PyJWKClient(issuer + "/.well-known/jwks.json"), set()
 
-    def __init__(self, issuer, audience):
-        self.claims, self.refused, seen = [], [], set()
-        keys = jwt.PyJWKClient(issuer + "/.well-known/jwks.json")
-        outer = self
+    @app.post("/sso")
+    def sso():
+        token = request.form.get("assertion", "")
+        try:
+            found = jwt.decode(token, keys.get_signing_key_from_jwt(token).key, algorithms=["EdDSA"],
+                               audience=audience, issuer=issuer, leeway=10,
+                               options={"require": ["exp", "iat", "jti", "sub"]})
+            if found["jti"] in seen:
+                raise jwt.InvalidTokenError("replayed")
+            seen.add(found["jti"])
+        except jwt.PyJWTError as error:
+            refused.append(str(error))
+            return "", 401
+        claims.append(found)
+        return f"<html><body><h1 id='welcome'>Welcome {escape(found['user']['userName'])}</h1></body></html>"
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                form = urllib.parse.parse_qs(self.rfile.read(int(self.headers["Content-Length"])).decode())
-                token = form.get("assertion", [""])[0]
-                try:
-                    claims = jwt.decode(token, keys.get_signing_key_from_jwt(token).key, algorithms=["EdDSA"],
-                                        audience=audience, issuer=issuer, leeway=10,
-                                        options={"require": ["exp", "iat", "jti", "sub"]})
-                    if claims["jti"] in seen:
-                        raise jwt.InvalidTokenError("replayed")
-                    seen.add(claims["jti"])
-                except jwt.PyJWTError as error:
-                    outer.refused.append(str(error))
-                    self.send_response(401)
-                    self.end_headers()
-                    return
-                outer.claims.append(claims)
-                body = f"<html><body><h1 id='welcome'>Welcome {claims['user']['userName']}</h1></body></html>"
-                self.send_response(200)
-                self.send_header("Content-Type", "text/html; charset=utf-8")
-                self.end_headers()
-                self.wfile.write(body.encode())
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/sso"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.server.shutdown()
-        self.thread.join(5)
+    return app
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +55,10 @@ def world(tmp_path_factory):
     users = {"zhangsan": {"name": "张三", "tenant": "T-B", "organizationCode": "10000", "role": "admin"},
              "lisi": {"name": "李四", "tenant": "T-B", "organizationCode": "10000", "role": "user"}}
     clients = {CLIENT_ID: {"secret": CLIENT_SECRET, "redirect_uris": [server.url + "/login/callback"]}}
-    with Running(create_fake_idp(clients, users)) as idp, Receiver(server.url, "APP-B") as receiver:
+    receiver = SimpleNamespace(claims=[], refused=[])
+    with Running(create_fake_idp(clients, users)) as idp, \
+            Running(receiver_app(server.url, "APP-B", receiver.claims, receiver.refused)) as running:
+        receiver.url = running.url + "/sso"
         server.env["ISVAPP_LOGIN_HANDOFF_URL"] = receiver.url
         server.flask("init-db")
         engine = server.engine()
