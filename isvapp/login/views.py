@@ -245,9 +245,10 @@ def refresh():
     try:
         target = logins.find_target(buyer["t"], buyer["a"])
         client = _client(target)
-        tokens = idp.refresh(client, vault.unseal(_secret(), buyer["r"]))
+        kept = vault.unseal(_secret(), buyer["r"])
+        tokens = idp.refresh(client, kept)
         facts = logins.admit(target, idp.user_info(client, tokens["access_token"]))
-        return _hand_off(target, facts, tokens.get("refresh_token") or vault.unseal(_secret(), buyer["r"]))
+        return _hand_off(target, facts, tokens.get("refresh_token") or kept)
     except logins.Refused as refusal:
         return _refused(refusal.reason, refusal.detail)
     except idp.IdpError:
