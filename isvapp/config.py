@@ -44,6 +44,23 @@ DEFAULTS = {
     "KOO_SK": None,
     "KOO_API_TIMEOUT_S": 3,  # order query / usage push; the reference asks for at most 3 s
     "KOO_USAGE_KEY": None,  # usage push signature key (§3.8); defaults to KOO_ACCESS_KEY
+    # Where every open-API call is tried again when KOO_API_BASE_URL does not answer (the License
+    # pages: "mkt.myhuaweicloud.com域名不可用时请使用mkt.myhuaweicloud.cn进行重试"). None: that .cn
+    # domain while KOO_API_BASE_URL is the default, no backup otherwise; "" turns it off.
+    "KOO_API_BACKUP_URL": None,
+    # License codes (授权码, docs/protocol.md §13). The v2 query's field for its batch of codes,
+    # which no stored page shows.
+    "KOO_LICENSE_QUERY_V2_FIELD": "licenses",
+    # The upload of a getLicenseAsync license (字符串/文件流上传): "file" (multipart, the document as
+    # a file part) or "string" (multipart, the document as a text part); the part's name; a limit.
+    "KOO_LICENSE_UPLOAD_MODE": "file",
+    "KOO_LICENSE_UPLOAD_FIELD": "file",
+    "KOO_LICENSE_UPLOAD_MAX_BYTES": 5 * 1024 * 1024,
+    # The relay the merchant's installed software calls (docs/license-relay.md): while the
+    # marketplace cannot be reached, the last verified state is served for this many hours...
+    "LICENSE_RELAY_GRACE_H": 72,
+    # ...and each license code may make this many relay calls a minute (every worker and host).
+    "LICENSE_RELAY_PER_MINUTE": 30,
     # Provisioning hooks: "module:Class" (see isvapp/background/provisioning.py); WEBHOOK_* for the webhook one.
     "PROVISIONER": "isvapp.provisioning:TemplateProvisioner",
     "WEBHOOK_URL": None,
@@ -169,6 +186,23 @@ class Settings:
     api_timeout_s: float = 3.0
     usage_key: str | None = None
     share_instances_across_keys: bool = False
+    api_backup_url: str = ""
+    license_query_v2_field: str = "licenses"
+    license_upload_mode: str = "file"
+    license_upload_field: str = "file"
+    license_upload_max_bytes: int = 5 * 1024 * 1024
+    relay_grace_s: int = 72 * 3600
+    relay_per_minute: int = 30
+
+
+MAIN_API_URL, BACKUP_API_URL = "https://mkt.myhuaweicloud.com", "https://mkt.myhuaweicloud.cn"
+
+
+def _backup_url(config, main):
+    value = config.get("KOO_API_BACKUP_URL")
+    if value is None:
+        return BACKUP_API_URL if main == MAIN_API_URL else ""
+    return str(value).rstrip("/")
 
 
 @dataclass(frozen=True)
@@ -230,7 +264,21 @@ def load_settings(config):
         api_timeout_s=min(float(config.get("KOO_API_TIMEOUT_S") or 3), 3.0),
         usage_key=_text(config.get("KOO_USAGE_KEY")) or access_key,
         share_instances_across_keys=is_true(config.get("KOO_SHARE_INSTANCES_ACROSS_KEYS")),
+        api_backup_url=_backup_url(config, str(config.get("KOO_API_BASE_URL") or "").rstrip("/")),
+        license_query_v2_field=str(config.get("KOO_LICENSE_QUERY_V2_FIELD") or "licenses"),
+        license_upload_mode=_choice(config, "KOO_LICENSE_UPLOAD_MODE", ("file", "string")),
+        license_upload_field=str(config.get("KOO_LICENSE_UPLOAD_FIELD") or "file"),
+        license_upload_max_bytes=int(config.get("KOO_LICENSE_UPLOAD_MAX_BYTES") or 5 * 1024 * 1024),
+        relay_grace_s=int(float(config.get("LICENSE_RELAY_GRACE_H") or 0) * 3600),
+        relay_per_minute=int(config.get("LICENSE_RELAY_PER_MINUTE") or 30),
     )
+
+
+def _choice(config, key, allowed):
+    value = str(config.get(key) or allowed[0]).strip().lower()
+    if value not in allowed:
+        raise ValueError(f"{key} must be one of {', '.join(allowed)}, not {value!r}")
+    return value
 
 
 # SECRET_KEY signs the pages' session cookies: a guessable one lets anyone forge an admin session.

@@ -1,4 +1,5 @@
-"""A fake marketplace open API for development and tests: order query and usage push.
+"""A fake marketplace open API for development and tests: order query, usage push, and the
+License-code APIs (activation, query v1/v2, usage statistics, license upload).
 
     flask --app isvapp fake-market --port 8900
     # then, in isvapp's config: KOO_API_BASE_URL = "http://127.0.0.1:8900"
@@ -6,7 +7,8 @@
 It verifies the AK/SK signature of every call and the usage-push signature, answers the
 documented MOCK* order ids (and any other order id with a plausible monthly order), and keeps
 what was pushed. ``FAKE_MARKET_FAIL_NEXT`` / ``FAKE_MARKET_DELAY_S`` in its config let tests make
-it fail or be slow. It is not the marketplace: it never runs in production.
+it fail or be slow; ``FAKE_MARKET_ANSWER_NEXT`` (a list of (status, raw body)) makes it answer
+anything at all. License codes it knows are ``FAKE_LICENSES`` ({code: {"status", "expireTime"}}). It is not the marketplace: it never runs in production.
 """
 import json
 import threading
@@ -18,7 +20,7 @@ from flask import Flask, Response, current_app, request
 from flask.cli import with_appcontext
 from werkzeug.serving import make_server
 
-from ..koo import apig
+from ..koo import apig, licensecodes
 from .openapi import ORDER_QUERY, USAGE_PUSH
 
 MOCK_ORDERS = {
@@ -33,10 +35,19 @@ MOCK_ORDERS = {
     "MOCKMONTYCHANGE": ("CHANGE", "PERIOD", "month", 1),
 }
 PERIOD_DAYS = {"year": 366, "month": 31, "day": 1}
+FAKE_LICENSES = {"PLXXXXXX": {"status": "NORMAL", "expireTime": "20991231235959"},
+                 "PLEXPIRED": {"status": "EXPIRED", "expireTime": "20200101000000"}}
+UPLOAD_MAX_BYTES = 10 * 2**20
 
 
 def _answer(status, code, message, **fields):
     return Response(json.dumps({"resultCode": code, "resultMsg": message, **fields}), status,
+                    content_type="application/json;charset=UTF-8")
+
+
+def _license_answer(code="92020000", message="Success", **fields):
+    """The License APIs answer in the open-API guide's 公共错误码 shape: error_code, HTTP 200."""
+    return Response(json.dumps({"error_code": code, "error_msg": message, **fields}), 200,
                     content_type="application/json;charset=UTF-8")
 
 
@@ -59,8 +70,11 @@ def order_info(order_id, order_line_id=None, now=None):
 def create_fake_market(ak, sk, usage_key, **config):
     app = Flask("isvapp.market.fake")
     app.config.update(FAKE_AK=ak, FAKE_SK=sk, FAKE_USAGE_KEY=usage_key, FAKE_MARKET_FAIL_NEXT=0,
-                      FAKE_MARKET_DELAY_S=0, **config)
-    app.extensions["fake_market"] = {"calls": [], "usage": {}, "lock": threading.Lock()}
+                      FAKE_MARKET_DELAY_S=0, FAKE_MARKET_ANSWER_NEXT=[], FAKE_UPLOAD_FIELD="file",
+                      FAKE_LICENSE_QUERY_V2_FIELD="licenses", **config)
+    app.config.setdefault("FAKE_LICENSES", {code: dict(v) for code, v in FAKE_LICENSES.items()})
+    app.extensions["fake_market"] = {"calls": [], "usage": {}, "lock": threading.Lock(), "activated": {},
+                                     "queries": [], "software_usage": [], "uploads": {}}
     state = app.extensions["fake_market"]
 
     @app.before_request
@@ -72,6 +86,9 @@ def create_fake_market(ak, sk, usage_key, **config):
         if current_app.config["FAKE_MARKET_FAIL_NEXT"] > 0:
             current_app.config["FAKE_MARKET_FAIL_NEXT"] -= 1
             return _answer(500, "MKT.0999", "System internal error.")
+        if current_app.config["FAKE_MARKET_ANSWER_NEXT"]:
+            status, raw = current_app.config["FAKE_MARKET_ANSWER_NEXT"].pop(0)
+            return Response(raw, status, content_type="text/html")
         body = request.get_data()
         if not apig.verify(ak, sk, request.method, request.url, dict(request.headers), body):
             return _answer(401, "MKT.0154", "Illegal token")
@@ -102,6 +119,76 @@ def create_fake_market(ak, sk, usage_key, **config):
                 else:
                     state["usage"][sn] = record
         return _answer(200, "MKT.0000", "Success", error_records=errors)
+
+    def known(code):
+        return current_app.config["FAKE_LICENSES"].get(code) if isinstance(code, str) else None
+
+    def license_body():
+        try:
+            body = json.loads(request.get_data())
+        except ValueError:
+            return None
+        return body if isinstance(body, dict) else None
+
+    @app.post(licensecodes.ACTIVATE)
+    def activate():
+        body = license_body()
+        found = known((body or {}).get("license"))
+        if found is None:
+            return _license_answer("92020002", "invalid param: license not found")
+        with state["lock"]:
+            state["activated"][body["license"]] = state["activated"].get(body["license"], 0) + 1
+        return _license_answer(license=body["license"], **found)
+
+    @app.post(licensecodes.QUERY_V1)
+    def query_v1():
+        body = license_body() or {}
+        info = body.get("heartbeatInfo")
+        if info is not None and not (isinstance(info, dict) and info.get("thirdPartyAccount")):
+            return _license_answer("92020002", "invalid param: heartbeatInfo.thirdPartyAccount is required")
+        found = known(body.get("license"))
+        if found is None:
+            return _license_answer("92020002", "invalid param: license not found")
+        with state["lock"]:
+            state["queries"].append(body)
+        return _license_answer(license=body["license"], **found)
+
+    @app.post(licensecodes.QUERY_V2)
+    def query_v2():
+        codes = (license_body() or {}).get(current_app.config["FAKE_LICENSE_QUERY_V2_FIELD"])
+        if not isinstance(codes, list) or not 0 < len(codes) <= licensecodes.BATCH_MAX:
+            return _license_answer("92020002", "invalid param")
+        with state["lock"]:
+            state["queries"].append({"licenses": codes})
+        return _license_answer(licenses=[{"license": c, **known(c)} for c in codes if known(c)])
+
+    @app.post(licensecodes.USAGE_INFO)
+    def usage_info():
+        try:
+            licensecodes.usage_body((u.get("license"), u.get("software_usage_Info") or [])
+                                    for u in (license_body() or {}).get("usage_info") or [])
+        except (licensecodes.Invalid, AttributeError) as error:
+            return _license_answer("92020002", f"invalid param: {error}")
+        body = license_body()
+        unknown = [u["license"] for u in body["usage_info"] if known(u["license"]) is None]
+        if unknown:
+            return _license_answer("92020002", f"invalid param: license not found: {unknown[0]}")
+        with state["lock"]:
+            state["software_usage"].append(body)
+        return _license_answer()
+
+    @app.post("/api/mkp-openapi-public/global/v1/market-event/<event_id>/file")
+    def upload(event_id):
+        if request.content_length and request.content_length > UPLOAD_MAX_BYTES:
+            return _license_answer("92020002", "invalid param: file too large")
+        field = current_app.config["FAKE_UPLOAD_FIELD"]
+        part = request.files.get(field)
+        raw = part.read() if part is not None else request.form.get(field, "").encode("utf-8")
+        if not raw:
+            return _license_answer("92020002", f"invalid param: no {field} part")
+        with state["lock"]:
+            state["uploads"].setdefault(event_id, []).append(raw)
+        return _license_answer()
 
     return app
 
