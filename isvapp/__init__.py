@@ -53,11 +53,13 @@ def register_extensions(app):
 
 def register_blueprints(app):
     from . import health, login, produce, productapi
+    from .productapi import relay
     from .dashboard import views as dashboard
 
     app.register_blueprint(produce.bp)
     app.register_blueprint(login.bp)
     app.register_blueprint(productapi.bp)
+    app.register_blueprint(relay.bp)
     app.register_blueprint(health.bp)
     dashboard.init_app(app)
     produce.register_error_answers(app)
@@ -69,8 +71,8 @@ def register_blueprints(app):
 
 def register_commands(app):
     from . import cli
-    from .background import jobs, maintenance, provisioning, usage  # noqa: F401
-    from .domain import kit, licenses, orderdetails  # noqa: F401
+    from .background import jobs, maintenance, provisioning, uploads, usage  # noqa: F401
+    from .domain import kit, licensecodes, licenses, orderdetails  # noqa: F401
     from .market import fake as fakemarket, simulator
 
     cli.init_app(app)
@@ -79,6 +81,7 @@ def register_commands(app):
     jobs.init_app(app)
     kit.init_app(app)
     licenses.init_app(app)
+    licensecodes.init_app(app)
     simulator.init_app(app)
     usage.init_app(app)
     maintenance.init_app(app)

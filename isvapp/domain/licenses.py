@@ -15,11 +15,13 @@ from flask import current_app
 from flask.cli import with_appcontext
 from sqlalchemy import select, update
 
+from ..background import uploads
 from ..extensions import db
 from ..koo import licensedoc
 from ..koo.signing import key_fingerprint
 from ..storage.keys import signing_key
-from ..storage.models import Instance, License, LicenseState, utcnow
+from ..storage.models import Instance, License, LicenseState, UploadState, utcnow
+
 
 def _iso(moment):
     return moment.replace(tzinfo=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ") if moment else None
@@ -38,7 +40,9 @@ def issue(settings, instance, *, fingerprint=None, event_id=None, effective_time
           expire_time=None):
     """Issue a document for ``instance`` (inside the caller's transaction) and return its text.
 
-    An earlier active document for the same device is superseded: a renewal replaces it.
+    An earlier active document for the same device is superseded: a renewal replaces it. A
+    document for a getLicenseAsync event (``event_id``) is uploaded to the marketplace by a job
+    enqueued here, in the same transaction.
     """
     license_id = uuid.uuid4().hex
     expire_time = expire_time or instance.expire_time
@@ -59,7 +63,10 @@ def issue(settings, instance, *, fingerprint=None, event_id=None, effective_time
                            order_id=instance.order_id, event_id=event_id, fingerprint=fingerprint,
                            test_flag=instance.test_flag, document=document,
                            effective_time=effective_time, expire_time=expire_time,
-                           key_fingerprint=key_fingerprint(settings.access_key)))
+                           key_fingerprint=key_fingerprint(settings.access_key),
+                           upload_state=UploadState.PENDING if event_id else None))
+    if event_id:
+        uploads.enqueue(license_id, instance.instance_id)
     return document
 
 

@@ -6,6 +6,9 @@
 A product checks a subscription whenever it likes (not only at login), in any language. The
 tokens are made and revoked on the merchant's pages (API tokens); the answers are read-only
 JSON. A route of its own: it calls the domain (entitlements) and nothing calls it.
+
+The package also holds the License relay (relay.py), what the merchant's installed software calls,
+with its own tokens.
 """
 from flask import Blueprint, jsonify, request
 
@@ -14,7 +17,8 @@ from ..domain import entitlements
 bp = Blueprint("productapi", __name__, url_prefix="/api/v1")
 
 
-def _answer(body, status=200):
+def no_store_json(body, status=200):
+    """A JSON answer no cache may keep: it is one product's or one installation's state, now."""
     response = jsonify(body)
     response.status_code = status
     response.headers["Cache-Control"] = "no-store"
@@ -25,7 +29,7 @@ def _answer(body, status=200):
 def _bearer():
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not entitlements.token_allowed(token.strip()):
-        response = _answer({"error": "unauthorized", "message": "send Authorization: Bearer <token>, a token "
+        response = no_store_json({"error": "unauthorized", "message": "send Authorization: Bearer <token>, a token "
                             "made on the merchant's pages (API tokens) and not revoked"}, 401)
         response.headers["WWW-Authenticate"] = 'Bearer realm="isvapp"'
         return response
@@ -35,10 +39,14 @@ def _bearer():
 @bp.get("/entitlements/instances/<instance_id>")
 def instance(instance_id):
     found = entitlements.of_instance(instance_id)
-    return _answer(found) if found else _answer({"error": "not_found", "message": f"no instance {instance_id}"}, 404)
+    if not found:
+        return no_store_json({"error": "not_found", "message": f"no instance {instance_id}"}, 404)
+    return no_store_json(found)
 
 
 @bp.get("/entitlements/tenants/<tenant_id>")
 def tenant(tenant_id):
     found = entitlements.of_tenant(tenant_id)
-    return _answer(found) if found else _answer({"error": "not_found", "message": f"no tenant {tenant_id}"}, 404)
+    if not found:
+        return no_store_json({"error": "not_found", "message": f"no tenant {tenant_id}"}, 404)
+    return no_store_json(found)

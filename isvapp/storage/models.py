@@ -210,6 +210,11 @@ class License(Model):
     issued_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, onupdate=utcnow)
     key_fingerprint: Mapped[str | None] = mapped_column(String(24))  # the key that issued it
+    # Its upload to the marketplace (getLicenseAsync and the renewals of its documents): None when
+    # the document travels in the answer only (License-G1, License-2.0 without an eventId).
+    upload_state: Mapped[str | None] = mapped_column(String(16))
+    uploaded_at: Mapped[datetime | None] = mapped_column(DateTime)
+    upload_error: Mapped[str | None] = mapped_column(String(255))
 
     __table_args__ = (
         Index("ix_licenses_instance", "instance_id", "issued_at"),
@@ -217,6 +222,56 @@ class License(Model):
         Index("ix_licenses_issued", "issued_at"),
         Index("ix_licenses_order", "order_id"),
     )
+
+
+class UploadState:
+    PENDING = "pending"  # an upload job is queued or retrying
+    UPLOADED = "uploaded"
+    FAILED = "failed"  # the job is dead: an alert was raised, `flask jobs retry` sends it again
+    ALL = (PENDING, UPLOADED, FAILED)
+
+
+class LicenseCode(Model):
+    """A license code (授权码) the marketplace issued to a buyer, as the merchant's installed software
+    last saw it through the relay (isvapp/productapi/relay.py). The marketplace owns the code and its
+    state: this row is the last verified answer, which the relay serves during an outage."""
+
+    __tablename__ = "license_codes"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    code: Mapped[str] = mapped_column(String(64), unique=True)
+    state: Mapped[str | None] = mapped_column(String(32))  # the marketplace's status, as sent
+    expire_time: Mapped[datetime | None] = mapped_column(DateTime)
+    activated_at: Mapped[datetime | None] = mapped_column(DateTime)
+    activated_from: Mapped[str | None] = mapped_column(String(64))
+    verified_at: Mapped[datetime | None] = mapped_column(DateTime)
+    verified_from: Mapped[str | None] = mapped_column(String(64))
+    usage_reported_at: Mapped[datetime | None] = mapped_column(DateTime)
+    usage_reports: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class LicenseInstallation(Model):
+    """One installation of the merchant's software, made at activation: only its secret's SHA-256
+    is kept; the secret is given to the software once."""
+
+    __tablename__ = "license_installations"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    installation_id: Mapped[str] = mapped_column(String(32), unique=True)
+    code: Mapped[str] = mapped_column(String(64))
+    secret_digest: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    created_from: Mapped[str | None] = mapped_column(String(64))
+    last_seen_at: Mapped[datetime | None] = mapped_column(DateTime)
+    __table_args__ = (Index("ix_license_installations_code", "code"),)
+
+
+class RelayBudget(Model):
+    """Relay calls per license code and minute (any worker, any host): one row per code, reused."""
+
+    __tablename__ = "relay_budgets"
+    key: Mapped[str] = mapped_column(String(80), primary_key=True)
+    minute: Mapped[datetime] = mapped_column(DateTime)
+    count: Mapped[int] = mapped_column(Integer, default=0)
 
 
 # --- joint-operation (Kit) sync: keyed by (instance, tenant, ...) as the reference's idempotency

@@ -1,0 +1,59 @@
+"""Delivering getLicenseAsync's licenses: the upload (字符串/文件流上传) of each document to the
+marketplace, as a durable job enqueued in the transaction that stored the document.
+
+The job carries only the document's id: every attempt reads the stored text and sends the same
+bytes, so the marketplace never sees two documents for one attempt at an event. A renewal is a
+new document (a new id, a job of its own) for the same eventId. Failures retry with the queue's
+backoff; a dead upload marks the document "failed" and raises the dead_job alert.
+"""
+from flask import current_app
+from sqlalchemy import select, update
+
+from . import jobs
+from ..extensions import db
+from ..market import openapi
+from ..storage.models import License, UploadState, utcnow
+from ..storage.transactions import write_transaction
+
+KIND = "license_upload"
+# Codes retrying cannot change: the call was refused as it stands (its size, the marketplace's
+# verdict on the event or the keys); the merchant fixes the cause, then `flask jobs retry`.
+PERMANENT_CODES = {"invalid", "config", "92020002", "MKT.0100", "MKT.0101", "MKT.0151", "MKT.0154"}
+
+
+def enqueue(license_id, instance_id):
+    """In the caller's transaction, with the document: nothing acknowledged goes unsent."""
+    jobs.enqueue(KIND, license_id, instance_id=instance_id)
+
+
+def _set(license_id, **values):
+    db.session.execute(update(License).where(License.license_id == license_id).values(updated_at=utcnow(), **values))
+
+
+@jobs.handler(KIND)
+def upload(job):
+    settings = current_app.extensions["isvapp"]
+    row = db.session.execute(select(License.event_id, License.document).where(
+        License.license_id == job.key)).one_or_none()
+    db.session.rollback()
+    if row is None or not row.event_id:
+        raise jobs.Permanent(f"license {job.key} is gone or has no eventId to upload to")
+    try:
+        openapi.upload_license(settings, row.event_id, row.document)
+    except openapi.MarketError as error:
+        with write_transaction():
+            _set(job.key, upload_error=str(error)[:255])
+        if error.code in PERMANENT_CODES:
+            raise jobs.Permanent(str(error)) from None
+        raise
+    with write_transaction():
+        _set(job.key, upload_state=UploadState.UPLOADED, uploaded_at=utcnow(), upload_error=None)
+        if not jobs.complete(job):
+            raise RuntimeError("lost the job's lease; another worker finishes it")
+
+
+def _dead(job):
+    _set(job.key, upload_state=UploadState.FAILED)
+
+
+jobs.DEAD_HANDLERS[KIND] = _dead

@@ -1,0 +1,79 @@
+"""The License relay: the API the merchant's installed software calls (docs/license-relay.md).
+
+    POST /relay/v1/activate   {"license": "PL..."}                        -> an installation token
+    POST /relay/v1/verify     {"license": "PL...", "account"?, "ip"?}      Authorization: Bearer <token>
+    POST /relay/v1/usage      {"license": "PL...", "id" | "active_num"}    Authorization: Bearer <token>
+
+Software at a buyer's site can be taken apart, so it never carries the merchant's AK/SK: it
+carries a license code and the installation token activation gave it, and isvapp makes the
+signed marketplace calls. Answers are JSON; a refusal has ``error`` and a ``message`` naming it.
+"""
+from flask import Blueprint, current_app, request
+
+from . import no_store_json
+from ..domain import licensecodes
+
+bp = Blueprint("relay", __name__, url_prefix="/relay/v1")
+BODY_LIMIT = 4096  # a code, an account and an address
+
+
+def _iso(moment):
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ") if moment else None
+
+
+def _verdict(verdict, **extra):
+    body = {"license": verdict.license, "valid": verdict.valid, "status": verdict.status,
+            "expireTime": _iso(verdict.expire_time),
+            "verifiedAt": _iso(verdict.verified_at), "source": verdict.source, **extra}
+    if verdict.grace_until:
+        body["graceUntil"] = _iso(verdict.grace_until)
+    return body
+
+
+def _body():
+    if (request.content_length or 0) > BODY_LIMIT:
+        raise licensecodes.RelayError(413, "invalid_request", f"the body is over {BODY_LIMIT} bytes")
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise licensecodes.RelayError(400, "invalid_request", 'send a JSON object, e.g. {"license": "PLXXXXXX"}')
+    return body
+
+
+def _token():
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" else ""
+
+
+@bp.errorhandler(licensecodes.RelayError)
+def _refused(error):
+    response = no_store_json({"error": error.error, "message": error.message}, error.status)
+    if error.status == 401:
+        response.headers["WWW-Authenticate"] = 'Bearer realm="isvapp-relay"'
+    return response
+
+
+def _settings():
+    return current_app.extensions["isvapp"]
+
+
+@bp.post("/activate")
+def activate():
+    body = _body()
+    verdict, token = licensecodes.activate(_settings(), body.get("license"), request.remote_addr or "")
+    return no_store_json(_verdict(verdict, installationToken=token))
+
+
+@bp.post("/verify")
+def verify():
+    body = _body()
+    verdict = licensecodes.verify(_settings(), body.get("license"), _token(), request.remote_addr or "",
+                                  body.get("account"), body.get("ip"))
+    return no_store_json(_verdict(verdict))
+
+
+@bp.post("/usage")
+def usage():
+    body = _body()
+    entry = {k: body[k] for k in ("id", "active_num") if k in body}
+    queued = licensecodes.report_usage(_settings(), body.get("license"), _token(), entry)
+    return no_store_json({"license": body.get("license"), "accepted": True, "already": not queued}, 202)
