@@ -19,7 +19,8 @@ from . import diagnosis
 from ..config import secret_key_problem
 from ..extensions import db
 from ..koo.signing import key_fingerprint
-from ..storage.models import Alert, Callback, Instance, KitUser, Tenant, UsageRecord, UsageState, utcnow
+from ..storage.models import (Alert, Callback, Instance, KitUser, License, LicenseCode, Tenant, UsageRecord, UsageState,
+                              utcnow)
 
 SAAS, LICENSE, KIT = "saas", "license", "kit"
 # product type -> [(scenario, label, activities, where the calls go)]; labels are translated on the page.
@@ -36,7 +37,11 @@ CHECKLISTS: dict[str, list[tuple[str, str, tuple[str, ...], str | None]]] = {
     "license": [("new", "New purchase", ("newInstance", "getLicense"), LICENSE),
                 ("renew", "Renewal", ("refreshInstance", "refreshLicense"), LICENSE),
                 ("expire", "Expiry", ("updateInstanceStatus", "expireLicense"), LICENSE),
-                ("release", "Release", ("releaseInstance", "releaseLicense"), LICENSE)],
+                ("release", "Release", ("releaseInstance", "releaseLicense"), LICENSE),
+                # The marketplace's open APIs for license codes (docs/protocol.md section 13).
+                ("upload", "License upload", (), None), ("activation", "License-code activation", (), None),
+                ("verification", "License-code query", (), None),
+                ("statistics", "License usage statistics", (), None)],
     "kit": [("tenant", "Tenant sync", ("tenantSync",), KIT), ("app", "Application sync", ("applicationSync",), KIT),
             ("auth", "User authorisation sync", ("authSync",), KIT),
             ("org", "Department sync", ("singleOrgSync", "allOrgSync"), KIT),
@@ -84,6 +89,10 @@ def _where(activities, place):
 NOT_CALLS = {
     "usage": lambda: select(func.max(UsageRecord.pushed_at)).where(UsageRecord.state == UsageState.PUSHED),
     "login": lambda: select(func.max(KitUser.last_login_at)),  # a buyer through the whole login (isvapp/login)
+    "upload": lambda: select(func.max(License.uploaded_at)),  # getLicenseAsync's license, at the marketplace
+    "activation": lambda: select(func.max(LicenseCode.activated_at)),  # through the relay (docs/license-relay.md)
+    "verification": lambda: select(func.max(LicenseCode.verified_at)),
+    "statistics": lambda: select(func.max(LicenseCode.usage_reported_at)),
 }
 
 

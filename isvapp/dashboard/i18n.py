@@ -72,7 +72,7 @@ def python_msgids():
     found += [(text, "charts series") for f in charts.CHARTS.values() for text in _assigned_strings(f, "series")]
     found += [(label, "labels.FIELD_LABELS") for label in labels.FIELD_LABELS.values()]
     found += [(f"details {state}", "views.field_value") for state in _constants(models.DetailsState)]
-    for kind in (models.InstanceState, models.LicenseState, models.KitState):
+    for kind in (models.InstanceState, models.LicenseState, models.KitState, models.UploadState):
         found += [(state, f"models.{kind.__name__}") for state in _constants(kind)]
     seen, unique = set(), []
     for text, where in found:

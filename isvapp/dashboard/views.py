@@ -17,7 +17,7 @@ from ..domain import entitlements, logins
 from ..storage import vault
 from ..extensions import db
 from ..storage.models import (Callback, Conflict, Department, Event, Instance, InstanceState, Job, JobState, KitApp,
-                      KitUser, License, LicenseState, Tenant, utcnow)
+                      KitUser, License, LicenseCode, LicenseInstallation, LicenseState, Tenant, utcnow)
 from . import charts, i18n, security
 from .labels import FIELD_LABELS
 
@@ -288,6 +288,20 @@ def licenses():
     rows, page, has_next = paged(license_query())
     return render_template("dashboard/licenses.html", rows=rows, page=page, has_next=has_next,
                            states=LicenseState.ALL)
+
+
+@bp.get("/license-codes")
+@security.login_required
+def license_codes():
+    """What the relay saw of each license code: activation, the last verification, usage reported."""
+    q = (request.args.get("q") or "").strip()
+    statement = select(LicenseCode).where(*([LicenseCode.code == q] if q else []))
+    rows, page, has_next = paged(statement.order_by(LicenseCode.created_at.desc(), LicenseCode.id.desc()))
+    installations = dict(db.session.execute(
+        select(LicenseInstallation.code, func.count()).where(LicenseInstallation.code.in_([r.code for r in rows]))
+        .group_by(LicenseInstallation.code)).all())
+    return render_template("dashboard/license_codes.html", rows=rows, page=page, has_next=has_next,
+                           installations=installations)
 
 
 @bp.get("/licenses/<license_id>")

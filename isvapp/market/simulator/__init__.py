@@ -12,7 +12,8 @@ the protocol layer (isvapp.koo) and the standard library only, never on the serv
 Suites (--suite, repeatable; default all): period, onetime, payperuse, trial, cancel, change
 (changeInstanceCheck, orderNotify, refreshInstance RENEWAL_CHANGE), seller-console (two full
 debugging rounds with the console's MOCK order ids, testFlag 1; round 2 must get a live, new
-instance), kit, license-g1, license-2. change and seller-console are G2 suites.
+instance), kit, license-g1, license-2, license-relay (the installed software through /relay/v1,
+with --license-code). change and seller-console are G2 suites.
 
     --probes     requests the server must refuse (bad signature, stale timestamp, replays ...)
     --tolerance  correctly signed but oddly shaped requests it must accept: a number where a
@@ -20,7 +21,7 @@ instance), kit, license-g1, license-2. change and seller-console are G2 suites.
                  17-digit expireTime, an unknown scene, text/plain or no Content-Type, /produce/,
                  over 100 queried ids, odd G1 parameters, odd Kit lists and the /license Kit path
 
-A module per family of suites: client (sending and checking), g2, g1, license, kit, probes; this
+A module per family of suites: client (sending and checking), g2, g1, license, relay, kit, probes; this
 one chooses and runs them and holds the two commands.
 """
 import json
@@ -36,12 +37,14 @@ from .g1 import g1_onetime, g1_payperuse, g1_period, g1_trial
 from .g2 import g2_cancel, g2_change, g2_onetime, g2_payperuse, g2_period, g2_trial, seller_console
 from .kit import kit
 from .license import license_2, license_g1
+from .relay import license_relay
 from .probes import probes, tolerance
 
 SUITES = ("period", "onetime", "payperuse", "trial", "cancel", "change", "seller-console", "kit", "license-g1",
-          "license-2")
+          "license-2", "license-relay")
 
-SHARED = {"kit": kit, "license-g1": license_g1, "license-2": license_2}  # one generation each
+SHARED = {"kit": kit, "license-g1": license_g1, "license-2": license_2,  # one generation each
+          "license-relay": license_relay}
 G2_SAAS = {"period": g2_period, "onetime": g2_onetime, "payperuse": g2_payperuse, "trial": g2_trial,
            "cancel": g2_cancel, "change": g2_change, "seller-console": seller_console}
 
@@ -98,18 +101,22 @@ def simulate_options(function):
                      help="1 marks everything as test data; 0 sends it as real orders."),
         click.option("--kit-public-key", type=click.Path(exists=True, dir_okay=False),
                      help="The Kit public key (PEM) registered in the Seller Console, to encrypt clientSecret."),
+        click.option("--license-code", default="PLXXXXXX", show_default=True,
+                     help="The license code the license-relay suite activates (the console's test code)."),
     ]
     for option in reversed(options):
         function = option(function)
     return function
 
 
-def execute(base_url, key, kit_key, suites, generation, probes_, as_json, test_flag, kit_public_key, tolerance_=False):
+def execute(base_url, key, kit_key, suites, generation, probes_, as_json, test_flag, kit_public_key, tolerance_=False,
+            license_code="PLXXXXXX"):
     if not key:
         raise click.UsageError("the basic Key is needed (--key or KOO_ACCESS_KEY)")
     public = open(kit_public_key, "rb").read() if kit_public_key else None
-    sim = run(Simulator(base_url, key, kit_key, public, test_flag), suites or SUITES, generation, probes_,
-              tolerance_)
+    sim = Simulator(base_url, key, kit_key, public, test_flag)
+    sim.license_code = license_code
+    sim = run(sim, suites or SUITES, generation, probes_, tolerance_)
     click.echo(report(sim, as_json))
     sys.exit(1 if sim.failed else 0)
 
@@ -118,19 +125,22 @@ def execute(base_url, key, kit_key, suites, generation, probes_, as_json, test_f
 @simulate_options
 @click.option("--key", envvar="KOO_ACCESS_KEY", help="The basic Key (or $KOO_ACCESS_KEY).")
 @click.option("--kit-key", envvar="KOO_KIT_ACCESS_KEY", help="The Kit key (or $KOO_KIT_ACCESS_KEY; default: --key).")
-def main(base_url, suites, generation, probes, tolerance, as_json, test_flag, kit_public_key, key, kit_key):
+def main(base_url, suites, generation, probes, tolerance, as_json, test_flag, kit_public_key, license_code, key,
+         kit_key):
     """Play the KooGallery marketplace against BASE_URL (e.g. https://isv.example.com).
 
     Suites: period, onetime, payperuse, trial, cancel, change (changeInstanceCheck, orderNotify,
     RENEWAL_CHANGE), seller-console (two debugging rounds with the console's MOCK orders), kit,
-    license-g1, license-2. --probes: requests to refuse; --tolerance: odd ones to accept."""
-    execute(base_url, key, kit_key, suites, generation, probes, as_json, test_flag, kit_public_key, tolerance)
+    license-g1, license-2, license-relay. --probes: requests to refuse; --tolerance: odd ones to accept."""
+    execute(base_url, key, kit_key, suites, generation, probes, as_json, test_flag, kit_public_key, tolerance,
+            license_code)
 
 
 @click.command("simulate")
 @simulate_options
 @with_appcontext
-def simulate_command(base_url, suites, generation, probes, tolerance, as_json, test_flag, kit_public_key):
+def simulate_command(base_url, suites, generation, probes, tolerance, as_json, test_flag, kit_public_key,
+                     license_code):
     """Play the marketplace against BASE_URL with this app's keys (see also isvapp-sim).
 
     Suites and options as isvapp-sim: seller-console repeats the console's debugging rounds,
@@ -147,7 +157,7 @@ def simulate_command(base_url, suites, generation, probes, tolerance, as_json, t
                                                           serialization.PublicFormat.SubjectPublicKeyInfo))
             kit_public_key = path
     execute(base_url, settings.access_key, settings.kit_access_key, suites, generation, probes, as_json,
-            test_flag, kit_public_key, tolerance)
+            test_flag, kit_public_key, tolerance, license_code)
 
 
 def init_app(app):

@@ -57,6 +57,7 @@ class Simulator:
         self.run_id = time.strftime("%m%d%H%M%S") + uuid.uuid4().hex[:4].upper()
         self.steps = []
         self.scenario = ""
+        self.license_code = "PLXXXXXX"  # the license-relay suite's code: the console's test code, or the fake's
 
     # --- sending ----------------------------------------------------------------------------
 
