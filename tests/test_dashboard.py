@@ -42,8 +42,10 @@ def test_every_page_requires_login(app, client, admin):
     checked = 0
     for rule in app.url_map.iter_rules():
         # the marketplace's routes verify their own signatures; the buyer's login is for strangers;
-        # the entitlement API takes its own bearer tokens (tests/test_entitlements.py)
-        if rule.endpoint in open_endpoints or rule.endpoint.startswith(("produce.", "login.", "productapi.")):
+        # the entitlement API takes its own bearer tokens (tests/test_entitlements.py); the License
+        # relay, its installation tokens (tests/test_license_codes.py)
+        if rule.endpoint in open_endpoints or rule.endpoint.startswith(("produce.", "login.", "productapi.",
+                                                                         "relay.")):
             continue
         url = rule.rule.replace("<instance_id>", "x").replace("<license_id>", "x").replace("<int:tenant_pk>", "1") \
             .replace("<int:callback_id>", "1").replace("<int:app_pk>", "1")

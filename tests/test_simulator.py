@@ -10,6 +10,7 @@ from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
 from isvapp.market import simulator
+from isvapp.market.fake import Running, create_fake_market
 from isvapp.koo.envelope import envelope
 from isvapp.koo.signing import body_sign
 
@@ -19,14 +20,17 @@ from .live import ROOT, LiveServer
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory):
+    """isvapp under gunicorn, with a fake marketplace for the License relay's calls."""
     folder = tmp_path_factory.mktemp("sim")
-    env = {"ISVAPP_KOO_ACCESS_KEY": KEY, "ISVAPP_KOO_KIT_ACCESS_KEY": KIT_KEY}
-    server = LiveServer(folder, workers=2, env=env)
-    server.flask("init-db")
-    public = folder / "kit_public.pem"
-    public.write_text(server.flask("kit-keygen").stdout)
-    with server:
-        yield server, public
+    with Running(create_fake_market("sim-ak", "sim-sk", KEY)) as market_api:
+        env = {"ISVAPP_KOO_ACCESS_KEY": KEY, "ISVAPP_KOO_KIT_ACCESS_KEY": KIT_KEY,
+               "ISVAPP_KOO_API_BASE_URL": market_api.url, "ISVAPP_KOO_AK": "sim-ak", "ISVAPP_KOO_SK": "sim-sk"}
+        server = LiveServer(folder, workers=2, env=env)
+        server.flask("init-db")
+        public = folder / "kit_public.pem"
+        public.write_text(server.flask("kit-keygen").stdout)
+        with server:
+            yield server, public
 
 
 def test_every_suite_and_probe_passes_against_isvapp(live):
@@ -35,7 +39,8 @@ def test_every_suite_and_probe_passes_against_isvapp(live):
                         simulator.SUITES, "both", with_probes=True)
     assert sim.failed == [], simulator.report(sim)
     scenarios = {s.scenario for s in sim.steps}
-    assert {"period G1", "period G2", "cancel G2", "kit", "license-g1", "license-2", "negative probes"} <= scenarios
+    assert {"period G1", "period G2", "cancel G2", "kit", "license-g1", "license-2", "license-relay",
+            "negative probes"} <= scenarios
     assert len(sim.steps) > 80
     assert all(s.got == s.expected for s in sim.steps)
     # the Kit suite's account login, through the simulator's own IdP, and the refused outsider

@@ -36,7 +36,7 @@ from sqlalchemy import create_engine, make_url, select, text
 from sqlalchemy.pool import NullPool
 
 from isvapp.koo.signing import g2_signed_request
-from isvapp.storage.models import Callback, Event, Instance, Job, JobState, License, Tenant, utcnow
+from isvapp.storage.models import Callback, Event, Instance, Job, JobState, License, LicenseCode, Tenant, utcnow
 from isvapp.market.simulator import SUITES
 
 from .conftest import KEY, ON_POSTGRES, SERVER_URI
@@ -260,9 +260,22 @@ def test_the_worker_settles_with_no_job_dead_or_failing(afternoon):
     assert not problems, "\n\n".join(problems)
 
 
+def test_the_license_suites_reached_the_marketplace_uploads_activation_query_and_usage(afternoon):
+    """The joints of License products: getLicenseAsync's license uploaded by the worker, and the
+    simulator's installed software activated, verified and reported usage through the relay, all
+    against the fake marketplace."""
+    with afternoon["engine"].connect() as conn:
+        uploads = conn.execute(select(License.upload_state).where(License.event_id.is_not(None))).scalars().all()
+        codes = conn.execute(select(LicenseCode)).all()
+    assert uploads and set(uploads) == {"uploaded"}, uploads
+    assert [(c.code, bool(c.activated_at), bool(c.verified_at), c.usage_reports) for c in codes] == [
+        ("PLXXXXXX", True, True, 1)]
+
+
 # --- step 5: the pages in Chromium ------------------------------------------------------------------
 
-NAV = ["/admin/", "/admin/go-live", "/admin/instances", "/admin/licenses", "/admin/tenants", "/admin/callbacks"]
+NAV = ["/admin/", "/admin/go-live", "/admin/instances", "/admin/licenses", "/admin/license-codes", "/admin/tenants",
+       "/admin/callbacks"]
 WORDS = {"en": ("en", "Overview"), "zh": ("zh-CN", "概览")}
 DETAIL_PREFIXES = {"instances": "/admin/instances/", "licenses": "/admin/licenses/", "tenants": "/admin/tenants/",
                    "callbacks": "/admin/callbacks/"}
