@@ -228,12 +228,31 @@ class ChangeInstanceCheck(KooSchema):
 
 
 class OrderNotify(KooSchema):
-    """orderNotify: the marketplace says an order changed; the order is fetched afterwards."""
+    """orderNotify: the marketplace says an order changed; the order is fetched afterwards.
+
+    Its request table was never retrieved (docs/protocol.md 4.8), so fields it does not name are
+    kept as sent (``extra``, at most EXTRA_KEPT of them, each value cut to EXTRA_VALUE_CHARS) with
+    a warning, for the merchant to see what the marketplace really sends."""
+
+    EXTRA_KEPT, EXTRA_VALUE_CHARS = 50, 1024
 
     orderId = Id()
     orderLineId = Id(required=False)
     notifyType = Text()
     orderStatus = Text()
+    extra = fields.Dict(load_default=None)
+
+    @pre_load
+    def _keep_unknown(self, data, **kwargs):
+        if not isinstance(data, dict):
+            return data
+        named = set(self.fields) - {"extra"}
+        extra = {str(k)[:64]: v if isinstance(v, (int, float, bool)) or v is None else str(v)[:self.EXTRA_VALUE_CHARS]
+                 for k, v in list(data.items())[:200] if k not in named}
+        extra = dict(list(extra.items())[:self.EXTRA_KEPT])
+        if extra:
+            oddities.note(f"undocumented orderNotify fields kept as sent: {', '.join(sorted(extra))}")
+        return {**{k: v for k, v in data.items() if k in named}, "extra": extra or None}
 
 
 class InstanceIdList(fields.Field):

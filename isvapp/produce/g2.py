@@ -11,6 +11,7 @@ from ..koo.envelope import envelope
 from ..koo.signing import replay_token, request_fingerprint, verify_g2_request
 from ..storage.models import DetailsState
 from ..background.provisioning import instance_fields, load_provisioner
+from ..background.usage import usage_info
 from ..koo import codes
 from ..koo.codes import KooError
 from ..koo import oddities
@@ -21,12 +22,17 @@ def _compact(mapping):
     return {k: v for k, v in mapping.items() if v is not None}
 
 
-def instance_info(cfg, instance, encrypted, type_inside=True):
+def instance_info(cfg, instance, encrypted, type_inside=True, usage=None):
     """One ``info`` element: instanceId, appInfo, and encryptType when the credentials are encrypted
-    (inside the element in G2; G1's queryInstance puts it at the top of the answer instead)."""
-    return _compact({"instanceId": instance.instance_id,
+    (inside the element in G2; G1's queryInstance puts it at the top of the answer instead), and
+    a pay-per-use or package instance's usage (``usage``: its UsageInfo list) under
+    KOO_QUERY_USAGE_FIELD."""
+    info = _compact({"instanceId": instance.instance_id,
                      "encryptType": cfg.encrypt_type if encrypted and type_inside else None,
                      "appInfo": _compact(lifecycle.app_info(cfg, instance, encrypted))})
+    if usage is not None and cfg.query_usage_field:
+        info[cfg.query_usage_field] = usage
+    return info
 
 
 def _new_instance_args(cfg, d, generation, product_type):
@@ -88,7 +94,9 @@ def query_answer(cfg, d, encrypted, type_inside=True):
         if not d["testFlag"]:
             raise KooError(codes.INSTANCE_NOT_FOUND, "none of the instances exist")
         oddities.note("debugging call: none of the instances exist; answered an empty list")
-    return [instance_info(cfg, instance, encrypted, type_inside) for instance in found]
+    usage = usage_info(cfg, found) if cfg.query_usage_field else {}
+    return [instance_info(cfg, instance, encrypted, type_inside, usage.get(instance.instance_id))
+            for instance in found]
 
 
 def query_instance(cfg, d):
@@ -109,7 +117,7 @@ def order_notify(cfg, d):
                                       lifecycle.request_digest(notice)[:16]),
         activity="orderNotify", digest=lifecycle.request_digest(notice), instance_id=None,
         make=lambda: lifecycle.order_notified(order_id=d["orderId"], order_line_id=d.get("orderLineId"),
-                                              notice=notice))
+                                              notice={**notice, **({"fields": d["extra"]} if d.get("extra") else {})}))
 
 
 ACTIVITIES = {

@@ -112,6 +112,9 @@ LICENSE_2_ACTIVITIES = {
     # The License-2.0 pages use the G2 activity names: query and upgrade are answered as for SaaS.
     "queryInstance": g2.ACTIVITIES["queryInstance"],
     "upgradeInstance": g2.ACTIVITIES["upgradeInstance"],
+    # The order-notification feed covers every delivery type (zh-cn_topic_0000002091799149), so
+    # a License product's production URL gets it too.
+    "orderNotify": g2.ACTIVITIES["orderNotify"],
 }
 
 
