@@ -39,6 +39,10 @@ DEFAULTS = {
     # reference leaves G1's integer values open; an order with no expireTime that is not one-time
     # (chargingMode 3 / ONE_TIME) is treated as pay-per-use as well.
     "KOO_G1_PAY_PER_USE_MODES": "ON_DEMAND,ON_DEMAND_PKG",
+    # queryInstance's field, in each info element, for a pay-per-use or package instance's usage
+    # (UsageInfo: usageValue, and relatedInstanceId for a package). The page names the element but
+    # not its field: "" leaves usage out.
+    "KOO_QUERY_USAGE_FIELD": "usageInfo",
     "KOO_API_BASE_URL": "https://mkt.myhuaweicloud.com",
     "KOO_AK": None,
     "KOO_SK": None,
@@ -115,6 +119,14 @@ DEFAULTS = {
     "ALERT_FEISHU_SECRET": None,  # the bot's signature-check secret (签名校验), if set
     "ALERT_WORKER_SILENT_S": 300,  # "worker_silent" when the worker heartbeat is older than this
     "ALERT_DISK_FREE_PCT": 10,  # "disk_low" when the instance folder's disk has less free than this
+    # The merchant's notices (isvapp/background/notices.py), each switched on by name: new_order,
+    # release, expiring, digest (comma-separated; none by default). New orders and releases are
+    # grouped into windows of ALERT_NOTICE_GROUP_MIN minutes, one message each when it closes.
+    "ALERT_NOTICES": "",
+    "ALERT_NOTICE_GROUP_MIN": 10,
+    "ALERT_EXPIRING_DAYS": 7,  # "expiring": live instances that expire within this many days, daily
+    "ALERT_DIGEST_HOUR": 9,  # "digest": sent once a day from this hour (DISPLAY_TIMEZONE)
+    "ALERT_LANGUAGE": "zh",  # the notices' language: zh or en
     # The buyer's login for joint-operation products (isvapp/login, docs/handoff.md).
     # The exact redirect_uri registered with the app's credentials (None: this server's
     # /login/callback, as the request reached it: set it when a proxy rewrites the host).
@@ -193,6 +205,7 @@ class Settings:
     license_upload_max_bytes: int = 5 * 1024 * 1024
     relay_grace_s: int = 72 * 3600
     relay_per_minute: int = 30
+    query_usage_field: str = "usageInfo"
 
 
 MAIN_API_URL, BACKUP_API_URL = "https://mkt.myhuaweicloud.com", "https://mkt.myhuaweicloud.cn"
@@ -271,6 +284,8 @@ def load_settings(config):
         license_upload_max_bytes=int(config.get("KOO_LICENSE_UPLOAD_MAX_BYTES") or 5 * 1024 * 1024),
         relay_grace_s=int(float(config.get("LICENSE_RELAY_GRACE_H") or 0) * 3600),
         relay_per_minute=int(config.get("LICENSE_RELAY_PER_MINUTE") or 30),
+        query_usage_field=str(config.get("KOO_QUERY_USAGE_FIELD") if config.get("KOO_QUERY_USAGE_FIELD")
+                              is not None else "usageInfo"),
     )
 
 

@@ -7,15 +7,15 @@ mid-push resends the same batch with the same metering_sn values, which the mark
 recognises as duplicates, so a record is never counted twice.
 """
 import uuid
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
 
 import click
 from flask import current_app
 from flask.cli import with_appcontext
-from sqlalchemy import exists, select, update
+from sqlalchemy import Float, cast, exists, func, select, update
 
-from . import jobs
+from . import alerts, jobs
 from ..market import openapi
 from ..storage.statements import insert_ignore
 from ..storage.transactions import write_transaction
@@ -25,9 +25,18 @@ from ..storage.models import Instance, Job, JobState, UsageRecord, UsageState, u
 BATCH = 1000
 SDR_TIME = "%Y%m%dT%H%M%SZ"
 JOB_KEY = "usage"
+# sp_topic_0000120 (2024-11-22): hourly SDRs, "reported within the first 15 minutes of the next
+# hour after a customer uses the resources" (used at 13:25: reported between 14:00 and 14:15).
+DUE_AFTER_HOUR = timedelta(minutes=15)
 
 
-def _naive_utc(moment):
+def due_at(end_time):
+    """The end of the 15 minutes after the hour the usage ends in (usage up to 14:00 is 13:xx's)."""
+    hour = (end_time - timedelta(microseconds=1)).replace(minute=0, second=0, microsecond=0)
+    return hour + timedelta(hours=1) + DUE_AFTER_HOUR
+
+
+def naive_utc(moment):
     return moment.astimezone(timezone.utc).replace(tzinfo=None) if moment.tzinfo else moment
 
 
@@ -48,7 +57,9 @@ def add(instance_id, usage_value, begin_time, end_time, metering_sn=None, relate
     Returns the metering_sn. A metering_sn given twice is recorded once (returns the same sn).
     """
     value = _value(usage_value)
-    begin, end = _naive_utc(begin_time), _naive_utc(end_time)
+    if relate_pkg_instance is not None and (not isinstance(relate_pkg_instance, str) or len(relate_pkg_instance) > 64):
+        raise ValueError("the package instance id is text of at most 64 characters")
+    begin, end = naive_utc(begin_time), naive_utc(end_time)
     if end <= begin:
         raise ValueError("end time must be after begin time")
     sn = metering_sn or uuid.uuid4().hex
@@ -57,7 +68,8 @@ def add(instance_id, usage_value, begin_time, end_time, metering_sn=None, relate
             raise ValueError(f"instance {instance_id} does not exist")
         insert_ignore(UsageRecord, metering_sn=sn, instance_id=instance_id, usage_value=value,
                       begin_time=begin, end_time=end, record_time=utcnow(),
-                      relate_pkg_instance=relate_pkg_instance, state=UsageState.PENDING, created_at=utcnow())
+                      relate_pkg_instance=relate_pkg_instance, state=UsageState.PENDING, created_at=utcnow(),
+                      due_at=due_at(end), late=False)
         _wake()
     return sn
 
@@ -72,13 +84,78 @@ def _wake():
 
 @jobs.periodic
 def schedule():
-    """Called by the worker now and then: usage left pending (say, added while a push ran) gets pushed."""
+    """Called by the worker now and then: usage left pending (say, added while a push ran) gets
+    pushed, and usage that missed its hour's deadline raises one "usage_late" alert."""
     pending = db.session.execute(select(exists().where(UsageRecord.state.in_(
         (UsageState.PENDING, UsageState.SENDING))))).scalar()
     db.session.rollback()
     if pending:
         with write_transaction():
             _wake()
+    check_late()
+
+
+def check_late(now=None):
+    """Mark (once) each record not pushed by its due time, and alert when there are new ones.
+    Returns how many were found late now."""
+    now = now or utcnow()
+    missed = (UsageRecord.late.is_(False), UsageRecord.due_at.is_not(None), UsageRecord.due_at < now,
+              (UsageRecord.pushed_at.is_(None)) | (UsageRecord.pushed_at > UsageRecord.due_at))
+    with write_transaction():
+        ids = db.session.execute(select(UsageRecord.id).where(*missed).limit(10_000)).scalars().all()
+        if not ids:
+            return 0
+        first = db.session.execute(select(UsageRecord).where(UsageRecord.id == ids[0])).scalar_one()
+        db.session.execute(update(UsageRecord).where(UsageRecord.id.in_(ids)).values(late=True))
+        alerts.raise_alert("usage_late", f"{len(ids)} usage record(s) missed their hour's deadline",
+                           f"{len(ids)} pay-per-use usage record(s) were not pushed to the marketplace within 15 "
+                           f"minutes of the hour after their usage (the first: {first.metering_sn}, instance "
+                           f"{first.instance_id}, usage up to {first.end_time:%Y-%m-%d %H:%M} UTC, due "
+                           f"{first.due_at:%H:%M} UTC, state {first.state}). The buyer's charge is delayed. Check "
+                           "that the worker runs and reaches the marketplace (`flask --app isvapp usage list`).",
+                           now=now)
+        return len(ids)
+
+
+def last_push():
+    """(when the last record was pushed, whether it was on time, records late in the last 24 h)."""
+    row = db.session.execute(select(UsageRecord.pushed_at, UsageRecord.due_at).where(
+        UsageRecord.state == UsageState.PUSHED).order_by(UsageRecord.pushed_at.desc()).limit(1)).first()
+    late = db.session.execute(select(func.count()).select_from(UsageRecord).where(
+        UsageRecord.late.is_(True), UsageRecord.due_at > utcnow() - timedelta(days=1))).scalar_one()
+    if row is None:
+        return None, None, late
+    return row.pushed_at, row.due_at is None or row.pushed_at <= row.due_at, late
+
+
+def usage_info(settings, instances):
+    """queryInstance's UsageInfo per instance (topic_0070649081: mandatory for pay-per-use and
+    package instances, "the usage in real time"): {instance_id: [UsageInfo]}.
+
+    A pay-per-use instance gets its usage recorded so far (every record the marketplace did not
+    refuse); a package gets one entry per pay-per-use instance drawn from it (relatedInstanceId),
+    as the page's SMS-and-MMS example does. Other instances are left out."""
+    ids = [i.instance_id for i in instances]
+    if not ids:
+        return {}
+    amount = func.sum(cast(UsageRecord.usage_value, Float))
+    counted = UsageRecord.state != UsageState.REJECTED
+    own = dict(db.session.execute(select(UsageRecord.instance_id, amount).where(
+        UsageRecord.instance_id.in_(ids), counted).group_by(UsageRecord.instance_id)).all())
+    found = {}
+    for package, related, total in db.session.execute(
+            select(UsageRecord.relate_pkg_instance, UsageRecord.instance_id, amount)
+            .where(UsageRecord.relate_pkg_instance.in_(ids), counted)
+            .group_by(UsageRecord.relate_pkg_instance, UsageRecord.instance_id)
+            .order_by(UsageRecord.relate_pkg_instance, UsageRecord.instance_id)).all():
+        found.setdefault(package, []).append({"relatedInstanceId": related, "usageValue": round(total or 0, 4)})
+    for instance in instances:
+        metered = (instance.charging_mode or "") in settings.g1_pay_per_use_modes
+        if instance.instance_id not in found and (metered or instance.instance_id in own):
+            package = (instance.charging_mode or "").endswith("_PKG")
+            found[instance.instance_id] = [] if package and instance.instance_id not in own else [
+                {"usageValue": round(own.get(instance.instance_id) or 0, 4)}]
+    return found
 
 
 def _sdr(record):

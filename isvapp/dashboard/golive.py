@@ -14,7 +14,7 @@ from datetime import timedelta
 from sqlalchemy import func, select, text
 
 from .. import outbound
-from ..background import alerts, status
+from ..background import alerts, status, usage
 from . import diagnosis
 from ..config import secret_key_problem
 from ..extensions import db
@@ -198,6 +198,14 @@ def health(app, settings, now=None, page_client=None):
                         "never seen" if beat is None else f"last heartbeat {beat:.0f} s ago",
                         "" if beat is not None and beat < 120 else
                         "Start `flask --app isvapp worker` (scripts/run.sh and the systemd unit do)."))
+    pushed_at, on_time, late = usage.last_push()
+    if late:
+        items.append(Health("usage_push", "Usage push", "bad", f"{late} record(s) missed their hour's deadline in "
+                            "the last 24 h", "Keep the worker running and reaching the marketplace: the rules want "
+                            "each hour's usage within 15 minutes of the next hour."))
+    else:
+        items.append(Health("usage_push", "Usage push", "ok", "no usage pushed yet" if pushed_at is None else
+                            f"last push {pushed_at:%Y-%m-%d %H:%M} UTC, " + ("on time" if on_time else "late")))
     value, when = reported.get("order_query", (None, None))
     if value is None:
         items.append(Health("order_query", "Order-query API", "warn", "not called yet",
@@ -217,10 +225,10 @@ def health(app, settings, now=None, page_client=None):
                         ", ".join(channels) if channels else "none: alerts are recorded and shown only on this page",
                         "" if channels else "Set ALERT_EMAIL_TO (with ALERT_SMTP_*) or a group robot URL "
                                             "(ALERT_WECOM_URL, ALERT_DINGTALK_URL, ALERT_FEISHU_URL)."))
-    usage = shutil.disk_usage(app.instance_path)
-    free_pct = 100 * usage.free / usage.total
+    disk = shutil.disk_usage(app.instance_path)
+    free_pct = 100 * disk.free / disk.total
     items.append(Health("disk", "Free disk and database size", "ok" if free_pct >= 10 else "bad",
-                        f"{usage.free / 2**30:.1f} GiB free ({free_pct:.0f}%), database {_database_mib():.1f} MiB",
+                        f"{disk.free / 2**30:.1f} GiB free ({free_pct:.0f}%), database {_database_mib():.1f} MiB",
                         "" if free_pct >= 10 else "Free disk space: a full disk answers 000005 to the marketplace."))
     return items
 

@@ -2,6 +2,7 @@
 
     GET /api/v1/entitlements/instances/<instanceId>   Authorization: Bearer <token>
     GET /api/v1/entitlements/tenants/<tenantId>
+    POST /api/v1/usage                                pay-per-use usage, pushed to the marketplace
 
 A product checks a subscription whenever it likes (not only at login), in any language. The
 tokens are made and revoked on the merchant's pages (API tokens); the answers are read-only
@@ -12,7 +13,9 @@ with its own tokens.
 """
 from flask import Blueprint, jsonify, request
 
+from ..background import usage
 from ..domain import entitlements
+from ..koo.times import read_time
 
 bp = Blueprint("productapi", __name__, url_prefix="/api/v1")
 
@@ -50,3 +53,28 @@ def tenant(tenant_id):
     if not found:
         return no_store_json({"error": "not_found", "message": f"no tenant {tenant_id}"}, 404)
     return no_store_json(found)
+
+
+@bp.post("/usage")
+def record_usage():
+    """Pay-per-use usage from the merchant's product: recorded, then pushed by the worker within
+    the marketplace's hour (isvapp/background/usage.py). The same meteringSn is recorded once."""
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        return no_store_json({"error": "invalid_request", "message": 'send a JSON object: {"instanceId": ..., '
+                              '"usageValue": 1.5, "beginTime": "2026-12-02T08:00:00Z", "endTime": ...}'}, 400)
+    times = {name: read_time(body.get(name))[0] for name in ("beginTime", "endTime")}
+    unreadable = [name for name, moment in times.items() if moment is None]
+    if unreadable:
+        return no_store_json({"error": "invalid_request", "message": f"{unreadable[0]} is missing or not a time "
+                              "(e.g. 2026-12-02T08:00:00Z, UTC)"}, 400)
+    sn = body.get("meteringSn")
+    if sn is not None and (not isinstance(sn, str) or not 0 < len(sn) <= 64):
+        return no_store_json({"error": "invalid_request", "message": "meteringSn is text of 1 to 64 characters"}, 400)
+    try:
+        sn = usage.add(str(body.get("instanceId") or ""), body.get("usageValue"), times["beginTime"], times["endTime"],
+                       sn, body.get("relatePkgInstance") or None)
+    except ValueError as error:
+        return no_store_json({"error": "invalid_request", "message": str(error)}, 400)
+    return no_store_json({"meteringSn": sn, "dueAt": usage.due_at(usage.naive_utc(times["endTime"]))
+                          .strftime("%Y-%m-%dT%H:%M:%SZ")}, 201)

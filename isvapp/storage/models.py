@@ -420,7 +420,12 @@ class UsageRecord(Model):
     error_msg: Mapped[str | None] = mapped_column(String(255))
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     pushed_at: Mapped[datetime | None] = mapped_column(DateTime)
-    __table_args__ = (Index("ix_usage_state", "state", "created_at"), Index("ix_usage_instance", "instance_id"))
+    # When the marketplace wants it (15 minutes into the hour after the one its usage ends in), and
+    # whether it missed that (set once, by the worker's check, which alerts on it).
+    due_at: Mapped[datetime | None] = mapped_column(DateTime)
+    late: Mapped[bool] = mapped_column(Boolean, default=False)
+    __table_args__ = (Index("ix_usage_state", "state", "created_at"), Index("ix_usage_instance", "instance_id"),
+                      Index("ix_usage_package", "relate_pkg_instance"), Index("ix_usage_due", "late", "due_at"))
 
 
 # --- the merchant's pages ------------------------------------------------------------------------
