@@ -71,7 +71,7 @@ def register_blueprints(app):
 
 def register_commands(app):
     from . import cli
-    from .background import jobs, maintenance, provisioning, uploads, usage  # noqa: F401
+    from .background import jobs, maintenance, notices, provisioning, uploads, usage  # noqa: F401
     from .domain import kit, licensecodes, licenses, orderdetails  # noqa: F401
     from .market import fake as fakemarket, simulator
 

@@ -69,24 +69,33 @@ def window_key(now=None, window_min=None):
     return datetime.fromtimestamp(start, timezone.utc).strftime("%Y-%m-%dT%H:%MZ") + f"/{minutes}m"
 
 
-def raise_alert(kind, subject, text, now=None):
+def raise_alert(kind, subject, text, now=None, count=1, window_min=None, hold=False):
     """Record an alert INSIDE the caller's write transaction; returns the alert's id.
 
     The first of its kind in the window inserts the row and enqueues its ``alert`` job (both
-    commit or roll back with the caller's work); a repeat only adds one to ``count``.
+    commit or roll back with the caller's work); a repeat only adds ``count`` to ``count``.
+    ``window_min``: this kind's own window; ``hold``: send when the window closes, not at once, so
+    that the message counts all of it (the merchant's notices, isvapp/background/notices.py).
     """
     now = now or utcnow()
-    kind, window = str(kind)[:32], window_key(now)
+    kind, window = str(kind)[:32], window_key(now, window_min)
     inserted = insert_ignore(Alert, kind=kind, window=window, subject=str(subject)[:255], text=str(text),
-                             count=1, created_at=now)
+                             count=count, created_at=now)
     if not inserted:
         db.session.execute(update(Alert).where(Alert.kind == kind, Alert.window == window)
-                           .values(count=Alert.count + 1))
+                           .values(count=Alert.count + count))
     alert_id = db.session.execute(
         select(Alert.id).where(Alert.kind == kind, Alert.window == window)).scalar_one()
     if inserted:
-        jobs.enqueue("alert", f"{alert_id}:{kind}:{window}", {"alert_id": alert_id, "sent": []})
+        delay_s = _window_left_s(now, window_min) if hold else 0
+        jobs.enqueue("alert", f"{alert_id}:{kind}:{window}", {"alert_id": alert_id, "sent": []}, delay_s=delay_s)
     return alert_id
+
+
+def _window_left_s(now, window_min):
+    minutes = int(window_min or current_app.config.get("ALERT_WINDOW_MIN") or 60)
+    aware = now if now.tzinfo else now.replace(tzinfo=timezone.utc)
+    return minutes * 60 - aware.timestamp() % (minutes * 60) + 1
 
 
 def raise_alert_alone(kind, subject, text, now=None):
@@ -388,6 +397,11 @@ def send(channel, config, subject, text):
         raise ChannelError(f"{channel}: {type(error).__name__}: {_mask(error, config)}") from None
 
 
+# kind -> function(alert, config) -> (subject, text): kinds whose message is written when it is
+# sent, from the whole window (registered by the modules above, e.g. notices).
+RENDERERS = {}
+
+
 def message_text(alert):
     text = alert.text
     if alert.count > 1:
@@ -417,7 +431,8 @@ def deliver(job):
     if alert is None:
         db.session.rollback()
         return  # pruned meanwhile: nothing left to say
-    subject, text = alert.subject, message_text(alert)
+    render = RENDERERS.get(alert.kind)
+    subject, text = render(alert, config) if render else (alert.subject, message_text(alert))
     # No transaction held while talking to the channels. Only the plain values above are used
     # after this: reading the expired ``alert`` again would silently begin a new transaction.
     db.session.rollback()
