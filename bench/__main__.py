@@ -20,6 +20,8 @@ Every figure is measured next to its baseline in the same run (the machine is sh
 9. case 1 against the same app with one piece of the write path's machinery replaced by its
    simpler form: the lean transaction, pre-bound statements, the short BEGIN retries
    (bench/writepath.py).
+10. one hour's usage of 10,000 pay-per-use instances pushed by the worker, against the 15 minutes
+   the rules allow and the open-API client alone (bench/usagepush.py).
 
 --quick runs everything at tiny sizes (the test suite does, so the benchmark cannot rot).
 """
@@ -45,7 +47,7 @@ import requests
 
 from isvapp.koo.signing import g2_signed_request
 
-from . import abuse, dashboard, kit_sync, tables, writepath
+from . import abuse, dashboard, kit_sync, tables, usagepush, writepath
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -209,6 +211,7 @@ def run(quick, folder):
     results["abuse"] = abuse.measure(quick, LiveServer)
     results["tables"] = measure_tables(quick, folder)
     results["writepath"] = measure_writepath(quick, folder)
+    results["usagepush"] = usagepush.measure(quick, folder)
     return results
 
 
@@ -220,7 +223,8 @@ def measure_writepath(quick, folder):
     return writepath.measure(quick, folder, LiveServer, ENV, wrk, request_file, new_order_body, KEY)
 
 
-ONLY = {"tables": (measure_tables, tables.render), "writepath": (measure_writepath, writepath.render)}
+ONLY = {"tables": (measure_tables, tables.render), "writepath": (measure_writepath, writepath.render),
+        "usagepush": (usagepush.measure, usagepush.render)}
 
 
 def render(r, quick):
@@ -304,6 +308,7 @@ def render(r, quick):
     lines += abuse.render(r["abuse"])
     lines += tables.render(r["tables"])
     lines += writepath.render(r["writepath"])
+    lines += usagepush.render(r["usagepush"])
     notes = ROOT / "bench" / "NOTES.md"
     if notes.exists():
         lines += [notes.read_text()]

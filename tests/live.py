@@ -58,6 +58,11 @@ class LiveServer:
         return subprocess.run([sys.executable, "-m", "flask", "--app", "isvapp", *args], cwd=ROOT,
                               env=self.env, check=True, capture_output=True, text=True, timeout=60)
 
+    def flask_popen(self, *args):
+        """A long-running ``flask`` command (a worker) with this server's settings; stop it after."""
+        return subprocess.Popen([sys.executable, "-m", "flask", "--app", "isvapp", *args], cwd=ROOT, env=self.env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
     def start(self, timeout=90):  # generous: a loaded 2-core machine starts slowly
         self.flask("init-db")
         self.log = open(self.instance_path / "gunicorn.log", "w")

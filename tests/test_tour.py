@@ -27,7 +27,7 @@ import threading
 import time
 import uuid
 from collections import Counter, defaultdict
-from datetime import datetime
+from datetime import datetime, timedelta
 from urllib.parse import urlencode, urljoin, urlsplit
 
 import pytest
@@ -35,8 +35,9 @@ import requests
 from sqlalchemy import create_engine, make_url, select, text
 from sqlalchemy.pool import NullPool
 
-from isvapp.koo.signing import g2_signed_request
-from isvapp.storage.models import Callback, Event, Instance, Job, JobState, License, LicenseCode, Tenant, utcnow
+from isvapp.koo.signing import g1_signed_params, g2_signed_request
+from isvapp.storage.models import (Callback, Event, Instance, Job, JobState, License, LicenseCode, Tenant, UsageRecord,
+                                   utcnow)
 from isvapp.market.simulator import SUITES
 
 from .conftest import KEY, ON_POSTGRES, SERVER_URI
@@ -270,6 +271,29 @@ def test_the_license_suites_reached_the_marketplace_uploads_activation_query_and
     assert uploads and set(uploads) == {"uploaded"}, uploads
     assert [(c.code, bool(c.activated_at), bool(c.verified_at), c.usage_reports) for c in codes] == [
         ("PLXXXXXX", True, True, 1)]
+
+
+def test_a_pay_per_use_instance_reports_recorded_usage_in_its_query_and_the_worker_pushes_it(afternoon):
+    """The pay-per-use joint: usage recorded with the merchant's command, answered in queryInstance
+    at once, pushed by the running worker to the (fake) marketplace before its hour's deadline."""
+    server, engine = afternoon["server"], afternoon["engine"]
+    with engine.connect() as conn:
+        iid = conn.execute(select(Instance.instance_id).where(Instance.generation == "G1",
+                                                              Instance.charging_mode == "ON_DEMAND")
+                           .order_by(Instance.id).limit(1)).scalar_one()
+    end = utcnow().replace(minute=0, second=0, microsecond=0)
+    begin = end - timedelta(hours=1)
+    server.flask("usage", "add", iid, "2.5", "--begin", f"{begin:%Y-%m-%dT%H:%M:%SZ}",
+                 "--end", f"{end:%Y-%m-%dT%H:%M:%SZ}", "--sn", f"tour-{uuid.uuid4().hex[:12]}")
+    params = g1_signed_params(KEY, {"activity": "queryInstance", "instanceId": iid, "testFlag": "1",
+                                    "timeStamp": utcnow().strftime("%Y%m%d%H%M%S000")})
+    answer = requests.get(server.url + "/produce?" + urlencode(params), timeout=10).json()
+    assert answer["info"][0]["usageInfo"] == [{"usageValue": 2.5}], answer
+    settle(engine, [afternoon["worker"]])
+    with engine.connect() as conn:
+        state, late = conn.execute(select(UsageRecord.state, UsageRecord.late).where(
+            UsageRecord.instance_id == iid, UsageRecord.usage_value == "2.5")).one()
+    assert (state, late) == ("pushed", False)
 
 
 # --- step 5: the pages in Chromium ------------------------------------------------------------------
