@@ -45,9 +45,13 @@ _INSTANCE_BLANK = {c.name: (c.default.arg if c.default is not None and c.default
 
 # --- guards --------------------------------------------------------------------------------
 
+# Made once: json.dumps with any argument builds a new encoder per call (every newInstance digests).
+_DIGEST_ENCODER = json.JSONEncoder(sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
+
+
 def request_digest(fields):
     """What makes two requests 'the same payload': the business fields, not businessId or signatures."""
-    text = json.dumps(fields, sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
+    text = _DIGEST_ENCODER.encode(fields)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 

@@ -136,14 +136,16 @@ def verified():
     """Verify a G2-signed POST against every configured key; (Signed, its JSON object)."""
     callbacklog.note(generation="G2")
     cfg = settings()
-    raw = request.get_data(cache=True)
-    args = request.args
+    # Read five times: each read through the proxy costs 1-2 us. (Typed as the Request it stands for.)
+    req = request._get_current_object()  # type: ignore[attr-defined]
+    raw = req.get_data(cache=True)
+    args = req.args
     nonce, timestamp = args.get("nonce"), args.get("timestamp")
     key, form = verify_g2_request(require_keys(cfg.access_keys, "KOO_ACCESS_KEY"), raw, args.get("signature"),
                                   timestamp, nonce, now_ms(), cfg.signature_window_s)
-    signed = signed_by(key, int(timestamp), scope="g2",  # type: ignore[arg-type]  # verified: present
+    signed = signed_by(key, int(timestamp), scope="g2",  # verified: present
                        token=replay_token("g2", nonce, timestamp), nonce=nonce,
-                       fingerprint=request_fingerprint(request.method, request.path, request.query_string, raw))
+                       fingerprint=request_fingerprint(req.method, req.path, req.query_string, raw))
     payload = parse_json_object(raw)
     if form != "raw":
         callbacklog.note(note=f"signature matched the body's {form} form")
