@@ -258,3 +258,52 @@ def test_a_burst_of_500_orders_is_one_notice_per_channel(tmp_path, robots, mailb
     [(_, _, message)] = mailbox.messages
     assert "500 个新订单" in message["Subject"]
     assert json.dumps(texts).count("BURST") == 5  # a sample of orders, not 500 lines
+
+
+def test_through_real_processes_a_late_hour_alerts_and_a_refused_sdr_is_kept_with_its_code(tmp_path):
+    """gunicorn takes the usage (the API), the worker pushes it to the fake marketplace: an hour
+    recorded after its deadline is marked late and alerted, and the SDR the marketplace refuses
+    keeps its per-record code; the other is pushed."""
+    import requests
+    from sqlalchemy import select
+
+    from isvapp.koo.signing import g2_signed_request
+    from .live import LiveServer, stop_process
+    from .test_license_relay_live import wait_for
+
+    with Running(create_fake_market(AK, SK, KEY)) as market_api:
+        env = {"ISVAPP_KOO_ACCESS_KEY": KEY, "ISVAPP_KOO_AK": AK, "ISVAPP_KOO_SK": SK,
+               "ISVAPP_KOO_API_BASE_URL": market_api.url, "ISVAPP_JOB_RETRY_BASE_S": "0"}
+        with LiveServer(tmp_path, workers=2, env=env) as server:
+            raw, params = g2_signed_request(KEY, new_order(order="LIVE-PPU"))
+            iid = requests.post(server.url + "/produce", params=params, data=raw, timeout=10,
+                                headers={"Content-Type": "application/json"}).json()["instanceId"]
+            engine = server.engine()
+            with engine.begin() as conn:  # its charging mode, as the order query would have set it
+                conn.execute(update(Instance).where(Instance.instance_id == iid).values(charging_mode="ON_DEMAND"))
+            end = utcnow().replace(minute=0, second=0, microsecond=0) - timedelta(hours=2)
+            for sn in ("live-late", "live-refused"):
+                server.flask("usage", "add", iid, "3", "--begin", f"{end - timedelta(hours=1):%Y-%m-%dT%H:%M:%SZ}",
+                             "--end", f"{end:%Y-%m-%dT%H:%M:%SZ}", "--sn", sn)
+            market_api.app.extensions["fake_market"]["usage"]["live-refused"] = {}  # it has one by that id
+            worker = server.flask_popen("worker", "--poll", "0.3")
+            try:
+                def read(statement):
+                    with engine.connect() as conn:
+                        return conn.execute(statement).all()
+
+                def settled():
+                    found = read(select(UsageRecord.metering_sn, UsageRecord.state, UsageRecord.error_code,
+                                        UsageRecord.late))
+                    return found if all(r.state in ("pushed", "rejected") and r.late for r in found) else None
+
+                rows = wait_for(settled, "the push and the late marks")
+                alert = wait_for(lambda: read(select(Alert.subject, Alert.count).where(Alert.kind == "usage_late")),
+                                 "the usage_late alert")
+            finally:
+                stop_process(worker)
+                engine.dispose()
+    assert sorted((r.metering_sn, r.state, r.error_code) for r in rows) == [
+        ("live-late", "pushed", None), ("live-refused", "rejected", "005")]
+    assert alert == [("2 usage record(s) missed their hour's deadline", 1)]
+    assert "live-late" in market_api.app.extensions["fake_market"]["usage"]
