@@ -6,6 +6,7 @@ process) are in tests/test_license_relay_live.py.
 """
 import json
 from dataclasses import replace
+from datetime import datetime, timedelta
 
 import pytest
 
@@ -212,7 +213,9 @@ def relay(client, path, body, token=None):
     return response.status_code, response.get_json()
 
 
-def test_the_relay_activates_verifies_and_reports(app, client, market, fake):
+def test_the_relay_activates_verifies_and_reports(app, client, market, fake, monkeypatch):
+    from isvapp.domain import licensecodes as relay_domain
+    monkeypatch.setattr(relay_domain, "utcnow", lambda: datetime(2026, 12, 2, 23, 59, 59))  # one UTC day
     status, activated = relay(client, "activate", {"license": "PLXXXXXX"})
     assert status == 200 and activated["status"] == "NORMAL" and activated["expireTime"] == "2099-12-31T23:59:59Z"
     token = activated["installationToken"]
@@ -252,10 +255,15 @@ def test_a_token_of_another_code_is_refused(client, fake):
     assert relay(client, "verify", {"license": "PLXXXXXX"}, token)[0] == 401
 
 
-def test_the_relay_is_rate_limited_per_code(app, client):
+def test_the_relay_is_rate_limited_per_code(app, client, monkeypatch):
+    from isvapp.domain import licensecodes as relay_domain
+    minute = datetime(2026, 12, 2, 18, 44, 30)  # one minute's budget: the clock stands still in it
+    monkeypatch.setattr(relay_domain, "utcnow", lambda: minute)
     app.extensions["isvapp"] = replace(app.extensions["isvapp"], relay_per_minute=3)
     assert [relay(client, "activate", {"license": "PLXXXXXX"})[0] for _ in range(4)] == [200, 200, 200, 429]
     assert relay(client, "activate", {"license": "PLEXPIRED"})[0] == 200  # another code has its own budget
+    minute += timedelta(minutes=1)
+    assert relay(client, "activate", {"license": "PLXXXXXX"})[0] == 200  # the next minute, a new budget
 
 
 # --- the merchant's pages -------------------------------------------------------------------------------

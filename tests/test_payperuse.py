@@ -191,15 +191,16 @@ def test_new_real_orders_and_releases_are_one_held_notice_each(app, market):
                                          "ALERT_EXPIRING_DAYS": 7, "ALERT_DIGEST_HOUR": 0}])
 def test_expiring_instances_and_the_digest_once_a_day_in_chinese(app, market):
     soon, later = created(market, "EXP-1", "PERIOD"), created(market, "EXP-2", "PERIOD")
+    now = utcnow()  # one moment for both looks: "once a day" must not depend on midnight falling between
     with app.app_context():
         db.session.execute(update(Instance).where(Instance.instance_id == soon)
-                           .values(expire_time=utcnow() + timedelta(days=3)))
+                           .values(expire_time=now + timedelta(days=3)))
         db.session.execute(update(Instance).where(Instance.instance_id == later)
-                           .values(expire_time=utcnow() + timedelta(days=30)))
+                           .values(expire_time=now + timedelta(days=30)))
         db.session.commit()
-        found = notices.scan()
+        found = notices.scan(now=now)
         assert found["expiring"] == 1 and found["digest"]["orders"] == 2
-        assert notices.scan() == {"expiring": None, "digest": None}  # once a day
+        assert notices.scan(now=now) == {"expiring": None, "digest": None}  # once a day
         expiring = db.session.execute(db.select(Alert).where(Alert.kind == "expiring")).scalar_one()
         subject, text = notices.render(expiring, app.config)
         digest = db.session.execute(db.select(Alert).where(Alert.kind == "digest")).scalar_one()

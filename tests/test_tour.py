@@ -281,8 +281,10 @@ def test_a_pay_per_use_instance_reports_recorded_usage_in_its_query_and_the_work
         iid = conn.execute(select(Instance.instance_id).where(Instance.generation == "G1",
                                                               Instance.charging_mode == "ON_DEMAND")
                            .order_by(Instance.id).limit(1)).scalar_one()
-    end = utcnow().replace(minute=0, second=0, microsecond=0)
-    begin = end - timedelta(hours=1)
+    # Usage in the current hour, so it is not due yet (a quarter past the next hour) whatever the clock says.
+    now = utcnow().replace(microsecond=0)
+    begin = now.replace(minute=0, second=0)
+    end = max(now, begin + timedelta(minutes=1))
     server.flask("usage", "add", iid, "2.5", "--begin", f"{begin:%Y-%m-%dT%H:%M:%SZ}",
                  "--end", f"{end:%Y-%m-%dT%H:%M:%SZ}", "--sn", f"tour-{uuid.uuid4().hex[:12]}")
     params = g1_signed_params(KEY, {"activity": "queryInstance", "instanceId": iid, "testFlag": "1",
