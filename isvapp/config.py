@@ -63,8 +63,10 @@ DEFAULTS = {
     # The relay the merchant's installed software calls (docs/license-relay.md): while the
     # marketplace cannot be reached, the last verified state is served for this many hours...
     "LICENSE_RELAY_GRACE_H": 72,
-    # ...and each license code may make this many relay calls a minute (every worker and host).
+    # ...and each license code may make this many relay calls a minute (every worker and host), and
+    # each client address this many (an IPv6 address: its /64), whatever the codes.
     "LICENSE_RELAY_PER_MINUTE": 30,
+    "LICENSE_RELAY_PER_ADDRESS_MINUTE": 120,
     # Provisioning hooks: "module:Class" (see isvapp/background/provisioning.py); WEBHOOK_* for the webhook one.
     "PROVISIONER": "isvapp.provisioning:TemplateProvisioner",
     "WEBHOOK_URL": None,
@@ -205,6 +207,7 @@ class Settings:
     license_upload_max_bytes: int = 5 * 1024 * 1024
     relay_grace_s: int = 72 * 3600
     relay_per_minute: int = 30
+    relay_per_address_minute: int = 120
     query_usage_field: str = "usageInfo"
 
 
@@ -284,6 +287,7 @@ def load_settings(config):
         license_upload_max_bytes=int(config.get("KOO_LICENSE_UPLOAD_MAX_BYTES") or 5 * 1024 * 1024),
         relay_grace_s=int(float(config.get("LICENSE_RELAY_GRACE_H") or 0) * 3600),
         relay_per_minute=int(config.get("LICENSE_RELAY_PER_MINUTE") or 30),
+        relay_per_address_minute=int(config.get("LICENSE_RELAY_PER_ADDRESS_MINUTE") or 120),
         query_usage_field=str(config.get("KOO_QUERY_USAGE_FIELD") if config.get("KOO_QUERY_USAGE_FIELD")
                               is not None else "usageInfo"),
     )

@@ -316,3 +316,27 @@ def test_the_relay_serves_the_last_state_only_within_the_grace_period(app, clien
 def test_an_expired_code_is_not_valid(client, fake):
     status, answer = relay(client, "activate", {"license": "PLEXPIRED"})
     assert status == 200 and answer["valid"] is False and answer["status"] == "EXPIRED"
+
+
+def test_one_address_trying_codes_is_stopped_before_the_marketplace_and_old_budgets_are_pruned(app, client, fake,
+                                                                                                 monkeypatch):
+    from isvapp.background.maintenance import prune
+    from isvapp.domain import licensecodes as relay_domain
+    from isvapp.storage.models import RelayBudget
+    minute = datetime(2026, 12, 2, 18, 44, 30)
+    monkeypatch.setattr(relay_domain, "utcnow", lambda: minute)
+    app.extensions["isvapp"] = replace(app.extensions["isvapp"], relay_per_address_minute=2)
+    answers = [relay(client, "activate", {"license": f"PLGUESS{n}"}) for n in range(3)]
+    assert [status for status, _ in answers] == [404, 404, 429] and "from this address" in answers[2][1]["message"]
+    assert len(fake.app.extensions["fake_market"]["calls"]) == 2  # the third never reached the marketplace
+    with app.app_context():
+        assert db_count(RelayBudget) == 3  # the address's, and the two codes tried
+        assert prune(app.extensions["isvapp"], 0, now=minute + timedelta(hours=2))["relay_budgets"] == 3
+        assert db_count(RelayBudget) == 0
+
+
+def db_count(model):
+    from sqlalchemy import func, select
+
+    from isvapp.extensions import db
+    return db.session.execute(select(func.count()).select_from(model)).scalar_one()

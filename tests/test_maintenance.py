@@ -44,7 +44,7 @@ def test_prune_keeps_nonces_inside_twice_the_window_and_log_when_retention_is_ze
     age_rows(app, SignedRequest, SignedRequest.seen_at, timedelta(seconds=119 + maintenance.HOST_CLOCK_MARGIN_S))
     age_rows(app, Callback, Callback.received_at, timedelta(days=3650))
     with app.app_context():
-        assert prune(app.extensions["isvapp"], callback_days=0) == {"nonces": 0, "callbacks": 0}
+        assert prune(app.extensions["isvapp"], callback_days=0) == {"nonces": 0, "callbacks": 0, "relay_budgets": 0}
     assert market.count(SignedRequest) == 1 and market.count(Callback) == 1
 
 

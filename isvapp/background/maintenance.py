@@ -20,7 +20,7 @@ from sqlalchemy import delete, select
 from . import jobs
 from ..storage.transactions import is_sqlite, write_transaction
 from ..extensions import db
-from ..storage.models import Callback, SignedRequest, utcnow
+from ..storage.models import Callback, RelayBudget, SignedRequest, utcnow
 
 PRUNE_BATCH = 2000
 
@@ -78,6 +78,10 @@ def prune(settings, callback_days, now=None):
                               now - timedelta(seconds=replay_keep_s(settings.g1_window_s)), where=[g1])}
     counts["callbacks"] = (_delete_older(Callback, Callback.received_at, now - timedelta(days=callback_days))
                            if callback_days > 0 else 0)
+    with write_transaction() as session:  # the relay's per-minute budgets: only the current minute counts
+        counts["relay_budgets"] = session.execute(delete(RelayBudget).where(
+            RelayBudget.minute < now - timedelta(hours=1))).rowcount
+    db.session.remove()
     return counts
 
 

@@ -21,6 +21,7 @@ from flask import current_app
 from flask.cli import with_appcontext
 from sqlalchemy import select, update
 
+from . import callbacklog
 from ..background import jobs
 from ..extensions import db
 from ..koo import licensecodes
@@ -68,10 +69,10 @@ def _digest(secret):
     return hashlib.sha256(secret.encode("utf-8")).hexdigest()
 
 
-def claim_budget(code, per_minute):
-    """One call of ``code``'s minute; False when the minute's calls are spent."""
+def claim_budget(name, per_minute):
+    """One call of ``name``'s minute (a code's, an address's); False when its calls are spent."""
     minute = utcnow().replace(second=0, microsecond=0)
-    key = "code:" + hashlib.sha256(code.encode("utf-8")).hexdigest()[:64]
+    key = hashlib.sha256(name.encode("utf-8")).hexdigest()[:64]
     with write_transaction():
         insert_ignore(RelayBudget, key=key, minute=minute, count=0)
         row = db.session.execute(select(RelayBudget).where(RelayBudget.key == key).with_for_update()).scalar_one()
@@ -90,8 +91,13 @@ def _checked(code):
         raise RelayError(400, "invalid_request", str(error)) from None
 
 
-def _limit(settings, code):
-    if not claim_budget(code, settings.relay_per_minute):
+def _limit(settings, code, address):
+    """The address's budget first (a stranger trying codes at random is stopped there, before each
+    try costs a marketplace call and a budget row), then the code's."""
+    if not claim_budget("address:" + callbacklog.address_key(address or ""), settings.relay_per_address_minute):
+        raise RelayError(429, "rate_limited", f"more than {settings.relay_per_address_minute} relay calls this "
+                         "minute from this address: try again in a minute")
+    if not claim_budget("code:" + code, settings.relay_per_minute):
         raise RelayError(429, "rate_limited", f"more than {settings.relay_per_minute} calls this minute for "
                          "this license code: try again in a minute")
 
@@ -116,7 +122,7 @@ def _naive(moment):
 def activate(settings, code, address):
     """激活授权码 at the marketplace, then a new installation: (Verdict, installation token)."""
     code = _checked(code)
-    _limit(settings, code)
+    _limit(settings, code, address)
     try:
         status, expiry = openapi.activate_license(settings, code)
     except openapi.MarketError as error:
@@ -149,7 +155,7 @@ def installation(code, token):
 def verify(settings, code, token, address, account=None, ip=None):
     """查询授权码 (v1) for an installation; the last confirmed state during an outage."""
     code = _checked(code)
-    _limit(settings, code)
+    _limit(settings, code, address)
     installation_id = installation(code, token)
     try:
         status, expiry = openapi.query_license(settings, code, account, ip)
@@ -182,11 +188,11 @@ def _cached(settings, code):
     return Verdict(code, row.state, row.expire_time, row.verified_at, "cache", until)
 
 
-def report_usage(settings, code, token, entry):
+def report_usage(settings, code, token, entry, address=""):
     """Queue one 授权码软件使用统计 entry; the same entry for a code on one UTC day is queued once.
     Returns True when it was queued now, False when it had been already."""
     code = _checked(code)
-    _limit(settings, code)
+    _limit(settings, code, address)
     try:
         entry = licensecodes.usage_entry(entry)
     except licensecodes.Invalid as error:

@@ -75,5 +75,5 @@ def verify():
 def usage():
     body = _body()
     entry = {k: body[k] for k in ("id", "active_num") if k in body}
-    queued = licensecodes.report_usage(_settings(), body.get("license"), _token(), entry)
+    queued = licensecodes.report_usage(_settings(), body.get("license"), _token(), entry, request.remote_addr or "")
     return no_store_json({"license": body.get("license"), "accepted": True, "already": not queued}, 202)
