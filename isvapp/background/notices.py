@@ -144,7 +144,7 @@ def _events(config, chosen, now):
         rows = db.session.execute(
             select(Event.id, Event.kind, Event.order_id, Instance.product_id)
             .join(Instance, Instance.instance_id == Event.instance_id)
-            .where(Event.id > start, Event.kind.in_(EVENT_KINDS), Instance.test_flag.is_(False))
+            .where(Event.id > start, Event.kind.in_(tuple(EVENT_KINDS)), Instance.test_flag.is_(False))
             .order_by(Event.id).limit(SCAN_LIMIT)).all()
         upto = rows[-1].id if len(rows) == SCAN_LIMIT else last
         for kind, notice in EVENT_KINDS.items():
