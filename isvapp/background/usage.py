@@ -16,6 +16,7 @@ from flask.cli import with_appcontext
 from sqlalchemy import Float, cast, exists, func, select, update
 
 from . import alerts, jobs
+from ..koo.times import ISO_UTC, naive_utc
 from ..market import openapi
 from ..storage.statements import insert_ignore
 from ..storage.transactions import write_transaction
@@ -34,10 +35,6 @@ def due_at(end_time):
     """The end of the 15 minutes after the hour the usage ends in (usage up to 14:00 is 13:xx's)."""
     hour = (end_time - timedelta(microseconds=1)).replace(minute=0, second=0, microsecond=0)
     return hour + timedelta(hours=1) + DUE_AFTER_HOUR
-
-
-def naive_utc(moment):
-    return moment.astimezone(timezone.utc).replace(tzinfo=None) if moment.tzinfo else moment
 
 
 def _value(usage_value):
@@ -218,7 +215,7 @@ def usage_group():
 
 
 def _parse_time(text):
-    for fmt in ("%Y-%m-%dT%H:%M:%SZ", "%Y-%m-%dT%H:%M:%S", "%Y%m%d%H%M%S", SDR_TIME):
+    for fmt in (ISO_UTC, "%Y-%m-%dT%H:%M:%S", "%Y%m%d%H%M%S", SDR_TIME):
         try:
             return datetime.strptime(text, fmt).replace(tzinfo=timezone.utc)
         except ValueError:

@@ -6,13 +6,14 @@ The API's bearer tokens live here too: made on the pages, shown once, kept only 
 (a 256-bit random token needs no slow hash: nobody can guess one to test against it), and
 revoked by a click.
 """
-import hashlib
 import secrets
 from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import select, update
 
 from ..extensions import db
+from ..koo.signing import secret_digest
+from ..koo.times import iso_utc
 from ..storage.models import ApiToken, Instance, InstanceState, KitState, Tenant, utcnow
 from ..storage.transactions import write_transaction
 
@@ -43,7 +44,7 @@ def instance_facts(instance):
     """The instance as the assertion and the API show it (text only)."""
     expires = _aware(instance.expire_time)
     return {"id": instance.instance_id, "state": instance.state,
-            "expireTime": expires.strftime("%Y-%m-%dT%H:%M:%SZ") if expires else None,
+            "expireTime": iso_utc(expires),
             "productId": instance.product_id, "skuCode": instance.sku_code}
 
 
@@ -69,15 +70,11 @@ def of_tenant(tenant_id, now=None):
 
 # --- the API's tokens ----------------------------------------------------------------------------
 
-def _digest(token):
-    return hashlib.sha256(token.encode("utf-8")).hexdigest()
-
-
 def create_token(name):
     """A new token named ``name``: returned once, never stored."""
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     with write_transaction():
-        db.session.add(ApiToken(name=(name or "").strip()[:100] or "token", digest=_digest(token),
+        db.session.add(ApiToken(name=(name or "").strip()[:100] or "token", digest=secret_digest(token),
                                 hint=token[:len(TOKEN_PREFIX) + 4]))
     return token
 
@@ -97,7 +94,7 @@ def token_allowed(token):
     if not token or not token.startswith(TOKEN_PREFIX) or len(token) > 200:
         return False
     row = db.session.execute(select(ApiToken.id, ApiToken.last_used_at).where(
-        ApiToken.digest == _digest(token), ApiToken.revoked_at.is_(None))).first()
+        ApiToken.digest == secret_digest(token), ApiToken.revoked_at.is_(None))).first()
     db.session.rollback()
     if row is None:
         return False

@@ -25,6 +25,8 @@ from . import callbacklog
 from ..background import jobs
 from ..extensions import db
 from ..koo import licensecodes
+from ..koo.signing import secret_digest
+from ..koo.times import iso_utc, naive_utc
 from ..market import openapi
 from ..storage.models import LicenseCode, LicenseInstallation, RelayBudget, utcnow
 from ..storage.statements import insert_ignore
@@ -63,10 +65,6 @@ class Verdict:
         """What the software acts on: not ended by its status, and not past its expiry."""
         ended = (self.status or "").strip().upper() in ENDED
         return not ended and (self.expire_time is None or self.expire_time > utcnow())
-
-
-def _digest(secret):
-    return hashlib.sha256(secret.encode("utf-8")).hexdigest()
 
 
 def claim_budget(name, per_minute):
@@ -115,10 +113,6 @@ def _refusal(error):
     return RelayError(502, "marketplace_error", f"the marketplace answered {error.code}: {error.message}")
 
 
-def _naive(moment):
-    return moment.replace(tzinfo=None) if moment is not None and moment.tzinfo else moment
-
-
 def activate(settings, code, address):
     """激活授权码 at the marketplace, then a new installation: (Verdict, installation token)."""
     code = _checked(code)
@@ -132,11 +126,11 @@ def activate(settings, code, address):
     with write_transaction():
         insert_ignore(LicenseCode, code=code, usage_reports=0, created_at=now)
         db.session.execute(update(LicenseCode).where(LicenseCode.code == code).values(
-            state=status, expire_time=_naive(expiry), activated_at=now, activated_from=address[:64],
+            state=status, expire_time=naive_utc(expiry), activated_at=now, activated_from=address[:64],
             verified_at=now, verified_from=address[:64]))
-        db.session.add(LicenseInstallation(installation_id=installation_id, code=code, secret_digest=_digest(secret),
+        db.session.add(LicenseInstallation(installation_id=installation_id, code=code, secret_digest=secret_digest(secret),
                                            created_at=now, created_from=address[:64], last_seen_at=now))
-    return Verdict(code, status, _naive(expiry), now, "marketplace"), f"{installation_id}.{secret}"
+    return Verdict(code, status, naive_utc(expiry), now, "marketplace"), f"{installation_id}.{secret}"
 
 
 def installation(code, token):
@@ -144,7 +138,7 @@ def installation(code, token):
     installation_id, _, secret = (token or "").partition(".")
     row = db.session.execute(select(LicenseInstallation).where(
         LicenseInstallation.installation_id == installation_id[:32])).scalar_one_or_none()
-    matches = row is not None and hmac.compare_digest(row.secret_digest, _digest(secret)) and row.code == code
+    matches = row is not None and hmac.compare_digest(row.secret_digest, secret_digest(secret)) and row.code == code
     db.session.rollback()
     if not matches:
         raise RelayError(401, "unauthorized", "the installation token does not match this license code: send "
@@ -171,10 +165,10 @@ def verify(settings, code, token, address, account=None, ip=None):
     now = utcnow()
     with write_transaction():
         db.session.execute(update(LicenseCode).where(LicenseCode.code == code).values(
-            state=status, expire_time=_naive(expiry), verified_at=now, verified_from=address[:64]))
+            state=status, expire_time=naive_utc(expiry), verified_at=now, verified_from=address[:64]))
         db.session.execute(update(LicenseInstallation).where(LicenseInstallation.installation_id == installation_id)
                            .values(last_seen_at=now))
-    return Verdict(code, status, _naive(expiry), now, "marketplace")
+    return Verdict(code, status, naive_utc(expiry), now, "marketplace")
 
 
 def _cached(settings, code):
@@ -231,7 +225,7 @@ def refresh(settings, codes):
     with write_transaction():
         for code, (status, expiry) in found.items():
             db.session.execute(update(LicenseCode).where(LicenseCode.code == code).values(
-                state=status, expire_time=_naive(expiry), verified_at=now, verified_from="isvapp (v2 query)"))
+                state=status, expire_time=naive_utc(expiry), verified_at=now, verified_from="isvapp (v2 query)"))
     return found
 
 
@@ -264,7 +258,7 @@ def query_command(codes):
         raise click.ClickException(str(error)) from None
     for code in codes:
         status, expiry = found.get(code, (None, None))
-        click.echo(f"{code} {status or 'not in the answer'} {expiry.strftime('%Y-%m-%dT%H:%M:%SZ') if expiry else ''}")
+        click.echo(f"{code} {status or 'not in the answer'} {iso_utc(expiry) or ''}")
 
 
 def init_app(app):

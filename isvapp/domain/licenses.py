@@ -8,7 +8,6 @@ function that takes the payload dict and returns the license text.
 """
 import importlib
 import uuid
-from datetime import timezone
 
 import click
 from flask import current_app
@@ -19,12 +18,9 @@ from ..background import uploads
 from ..extensions import db
 from ..koo import licensedoc
 from ..koo.signing import key_fingerprint
+from ..koo.times import iso_utc
 from ..storage.keys import signing_key
 from ..storage.models import Instance, License, LicenseState, UploadState, utcnow
-
-
-def _iso(moment):
-    return moment.replace(tzinfo=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ") if moment else None
 
 
 def generator(settings):
@@ -49,8 +45,8 @@ def issue(settings, instance, *, fingerprint=None, event_id=None, effective_time
     payload = {"license": license_id, "instance": instance.instance_id, "order": instance.order_id,
                "product": instance.product_id, "sku": instance.sku_code,
                "customer": instance.customer_id, "customerName": instance.customer_name,
-               "fingerprint": fingerprint, "issued": _iso(utcnow()),
-               "effective": _iso(effective_time), "expires": _iso(expire_time),
+               "fingerprint": fingerprint, "issued": iso_utc(utcnow()),
+               "effective": iso_utc(effective_time), "expires": iso_utc(expire_time),
                "test": bool(instance.test_flag)}
     document = generator(settings)({k: v for k, v in payload.items() if v is not None})
     db.session.execute(

@@ -130,6 +130,12 @@ def key_fingerprint(key):
     return "sha256:" + hashlib.sha256(key.encode("utf-8")).hexdigest()[:12] if key else None
 
 
+def secret_digest(secret):
+    """What is kept of a bearer secret we hand out (an API token, an installation secret): its
+    SHA-256, so the database never holds a secret that would let its reader in."""
+    return hashlib.sha256(secret.encode("utf-8")).hexdigest()
+
+
 def body_sign(key, body):
     """The Body-Sign header value for the exact bytes sent (§3.6); quotes required by the marketplace."""
     signature = base64.b64encode(_hmac_sha256(key, body)).decode("ascii")

@@ -57,3 +57,17 @@ def read_time(value):
 def format_time(value):
     """``yyyyMMddHHmmss`` in UTC: how isvapp writes a time back to the marketplace."""
     return None if value is None else value.astimezone(timezone.utc).strftime(KOO_TIME_FORMAT)
+
+
+ISO_UTC = "%Y-%m-%dT%H:%M:%SZ"
+
+
+def naive_utc(moment):
+    """A naive UTC datetime, as the database stores times: an aware one converted, a naive one
+    (already UTC) and None as they are."""
+    return moment.astimezone(timezone.utc).replace(tzinfo=None) if moment is not None and moment.tzinfo else moment
+
+
+def iso_utc(moment):
+    """``2026-12-02T08:00:00Z``: how isvapp's own APIs and documents write a time (naive means UTC)."""
+    return None if moment is None else naive_utc(moment).strftime(ISO_UTC)

@@ -15,7 +15,7 @@ from flask import Blueprint, jsonify, request
 
 from ..background import usage
 from ..domain import entitlements
-from ..koo.times import read_time
+from ..koo.times import iso_utc, naive_utc, read_time
 
 bp = Blueprint("productapi", __name__, url_prefix="/api/v1")
 
@@ -76,5 +76,4 @@ def record_usage():
                        sn, body.get("relatePkgInstance") or None)
     except ValueError as error:
         return no_store_json({"error": "invalid_request", "message": str(error)}, 400)
-    return no_store_json({"meteringSn": sn, "dueAt": usage.due_at(usage.naive_utc(times["endTime"]))
-                          .strftime("%Y-%m-%dT%H:%M:%SZ")}, 201)
+    return no_store_json({"meteringSn": sn, "dueAt": iso_utc(usage.due_at(naive_utc(times["endTime"])))}, 201)

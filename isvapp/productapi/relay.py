@@ -12,21 +12,18 @@ from flask import Blueprint, current_app, request
 
 from . import no_store_json
 from ..domain import licensecodes
+from ..koo.times import iso_utc
 
 bp = Blueprint("relay", __name__, url_prefix="/relay/v1")
 BODY_LIMIT = 4096  # a code, an account and an address
 
 
-def _iso(moment):
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ") if moment else None
-
-
 def _verdict(verdict, **extra):
     body = {"license": verdict.license, "valid": verdict.valid, "status": verdict.status,
-            "expireTime": _iso(verdict.expire_time),
-            "verifiedAt": _iso(verdict.verified_at), "source": verdict.source, **extra}
+            "expireTime": iso_utc(verdict.expire_time),
+            "verifiedAt": iso_utc(verdict.verified_at), "source": verdict.source, **extra}
     if verdict.grace_until:
-        body["graceUntil"] = _iso(verdict.grace_until)
+        body["graceUntil"] = iso_utc(verdict.grace_until)
     return body
 
 
