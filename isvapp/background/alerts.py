@@ -62,11 +62,15 @@ class ChannelConfigError(ChannelError):
 
 def window_key(now=None, window_min=None):
     """The window ``now`` falls in: floor(now / window), written as its start, e.g. 2026-11-25T05:00Z/60m."""
-    now = now or utcnow()
+    start, minutes = _window(now or utcnow(), window_min)
+    return datetime.fromtimestamp(start, timezone.utc).strftime("%Y-%m-%dT%H:%MZ") + f"/{minutes}m"
+
+
+def _window(now, window_min):
+    """(the epoch second the window holding ``now`` starts at, its length in minutes)."""
     minutes = int(window_min or current_app.config.get("ALERT_WINDOW_MIN") or 60)
     aware = now if now.tzinfo else now.replace(tzinfo=timezone.utc)
-    start = int(aware.timestamp() // (minutes * 60)) * minutes * 60
-    return datetime.fromtimestamp(start, timezone.utc).strftime("%Y-%m-%dT%H:%MZ") + f"/{minutes}m"
+    return int(aware.timestamp() // (minutes * 60)) * minutes * 60, minutes
 
 
 def raise_alert(kind, subject, text, now=None, count=1, window_min=None, hold=False):
@@ -93,9 +97,10 @@ def raise_alert(kind, subject, text, now=None, count=1, window_min=None, hold=Fa
 
 
 def _window_left_s(now, window_min):
-    minutes = int(window_min or current_app.config.get("ALERT_WINDOW_MIN") or 60)
+    """Seconds until the window holding ``now`` closes, and one more."""
+    start, minutes = _window(now, window_min)
     aware = now if now.tzinfo else now.replace(tzinfo=timezone.utc)
-    return minutes * 60 - aware.timestamp() % (minutes * 60) + 1
+    return start + minutes * 60 - aware.timestamp() + 1
 
 
 def raise_alert_alone(kind, subject, text, now=None):

@@ -164,12 +164,12 @@ def create_fake_market(ak, sk, usage_key, **config):
 
     @app.post(licensecodes.USAGE_INFO)
     def usage_info():
+        body = license_body() or {}
         try:
             licensecodes.usage_body((u.get("license"), u.get("software_usage_Info") or [])
-                                    for u in (license_body() or {}).get("usage_info") or [])
+                                    for u in body.get("usage_info") or [])
         except (licensecodes.Invalid, AttributeError) as error:
             return _license_answer("92020002", f"invalid param: {error}")
-        body = license_body()
         unknown = [u["license"] for u in body["usage_info"] if known(u["license"]) is None]
         if unknown:
             return _license_answer("92020002", f"invalid param: license not found: {unknown[0]}")
@@ -177,7 +177,7 @@ def create_fake_market(ak, sk, usage_key, **config):
             state["software_usage"].append(body)
         return _license_answer()
 
-    @app.post("/api/mkp-openapi-public/global/v1/market-event/<event_id>/file")
+    @app.post(licensecodes.UPLOAD.format(event_id="<event_id>"))
     def upload(event_id):
         if request.content_length and request.content_length > UPLOAD_MAX_BYTES:
             return _license_answer("92020002", "invalid param: file too large")
