@@ -390,7 +390,7 @@ class Job(Model):
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime)
-    __table_args__ = (UniqueConstraint("kind", "key", name="uq_jobs_kind_key"),
+    __table_args__ = (UniqueConstraint("key", "kind", name="uq_jobs_key_kind"),
                       Index("ix_jobs_due", "state", "run_after"),
                       Index("ix_jobs_instance", "instance_id"))
 
