@@ -59,8 +59,12 @@ def _without_binding():
 
 def _without_retry():
     from isvapp.storage import connections
+    armed = set()  # lean connections whose busy handler is on
 
-    def begin_immediate(raw, _busy_timeout_s, _last_try):
+    def begin_immediate(raw, busy_timeout_s, _last_try, handler_off=False):
+        if handler_off and id(raw) not in armed:  # a lean connection keeps it off: on, once
+            raw.execute(f"PRAGMA busy_timeout={int(busy_timeout_s * 1000)}")
+            armed.add(id(raw))
         raw.execute("BEGIN IMMEDIATE")  # SQLite's busy handler waits, up to the connection's busy_timeout
 
     _replace(connections.retry_begin_immediate, begin_immediate)

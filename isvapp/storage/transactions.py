@@ -92,7 +92,7 @@ def lean_write_transaction():
     token = transaction_connection.set(Lean(raw))
     try:
         try:
-            retry_begin_immediate(raw, config["busy_timeout_s"], lambda: raw.execute("BEGIN IMMEDIATE"))
+            retry_begin_immediate(raw, config["busy_timeout_s"], lambda: raw.execute("BEGIN IMMEDIATE"), handler_off=True)
             yield
             raw.execute("COMMIT")
         except sqlite3.Error as error:
@@ -126,6 +126,9 @@ def _lean_connection(config):
             raw = fairy.driver_connection
             fairy.detach()  # ours from now on: the pool neither resets nor reuses it
             raw.execute("PRAGMA synchronous=FULL")  # type: ignore[union-attr]  # live: just taken from the pool
+            # Its BEGIN IMMEDIATE is retried in short steps (retry_begin_immediate), and once that
+            # holds the write lock nothing else in a lean transaction waits for a lock (WAL).
+            raw.execute("PRAGMA busy_timeout=0")  # type: ignore[union-attr]
         except sqlite3.Error as error:
             raise wrapped("connect", error, db.engine.dialect) from error
         # The pool's handle is kept with it, so nothing finalises the connection.
