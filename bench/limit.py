@@ -4,8 +4,8 @@ The least a conformant G2 newInstance must do, and nothing else, under the same 
 check the signature over the raw body; in one BEGIN IMMEDIATE transaction on SQLite in WAL with
 synchronous=FULL, claim the nonce and the order line with INSERT ... ON CONFLICT DO NOTHING (a
 repeated order reads its stored answer); send a Body-Signed answer. BEGIN IMMEDIATE is retried
-the way isvapp retries it, and the log is checkpointed as isvapp's is, so the two differ only in
-what isvapp does on top.
+the way isvapp retries it, the log is checkpointed as isvapp's is and the page cache is as
+large, so the two differ only in what isvapp does on top.
 """
 import base64
 import hashlib
@@ -31,9 +31,10 @@ def connection():
         conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")
-        # isvapp's checkpoint setting (measured: it speeds this app up too, by about 7%), so the two
-        # differ only in what isvapp does on top.
+        # isvapp's checkpoint and cache settings (measured: the first speeds this app up too, by
+        # about 7%), so the two differ only in what isvapp does on top.
         conn.execute(f"PRAGMA wal_autocheckpoint={int(DEFAULTS['SQLITE_WAL_AUTOCHECKPOINT'])}")
+        conn.execute(f"PRAGMA cache_size={-int(DEFAULTS['SQLITE_CACHE_MIB']) * 1024}")
         conn.execute("CREATE TABLE IF NOT EXISTS nonces (nonce TEXT PRIMARY KEY, seen_at REAL)")
         conn.execute("CREATE TABLE IF NOT EXISTS orders (line TEXT PRIMARY KEY, instance_id TEXT, answer BLOB)")
         _db.append(conn)

@@ -18,6 +18,9 @@ DEFAULTS = {
     # Pages the write-ahead log may hold before a commit copies it into the database file (SQLite's
     # own default is 1,000; isvapp.storage.connections says why more).
     "SQLITE_WAL_AUTOCHECKPOINT": 10_000,
+    # Each SQLite connection's page cache, in MiB (SQLite's own is 2 MiB; isvapp.storage.connections
+    # says why more).
+    "SQLITE_CACHE_MIB": 64,
     # The Seller Console's Key; several (a list, or text separated by commas or spaces) when several
     # products with different keys point at this server, or while a key is being rotated.
     "KOO_ACCESS_KEY": None,

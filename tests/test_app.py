@@ -49,9 +49,29 @@ def test_sqlite_pragmas(app):
             assert cur.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
             assert 0 < cur.execute("PRAGMA busy_timeout").fetchone()[0] <= 3000
             assert cur.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 10_000
+            assert cur.execute("PRAGMA cache_size").fetchone()[0] == -64 * 1024  # SQLITE_CACHE_MIB, in KiB
         finally:
             conn.close()
         assert os.path.isabs(db.engine.url.database)
+
+
+@pytest.mark.sqlite_only
+def test_sqlite_cache_size_is_a_setting(tmp_path):
+    """SQLITE_CACHE_MIB sizes every connection's page cache, the lean write path's too; 0 leaves SQLite's own."""
+    from isvapp.storage import transactions
+    for mib, expected in ((16, -16 * 1024), (0, None)):
+        app = create_app({"TESTING": True, "SECRET_KEY": "t" * 40, "INSTANCE_PATH": str(tmp_path / str(mib)),
+                          "SQLITE_CACHE_MIB": mib})
+        with app.app_context():
+            pooled = db.engine.raw_connection()
+            try:
+                default = sqlite3.connect(":memory:").execute("PRAGMA cache_size").fetchone()[0]
+                assert pooled.cursor().execute("PRAGMA cache_size").fetchone()[0] == (expected or default)
+            finally:
+                pooled.close()
+            lean = transactions._lean_connection(app.extensions["isvapp_lean"])
+            assert lean.execute("PRAGMA cache_size").fetchone()[0] == (expected or default)
+            assert lean.execute("PRAGMA busy_timeout").fetchone()[0] == 0  # retried in short steps instead
 
 
 def test_healthz(client):

@@ -16,7 +16,8 @@ def init_app(app):
     with app.app_context():
         if db.engine.dialect.name == "sqlite":
             install_sqlite_settings(db.engine, float(app.config["SQLITE_BUSY_TIMEOUT_S"]),
-                                    int(app.config["SQLITE_WAL_AUTOCHECKPOINT"]))
+                                    int(app.config["SQLITE_WAL_AUTOCHECKPOINT"]),
+                                    int(app.config["SQLITE_CACHE_MIB"] or 0))
             lean = app.extensions["isvapp_lean"] = {
                 "key": object(),  # this app's own lean connections
                 "generation": 0,  # bumped when the engine's pool is disposed of: they are retired
