@@ -16,16 +16,21 @@ Pre-fill, outside the timing:
   each table is filled with one ``INSERT ... SELECT`` from it, the template's values with those
   identifiers and timestamps replaced (``replace()``), in SQLite directly, not the request path.
   Jobs are stored done, as a processed order leaves them. Orders are spread over the year before
-  now; identifiers are random (uuid4-like), or, for the time-ordered variant, a 48-bit millisecond
-  timestamp and random bits (uuid7-like);
+  now; identifiers are random (uuid4-like) where the template's are, time-ordered (version 7, with
+  the order's millisecond) where the template's are (isvapp's event ids), and all time-ordered for
+  the limit app's time-ordered variant (a 48-bit millisecond timestamp and random bits);
+- the tables the app prunes hold only what its pruning keeps (``KEPT_S``): replay entries of the
+  last day (the prune job runs every PRUNE_EVERY_H; an entry is kept 2 x the window + the clock
+  margin), for isvapp's signed_requests and the limit app's nonces alike, and callback log rows of
+  the last CALLBACK_LOG_RETENTION_DAYS (90) and a day; the other tables keep every order;
 - the file is filled once up to each size in turn and copied at each size; every run gets its own
   copy, so runs do not grow each other's tables.
 
-Time-ordered keys: isvapp makes event ids with uuid4 (lifecycle._bind_event) and stores the
-marketplace's businessId as the instance id, with no setting to change either, so the effect of
-key order is measured on the limit app: the same app at each size with the nonce (its PRIMARY KEY,
-sent by the client) random vs time-ordered, in the pre-filled rows and in the requests. That
-isolates what one index on random keys costs as it grows.
+Time-ordered keys: isvapp makes its event ids time-ordered (lifecycle.time_ordered_id) but stores
+the marketplace's businessId as the instance id and its nonces as they come, so the effect of key
+order is also measured on the limit app alone: the same app at each size with the nonce (its
+PRIMARY KEY, sent by the client) random vs time-ordered, in the pre-filled rows and in the
+requests. That isolates what one index on random keys costs as it grows.
 
     python -m bench --only tables [--quick]
 """
@@ -50,6 +55,22 @@ UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}
 DATETIME = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(\.\d+)?")
 FILL_TIMES = {}  # seconds per table, for looking into a slow pre-fill
 APPS = {"isvapp": ("wsgi:app", "isvapp.sqlite"), "limit": ("bench.limit:app", "limit.sqlite")}
+
+
+def _kept_s():
+    """{table: seconds of rows kept} for the tables the app prunes: a merchant's database never holds
+    more of them. isvapp's prune job (every PRUNE_EVERY_H) deletes replay entries that can no longer
+    pass their window and callback log rows older than CALLBACK_LOG_RETENTION_DAYS; the limit app's
+    nonces are replay entries too, kept as long as isvapp keeps its own (the same rule for both)."""
+    from isvapp.background.maintenance import replay_keep_s
+    from isvapp.config import DEFAULTS
+    every_s = float(DEFAULTS["PRUNE_EVERY_H"]) * 3600
+    replays = every_s + replay_keep_s(int(DEFAULTS["KOO_SIGNATURE_WINDOW_S"]))
+    return {"signed_requests": replays, "nonces": replays,
+            "callbacks": every_s + int(DEFAULTS["CALLBACK_LOG_RETENTION_DAYS"]) * 86400}
+
+
+KEPT_S = _kept_s()
 
 
 # --- the shape of one real order ---------------------------------------------------------------
@@ -98,7 +119,8 @@ def template(kind, folder, key):
 # --- bulk fill ------------------------------------------------------------------------------------
 
 def _identifiers(rows):
-    """Every identifier the template holds, as {literal: format} (format: hex length or 'uuid')."""
+    """Every identifier the template holds, as {literal: format} (format: hex length, 'uuid', or
+    'uuid7' for a time-ordered one, such as isvapp's event ids)."""
     found = {}
     for _, table_rows in rows.values():
         for row in table_rows:
@@ -106,7 +128,7 @@ def _identifiers(rows):
                 text = value.decode() if isinstance(value, bytes) else value
                 if isinstance(text, str):
                     for match in UUID.findall(text):
-                        found[match] = "uuid"
+                        found[match] = "uuid7" if match[14] == "7" else "uuid"
                     for match in HEX.findall(UUID.sub("", text)):
                         found[match] = len(match)
     return found
@@ -150,9 +172,12 @@ def fill(path, rows, start, stop, total, ordered, now_ms):
     # stored once per row, so every table's copy of an order gets the same identifiers.
     keys = []
     for literal in literals:
-        width = 32 if forms[literal] == "uuid" else forms[literal]
+        width = 32 if forms[literal] in ("uuid", "uuid7") else forms[literal]
         random_hex = f"lower(hex(randomblob({(width + 1) // 2})))"
-        if ordered:  # uuid7-like: 48-bit millisecond timestamp, then random bits
+        if forms[literal] == "uuid7":  # as the app makes it: version 7, with the order's millisecond
+            random_hex = ("printf('%012x', ms) || '7' || substr(lower(hex(randomblob(2))), 1, 3) || "
+                          "substr('89ab', 1 + abs(random()) % 4, 1) || lower(hex(randomblob(8)))")
+        elif ordered:  # uuid7-like: 48-bit millisecond timestamp, then random bits
             random_hex = f"printf('%012x', ms) || lower(hex(randomblob({(width - 12 + 1) // 2})))"
         keys.append(f"substr({random_hex}, 1, {width})")
     conn.execute("CREATE TEMP TABLE g (n INTEGER PRIMARY KEY, order_id, dt, epoch"
@@ -164,17 +189,19 @@ def fill(path, rows, start, stop, total, ordered, now_ms):
                         strftime('%Y-%m-%d %H:%M:%f', ms / 1000.0, 'unixepoch') || '000', ms / 1000.0
                         {''.join(', ' + key for key in keys)} FROM timed""", (start, stop, now_ms, total, step))
     for n, literal in enumerate(literals):
-        if forms[literal] == "uuid":
+        if forms[literal] in ("uuid", "uuid7"):
             conn.execute(f"UPDATE g SET k{n} = substr(k{n}, 1, 8) || '-' || substr(k{n}, 9, 4) || '-' || "
                          f"substr(k{n}, 13, 4) || '-' || substr(k{n}, 17, 4) || '-' || substr(k{n}, 21, 12)")
     for table, (names, table_rows) in rows.items():
         for row in table_rows:
             pairs = [(name, _column(table, name, value, literals, now_ms / 1000))
                      for name, value in zip(names, row, strict=True) if name != "id"]
+            since = now_ms / 1000 - KEPT_S[table] if table in KEPT_S else None
             sql = (f'INSERT INTO "{table}" ({", ".join(name for name, _ in pairs)}) '
-                   f'SELECT {", ".join(expression for _, (expression, _) in pairs)} FROM g ORDER BY g.n')
+                   f'SELECT {", ".join(expression for _, (expression, _) in pairs)} FROM g'
+                   + (" WHERE g.epoch >= ?" if since is not None else "") + " ORDER BY g.n")
             t0 = time.perf_counter()
-            conn.execute(sql, [p for _, (_, params) in pairs for p in params])
+            conn.execute(sql, [p for _, (_, params) in pairs for p in params] + ([since] if since is not None else []))
             FILL_TIMES[table] = FILL_TIMES.get(table, 0) + time.perf_counter() - t0
     conn.execute("COMMIT")
     conn.execute("DROP TABLE g")
@@ -279,7 +306,9 @@ def render(r):
         "workers) with orders already stored, beside the limit app holding as many rows in its own tables. Before",
         "the timing, one SQLite file per app is bulk-filled (INSERT ... SELECT from a generated table, the shape",
         "copied from the rows one real newInstance leaves: isvapp's instances, answers, events, jobs (done),",
-        "signed_requests and callbacks; the limit app's nonces and orders; orders spread over the past year) and",
+        "signed_requests and callbacks; the limit app's nonces and orders; orders spread over the past year;",
+        "replay entries (signed_requests, nonces) only of the last day and callback log rows only of the last",
+        "91 days, as the prune job leaves them) and",
         f"copied at each size; every run gets its own copy. {r['rounds']} rounds of {r['seconds']} s runs per size, "
         "alternating limit, isvapp, limit with time-ordered keys; medians.", "",
         "| orders stored | isvapp req/s | limit req/s | isvapp / limit | isvapp / its empty figure | "
@@ -297,10 +326,11 @@ def render(r):
             f"{size:,}: " + ", ".join(f"{p:.2f}" for p in s[size]["pairs"]) for size in sizes) + ".", "",
         f"Target (isvapp at {largest:,} orders >= 0.8 of its empty-table figure): "
         f"**{'met' if target >= 0.8 else 'missed'}** ({target:.2f}) in this run.", "",
-        "Time-ordered keys: isvapp makes event ids with uuid4 and keeps the marketplace's businessId as the",
-        "instance id, with no setting for either, so key order is measured on the limit app alone: the same app",
-        "with its nonce (its PRIMARY KEY) random (uuid4-like) or time-ordered (48-bit millisecond timestamp and",
-        "random bits, uuid7-like), in the stored rows and the requests. That isolates one index's growth.", "",
+        "Time-ordered keys: isvapp's event ids are time-ordered (version 7), but it keeps the marketplace's",
+        "businessId as the instance id and its nonces as sent, so key order is measured on the limit app alone",
+        "too: the same app with its nonce (its PRIMARY KEY) random (uuid4-like) or time-ordered (48-bit",
+        "millisecond timestamp and random bits), in the stored rows and the requests. That isolates one index's",
+        "growth.", "",
         "Pre-fill: " + ", ".join(f"{name} {seconds} s" for name, seconds in r["fill_s"].items())
         + f"; files at {largest:,} orders: "
         + ", ".join(f"{name} {files[largest]:,.0f} MiB" for name, files in r["file_mib"].items())

@@ -2,6 +2,7 @@
 import re
 import shutil
 import sqlite3
+import uuid
 
 import pytest
 
@@ -50,15 +51,25 @@ def test_the_whole_benchmark_runs_quickly_and_writes_its_report(tmp_path):
 
 
 def test_prefill_copies_the_shape_of_a_real_order(tmp_path):
-    """The bulk fill writes every table one real newInstance writes, as many rows per order."""
-    snapshots, _ = tables.prefill(tmp_path, "isvapp", runner.KEY, [0, 300])
-    with sqlite3.connect(snapshots[300]) as conn:
+    """The bulk fill writes every table one real newInstance writes, as many rows per order, except
+    what the prune job deletes: of orders spread over a year, the pruned tables keep the newest."""
+    snapshots, _ = tables.prefill(tmp_path, "isvapp", runner.KEY, [0, 3000])
+    with sqlite3.connect(snapshots[3000]) as conn:
         counts = {name: conn.execute(f'SELECT count(*) FROM "{name}"').fetchone()[0]
                   for name in ("instances", "answers", "events", "jobs", "signed_requests", "callbacks")}
         assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
         ids = conn.execute("SELECT count(DISTINCT instance_id) FROM instances").fetchone()[0]
-    assert counts == {"instances": 300, "answers": 300, "events": 300, "jobs": 600, "signed_requests": 300,
-                      "callbacks": 300} and ids == 300
+        newest = [row[0] for row in conn.execute("SELECT order_id FROM instances ORDER BY id DESC LIMIT ?",
+                                                 (counts["callbacks"],))]
+        logged = [row[0] for row in conn.execute("SELECT order_id FROM callbacks ORDER BY id DESC")]
+        event_ids = [row[0] for row in conn.execute("SELECT event_id FROM events ORDER BY id")]
+    kept = {name: 3000 * tables.KEPT_S[name] / (365 * 86400) for name in ("signed_requests", "callbacks")}
+    assert {k: v for k, v in counts.items() if k not in kept} == {"instances": 3000, "answers": 3000, "events": 3000,
+                                                                   "jobs": 6000} and ids == 3000
+    assert all(abs(counts[name] - expected) <= 1 for name, expected in kept.items()), (counts, kept)
+    assert 740 <= counts["callbacks"] and logged == newest  # 91 days of 365: the newest orders' rows
+    # isvapp's event ids are time-ordered, and so are the ones the fill makes in their place.
+    assert event_ids == sorted(event_ids) and {uuid.UUID(e).version for e in event_ids} == {7}
     with sqlite3.connect(snapshots[0]) as conn:
         assert conn.execute("SELECT count(*) FROM instances").fetchone()[0] == 0
 
