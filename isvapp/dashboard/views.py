@@ -16,6 +16,7 @@ from . import diagnosis, golive
 from ..domain import entitlements, logins
 from ..storage import vault
 from ..extensions import db
+from ..koo import codes
 from ..storage.models import (Callback, Conflict, Department, Event, Instance, InstanceState, Job, JobState, KitApp,
                       KitUser, License, LicenseCode, LicenseInstallation, LicenseState, Tenant, utcnow)
 from . import charts, i18n, security
@@ -403,9 +404,11 @@ def callback_query():
         statement = statement.where(Callback.activity == args["activity"])
     code = args.get("code")
     if code == "fail":
-        statement = statement.where(Callback.result_code != "000000")
-    elif code:
+        statement = statement.where(Callback.result_code != codes.SUCCESS)
+    elif code == codes.SUCCESS:
         statement = statement.where(Callback.result_code == code)
+    elif code:  # the second term, implied by the first, lets the failures' (partial) index serve it
+        statement = statement.where(Callback.result_code == code, Callback.result_code != codes.SUCCESS)
     if args.get("warned"):
         statement = statement.where(Callback.warnings.is_not(None))
     start, end = _day("from"), _day("to")
