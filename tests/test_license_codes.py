@@ -5,6 +5,7 @@ The live tests (a real gunicorn, a real `flask worker`, the installed software a
 process) are in tests/test_license_relay_live.py.
 """
 import json
+import re
 from dataclasses import replace
 from datetime import datetime, timedelta
 
@@ -340,3 +341,19 @@ def db_count(model):
 
     from isvapp.extensions import db
     return db.session.execute(select(func.count()).select_from(model)).scalar_one()
+
+
+def test_the_instance_page_lists_the_instances_own_jobs(app, browser, market):  # noqa: F811
+    """Found through the instance's events and licenses (the jobs table keeps no instance index):
+    the order's jobs and its license's upload, none of another instance's."""
+    signed(market.g2(lic2_order(business="lic-jobs"), path="/license"))
+    signed(market.g2(async_request("lic-jobs", event="evt-jobs"), path="/license"))
+    signed(market.g2(lic2_order(order="CS2310270000OTH", business="lic-other"), path="/license"))
+    signed(market.g2(async_request("lic-other", event="evt-other"), path="/license"))
+
+    def listed(instance_id):
+        page = browser.get(f"/admin/instances/{instance_id}").get_data(as_text=True)
+        return sorted(re.findall(r"<td>Jobs: (\w+)</td>", page))
+    expected = sorted(job.kind for job in market.rows(Job, Job.instance_id == "lic-jobs"))
+    assert {"fetch_order", "license_upload", "provision"} <= set(expected)
+    assert listed("lic-jobs") == expected and listed("lic-other") == expected  # each its own, not both

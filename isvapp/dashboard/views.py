@@ -13,6 +13,7 @@ from flask import (Blueprint, Response, abort, current_app, redirect, render_tem
 from sqlalchemy import and_, func, or_, select
 
 from . import diagnosis, golive
+from ..background import uploads
 from ..domain import entitlements, logins
 from ..storage import vault
 from ..extensions import db
@@ -246,8 +247,13 @@ def timeline(instance):
         .order_by(Callback.received_at.desc()).limit(200)).scalars().all()
     events = db.session.execute(select(Event).where(Event.instance_id == instance.instance_id)
                                 .order_by(Event.created_at.desc()).limit(200)).scalars().all()
-    jobs = db.session.execute(select(Job).where(Job.instance_id == instance.instance_id)
-                              .order_by(Job.created_at.desc()).limit(200)).scalars().all()
+    # An instance's jobs are its events' (keyed by the event id) and its licenses' uploads (keyed by
+    # the license id), found through those tables' indexes: the jobs table keeps no index on
+    # instance_id, which would cost every order one more page on a random key (bench/NOTES.md).
+    keys = or_(Job.key.in_(select(Event.event_id).where(Event.instance_id == instance.instance_id)),
+               and_(Job.kind == uploads.KIND,
+                    Job.key.in_(select(License.license_id).where(License.instance_id == instance.instance_id))))
+    jobs = db.session.execute(select(Job).where(keys).order_by(Job.created_at.desc()).limit(200)).scalars().all()
     items = [(c.received_at, "callback", c) for c in callbacks] + [(e.created_at, "event", e) for e in events] + \
             [(j.created_at, "job", j) for j in jobs]
     return sorted(items, key=lambda item: item[0], reverse=True)

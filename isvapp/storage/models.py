@@ -401,13 +401,13 @@ class Job(Model):
     locked_by: Mapped[str | None] = mapped_column(String(100))
     locked_until: Mapped[datetime | None] = mapped_column(DateTime)
     last_error: Mapped[str | None] = mapped_column(Text)
+    # Not indexed: an instance's jobs are found through its events and licenses (dashboard.views.timeline).
     instance_id: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime)
     __table_args__ = (UniqueConstraint("key", "kind", name="uq_jobs_key_kind"),
-                      Index("ix_jobs_due", "state", "run_after"),
-                      Index("ix_jobs_instance", "instance_id"))
+                      Index("ix_jobs_due", "state", "run_after"))
 
 
 class UsageState:
