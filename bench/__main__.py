@@ -240,7 +240,7 @@ def render(r, quick):
         "## 1. Signed G2 newInstance (a new order per request), gunicorn with 2 workers", "",
         "wrk (2 threads, 16 connections, pre-signed requests replayed from a file) against isvapp, against the",
         "one-insert durable limit app (`bench/limit.py`: the signature, nonce and order line claimed in one",
-        "`BEGIN IMMEDIATE` transaction, SQLite WAL with `synchronous=FULL` and isvapp's checkpoint setting, a",
+        "`BEGIN IMMEDIATE` transaction, SQLite WAL with `synchronous=FULL` and isvapp's checkpoint and cache settings, a",
         "Body-Signed answer) and, for the",
         "machine's own speed, a bare Flask app returning a constant, all on the same gunicorn settings.", "",
         "| | requests/s | p50 | p99 |", "| --- | --- | --- | --- |",
