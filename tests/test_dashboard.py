@@ -217,7 +217,7 @@ def test_the_callback_log_filters_by_result_code(app, browser):
             statement = views.callback_query().limit(50)
             sql = str(statement.compile(db.engine, compile_kwargs={"literal_binds": True}))
             plan = " ".join(row[-1] for row in db.session.execute(text("EXPLAIN QUERY PLAN " + sql)))
-            assert "ix_callbacks_code_received" in plan, plan
+            assert "ix_callbacks_failed_received" in plan, plan
 
 
 def log_in_from(client, addr, name="boss", password=PASSWORD):

@@ -186,9 +186,10 @@ class Callback(Model):
     __table_args__ = (
         Index("ix_callbacks_received", "received_at"),
         Index("ix_callbacks_activity_received", "activity", "received_at"),
-        # Only the answers that were not success: the usual answer writes no page here, and every
-        # query of this index looks for failures (a filter on one failing code names both terms).
-        Index("ix_callbacks_code_received", "result_code", "received_at",
+        # Only the answers that were not success, newest last: the usual answer writes no page here,
+        # and every query of it looks for recent failures (a filter on one failing code names both
+        # terms), so the newest come first without sorting them all.
+        Index("ix_callbacks_failed_received", "received_at",
               sqlite_where=text("result_code <> '000000'"), postgresql_where=text("result_code <> '000000'")),
         Index("ix_callbacks_instance", "instance_id"),
         Index("ix_callbacks_order", "order_id"),
