@@ -12,6 +12,7 @@ Measured against a real gunicorn on 127.0.0.1, each next to its baseline in the 
 
 ``python -m bench.abuse`` runs only that last scenario (3,000 requests) and prints its figures.
 """
+
 import json
 import sys
 import tempfile
@@ -54,8 +55,16 @@ def peak_rss_mib(pid):
 
 
 def _signed_ms(url, n):
-    raw, query = g2_signed_request(KEY, {"activity": "newInstance", "orderId": f"AB{n}", "orderLineId": f"AB{n}-1",
-                                         "businessId": uuid.uuid4().hex, "testFlag": "1"})
+    raw, query = g2_signed_request(
+        KEY,
+        {
+            "activity": "newInstance",
+            "orderId": f"AB{n}",
+            "orderLineId": f"AB{n}-1",
+            "businessId": uuid.uuid4().hex,
+            "testFlag": "1",
+        },
+    )
     started = time.monotonic()
     requests.post(url + "/produce", params=query, data=raw, headers={"Content-Type": "application/json"}, timeout=10)
     return (time.monotonic() - started) * 1000
@@ -64,16 +73,22 @@ def _signed_ms(url, n):
 def measure(quick, live_server):
     size = (1 if quick else 12) * MIB
     unsigned = 40 if quick else 400
-    with tempfile.TemporaryDirectory() as folder, live_server(Path(folder), workers=2, env={
-            "ISVAPP_KOO_ACCESS_KEY": KEY}) as server:
+    with (
+        tempfile.TemporaryDirectory() as folder,
+        live_server(Path(folder), workers=2, env={"ISVAPP_KOO_ACCESS_KEY": KEY}) as server,
+    ):
         pids = worker_pids(server.proc.pid)
         result = {"body_mib": size / MIB, "idle_peak_mib": max(peak_rss_mib(p) for p in pids), "answers_s": {}}
         result["signed_alone_ms"] = max(_signed_ms(server.url, n) for n in range(5))
         before = _stored(server)  # first: the refused-request log budget of this minute is fresh
         pad = json.dumps({"activity": "newInstance", "pad": "x" * 60_000}).encode()
         for _ in range(unsigned):
-            requests.post(server.url + "/produce?signature=00&timestamp=1&nonce=n", data=pad, timeout=10,
-                          headers={"Content-Type": "application/json"})
+            requests.post(
+                server.url + "/produce?signature=00&timestamp=1&nonce=n",
+                data=pad,
+                timeout=10,
+                headers={"Content-Type": "application/json"},
+            )
         time.sleep(0.5)
         after = _stored(server)
         result["unsigned_requests"] = unsigned
@@ -84,16 +99,22 @@ def measure(quick, live_server):
         for path in ("/produce", "/produce/produceAPI/v2/allOrgSync", "/produce/produceAPI/allOrgSync"):
             headers["x-timestamp"] = str(int(time.time() * 1000))
             started = time.monotonic()
-            requests.post(server.url + path + "?signature=00&timestamp=1&nonce=n", data=body, headers=headers,
-                          timeout=30)
+            requests.post(
+                server.url + path + "?signature=00&timestamp=1&nonce=n", data=body, headers=headers, timeout=30
+            )
             result["answers_s"][path] = time.monotonic() - started
         result["abused_peak_mib"] = max(peak_rss_mib(p) for p in pids)
         stop = time.monotonic() + (2 if quick else 6)
 
         def stranger():
             while time.monotonic() < stop:
-                requests.post(server.url + "/produce/produceAPI/v2/allOrgSync", data=body, timeout=30,
-                              headers={**headers, "x-timestamp": str(int(time.time() * 1000))})
+                requests.post(
+                    server.url + "/produce/produceAPI/v2/allOrgSync",
+                    data=body,
+                    timeout=30,
+                    headers={**headers, "x-timestamp": str(int(time.time() * 1000))},
+                )
+
         threads = [threading.Thread(target=stranger) for _ in range(4)]
         for thread in threads:
             thread.start()
@@ -128,8 +149,13 @@ def send_flood(url, count, threads=8):
 
     def one(n):
         local.session = getattr(local, "session", None) or requests.Session()
-        local.session.post(f"{url}/produce?{flood_query(n)}", data=body, timeout=10,
-                           headers={"Content-Type": "application/json", "X-Forwarded-For": flood_address(n)})
+        local.session.post(
+            f"{url}/produce?{flood_query(n)}",
+            data=body,
+            timeout=10,
+            headers={"Content-Type": "application/json", "X-Forwarded-For": flood_address(n)},
+        )
+
     started = time.monotonic()
     with ThreadPoolExecutor(threads) as pool:
         list(pool.map(one, range(count)))
@@ -138,16 +164,25 @@ def send_flood(url, count, threads=8):
 
 def flood(count, live_server):
     """Database growth from ``count`` unsigned 5 KB requests from ``count`` addresses (2 workers)."""
-    with tempfile.TemporaryDirectory() as folder, live_server(Path(folder), workers=2, env={
-            "ISVAPP_KOO_ACCESS_KEY": KEY, "ISVAPP_PROXY_FIX_HOPS": "1"}) as server:
+    with (
+        tempfile.TemporaryDirectory() as folder,
+        live_server(
+            Path(folder), workers=2, env={"ISVAPP_KOO_ACCESS_KEY": KEY, "ISVAPP_PROXY_FIX_HOPS": "1"}
+        ) as server,
+    ):
         before = _stored(server)
         seconds = send_flood(server.url, count)
         time.sleep(1.0)  # log rows are written after each answer
         after = _stored(server)
         longest = _longest_request(server)
-    return {"requests": count, "sent_mib": count * (FLOOD_QUERY + 1030) / MIB, "seconds": seconds,
-            "db_growth_mib": (after["bytes"] - before["bytes"]) / MIB, "rows_logged": after["rows"] - before["rows"],
-            "longest_request_chars": longest}
+    return {
+        "requests": count,
+        "sent_mib": count * (FLOOD_QUERY + 1030) / MIB,
+        "seconds": seconds,
+        "db_growth_mib": (after["bytes"] - before["bytes"]) / MIB,
+        "rows_logged": after["rows"] - before["rows"],
+        "longest_request_chars": longest,
+    }
 
 
 def _longest_request(server):
@@ -166,8 +201,10 @@ def _stored(server):
         with engine.connect() as conn:
             if engine.dialect.name == "sqlite":
                 conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
-                pages = (conn.exec_driver_sql("PRAGMA page_count").scalar()
-                         - conn.exec_driver_sql("PRAGMA freelist_count").scalar())
+                pages = (
+                    conn.exec_driver_sql("PRAGMA page_count").scalar()
+                    - conn.exec_driver_sql("PRAGMA freelist_count").scalar()
+                )
                 size = pages * conn.exec_driver_sql("PRAGMA page_size").scalar()
             else:
                 size = conn.exec_driver_sql("SELECT pg_total_relation_size('callbacks')").scalar()
@@ -180,10 +217,13 @@ def _stored(server):
 def render(r):
     answers = ", ".join(f"`{path}` {seconds:.2f} s" for path, seconds in r["answers_s"].items())
     return [
-        "## 7. Unauthenticated abuse", "",
+        "## 7. Unauthenticated abuse",
+        "",
         "`bench/abuse.py`: a real gunicorn (2 workers) on loopback; unsigned requests, each figure next to its "
-        "baseline from the same run.", "",
-        "| | baseline | under abuse | target |", "| --- | --- | --- | --- |",
+        "baseline from the same run.",
+        "",
+        "| | baseline | under abuse | target |",
+        "| --- | --- | --- | --- |",
         f"| worker peak memory (VmHWM), {r['body_mib']:.0f} MiB bodies of tiny JSON objects | "
         f"{r['idle_peak_mib']:.0f} MiB idle | {r['abused_peak_mib']:.0f} MiB | < 300 MiB |",
         f"| slowest of 5 signed newInstance | {r['signed_alone_ms']:.0f} ms alone | "
@@ -191,21 +231,26 @@ def render(r):
         f"| database growth (pages in use), {r['unsigned_requests']} unsigned 60 KB requests | "
         f"{r['unsigned_requests'] * 60_000 / MIB:.1f} MiB sent | {r['db_growth_mib']:.2f} MiB, "
         f"{r['rows_logged']} rows logged (the rest counted) | < 8 MB |",
-        flood_row(r["flood"]), "",
-        f"Answer times for one {r['body_mib']:.0f} MiB unsigned body: {answers} (target < 3 s).", "",
+        flood_row(r["flood"]),
+        "",
+        f"Answer times for one {r['body_mib']:.0f} MiB unsigned body: {answers} (target < 3 s).",
+        "",
     ]
 
 
 def flood_row(f):
-    return (f"| database growth (pages in use), {f['requests']:,} unsigned 5 KB requests (4 KB query string, 1 KB body) "
-            f"from {f['requests']:,} addresses | {f['sent_mib']:.1f} MiB sent in {f['seconds']:.1f} s | "
-            f"{f['db_growth_mib']:.2f} MiB, {f['rows_logged']} rows logged (the rest counted), longest request "
-            f"text {f['longest_request_chars']} characters | < 8 MB |")
+    return (
+        f"| database growth (pages in use), {f['requests']:,} unsigned 5 KB requests (4 KB query string, 1 KB body) "
+        f"from {f['requests']:,} addresses | {f['sent_mib']:.1f} MiB sent in {f['seconds']:.1f} s | "
+        f"{f['db_growth_mib']:.2f} MiB, {f['rows_logged']} rows logged (the rest counted), longest request "
+        f"text {f['longest_request_chars']} characters | < 8 MB |"
+    )
 
 
 if __name__ == "__main__":
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     from tests.live import LiveServer
+
     figures = flood(int(sys.argv[1]) if len(sys.argv) > 1 else 3000, LiveServer)
     print(json.dumps(figures, indent=1))
     print(flood_row(figures))

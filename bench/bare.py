@@ -1,4 +1,5 @@
 """The baseline: a bare Flask app answering a constant on the same gunicorn settings as isvapp."""
+
 from flask import Flask, Response
 
 app = Flask(__name__)

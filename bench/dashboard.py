@@ -6,6 +6,7 @@ client, so no network or browser time is counted).
 
     python -m bench.dashboard 100000 1000000
 """
+
 import random
 import re
 import statistics
@@ -39,12 +40,25 @@ def fill(instances, log_rows, batch=10_000):
     states = [InstanceState.ACTIVE] * 8 + [InstanceState.FROZEN, InstanceState.RELEASED]
     rows = []
     for i in range(instances):
-        rows.append(dict(instance_id=f"inst-{i:07d}", generation="G2", product_type="saas", state=rng.choice(states),
-                         details_state="fetched", test_flag=i % 10 == 0, trial=False, order_id=f"ORD{i:07d}",
-                         order_line_id=f"ORD{i:07d}-000001", product_id=f"prod-{i % 20}",
-                         customer_id=f"cust{i % 5000:05d}", customer_name=f"Customer {i % 5000:04d}",
-                         expire_time=now + timedelta(days=rng.randint(-30, 365)),
-                         created_at=now - timedelta(days=rng.randint(0, 365)), updated_at=now))
+        rows.append(
+            dict(
+                instance_id=f"inst-{i:07d}",
+                generation="G2",
+                product_type="saas",
+                state=rng.choice(states),
+                details_state="fetched",
+                test_flag=i % 10 == 0,
+                trial=False,
+                order_id=f"ORD{i:07d}",
+                order_line_id=f"ORD{i:07d}-000001",
+                product_id=f"prod-{i % 20}",
+                customer_id=f"cust{i % 5000:05d}",
+                customer_name=f"Customer {i % 5000:04d}",
+                expire_time=now + timedelta(days=rng.randint(-30, 365)),
+                created_at=now - timedelta(days=rng.randint(0, 365)),
+                updated_at=now,
+            )
+        )
         if len(rows) == batch:
             db.session.execute(Instance.__table__.insert(), rows)
             rows = []
@@ -55,12 +69,24 @@ def fill(instances, log_rows, batch=10_000):
     for _ in range(log_rows):
         order = rng.randrange(instances)
         failed = rng.random() < 0.05
-        rows.append(dict(received_at=now - timedelta(seconds=rng.randint(0, 90 * 86400)), method="POST",
-                         path="/produce", generation="G2", activity=rng.choice(activities),
-                         order_id=f"ORD{order:07d}", instance_id=f"inst-{order:07d}", test_flag=False,
-                         result_code="000002" if failed else "000000",
-                         result_msg="orderId: Missing data" if failed else "success.", duration_ms=3.2,
-                         remote_addr="127.0.0.1", request="{}", response="{}"))
+        rows.append(
+            dict(
+                received_at=now - timedelta(seconds=rng.randint(0, 90 * 86400)),
+                method="POST",
+                path="/produce",
+                generation="G2",
+                activity=rng.choice(activities),
+                order_id=f"ORD{order:07d}",
+                instance_id=f"inst-{order:07d}",
+                test_flag=False,
+                result_code="000002" if failed else "000000",
+                result_msg="orderId: Missing data" if failed else "success.",
+                duration_ms=3.2,
+                remote_addr="127.0.0.1",
+                request="{}",
+                response="{}",
+            )
+        )
         if len(rows) == batch:
             db.session.execute(Callback.__table__.insert(), rows)
             rows = []

@@ -7,6 +7,7 @@ tracing slows the code down).
 
     python -m bench.kit_sync 50000 10000
 """
+
 import json
 import statistics
 import sys
@@ -23,13 +24,24 @@ KEY = "bench-kit-key"
 
 def departments(n, suffix=""):
     """A tree ten levels deep at most: department i's parent is i // 10."""
-    return [{"orgCode": f"d{i}", "name": f"Department {i}{suffix}", "parentCode": f"d{i // 10}" if i else None}
-            for i in range(n)]
+    return [
+        {"orgCode": f"d{i}", "name": f"Department {i}{suffix}", "parentCode": f"d{i // 10}" if i else None}
+        for i in range(n)
+    ]
 
 
 def users(m):
-    return [{"userName": f"user{i}", "name": f"User {i}", "orgCode": f"d{i % 1000}", "role": "user",
-             "enable": True, "employeeCode": f"E{i:06d}"} for i in range(m)]
+    return [
+        {
+            "userName": f"user{i}",
+            "name": f"User {i}",
+            "orgCode": f"d{i % 1000}",
+            "role": "user",
+            "enable": True,
+            "employeeCode": f"E{i:06d}",
+        }
+        for i in range(m)
+    ]
 
 
 def _post(client, name, body):
@@ -60,8 +72,15 @@ def measure(departments_n: int, users_n: int, repeats: int = 3) -> dict:
     """Seconds (median of ``repeats``) and peak MiB for first and repeated syncs."""
     scope = {"instanceId": "bench-instance", "tenantId": "bench-tenant", "testFlag": 1}
     with tempfile.TemporaryDirectory() as folder:
-        app = create_app({"TESTING": False, "INSTANCE_PATH": folder, "SECRET_KEY": "bench",
-                          "KOO_ACCESS_KEY": "bench", "KOO_KIT_ACCESS_KEY": KEY})
+        app = create_app(
+            {
+                "TESTING": False,
+                "INSTANCE_PATH": folder,
+                "SECRET_KEY": "bench",
+                "KOO_ACCESS_KEY": "bench",
+                "KOO_KIT_ACCESS_KEY": KEY,
+            }
+        )
         with app.app_context():
             init_db()
         client = app.test_client()
@@ -79,7 +98,8 @@ def measure(departments_n: int, users_n: int, repeats: int = 3) -> dict:
             users_repeat.append(_timed(client, "authSync", auth))
         mib = 1024 * 1024
         return {
-            "departments": departments_n, "users": users_n,
+            "departments": departments_n,
+            "users": users_n,
             "allOrgSync_first_s": first,
             "allOrgSync_repeat_s": statistics.median(repeat),
             "allOrgSync_all_renamed_s": statistics.median(renamed),

@@ -7,6 +7,7 @@ repeated order reads its stored answer); send a Body-Signed answer. BEGIN IMMEDI
 the way isvapp retries it, the log is checkpointed as isvapp's is and the page cache is as
 large, so the two differ only in what isvapp does on top.
 """
+
 import base64
 import hashlib
 import hmac
@@ -47,8 +48,12 @@ def _hmac(key, message):
 
 def answer(body):
     sign = base64.b64encode(_hmac(KEY, body).digest()).decode()
-    return Response(body, 200, content_type="application/json;charset=UTF-8",
-                    headers={"Body-Sign": f'sign_type="HMAC-SHA256", signature="{sign}"'})
+    return Response(
+        body,
+        200,
+        content_type="application/json;charset=UTF-8",
+        headers={"Body-Sign": f'sign_type="HMAC-SHA256", signature="{sign}"'},
+    )
 
 
 @app.route("/produce", methods=["GET", "POST"])
@@ -63,8 +68,9 @@ def produce():
         return answer(b'{"resultCode":"000001","resultMsg":"authentication failed"}')
     order = json.loads(raw)
     line = f"{order['orderId']}|{order['orderLineId']}"
-    body = json.dumps({"resultCode": "000000", "resultMsg": "success.", "instanceId": order["businessId"]},
-                      separators=(",", ":")).encode()
+    body = json.dumps(
+        {"resultCode": "000000", "resultMsg": "success.", "instanceId": order["businessId"]}, separators=(",", ":")
+    ).encode()
     conn = connection()
     deadline = time.monotonic() + 3
     while True:
@@ -79,8 +85,12 @@ def produce():
         if conn.execute("INSERT INTO nonces VALUES (?, ?) ON CONFLICT DO NOTHING", (nonce, time.time())).rowcount == 0:
             conn.execute("ROLLBACK")
             return answer(b'{"resultCode":"000001","resultMsg":"nonce has been used before"}')
-        if conn.execute("INSERT INTO orders VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
-                        (line, order["businessId"], body)).rowcount == 0:
+        if (
+            conn.execute(
+                "INSERT INTO orders VALUES (?, ?, ?) ON CONFLICT DO NOTHING", (line, order["businessId"], body)
+            ).rowcount
+            == 0
+        ):
             body = conn.execute("SELECT answer FROM orders WHERE line = ?", (line,)).fetchone()[0]
         conn.execute("COMMIT")
     except BaseException:

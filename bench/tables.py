@@ -34,6 +34,7 @@ requests. That isolates what one index on random keys costs as it grows.
 
     python -m bench --only tables [--quick]
 """
+
 import json
 import os
 import re
@@ -64,10 +65,14 @@ def _kept_s():
     nonces are replay entries too, kept as long as isvapp keeps its own (the same rule for both)."""
     from isvapp.background.maintenance import replay_keep_s
     from isvapp.config import DEFAULTS
+
     every_s = float(DEFAULTS["PRUNE_EVERY_H"]) * 3600
     replays = every_s + replay_keep_s(int(DEFAULTS["KOO_SIGNATURE_WINDOW_S"]))
-    return {"signed_requests": replays, "nonces": replays,
-            "callbacks": every_s + int(DEFAULTS["CALLBACK_LOG_RETENTION_DAYS"]) * 86400}
+    return {
+        "signed_requests": replays,
+        "nonces": replays,
+        "callbacks": every_s + int(DEFAULTS["CALLBACK_LOG_RETENTION_DAYS"]) * 86400,
+    }
 
 
 KEPT_S = _kept_s()
@@ -75,23 +80,32 @@ KEPT_S = _kept_s()
 
 # --- the shape of one real order ---------------------------------------------------------------
 
+
 def _one_order(kind, folder, key):
     """In this (child) process: the schema and one signed newInstance through the test client."""
     from isvapp.koo.signing import g2_signed_request
-    body = {"activity": "newInstance", "orderId": TEMPLATE_ORDER, "orderLineId": f"{TEMPLATE_ORDER}-1",
-            "businessId": uuid.uuid4().hex, "testFlag": "1"}
+
+    body = {
+        "activity": "newInstance",
+        "orderId": TEMPLATE_ORDER,
+        "orderLineId": f"{TEMPLATE_ORDER}-1",
+        "businessId": uuid.uuid4().hex,
+        "testFlag": "1",
+    }
     raw, query = g2_signed_request(key, body)
     if kind == "isvapp":
         from isvapp import create_app
         from isvapp.storage.schema import init_db
+
         app = create_app({"TESTING": False, "INSTANCE_PATH": folder, "SECRET_KEY": "bench", "KOO_ACCESS_KEY": key})
         with app.app_context():
             init_db()
     else:
         os.environ["ISVAPP_INSTANCE_PATH"], os.environ["ISVAPP_KOO_ACCESS_KEY"] = folder, key
         from bench.limit import app
-    answer = json.loads(app.test_client().post("/produce", query_string=query, data=raw,
-                                               content_type="application/json").get_data())
+    answer = json.loads(
+        app.test_client().post("/produce", query_string=query, data=raw, content_type="application/json").get_data()
+    )
     assert answer["resultCode"] == "000000", answer
 
 
@@ -99,13 +113,19 @@ def template(kind, folder, key):
     """(database file holding the empty schema, {table: (columns, rows)} one real order wrote)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    subprocess.run([sys.executable, "-m", "bench.tables", "one-order", kind, str(folder), key], cwd=ROOT,
-                   check=True, timeout=120, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    subprocess.run(
+        [sys.executable, "-m", "bench.tables", "one-order", kind, str(folder), key],
+        cwd=ROOT,
+        check=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     path = folder / APPS[kind][1]
     conn = sqlite3.connect(path, isolation_level=None)
     rows = {}
-    for (table,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
-                                 " AND name <> 'alembic_version'").fetchall():
+    for (table,) in conn.execute(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' AND name <> 'alembic_version'"
+    ).fetchall():
         cursor = conn.execute(f'SELECT * FROM "{table}"')
         found = cursor.fetchall()
         if found:
@@ -117,6 +137,7 @@ def template(kind, folder, key):
 
 
 # --- bulk fill ------------------------------------------------------------------------------------
+
 
 def _identifiers(rows):
     """Every identifier the template holds, as {literal: format} (format: hex length, 'uuid', or
@@ -175,31 +196,47 @@ def fill(path, rows, start, stop, total, ordered, now_ms):
         width = 32 if forms[literal] in ("uuid", "uuid7") else forms[literal]
         random_hex = f"lower(hex(randomblob({(width + 1) // 2})))"
         if forms[literal] == "uuid7":  # as the app makes it: version 7, with the order's millisecond
-            random_hex = ("printf('%012x', ms) || '7' || substr(lower(hex(randomblob(2))), 1, 3) || "
-                          "substr('89ab', 1 + abs(random()) % 4, 1) || lower(hex(randomblob(8)))")
+            random_hex = (
+                "printf('%012x', ms) || '7' || substr(lower(hex(randomblob(2))), 1, 3) || "
+                "substr('89ab', 1 + abs(random()) % 4, 1) || lower(hex(randomblob(8)))"
+            )
         elif ordered:  # uuid7-like: 48-bit millisecond timestamp, then random bits
             random_hex = f"printf('%012x', ms) || lower(hex(randomblob({(width - 12 + 1) // 2})))"
         keys.append(f"substr({random_hex}, 1, {width})")
-    conn.execute("CREATE TEMP TABLE g (n INTEGER PRIMARY KEY, order_id, dt, epoch"
-                 + "".join(f", k{n}" for n in range(len(literals))) + ")")
+    conn.execute(
+        "CREATE TEMP TABLE g (n INTEGER PRIMARY KEY, order_id, dt, epoch"
+        + "".join(f", k{n}" for n in range(len(literals)))
+        + ")"
+    )
     conn.execute("BEGIN")
-    conn.execute(f"""WITH RECURSIVE series(n) AS (SELECT ? UNION ALL SELECT n + 1 FROM series WHERE n + 1 < ?),
+    conn.execute(
+        f"""WITH RECURSIVE series(n) AS (SELECT ? UNION ALL SELECT n + 1 FROM series WHERE n + 1 < ?),
                      timed(n, ms) AS (SELECT n, ? - 60000 - (? - n) * ? FROM series)
                      INSERT INTO g SELECT n, printf('BF%08d', n),
                         strftime('%Y-%m-%d %H:%M:%f', ms / 1000.0, 'unixepoch') || '000', ms / 1000.0
-                        {''.join(', ' + key for key in keys)} FROM timed""", (start, stop, now_ms, total, step))
+                        {"".join(", " + key for key in keys)} FROM timed""",
+        (start, stop, now_ms, total, step),
+    )
     for n, literal in enumerate(literals):
         if forms[literal] in ("uuid", "uuid7"):
-            conn.execute(f"UPDATE g SET k{n} = substr(k{n}, 1, 8) || '-' || substr(k{n}, 9, 4) || '-' || "
-                         f"substr(k{n}, 13, 4) || '-' || substr(k{n}, 17, 4) || '-' || substr(k{n}, 21, 12)")
+            conn.execute(
+                f"UPDATE g SET k{n} = substr(k{n}, 1, 8) || '-' || substr(k{n}, 9, 4) || '-' || "
+                f"substr(k{n}, 13, 4) || '-' || substr(k{n}, 17, 4) || '-' || substr(k{n}, 21, 12)"
+            )
     for table, (names, table_rows) in rows.items():
         for row in table_rows:
-            pairs = [(name, _column(table, name, value, literals, now_ms / 1000))
-                     for name, value in zip(names, row, strict=True) if name != "id"]
+            pairs = [
+                (name, _column(table, name, value, literals, now_ms / 1000))
+                for name, value in zip(names, row, strict=True)
+                if name != "id"
+            ]
             since = now_ms / 1000 - KEPT_S[table] if table in KEPT_S else None
-            sql = (f'INSERT INTO "{table}" ({", ".join(name for name, _ in pairs)}) '
-                   f'SELECT {", ".join(expression for _, (expression, _) in pairs)} FROM g'
-                   + (" WHERE g.epoch >= ?" if since is not None else "") + " ORDER BY g.n")
+            sql = (
+                f'INSERT INTO "{table}" ({", ".join(name for name, _ in pairs)}) '
+                f"SELECT {', '.join(expression for _, (expression, _) in pairs)} FROM g"
+                + (" WHERE g.epoch >= ?" if since is not None else "")
+                + " ORDER BY g.n"
+            )
             t0 = time.perf_counter()
             conn.execute(sql, [p for _, (_, params) in pairs for p in params] + ([since] if since is not None else []))
             FILL_TIMES[table] = FILL_TIMES.get(table, 0) + time.perf_counter() - t0
@@ -243,6 +280,7 @@ def count_orders(path, kind):
 
 # --- the runs -------------------------------------------------------------------------------------
 
+
 def uuid7_hex():
     return f"{int(time.time() * 1000):012x}" + secrets.token_hex(10)
 
@@ -253,14 +291,23 @@ def measure(quick, folder, live_server, env, wrk, request_file, new_order_body, 
     seconds, pool, rounds = (1, 2000, 1) if quick else (8, 30_000, 2)
     started = time.perf_counter()
     prefilled, fill_s = {}, {}
-    for name, kind, ordered in (("isvapp", "isvapp", False), ("limit", "limit", False),
-                                ("limit_ordered", "limit", True)):
+    for name, kind, ordered in (
+        ("isvapp", "isvapp", False),
+        ("limit", "limit", False),
+        ("limit_ordered", "limit", True),
+    ):
         prefilled[name], fill_s[name] = prefill(folder, kind, key, sizes, ordered)
-    figures = {"sizes": list(sizes), "seconds": seconds, "rounds": rounds,
-               "fill_s": {name: round(s, 1) for name, s in fill_s.items()},
-               "file_mib": {name: {size: round(path.stat().st_size / 2**20, 1) for size, path in files.items()}
-                            for name, files in prefilled.items()},
-               "runs": {}}
+    figures = {
+        "sizes": list(sizes),
+        "seconds": seconds,
+        "rounds": rounds,
+        "fill_s": {name: round(s, 1) for name, s in fill_s.items()},
+        "file_mib": {
+            name: {size: round(path.stat().st_size / 2**20, 1) for size, path in files.items()}
+            for name, files in prefilled.items()
+        },
+        "runs": {},
+    }
     serial = 0
     for size in sizes:
         runs = figures["runs"][size] = {"isvapp": [], "limit": [], "limit_ordered": []}
@@ -273,8 +320,11 @@ def measure(quick, folder, live_server, env, wrk, request_file, new_order_body, 
                 instance.mkdir()
                 flushed(shutil.copyfile(prefilled[name][size], instance / filename))
                 with live_server(instance, env=env, app=app) as server:
-                    requests_path = request_file(folder, (new_order_body(i, f"S{serial}") for i in range(pool)),
-                                                 nonce=uuid7_hex if name == "limit_ordered" else None)
+                    requests_path = request_file(
+                        folder,
+                        (new_order_body(i, f"S{serial}") for i in range(pool)),
+                        nonce=uuid7_hex if name == "limit_ordered" else None,
+                    )
                     result = wrk(server.url, requests_path, seconds)
                     requests_path.unlink()
                 result["stored"] = count_orders(instance / filename, kind) - size
@@ -287,9 +337,12 @@ def measure(quick, folder, live_server, env, wrk, request_file, new_order_body, 
     for size in sizes:
         runs = figures["runs"][size]
         median = {name: statistics.median(r["rps"] for r in runs[name]) for name in runs}
-        summary[size] = {**median, "ratio": median["isvapp"] / median["limit"],
-                         "pairs": [i["rps"] / limit["rps"] for i, limit in zip(runs["isvapp"], runs["limit"], strict=True)],
-                         "ordered_vs_random": median["limit_ordered"] / median["limit"]}
+        summary[size] = {
+            **median,
+            "ratio": median["isvapp"] / median["limit"],
+            "pairs": [i["rps"] / limit["rps"] for i, limit in zip(runs["isvapp"], runs["limit"], strict=True)],
+            "ordered_vs_random": median["limit_ordered"] / median["limit"],
+        }
     for size in sizes:
         for name in ("isvapp", "limit", "limit_ordered"):
             summary[size][f"{name}_of_empty"] = summary[size][name] / summary[sizes[0]][name]
@@ -301,7 +354,8 @@ def render(r):
     sizes, s = r["sizes"], r["summary"]
     largest = sizes[-1]
     lines = [
-        "## 8. newInstance as the tables grow", "",
+        "## 8. newInstance as the tables grow",
+        "",
         "`bench/tables.py`: the headline's signed newInstance (wrk replaying pre-signed requests, gunicorn with 2",
         "workers) with orders already stored, beside the limit app holding as many rows in its own tables. Before",
         "the timing, one SQLite file per app is bulk-filled (INSERT ... SELECT from a generated table, the shape",
@@ -310,31 +364,41 @@ def render(r):
         "replay entries (signed_requests, nonces) only of the last day and callback log rows only of the last",
         "91 days, as the prune job leaves them) and",
         f"copied at each size; every run gets its own copy. {r['rounds']} rounds of {r['seconds']} s runs per size, "
-        "alternating limit, isvapp, limit with time-ordered keys; medians.", "",
+        "alternating limit, isvapp, limit with time-ordered keys; medians.",
+        "",
         "| orders stored | isvapp req/s | limit req/s | isvapp / limit | isvapp / its empty figure | "
         "limit, time-ordered keys, req/s | limit time-ordered / uuid4 | limit / its empty figure |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for size in sizes:
         x = s[size]
-        lines.append(f"| {size:,} | {x['isvapp']:.0f} | {x['limit']:.0f} | **{x['ratio']:.2f}** | "
-                     f"**{x['isvapp_of_empty']:.2f}** | {x['limit_ordered']:.0f} | {x['ordered_vs_random']:.2f} | "
-                     f"{x['limit_of_empty']:.2f} |")
+        lines.append(
+            f"| {size:,} | {x['isvapp']:.0f} | {x['limit']:.0f} | **{x['ratio']:.2f}** | "
+            f"**{x['isvapp_of_empty']:.2f}** | {x['limit_ordered']:.0f} | {x['ordered_vs_random']:.2f} | "
+            f"{x['limit_of_empty']:.2f} |"
+        )
     target = s[largest]["isvapp_of_empty"]
     lines += [
-        "", "Every pair (isvapp / limit): " + "; ".join(
-            f"{size:,}: " + ", ".join(f"{p:.2f}" for p in s[size]["pairs"]) for size in sizes) + ".", "",
+        "",
+        "Every pair (isvapp / limit): "
+        + "; ".join(f"{size:,}: " + ", ".join(f"{p:.2f}" for p in s[size]["pairs"]) for size in sizes)
+        + ".",
+        "",
         f"Target (isvapp at {largest:,} orders >= 0.8 of its empty-table figure): "
-        f"**{'met' if target >= 0.8 else 'missed'}** ({target:.2f}) in this run.", "",
+        f"**{'met' if target >= 0.8 else 'missed'}** ({target:.2f}) in this run.",
+        "",
         "Time-ordered keys: isvapp's event ids are time-ordered (version 7), but it keeps the marketplace's",
         "businessId as the instance id and its nonces as sent, so key order is measured on the limit app alone",
         "too: the same app with its nonce (its PRIMARY KEY) random (uuid4-like) or time-ordered (48-bit",
         "millisecond timestamp and random bits), in the stored rows and the requests. That isolates one index's",
-        "growth.", "",
-        "Pre-fill: " + ", ".join(f"{name} {seconds} s" for name, seconds in r["fill_s"].items())
+        "growth.",
+        "",
+        "Pre-fill: "
+        + ", ".join(f"{name} {seconds} s" for name, seconds in r["fill_s"].items())
         + f"; files at {largest:,} orders: "
         + ", ".join(f"{name} {files[largest]:,.0f} MiB" for name, files in r["file_mib"].items())
-        + f". The section took {r['total_s']:.0f} s.", "",
+        + f". The section took {r['total_s']:.0f} s.",
+        "",
     ]
     return lines
 

@@ -20,6 +20,7 @@ The simpler forms are made here by replacing the functions once the app exists (
 
     python -m bench --only writepath [--quick]
 """
+
 import statistics
 import sys
 from pathlib import Path
@@ -38,6 +39,7 @@ def _replace(original, simpler):
 
 def _without_lean():
     from isvapp.storage import transactions
+
     _replace(transactions.lean_available, lambda: False)
 
 
@@ -59,6 +61,7 @@ def _without_binding():
 
 def _without_retry():
     from isvapp.storage import connections
+
     armed = set()  # lean connections whose busy handler is on
 
     def begin_immediate(raw, busy_timeout_s, _last_try, handler_off=False):
@@ -77,6 +80,7 @@ def app_without(piece):
     """isvapp as wsgi.py makes it, with ``piece`` replaced by its simpler form."""
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     from wsgi import app
+
     SIMPLER[piece]()
     return app
 
@@ -88,9 +92,11 @@ def _answers_an_order(url, key, body):
     import requests
 
     from isvapp.koo.signing import g2_signed_request
+
     raw, query = g2_signed_request(key, body)
-    reply = requests.post(url + "/produce", params=query, data=raw, headers={"Content-Type": "application/json"},
-                          timeout=10)
+    reply = requests.post(
+        url + "/produce", params=query, data=raw, headers={"Content-Type": "application/json"}, timeout=10
+    )
     code = json.loads(reply.content).get("resultCode")
     if code != "000000":
         raise RuntimeError(f"write path bench: {url} answered {code} to a new order")
@@ -103,48 +109,70 @@ def measure(quick, folder, live_server, env, wrk, request_file, new_order_body, 
     for piece in PIECES:
         simple_env, simple_app = env, f"bench.writepath:app_without({piece!r})"
         pairs = []
-        with live_server(Path(folder) / f"wp-{piece}-as-is", env=env) as as_is, \
-                live_server(Path(folder) / f"wp-{piece}-simpler", env=simple_env, app=simple_app) as simpler:
+        with (
+            live_server(Path(folder) / f"wp-{piece}-as-is", env=env) as as_is,
+            live_server(Path(folder) / f"wp-{piece}-simpler", env=simple_env, app=simple_app) as simpler,
+        ):
             for server, tag in ((as_is, "a"), (simpler, "b")):
                 _answers_an_order(server.url, key, new_order_body(0, f"W{piece[:2]}C{tag}"))
             for n in range(rounds):
-                kept = wrk(as_is.url, request_file(folder, (new_order_body(i, f"W{piece[:2]}{n}a")
-                                                            for i in range(pool))), seconds)
-                plain = wrk(simpler.url, request_file(folder, (new_order_body(i, f"W{piece[:2]}{n}b")
-                                                               for i in range(pool))), seconds)
+                kept = wrk(
+                    as_is.url,
+                    request_file(folder, (new_order_body(i, f"W{piece[:2]}{n}a") for i in range(pool))),
+                    seconds,
+                )
+                plain = wrk(
+                    simpler.url,
+                    request_file(folder, (new_order_body(i, f"W{piece[:2]}{n}b") for i in range(pool))),
+                    seconds,
+                )
                 for reply in (kept, plain):
                     if reply["non_2xx"]:
                         raise RuntimeError(f"write path bench, {piece}: {reply['non_2xx']} failed requests")
                 pairs.append({"as_is": kept, "simpler": plain, "ratio": kept["rps"] / plain["rps"]})
         results["pieces"][piece] = {
-            "pairs": pairs, "ratio": statistics.median(p["ratio"] for p in pairs),
+            "pairs": pairs,
+            "ratio": statistics.median(p["ratio"] for p in pairs),
             "as_is_rps": statistics.median(p["as_is"]["rps"] for p in pairs),
             "simpler_rps": statistics.median(p["simpler"]["rps"] for p in pairs),
             "as_is_p99": statistics.median(p["as_is"]["p99_ms"] for p in pairs),
-            "simpler_p99": statistics.median(p["simpler"]["p99_ms"] for p in pairs)}
+            "simpler_p99": statistics.median(p["simpler"]["p99_ms"] for p in pairs),
+        }
     return results
 
 
-LABELS = {"lean": "lean transaction (vs the session's)",
-          "binding": "statements bound before the lock (vs SQLAlchemy on the session)",
-          "retry": "BEGIN IMMEDIATE retried in short steps (vs SQLite's busy handler)"}
+LABELS = {
+    "lean": "lean transaction (vs the session's)",
+    "binding": "statements bound before the lock (vs SQLAlchemy on the session)",
+    "retry": "BEGIN IMMEDIATE retried in short steps (vs SQLite's busy handler)",
+}
 
 
 def render(r):
     lines = [
-        "## 9. The write path's machinery against its simpler forms", "",
+        "## 9. The write path's machinery against its simpler forms",
+        "",
         "`bench/writepath.py`: the headline's newInstance against the same app with one piece replaced by the",
         "simple form a plainer program would use (the function swapped once the app exists; nothing in isvapp",
         f"knows), {r['rounds']} alternating pairs of {r['seconds']} s runs per piece; medians. A piece pays when isvapp",
-        "as it is takes clearly more requests a second than without it (the machine's noise is a few per cent).", "",
+        "as it is takes clearly more requests a second than without it (the machine's noise is a few per cent).",
+        "",
         "| piece | as it is, req/s | simpler, req/s | as it is / simpler | p99 as it is | p99 simpler |",
         "| --- | --- | --- | --- | --- | --- |",
     ]
     for piece in PIECES:
         x = r["pieces"][piece]
-        lines.append(f"| {LABELS[piece]} | {x['as_is_rps']:.0f} | {x['simpler_rps']:.0f} | **{x['ratio']:.2f}** | "
-                     f"{x['as_is_p99']:.1f} ms | {x['simpler_p99']:.1f} ms |")
-    lines += ["", "Every pair (as it is / simpler): " + "; ".join(
-        f"{piece}: " + ", ".join(f"{p['ratio']:.2f}" for p in r["pieces"][piece]["pairs"]) for piece in PIECES)
-        + ".", ""]
+        lines.append(
+            f"| {LABELS[piece]} | {x['as_is_rps']:.0f} | {x['simpler_rps']:.0f} | **{x['ratio']:.2f}** | "
+            f"{x['as_is_p99']:.1f} ms | {x['simpler_p99']:.1f} ms |"
+        )
+    lines += [
+        "",
+        "Every pair (as it is / simpler): "
+        + "; ".join(
+            f"{piece}: " + ", ".join(f"{p['ratio']:.2f}" for p in r["pieces"][piece]["pairs"]) for piece in PIECES
+        )
+        + ".",
+        "",
+    ]
     return lines

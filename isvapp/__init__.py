@@ -1,11 +1,20 @@
 """isvapp: a KooGallery production interface for SaaS and License merchants."""
+
 import logging
 import os
 
 from flask import Flask
 
-from .config import (DEFAULTS, KIT_RSA_KEY_FILENAME, LICENSE_KEY_FILENAME, LOGIN_KEY_FILENAME,
-                     default_database_uri, load_settings, login_settings, secret_key_problem)
+from .config import (
+    DEFAULTS,
+    KIT_RSA_KEY_FILENAME,
+    LICENSE_KEY_FILENAME,
+    LOGIN_KEY_FILENAME,
+    default_database_uri,
+    load_settings,
+    login_settings,
+    secret_key_problem,
+)
 
 
 def create_app(test_config=None):
@@ -15,8 +24,9 @@ def create_app(test_config=None):
     put it under the virtual environment.
     """
     instance_path = (test_config or {}).get("INSTANCE_PATH") or os.environ.get("ISVAPP_INSTANCE_PATH")
-    app = Flask(__name__, instance_relative_config=True,
-                instance_path=os.path.abspath(instance_path) if instance_path else None)
+    app = Flask(
+        __name__, instance_relative_config=True, instance_path=os.path.abspath(instance_path) if instance_path else None
+    )
     app.config.from_mapping(DEFAULTS)
     if test_config is None:
         app.config.from_pyfile("config.py", silent=True)
@@ -26,9 +36,11 @@ def create_app(test_config=None):
     os.makedirs(app.instance_path, exist_ok=True)
     if not app.config["SQLALCHEMY_DATABASE_URI"]:
         app.config["SQLALCHEMY_DATABASE_URI"] = default_database_uri(app.instance_path)
-    for name, filename in (("LICENSE_SIGNING_KEY", LICENSE_KEY_FILENAME),
-                           ("KOO_KIT_RSA_PRIVATE_KEY", KIT_RSA_KEY_FILENAME),
-                           ("LOGIN_SIGNING_KEY", LOGIN_KEY_FILENAME)):
+    for name, filename in (
+        ("LICENSE_SIGNING_KEY", LICENSE_KEY_FILENAME),
+        ("KOO_KIT_RSA_PRIVATE_KEY", KIT_RSA_KEY_FILENAME),
+        ("LOGIN_SIGNING_KEY", LOGIN_KEY_FILENAME),
+    ):
         if not app.config[name]:
             app.config[name] = os.path.join(app.instance_path, filename)
     problem = secret_key_problem(app.config["SECRET_KEY"]) if test_config is None else None
@@ -66,6 +78,7 @@ def register_blueprints(app):
     hops = int(app.config["PROXY_FIX_HOPS"] or 0)
     if hops:
         from werkzeug.middleware.proxy_fix import ProxyFix
+
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
 
 
@@ -77,7 +90,9 @@ def register_commands(app):
 
     cli.init_app(app)
     fakemarket.init_app(app)
-    from .market import fakeidp; fakeidp.init_app(app)  # noqa: E702  `flask fake-idp`, the 联营 login's IdP
+    from .market import fakeidp
+
+    fakeidp.init_app(app)  # noqa: E702  `flask fake-idp`, the 联营 login's IdP
     jobs.init_app(app)
     kit.init_app(app)
     licenses.init_app(app)
@@ -85,4 +100,6 @@ def register_commands(app):
     simulator.init_app(app)
     usage.init_app(app)
     maintenance.init_app(app)
-    from .background import alerts; alerts.init_app(app)  # noqa: E702  the alert job handler and `flask alert-test`
+    from .background import alerts
+
+    alerts.init_app(app)  # noqa: E702  the alert job handler and `flask alert-test`

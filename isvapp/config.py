@@ -4,6 +4,7 @@ Order: these defaults, then ``instance/config.py``, then ``ISVAPP_<KEY>`` enviro
 Flask's prefixed-env loader parses values as JSON, so a numeric-looking key arrives as an int:
 :func:`load_settings` coerces every value to the type the code expects.
 """
+
 import os
 from dataclasses import dataclass
 from datetime import timedelta
@@ -274,7 +275,8 @@ def load_settings(config):
         admin_user_template=str(config.get("APP_ADMIN_USER_TEMPLATE") or "admin"),
         app_memo=str(config.get("APP_MEMO") or ""),
         g1_pay_per_use_modes=frozenset(
-            m.strip() for m in str(config.get("KOO_G1_PAY_PER_USE_MODES") or "").split(",") if m.strip()),
+            m.strip() for m in str(config.get("KOO_G1_PAY_PER_USE_MODES") or "").split(",") if m.strip()
+        ),
         license_signing_key=_text(config.get("LICENSE_SIGNING_KEY")),
         license_generator=_text(config.get("LICENSE_GENERATOR")),
         api_base_url=str(config.get("KOO_API_BASE_URL") or "").rstrip("/"),
@@ -291,8 +293,9 @@ def load_settings(config):
         relay_grace_s=int(float(config.get("LICENSE_RELAY_GRACE_H") or 0) * 3600),
         relay_per_minute=int(config.get("LICENSE_RELAY_PER_MINUTE") or 30),
         relay_per_address_minute=int(config.get("LICENSE_RELAY_PER_ADDRESS_MINUTE") or 120),
-        query_usage_field=str(config.get("KOO_QUERY_USAGE_FIELD") if config.get("KOO_QUERY_USAGE_FIELD")
-                              is not None else "usageInfo"),
+        query_usage_field=str(
+            config.get("KOO_QUERY_USAGE_FIELD") if config.get("KOO_QUERY_USAGE_FIELD") is not None else "usageInfo"
+        ),
     )
 
 
@@ -305,8 +308,18 @@ def _choice(config, key, allowed):
 
 # SECRET_KEY signs the pages' session cookies: a guessable one lets anyone forge an admin session.
 MIN_SECRET_KEY_LENGTH = 32
-PLACEHOLDER_SECRET_KEYS = {"change-me", "changeme", "secret", "dev", "development", "test", "...", "xxx",
-                           "please-change-me", "your-secret-key"}
+PLACEHOLDER_SECRET_KEYS = {
+    "change-me",
+    "changeme",
+    "secret",
+    "dev",
+    "development",
+    "test",
+    "...",
+    "xxx",
+    "please-change-me",
+    "your-secret-key",
+}
 
 
 def secret_key_problem(value):
@@ -320,8 +333,10 @@ def secret_key_problem(value):
         problem = f"SECRET_KEY is too short or too plain (at least {MIN_SECRET_KEY_LENGTH} varied characters)"
     else:
         return None
-    return (f"{problem}: run `flask --app isvapp init-config` to write one into instance/config.py, or set "
-            "ISVAPP_SECRET_KEY to the output of `python3 -c 'import secrets; print(secrets.token_hex(32))'`")
+    return (
+        f"{problem}: run `flask --app isvapp init-config` to write one into instance/config.py, or set "
+        "ISVAPP_SECRET_KEY to the output of `python3 -c 'import secrets; print(secrets.token_hex(32))'`"
+    )
 
 
 LICENSE_KEY_FILENAME = "license_ed25519.pem"

@@ -1,4 +1,5 @@
 """Every extension instantiated once; the factory binds them (no circular imports)."""
+
 from typing import TYPE_CHECKING, ClassVar
 
 from flask_migrate import Migrate

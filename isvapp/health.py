@@ -1,4 +1,5 @@
 """GET /healthz: liveness plus a database round trip, for load balancers and monitors."""
+
 from flask import Blueprint, jsonify
 from sqlalchemy import text
 

@@ -7,6 +7,7 @@
 - one total deadline per delivery, not only per socket read: a receiver trickling bytes cannot
   hold the worker.
 """
+
 import ipaddress
 import socket
 import ssl
@@ -63,8 +64,13 @@ class Delivery:
 
         class Connection(base):  # type: ignore[valid-type, misc]  # whichever class is passed in
             def connect(self):
-                self.timeout = max(0.001, min(self.timeout or delivery.timeout_s,  # type: ignore[has-type]
-                                              delivery.remaining()))
+                self.timeout = max(
+                    0.001,
+                    min(
+                        self.timeout or delivery.timeout_s,  # type: ignore[has-type]
+                        delivery.remaining(),
+                    ),
+                )
                 super().connect()
                 delivery._track(self.sock)
 
@@ -108,6 +114,7 @@ def _tracking_handler(base, delivery):
     class Handler(base):  # type: ignore[valid-type, misc]  # whichever class is passed in
         def do_open(self, http_class, req, **kwargs):
             return super().do_open(delivery.connection_class(http_class), req, **kwargs)
+
     return Handler
 
 
@@ -121,8 +128,11 @@ def is_https_or_loopback(url):
 def opener_for(delivery, context=None):
     """An opener that refuses redirects and ties every connection to ``delivery``'s deadline
     (``context``: the TLS settings for https, the default verifying one when None)."""
-    return urllib.request.build_opener(RefuseRedirects, _tracking_handler(urllib.request.HTTPHandler, delivery),
-                                       _tracking_handler(urllib.request.HTTPSHandler, delivery)(context=context))
+    return urllib.request.build_opener(
+        RefuseRedirects,
+        _tracking_handler(urllib.request.HTTPHandler, delivery),
+        _tracking_handler(urllib.request.HTTPSHandler, delivery)(context=context),
+    )
 
 
 def verifying_context():
@@ -163,8 +173,11 @@ def exchange(request, timeout_s, limit, what):
         error.close()
         return error.code, raw
     except (urllib.error.URLError, OSError) as error:
-        if delivery.expired or isinstance(error, TimeoutError) or isinstance(getattr(error, "reason", None),
-                                                                              TimeoutError):
+        if (
+            delivery.expired
+            or isinstance(error, TimeoutError)
+            or isinstance(getattr(error, "reason", None), TimeoutError)
+        ):
             raise Unanswered("network", f"{what}: no answer within {timeout_s:g} s") from None
         raise Unanswered("network", f"{what}: {getattr(error, 'reason', error)}") from None
     finally:

@@ -5,6 +5,7 @@ PostgreSQL server (scripts/with-postgres.sh sets it), a fresh schema on it for e
 fixture points ISVAPP_SQLALCHEMY_DATABASE_URI at that schema, so create_app() in a test and
 gunicorn started by tests/live.py use it too. Tests marked ``sqlite_only`` are skipped there.
 """
+
 import os
 import uuid
 from urllib.parse import urlencode
@@ -18,8 +19,7 @@ from sqlalchemy.pool import NullPool
 from isvapp import create_app
 from isvapp.storage.schema import init_db
 from isvapp.extensions import db
-from isvapp.koo.signing import (g1_kit_signed_request, g1_signed_params, g2_signed_request,
-                                kit_signed_request)
+from isvapp.koo.signing import g1_kit_signed_request, g1_signed_params, g2_signed_request, kit_signed_request
 
 KEY = "a1b2c3d4-0000-1111-2222-333344445555"  # the reference's made-up key
 KIT_KEY = "kit-0000-1111-2222-333344445555"
@@ -29,10 +29,24 @@ KIT_KEY = "kit-0000-1111-2222-333344445555"
 # "random" profile explores on purpose, with more examples and a fresh seed each time:
 #   ISVAPP_HYPOTHESIS_PROFILE=random ./scripts/test.sh tests/test_fuzz.py
 _QUIET = [HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
-hypothesis_settings.register_profile("reproducible", max_examples=120, derandomize=True, database=None,
-                                     deadline=None, suppress_health_check=_QUIET, print_blob=True)
-hypothesis_settings.register_profile("random", max_examples=1000, derandomize=False, database=None,
-                                     deadline=None, suppress_health_check=_QUIET, print_blob=True)
+hypothesis_settings.register_profile(
+    "reproducible",
+    max_examples=120,
+    derandomize=True,
+    database=None,
+    deadline=None,
+    suppress_health_check=_QUIET,
+    print_blob=True,
+)
+hypothesis_settings.register_profile(
+    "random",
+    max_examples=1000,
+    derandomize=False,
+    database=None,
+    deadline=None,
+    suppress_health_check=_QUIET,
+    print_blob=True,
+)
 hypothesis_settings.load_profile(os.environ.get("ISVAPP_HYPOTHESIS_PROFILE", "reproducible"))
 
 SERVER_URI = os.environ.get("ISVAPP_SQLALCHEMY_DATABASE_URI")
@@ -82,15 +96,17 @@ def app_config():
 
 @pytest.fixture
 def app(tmp_path, database_uri, app_config):
-    app = create_app({
-        "TESTING": True,
-        "INSTANCE_PATH": str(tmp_path / "instance"),
-        "SECRET_KEY": "test-secret",
-        "KOO_ACCESS_KEY": KEY,
-        "KOO_KIT_ACCESS_KEY": KIT_KEY,
-        "SQLALCHEMY_DATABASE_URI": database_uri,
-        **app_config,
-    })
+    app = create_app(
+        {
+            "TESTING": True,
+            "INSTANCE_PATH": str(tmp_path / "instance"),
+            "SECRET_KEY": "test-secret",
+            "KOO_ACCESS_KEY": KEY,
+            "KOO_KIT_ACCESS_KEY": KIT_KEY,
+            "SQLALCHEMY_DATABASE_URI": database_uri,
+            **app_config,
+        }
+    )
     with app.app_context():
         init_db()
     yield app

@@ -1,4 +1,5 @@
 """A real gunicorn on loopback, for concurrency and failure tests: started, waited for, stopped."""
+
 import os
 import socket
 import subprocess
@@ -38,43 +39,71 @@ class LiveServer:
         self.instance_path = Path(instance_path)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.env = {**os.environ, "ISVAPP_SECRET_KEY": LIVE_SECRET_KEY,
-                    "ISVAPP_INSTANCE_PATH": str(instance_path), "PYTHONPATH": str(ROOT),
-                    "ISVAPP_BIND": f"127.0.0.1:{self.port}", "ISVAPP_WORKERS": str(workers),
-                    "ISVAPP_ACCESS_LOG": "/dev/null", **(env or {})}
+        self.env = {
+            **os.environ,
+            "ISVAPP_SECRET_KEY": LIVE_SECRET_KEY,
+            "ISVAPP_INSTANCE_PATH": str(instance_path),
+            "PYTHONPATH": str(ROOT),
+            "ISVAPP_BIND": f"127.0.0.1:{self.port}",
+            "ISVAPP_WORKERS": str(workers),
+            "ISVAPP_ACCESS_LOG": "/dev/null",
+            **(env or {}),
+        }
         self.proc, self.app = None, app
 
     @property
     def database_uri(self):
         """The database the server uses: the environment's (PostgreSQL runs), else its SQLite file."""
-        return (self.env.get("ISVAPP_SQLALCHEMY_DATABASE_URI")
-                or "sqlite:///" + str(self.instance_path / "isvapp.sqlite"))
+        return self.env.get("ISVAPP_SQLALCHEMY_DATABASE_URI") or "sqlite:///" + str(
+            self.instance_path / "isvapp.sqlite"
+        )
 
     def engine(self):
         """An engine on the server's database, for checking what it stored (dispose it after)."""
         return create_engine(self.database_uri, poolclass=NullPool)
 
     def flask(self, *args):
-        return subprocess.run([sys.executable, "-m", "flask", "--app", "isvapp", *args], cwd=ROOT,
-                              env=self.env, check=True, capture_output=True, text=True, timeout=60)
+        return subprocess.run(
+            [sys.executable, "-m", "flask", "--app", "isvapp", *args],
+            cwd=ROOT,
+            env=self.env,
+            check=True,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
 
     def flask_popen(self, *args):
         """A long-running ``flask`` command (a worker) with this server's settings; stop it after."""
-        return subprocess.Popen([sys.executable, "-m", "flask", "--app", "isvapp", *args], cwd=ROOT, env=self.env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        return subprocess.Popen(
+            [sys.executable, "-m", "flask", "--app", "isvapp", *args],
+            cwd=ROOT,
+            env=self.env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
 
     def start(self, timeout=90):  # generous: a loaded 2-core machine starts slowly
         self.flask("init-db")
         self.log = open(self.instance_path / "gunicorn.log", "w")
-        self.proc = subprocess.Popen([sys.executable, "-m", "gunicorn", "-c", str(ROOT / "gunicorn.conf.py"), self.app],
-                                     cwd=ROOT, env=self.env, stdout=self.log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "gunicorn.conf.py"), self.app],
+            cwd=ROOT,
+            env=self.env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"gunicorn exited: {(self.instance_path / 'gunicorn.log').read_text()}")
             try:
-                if requests.get(self.url + ("/healthz" if self.app == "wsgi:app" else "/produce"),
-                                timeout=1).status_code == 200:
+                if (
+                    requests.get(
+                        self.url + ("/healthz" if self.app == "wsgi:app" else "/produce"), timeout=1
+                    ).status_code
+                    == 200
+                ):
                     return self
             except requests.RequestException:
                 time.sleep(0.1)

@@ -6,6 +6,7 @@ settings; `pg_ctl start` does not remember them) and ISVAPP_TEST_PG_RUNUSER (the
 when we are root, who pg_ctl must run as; empty otherwise). The server comes back on the same port
 with the same data, so every test's schema (conftest: a search_path in the URI) is still there.
 """
+
 import os
 import shutil
 import subprocess
@@ -28,12 +29,15 @@ def _pg_ctl(*args, timeout=90):
     # Not a pipe for the output: the server pg_ctl starts could keep it open, and we would wait
     # for it to end.
     with tempfile.TemporaryFile() as output:
-        result = subprocess.run(command, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT,
-                                timeout=timeout)
+        result = subprocess.run(
+            command, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT, timeout=timeout
+        )
         if result.returncode != 0:
             output.seek(0)
-            raise RuntimeError(f"pg_ctl {' '.join(args)} failed ({result.returncode}): "
-                               f"{output.read().decode(errors='replace')[-2000:]}")
+            raise RuntimeError(
+                f"pg_ctl {' '.join(args)} failed ({result.returncode}): "
+                f"{output.read().decode(errors='replace')[-2000:]}"
+            )
 
 
 def restart_postgres(down_s=3.0):
@@ -45,6 +49,7 @@ def restart_postgres(down_s=3.0):
     _pg_ctl("stop", "-m", "fast", "-w", "-t", "60")
     stopped = time.monotonic()
     time.sleep(down_s)
-    _pg_ctl("start", "-w", "-t", "60", "-l", os.environ["ISVAPP_TEST_PG_LOG"],
-            "-o", os.environ["ISVAPP_TEST_PG_OPTIONS"])
+    _pg_ctl(
+        "start", "-w", "-t", "60", "-l", os.environ["ISVAPP_TEST_PG_LOG"], "-o", os.environ["ISVAPP_TEST_PG_OPTIONS"]
+    )
     return time.monotonic() - stopped

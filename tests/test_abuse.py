@@ -3,6 +3,7 @@
 Every loop here is bounded and talks only to 127.0.0.1. The figures asserted are the issue's
 targets; BENCHMARKS.md records the measured ones (bench/abuse.py).
 """
+
 import json
 import re
 import threading
@@ -20,11 +21,15 @@ from .conftest import KEY, KIT_KEY
 from .live import LiveServer
 from .test_produce_g2 import new_order
 
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     folder = tmp_path_factory.mktemp("abuse")
-    env = {"ISVAPP_KOO_ACCESS_KEY": KEY,
-           "ISVAPP_KOO_KIT_ACCESS_KEY": KIT_KEY, "ISVAPP_ACCESS_LOG": str(folder / "access.log")}
+    env = {
+        "ISVAPP_KOO_ACCESS_KEY": KEY,
+        "ISVAPP_KOO_KIT_ACCESS_KEY": KIT_KEY,
+        "ISVAPP_ACCESS_LOG": str(folder / "access.log"),
+    }
     with LiveServer(folder, workers=2, env=env) as live:
         yield live
 
@@ -35,10 +40,18 @@ def test_huge_unsigned_bodies_cost_little_memory_and_time(server):
     for path in targets:
         for _ in range(2):
             started = time.monotonic()
-            response = requests.post(server.url + path + "?signature=00&timestamp=1&nonce=n", data=body,
-                                     headers={"Content-Type": "application/json", "x-sign": "00",
-                                              "x-timestamp": str(int(time.time() * 1000)), "x-nonce": "n",
-                                              "authToken": "AAAA"}, timeout=10)
+            response = requests.post(
+                server.url + path + "?signature=00&timestamp=1&nonce=n",
+                data=body,
+                headers={
+                    "Content-Type": "application/json",
+                    "x-sign": "00",
+                    "x-timestamp": str(int(time.time() * 1000)),
+                    "x-nonce": "n",
+                    "authToken": "AAAA",
+                },
+                timeout=10,
+            )
             elapsed = time.monotonic() - started
             answer = json.loads(response.content)
             assert response.status_code == 200 and answer["resultCode"] in (codes.AUTH_FAILED, codes.INVALID_PARAM)
@@ -53,8 +66,12 @@ def test_a_signed_call_is_answered_in_time_while_strangers_send_huge_bodies(serv
 
     def stranger():
         while time.monotonic() < stop:
-            requests.post(server.url + "/produce/produceAPI/v2/allOrgSync", data=body, timeout=10,
-                          headers={"x-sign": "00", "x-timestamp": str(int(time.time() * 1000)), "x-nonce": "n"})
+            requests.post(
+                server.url + "/produce/produceAPI/v2/allOrgSync",
+                data=body,
+                timeout=10,
+                headers={"x-sign": "00", "x-timestamp": str(int(time.time() * 1000)), "x-nonce": "n"},
+            )
 
     threads = [threading.Thread(target=stranger) for _ in range(4)]
     for thread in threads:
@@ -64,8 +81,13 @@ def test_a_signed_call_is_answered_in_time_while_strangers_send_huge_bodies(serv
         for n in range(5):
             raw, query = g2_signed_request(KEY, new_order(order=f"BUSY{n}"))
             started = time.monotonic()
-            response = requests.post(server.url + "/produce", params=query, data=raw, timeout=10,
-                                     headers={"Content-Type": "application/json"})
+            response = requests.post(
+                server.url + "/produce",
+                params=query,
+                data=raw,
+                timeout=10,
+                headers={"Content-Type": "application/json"},
+            )
             slowest = max(slowest, time.monotonic() - started)
             assert json.loads(response.content)["resultCode"] == codes.SUCCESS
     finally:
@@ -81,8 +103,12 @@ def test_unsigned_requests_barely_grow_the_database(server):
     before = size()
     body = json.dumps({"activity": "newInstance", "pad": "x" * 60_000}).encode()
     for _ in range(400):
-        requests.post(server.url + "/produce?signature=00&timestamp=1&nonce=n", data=body, timeout=10,
-                      headers={"Content-Type": "application/json"})
+        requests.post(
+            server.url + "/produce?signature=00&timestamp=1&nonce=n",
+            data=body,
+            timeout=10,
+            headers={"Content-Type": "application/json"},
+        )
     time.sleep(0.5)  # log rows are written after each answer
     grown = size() - before
     assert grown < 8 * MIB, grown
@@ -90,14 +116,16 @@ def test_unsigned_requests_barely_grow_the_database(server):
     try:
         with engine.connect() as conn:
             from sqlalchemy import text
+
             logged = conn.execute(text("SELECT count(*) FROM callbacks WHERE result_code = '000001'")).scalar_one()
             longest = conn.execute(text("SELECT max(length(request)) FROM callbacks")).scalar_one()
-            noted = conn.execute(text("SELECT count(*) FROM callbacks WHERE note LIKE '%were not logged%'")).scalar_one()
+            noted = conn.execute(
+                text("SELECT count(*) FROM callbacks WHERE note LIKE '%were not logged%'")
+            ).scalar_one()
     finally:
         engine.dispose()
     assert logged < 400 and longest < 2000
     assert logged <= 2 * 20 * 2 + 2 or noted >= 1  # 20 a minute per worker; the rest counted
-
 
 
 def test_refused_requests_from_many_addresses_are_bounded_by_the_global_budget(tmp_path):
@@ -105,6 +133,7 @@ def test_refused_requests_from_many_addresses_are_bounded_by_the_global_budget(t
     the per-address budget never drops one; the global budget (120 a minute, in the database, shared
     by both workers) bounds the rows, each row keeps a prefix of the query string, the rest are counted."""
     from sqlalchemy import text
+
     count, limit = 600, 120
     env = {"ISVAPP_KOO_ACCESS_KEY": KEY, "ISVAPP_PROXY_FIX_HOPS": "1"}
     with LiveServer(tmp_path, workers=2, env=env) as live:
@@ -144,6 +173,7 @@ def conn_value(engine, statement):
 
 def test_an_ipv6_client_is_budgeted_by_its_64():
     from isvapp.domain.callbacklog import RefusedBudget, address_key
+
     assert address_key("2001:db8:1:2:aaaa:bbbb:cccc:dddd") == address_key("2001:db8:1:2::1") == "2001:db8:1:2::/64"
     assert address_key("2001:db8:1:3::1") != address_key("2001:db8:1:2::1")
     assert address_key("203.0.113.7") == "203.0.113.7" and address_key("::ffff:203.0.113.7") == "203.0.113.7"
@@ -157,10 +187,20 @@ def test_an_ipv6_client_is_budgeted_by_its_64():
 
 def test_recut_nonce_and_timestamp_is_refused(server):
     nonce = "a1b2c3d4e5f60"
-    raw, query = g2_signed_request(KEY, {"activity": "newInstance", "orderId": "RECUT", "orderLineId": "RECUT-1",
-                                         "businessId": "recut-1"}, nonce=nonce)
-    post = lambda q: json.loads(requests.post(server.url + "/produce", params=q, data=raw, timeout=10,  # noqa: E731
-                                              headers={"Content-Type": "application/json"}).content)
+    raw, query = g2_signed_request(
+        KEY,
+        {"activity": "newInstance", "orderId": "RECUT", "orderLineId": "RECUT-1", "businessId": "recut-1"},
+        nonce=nonce,
+    )
+    post = lambda q: json.loads(
+        requests.post(
+            server.url + "/produce",
+            params=q,
+            data=raw,
+            timeout=10,  # noqa: E731
+            headers={"Content-Type": "application/json"},
+        ).content
+    )
     assert post(query)["resultCode"] == codes.SUCCESS
     assert post(query)["resultCode"] == codes.SUCCESS  # identical resend: the first answer
     recut = {**query, "nonce": nonce[:-1], "timestamp": "0" + query["timestamp"]}
@@ -170,16 +210,27 @@ def test_recut_nonce_and_timestamp_is_refused(server):
 
 
 def test_g1_freeze_signed_in_2020_is_not_obeyed(server):
-    params = {"activity": "instanceStatus", "instanceId": "i-2020", "instanceStatus": "FREEZE",
-              "timeStamp": "20200727073711903"}
+    params = {
+        "activity": "instanceStatus",
+        "instanceId": "i-2020",
+        "instanceStatus": "FREEZE",
+        "timeStamp": "20200727073711903",
+    }
     params["authToken"] = g1_auth_token(KEY, params)
     answer = json.loads(requests.get(server.url + "/produce?" + urlencode(params), timeout=10).content)
     assert answer["resultCode"] == codes.INVALID_PARAM and "window" in answer["resultMsg"]
 
 
 def test_g1_resplit_parameters_create_nothing(server):
-    order = {"activity": "newInstance", "businessId": "split-1", "customerId": "c", "orderId": "SPLIT",
-             "productId": "p", "periodNumber": "1", "expireTime": "20301231235959"}
+    order = {
+        "activity": "newInstance",
+        "businessId": "split-1",
+        "customerId": "c",
+        "orderId": "SPLIT",
+        "productId": "p",
+        "periodNumber": "1",
+        "expireTime": "20301231235959",
+    }
     signed = g1_signed_params(KEY, order)
     first = json.loads(requests.get(server.url + "/produce?" + urlencode(signed), timeout=10).content)
     assert first["resultCode"] == codes.SUCCESS
@@ -194,14 +245,18 @@ def test_g1_resplit_parameters_create_nothing(server):
 def test_deeply_nested_json_is_answered_and_logged(server):
     deep = b'{"activity":"newInstance","x":' + b"[" * 5000 + b"]" * 5000 + b"}"
     raw, query = g2_signed_request(KEY, deep)
-    answer = json.loads(requests.post(server.url + "/produce", params=query, data=raw, timeout=10,
-                                      headers={"Content-Type": "application/json"}).content)
+    answer = json.loads(
+        requests.post(
+            server.url + "/produce", params=query, data=raw, timeout=10, headers={"Content-Type": "application/json"}
+        ).content
+    )
     assert answer["resultCode"] == codes.INVALID_PARAM and "nested" in answer["resultMsg"]
     time.sleep(0.3)
     engine = server.engine()
     try:
         with engine.connect() as conn:
             from sqlalchemy import text
+
             rows = conn.execute(text("SELECT count(*) FROM callbacks WHERE result_msg LIKE '%nested%'")).scalar_one()
     finally:
         engine.dispose()
@@ -212,7 +267,9 @@ def test_access_log_never_records_query_strings(server):
     params = g1_signed_params(KEY, {"activity": "queryInstance", "instanceId": "x"})
     requests.get(server.url + "/produce?" + urlencode(params), timeout=10)
     raw, query = g2_signed_request(KEY, new_order(order="LOGGED"))
-    requests.post(server.url + "/produce", params=query, data=raw, timeout=10, headers={"Content-Type": "application/json"})
+    requests.post(
+        server.url + "/produce", params=query, data=raw, timeout=10, headers={"Content-Type": "application/json"}
+    )
     time.sleep(0.3)
     log = (server.instance_path / "access.log").read_text()
     assert '"GET /produce HTTP/1.1" 200' in log and '"POST /produce HTTP/1.1" 200' in log

@@ -1,4 +1,5 @@
 """Alerts: one row per kind and window, delivered once per channel by a job, over real local receivers."""
+
 import base64
 import email
 import email.policy
@@ -44,15 +45,24 @@ class Robots:
         self.received = {"wecom": [], "dingtalk": [], "feishu": []}
         self.script = {"wecom": [], "dingtalk": [], "feishu": []}  # answers to give before the ok one
 
-    OK = {"wecom": {"errcode": 0, "errmsg": "ok"}, "dingtalk": {"errcode": 0, "errmsg": "ok"},
-          "feishu": {"StatusCode": 0, "StatusMessage": "success", "code": 0, "data": {}, "msg": "success"}}
+    OK = {
+        "wecom": {"errcode": 0, "errmsg": "ok"},
+        "dingtalk": {"errcode": 0, "errmsg": "ok"},
+        "feishu": {"StatusCode": 0, "StatusMessage": "success", "code": 0, "data": {}, "msg": "success"},
+    }
 
     def __call__(self, environ, start_response):
         request = Request(environ)
         channel = request.path.strip("/").split("/")[0]
-        self.received[channel].append({"path": request.path, "args": request.args.to_dict(),
-                                       "json": json.loads(request.get_data()),
-                                       "content_type": request.content_type, "at": time.time()})
+        self.received[channel].append(
+            {
+                "path": request.path,
+                "args": request.args.to_dict(),
+                "json": json.loads(request.get_data()),
+                "content_type": request.content_type,
+                "at": time.time(),
+            }
+        )
         answer = self.script[channel].pop(0) if self.script[channel] else self.OK[channel]
         if isinstance(answer, int):
             return Response("boom", answer)(environ, start_response)
@@ -71,11 +81,14 @@ def robots():
 
 
 def robot_config(robots):
-    return {"ALERT_WECOM_URL": f"{robots.base}/wecom/cgi-bin/webhook/send?key={WECOM_KEY}",
-            "ALERT_DINGTALK_URL": f"{robots.base}/dingtalk/robot/send?access_token={DING_TOKEN}",
-            "ALERT_DINGTALK_SECRET": DING_SECRET,
-            "ALERT_FEISHU_URL": f"{robots.base}/feishu/open-apis/bot/v2/hook/{FEISHU_HOOK}",
-            "ALERT_FEISHU_SECRET": FEISHU_SECRET, "JOB_RETRY_BASE_S": 0}
+    return {
+        "ALERT_WECOM_URL": f"{robots.base}/wecom/cgi-bin/webhook/send?key={WECOM_KEY}",
+        "ALERT_DINGTALK_URL": f"{robots.base}/dingtalk/robot/send?access_token={DING_TOKEN}",
+        "ALERT_DINGTALK_SECRET": DING_SECRET,
+        "ALERT_FEISHU_URL": f"{robots.base}/feishu/open-apis/bot/v2/hook/{FEISHU_HOOK}",
+        "ALERT_FEISHU_SECRET": FEISHU_SECRET,
+        "JOB_RETRY_BASE_S": 0,
+    }
 
 
 class Mailbox:
@@ -83,8 +96,13 @@ class Mailbox:
         self.messages = []
 
     async def handle_DATA(self, server, session, envelope):  # noqa: N802  aiosmtpd's hook name
-        self.messages.append((envelope.mail_from, list(envelope.rcpt_tos),
-                              email.message_from_bytes(envelope.content, policy=email.policy.default)))
+        self.messages.append(
+            (
+                envelope.mail_from,
+                list(envelope.rcpt_tos),
+                email.message_from_bytes(envelope.content, policy=email.policy.default),
+            )
+        )
         return "250 OK"
 
 
@@ -115,9 +133,15 @@ def alert_rows(market, *where):
 
 # --- e-mail ---------------------------------------------------------------------------------------
 
+
 def test_email_is_delivered_over_smtp(app, market, mailbox):
-    app.config.update(ALERT_EMAIL_TO="ops@example.com, boss@example.com", ALERT_SMTP_HOST="127.0.0.1",
-                      ALERT_SMTP_PORT=mailbox.port, ALERT_SMTP_TLS="none", ALERT_SMTP_FROM="isvapp@example.com")
+    app.config.update(
+        ALERT_EMAIL_TO="ops@example.com, boss@example.com",
+        ALERT_SMTP_HOST="127.0.0.1",
+        ALERT_SMTP_PORT=mailbox.port,
+        ALERT_SMTP_TLS="none",
+        ALERT_SMTP_FROM="isvapp@example.com",
+    )
     raise_in_transaction(app, subject="Order query failing 订单", text="The order API answered 401.")
     run(app)
     [(sender, recipients, message)] = mailbox.messages
@@ -129,8 +153,12 @@ def test_email_is_delivered_over_smtp(app, market, mailbox):
 
 
 def test_plain_smtp_is_refused_to_a_remote_host(app, market):
-    app.config.update(ALERT_EMAIL_TO="ops@example.com", ALERT_SMTP_HOST="smtp.example.com",
-                      ALERT_SMTP_TLS="none", ALERT_SMTP_PASSWORD="hunter2-very-secret")
+    app.config.update(
+        ALERT_EMAIL_TO="ops@example.com",
+        ALERT_SMTP_HOST="smtp.example.com",
+        ALERT_SMTP_TLS="none",
+        ALERT_SMTP_PASSWORD="hunter2-very-secret",
+    )
     raise_in_transaction(app)
     run(app)
     [job] = market.rows(Job, Job.kind == "alert")
@@ -141,6 +169,7 @@ def test_plain_smtp_is_refused_to_a_remote_host(app, market):
 
 
 # --- robots ---------------------------------------------------------------------------------------
+
 
 def test_robots_get_their_documented_json_and_valid_signatures(app, market, robots):
     app.config.update(robot_config(robots))
@@ -156,16 +185,18 @@ def test_robots_get_their_documented_json_and_valid_signatures(app, market, robo
     assert set(ding["args"]) == {"access_token", "timestamp", "sign"} and ding["args"]["access_token"] == DING_TOKEN
     timestamp = ding["args"]["timestamp"]
     assert abs(int(timestamp) / 1000 - started) < 60
-    expected = base64.b64encode(hmac.new(DING_SECRET.encode(), f"{timestamp}\n{DING_SECRET}".encode(),
-                                         hashlib.sha256).digest()).decode()
+    expected = base64.b64encode(
+        hmac.new(DING_SECRET.encode(), f"{timestamp}\n{DING_SECRET}".encode(), hashlib.sha256).digest()
+    ).decode()
     assert ding["args"]["sign"] == expected  # werkzeug has URL-decoded it: it was sent URL-encoded
 
     body = feishu["json"]
     assert set(body) == {"timestamp", "sign", "msg_type", "content"}
     assert body["msg_type"] == "text" and body["content"] == {"text": content}
     assert isinstance(body["timestamp"], str) and abs(int(body["timestamp"]) - started) < 60
-    expected = base64.b64encode(hmac.new(f"{body['timestamp']}\n{FEISHU_SECRET}".encode(), b"",
-                                         hashlib.sha256).digest()).decode()
+    expected = base64.b64encode(
+        hmac.new(f"{body['timestamp']}\n{FEISHU_SECRET}".encode(), b"", hashlib.sha256).digest()
+    ).decode()
     assert body["sign"] == expected
     assert alert_rows(market)[0].sent_at is not None
 
@@ -173,8 +204,9 @@ def test_robots_get_their_documented_json_and_valid_signatures(app, market, robo
 def test_thirty_alike_in_one_window_make_one_alert_and_one_message(app, market, robots):
     app.config.update(ALERT_WECOM_URL=robot_config(robots)["ALERT_WECOM_URL"])
     for i in range(30):
-        raise_in_transaction(app, kind="order_query", subject="Order query failed", text=f"failure {i}",
-                             now=NOW + timedelta(seconds=i))
+        raise_in_transaction(
+            app, kind="order_query", subject="Order query failed", text=f"failure {i}", now=NOW + timedelta(seconds=i)
+        )
     [alert] = alert_rows(market)
     assert (alert.count, alert.text) == (30, "failure 0")
     assert market.count(Job, Job.kind == "alert") == 1
@@ -215,9 +247,15 @@ def test_https_is_required_except_to_loopback(app, market):
 
 # --- alert-test -----------------------------------------------------------------------------------
 
+
 def test_alert_test_sends_to_every_channel_now(app, runner, robots, mailbox, market):
-    app.config.update(robot_config(robots), ALERT_EMAIL_TO="ops@example.com", ALERT_SMTP_HOST="127.0.0.1",
-                      ALERT_SMTP_PORT=mailbox.port, ALERT_SMTP_TLS="none")
+    app.config.update(
+        robot_config(robots),
+        ALERT_EMAIL_TO="ops@example.com",
+        ALERT_SMTP_HOST="127.0.0.1",
+        ALERT_SMTP_PORT=mailbox.port,
+        ALERT_SMTP_TLS="none",
+    )
     result = runner.invoke(args=["alert-test"])
     assert result.exit_code == 0, result.output
     assert result.output.splitlines() == ["email: ok", "wecom: ok", "dingtalk: ok", "feishu: ok"]
@@ -237,12 +275,14 @@ def test_alert_test_fails_when_nothing_is_configured(runner):
 
 # --- triggers -------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("app_config", [{"JOB_RETRY_BASE_S": 0, "JOB_MAX_ATTEMPTS": 2}])
 def test_a_dead_job_raises_a_dead_job_alert(app, market, robots, monkeypatch):
     app.config.update(ALERT_WECOM_URL=robot_config(robots)["ALERT_WECOM_URL"])
 
     def always_fails(job):
         raise RuntimeError("the thing is down")
+
     monkeypatch.setitem(jobs.HANDLERS, "test_fails", always_fails)
     with app.app_context():
         with write_transaction():
@@ -297,12 +337,14 @@ def test_low_disk_raises_disk_low(app, market):
 def test_raise_alert_alone_swallows_database_errors(app, monkeypatch):
     def broken(*_a, **_k):
         raise RuntimeError("database is locked")
+
     monkeypatch.setattr(alerts, "insert_ignore", broken)
     with app.app_context():
         assert alerts.raise_alert_alone("x", "s", "t") is None
 
 
 # --- raised from the request path (isvapp.domain.callbacklog) -------------------------------------------
+
 
 def test_a_000005_answer_and_repeated_signature_failures_raise_alerts(app, market, monkeypatch):
     from isvapp.storage.models import Alert
@@ -312,6 +354,7 @@ def test_a_000005_answer_and_repeated_signature_failures_raise_alerts(app, marke
 
     def locked(*args, **kwargs):
         raise OperationalError("INSERT", {}, Exception("database is locked"))
+
     monkeypatch.setattr(g2.lifecycle, "new_instance", locked)
     assert json.loads(market.g2(new_order()).data)["resultCode"] == "000005"
     monkeypatch.undo()
@@ -330,16 +373,29 @@ def test_failing_callbacks_reach_the_local_receivers_through_a_real_gunicorn_and
     from isvapp.koo.signing import g2_signed_request
     from .conftest import KEY
     from .live import LiveServer
+
     env = {f"ISVAPP_{k}": str(v) for k, v in robot_config(robots).items()}
-    env.update(ISVAPP_KOO_ACCESS_KEY=KEY, ISVAPP_ALERT_EMAIL_TO="merchant@example.com",
-               ISVAPP_ALERT_SMTP_HOST="127.0.0.1", ISVAPP_ALERT_SMTP_PORT=str(mailbox.port),
-               ISVAPP_ALERT_SMTP_TLS="none", ISVAPP_ALERT_SMTP_FROM="isvapp@example.com")
+    env.update(
+        ISVAPP_KOO_ACCESS_KEY=KEY,
+        ISVAPP_ALERT_EMAIL_TO="merchant@example.com",
+        ISVAPP_ALERT_SMTP_HOST="127.0.0.1",
+        ISVAPP_ALERT_SMTP_PORT=str(mailbox.port),
+        ISVAPP_ALERT_SMTP_TLS="none",
+        ISVAPP_ALERT_SMTP_FROM="isvapp@example.com",
+    )
     with LiveServer(tmp_path, workers=1, env=env) as server:
         for n in range(12):
-            raw, query = g2_signed_request("not-the-key", {"activity": "newInstance", "orderId": f"A{n}",
-                                                           "orderLineId": f"A{n}-1", "businessId": f"a{n}"})
-            answer = requests.post(server.url + "/produce", params=query, data=raw, timeout=10,
-                                   headers={"Content-Type": "application/json"}).json()
+            raw, query = g2_signed_request(
+                "not-the-key",
+                {"activity": "newInstance", "orderId": f"A{n}", "orderLineId": f"A{n}-1", "businessId": f"a{n}"},
+            )
+            answer = requests.post(
+                server.url + "/produce",
+                params=query,
+                data=raw,
+                timeout=10,
+                headers={"Content-Type": "application/json"},
+            ).json()
             assert answer["resultCode"] == "000001"
         time.sleep(0.5)
         server.flask("worker", "--until-idle")
@@ -355,6 +411,7 @@ def test_with_no_channel_an_alert_is_recorded_shown_and_its_job_done(app, market
     cause); the alert waits on the go-live page instead."""
     from .test_dashboard import log_in
     from isvapp.dashboard import security
+
     raise_in_transaction(app, kind="internal_error", subject="isvapp answered 000005 to the marketplace")
     run(app)
     [job] = market.rows(Job, Job.kind == "alert")

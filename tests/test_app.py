@@ -1,4 +1,5 @@
 """The factory, configuration, init-db, health, and the SQLite settings."""
+
 import json
 import os
 import sqlite3
@@ -33,6 +34,7 @@ def test_kit_key_defaults_to_basic_key():
 
 def test_init_db_twice_keeps_data(app, runner, market):
     from .test_produce_g2 import new_order
+
     market.g2(new_order())
     assert "Initialised" in runner.invoke(args=["init-db"]).output
     assert "Initialised" in runner.invoke(args=["init-db"]).output
@@ -59,9 +61,16 @@ def test_sqlite_pragmas(app):
 def test_sqlite_cache_size_is_a_setting(tmp_path):
     """SQLITE_CACHE_MIB sizes every connection's page cache, the lean write path's too; 0 leaves SQLite's own."""
     from isvapp.storage import transactions
+
     for mib, expected in ((16, -16 * 1024), (0, None)):
-        app = create_app({"TESTING": True, "SECRET_KEY": "t" * 40, "INSTANCE_PATH": str(tmp_path / str(mib)),
-                          "SQLITE_CACHE_MIB": mib})
+        app = create_app(
+            {
+                "TESTING": True,
+                "SECRET_KEY": "t" * 40,
+                "INSTANCE_PATH": str(tmp_path / str(mib)),
+                "SQLITE_CACHE_MIB": mib,
+            }
+        )
         with app.app_context():
             pooled = db.engine.raw_connection()
             try:
@@ -94,6 +103,7 @@ def test_init_config_writes_once_with_mode_600(tmp_path, monkeypatch):
 @pytest.mark.sqlite_only
 def test_locked_database_answers_000005_within_budget_and_leaves_nothing(app, market):
     from .test_produce_g2 import new_order
+
     # Another process holds the write lock on the app's SQLite file for longer than the busy timeout.
     path = app.config["SQLALCHEMY_DATABASE_URI"].removeprefix("sqlite:///")
     blocker = sqlite3.connect(path, isolation_level=None)

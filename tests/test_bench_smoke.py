@@ -1,4 +1,5 @@
 """The benchmarks run at tiny sizes, so they cannot rot between real runs."""
+
 import re
 import shutil
 import sqlite3
@@ -38,8 +39,11 @@ def test_the_whole_benchmark_runs_quickly_and_writes_its_report(tmp_path):
         assert figures["isvapp"] > 0 and figures["limit"] > 0 and figures["limit_ordered"] > 0
         # the orders were really stored beside the pre-filled ones
         assert all(run["stored"] > 0 for runs in tables["runs"][size].values() for run in runs)
-        row = re.search(rf"^\| {size:,} \| (\d+) \| (\d+) \| \*\*([\d.]+)\*\* \| \*\*([\d.]+)\*\* \| (\d+) \| ([\d.]+) \|",
-                        text, re.MULTILINE)
+        row = re.search(
+            rf"^\| {size:,} \| (\d+) \| (\d+) \| \*\*([\d.]+)\*\* \| \*\*([\d.]+)\*\* \| (\d+) \| ([\d.]+) \|",
+            text,
+            re.MULTILINE,
+        )
         assert row, f"no table row for {size} orders"
         assert int(row.group(1)) == round(figures["isvapp"]) and float(row.group(3)) > 0 and float(row.group(6)) > 0
     # each simpler form of the write path answered a real order and was measured beside isvapp as it is
@@ -55,17 +59,25 @@ def test_prefill_copies_the_shape_of_a_real_order(tmp_path):
     what the prune job deletes: of orders spread over a year, the pruned tables keep the newest."""
     snapshots, _ = tables.prefill(tmp_path, "isvapp", runner.KEY, [0, 3000])
     with sqlite3.connect(snapshots[3000]) as conn:
-        counts = {name: conn.execute(f'SELECT count(*) FROM "{name}"').fetchone()[0]
-                  for name in ("instances", "answers", "events", "jobs", "signed_requests", "callbacks")}
+        counts = {
+            name: conn.execute(f'SELECT count(*) FROM "{name}"').fetchone()[0]
+            for name in ("instances", "answers", "events", "jobs", "signed_requests", "callbacks")
+        }
         assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
         ids = conn.execute("SELECT count(DISTINCT instance_id) FROM instances").fetchone()[0]
-        newest = [row[0] for row in conn.execute("SELECT order_id FROM instances ORDER BY id DESC LIMIT ?",
-                                                 (counts["callbacks"],))]
+        newest = [
+            row[0]
+            for row in conn.execute("SELECT order_id FROM instances ORDER BY id DESC LIMIT ?", (counts["callbacks"],))
+        ]
         logged = [row[0] for row in conn.execute("SELECT order_id FROM callbacks ORDER BY id DESC")]
         event_ids = [row[0] for row in conn.execute("SELECT event_id FROM events ORDER BY id")]
     kept = {name: 3000 * tables.KEPT_S[name] / (365 * 86400) for name in ("signed_requests", "callbacks")}
-    assert {k: v for k, v in counts.items() if k not in kept} == {"instances": 3000, "answers": 3000, "events": 3000,
-                                                                   "jobs": 6000} and ids == 3000
+    assert {k: v for k, v in counts.items() if k not in kept} == {
+        "instances": 3000,
+        "answers": 3000,
+        "events": 3000,
+        "jobs": 6000,
+    } and ids == 3000
     assert all(abs(counts[name] - expected) <= 1 for name, expected in kept.items()), (counts, kept)
     assert 740 <= counts["callbacks"] and logged == newest  # 91 days of 365: the newest orders' rows
     # isvapp's event ids are time-ordered, and so are the ones the fill makes in their place.
@@ -82,8 +94,13 @@ def test_each_simpler_form_replaces_the_piece_it_names(monkeypatch):
     from isvapp.domain import lifecycle, replays
     from isvapp.produce import pipeline
     from isvapp.storage import connections, statements, transactions
-    originals = [transactions.lean_available, statements.run_bound, statements.bind_prepared,
-                 connections.retry_begin_immediate]
+
+    originals = [
+        transactions.lean_available,
+        statements.run_bound,
+        statements.bind_prepared,
+        connections.retry_begin_immediate,
+    ]
     for name, module in list(sys.modules.items()):
         if module is not None and name.startswith("isvapp"):
             for attribute, value in list(vars(module).items()):

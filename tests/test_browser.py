@@ -2,6 +2,7 @@
 
 Screenshots are kept in artifacts/ (see README) for CI to archive.
 """
+
 import csv
 import io
 import json
@@ -24,13 +25,28 @@ EVIL = "<script>alert('owned')</script> Ltd"
 
 def seed(url):
     session = requests.Session()
-    params = {"activity": "newInstance", "businessId": "evil-1", "customerId": "c" * 32, "customerName": EVIL,
-              "orderId": "EVIL-ORDER", "productId": "00301-666666-0--0", "expireTime": "20300101000000",
-              "testFlag": "0"}
-    assert json.loads(session.get(url + "/produce", params=g1_signed_params(KEY, params)).content)["resultCode"] == "000000"
+    params = {
+        "activity": "newInstance",
+        "businessId": "evil-1",
+        "customerId": "c" * 32,
+        "customerName": EVIL,
+        "orderId": "EVIL-ORDER",
+        "productId": "00301-666666-0--0",
+        "expireTime": "20300101000000",
+        "testFlag": "0",
+    }
+    assert (
+        json.loads(session.get(url + "/produce", params=g1_signed_params(KEY, params)).content)["resultCode"]
+        == "000000"
+    )
     for n in range(3):
-        body = {"activity": "newInstance", "orderId": f"BROWSER{n}", "orderLineId": f"BROWSER{n}-000001",
-                "businessId": f"plain-{n}", "testFlag": "0"}
+        body = {
+            "activity": "newInstance",
+            "orderId": f"BROWSER{n}",
+            "orderLineId": f"BROWSER{n}-000001",
+            "businessId": f"plain-{n}",
+            "testFlag": "0",
+        }
         raw, query = g2_signed_request(KEY, body)
         session.post(url + "/produce", params=query, data=raw, headers={"Content-Type": "application/json"})
 
@@ -90,6 +106,7 @@ def test_log_in_filter_open_a_detail_download_csv_and_see_markup_as_text(site, t
 
 # --- every page, both languages; the go-live page turning green; an alert arriving ----------------
 
+
 def log_in(page, url):
     page.goto(url + "/admin/login")
     page.fill("input[name=name]", "boss")
@@ -99,20 +116,36 @@ def log_in(page, url):
 
 
 def launch(p):
-    return p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu",
-                                                             "--disable-background-networking"])
+    return p.chromium.launch(
+        executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+    )
 
 
 @pytest.mark.parametrize("lang, word", [("en", "Overview"), ("zh", "概览")])
 def test_every_page_in_both_languages_with_screenshots(site, lang, word):
     ARTIFACTS.mkdir(exist_ok=True)
     session = requests.Session()
-    raw, query = g2_signed_request(KEY, {"activity": "newInstance", "orderId": "SHOT", "orderLineId": "SHOT-1",
-                                         "businessId": "shot-1", "testFlag": "1"})
+    raw, query = g2_signed_request(
+        KEY,
+        {
+            "activity": "newInstance",
+            "orderId": "SHOT",
+            "orderLineId": "SHOT-1",
+            "businessId": "shot-1",
+            "testFlag": "1",
+        },
+    )
     session.post(site.url + "/produce", params=query, data=raw, headers={"Content-Type": "text/plain"})
-    pages = {"overview": "/admin/", "go-live": "/admin/go-live", "instances": "/admin/instances?data=all",
-             "instance": "/admin/instances/shot-1", "licenses": "/admin/licenses", "tenants": "/admin/tenants",
-             "callbacks": "/admin/callbacks", "callback": None}
+    pages = {
+        "overview": "/admin/",
+        "go-live": "/admin/go-live",
+        "instances": "/admin/instances?data=all",
+        "instance": "/admin/instances/shot-1",
+        "licenses": "/admin/licenses",
+        "tenants": "/admin/tenants",
+        "callbacks": "/admin/callbacks",
+        "callback": None,
+    }
     with sync_playwright() as p:
         browser = launch(p)
         page = browser.new_page(locale="zh-CN" if lang == "zh" else "en-US", viewport={"width": 1280, "height": 900})
@@ -145,6 +178,7 @@ def test_every_page_in_both_languages_with_screenshots(site, lang, word):
 
 def test_the_go_live_page_turns_green_as_a_debugging_round_passes(site):
     from isvapp.market import simulator
+
     with sync_playwright() as p:
         browser = launch(p)
         page = browser.new_page(locale="en-US")

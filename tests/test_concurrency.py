@@ -5,6 +5,7 @@ identical newInstance callbacks (each freshly signed, as a retry would be) arriv
 each of 50 orders, half of them G2 (POST) and half G1 (GET, whole order in the query). One
 instance per order, byte-identical answers, no errors.
 """
+
 import json
 import threading
 import time
@@ -25,8 +26,9 @@ LIVE_ENV = {"ISVAPP_KOO_ACCESS_KEY": KEY}
 
 def post_g2(session, url, body, timeout=10):
     raw, query = g2_signed_request(KEY, body)
-    return session.post(url + "/produce", params=query, data=raw, timeout=timeout,
-                        headers={"Content-Type": "application/json"})
+    return session.post(
+        url + "/produce", params=query, data=raw, timeout=timeout, headers={"Content-Type": "application/json"}
+    )
 
 
 def get_g1(session, url, params, timeout=10):
@@ -35,16 +37,27 @@ def get_g1(session, url, params, timeout=10):
 
 def storm_order(o):
     if o % 2:
-        return {"activity": "newInstance", "orderId": f"STORM{o:03d}", "customerId": "c" * 32,
-                "productId": "00301-666666-0--0", "expireTime": "20300101000000", "testFlag": "1"}
-    return {"activity": "newInstance", "orderId": f"STORM{o:03d}", "orderLineId": f"STORM{o:03d}-000001",
-            "testFlag": "1"}
+        return {
+            "activity": "newInstance",
+            "orderId": f"STORM{o:03d}",
+            "customerId": "c" * 32,
+            "productId": "00301-666666-0--0",
+            "expireTime": "20300101000000",
+            "testFlag": "1",
+        }
+    return {
+        "activity": "newInstance",
+        "orderId": f"STORM{o:03d}",
+        "orderLineId": f"STORM{o:03d}-000001",
+        "testFlag": "1",
+    }
 
 
 def test_storms_of_identical_new_instances_create_one_instance_per_order(tmp_path):
     bodies = [storm_order(o) for o in range(ORDERS)]
     local = threading.local()
     with LiveServer(tmp_path, workers=4, env=LIVE_ENV) as server, ThreadPoolExecutor(COPIES) as pool:
+
         def fire(body, start):
             local.session = getattr(local, "session", None) or requests.Session()
             body = {**body, "businessId": str(uuid.uuid4())}  # every retry carries a new one
@@ -63,7 +76,9 @@ def test_storms_of_identical_new_instances_create_one_instance_per_order(tmp_pat
         elapsed = time.monotonic() - t0
         engine = server.engine()
         with engine.connect() as db:
-            rows = db.execute(text("SELECT order_id, count(*), min(instance_id) FROM instances GROUP BY order_id")).all()
+            rows = db.execute(
+                text("SELECT order_id, count(*), min(instance_id) FROM instances GROUP BY order_id")
+            ).all()
             claimed = db.execute(text("SELECT count(*) FROM answers WHERE body IS NOT NULL")).scalar_one()
             events = db.execute(text("SELECT count(*) FROM events WHERE kind = 'created'")).scalar_one()
         engine.dispose()

@@ -1,4 +1,5 @@
 """The merchant's pages through the test client: access, sessions, CSRF, headers, filters, CSV, i18n."""
+
 import csv
 import io
 import re
@@ -44,11 +45,15 @@ def test_every_page_requires_login(app, client, admin):
         # the marketplace's routes verify their own signatures; the buyer's login is for strangers;
         # the entitlement API takes its own bearer tokens (tests/test_entitlements.py); the License
         # relay, its installation tokens (tests/test_license_codes.py)
-        if rule.endpoint in open_endpoints or rule.endpoint.startswith(("produce.", "login.", "productapi.",
-                                                                         "relay.")):
+        if rule.endpoint in open_endpoints or rule.endpoint.startswith(("produce.", "login.", "productapi.", "relay.")):
             continue
-        url = rule.rule.replace("<instance_id>", "x").replace("<license_id>", "x").replace("<int:tenant_pk>", "1") \
-            .replace("<int:callback_id>", "1").replace("<int:app_pk>", "1")
+        url = (
+            rule.rule.replace("<instance_id>", "x")
+            .replace("<license_id>", "x")
+            .replace("<int:tenant_pk>", "1")
+            .replace("<int:callback_id>", "1")
+            .replace("<int:app_pk>", "1")
+        )
         for method in rule.methods - {"HEAD", "OPTIONS"}:
             response = client.open(url, method=method)
             assert response.status_code == 302, (method, url)
@@ -110,8 +115,11 @@ def test_cookies_and_security_headers(client, admin):
     secure = log_in(client.application.test_client(), name="boss")
     over_https = client.application.test_client()
     login_page = over_https.get("/admin/login", base_url="https://localhost").get_data(as_text=True)
-    response = over_https.post("/admin/login", base_url="https://localhost",
-                               data={"name": "boss", "password": PASSWORD, "csrf_token": token(login_page)})
+    response = over_https.post(
+        "/admin/login",
+        base_url="https://localhost",
+        data={"name": "boss", "password": PASSWORD, "csrf_token": token(login_page)},
+    )
     assert "Secure" in response.headers["Set-Cookie"]
     del secure
 
@@ -201,6 +209,7 @@ def test_the_callback_log_filters_by_result_code(app, browser):
 
     from isvapp.dashboard import views
     from isvapp.extensions import db
+
     with app.app_context():
         for n, code in enumerate(("000000", "000001", "000003", "000000")):
             db.session.add(Callback(method="POST", path="/produce", order_id=f"ORD-{code}-{n}", result_code=code))
@@ -209,6 +218,7 @@ def test_the_callback_log_filters_by_result_code(app, browser):
     def listed(query):
         page = browser.get("/admin/callbacks?" + query).get_data(as_text=True)
         return sorted(set(re.findall(r"ORD-\d{6}-\d", page)))
+
     assert listed("code=000003") == ["ORD-000003-2"]
     assert listed("code=fail") == ["ORD-000001-1", "ORD-000003-2"]
     assert listed("code=000000") == ["ORD-000000-0", "ORD-000000-3"]
@@ -222,8 +232,11 @@ def test_the_callback_log_filters_by_result_code(app, browser):
 
 def log_in_from(client, addr, name="boss", password=PASSWORD):
     page = client.get("/admin/login", environ_base={"REMOTE_ADDR": addr}).get_data(as_text=True)
-    return client.post("/admin/login", data={"name": name, "password": password, "csrf_token": token(page)},
-                       environ_base={"REMOTE_ADDR": addr})
+    return client.post(
+        "/admin/login",
+        data={"name": name, "password": password, "csrf_token": token(page)},
+        environ_base={"REMOTE_ADDR": addr},
+    )
 
 
 def test_a_strangers_failures_do_not_lock_the_admin_out_elsewhere(app, admin):
@@ -236,8 +249,10 @@ def test_a_strangers_failures_do_not_lock_the_admin_out_elsewhere(app, admin):
     with app.app_context():
         from sqlalchemy import func, select
         from isvapp.extensions import db
-        counted = db.session.execute(select(func.count()).select_from(LoginAttempt)
-                                     .where(LoginAttempt.remote_addr == "203.0.113.9")).scalar_one()
+
+        counted = db.session.execute(
+            select(func.count()).select_from(LoginAttempt).where(LoginAttempt.remote_addr == "203.0.113.9")
+        ).scalar_one()
     assert counted == 5
 
 
@@ -259,13 +274,16 @@ def test_a_cookie_copied_before_logout_is_worthless_after(app, admin):
     assert thief.get("/admin/").status_code == 302
 
 
-@pytest.mark.parametrize("url, words", [
-    ("/admin/instances?page=99999999999999999999", "page must be a whole number"),
-    ("/admin/instances?page=0", "page must be a whole number"),
-    ("/admin/instances?expiring=" + "9" * 30, "expiring must be a whole number"),
-    ("/admin/instances?expiring=-1", "expiring must be a whole number"),
-    ("/admin/callbacks?page=abc", "page must be a whole number"),
-])
+@pytest.mark.parametrize(
+    "url, words",
+    [
+        ("/admin/instances?page=99999999999999999999", "page must be a whole number"),
+        ("/admin/instances?page=0", "page must be a whole number"),
+        ("/admin/instances?expiring=" + "9" * 30, "expiring must be a whole number"),
+        ("/admin/instances?expiring=-1", "expiring must be a whole number"),
+        ("/admin/callbacks?page=abc", "page must be a whole number"),
+    ],
+)
 def test_bad_page_input_is_a_clear_400(browser, url, words):
     response = browser.get(url)
     assert response.status_code == 400 and words in response.get_data(as_text=True)
@@ -282,6 +300,7 @@ def test_csv_cells_that_look_like_formulas_are_neutralised(browser, market):
     assert rows[0]["customer_name"] == "'" + order["customerName"]
     for start in "+-@\t\r":
         from isvapp.dashboard.views import csv_cell
+
         assert csv_cell(start + "1+1") == "'" + start + "1+1"
     assert csv_cell(-5) == -5 and csv_cell("plain") == "plain"
 

@@ -4,6 +4,7 @@ README.md (English) is the truth for commands and configuration; README.zh-CN.md
 docs/deploy.zh-CN.md are its Chinese counterparts. These checks read only the Markdown files,
 isvapp/config.py, gunicorn.conf.py and scripts/: no app, no database.
 """
+
 import os
 import re
 from pathlib import Path
@@ -21,13 +22,25 @@ DEPLOY_ZH = ROOT / "docs" / "deploy.zh-CN.md"
 # Settings read from the environment only (not through Flask's config, so not in DEFAULTS).
 ENVIRONMENT_ONLY = {
     "ISVAPP_INSTANCE_PATH",  # isvapp/__init__.py: where the instance folder is
-    "ISVAPP_BIND", "ISVAPP_WORKERS", "ISVAPP_WORKER_TIMEOUT",  # gunicorn.conf.py
-    "ISVAPP_ACCESS_LOG", "ISVAPP_LOG_LEVEL", "ISVAPP_FORWARDED_ALLOW_IPS",  # gunicorn.conf.py
+    "ISVAPP_BIND",
+    "ISVAPP_WORKERS",
+    "ISVAPP_WORKER_TIMEOUT",  # gunicorn.conf.py
+    "ISVAPP_ACCESS_LOG",
+    "ISVAPP_LOG_LEVEL",
+    "ISVAPP_FORWARDED_ALLOW_IPS",  # gunicorn.conf.py
     "ISVAPP_TEST_POSTGRES",  # scripts/test.sh
 }
 # UPPER_CASE words in backticks that are protocol values, not settings.
-NOT_SETTINGS = {"ONE_TIME", "ON_DEMAND", "ON_DEMAND_PKG", "RENEWAL", "RENEWAL_CHANGE", "TRIAL_TO_FORMAL",
-                "UNSUBSCRIBE_RENEWAL_PERIOD", "UTF_8"}
+NOT_SETTINGS = {
+    "ONE_TIME",
+    "ON_DEMAND",
+    "ON_DEMAND_PKG",
+    "RENEWAL",
+    "RENEWAL_CHANGE",
+    "TRIAL_TO_FORMAL",
+    "UNSUBSCRIBE_RENEWAL_PERIOD",
+    "UTF_8",
+}
 COMMAND_PREFIXES = ("flask --app isvapp", "./scripts/", ".venv/bin/", "isvapp-sim")
 
 
@@ -46,8 +59,7 @@ def code_blocks(text):
     blocks = []
     for match in re.finditer(r"^([ \t]*)```[^\n]*\n(.*?)^\1```[ \t]*$", text, re.S | re.M):
         indent = match.group(1)
-        lines = [line[len(indent):] if line.startswith(indent) else line
-                 for line in match.group(2).splitlines()]
+        lines = [line[len(indent) :] if line.startswith(indent) else line for line in match.group(2).splitlines()]
         blocks.append("\n".join(lines))
     return blocks
 
@@ -134,10 +146,11 @@ def settings_named(text):
 def setting_known(name):
     if name in DEFAULTS or name in ENVIRONMENT_ONLY:
         return True
-    return name.startswith("ISVAPP_") and name[len("ISVAPP_"):] in DEFAULTS  # ISVAPP_<KEY> form
+    return name.startswith("ISVAPP_") and name[len("ISVAPP_") :] in DEFAULTS  # ISVAPP_<KEY> form
 
 
 # --- commands --------------------------------------------------------------------------------------
+
 
 def commands(text):
     """Command names in code: the prefix, then sub-command words (lower-case, no options or
@@ -151,7 +164,7 @@ def commands(text):
             if prefix is None:
                 continue
             words = part.split()
-            name = words[:len(prefix.split())]
+            name = words[: len(prefix.split())]
             if prefix in ("./scripts/", ".venv/bin/"):
                 name = words[:1]
             if words[:3] == [".venv/bin/flask", "--app", "isvapp"]:
@@ -159,7 +172,7 @@ def commands(text):
             if name[0].endswith("isvapp-sim"):
                 found.add(normalise(name[0]))
                 continue
-            for word in words[len(name):]:
+            for word in words[len(name) :]:
                 if not re.fullmatch(r"[a-z][a-z0-9-]*", word):
                     break
                 name.append(word)
@@ -194,6 +207,7 @@ DOCS = [README, README_ZH] + sorted((ROOT / "docs").glob("*.md"))
 
 
 # --- tests -----------------------------------------------------------------------------------------
+
 
 def test_the_chinese_documents_exist():
     assert README_ZH.is_file()
@@ -231,27 +245,35 @@ def test_every_table_key_exists_in_the_code(path):
 
 
 def test_environment_only_settings_are_read_by_the_code():
-    sources = "\n".join(read(p) for p in [ROOT / "gunicorn.conf.py", *sorted((ROOT / "isvapp").rglob("*.py")),
-                                          *sorted((ROOT / "scripts").glob("*.sh"))])
+    sources = "\n".join(
+        read(p)
+        for p in [
+            ROOT / "gunicorn.conf.py",
+            *sorted((ROOT / "isvapp").rglob("*.py")),
+            *sorted((ROOT / "scripts").glob("*.sh")),
+        ]
+    )
     unread = sorted(name for name in ENVIRONMENT_ONLY if name not in sources)
     assert not unread, f"documented as environment-only but read nowhere: {unread}"
 
 
 def test_the_commands_are_found():
     found = commands(read(README))
-    assert {"./scripts/run.sh", "./scripts/test.sh", "flask --app isvapp create-admin",
-            "flask --app isvapp kit-keygen"} <= found, sorted(found)
+    assert {
+        "./scripts/run.sh",
+        "./scripts/test.sh",
+        "flask --app isvapp create-admin",
+        "flask --app isvapp kit-keygen",
+    } <= found, sorted(found)
 
 
-@pytest.mark.parametrize("english, chinese", [(README, README_ZH), (DEPLOY, DEPLOY_ZH)],
-                         ids=["README", "deploy"])
+@pytest.mark.parametrize("english, chinese", [(README, README_ZH), (DEPLOY, DEPLOY_ZH)], ids=["README", "deploy"])
 def test_every_english_command_is_in_the_chinese_document(english, chinese):
     missing = sorted(commands(read(english)) - commands(read(chinese)))
     assert not missing, f"commands in {english.name} missing from {chinese.name}: {missing}"
 
 
-@pytest.mark.parametrize("english, chinese", [(README, README_ZH), (DEPLOY, DEPLOY_ZH)],
-                         ids=["README", "deploy"])
+@pytest.mark.parametrize("english, chinese", [(README, README_ZH), (DEPLOY, DEPLOY_ZH)], ids=["README", "deploy"])
 def test_every_chinese_command_is_in_the_english_document(english, chinese):
     extra = sorted(commands(read(chinese)) - commands(read(english)))
     assert not extra, f"commands in {chinese.name} that {english.name} does not have: {extra}"
@@ -266,8 +288,9 @@ def test_the_chinese_readme_has_the_two_commands_as_code_blocks():
 def test_the_deploy_guides_code_blocks_are_copied_exactly():
     chinese = code_blocks(read(DEPLOY_ZH))
     missing = [block for block in code_blocks(read(DEPLOY)) if block not in chinese]
-    assert not missing, "code blocks of docs/deploy.md not copied exactly into docs/deploy.zh-CN.md:\n\n" + \
-        "\n---\n".join(missing)
+    assert not missing, (
+        "code blocks of docs/deploy.md not copied exactly into docs/deploy.zh-CN.md:\n\n" + "\n---\n".join(missing)
+    )
 
 
 def test_the_deploy_guides_have_the_same_sections():
@@ -283,13 +306,13 @@ def test_the_deploy_guides_have_the_same_sections():
 
 def test_the_deploy_guides_name_the_same_settings():
     english, chinese = settings_named(read(DEPLOY)), settings_named(read(DEPLOY_ZH))
-    assert chinese == english, f"only in deploy.md: {sorted(english - chinese)}; " \
-        f"only in deploy.zh-CN.md: {sorted(chinese - english)}"
+    assert chinese == english, (
+        f"only in deploy.md: {sorted(english - chinese)}; only in deploy.zh-CN.md: {sorted(chinese - english)}"
+    )
 
 
 def test_readme_links_to_the_chinese_readme():
-    assert "README.zh-CN.md" in [t.split("#")[0] for t in links(README)], \
-        "README.md has no link to README.zh-CN.md"
+    assert "README.zh-CN.md" in [t.split("#")[0] for t in links(README)], "README.md has no link to README.zh-CN.md"
 
 
 def test_chinese_readme_links_to_the_english_readme():
@@ -341,14 +364,18 @@ ARCHITECTURE_ZH = ROOT / "docs" / "architecture.zh-CN.md"
 
 def layer_table(path):
     """(layer index, the backticked paths in its folder cell) for each row of the layers table."""
-    rows = [line for line in section(read(path), "The layers" if path == ARCHITECTURE else "分层").splitlines()
-            if line.startswith("| ") and not line.startswith("|---")][1:]
+    rows = [
+        line
+        for line in section(read(path), "The layers" if path == ARCHITECTURE else "分层").splitlines()
+        if line.startswith("| ") and not line.startswith("|---")
+    ][1:]
     return [INLINE.findall(row.split("|")[2]) for row in rows]
 
 
 def test_the_architecture_maps_are_twins():
-    assert [len(m.group(1)) for m in re.finditer(r"^(#{1,6}) ", read(ARCHITECTURE_ZH), re.M)] == \
-        [len(m.group(1)) for m in re.finditer(r"^(#{1,6}) ", read(ARCHITECTURE), re.M)]
+    assert [len(m.group(1)) for m in re.finditer(r"^(#{1,6}) ", read(ARCHITECTURE_ZH), re.M)] == [
+        len(m.group(1)) for m in re.finditer(r"^(#{1,6}) ", read(ARCHITECTURE), re.M)
+    ]
     assert re.findall(r"^(\d+)\. ", read(ARCHITECTURE_ZH), re.M) == re.findall(r"^(\d+)\. ", read(ARCHITECTURE), re.M)
     assert layer_table(ARCHITECTURE_ZH) == layer_table(ARCHITECTURE)
     assert "architecture.zh-CN.md" in links(ARCHITECTURE) and "architecture.md" in links(ARCHITECTURE_ZH)

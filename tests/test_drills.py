@@ -2,6 +2,7 @@
 a skewed clock. Each answers within the marketplace's budget with the right code, loses nothing
 it acknowledged, says in the log what is wrong, and recovers by itself once the cause is gone.
 """
+
 import json
 import logging
 import os
@@ -52,6 +53,7 @@ def test_worker_killed_mid_load_loses_no_acknowledged_order_and_retries_converge
     outcome = {}  # orderId -> answer bytes (HTTP 200) or the exception's name
     local = threading.local()
     with LiveServer(tmp_path, workers=3, env=LIVE_ENV) as server:
+
         def send(body):
             local.session = getattr(local, "session", None) or requests.Session()
             try:
@@ -72,8 +74,11 @@ def test_worker_killed_mid_load_loses_no_acknowledged_order_and_retries_converge
                 victim = worker_pids(server)[0]
                 os.kill(victim, signal.SIGKILL)
                 killed.append(victim)
-        acknowledged = {o: json.loads(b)["instanceId"] for o, b in outcome.items()
-                        if isinstance(b, bytes) and json.loads(b)["resultCode"] == "000000"}
+        acknowledged = {
+            o: json.loads(b)["instanceId"]
+            for o, b in outcome.items()
+            if isinstance(b, bytes) and json.loads(b)["resultCode"] == "000000"
+        }
         lost = [o for o, b in outcome.items() if not isinstance(b, bytes)]
 
         # Every acknowledged order is stored, whole; nothing is half-written.
@@ -96,8 +101,10 @@ def test_worker_killed_mid_load_loses_no_acknowledged_order_and_retries_converge
         engine.dispose()
         assert set(worker_pids(server)).isdisjoint(killed) and len(worker_pids(server)) == 3
 
-    print(f"kill drill: {len(acknowledged)} acknowledged, {len(lost)} without an answer, "
-          f"{KILL_ORDERS - len(acknowledged) - len(lost)} other answers")
+    print(
+        f"kill drill: {len(acknowledged)} acknowledged, {len(lost)} without an answer, "
+        f"{KILL_ORDERS - len(acknowledged) - len(lost)} other answers"
+    )
     assert len(acknowledged) >= KILL_ORDERS // 2
     assert all(code_of(r) == "000000" for r in retried.values())
     assert all(retried[o].content == outcome[o] for o in acknowledged)
@@ -105,6 +112,7 @@ def test_worker_killed_mid_load_loses_no_acknowledged_order_and_retries_converge
 
 
 # --- the database locked by another process for longer than the busy timeout --------------------
+
 
 @contextmanager
 def database_locked(server):
@@ -146,6 +154,7 @@ def test_locked_database_answers_000005_within_3_5_s_then_serves(tmp_path):
 
 
 # --- a full disk and a read-only database file (SQLite) ---------------------------------------
+
 
 def test_full_disk_answers_000005_logs_it_stores_nothing_half_and_recovers(app, market, caplog):
     """PRAGMA max_page_count caps the file a few pages above its size: new orders fill it."""
@@ -199,8 +208,15 @@ def test_read_only_database_file_answers_000005_logs_it_and_recovers(caplog):
     folder = Path(tempfile.mkdtemp(prefix="isvapp-ro-"))  # readable by nobody, unlike tmp_path
     folder.chmod(0o755)
     try:
-        app = create_app({"TESTING": True, "INSTANCE_PATH": str(folder), "SECRET_KEY": "s",
-                          "KOO_ACCESS_KEY": KEY, "SQLALCHEMY_DATABASE_URI": f"sqlite:///{folder}/ro.sqlite"})
+        app = create_app(
+            {
+                "TESTING": True,
+                "INSTANCE_PATH": str(folder),
+                "SECRET_KEY": "s",
+                "KOO_ACCESS_KEY": KEY,
+                "SQLALCHEMY_DATABASE_URI": f"sqlite:///{folder}/ro.sqlite",
+            }
+        )
         market = Marketplace(app, app.test_client())
         with app.app_context():
             init_db()
@@ -224,15 +240,17 @@ def test_read_only_database_file_answers_000005_logs_it_and_recovers(caplog):
 
 # --- clock skew -------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("skew_s", [-120, 120])
-def test_clock_skew_beyond_the_window_is_000002_and_the_log_says_the_clock_is_off(market, caplog, skew_s,
-                                                                                  monkeypatch):
+def test_clock_skew_beyond_the_window_is_000002_and_the_log_says_the_clock_is_off(market, caplog, skew_s, monkeypatch):
     from isvapp.produce import answers
+
     monkeypatch.setattr(answers, "_last_clock_warning", [float("-inf")])  # this worker has not said it yet
     raw, query = g2_signed_request(KEY, new_order(), timestamp=int(time.time() * 1000) + skew_s * 1000)
     with caplog.at_level(logging.WARNING, logger="isvapp.produce"):
-        answer = json.loads(market.send("POST", "/produce", query_string=query, data=raw,
-                                        content_type="application/json").data)
+        answer = json.loads(
+            market.send("POST", "/produce", query_string=query, data=raw, content_type="application/json").data
+        )
     off = f"clock off by {-skew_s} s"  # this server's clock minus the marketplace's
     assert answer["resultCode"] == "000002" and off in answer["resultMsg"]
     assert off in caplog.text and "check this server's clock (NTP)" in caplog.text
@@ -243,6 +261,7 @@ def test_clock_skew_beyond_the_window_is_000002_and_the_log_says_the_clock_is_of
 def test_a_flood_of_stale_timestamps_says_so_once_a_minute(market, caplog, monkeypatch):
     """Anyone can send a stale timestamp; the server log has no budget of its own."""
     from isvapp.produce import answers
+
     monkeypatch.setattr(answers, "_last_clock_warning", [float("-inf")])
     stale = int(time.time() * 1000) - 3_600_000
     with caplog.at_level(logging.WARNING, logger="isvapp.produce"):

@@ -2,6 +2,7 @@
 commits with SQLite's synchronous=FULL (the log's fsync inside COMMIT), on the session and in the
 lean transaction alike; only what may be lost (the callback log, a read-only request's claim)
 commits with NORMAL."""
+
 import pytest
 from sqlalchemy import event
 
@@ -41,7 +42,7 @@ def test_a_new_order_commits_with_full_sync(market, trace):
     assert begins, trace
     # the order's own transaction (the first write) waits for the disk
     assert synchronous_before(trace, begins[0]) == "PRAGMA synchronous=FULL"
-    assert "PRAGMA synchronous=NORMAL" not in trace[:begins[0]]
+    assert "PRAGMA synchronous=NORMAL" not in trace[: begins[0]]
 
 
 def test_a_repeated_order_on_the_session_commits_with_full_sync_too(market, trace):

@@ -1,4 +1,5 @@
 """The entitlement API the merchant's product calls, and its tokens made on the pages."""
+
 import re
 from datetime import datetime, timedelta
 
@@ -22,10 +23,20 @@ def admin_client(app, client):
 @pytest.fixture
 def rows(app):
     with app.app_context():
-        db.session.add_all([
-            Instance(instance_id="INST-E", generation="G2", order_id="CSE", product_id="p-1", sku_code="s-1",
-                     charging_mode="PERIOD", expire_time=datetime.utcnow() + timedelta(days=10)),
-            Tenant(instance_key="INST-E", tenant_id="T-E", tenant_code="ent", name="Ent Co")])
+        db.session.add_all(
+            [
+                Instance(
+                    instance_id="INST-E",
+                    generation="G2",
+                    order_id="CSE",
+                    product_id="p-1",
+                    sku_code="s-1",
+                    charging_mode="PERIOD",
+                    expire_time=datetime.utcnow() + timedelta(days=10),
+                ),
+                Tenant(instance_key="INST-E", tenant_id="T-E", tenant_code="ent", name="Ent Co"),
+            ]
+        )
         db.session.commit()
 
 
@@ -56,8 +67,9 @@ def test_a_token_made_on_the_pages_reads_an_instances_and_a_tenants_entitlement(
     assert bearer not in admin_client.get("/admin/api-tokens").get_data(as_text=True)  # shown once only
 
 
-@pytest.mark.parametrize("state, reason", [(InstanceState.FROZEN, "instance_frozen"),
-                                           (InstanceState.RELEASED, "instance_released")])
+@pytest.mark.parametrize(
+    "state, reason", [(InstanceState.FROZEN, "instance_frozen"), (InstanceState.RELEASED, "instance_released")]
+)
 def test_an_instance_that_is_not_live_says_why(app, admin_client, rows, state, reason):
     bearer = make_token(admin_client)
     with app.app_context():

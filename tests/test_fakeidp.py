@@ -1,4 +1,5 @@
 """The fake tenant IdP (isvapp.market.fakeidp), over real HTTP on 127.0.0.1."""
+
 import base64
 import hashlib
 import secrets
@@ -15,11 +16,19 @@ from isvapp.storage import vault
 from isvapp.storage.models import KitApp, KitState, KitUser
 
 CALLBACK = "http://127.0.0.1:8000/login/callback"
-CLIENTS = {"client-1": {"secret": "s3cret", "redirect_uris": [CALLBACK, "https://isv.example.com/cb?x=1"]},
-           "client-2": {"secret": "other", "redirect_uris": ["http://127.0.0.1:8000/other"]}}
-USERS = {"zhangsan": {"name": "张三", "tenant": "34a59a26e6a24071a9cc7a0526440171", "organizationCode": "10000",
-                      "role": "user"},
-         "boss": {"name": "Boss", "tenant": "t-2", "organizationCode": "1", "role": "admin", "password": "own"}}
+CLIENTS = {
+    "client-1": {"secret": "s3cret", "redirect_uris": [CALLBACK, "https://isv.example.com/cb?x=1"]},
+    "client-2": {"secret": "other", "redirect_uris": ["http://127.0.0.1:8000/other"]},
+}
+USERS = {
+    "zhangsan": {
+        "name": "张三",
+        "tenant": "34a59a26e6a24071a9cc7a0526440171",
+        "organizationCode": "10000",
+        "role": "user",
+    },
+    "boss": {"name": "Boss", "tenant": "t-2", "organizationCode": "1", "role": "admin", "password": "own"},
+}
 
 
 def challenge_of(verifier):
@@ -41,9 +50,11 @@ def login(idp, session=None, user="zhangsan", password="fake-password", **extra)
     http = session or requests.Session()
     page = http.get(idp.url + "/api/v1/oauth2/authorize", params=authorize_params(**extra), allow_redirects=False)
     assert page.status_code == 200 and "<form" in page.text
-    return http.post(idp.url + "/api/v1/oauth2/authorize",
-                     data={**authorize_params(**extra), "userName": user, "password": password},
-                     allow_redirects=False)
+    return http.post(
+        idp.url + "/api/v1/oauth2/authorize",
+        data={**authorize_params(**extra), "userName": user, "password": password},
+        allow_redirects=False,
+    )
 
 
 def code_from(answer):
@@ -57,8 +68,11 @@ def token(idp, **form):
 
 
 def userinfo(idp, access):
-    return requests.get(idp.url + "/api/v1/oauth2/userinfo", allow_redirects=False,
-                        headers={"Authorization": f"Bearer {access}", "Accept": "application/json"})
+    return requests.get(
+        idp.url + "/api/v1/oauth2/userinfo",
+        allow_redirects=False,
+        headers={"Authorization": f"Bearer {access}", "Accept": "application/json"},
+    )
 
 
 def test_code_flow_with_pkce_then_userinfo(idp):
@@ -74,16 +88,24 @@ def test_code_flow_with_pkce_then_userinfo(idp):
     assert body["access_token"] and body["refresh_token"]
     info = userinfo(idp, body["access_token"])
     assert info.status_code == 200
-    assert info.json() == {"userName": "zhangsan", "name": "张三", "tenant": "34a59a26e6a24071a9cc7a0526440171",
-                           "organizationCode": "10000", "role": "user"}
+    assert info.json() == {
+        "userName": "zhangsan",
+        "name": "张三",
+        "tenant": "34a59a26e6a24071a9cc7a0526440171",
+        "organizationCode": "10000",
+        "role": "user",
+    }
     assert ("POST", "/api/v1/oauth2/token") in idp.app.extensions["fake_idp"]["calls"]
 
 
 def test_state_is_left_out_when_not_given_and_the_uri_query_is_kept(idp):
     http = requests.Session()
     params = {"response_type": "code", "client_id": "client-1", "redirect_uri": "https://isv.example.com/cb?x=1"}
-    answer = http.post(idp.url + "/api/v1/oauth2/authorize", data={**params, "userName": "boss", "password": "own"},
-                       allow_redirects=False)
+    answer = http.post(
+        idp.url + "/api/v1/oauth2/authorize",
+        data={**params, "userName": "boss", "password": "own"},
+        allow_redirects=False,
+    )
     query = parse_qs(urlsplit(answer.headers["Location"]).query)
     assert query["x"] == ["1"] and "state" not in query and query["code"]
 
@@ -121,8 +143,13 @@ def test_refresh_rotates_and_the_old_refresh_token_is_refused(idp):
     old = token(idp, grant_type="refresh_token", refresh_token=first["refresh_token"])
     assert old.status_code == 400
     assert old.json() == {"error": "invalid_grant", "error_description": "Invalid refresh token"}
-    other_client = token(idp, grant_type="refresh_token", refresh_token=body["refresh_token"],
-                         client_id="client-2", client_secret="other")
+    other_client = token(
+        idp,
+        grant_type="refresh_token",
+        refresh_token=body["refresh_token"],
+        client_id="client-2",
+        client_secret="other",
+    )
     assert other_client.status_code == 400
 
 
@@ -148,20 +175,28 @@ def test_code_of_another_client_or_redirect_uri_is_refused(idp):
     assert token(idp, code=code, redirect_uri="http://127.0.0.1:8000/other").status_code == 400
 
 
-@pytest.mark.parametrize("params", [
-    {"redirect_uri": "http://evil.example.com/cb"},
-    {"redirect_uri": CALLBACK + "/"},
-    {"client_id": "unknown"},
-    {"response_type": "token"},
-    {"code_challenge": "x" * 43, "code_challenge_method": "plain"},
-    {"code_challenge": "x" * 43},
-])
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"redirect_uri": "http://evil.example.com/cb"},
+        {"redirect_uri": CALLBACK + "/"},
+        {"client_id": "unknown"},
+        {"response_type": "token"},
+        {"code_challenge": "x" * 43, "code_challenge_method": "plain"},
+        {"code_challenge": "x" * 43},
+    ],
+)
 def test_bad_authorize_is_a_page_never_a_redirect(idp, params):
-    for send in (lambda: requests.get(idp.url + "/api/v1/oauth2/authorize", params=authorize_params(**params),
-                                      allow_redirects=False),
-                 lambda: requests.post(idp.url + "/api/v1/oauth2/authorize", allow_redirects=False,
-                                       data={**authorize_params(**params), "userName": "zhangsan",
-                                             "password": "fake-password"})):
+    for send in (
+        lambda: requests.get(
+            idp.url + "/api/v1/oauth2/authorize", params=authorize_params(**params), allow_redirects=False
+        ),
+        lambda: requests.post(
+            idp.url + "/api/v1/oauth2/authorize",
+            allow_redirects=False,
+            data={**authorize_params(**params), "userName": "zhangsan", "password": "fake-password"},
+        ),
+    ):
         answer = send()
         assert answer.status_code == 400 and "Location" not in answer.headers
 
@@ -171,8 +206,11 @@ def test_wrong_client_secret_is_401(idp):
     answer = token(idp, code=code, client_secret="wrong")
     assert answer.status_code == 401
     assert answer.json() == {"error": "invalid_client", "error_description": "Bad client credentials"}
-    missing = requests.post(idp.url + "/api/v1/oauth2/token", allow_redirects=False,
-                            data={"grant_type": "authorization_code", "client_id": "client-1", "code": code})
+    missing = requests.post(
+        idp.url + "/api/v1/oauth2/token",
+        allow_redirects=False,
+        data={"grant_type": "authorization_code", "client_id": "client-1", "code": code},
+    )
     assert missing.status_code == 401
     assert token(idp, code=code).status_code == 200  # a refused client did not use the code up
 
@@ -186,8 +224,11 @@ def test_wrong_or_missing_verifier_is_refused(idp):
 
 
 def test_token_needs_a_form_and_a_known_grant_type(idp):
-    as_json = requests.post(idp.url + "/api/v1/oauth2/token", allow_redirects=False,
-                            json={"grant_type": "authorization_code", "client_id": "client-1", "client_secret": "s3cret"})
+    as_json = requests.post(
+        idp.url + "/api/v1/oauth2/token",
+        allow_redirects=False,
+        json={"grant_type": "authorization_code", "client_id": "client-1", "client_secret": "s3cret"},
+    )
     assert as_json.status_code == 400 and as_json.json()["error"] == "invalid_request"
     other = token(idp, grant_type="client_credentials")
     assert other.status_code == 400 and other.json()["error"] == "unsupported_grant_type"
@@ -237,16 +278,31 @@ def test_userinfo_tenant_override(idp):
     assert userinfo(idp, access).json()["tenant"] == "someone-else"
 
 
-@pytest.mark.parametrize("url", ["http://127.0.0.1:8000/bye", "http://localhost/bye?x=1",
-                                 "https://isv.example.com/after", " https://isv.example.com/after"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:8000/bye",
+        "http://localhost/bye?x=1",
+        "https://isv.example.com/after",
+        " https://isv.example.com/after",
+    ],
+)
 def test_logout_redirects_to_loopback_or_a_registered_host(idp, url):
     answer = requests.get(idp.url + "/api/v1/logout", params={"redirect_url": url}, allow_redirects=False)
     assert answer.status_code == 302 and answer.headers["Location"] == url.strip()
 
 
-@pytest.mark.parametrize("url", ["https://evil.example.com/", "//evil.example.com/", "javascript:alert(1)",
-                                 "http://127.0.0.1@evil.example.com/", "http://127.0.0.1\\@evil.example.com/",
-                                 "ftp://127.0.0.1/"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://evil.example.com/",
+        "//evil.example.com/",
+        "javascript:alert(1)",
+        "http://127.0.0.1@evil.example.com/",
+        "http://127.0.0.1\\@evil.example.com/",
+        "ftp://127.0.0.1/",
+    ],
+)
 def test_logout_refuses_a_foreign_redirect(idp, url):
     answer = requests.get(idp.url + "/api/v1/logout", params={"redirect_url": url}, allow_redirects=False)
     assert answer.status_code == 200 and "Location" not in answer.headers and "Logged out" in answer.text
@@ -256,31 +312,51 @@ def test_clients_and_users_come_from_the_database(app):
     app.config["LOGIN_REDIRECT_URI"] = "https://isv.example.com/login/callback"
     with app.app_context():
         keys = {"instance_key": "i-1", "tenant_id": "tenant-1"}
-        db.session.add_all([
-            KitApp(**keys, app_id="a-1", client_id="cid-1", client_secret_sealed=vault.seal("test-secret", "plain-1")),
-            KitApp(**keys, app_id="a-2", client_id=None, client_secret_sealed=vault.seal("test-secret", "x")),
-            KitUser(**keys, app_id="a-1", user_name="zhangsan", name="张三", org_code="10000", role=None),
-            KitUser(**keys, app_id="a-1", user_name="admin1", name="Admin", org_code="1", role="admin"),
-            KitUser(**keys, app_id="a-1", user_name="gone", state=KitState.REVOKED),
-        ])
+        db.session.add_all(
+            [
+                KitApp(
+                    **keys, app_id="a-1", client_id="cid-1", client_secret_sealed=vault.seal("test-secret", "plain-1")
+                ),
+                KitApp(**keys, app_id="a-2", client_id=None, client_secret_sealed=vault.seal("test-secret", "x")),
+                KitUser(**keys, app_id="a-1", user_name="zhangsan", name="张三", org_code="10000", role=None),
+                KitUser(**keys, app_id="a-1", user_name="admin1", name="Admin", org_code="1", role="admin"),
+                KitUser(**keys, app_id="a-1", user_name="gone", state=KitState.REVOKED),
+            ]
+        )
         db.session.commit()
         clients, users = clients_and_users()
     assert clients == {"cid-1": {"secret": "plain-1", "redirect_uris": ["https://isv.example.com/login/callback"]}}
-    assert users == {"zhangsan": {"name": "张三", "tenant": "tenant-1", "organizationCode": "10000", "role": "user"},
-                     "admin1": {"name": "Admin", "tenant": "tenant-1", "organizationCode": "1", "role": "admin"}}
+    assert users == {
+        "zhangsan": {"name": "张三", "tenant": "tenant-1", "organizationCode": "10000", "role": "user"},
+        "admin1": {"name": "Admin", "tenant": "tenant-1", "organizationCode": "1", "role": "admin"},
+    }
     with Running(create_fake_idp(clients, users)) as idp:
         http = requests.Session()
-        params = {"response_type": "code", "client_id": "cid-1", "redirect_uri": "https://isv.example.com/login/callback"}
-        answer = http.post(idp.url + "/api/v1/oauth2/authorize", allow_redirects=False,
-                           data={**params, "userName": "admin1", "password": "fake-password"})
+        params = {
+            "response_type": "code",
+            "client_id": "cid-1",
+            "redirect_uri": "https://isv.example.com/login/callback",
+        }
+        answer = http.post(
+            idp.url + "/api/v1/oauth2/authorize",
+            allow_redirects=False,
+            data={**params, "userName": "admin1", "password": "fake-password"},
+        )
         got = token(idp, code=code_from(answer), client_id="cid-1", client_secret="plain-1")
         assert userinfo(idp, got.json()["access_token"]).json()["role"] == "admin"
 
 
 def test_default_redirect_uri_and_the_command_is_registered(app):
     with app.app_context():
-        db.session.add(KitApp(instance_key="", tenant_id="t", app_id="a", client_id="c",
-                              client_secret_sealed=vault.seal("test-secret", "s")))
+        db.session.add(
+            KitApp(
+                instance_key="",
+                tenant_id="t",
+                app_id="a",
+                client_id="c",
+                client_secret_sealed=vault.seal("test-secret", "s"),
+            )
+        )
         db.session.commit()
         clients, _ = clients_and_users()
     assert clients["c"]["redirect_uris"] == [DEFAULT_REDIRECT_URI]

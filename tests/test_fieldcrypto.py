@@ -1,4 +1,5 @@
 """§3.7 vectors verbatim, round trips, and RSA-OAEP with both digests."""
+
 import base64
 
 import pytest
@@ -18,11 +19,14 @@ def test_key_derivation_vectors():
     assert aes_key(KEY, "1").hex() == "8f7eef1fd8d98ca8275bb654bcb468ef46b5d94f3a10141ee280ba2cb4c94a0a"
 
 
-@pytest.mark.parametrize("encrypt_type, plaintext, expected", [
-    ("1", "admin", "Ab3dEf7hIj1LmN0pBXfV/MwIMAxfPP4Skl0lHw=="),
-    ("2", "admin", "Ab3dEf7hIj1LmN0p1RVUbaBauR7cnGWSdjwuyg=="),
-    ("1", "P@ssw0rd-中文", "Ab3dEf7hIj1LmN0pDq8od/J+MzeHXx6wqw6I3w=="),
-])
+@pytest.mark.parametrize(
+    "encrypt_type, plaintext, expected",
+    [
+        ("1", "admin", "Ab3dEf7hIj1LmN0pBXfV/MwIMAxfPP4Skl0lHw=="),
+        ("2", "admin", "Ab3dEf7hIj1LmN0p1RVUbaBauR7cnGWSdjwuyg=="),
+        ("1", "P@ssw0rd-中文", "Ab3dEf7hIj1LmN0pDq8od/J+MzeHXx6wqw6I3w=="),
+    ],
+)
 def test_encryption_vectors(encrypt_type, plaintext, expected):
     assert encrypt_field(KEY, plaintext, encrypt_type, IV) == expected
     assert decrypt_field(KEY, expected, encrypt_type) == plaintext

@@ -1,4 +1,5 @@
 """The go-live page: checklists that turn green as debugging calls succeed, failures explained, health."""
+
 import re
 
 import pytest
@@ -49,6 +50,7 @@ def test_real_orders_do_not_count_as_debugging(browser, market):  # noqa: F811
 
 def test_kinds_of_product_appear_when_the_marketplace_debugs_them(browser, market):  # noqa: F811
     from .test_kit import TENANT
+
     market.kit("tenantSync", {**TENANT, "testFlag": 1})
     page = browser.get("/admin/go-live").get_data(as_text=True)
     assert row_state(page, "kit-tenant") == "passed" and row_state(page, "kit-auth") == "not debugged yet"
@@ -66,16 +68,22 @@ def test_health_shows_keys_by_fingerprint_clock_worker_and_disk(app, browser, ma
     assert health["disk"] == "ok" and "MKT.0154" in page
 
 
-@pytest.mark.parametrize("code, message, cause", [
-    ("000001", "signature does not match", "wrong_key"), ("000001", "authToken does not match", "wrong_key"),
-    ("000001", "signature is missing", "unsigned"), ("000001", "nonce has been used before (replayed request)", "replayed"),
-    ("000002", "timestamp outside the 60 s window (clock off by 75 s)", "clock"),
-    ("000002", "request body is larger than 1048576 bytes", "too_large"),
-    ("000002", "orderId: Missing data for required field.", "bad_field"),
-    ("000003", "instance x does not exist", "no_instance"),
-    ("000005", "database busy or unavailable, please retry", "database"), ("000005", "internal error", "internal"),
-    ("000101", "clientSecret cannot be decrypted with the configured RSA key", "kit_secret"),
-])
+@pytest.mark.parametrize(
+    "code, message, cause",
+    [
+        ("000001", "signature does not match", "wrong_key"),
+        ("000001", "authToken does not match", "wrong_key"),
+        ("000001", "signature is missing", "unsigned"),
+        ("000001", "nonce has been used before (replayed request)", "replayed"),
+        ("000002", "timestamp outside the 60 s window (clock off by 75 s)", "clock"),
+        ("000002", "request body is larger than 1048576 bytes", "too_large"),
+        ("000002", "orderId: Missing data for required field.", "bad_field"),
+        ("000003", "instance x does not exist", "no_instance"),
+        ("000005", "database busy or unavailable, please retry", "database"),
+        ("000005", "internal error", "internal"),
+        ("000101", "clientSecret cannot be decrypted with the configured RSA key", "kit_secret"),
+    ],
+)
 def test_each_failure_has_one_fixed_explanation(code, message, cause):
     assert diagnosis.explain(code, message)[0] == cause
     assert diagnosis.explain("000000", "success.") is None
@@ -98,9 +106,10 @@ def test_overview_charts_are_server_rendered_svg_without_script_reach(browser, m
     assert response.status_code == 200 and response.mimetype == "image/svg+xml" and svg.startswith("<svg")
     assert response.headers["Content-Security-Policy"].startswith("default-src 'none'")
     assert "http://" not in svg.replace("http://www.w3.org", "").replace("http://pygal.org", "").replace(
-        "http://github.com/Kozea/pygal", "")  # nothing fetched from elsewhere
+        "http://github.com/Kozea/pygal", ""
+    )  # nothing fetched from elsewhere
     overview = browser.get("/admin/").get_data(as_text=True)
-    assert f'/admin/charts/{name}.svg' in overview and "<script" not in overview
+    assert f"/admin/charts/{name}.svg" in overview and "<script" not in overview
 
 
 def test_the_callbacks_chart_counts_by_result(browser, market):  # noqa: F811
@@ -124,8 +133,12 @@ def test_the_page_after_a_pay_per_use_debugging_round_shows_the_usage_push(app, 
     from .test_produce_g1 import g1_order, signed_result
 
     iid = signed_result(market.g1(g1_order(order="PPU1", chargingMode="ON_DEMAND")))["instanceId"]
-    assert signed_result(market.g1({"activity": "instanceStatus", "instanceId": iid, "instanceStatus": "FREEZE",
-                                    "testFlag": "1"}))["resultCode"] == codes.SUCCESS
+    assert (
+        signed_result(
+            market.g1({"activity": "instanceStatus", "instanceId": iid, "instanceStatus": "FREEZE", "testFlag": "1"})
+        )["resultCode"]
+        == codes.SUCCESS
+    )
     response = browser.get("/admin/go-live")
     assert response.status_code == 200
     page = response.get_data(as_text=True)
@@ -134,8 +147,11 @@ def test_the_page_after_a_pay_per_use_debugging_round_shows_the_usage_push(app, 
     with app.app_context():
         begin = datetime(2026, 12, 1, 10)
         sn = usage.add(iid, "1.5", begin, begin + timedelta(hours=1))
-        db.session.execute(update(UsageRecord).where(UsageRecord.metering_sn == sn)
-                           .values(state=UsageState.PUSHED, pushed_at=begin + timedelta(hours=1, minutes=5)))
+        db.session.execute(
+            update(UsageRecord)
+            .where(UsageRecord.metering_sn == sn)
+            .values(state=UsageState.PUSHED, pushed_at=begin + timedelta(hours=1, minutes=5))
+        )
         db.session.commit()
     assert market.count(Instance) == 1
     page = browser.get("/admin/go-live").get_data(as_text=True)
@@ -146,6 +162,7 @@ def test_the_page_after_a_pay_per_use_debugging_round_shows_the_usage_push(app, 
 @pytest.mark.parametrize("app_config", [{"PROXY_FIX_HOPS": 1}])
 def test_a_request_from_another_host_with_no_proxy_in_front_is_warned_about(app, client, admin):  # noqa: F811
     from .test_dashboard import log_in_from
+
     assert log_in_from(client, "127.0.0.1").status_code == 302
     page = client.get("/admin/go-live", headers={"X-Forwarded-For": "203.0.113.8"}).get_data(as_text=True)
     assert re.search(r'data-health="proxy">.*?class="badge ok"', page, re.S)  # through a proxy on this host

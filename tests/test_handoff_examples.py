@@ -7,6 +7,7 @@ issuer, one signed by another key, one signed by another key under the real key'
 second good token (so the refusals are not a verifier that refuses everything). A language whose toolchain or library is not on this machine is skipped
 with the reason.
 """
+
 import base64
 import glob
 import json
@@ -31,18 +32,23 @@ DOC = ROOT / "docs" / "handoff.md"
 DOC_ZH = ROOT / "docs" / "handoff.zh-CN.md"
 APP_ID = "app-under-test"
 TIMEOUT = 60
-CASES = ["good", "replay", "expired", "other_audience", "other_issuer", "other_key", "forged_kid",
-         "good_again"]
+CASES = ["good", "replay", "expired", "other_audience", "other_issuer", "other_key", "forged_kid", "good_again"]
 
 TENANT = {"id": "t-0001", "code": "acme", "name": "Acme Ltd"}
 USER = {"userName": "alice", "name": "Alice", "role": "admin", "organizationCode": "org-1"}
-INSTANCE = {"id": "inst-42", "state": "ACTIVE", "expireTime": "2031-01-01T00:00:00Z",
-            "productId": "prod-7", "skuCode": "sku-basic"}
+INSTANCE = {
+    "id": "inst-42",
+    "state": "ACTIVE",
+    "expireTime": "2031-01-01T00:00:00Z",
+    "productId": "prod-7",
+    "skuCode": "sku-basic",
+}
 
 FENCE = re.compile(r"^```([^\n]*)\n(.*?)^```[ \t]*$", re.S | re.M)
 
 
 # --- the document ----------------------------------------------------------------------------------
+
 
 def fenced_blocks(text):
     """(language tag, content) of each fenced block."""
@@ -79,6 +85,7 @@ def test_the_two_handoff_documents_are_twins():
 
 
 # --- the issuer: a JWK Set on 127.0.0.1, and tokens ------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def issuer():
@@ -117,20 +124,28 @@ def tokens(issuer):
     url, key = issuer
 
     def sign(signing_key=key, iss=url, aud=APP_ID, now=None):
-        return handoff.sign_assertion(signing_key, issuer=iss, audience=aud, tenant=TENANT, user=USER,
-                                      instance=INSTANCE, now=now)
+        return handoff.sign_assertion(
+            signing_key, issuer=iss, audience=aud, tenant=TENANT, user=USER, instance=INSTANCE, now=now
+        )
 
     def forged():
         """Signed by another key but naming the real key's kid: only the signature check refuses it."""
         claims = json.loads(_payload(sign()))
-        return jwt.encode(claims, Ed25519PrivateKey.generate(), algorithm="EdDSA",
-                          headers={"kid": handoff.key_id(key), "typ": "JWT"})
+        return jwt.encode(
+            claims, Ed25519PrivateKey.generate(), algorithm="EdDSA", headers={"kid": handoff.key_id(key), "typ": "JWT"}
+        )
 
     good = sign()
-    return {"good": good, "replay": good, "expired": sign(now=time.time() - 120),
-            "other_audience": sign(aud="another-app"), "other_issuer": sign(iss="https://other.example.com"),
-            "other_key": sign(signing_key=Ed25519PrivateKey.generate()), "forged_kid": forged(),
-            "good_again": sign()}
+    return {
+        "good": good,
+        "replay": good,
+        "expired": sign(now=time.time() - 120),
+        "other_audience": sign(aud="another-app"),
+        "other_issuer": sign(iss="https://other.example.com"),
+        "other_key": sign(signing_key=Ed25519PrivateKey.generate()),
+        "forged_kid": forged(),
+        "good_again": sign(),
+    }
 
 
 def run(command, cwd, env=None):
@@ -259,15 +274,23 @@ def test_java_example(tmp_path, issuer, tokens):
         pytest.skip("java/javac are not on PATH")
     classpath, tink = java_classpath()
     if classpath is None:
-        policy = subprocess.run(["apt-cache", "policy", "libnimbus-jose-jwt-java"], capture_output=True,
-                                text=True, timeout=TIMEOUT).stdout.strip() if shutil.which("apt-cache") else ""
-        pytest.skip("no nimbus-jose-jwt jar under /usr/share/java (Debian has no libnimbus-jose-jwt-java"
-                    f"{': ' + policy if policy else ''}) and Maven Central is not reachable, so the Java "
-                    "example can be neither compiled nor run")
+        policy = (
+            subprocess.run(
+                ["apt-cache", "policy", "libnimbus-jose-jwt-java"], capture_output=True, text=True, timeout=TIMEOUT
+            ).stdout.strip()
+            if shutil.which("apt-cache")
+            else ""
+        )
+        pytest.skip(
+            "no nimbus-jose-jwt jar under /usr/share/java (Debian has no libnimbus-jose-jwt-java"
+            f"{': ' + policy if policy else ''}) and Maven Central is not reachable, so the Java "
+            "example can be neither compiled nor run"
+        )
     (tmp_path / "HandoffVerifier.java").write_text(configured(example("java"), issuer[0], APP_ID))
     (tmp_path / "Driver.java").write_text(JAVA_DRIVER)
-    compiled = run(["javac", "-cp", classpath, "-d", str(tmp_path), "HandoffVerifier.java", "Driver.java"],
-                   cwd=tmp_path)
+    compiled = run(
+        ["javac", "-cp", classpath, "-d", str(tmp_path), "HandoffVerifier.java", "Driver.java"], cwd=tmp_path
+    )
     assert compiled.returncode == 0, f"the Java example does not compile:\n{compiled.stderr}"
     if not tink:
         pytest.skip("the Java example compiles, but no tink jar (Ed25519 for nimbus) is here to run it")
@@ -334,7 +357,9 @@ def test_go_example(tmp_path, issuer, tokens):
     env = {**os.environ, "GOPROXY": "off", "GOFLAGS": "-mod=mod", "GOTOOLCHAIN": "local"}
     tidy = run(["go", "mod", "tidy"], cwd=tmp_path, env=env)
     if tidy.returncode != 0:
-        pytest.skip("github.com/golang-jwt/jwt/v5 and github.com/MicahParks/keyfunc/v3 are not in the local "
-                    f"module cache and the Go proxy is not reachable: {tidy.stderr.strip()[-300:]}")
+        pytest.skip(
+            "github.com/golang-jwt/jwt/v5 and github.com/MicahParks/keyfunc/v3 are not in the local "
+            f"module cache and the Go proxy is not reachable: {tidy.stderr.strip()[-300:]}"
+        )
     proc = run(["go", "run", ".", str(write_tokens(tmp_path, tokens))], cwd=tmp_path, env=env)
     check_outcomes(proc, tokens)

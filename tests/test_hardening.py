@@ -1,5 +1,6 @@
 """Hardening: webhook deliveries (no redirects, https only, a total deadline) and private files
 (the SQLite database and its -wal/-shm, backups, the Kit and license private keys)."""
+
 import os
 import socket
 import socketserver
@@ -37,8 +38,9 @@ def loose_umask():
 
 
 def hook_event(kind="created"):
-    return provisioning.HookEvent(event_id="evt-1", kind=kind, instance_id="inst-1", order_id="ord-1",
-                                  created_at="2026-01-01T00:00:00Z")
+    return provisioning.HookEvent(
+        event_id="evt-1", kind=kind, instance_id="inst-1", order_id="ord-1", created_at="2026-01-01T00:00:00Z"
+    )
 
 
 def webhook(url, **config):
@@ -73,6 +75,7 @@ class Redirecting:
 
 # --- webhooks: redirects ------------------------------------------------------------------------
 
+
 def test_a_redirect_is_a_failed_delivery_and_never_followed():
     receiver = Redirecting()
     with serving(receiver) as base:
@@ -81,13 +84,15 @@ def test_a_redirect_is_a_failed_delivery_and_never_followed():
     assert receiver.seen == [("POST", "/hooks")]  # no GET (nor anything else) to /final
 
 
-@pytest.mark.parametrize("app_config", [{"KOO_API_BASE_URL": "http://127.0.0.1:9", "KOO_AK": "ak", "KOO_SK": "sk",
-                                         "JOB_RETRY_BASE_S": 0}])
+@pytest.mark.parametrize(
+    "app_config", [{"KOO_API_BASE_URL": "http://127.0.0.1:9", "KOO_AK": "ak", "KOO_SK": "sk", "JOB_RETRY_BASE_S": 0}]
+)
 def test_a_redirected_hook_job_is_retried(app, market):
     receiver = Redirecting()
     with serving(receiver) as base:
-        app.config.update(PROVISIONER="isvapp.provisioning:WebhookProvisioner",
-                          WEBHOOK_URL=base + "/hooks", WEBHOOK_SECRET=SECRET)
+        app.config.update(
+            PROVISIONER="isvapp.provisioning:WebhookProvisioner", WEBHOOK_URL=base + "/hooks", WEBHOOK_SECRET=SECRET
+        )
         market.g2(new_order(business="inst-redirect"))
         with app.app_context():
             for _ in range(2):  # the "created" hook and the order query (refused at once)
@@ -99,6 +104,7 @@ def test_a_redirected_hook_job_is_retried(app, market):
 
 
 # --- webhooks: https only --------------------------------------------------------------------------
+
 
 def test_plain_http_to_another_host_is_refused_before_connecting(monkeypatch):
     attempts = []
@@ -115,21 +121,41 @@ def test_plain_http_to_another_host_is_refused_before_connecting(monkeypatch):
     assert attempts == []
 
 
-@pytest.mark.parametrize("url", ["https://example.com/hooks", "http://127.0.0.1:8000/h", "http://127.9.8.7/h",
-                                 "http://[::1]:8080/h", "http://localhost/h", "HTTP://LOCALHOST:5000/h"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://example.com/hooks",
+        "http://127.0.0.1:8000/h",
+        "http://127.9.8.7/h",
+        "http://[::1]:8080/h",
+        "http://localhost/h",
+        "HTTP://LOCALHOST:5000/h",
+    ],
+)
 def test_webhook_urls_allowed(url):
     assert provisioning.check_webhook_url(url) == url
 
 
-@pytest.mark.parametrize("url", ["http://example.invalid/hook", "http://10.0.0.1/h", "http://127.0.0.1.nip.io/h",
-                                 "http://localhost.example.com/h", "file:///etc/passwd", "ftp://127.0.0.1/h",
-                                 "https:///nohost", "127.0.0.1/h"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://example.invalid/hook",
+        "http://10.0.0.1/h",
+        "http://127.0.0.1.nip.io/h",
+        "http://localhost.example.com/h",
+        "file:///etc/passwd",
+        "ftp://127.0.0.1/h",
+        "https:///nohost",
+        "127.0.0.1/h",
+    ],
+)
 def test_webhook_urls_refused(url):
     with pytest.raises(jobs.Permanent, match="WEBHOOK_URL"):
         provisioning.check_webhook_url(url)
 
 
 # --- webhooks: a total deadline --------------------------------------------------------------------
+
 
 class Trickler(socketserver.ThreadingTCPServer):
     """Answers every request one byte every 0.5 s for 30 s: in the body, or already in the headers."""
@@ -198,10 +224,18 @@ def test_webhook_timeout_must_be_positive():
 
 # --- private files: the database and backups -------------------------------------------------------
 
+
 @pytest.mark.sqlite_only
 def test_database_wal_shm_and_backup_are_private(tmp_path, loose_umask):
-    fresh = create_app({"TESTING": True, "INSTANCE_PATH": str(tmp_path / "fresh"), "SECRET_KEY": "test-secret",
-                        "KOO_ACCESS_KEY": KEY, "KOO_KIT_ACCESS_KEY": KIT_KEY})
+    fresh = create_app(
+        {
+            "TESTING": True,
+            "INSTANCE_PATH": str(tmp_path / "fresh"),
+            "SECRET_KEY": "test-secret",
+            "KOO_ACCESS_KEY": KEY,
+            "KOO_KIT_ACCESS_KEY": KIT_KEY,
+        }
+    )
     try:
         with fresh.app_context():
             init_db()
@@ -239,6 +273,7 @@ def test_a_backup_replaces_a_symlink_at_its_path_instead_of_writing_through_it(a
 
 # --- private files: kit-keygen and the license signing key ---------------------------------------------
 
+
 def test_kit_keygen_never_writes_through_a_symlink(app, runner, tmp_path, loose_umask):
     path = app.config["KOO_KIT_RSA_PRIVATE_KEY"]
     victim = tmp_path / "victim"
@@ -268,6 +303,7 @@ def test_kit_keygen_never_writes_through_a_symlink(app, runner, tmp_path, loose_
 
 def test_license_signing_key_is_private_and_never_written_through_a_symlink(tmp_path, loose_umask):
     from isvapp.storage import keys
+
     path = str(tmp_path / "keys" / "license.pem")
     os.makedirs(os.path.dirname(path))
     os.symlink(tmp_path / "nowhere", path)

@@ -4,6 +4,7 @@ Every msgid the pages translate, literal in a template or held in Python data, h
 isvapp/translations/zh/LC_MESSAGES/messages.po; the committed messages.mo says the same; the
 extraction (babel.cfg) sees the Python data, so `pybabel update` never turns them obsolete.
 """
+
 import ast
 import re
 from pathlib import Path
@@ -65,8 +66,11 @@ def test_every_literal_in_the_templates_has_chinese():
 
 def health_texts(app):
     """Labels, states and fixed details/fixes golive.health() gives on this app (fresh: warnings)."""
-    literals = {node.value for node in ast.walk(ast.parse(Path(golive.__file__).read_text(encoding="utf-8")))
-                if isinstance(node, ast.Constant) and isinstance(node.value, str)}
+    literals = {
+        node.value
+        for node in ast.walk(ast.parse(Path(golive.__file__).read_text(encoding="utf-8")))
+        if isinstance(node, ast.Constant) and isinstance(node.value, str)
+    }
     with app.app_context():
         items = golive.health(app, app.extensions["isvapp"])
     texts = [t for h in items for t in (h.label, h.state)]
@@ -98,16 +102,32 @@ def python_data(app):
     data += list(labels.FIELD_LABELS.values())
     data += list(models.InstanceState.ALL) + list(models.LicenseState.ALL)
     data += [models.KitState.ACTIVE, models.KitState.DELETED, models.KitState.REVOKED]
-    data += [f"details {s}" for s in (models.DetailsState.PENDING, models.DetailsState.FETCHED,
-                                      models.DetailsState.INLINE, models.DetailsState.FAILED)]
+    data += [
+        f"details {s}"
+        for s in (
+            models.DetailsState.PENDING,
+            models.DetailsState.FETCHED,
+            models.DetailsState.INLINE,
+            models.DetailsState.FAILED,
+        )
+    ]
     data += ["Yes", "No"]
     return data + health_texts(app) + chart_texts(app)
 
 
 def test_every_msgid_held_in_python_data_has_chinese(app):
     data = python_data(app)
-    assert {"New purchase", "Kit (joint operation)", "ACTIVE", "REVOKED", "Callbacks per day, by result",
-            "refused (signature, fields)", "Background worker", "details pending", "Protocol generation"} <= set(data)
+    assert {
+        "New purchase",
+        "Kit (joint operation)",
+        "ACTIVE",
+        "REVOKED",
+        "Callbacks per day, by result",
+        "refused (signature, fields)",
+        "Background worker",
+        "details pending",
+        "Protocol generation",
+    } <= set(data)
     missing = missing_chinese(dict.fromkeys(data))
     assert not missing, missing
 
@@ -139,7 +159,8 @@ def test_the_compiled_catalog_says_what_the_po_says():
     compiled = {m.id: m.string for m in mo if m.id}
     assert compiled == wanted, (
         "messages.mo is not messages.po compiled: run scripts/translations.sh compile and commit messages.mo",
-        sorted(set(compiled.items()) ^ set(wanted.items()))[:10])
+        sorted(set(compiled.items()) ^ set(wanted.items()))[:10],
+    )
     assert len(wanted) >= 180 and po.locale_identifier == "zh" and not po.fuzzy
     assert all(CHINESE.search(s) or s in {"License", "SECRET_KEY", "HTTPS"} for s in wanted.values())
 
@@ -151,7 +172,10 @@ def test_templates_and_python_translate_through_flask_babel(app):
         helpers = views._template_helpers()
         assert helpers["_"] is flask_babel.gettext
         assert flask_babel.get_locale().language == "zh"
-        assert flask_babel.gettext("Overview") == "概览" and views.field_value(type("R", (), {"trial": True})(), "trial") == "是"
+        assert (
+            flask_babel.gettext("Overview") == "概览"
+            and views.field_value(type("R", (), {"trial": True})(), "trial") == "是"
+        )
         # plain strings: Jinja escapes a translation and an untranslated dynamic text alike
         assert render_template_string("{{ _(t) }}", t="failed: <b>x</b>") == "failed: &lt;b&gt;x&lt;/b&gt;"
         [cause] = [s for s in diagnosis.SENTENCES.values() if "<your domain>" in s]
@@ -177,12 +201,15 @@ def test_the_language_is_chosen_again_for_each_request_in_one_app_context(app, b
     with app.app_context():
         assert "<h1>概览</h1>" in browser.get("/admin/?lang=zh").get_data(as_text=True)
         assert "<h1>Overview</h1>" in browser.get("/admin/?lang=en").get_data(as_text=True)
-        assert "<h1>Overview</h1>" in browser.get("/admin/", headers={"Accept-Language": "zh-CN"}).get_data(as_text=True)
+        assert "<h1>Overview</h1>" in browser.get("/admin/", headers={"Accept-Language": "zh-CN"}).get_data(
+            as_text=True
+        )
         browser.delete_cookie("lang")
         assert "<h1>概览</h1>" in browser.get("/admin/", headers={"Accept-Language": "zh-CN"}).get_data(as_text=True)
 
 
-@pytest.mark.parametrize("header, word", [("zh-CN,zh;q=0.9", "登录"), ("zh-Hans", "登录"), ("en-US,en", "Log in"),
-                                          ("fr-FR", "Log in")])
+@pytest.mark.parametrize(
+    "header, word", [("zh-CN,zh;q=0.9", "登录"), ("zh-Hans", "登录"), ("en-US,en", "Log in"), ("fr-FR", "Log in")]
+)
 def test_accept_language_picks_the_login_pages_language(client, header, word):
     assert word in client.get("/admin/login", headers={"Accept-Language": header}).get_data(as_text=True)

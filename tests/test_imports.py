@@ -1,6 +1,7 @@
 """No two modules of isvapp import each other, directly or round a longer loop, counting the
 imports made inside functions too (a lazy import hides a circle; it does not remove it). Two
 modules that need each other want what both need moved below them."""
+
 import ast
 from pathlib import Path
 
@@ -62,7 +63,7 @@ def cycles(graph):
         stack.append(node)
         for nxt in sorted(graph.get(node, ())):
             if state.get(nxt) == "open":
-                found.append(stack[stack.index(nxt):] + [nxt])
+                found.append(stack[stack.index(nxt) :] + [nxt])
             elif nxt not in state:
                 visit(nxt)
         stack.pop()
@@ -82,7 +83,9 @@ def test_the_walk_finds_a_circle_when_there_is_one():
 def test_no_module_of_isvapp_is_part_of_an_import_circle():
     known = modules()
     graph = {name: imports_of(name, path, known) for name, path in known.items()}
-    assert len(graph) > 40 and "isvapp.background.alerts" in graph["isvapp.dashboard.golive"]  # the walk sees the imports
+    assert (
+        len(graph) > 40 and "isvapp.background.alerts" in graph["isvapp.dashboard.golive"]
+    )  # the walk sees the imports
     assert cycles(graph) == []
 
 
@@ -112,15 +115,17 @@ def layer_of(module):
 
 
 def upward_imports(graph):
-    return sorted(f"{name} ({LAYERS[layer_of(name)][0]}) imports {target} ({LAYERS[layer_of(target)][0]})"
-                  for name, targets in graph.items() for target in targets
-                  if layer_of(target) < layer_of(name))
+    return sorted(
+        f"{name} ({LAYERS[layer_of(name)][0]}) imports {target} ({LAYERS[layer_of(target)][0]})"
+        for name, targets in graph.items()
+        for target in targets
+        if layer_of(target) < layer_of(name)
+    )
 
 
 def test_the_layer_check_finds_an_upward_import():
     graph = {"isvapp.storage.models": {"isvapp.domain.lifecycle"}, "isvapp.domain.lifecycle": {"isvapp.storage.models"}}
-    assert upward_imports(graph) == [
-        "isvapp.storage.models (storage) imports isvapp.domain.lifecycle (the domain)"]
+    assert upward_imports(graph) == ["isvapp.storage.models (storage) imports isvapp.domain.lifecycle (the domain)"]
 
 
 def test_every_import_points_down_the_layers():
@@ -137,8 +142,14 @@ def test_the_public_paths_a_merchant_names_still_work(app):
     from isvapp.background import provisioning
     from isvapp.market import simulator
 
-    for name in ("Provisioner", "TemplateProvisioner", "WebhookProvisioner", "HookEvent", "verify_webhook",
-                 "webhook_signature"):
+    for name in (
+        "Provisioner",
+        "TemplateProvisioner",
+        "WebhookProvisioner",
+        "HookEvent",
+        "verify_webhook",
+        "webhook_signature",
+    ):
         assert getattr(public, name) is getattr(provisioning, name), name
     for path in ("isvapp.provisioning:WebhookProvisioner", "isvapp.provisioning:TemplateProvisioner"):
         assert isinstance(provisioning.load_provisioner({"PROVISIONER": path}), public.Provisioner), path

@@ -1,4 +1,5 @@
 """Background jobs: order details from a (fake) marketplace, hooks, retries, dead jobs, workers."""
+
 import json
 import os
 import signal
@@ -29,8 +30,10 @@ class Recorder(provisioning.Provisioner):
     def handle(self, event):
         path = os.environ[RECORD_FILE]
         with open(path, "a") as f:
-            f.write(json.dumps({"event": event.event_id, "kind": event.kind, "pid": os.getpid(),
-                                "start": time.time()}) + "\n")
+            f.write(
+                json.dumps({"event": event.event_id, "kind": event.kind, "pid": os.getpid(), "start": time.time()})
+                + "\n"
+            )
         time.sleep(float(os.environ.get("ISVAPP_TEST_HOOK_SLEEP", "0")))
         with open(path, "a") as f:
             f.write(json.dumps({"event": event.event_id, "done": True, "end": time.time()}) + "\n")
@@ -51,8 +54,13 @@ def hook_log(tmp_path, monkeypatch):
 
 @pytest.fixture
 def app_config(market_api, hook_log):
-    return {"KOO_API_BASE_URL": market_api.url, "KOO_AK": AK, "KOO_SK": SK, "JOB_RETRY_BASE_S": 0,
-            "PROVISIONER": "tests.test_jobs:Recorder"}
+    return {
+        "KOO_API_BASE_URL": market_api.url,
+        "KOO_AK": AK,
+        "KOO_SK": SK,
+        "JOB_RETRY_BASE_S": 0,
+        "PROVISIONER": "tests.test_jobs:Recorder",
+    }
 
 
 def run_until_idle(app, limit=200):
@@ -70,9 +78,14 @@ def test_order_details_are_filled_after_new_instance(app, market, hook_log):
     assert market.rows(Instance)[0].details_state == DetailsState.PENDING
     run_until_idle(app)
     [instance] = market.rows(Instance)
-    assert (instance.details_state, instance.period_type, instance.period_number, instance.charging_mode,
-            instance.customer_name, instance.sku_code) == (DetailsState.FETCHED, "year", 1, "PERIOD",
-                                                           "Fake Customer", "fake-sku")
+    assert (
+        instance.details_state,
+        instance.period_type,
+        instance.period_number,
+        instance.charging_mode,
+        instance.customer_name,
+        instance.sku_code,
+    ) == (DetailsState.FETCHED, "year", 1, "PERIOD", "Fake Customer", "fake-sku")
     assert instance.expire_time is not None and instance.extra["order"]["orderId"] == "MOCKPERIODYEARNEW"
     kinds = [c["kind"] for c in hook_calls(hook_log) if "kind" in c]
     assert kinds == ["created", "details_fetched"]
@@ -103,8 +116,18 @@ def test_slow_marketplace_times_out_within_three_seconds(app, market, market_api
     assert market.rows(Instance)[0].details_state == DetailsState.FETCHED
 
 
-@pytest.mark.parametrize("app_config", [{"KOO_API_BASE_URL": "http://127.0.0.1:9", "KOO_AK": AK, "KOO_SK": SK,
-                                         "JOB_RETRY_BASE_S": 0, "JOB_MAX_ATTEMPTS": 2}])
+@pytest.mark.parametrize(
+    "app_config",
+    [
+        {
+            "KOO_API_BASE_URL": "http://127.0.0.1:9",
+            "KOO_AK": AK,
+            "KOO_SK": SK,
+            "JOB_RETRY_BASE_S": 0,
+            "JOB_MAX_ATTEMPTS": 2,
+        }
+    ],
+)
 def test_dead_job_is_kept_with_its_error_and_can_be_retried(app, market, runner, monkeypatch):
     market.g2(new_order(business="inst-4"))
     run_until_idle(app)
@@ -116,6 +139,7 @@ def test_dead_job_is_kept_with_its_error_and_can_be_retried(app, market, runner,
     with Running(create_fake_market(AK, SK, KEY)) as market_api:
         app.config["KOO_API_BASE_URL"] = market_api.url
         from isvapp.config import load_settings
+
         app.extensions["isvapp"] = load_settings(app.config)
         assert "1 job(s)" in runner.invoke(args=["jobs", "retry", str(job.id)]).output
         run_until_idle(app)
@@ -125,6 +149,7 @@ def test_dead_job_is_kept_with_its_error_and_can_be_retried(app, market, runner,
 
 def test_backoff_grows_with_jitter_and_is_capped():
     import random
+
     rng = random.Random(1)
     delays = [jobs.backoff_s(n, 5, 3600, rng) for n in range(1, 14)]
     assert 2.5 <= delays[0] <= 5 and 40 <= delays[4] <= 80 and all(d <= 3600 for d in delays)
@@ -133,18 +158,32 @@ def test_backoff_grows_with_jitter_and_is_capped():
 
 # --- worker processes -----------------------------------------------------------------------------
 
+
 def worker_env(app, **extra):
-    env = {**os.environ, "ISVAPP_INSTANCE_PATH": app.instance_path, "ISVAPP_SECRET_KEY": "test-secret",
-           "ISVAPP_KOO_ACCESS_KEY": KEY, "ISVAPP_PROVISIONER": "tests.test_jobs:Recorder",
-           "ISVAPP_KOO_API_BASE_URL": app.config["KOO_API_BASE_URL"], "ISVAPP_KOO_AK": AK, "ISVAPP_KOO_SK": SK,
-           "ISVAPP_JOB_RETRY_BASE_S": "0", "PYTHONPATH": str(ROOT)}
+    env = {
+        **os.environ,
+        "ISVAPP_INSTANCE_PATH": app.instance_path,
+        "ISVAPP_SECRET_KEY": "test-secret",
+        "ISVAPP_KOO_ACCESS_KEY": KEY,
+        "ISVAPP_PROVISIONER": "tests.test_jobs:Recorder",
+        "ISVAPP_KOO_API_BASE_URL": app.config["KOO_API_BASE_URL"],
+        "ISVAPP_KOO_AK": AK,
+        "ISVAPP_KOO_SK": SK,
+        "ISVAPP_JOB_RETRY_BASE_S": "0",
+        "PYTHONPATH": str(ROOT),
+    }
     env.update({k: str(v) for k, v in extra.items()})
     return env
 
 
 def start_worker(app, *args, **env):
-    return subprocess.Popen([sys.executable, "-m", "flask", "--app", "isvapp", "worker", "--poll", "0.2", *args],
-                            cwd=ROOT, env=worker_env(app, **env), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    return subprocess.Popen(
+        [sys.executable, "-m", "flask", "--app", "isvapp", "worker", "--poll", "0.2", *args],
+        cwd=ROOT,
+        env=worker_env(app, **env),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
 
 
 def test_a_worker_killed_mid_hook_leaves_the_job_to_run_again_with_the_same_event(app, market, hook_log):
@@ -180,6 +219,7 @@ def test_several_workers_never_run_one_job_twice(app, market, hook_log):
 
 # --- webhook provisioner --------------------------------------------------------------------------
 
+
 class Receiver:
     """The merchant's app: verifies each delivery as README shows; the first one fails (HTTP 500)."""
 
@@ -207,8 +247,11 @@ def test_webhook_provisioner_delivers_signed_events_and_retries(app, market, sec
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        app.config.update(PROVISIONER="isvapp.provisioning:WebhookProvisioner",
-                          WEBHOOK_URL=f"http://127.0.0.1:{server.server_port}/hooks", WEBHOOK_SECRET=secret)
+        app.config.update(
+            PROVISIONER="isvapp.provisioning:WebhookProvisioner",
+            WEBHOOK_URL=f"http://127.0.0.1:{server.server_port}/hooks",
+            WEBHOOK_SECRET=secret,
+        )
         market.g2(new_order(business="inst-6"))
         run_until_idle(app)
     finally:
@@ -224,9 +267,11 @@ def test_webhook_provisioner_delivers_signed_events_and_retries(app, market, sec
 
 # --- usage push -----------------------------------------------------------------------------------
 
+
 def test_usage_is_pushed_in_batches_once_and_rejections_are_kept(app, market, market_api, runner):
     market.g2(new_order(business="meter-1"))
     from datetime import datetime, timezone
+
     begin, end = datetime(2026, 11, 24, 8, tzinfo=timezone.utc), datetime(2026, 11, 24, 9, tzinfo=timezone.utc)
     market_api.app.extensions["fake_market"]["usage"]["dup-sn"] = {}
     with app.app_context():
@@ -238,8 +283,20 @@ def test_usage_is_pushed_in_batches_once_and_rejections_are_kept(app, market, ma
             usage.add("meter-1", "0.00001", begin, end)
         with pytest.raises(ValueError, match="does not exist"):
             usage.add("nope", "1", begin, end)
-    result = runner.invoke(args=["usage", "add", "meter-1", "3", "--begin", "2026-11-24T08:00:00Z",
-                                 "--end", "2026-11-24T09:00:00Z", "--sn", "cli-sn"])
+    result = runner.invoke(
+        args=[
+            "usage",
+            "add",
+            "meter-1",
+            "3",
+            "--begin",
+            "2026-11-24T08:00:00Z",
+            "--end",
+            "2026-11-24T09:00:00Z",
+            "--sn",
+            "cli-sn",
+        ]
+    )
     assert result.exit_code == 0, result.output
     run_until_idle(app)
     calls = [c for c in market_api.app.extensions["fake_market"]["calls"] if c[1].endswith("usage-data")]
@@ -257,6 +314,7 @@ def test_usage_is_pushed_in_batches_once_and_rejections_are_kept(app, market, ma
 def test_fake_market_refuses_bad_signatures(app, market_api):
     from isvapp.market import openapi
     from isvapp.config import load_settings
+
     settings = load_settings({**app.config, "KOO_SK": "wrong"})
     with pytest.raises(openapi.MarketError, match="MKT.0154"):
         openapi.query_order(settings, "MOCKONETIMENEW")

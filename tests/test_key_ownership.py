@@ -4,6 +4,7 @@ created it, and another key is answered as if it did not exist (docs/protocol.md
 The review's finding: product B's key read product A's buyer's password with queryInstance, and
 released A's instance through /license.
 """
+
 import json
 import uuid
 
@@ -28,7 +29,6 @@ KEY_B = "b9b8b7b6-0000-1111-2222-bbbbbbbbbbbb"
 KIT_KEY_B = "kit-b-0000-1111-2222-bbbbbbbbbbbb"
 TWO_KEYS = {"KOO_ACCESS_KEY": [KEY, KEY_B], "KOO_KIT_ACCESS_KEY": [KIT_KEY, KIT_KEY_B]}
 SHARED = {**TWO_KEYS, "KOO_SHARE_INSTANCES_ACROSS_KEYS": True}
-
 
 
 @pytest.fixture
@@ -58,15 +58,34 @@ def g2_activities(iid, test_flag="0"):
     """Every G2 activity on an instance, by name."""
     return {
         "queryInstance": {"activity": "queryInstance", "instanceId": iid, "testFlag": test_flag},
-        "refreshInstance": {"activity": "refreshInstance", "instanceId": iid, "orderId": "RENEW-1",
-                            "orderLineId": "RENEW-1-1", "scene": "RENEWAL", "expireTime": "20400101000000",
-                            "testFlag": test_flag},
-        "updateInstanceStatus": {"activity": "updateInstanceStatus", "instanceId": iid, "status": "FREEZE",
-                                 "testFlag": test_flag},
-        "upgradeInstance": {"activity": "upgradeInstance", "instanceId": iid, "orderId": "UP-1",
-                            "orderLineId": "UP-1-1", "testFlag": test_flag},
-        "changeInstanceCheck": {"activity": "changeInstanceCheck", "instanceId": iid, "testFlag": test_flag,
-                                "productInfo": {"productId": "p", "skuCode": "big"}},
+        "refreshInstance": {
+            "activity": "refreshInstance",
+            "instanceId": iid,
+            "orderId": "RENEW-1",
+            "orderLineId": "RENEW-1-1",
+            "scene": "RENEWAL",
+            "expireTime": "20400101000000",
+            "testFlag": test_flag,
+        },
+        "updateInstanceStatus": {
+            "activity": "updateInstanceStatus",
+            "instanceId": iid,
+            "status": "FREEZE",
+            "testFlag": test_flag,
+        },
+        "upgradeInstance": {
+            "activity": "upgradeInstance",
+            "instanceId": iid,
+            "orderId": "UP-1",
+            "orderLineId": "UP-1-1",
+            "testFlag": test_flag,
+        },
+        "changeInstanceCheck": {
+            "activity": "changeInstanceCheck",
+            "instanceId": iid,
+            "testFlag": test_flag,
+            "productInfo": {"productId": "p", "skuCode": "big"},
+        },
         "releaseInstance": {"activity": "releaseInstance", "instanceId": iid, "orderId": "o", "testFlag": test_flag},
     }
 
@@ -77,6 +96,7 @@ def instance(market, iid):
 
 
 # --- G2 /produce ----------------------------------------------------------------------------------
+
 
 def test_an_instance_records_the_fingerprint_of_the_key_that_created_it(market):
     a, b = g2_created(market, order="ORDER-A"), g2_created(market, key=KEY_B, order="ORDER-B")
@@ -93,8 +113,11 @@ def test_another_key_gets_000003_for_every_g2_activity_and_changes_nothing(marke
     assert reply["resultCode"] == codes.INSTANCE_NOT_FOUND, reply
     assert "info" not in reply and "password" not in json.dumps(reply)
     after = instance(market, iid)
-    assert (after.state, after.expire_time, after.details_state) == (before.state, before.expire_time,
-                                                                       before.details_state)
+    assert (after.state, after.expire_time, after.details_state) == (
+        before.state,
+        before.expire_time,
+        before.details_state,
+    )
 
 
 def test_a_debugging_call_by_another_key_gets_the_leniency_and_changes_nothing(market):
@@ -122,8 +145,9 @@ def test_the_creating_key_still_can_do_everything(market):
 
 def test_query_of_several_ids_answers_only_the_asking_keys_instances(market):
     a, b = g2_created(market, order="ORDER-A"), g2_created(market, key=KEY_B, order="ORDER-B")
-    reply = answer(market.g2({"activity": "queryInstance", "instanceId": f"{a},{b}", "testFlag": "0"},
-                             key=KEY_B), KEY_B)
+    reply = answer(
+        market.g2({"activity": "queryInstance", "instanceId": f"{a},{b}", "testFlag": "0"}, key=KEY_B), KEY_B
+    )
     assert [i["instanceId"] for i in reply["info"]] == [b]
 
 
@@ -139,6 +163,7 @@ def test_a_repeat_of_an_order_by_another_key_gets_an_instance_of_its_own(market)
 
 
 # --- rows from before, and the sharing setting --------------------------------------------------------
+
 
 def test_rows_without_an_owner_are_usable_by_every_key_with_a_go_live_warning(app, market):
     a = g2_created(market, order="OLD-A")
@@ -180,6 +205,7 @@ def test_the_sharing_setting_lets_another_key_act(app, market):
 
 # --- G1 GET /produce ---------------------------------------------------------------------------------
 
+
 def g1(market, params, key):
     return answer(market.g1(params, key=key), key)
 
@@ -188,12 +214,23 @@ def test_g1_another_key_cannot_touch_the_instance(market):
     iid = g1(market, g1_order(business="g1-a", testFlag="0"), KEY)["instanceId"]
     refused = [
         {"activity": "queryInstance", "instanceId": iid, "testFlag": "0"},
-        {"activity": "refreshInstance", "instanceId": iid, "orderId": "R-1", "expireTime": "20400101000000",
-         "testFlag": "0"},
+        {
+            "activity": "refreshInstance",
+            "instanceId": iid,
+            "orderId": "R-1",
+            "expireTime": "20400101000000",
+            "testFlag": "0",
+        },
         {"activity": "expireInstance", "instanceId": iid, "orderId": "o", "testFlag": "0"},
         {"activity": "instanceStatus", "instanceId": iid, "instanceStatus": "FREEZE", "testFlag": "0"},
-        {"activity": "upgrade", "instanceId": iid, "orderId": "UP-1", "productId": "p-big", "skuCode": "big",
-         "testFlag": "0"},
+        {
+            "activity": "upgrade",
+            "instanceId": iid,
+            "orderId": "UP-1",
+            "productId": "p-big",
+            "skuCode": "big",
+            "testFlag": "0",
+        },
         {"activity": "releaseInstance", "instanceId": iid, "orderId": "o", "testFlag": "0"},
     ]
     for params in refused:
@@ -215,6 +252,7 @@ def test_g1_new_instance_by_another_key_does_not_return_the_first_keys_credentia
 
 # --- License ------------------------------------------------------------------------------------------
 
+
 def test_license_2_another_key_cannot_query_renew_or_release(market):
     iid = g2_created(market, path="/license")
     for name, body in g2_activities(iid).items():
@@ -222,8 +260,13 @@ def test_license_2_another_key_cannot_query_renew_or_release(market):
             continue
         reply = answer(market.g2(body, key=KEY_B, path="/license"), KEY_B)
         assert reply["resultCode"] == codes.INSTANCE_NOT_FOUND, (name, reply)
-    body = {"activity": "getLicenseAsync", "instanceId": iid, "eventId": "ev-1", "deviceFingerprint": "dev",
-            "testFlag": "0"}
+    body = {
+        "activity": "getLicenseAsync",
+        "instanceId": iid,
+        "eventId": "ev-1",
+        "deviceFingerprint": "dev",
+        "testFlag": "0",
+    }
     assert code(market.g2(body, key=KEY_B, path="/license"), KEY_B) == codes.INSTANCE_NOT_FOUND
     assert market.count(License) == 0
     assert code(market.g2(body, path="/license"), KEY) == codes.SUCCESS
@@ -236,8 +279,9 @@ def test_license_2_another_key_cannot_query_renew_or_release(market):
 
 
 def test_license_g1_another_key_cannot_expire_or_release(market):
-    reply = answer(market.g1({**g1_order(business="lic-a", testFlag="0"), "activity": "getLicense"},
-                             path="/license"), KEY)
+    reply = answer(
+        market.g1({**g1_order(business="lic-a", testFlag="0"), "activity": "getLicense"}, path="/license"), KEY
+    )
     assert reply["resultCode"] == codes.SUCCESS
     iid = market.rows(Instance)[0].instance_id
     for activity in ("expireLicense", "releaseLicense"):
@@ -245,8 +289,13 @@ def test_license_g1_another_key_cannot_expire_or_release(market):
             params = {"activity": activity, "instanceId": iid, "orderId": "o", "testFlag": test_flag}
             got = answer(market.g1(params, key=KEY_B, path="/license"), KEY_B)
             assert got["resultCode"] == (codes.INSTANCE_NOT_FOUND if test_flag == "0" else codes.SUCCESS)
-    refresh = {"activity": "refreshLicense", "instanceId": iid, "orderId": "R", "expireTime": "20400101000000",
-               "testFlag": "0"}
+    refresh = {
+        "activity": "refreshLicense",
+        "instanceId": iid,
+        "orderId": "R",
+        "expireTime": "20400101000000",
+        "testFlag": "0",
+    }
     got = answer(market.g1(refresh, key=KEY_B, path="/license"), KEY_B)
     assert got["resultCode"] == codes.INSTANCE_NOT_FOUND and "license" not in got
     assert [row.state for row in market.rows(License)] == [LicenseState.ACTIVE]
@@ -254,6 +303,7 @@ def test_license_g1_another_key_cannot_expire_or_release(market):
 
 
 # --- Kit ------------------------------------------------------------------------------------------------
+
 
 def test_kit_b_cannot_touch_tenant_a(market):
     def kit(name, body, key):
@@ -264,19 +314,25 @@ def test_kit_b_cannot_touch_tenant_a(market):
     assert kit("authSync", auth(1, users("alice")), KIT_KEY) == codes.SUCCESS
     assert kit("tenantSync", {**TENANT, "name": "taken", "flag": 2}, KIT_KEY_B) == codes.INSTANCE_NOT_FOUND
     assert kit("tenantSync", {**TENANT, "name": "taken"}, KIT_KEY_B) == codes.INSTANCE_NOT_FOUND
-    assert kit("applicationSync", {**SCOPE, "appId": "app-b", "name": "b", "flag": 1, "testFlag": 0},
-               KIT_KEY_B) == codes.INSTANCE_NOT_FOUND
+    assert (
+        kit("applicationSync", {**SCOPE, "appId": "app-b", "name": "b", "flag": 1, "testFlag": 0}, KIT_KEY_B)
+        == codes.INSTANCE_NOT_FOUND
+    )
     assert kit("authSync", auth(0, users("alice")), KIT_KEY_B) == codes.SUCCESS  # a delete: nothing changed
     assert kit("authSync", auth(2, users("alice", role="admin")), KIT_KEY_B) == codes.INSTANCE_NOT_FOUND
-    assert kit("singleOrgSync", {**SCOPE, "orgCode": "d1", "orgName": "x", "flag": 1, "testFlag": 0},
-               KIT_KEY_B) == codes.INSTANCE_NOT_FOUND
+    assert (
+        kit("singleOrgSync", {**SCOPE, "orgCode": "d1", "orgName": "x", "flag": 1, "testFlag": 0}, KIT_KEY_B)
+        == codes.INSTANCE_NOT_FOUND
+    )
     assert kit("tenantSync", {**SCOPE, "flag": 0, "testFlag": 0}, KIT_KEY_B) == codes.SUCCESS
     [tenant] = market.rows(Tenant)
     assert (tenant.name, tenant.state) == (TENANT["name"], "ACTIVE")
     assert market.count(KitApp) == 0
     # A modify that names no instance changes only the asking key's tenants.
-    assert kit("tenantSync", {"tenantId": TENANT["tenantId"], "name": "other", "flag": 2, "testFlag": 0},
-               KIT_KEY_B) == codes.SUCCESS
+    assert (
+        kit("tenantSync", {"tenantId": TENANT["tenantId"], "name": "other", "flag": 2, "testFlag": 0}, KIT_KEY_B)
+        == codes.SUCCESS
+    )
     assert [t.name for t in market.rows(Tenant, Tenant.instance_key == SCOPE["instanceId"])] == [TENANT["name"]]
     # Kit A still can.
     assert kit("tenantSync", {**TENANT, "name": "renamed", "flag": 2}, KIT_KEY) == codes.SUCCESS
@@ -285,13 +341,16 @@ def test_kit_b_cannot_touch_tenant_a(market):
 
 # --- the attack as the reviewer made it, through a real gunicorn -------------------------------------------
 
+
 def test_live_product_b_key_cannot_read_product_a_password(tmp_path):
     env = {"ISVAPP_KOO_ACCESS_KEY": f"{KEY},{KEY_B}"}
     with LiveServer(tmp_path / "instance", workers=2, env=env) as live:
+
         def g2(body, key):
             raw, query = g2_signed_request(key, body)
-            response = requests.post(live.url + "/produce", params=query, data=raw,
-                                     headers={"Content-Type": "application/json"}, timeout=10)
+            response = requests.post(
+                live.url + "/produce", params=query, data=raw, headers={"Content-Type": "application/json"}, timeout=10
+            )
             return answer(response, key)
 
         iid = g2(new_order(order=f"LIVE-{uuid.uuid4().hex[:8]}"), KEY)["instanceId"]

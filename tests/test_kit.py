@@ -1,4 +1,5 @@
 """Kit sync: tenants, apps (RSA clientSecret), users and departments, on the G2 and G1 paths."""
+
 import base64
 import json
 import os
@@ -15,9 +16,16 @@ from isvapp.storage.models import Callback, Department, Event, KitApp, KitState,
 
 from .conftest import KIT_KEY
 
-TENANT = {"instanceId": "huaiweitest123456", "orderId": "CS1906666666ABCDE", "tenantId": "68cbc86abc2018ab880d92f36422fa0e",
-          "tenantCode": "huawei", "name": "huaiweitest", "domainName": "https://example.tenantaccount.com",
-          "flag": 1, "testFlag": 0}
+TENANT = {
+    "instanceId": "huaiweitest123456",
+    "orderId": "CS1906666666ABCDE",
+    "tenantId": "68cbc86abc2018ab880d92f36422fa0e",
+    "tenantCode": "huawei",
+    "name": "huaiweitest",
+    "domainName": "https://example.tenantaccount.com",
+    "flag": 1,
+    "testFlag": 0,
+}
 SCOPE = {"instanceId": "huaiweitest123456", "tenantId": TENANT["tenantId"]}
 
 
@@ -31,12 +39,14 @@ def ok(response, code=codes.SUCCESS):
 
 # --- tenantSync --------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("send", ["g2", "g1-body-hmac", "g1-sorted-fields"])
 def test_tenant_add_repeat_modify_delete_repeat(market, send):
     def sync(body):
         if send == "g2":
             return market.kit("tenantSync", body)
         return market.kit_g1("tenantSync", body, formula=send[3:])
+
     ok(sync(TENANT))
     ok(sync(TENANT))
     assert market.count(Tenant) == 1
@@ -59,6 +69,7 @@ def test_delete_of_an_unknown_tenant_and_instance_succeeds(market):
 
 # --- applicationSync ---------------------------------------------------------------------------------
 
+
 @pytest.fixture
 def public_key(runner, app):
     result = runner.invoke(args=["kit-keygen"])
@@ -72,8 +83,15 @@ def rsa_encrypt(public_key, text, digest=hashes.SHA256):
 
 
 def app_body(secret, **extra):
-    return {**SCOPE, "appId": "app-1", "clientId": "client-1", "clientSecret": secret, "flag": 1, "testFlag": 0,
-            **extra}
+    return {
+        **SCOPE,
+        "appId": "app-1",
+        "clientId": "client-1",
+        "clientSecret": secret,
+        "flag": 1,
+        "testFlag": 0,
+        **extra,
+    }
 
 
 @pytest.mark.parametrize("digest", [hashes.SHA256, hashes.SHA1])
@@ -118,14 +136,23 @@ def test_app_delete_needs_no_secret_and_repeats(market):
 
 # --- authSync ---------------------------------------------------------------------------------------
 
+
 def users(*names, **fields):
-    return [{"userName": n, "name": n.title(), "orgCode": "d1", "role": "user", "enable": "true", **fields}
-            for n in names]
+    return [
+        {"userName": n, "name": n.title(), "orgCode": "d1", "role": "user", "enable": "true", **fields} for n in names
+    ]
 
 
 def auth(flag, user_list, **extra):
-    return {**SCOPE, "appId": "app-1", "userList": user_list, "flag": flag, "testFlag": 0,
-            "currentSyncTime": "20240101120000000", **extra}
+    return {
+        **SCOPE,
+        "appId": "app-1",
+        "userList": user_list,
+        "flag": flag,
+        "testFlag": 0,
+        "currentSyncTime": "20240101120000000",
+        **extra,
+    }
 
 
 def test_users_add_repeat_modify_revoke_delete_repeat(market):
@@ -147,11 +174,14 @@ def test_g1_user_list_is_a_json_string(market):
     assert market.count(KitUser) == 2
 
 
-@pytest.mark.parametrize("user_list, words", [
-    ([{"name": "no account"}], "userList: userList[0].userName: Missing data"),
-    ("[not json", "userList: is not a JSON list"),
-    (42, "must be a list"),
-])
+@pytest.mark.parametrize(
+    "user_list, words",
+    [
+        ([{"name": "no account"}], "userList: userList[0].userName: Missing data"),
+        ("[not json", "userList: is not a JSON list"),
+        (42, "must be a list"),
+    ],
+)
 def test_bad_user_lists_change_nothing(market, user_list, words):
     answer = ok(market.kit("authSync", auth(1, user_list)), codes.INVALID_PARAM)
     assert words in answer["resultMsg"]
@@ -159,6 +189,7 @@ def test_bad_user_lists_change_nothing(market, user_list, words):
 
 
 # --- departments ------------------------------------------------------------------------------------
+
 
 def tree(market):
     return {d.org_code: (d.org_name, d.parent_code) for d in market.rows(Department)}
@@ -195,20 +226,25 @@ def test_full_sync_replaces_shrinks_grows_and_reparents(market):
 
 
 def test_g1_full_sync_with_the_reference_example_string(market):
-    body = {**SCOPE, "testFlag": 0,
-            "orgInfo": "[{\"orgCode\":\"00000001\",\"name\":\"产品部\",\"parentCode\":\"265789314\"}]"}
+    body = {**SCOPE, "testFlag": 0, "orgInfo": '[{"orgCode":"00000001","name":"产品部","parentCode":"265789314"}]'}
     ok(market.kit_g1("allOrgSync", body))
     assert tree(market) == {"00000001": ("产品部", "265789314")}
 
 
-@pytest.mark.parametrize("orgs, stored, warning", [
-    ([("a", "A", "c"), ("b", "B", "a"), ("c", "C", "b")], {"a": ("A", "c"), "b": ("B", "a"), "c": ("C", "b")},
-     "cycle"),
-    ([("a", "A", "a")], {"a": ("A", "a")}, "cycle"),
-    ([("a", "A", "x"), ("b", "B", "y")], {"a": ("A", "x"), "b": ("B", "y")}, "2 parentCodes outside the list"),
-    ([("a", "A", None), ("a", "A2", None)], {"a": ("A2", None)}, "orgCode a repeated; the last one kept"),
-    ([("a", None, None)], {"a": ("a", None)}, "name: missing"),
-])
+@pytest.mark.parametrize(
+    "orgs, stored, warning",
+    [
+        (
+            [("a", "A", "c"), ("b", "B", "a"), ("c", "C", "b")],
+            {"a": ("A", "c"), "b": ("B", "a"), "c": ("C", "b")},
+            "cycle",
+        ),
+        ([("a", "A", "a")], {"a": ("A", "a")}, "cycle"),
+        ([("a", "A", "x"), ("b", "B", "y")], {"a": ("A", "x"), "b": ("B", "y")}, "2 parentCodes outside the list"),
+        ([("a", "A", None), ("a", "A2", None)], {"a": ("A2", None)}, "orgCode a repeated; the last one kept"),
+        ([("a", None, None)], {"a": ("a", None)}, "name: missing"),
+    ],
+)
 def test_odd_trees_are_stored_as_given_and_flagged(market, orgs, stored, warning):
     """allOrgSync is never refused for its tree's shape: the merchant gets the tree and a warning."""
     ok(market.kit("allOrgSync", full([("keep", "K", None)])))
@@ -220,6 +256,7 @@ def test_odd_trees_are_stored_as_given_and_flagged(market, orgs, stored, warning
 
 # --- verification and bad input ------------------------------------------------------------------------
 
+
 def test_refusals(market):
     ok(market.kit("tenantSync", TENANT, key="wrong"), codes.AUTH_FAILED)
     ok(market.kit("tenantSync", TENANT, timestamp=1), codes.INVALID_PARAM)
@@ -228,16 +265,28 @@ def test_refusals(market):
     answer = ok(market.kit("tenantSync", {k: v for k, v in TENANT.items() if k != "tenantId"}), codes.INVALID_PARAM)
     assert "tenantId" in answer["resultMsg"]
     ok(market.kit("tenantSync", {**TENANT, "flag": 7}), codes.INVALID_PARAM)
-    ok(market.send("POST", "/produce/produceAPI/v2/tenantSync", data=b"{", content_type="application/json"),
-       codes.AUTH_FAILED)
-    ok(market.send("POST", "/produce/produceAPI/tenantSync", data=b"{", content_type="application/json",
-                   headers={"authToken": "x"}), codes.INVALID_PARAM)
+    ok(
+        market.send("POST", "/produce/produceAPI/v2/tenantSync", data=b"{", content_type="application/json"),
+        codes.AUTH_FAILED,
+    )
+    ok(
+        market.send(
+            "POST",
+            "/produce/produceAPI/tenantSync",
+            data=b"{",
+            content_type="application/json",
+            headers={"authToken": "x"},
+        ),
+        codes.INVALID_PARAM,
+    )
     assert market.count(Tenant) == 0
 
 
 def test_unknown_kit_paths_get_a_kit_signed_envelope(market):
-    ok(market.send("POST", "/produce/produceAPI/v9/x", data=b"{}", content_type="application/json"),
-       codes.INVALID_PARAM)
+    ok(
+        market.send("POST", "/produce/produceAPI/v9/x", data=b"{}", content_type="application/json"),
+        codes.INVALID_PARAM,
+    )
 
 
 def test_replayed_nonce_is_refused(market):

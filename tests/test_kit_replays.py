@@ -2,6 +2,7 @@
 gunicorn: a repeated JSON key is refused on every signed route, the G1 Kit time checked is the
 value that was signed, the sorted-fields string is checked for ambiguity, a Kit body shaped for one
 interface is not acted on at another, and a replay entry outlives its window."""
+
 import json
 from datetime import datetime, timedelta, timezone
 
@@ -53,8 +54,10 @@ def test_a_fresh_timestamp_put_before_a_30_day_old_signed_body_is_refused(server
 
 
 def test_a_repeated_key_is_refused_on_every_signed_route(server):
-    raw = b'{"activity":"newInstance","orderId":"CS-DUP-A","orderLineId":"CS-DUP-A-1","businessId":"b-dup",' \
-          b'"testFlag":"0","orderId":"CS-DUP-B"}'
+    raw = (
+        b'{"activity":"newInstance","orderId":"CS-DUP-A","orderLineId":"CS-DUP-A-1","businessId":"b-dup",'
+        b'"testFlag":"0","orderId":"CS-DUP-B"}'
+    )
     _, query = g2_signed_request(KEY, raw)
     answer = requests.post(server.url + "/produce", params=query, data=raw, timeout=10).json()
     assert answer["resultCode"] == codes.INVALID_PARAM and 'repeats the key "orderId"' in answer["resultMsg"]
@@ -77,15 +80,21 @@ def test_a_sorted_fields_value_that_reads_as_two_fields_is_refused(server):
 def test_a_department_delete_sent_to_tenant_sync_does_not_delete_the_tenant(server, generation):
     tenant = {**TENANT, "tenantId": f"tenant-{generation}", "instanceId": f"inst-{generation}"}
     scope = {**SCOPE, "tenantId": tenant["tenantId"], "instanceId": tenant["instanceId"]}
-    sign = (lambda body: kit_signed_request(KIT_KEY, body)) if generation == "g2" else \
-        (lambda body: g1_kit_signed_request(KIT_KEY, body))
+    sign = (
+        (lambda body: kit_signed_request(KIT_KEY, body))
+        if generation == "g2"
+        else (lambda body: g1_kit_signed_request(KIT_KEY, body))
+    )
     base = "/produce/produceAPI/v2/" if generation == "g2" else "/produce/produceAPI/"
     assert post(server, base + "tenantSync", *sign(tenant))["resultCode"] == codes.SUCCESS
     delete = {**scope, "orgCode": "d1", "flag": 0, "testFlag": 0}
     raw, headers = sign(delete)
     answer = post(server, base + "tenantSync", raw, headers)  # captured at singleOrgSync, sent here
-    assert answer["resultCode"] == codes.INVALID_PARAM and "orgCode" in answer["resultMsg"] \
+    assert (
+        answer["resultCode"] == codes.INVALID_PARAM
+        and "orgCode" in answer["resultMsg"]
         and "singleOrgSync" in answer["resultMsg"]
+    )
     assert rows(server, Tenant, Tenant.tenant_id == tenant["tenantId"], Tenant.state == KitState.ACTIVE) == 1
     assert post(server, base + "singleOrgSync", raw, headers)["resultCode"] == codes.SUCCESS  # where it belongs
     assert rows(server, Department, Department.tenant_id == tenant["tenantId"]) == 0

@@ -1,4 +1,5 @@
 """GET /license (License-G1) and POST /license (License-2.0): documents, lifecycle, idempotency."""
+
 import json
 import os
 import stat
@@ -13,10 +14,12 @@ from isvapp.storage.models import Answer, Event, Instance, InstanceState, Licens
 from .conftest import KEY
 
 # §3.2's second example exactly as it travels (Java URLEncoder), key a1b2c3d4-...
-WIRE = ("activity=getLicense&businessId=b-0001&customerId=c-0001&customerName=Zhang+San+%E5%BC%A0%E4%B8%89"
-        "&orderId=CS2301010000ABCDE&productId=00301-666666-0--0&saasExtendParams=W3sibmFtZSI6Im1hY2hpbmVD"
-        "b2RlIiwidmFsdWUiOiJBQkNERUZHSElKS0xNTk9QUVJTVFVWV1gifV0%3D&testFlag=1&timeStamp=20230101080000123"
-        "&authToken=NZNyzj44TLp4eqPZnvN6%2B5BRn2LVjoODyRZk2ToKozk%3D")
+WIRE = (
+    "activity=getLicense&businessId=b-0001&customerId=c-0001&customerName=Zhang+San+%E5%BC%A0%E4%B8%89"
+    "&orderId=CS2301010000ABCDE&productId=00301-666666-0--0&saasExtendParams=W3sibmFtZSI6Im1hY2hpbmVD"
+    "b2RlIiwidmFsdWUiOiJBQkNERUZHSElKS0xNTk9QUVJTVFVWV1gifV0%3D&testFlag=1&timeStamp=20230101080000123"
+    "&authToken=NZNyzj44TLp4eqPZnvN6%2B5BRn2LVjoODyRZk2ToKozk%3D"
+)
 
 # The reference's License-G1 examples were signed in 2023: the G1 window is widened to take them.
 REFERENCE_WINDOW_S = 20 * 365 * 86400
@@ -46,23 +49,37 @@ def plain_generator(payload):
 
 # --- License-G1 -----------------------------------------------------------------------------------
 
+
 def test_reference_get_license_request_gets_a_verifiable_license(market, runner):
     answer = signed(market.send("GET", "/license?" + WIRE))
     assert answer["resultCode"] == codes.SUCCESS and list(answer) == ["resultCode", "resultMsg", "license"]
     payload = licensedoc.verify_document(public_key(runner), answer["license"])
-    assert (payload["order"], payload["customer"], payload["customerName"], payload["fingerprint"],
-            payload["test"]) == ("CS2301010000ABCDE", "c-0001", "Zhang San 张三", "ABCDEFGHIJKLMNOPQRSTUVWX", True)
+    assert (
+        payload["order"],
+        payload["customer"],
+        payload["customerName"],
+        payload["fingerprint"],
+        payload["test"],
+    ) == ("CS2301010000ABCDE", "c-0001", "Zhang San 张三", "ABCDEFGHIJKLMNOPQRSTUVWX", True)
     [instance] = market.rows(Instance)
     assert (instance.instance_id, instance.generation, instance.product_type) == ("b-0001", "LIC1", "license")
 
 
 def test_the_same_order_always_gets_the_same_license(market):
     first = market.send("GET", "/license?" + WIRE)
-    retry = market.g1({"activity": "getLicense", "businessId": "b-0002", "customerId": "c-0001",
-                       "customerName": "Zhang San 张三", "orderId": "CS2301010000ABCDE",
-                       "productId": "00301-666666-0--0", "testFlag": "1",
-                       "saasExtendParams": "W3sibmFtZSI6Im1hY2hpbmVDb2RlIiwidmFsdWUiOiJBQkNERUZHSElKS0xNTk9QUVJTVFVWV1gifV0="},
-                      path="/license")
+    retry = market.g1(
+        {
+            "activity": "getLicense",
+            "businessId": "b-0002",
+            "customerId": "c-0001",
+            "customerName": "Zhang San 张三",
+            "orderId": "CS2301010000ABCDE",
+            "productId": "00301-666666-0--0",
+            "testFlag": "1",
+            "saasExtendParams": "W3sibmFtZSI6Im1hY2hpbmVDb2RlIiwidmFsdWUiOiJBQkNERUZHSElKS0xNTk9QUVJTVFVWV1gifV0=",
+        },
+        path="/license",
+    )
     assert retry.data == first.data
     assert market.count(License) == 1 and market.count(Instance) == 1
 
@@ -81,8 +98,12 @@ def test_tampered_license_is_refused_by_the_verifier(market, runner):
 
 def test_refresh_expire_release_mark_the_documents(market, runner):
     signed(market.send("GET", "/license?" + WIRE))
-    refresh = {"activity": "refreshLicense", "instanceId": "b-0001", "orderId": "RENEW-1",
-               "expireTime": "20310101000000"}
+    refresh = {
+        "activity": "refreshLicense",
+        "instanceId": "b-0001",
+        "orderId": "RENEW-1",
+        "expireTime": "20310101000000",
+    }
     renewed = signed(market.g1(refresh, path="/license"))
     assert renewed["resultCode"] == codes.SUCCESS
     assert licensedoc.verify_document(public_key(runner), renewed["license"])["expires"] == "2031-01-01T00:00:00Z"
@@ -99,14 +120,20 @@ def test_refresh_expire_release_mark_the_documents(market, runner):
     assert market.rows(Instance)[0].state == InstanceState.RELEASED
 
 
-@pytest.mark.parametrize("params, code, words", [
-    ({"activity": "refreshLicense", "instanceId": "nope", "orderId": "o", "expireTime": "20310101000000"},
-     codes.INSTANCE_NOT_FOUND, "nope"),
-    ({"activity": "expireLicense", "instanceId": "nope", "orderId": "o"}, codes.INSTANCE_NOT_FOUND, "nope"),
-    ({"activity": "releaseLicense", "instanceId": "nope"}, codes.INSTANCE_NOT_FOUND, "nope"),
-    ({"activity": "getLicense", "orderId": "o", "productId": "p"}, codes.INVALID_PARAM, "businessId"),
-    ({"activity": "newInstance"}, codes.INVALID_PARAM, "newInstance"),
-])
+@pytest.mark.parametrize(
+    "params, code, words",
+    [
+        (
+            {"activity": "refreshLicense", "instanceId": "nope", "orderId": "o", "expireTime": "20310101000000"},
+            codes.INSTANCE_NOT_FOUND,
+            "nope",
+        ),
+        ({"activity": "expireLicense", "instanceId": "nope", "orderId": "o"}, codes.INSTANCE_NOT_FOUND, "nope"),
+        ({"activity": "releaseLicense", "instanceId": "nope"}, codes.INSTANCE_NOT_FOUND, "nope"),
+        ({"activity": "getLicense", "orderId": "o", "productId": "p"}, codes.INVALID_PARAM, "businessId"),
+        ({"activity": "newInstance"}, codes.INVALID_PARAM, "newInstance"),
+    ],
+)
 def test_license_g1_refusals_are_signed_and_store_nothing(market, params, code, words):
     answer = signed(market.g1(params, path="/license"))
     assert answer["resultCode"] == code and words in answer["resultMsg"]
@@ -121,14 +148,26 @@ def test_wrong_token_and_unknown_path_are_signed_envelopes(market):
 
 # --- License-2.0 ----------------------------------------------------------------------------------
 
+
 def lic2_order(order="CS2310270000LIC", business=None):
-    return {"activity": "newInstance", "orderId": order, "orderLineId": f"{order}-000001",
-            "businessId": business or str(uuid.uuid4()), "testFlag": "0"}
+    return {
+        "activity": "newInstance",
+        "orderId": order,
+        "orderLineId": f"{order}-000001",
+        "businessId": business or str(uuid.uuid4()),
+        "testFlag": "0",
+    }
 
 
 def async_request(instance_id, event="evt-1", fingerprint="FP-AAAA"):
-    body = {"activity": "getLicenseAsync", "instanceId": instance_id, "effectiveTime": "2023-10-27 10:30:15 z",
-            "expireTime": "2024-10-27 10:30:15 z", "eventId": event, "testFlag": "0"}
+    body = {
+        "activity": "getLicenseAsync",
+        "instanceId": instance_id,
+        "effectiveTime": "2023-10-27 10:30:15 z",
+        "expireTime": "2024-10-27 10:30:15 z",
+        "eventId": event,
+        "testFlag": "0",
+    }
     if fingerprint:
         body["deviceFingerprint"] = fingerprint
     return body
@@ -142,13 +181,23 @@ def test_license_2_lifecycle_and_async_license(market, runner):
     again = market.g2(async_request("lic2-1"), path="/license")
     assert again.data == first.data
     payload = licensedoc.verify_document(public_key(runner), signed(first)["license"])
-    assert (payload["fingerprint"], payload["effective"], payload["expires"]) == \
-        ("FP-AAAA", "2023-10-27T10:30:15Z", "2024-10-27T10:30:15Z")
+    assert (payload["fingerprint"], payload["effective"], payload["expires"]) == (
+        "FP-AAAA",
+        "2023-10-27T10:30:15Z",
+        "2024-10-27T10:30:15Z",
+    )
     other = signed(market.g2(async_request("lic2-1", fingerprint="FP-BBBB"), path="/license"))
     assert other["license"] != signed(first)["license"] and market.count(License) == 2
     assert market.count(Event, Event.kind == "license_issued") == 2
-    renew = {"activity": "refreshInstance", "instanceId": "lic2-1", "orderId": "R1", "orderLineId": "R1-1",
-             "scene": "RENEWAL", "expireTime": "20300101000000", "testFlag": "0"}
+    renew = {
+        "activity": "refreshInstance",
+        "instanceId": "lic2-1",
+        "orderId": "R1",
+        "orderLineId": "R1-1",
+        "scene": "RENEWAL",
+        "expireTime": "20300101000000",
+        "testFlag": "0",
+    }
     assert signed(market.g2(renew, path="/license"))["resultCode"] == codes.SUCCESS
     active = market.rows(License, License.state == LicenseState.ACTIVE)
     assert sorted(row.fingerprint for row in active) == ["FP-AAAA", "FP-BBBB"]
@@ -158,10 +207,13 @@ def test_license_2_lifecycle_and_async_license(market, runner):
     assert market.count(License, License.state == LicenseState.RELEASED) == 2
 
 
-@pytest.mark.parametrize("change, code, words", [
-    ({"instanceId": "nope"}, codes.INSTANCE_NOT_FOUND, "nope"),
-    ({"eventId": None}, codes.INVALID_PARAM, "eventId"),
-])
+@pytest.mark.parametrize(
+    "change, code, words",
+    [
+        ({"instanceId": "nope"}, codes.INSTANCE_NOT_FOUND, "nope"),
+        ({"eventId": None}, codes.INVALID_PARAM, "eventId"),
+    ],
+)
 def test_get_license_async_refusals(market, change, code, words):
     signed(market.g2(lic2_order(business="lic2-2"), path="/license"))
     body = {k: v for k, v in {**async_request("lic2-2"), **change}.items() if v is not None}
@@ -177,6 +229,7 @@ def test_license_2_requires_the_g2_signature(market):
 
 # --- the key and the generator ----------------------------------------------------------------------
 
+
 def test_signing_key_is_private_stable_and_never_overwritten(app, runner):
     first = public_key(runner)
     path = app.config["LICENSE_SIGNING_KEY"]
@@ -185,8 +238,9 @@ def test_signing_key_is_private_stable_and_never_overwritten(app, runner):
     assert [name for name in os.listdir(os.path.dirname(path)) if name.endswith(".tmp")] == []
 
 
-@pytest.mark.parametrize("app_config", [{"LICENSE_GENERATOR": "tests.test_license:plain_generator",
-                                         "KOO_G1_WINDOW_S": REFERENCE_WINDOW_S}])
+@pytest.mark.parametrize(
+    "app_config", [{"LICENSE_GENERATOR": "tests.test_license:plain_generator", "KOO_G1_WINDOW_S": REFERENCE_WINDOW_S}]
+)
 def test_a_merchant_generator_makes_the_license_text(market):
     answer = signed(market.send("GET", "/license?" + WIRE))
     assert answer["license"] == "LIC-CS2301010000ABCDE-forever"

@@ -4,6 +4,7 @@ upload of getLicenseAsync's licenses as a durable job, and the relay the install
 The live tests (a real gunicorn, a real `flask worker`, the installed software as a separate
 process) are in tests/test_license_relay_live.py.
 """
+
 import json
 import re
 from dataclasses import replace
@@ -28,6 +29,7 @@ from .test_license import async_request, lic2_order, signed
 
 # --- the pages' bodies ------------------------------------------------------------------------------
 
+
 def test_the_query_body_is_the_pages_example():
     """查询授权码 (zh-cn_topic_0070649245), 请求示例, verbatim."""
     page = '{ "license" : "PLXXXXXX", "heartbeatInfo":{ "thirdPartyAccount":"myaccount1", "ip":"192.168.1.51" } }'
@@ -41,36 +43,51 @@ def test_the_usage_statistics_body_is_the_pages_first_example():
     assert licensecodes.usage_body([("PLXXXXXX", [{"id": "account1"}])]) == json.loads(page)
 
 
-@pytest.mark.parametrize("build, words", [
-    (lambda: licensecodes.query_v1_body("P" * 65), "license is longer than 64"),
-    (lambda: licensecodes.query_v1_body("PLX", "a" * 257), "thirdPartyAccount is longer than 256"),
-    (lambda: licensecodes.query_v1_body("PLX", "me", "1" * 33), "ip is longer than 32"),
-    (lambda: licensecodes.query_v1_body("PLX", None, "10.0.0.1"), "thirdPartyAccount is required"),
-    (lambda: licensecodes.query_v1_body(""), "license is required"),
-    (lambda: licensecodes.usage_body([("PLX", [{"id": "a", "active_num": 3}])]), "exactly one of id and active_num"),
-    (lambda: licensecodes.usage_body([("PLX", [{}])]), "exactly one of id and active_num"),
-    (lambda: licensecodes.usage_body([("PLX", [{"active_num": 10**9}])]), "at most 9 digits"),
-    (lambda: licensecodes.usage_body([("PLX", [{"active_num": True}])]), "at most 9 digits"),
-    (lambda: licensecodes.usage_body([("PLX", [{"id": str(n)} for n in range(101)])]), "1 to 100 entries"),
-    (lambda: licensecodes.usage_body([(f"PL{n}", [{"id": "a"}]) for n in range(101)]), "1 to 100 license codes"),
-    (lambda: licensecodes.query_v2_body([]), "1 to 100 license codes"),
-])
+@pytest.mark.parametrize(
+    "build, words",
+    [
+        (lambda: licensecodes.query_v1_body("P" * 65), "license is longer than 64"),
+        (lambda: licensecodes.query_v1_body("PLX", "a" * 257), "thirdPartyAccount is longer than 256"),
+        (lambda: licensecodes.query_v1_body("PLX", "me", "1" * 33), "ip is longer than 32"),
+        (lambda: licensecodes.query_v1_body("PLX", None, "10.0.0.1"), "thirdPartyAccount is required"),
+        (lambda: licensecodes.query_v1_body(""), "license is required"),
+        (
+            lambda: licensecodes.usage_body([("PLX", [{"id": "a", "active_num": 3}])]),
+            "exactly one of id and active_num",
+        ),
+        (lambda: licensecodes.usage_body([("PLX", [{}])]), "exactly one of id and active_num"),
+        (lambda: licensecodes.usage_body([("PLX", [{"active_num": 10**9}])]), "at most 9 digits"),
+        (lambda: licensecodes.usage_body([("PLX", [{"active_num": True}])]), "at most 9 digits"),
+        (lambda: licensecodes.usage_body([("PLX", [{"id": str(n)} for n in range(101)])]), "1 to 100 entries"),
+        (lambda: licensecodes.usage_body([(f"PL{n}", [{"id": "a"}]) for n in range(101)]), "1 to 100 license codes"),
+        (lambda: licensecodes.query_v2_body([]), "1 to 100 license codes"),
+    ],
+)
 def test_the_pages_limits_are_checked_before_sending(build, words):
     with pytest.raises(licensecodes.Invalid, match=words):
         build()
 
 
 def test_answers_are_read_leniently():
-    state, expiry = licensecodes.read_state({"error_code": "92020000", "data": {"status": "NORMAL",
-                                                                               "expireTime": "20991231235959"}})
+    state, expiry = licensecodes.read_state(
+        {"error_code": "92020000", "data": {"status": "NORMAL", "expireTime": "20991231235959"}}
+    )
     assert state == "NORMAL" and expiry.year == 2099
     assert licensecodes.read_state({"resultCode": "MKT.0000"}) == (None, None)
-    batch = licensecodes.read_batch({"error_code": "92020000", "licenses": [
-        {"license": "PLA", "status": "NORMAL"}, {"license": "PLB", "state": "EXPIRED", "expire_time": "20200101000000"}]})
+    batch = licensecodes.read_batch(
+        {
+            "error_code": "92020000",
+            "licenses": [
+                {"license": "PLA", "status": "NORMAL"},
+                {"license": "PLB", "state": "EXPIRED", "expire_time": "20200101000000"},
+            ],
+        }
+    )
     assert batch["PLA"] == ("NORMAL", None) and batch["PLB"][0] == "EXPIRED"
 
 
 # --- the open-API client against fake marketplaces ----------------------------------------------------
+
 
 @pytest.fixture
 def fake():
@@ -79,8 +96,9 @@ def fake():
 
 
 def settings_for(main, backup=""):
-    return load_settings({"KOO_API_BASE_URL": main, "KOO_API_BACKUP_URL": backup, "KOO_AK": AK, "KOO_SK": SK,
-                          "KOO_ACCESS_KEY": KEY})
+    return load_settings(
+        {"KOO_API_BASE_URL": main, "KOO_API_BACKUP_URL": backup, "KOO_AK": AK, "KOO_SK": SK, "KOO_ACCESS_KEY": KEY}
+    )
 
 
 def test_the_backup_domain_is_the_pages_cn_domain_only_beside_the_default_main_one():
@@ -97,8 +115,12 @@ def test_every_call_goes_to_the_backup_domain_when_the_main_one_is_down(fake):
     assert openapi.report_software_usage(settings, [("PLXXXXXX", [{"active_num": 3}])])["error_code"] == "92020000"
     # Each call was signed for the host it reached: the fake verified every signature.
     assert [path for _, path in fake.app.extensions["fake_market"]["calls"]] == [
-        licensecodes.ACTIVATE, licensecodes.ACTIVATE, licensecodes.QUERY_V1, openapi.ORDER_QUERY,
-        licensecodes.USAGE_INFO]
+        licensecodes.ACTIVATE,
+        licensecodes.ACTIVATE,
+        licensecodes.QUERY_V1,
+        openapi.ORDER_QUERY,
+        licensecodes.USAGE_INFO,
+    ]
 
 
 def test_a_main_domain_answering_5xx_is_tried_on_the_backup_but_a_refusal_is_not(fake):
@@ -112,12 +134,15 @@ def test_a_main_domain_answering_5xx_is_tried_on_the_backup_but_a_refusal_is_not
         assert not error.value.elsewhere and len(fake.app.extensions["fake_market"]["calls"]) == 1
 
 
-@pytest.mark.parametrize("answer, words", [
-    ((200, b"<html>maintenance</html>"), "not a JSON object"),
-    ((200, b'{"error_code": "92029999", "error_msg": "something new"}'), "unknown code: something new"),
-    ((200, b'["a list"]'), "not a JSON object"),
-    ((200, b'{"nothing": "here"}'), "no result code"),
-])
+@pytest.mark.parametrize(
+    "answer, words",
+    [
+        ((200, b"<html>maintenance</html>"), "not a JSON object"),
+        ((200, b'{"error_code": "92029999", "error_msg": "something new"}'), "unknown code: something new"),
+        ((200, b'["a list"]'), "not a JSON object"),
+        ((200, b'{"nothing": "here"}'), "no result code"),
+    ],
+)
 def test_an_odd_answer_is_a_clear_error(fake, answer, words):
     fake.app.config["FAKE_MARKET_ANSWER_NEXT"] = [answer]
     with pytest.raises(openapi.MarketError, match=words):
@@ -153,6 +178,7 @@ def test_an_oversize_license_is_refused_before_it_is_sent(fake):
 
 # --- getLicenseAsync's upload, a durable job ------------------------------------------------------------
 
+
 @pytest.fixture
 def app_config(fake):
     return {"KOO_API_BASE_URL": fake.url, "KOO_AK": AK, "KOO_SK": SK, "JOB_RETRY_BASE_S": 0, "JOB_MAX_ATTEMPTS": 2}
@@ -172,8 +198,20 @@ def test_an_async_license_is_uploaded_by_the_worker(app, market, fake):
 def test_a_renewal_uploads_its_new_document_for_the_same_event(app, market, fake):
     signed(market.g2(lic2_order(business="lic-rn"), path="/license"))
     signed(market.g2(async_request("lic-rn", event="evt-rn"), path="/license"))
-    signed(market.g2({"activity": "refreshInstance", "instanceId": "lic-rn", "orderId": "R1", "orderLineId": "R1-1",
-                      "scene": "RENEWAL", "expireTime": "20991231000000", "testFlag": "0"}, path="/license"))
+    signed(
+        market.g2(
+            {
+                "activity": "refreshInstance",
+                "instanceId": "lic-rn",
+                "orderId": "R1",
+                "orderLineId": "R1-1",
+                "scene": "RENEWAL",
+                "expireTime": "20991231000000",
+                "testFlag": "0",
+            },
+            path="/license",
+        )
+    )
     run_until_idle(app)
     documents = {r.document.encode(): r.upload_state for r in market.rows(License)}
     sent = fake.app.extensions["fake_market"]["uploads"]["evt-rn"]
@@ -208,6 +246,7 @@ def test_an_upload_the_marketplace_could_not_take_is_retried(app, market, fake):
 
 # --- the relay, in process (the live one is in test_license_relay_live.py) ------------------------------
 
+
 def relay(client, path, body, token=None):
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     response = client.post(f"/relay/v1/{path}", json=body, headers=headers)
@@ -216,6 +255,7 @@ def relay(client, path, body, token=None):
 
 def test_the_relay_activates_verifies_and_reports(app, client, market, fake, monkeypatch):
     from isvapp.domain import licensecodes as relay_domain
+
     monkeypatch.setattr(relay_domain, "utcnow", lambda: datetime(2026, 12, 2, 23, 59, 59))  # one UTC day
     status, activated = relay(client, "activate", {"license": "PLXXXXXX"})
     assert status == 200 and activated["status"] == "NORMAL" and activated["expireTime"] == "2099-12-31T23:59:59Z"
@@ -223,26 +263,34 @@ def test_the_relay_activates_verifies_and_reports(app, client, market, fake, mon
     status, verified = relay(client, "verify", {"license": "PLXXXXXX", "account": "myaccount1"}, token)
     assert status == 200 and verified["source"] == "marketplace"
     assert fake.app.extensions["fake_market"]["queries"][-1] == {
-        "license": "PLXXXXXX", "heartbeatInfo": {"thirdPartyAccount": "myaccount1"}}
+        "license": "PLXXXXXX",
+        "heartbeatInfo": {"thirdPartyAccount": "myaccount1"},
+    }
     assert relay(client, "usage", {"license": "PLXXXXXX", "id": "account1"}, token) == (
-        202, {"license": "PLXXXXXX", "accepted": True, "already": False})
+        202,
+        {"license": "PLXXXXXX", "accepted": True, "already": False},
+    )
     assert relay(client, "usage", {"license": "PLXXXXXX", "id": "account1"}, token)[1]["already"] is True
     run_until_idle(app)
     assert fake.app.extensions["fake_market"]["software_usage"] == [
-        {"usage_info": [{"license": "PLXXXXXX", "software_usage_Info": [{"id": "account1"}]}]}]
+        {"usage_info": [{"license": "PLXXXXXX", "software_usage_Info": [{"id": "account1"}]}]}
+    ]
     [code] = market.rows(LicenseCode)
     assert code.usage_reports == 1 and code.activated_from == code.verified_from == "127.0.0.1"
     assert token.split(".")[1] not in json.dumps([c.__dict__ for c in market.rows(LicenseCode)], default=str)
 
 
-@pytest.mark.parametrize("path, body, token, expected", [
-    ("activate", {"license": "PLNOSUCHCODE"}, None, (404, "unknown_license")),
-    ("activate", {"license": "P" * 65}, None, (400, "invalid_request")),
-    ("activate", {}, None, (400, "invalid_request")),
-    ("verify", {"license": "PLXXXXXX"}, "nope.nope", (401, "unauthorized")),
-    ("verify", {"license": "PLXXXXXX"}, None, (401, "unauthorized")),
-    ("usage", {"license": "PLXXXXXX", "id": "a", "active_num": 1}, None, (400, "invalid_request")),
-])
+@pytest.mark.parametrize(
+    "path, body, token, expected",
+    [
+        ("activate", {"license": "PLNOSUCHCODE"}, None, (404, "unknown_license")),
+        ("activate", {"license": "P" * 65}, None, (400, "invalid_request")),
+        ("activate", {}, None, (400, "invalid_request")),
+        ("verify", {"license": "PLXXXXXX"}, "nope.nope", (401, "unauthorized")),
+        ("verify", {"license": "PLXXXXXX"}, None, (401, "unauthorized")),
+        ("usage", {"license": "PLXXXXXX", "id": "a", "active_num": 1}, None, (400, "invalid_request")),
+    ],
+)
 def test_the_relay_refuses_clearly_and_changes_nothing(client, market, path, body, token, expected):
     status, answer = relay(client, path, body, token)
     assert (status, answer["error"]) == expected and answer["message"]
@@ -258,6 +306,7 @@ def test_a_token_of_another_code_is_refused(client, fake):
 
 def test_the_relay_is_rate_limited_per_code(app, client, monkeypatch):
     from isvapp.domain import licensecodes as relay_domain
+
     minute = datetime(2026, 12, 2, 18, 44, 30)  # one minute's budget: the clock stands still in it
     monkeypatch.setattr(relay_domain, "utcnow", lambda: minute)
     app.extensions["isvapp"] = replace(app.extensions["isvapp"], relay_per_minute=3)
@@ -268,6 +317,7 @@ def test_the_relay_is_rate_limited_per_code(app, client, monkeypatch):
 
 
 # --- the merchant's pages -------------------------------------------------------------------------------
+
 
 def test_the_go_live_license_checklist_and_the_pages_show_upload_activation_query_and_usage(app, browser, market):  # noqa: F811
     signed(market.g2({**lic2_order(business="lic-page"), "testFlag": "1"}, path="/license"))  # a debugging call
@@ -296,7 +346,10 @@ def test_the_v2_batch_query_refreshes_the_stored_codes(client, market, runner, f
     fake.app.config["FAKE_LICENSES"]["PLXXXXXX"]["status"] = "FROZEN"  # changed at the marketplace since
     result = runner.invoke(args=["license-codes", "query"])
     assert result.exit_code == 0, result.output
-    assert result.output.splitlines() == ["PLXXXXXX FROZEN 2099-12-31T23:59:59Z", "PLEXPIRED EXPIRED 2020-01-01T00:00:00Z"]
+    assert result.output.splitlines() == [
+        "PLXXXXXX FROZEN 2099-12-31T23:59:59Z",
+        "PLEXPIRED EXPIRED 2020-01-01T00:00:00Z",
+    ]
     assert fake.app.extensions["fake_market"]["queries"][-1] == {"licenses": ["PLXXXXXX", "PLEXPIRED"]}
     assert {c.code: c.state for c in market.rows(LicenseCode)} == {"PLXXXXXX": "FROZEN", "PLEXPIRED": "EXPIRED"}
     assert "PLNOSUCH not in the answer" in runner.invoke(args=["license-codes", "query", "PLNOSUCH"]).output
@@ -319,11 +372,13 @@ def test_an_expired_code_is_not_valid(client, fake):
     assert status == 200 and answer["valid"] is False and answer["status"] == "EXPIRED"
 
 
-def test_one_address_trying_codes_is_stopped_before_the_marketplace_and_old_budgets_are_pruned(app, client, fake,
-                                                                                                 monkeypatch):
+def test_one_address_trying_codes_is_stopped_before_the_marketplace_and_old_budgets_are_pruned(
+    app, client, fake, monkeypatch
+):
     from isvapp.background.maintenance import prune
     from isvapp.domain import licensecodes as relay_domain
     from isvapp.storage.models import RelayBudget
+
     minute = datetime(2026, 12, 2, 18, 44, 30)
     monkeypatch.setattr(relay_domain, "utcnow", lambda: minute)
     app.extensions["isvapp"] = replace(app.extensions["isvapp"], relay_per_address_minute=2)
@@ -340,6 +395,7 @@ def db_count(model):
     from sqlalchemy import func, select
 
     from isvapp.extensions import db
+
     return db.session.execute(select(func.count()).select_from(model)).scalar_one()
 
 
@@ -354,6 +410,7 @@ def test_the_instance_page_lists_the_instances_own_jobs(app, browser, market):  
     def listed(instance_id):
         page = browser.get(f"/admin/instances/{instance_id}").get_data(as_text=True)
         return sorted(re.findall(r"<td>Jobs: (\w+)</td>", page))
+
     expected = sorted(job.kind for job in market.rows(Job, Job.instance_id == "lic-jobs"))
     assert {"fetch_order", "license_upload", "provision"} <= set(expected)
     assert listed("lic-jobs") == expected and listed("lic-other") == expected  # each its own, not both

@@ -2,6 +2,7 @@
 reached only through the backup domain (the main one is down), and the installed software played
 by a separate process running docs/license-relay.md's Python client as printed.
 """
+
 import json
 import re
 import shutil
@@ -59,14 +60,24 @@ def wait_for(condition, what):
 @pytest.fixture
 def stack(tmp_path):
     market_api = Running(create_fake_market(AK, SK, KEY)).__enter__()
-    env = {"ISVAPP_KOO_ACCESS_KEY": KEY, "ISVAPP_KOO_AK": AK, "ISVAPP_KOO_SK": SK,
-           "ISVAPP_KOO_API_BASE_URL": f"http://127.0.0.1:{free_port()}",  # nothing listens: the main domain is down
-           "ISVAPP_KOO_API_BACKUP_URL": market_api.url, "ISVAPP_KOO_API_TIMEOUT_S": "1",
-           "ISVAPP_JOB_RETRY_BASE_S": "0", "ISVAPP_JOB_MAX_ATTEMPTS": "3"}
+    env = {
+        "ISVAPP_KOO_ACCESS_KEY": KEY,
+        "ISVAPP_KOO_AK": AK,
+        "ISVAPP_KOO_SK": SK,
+        "ISVAPP_KOO_API_BASE_URL": f"http://127.0.0.1:{free_port()}",  # nothing listens: the main domain is down
+        "ISVAPP_KOO_API_BACKUP_URL": market_api.url,
+        "ISVAPP_KOO_API_TIMEOUT_S": "1",
+        "ISVAPP_JOB_RETRY_BASE_S": "0",
+        "ISVAPP_JOB_MAX_ATTEMPTS": "3",
+    }
     server = LiveServer(tmp_path, workers=2, env=env).start()
-    worker = subprocess.Popen([sys.executable, "-m", "flask", "--app", "isvapp", "worker", "--poll", "0.2"],
-                              cwd=ROOT, env=server.env, stdout=subprocess.DEVNULL,
-                              stderr=open(tmp_path / "worker.err", "w"))
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "flask", "--app", "isvapp", "worker", "--poll", "0.2"],
+        cwd=ROOT,
+        env=server.env,
+        stdout=subprocess.DEVNULL,
+        stderr=open(tmp_path / "worker.err", "w"),
+    )
     engine = server.engine()
     try:
         yield server, market_api, engine
@@ -81,8 +92,9 @@ def stack(tmp_path):
 
 def send(server, body):
     raw, query = g2_signed_request(KEY, body)
-    response = requests.post(server.url + "/license", params=query, data=raw,
-                             headers={"Content-Type": "application/json"}, timeout=10)
+    response = requests.post(
+        server.url + "/license", params=query, data=raw, headers={"Content-Type": "application/json"}, timeout=10
+    )
     assert response.status_code == 200 and response.json()["resultCode"] == "000000", response.text
     return response.json()
 
@@ -96,9 +108,18 @@ def software(tmp_path, server, step):
     """The installed software: a process of its own, the docs' client and nothing of isvapp's."""
     (tmp_path / "relayclient.py").write_text(python_client())
     (tmp_path / "driver.py").write_text(DRIVER)
-    result = subprocess.run([sys.executable, "driver.py", step], cwd=tmp_path, capture_output=True, text=True,
-                            timeout=60, env={"PATH": "/usr/bin:/bin", "MYAPP_RELAY": server.url + "/relay/v1",
-                                             "MYAPP_TOKEN_FILE": str(tmp_path / "token")})
+    result = subprocess.run(
+        [sys.executable, "driver.py", step],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={
+            "PATH": "/usr/bin:/bin",
+            "MYAPP_RELAY": server.url + "/relay/v1",
+            "MYAPP_TOKEN_FILE": str(tmp_path / "token"),
+        },
+    )
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
 
@@ -110,8 +131,10 @@ def test_async_licenses_are_uploaded_through_the_backup_domain_and_a_dead_one_al
     uploads = market_api.app.extensions["fake_market"]["uploads"]
     wait_for(lambda: uploads.get("evt-live"), "the upload")
     assert uploads["evt-live"] == [issued["license"].encode()]
-    wait_for(lambda: rows(engine, License.upload_state, where=[License.event_id == "evt-live"])
-             == [(UploadState.UPLOADED,)], "the document marked uploaded")
+    wait_for(
+        lambda: rows(engine, License.upload_state, where=[License.event_id == "evt-live"]) == [(UploadState.UPLOADED,)],
+        "the document marked uploaded",
+    )
 
     market_api.app.config["FAKE_UPLOAD_FIELD"] = "license"  # the marketplace now refuses the part
     send(server, lic2_order(order="CS2310270001LIC", business="live-dead"))
@@ -169,11 +192,21 @@ def test_the_java_client_as_printed_activates_and_verifies(stack, tmp_path):
     [block] = [b for tag, b in re.findall(r"^```(\w*)\n(.*?)^```$", DOC.read_text(), re.S | re.M) if tag == "java"]
     (tmp_path / "RelayClient.java").write_text(block)
     (tmp_path / "Driver.java").write_text(JAVA_DRIVER)
-    compiled = subprocess.run(["javac", "-d", str(tmp_path), "RelayClient.java", "Driver.java"], cwd=tmp_path,
-                              capture_output=True, text=True, timeout=120)
+    compiled = subprocess.run(
+        ["javac", "-d", str(tmp_path), "RelayClient.java", "Driver.java"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert compiled.returncode == 0, compiled.stderr
-    ran = subprocess.run(["java", "-cp", str(tmp_path), "Driver", server.url + "/relay/v1"], cwd=tmp_path,
-                         capture_output=True, text=True, timeout=120)
+    ran = subprocess.run(
+        ["java", "-cp", str(tmp_path), "Driver", server.url + "/relay/v1"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert ran.returncode == 0, ran.stderr
     assert ran.stdout.split("\n")[:2] == ["licensed true", "wrong secret refused true"]
     wait_for(lambda: market_api.app.extensions["fake_market"]["software_usage"], "the Java client's usage report")

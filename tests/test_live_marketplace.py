@@ -4,6 +4,7 @@ Strict about who sent it, lenient about its shape: every request here is correct
 answered 000000 unless the activity truly cannot be performed, and what was odd is on the callback
 log row for the merchant to see.
 """
+
 import base64
 import json
 import uuid
@@ -16,10 +17,26 @@ from cryptography.hazmat.primitives.asymmetric import padding
 
 from isvapp.background import provisioning
 from isvapp.koo import codes
-from isvapp.koo.signing import (g1_signed_params, g2_signature, g2_signed_request, key_fingerprint,
-                                string_map_payload, verify_body_sign)
-from isvapp.storage.models import (Callback, DetailsState, Event, Instance, InstanceState, Job, KitApp, KitUser,
-                           SignedRequest, Tenant)
+from isvapp.koo.signing import (
+    g1_signed_params,
+    g2_signature,
+    g2_signed_request,
+    key_fingerprint,
+    string_map_payload,
+    verify_body_sign,
+)
+from isvapp.storage.models import (
+    Callback,
+    DetailsState,
+    Event,
+    Instance,
+    InstanceState,
+    Job,
+    KitApp,
+    KitUser,
+    SignedRequest,
+    Tenant,
+)
 from isvapp.domain.orderdetails import apply_order
 
 from .conftest import KEY, KIT_KEY
@@ -44,6 +61,7 @@ def created(market, **order):
 
 # --- 1. changeInstanceCheck --------------------------------------------------------------------
 
+
 class RefusesDowngrades(provisioning.Provisioner):
     def change_allowed(self, instance, product_info):
         if product_info.get("skuCode") == "small":
@@ -52,8 +70,12 @@ class RefusesDowngrades(provisioning.Provisioner):
 
 
 def change_check(instance_id, test_flag="0", **product):
-    return {"activity": "changeInstanceCheck", "instanceId": instance_id, "testFlag": test_flag,
-            "productInfo": {"productId": "00301-666666-0--0", "skuCode": "big", **product}}
+    return {
+        "activity": "changeInstanceCheck",
+        "instanceId": instance_id,
+        "testFlag": test_flag,
+        "productInfo": {"productId": "00301-666666-0--0", "skuCode": "big", **product},
+    }
 
 
 def test_change_check_is_allowed_by_default(market):
@@ -81,17 +103,26 @@ def test_change_check_unknown_instance_real_is_000003_debug_is_success_with_warn
 def test_change_check_page_example_body_verbatim(market):
     """The page's own example (en-us_topic_0000002464934193) carries an upgradeInstance body: it is answered as one."""
     iid = created(market)
-    body = ('{"activity":"upgradeInstance","instanceId":"10e758d0-31ad-4c4b-8f1b-81d03469a10e",'
-            '"orderId":"CS2211181819B4LVS","orderLineId":"CS2211181819B4LVS-000001","testFlag":"1"}')
-    assert answer_of(market.g2(body.replace("10e758d0-31ad-4c4b-8f1b-81d03469a10e", iid).encode()))["resultCode"] \
+    body = (
+        '{"activity":"upgradeInstance","instanceId":"10e758d0-31ad-4c4b-8f1b-81d03469a10e",'
+        '"orderId":"CS2211181819B4LVS","orderLineId":"CS2211181819B4LVS-000001","testFlag":"1"}'
+    )
+    assert (
+        answer_of(market.g2(body.replace("10e758d0-31ad-4c4b-8f1b-81d03469a10e", iid).encode()))["resultCode"]
         == codes.SUCCESS
+    )
 
 
 # --- 2. orderNotify ----------------------------------------------------------------------------------
 
+
 def test_order_notify_is_acknowledged_and_the_order_fetched_later(market):
-    body = {"activity": "orderNotify", "orderId": "CS2211181819B4LVS", "orderLineId": "CS2211181819B4LVS-000001",
-            "testFlag": "1"}
+    body = {
+        "activity": "orderNotify",
+        "orderId": "CS2211181819B4LVS",
+        "orderLineId": "CS2211181819B4LVS-000001",
+        "testFlag": "1",
+    }
     first = market.g2(body)
     assert answer_of(first)["resultCode"] == codes.SUCCESS
     assert answer_of(market.g2(body)).get("resultCode") == codes.SUCCESS  # a retry adds nothing
@@ -102,9 +133,17 @@ def test_order_notify_is_acknowledged_and_the_order_fetched_later(market):
 
 # --- 3. refreshInstance scenes ----------------------------------------------------------------------
 
+
 def refresh(iid, scene, expire="20301231235959", **extra):
-    return {"activity": "refreshInstance", "instanceId": iid, "orderId": "R1", "orderLineId": "R1-1",
-            "scene": scene, "expireTime": expire, **extra}
+    return {
+        "activity": "refreshInstance",
+        "instanceId": iid,
+        "orderId": "R1",
+        "orderLineId": "R1-1",
+        "scene": scene,
+        "expireTime": expire,
+        **extra,
+    }
 
 
 def test_renewal_change_updates_expiry_and_fetches_the_order(market):
@@ -129,13 +168,17 @@ def test_unknown_scene_renews_with_a_warning(market):
 
 # --- 4. times ---------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("expire, stored, warned", [
-    ("20301231235959", "2030-12-31T23:59:59", False),
-    ("20301231235959123", "2030-12-31T23:59:59.123000", False),  # the current refresh example's 17 digits
-    ("2030-12-31 23:59:59", "2030-12-31T23:59:59", True),
-    ("2030-12-31T23:59:59.5+08:00", "2030-12-31T15:59:59.500000", True),
-    ("1924991999000", "2030-12-31T23:59:59", True),
-])
+
+@pytest.mark.parametrize(
+    "expire, stored, warned",
+    [
+        ("20301231235959", "2030-12-31T23:59:59", False),
+        ("20301231235959123", "2030-12-31T23:59:59.123000", False),  # the current refresh example's 17 digits
+        ("2030-12-31 23:59:59", "2030-12-31T23:59:59", True),
+        ("2030-12-31T23:59:59.5+08:00", "2030-12-31T15:59:59.500000", True),
+        ("1924991999000", "2030-12-31T23:59:59", True),
+    ],
+)
 def test_every_readable_time_is_taken(market, expire, stored, warned):
     iid = created(market)
     assert answer_of(market.g2(refresh(iid, "RENEWAL", expire)))["resultCode"] == codes.SUCCESS
@@ -152,6 +195,7 @@ def test_an_unreadable_time_keeps_the_expiry_with_a_warning(market):
 
 # --- 5. null and "" mean absent ------------------------------------------------------------------------
 
+
 def test_null_and_empty_optional_fields_are_absent(market):
     iid = created(market)
     body = {"activity": "releaseInstance", "instanceId": iid, "orderId": None, "orderLineId": "", "testFlag": ""}
@@ -163,6 +207,7 @@ def test_null_and_empty_optional_fields_are_absent(market):
 
 # --- 7. Content-Type --------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("content_type", ["text/plain", None, "application/x-www-form-urlencoded"])
 def test_a_signed_json_body_is_read_whatever_its_content_type(market, content_type):
     raw, query = g2_signed_request(KEY, new_order())
@@ -173,6 +218,7 @@ def test_a_signed_json_body_is_read_whatever_its_content_type(market, content_ty
 
 
 # --- 8. signatures over the Map<String,String> form ---------------------------------------------------
+
 
 def test_numbers_signed_as_strings_are_accepted(market):
     body = {**new_order(), "testFlag": 1}
@@ -187,6 +233,7 @@ def test_numbers_signed_as_strings_are_accepted(market):
 
 # --- several keys ------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("app_config", [{"KOO_ACCESS_KEY": f"rotated-old-key, {KEY}"}])
 def test_any_configured_key_verifies_and_signs_its_own_answer(market):
     response = market.g2(new_order())
@@ -197,6 +244,7 @@ def test_any_configured_key_verifies_and_signs_its_own_answer(market):
 
 
 # --- 9. identical resend, replay ------------------------------------------------------------------------
+
 
 def test_identical_resend_gets_the_first_answer_byte_for_byte(market):
     raw, query = g2_signed_request(KEY, new_order(business="first"))
@@ -230,16 +278,24 @@ def test_a_recut_nonce_and_timestamp_is_refused(market):
 
 # --- 10. Seller Console debugging, again and again ------------------------------------------------------
 
+
 def debug_round(market):
     order, line = "MOCKPERIODYEARNEW", "MOCKPERIODYEARNEW-000001"
     iid = answer_of(market.g2(new_order(order=order, line=line, test_flag="1")))["instanceId"]
-    steps = [refresh(iid, "RENEWAL", testFlag="1", orderId="MOCKMONTYRENEW", orderLineId="MOCKMONTYRENEW-000001"),
-             {"activity": "updateInstanceStatus", "instanceId": iid, "status": "FREEZE", "testFlag": "1"},
-             {"activity": "updateInstanceStatus", "instanceId": iid, "status": "UNFREEZE", "testFlag": "1"},
-             {"activity": "upgradeInstance", "instanceId": iid, "orderId": "MOCKMONTYCHANGE",
-              "orderLineId": "MOCKMONTYCHANGE-000001", "testFlag": "1"},
-             {"activity": "queryInstance", "instanceId": iid, "testFlag": "1"},
-             {"activity": "releaseInstance", "instanceId": iid, "testFlag": "1"}]
+    steps = [
+        refresh(iid, "RENEWAL", testFlag="1", orderId="MOCKMONTYRENEW", orderLineId="MOCKMONTYRENEW-000001"),
+        {"activity": "updateInstanceStatus", "instanceId": iid, "status": "FREEZE", "testFlag": "1"},
+        {"activity": "updateInstanceStatus", "instanceId": iid, "status": "UNFREEZE", "testFlag": "1"},
+        {
+            "activity": "upgradeInstance",
+            "instanceId": iid,
+            "orderId": "MOCKMONTYCHANGE",
+            "orderLineId": "MOCKMONTYCHANGE-000001",
+            "testFlag": "1",
+        },
+        {"activity": "queryInstance", "instanceId": iid, "testFlag": "1"},
+        {"activity": "releaseInstance", "instanceId": iid, "testFlag": "1"},
+    ]
     return iid, [answer_of(market.g2(step))["resultCode"] for step in steps]
 
 
@@ -262,6 +318,7 @@ def test_real_orders_keep_the_strict_rules(market):
 
 # --- 11. appInfo --------------------------------------------------------------------------------------
 
+
 def test_g1_query_puts_encrypt_type_at_the_top(market):
     iid = created(market)
     answer = answer_of(market.g1({"activity": "queryInstance", "instanceId": iid}))
@@ -271,17 +328,21 @@ def test_g1_query_puts_encrypt_type_at_the_top(market):
 
 # --- 12. Kit clientSecret -----------------------------------------------------------------------------
 
+
 def java_oaep_sha256(key, text):
     """Java's OAEPWithSHA-256AndMGF1Padding: SHA-256, but MGF1 with SHA-1 by default."""
     oaep = padding.OAEP(mgf=padding.MGF1(algorithm=hashes.SHA1()), algorithm=hashes.SHA256(), label=None)
     return key.encrypt(text.encode(), oaep)
 
 
-@pytest.mark.parametrize("encode", [
-    lambda c: base64.b64encode(c).decode(),
-    lambda c: base64.encodebytes(c).decode(),  # MIME: line breaks every 76 characters
-    lambda c: base64.urlsafe_b64encode(c).decode().rstrip("="),
-])
+@pytest.mark.parametrize(
+    "encode",
+    [
+        lambda c: base64.b64encode(c).decode(),
+        lambda c: base64.encodebytes(c).decode(),  # MIME: line breaks every 76 characters
+        lambda c: base64.urlsafe_b64encode(c).decode().rstrip("="),
+    ],
+)
 def test_client_secret_from_java_defaults_and_any_base64(market, public_key, encode):  # noqa: F811
     secret = encode(java_oaep_sha256(public_key, "s3cret"))
     body = {**SCOPE, "appId": "app-1", "clientId": "client-1", "clientSecret": secret, "flag": 1, "testFlag": 0}
@@ -291,10 +352,13 @@ def test_client_secret_from_java_defaults_and_any_base64(market, public_key, enc
 
 # --- 13. Kit shapes --------------------------------------------------------------------------------------
 
+
 def test_role_and_enable_in_any_case_and_numbers_as_strings(market):
-    users = [{"userName": "amy", "name": "Amy", "role": "ADMIN", "enable": "TRUE", "orgCode": 100},
-             {"userName": "bo", "name": "Bo", "role": "User", "enable": "False"},
-             {"userName": "cy", "name": "Cy", "role": "owner", "enable": "maybe"}]
+    users = [
+        {"userName": "amy", "name": "Amy", "role": "ADMIN", "enable": "TRUE", "orgCode": 100},
+        {"userName": "bo", "name": "Bo", "role": "User", "enable": "False"},
+        {"userName": "cy", "name": "Cy", "role": "owner", "enable": "maybe"},
+    ]
     body = {**SCOPE, "appId": "app-1", "userList": users, "flag": "1", "testFlag": 0}
     assert answer_of(market.kit("authSync", body), KIT_KEY)["resultCode"] == codes.SUCCESS
     got = {u.user_name: (u.role, u.enable, u.org_code) for u in market.rows(KitUser)}
@@ -305,15 +369,24 @@ def test_role_and_enable_in_any_case_and_numbers_as_strings(market):
 
 def test_tenant_modify_updates_only_what_it_carries(market):
     answer_of(market.kit("tenantSync", TENANT), KIT_KEY)
-    body = {"instanceId": TENANT["instanceId"], "tenantId": TENANT["tenantId"], "name": "Renamed", "flag": 2,
-            "testFlag": 0}
+    body = {
+        "instanceId": TENANT["instanceId"],
+        "tenantId": TENANT["tenantId"],
+        "name": "Renamed",
+        "flag": 2,
+        "testFlag": 0,
+    }
     assert answer_of(market.kit("tenantSync", body), KIT_KEY)["resultCode"] == codes.SUCCESS
     [tenant] = market.rows(Tenant)
-    assert (tenant.name, tenant.tenant_code, tenant.domain_name) == ("Renamed", TENANT["tenantCode"],
-                                                                    TENANT["domainName"])
+    assert (tenant.name, tenant.tenant_code, tenant.domain_name) == (
+        "Renamed",
+        TENANT["tenantCode"],
+        TENANT["domainName"],
+    )
 
 
 # --- 14. URLs ------------------------------------------------------------------------------------------
+
 
 def test_trailing_slashes_and_kit_under_license(market):
     assert answer_of(market.g2(new_order(order="S1"), path="/produce/"))["resultCode"] == codes.SUCCESS
@@ -333,39 +406,76 @@ def test_license_2_answers_query_and_upgrade(market):
 
 # --- 15. G1 empty optional parameters ------------------------------------------------------------------
 
+
 def test_g1_empty_optional_parameters_are_accepted(market):
-    params = {"activity": "newInstance", "businessId": "b-1", "orderId": "CS1", "customerId": "c-1", "productId": "p",
-              "skuCode": "", "userId": "", "periodNumber": "", "expireTime": "20301231235959", "testFlag": "1"}
+    params = {
+        "activity": "newInstance",
+        "businessId": "b-1",
+        "orderId": "CS1",
+        "customerId": "c-1",
+        "productId": "p",
+        "skuCode": "",
+        "userId": "",
+        "periodNumber": "",
+        "expireTime": "20301231235959",
+        "testFlag": "1",
+    }
     assert answer_of(market.g1(params))["resultCode"] == codes.SUCCESS
     assert market.rows(Instance)[0].sku_code is None
 
 
 def test_g1_page_example_instance_status_verbatim(market, app):
     """The G1 "Resource Status Change" example's parameters, signed now (its own token is for Huawei's key)."""
-    iid = answer_of(market.g1({"activity": "newInstance", "businessId": "huaweitest123456", "orderId": "CS1",
-                               "customerId": "c", "productId": "p", "testFlag": "1"}))["instanceId"]
+    iid = answer_of(
+        market.g1(
+            {
+                "activity": "newInstance",
+                "businessId": "huaweitest123456",
+                "orderId": "CS1",
+                "customerId": "c",
+                "productId": "p",
+                "testFlag": "1",
+            }
+        )
+    )["instanceId"]
     assert iid == "huaweitest123456"
-    for url in ("https://example.isv.com?activity=instanceStatus&instanceId=huaweitest123456&instanceStatus=FREEZE"
-                "&testFlag=1&timeStamp=20230327070251713&authToken=pqlrW7%2BPHC%2F1JE%2BMEjKxC94GGJreoS6PZHd982auw2o%3D",
-                "https://example.isv.com?activity=instanceStatus&instanceId=huaweitest123456&instanceStatus=NORMAL"
-                "&testFlag=1&timeStamp=20230327070251713&authToken=pqlrW7%2BPHC%2F1JE%2BMEjKxC94GGJreoS6PZHd982auw2o%3D"):
+    for url in (
+        "https://example.isv.com?activity=instanceStatus&instanceId=huaweitest123456&instanceStatus=FREEZE"
+        "&testFlag=1&timeStamp=20230327070251713&authToken=pqlrW7%2BPHC%2F1JE%2BMEjKxC94GGJreoS6PZHd982auw2o%3D",
+        "https://example.isv.com?activity=instanceStatus&instanceId=huaweitest123456&instanceStatus=NORMAL"
+        "&testFlag=1&timeStamp=20230327070251713&authToken=pqlrW7%2BPHC%2F1JE%2BMEjKxC94GGJreoS6PZHd982auw2o%3D",
+    ):
         from urllib.parse import parse_qsl, urlsplit
+
         params = dict(parse_qsl(urlsplit(url).query))
         del params["authToken"], params["timeStamp"]
-        assert answer_of(market.send("GET", "/produce?" + urlencode(g1_signed_params(KEY, params))))["resultCode"] \
+        assert (
+            answer_of(market.send("GET", "/produce?" + urlencode(g1_signed_params(KEY, params))))["resultCode"]
             == codes.SUCCESS
+        )
     assert [e.kind for e in market.rows(Event)][-2:] == ["frozen", "unfrozen"]
 
 
 # --- 16. order details: the buyer under orderInfo.buyerInfo -------------------------------------------
 
+
 def test_order_details_read_the_buyer_from_buyer_info():
     from types import SimpleNamespace
+
     instance = SimpleNamespace(extra=None, trial=False)
-    order = {"orderId": "O1", "buyerInfo": {"customerId": "cust-1", "customerName": "Buyer Ltd", "userId": "u-1",
-                                            "userName": "iam-user"},
-             "orderLine": [{"orderLineId": "O1-1", "chargingMode": "PERIOD", "periodType": "month",
-                            "periodNumber": 1, "expireTime": "20301231235959"}]}
+    order = {
+        "orderId": "O1",
+        "buyerInfo": {"customerId": "cust-1", "customerName": "Buyer Ltd", "userId": "u-1", "userName": "iam-user"},
+        "orderLine": [
+            {
+                "orderLineId": "O1-1",
+                "chargingMode": "PERIOD",
+                "periodType": "month",
+                "periodNumber": 1,
+                "expireTime": "20301231235959",
+            }
+        ],
+    }
     apply_order(instance, order, "O1-1")
     assert (instance.customer_id, instance.customer_name, instance.user_name) == ("cust-1", "Buyer Ltd", "iam-user")
     assert instance.expire_time.isoformat() == "2030-12-31T23:59:59"
@@ -390,6 +500,7 @@ def test_a_renewal_retried_after_release_gets_its_first_answer(market):
 
 def test_kit_paths_take_a_trailing_slash(market):
     from isvapp.koo.signing import kit_signed_request
+
     raw, headers = kit_signed_request(KIT_KEY, TENANT)
     response = market.send("POST", "/produce/produceAPI/v2/tenantSync/", data=raw, headers=headers)
     assert answer_of(response, KIT_KEY)["resultCode"] == codes.SUCCESS

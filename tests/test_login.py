@@ -1,5 +1,6 @@
 """The buyer's login: isvapp (Flask test client) against the fake IdP served on 127.0.0.1, the
 tenant, app, user and instance stored as the Kit sync and newInstance would store them."""
+
 import re
 import time
 import urllib.parse
@@ -23,10 +24,14 @@ HANDOFF = "https://app.example.com/sso"
 
 @pytest.fixture
 def idp():
-    users = {"zhangsan": {"name": "张三", "tenant": "T-0001", "organizationCode": "10000", "role": "user"},
-             "lisi": {"name": "李四", "tenant": "T-0001", "organizationCode": "10000", "role": "user"},
-             "outsider": {"name": "Outsider", "tenant": "T-9999", "organizationCode": "1", "role": "user"}}
-    with Running(create_fake_idp({CLIENT_ID: {"secret": CLIENT_SECRET, "redirect_uris": [CALLBACK]}}, users)) as running:
+    users = {
+        "zhangsan": {"name": "张三", "tenant": "T-0001", "organizationCode": "10000", "role": "user"},
+        "lisi": {"name": "李四", "tenant": "T-0001", "organizationCode": "10000", "role": "user"},
+        "outsider": {"name": "Outsider", "tenant": "T-9999", "organizationCode": "1", "role": "user"},
+    }
+    with Running(
+        create_fake_idp({CLIENT_ID: {"secret": CLIENT_SECRET, "redirect_uris": [CALLBACK]}}, users)
+    ) as running:
         yield running
 
 
@@ -39,18 +44,49 @@ def app_config():
 def tenant(app, idp):
     """A tenant whose IdP is the fake one, its app, two users (lisi disabled) and a live instance."""
     with app.app_context():
-        db.session.add_all([
-            Instance(instance_id="INST-0001", generation="G2", order_id="CS0001", product_id="00301-666666-0--0",
-                     sku_code="sku-1", expire_time=datetime.utcnow() + timedelta(days=30)),
-            Tenant(instance_key="INST-0001", tenant_id="T-0001", tenant_code="acme", name="Acme",
-                   domain_name=idp.url),
-            KitApp(instance_key="INST-0001", tenant_id="T-0001", app_id="APP-1", name="App", client_id=CLIENT_ID,
-                   client_secret_sealed=vault.seal(SECRET, CLIENT_SECRET)),
-            KitUser(instance_key="INST-0001", tenant_id="T-0001", app_id="APP-1", user_name="zhangsan", name="张三",
-                    role="user", org_code="10000", enable=True),
-            KitUser(instance_key="INST-0001", tenant_id="T-0001", app_id="APP-1", user_name="lisi", name="李四",
-                    role="user", org_code="10000", enable=False),
-        ])
+        db.session.add_all(
+            [
+                Instance(
+                    instance_id="INST-0001",
+                    generation="G2",
+                    order_id="CS0001",
+                    product_id="00301-666666-0--0",
+                    sku_code="sku-1",
+                    expire_time=datetime.utcnow() + timedelta(days=30),
+                ),
+                Tenant(
+                    instance_key="INST-0001", tenant_id="T-0001", tenant_code="acme", name="Acme", domain_name=idp.url
+                ),
+                KitApp(
+                    instance_key="INST-0001",
+                    tenant_id="T-0001",
+                    app_id="APP-1",
+                    name="App",
+                    client_id=CLIENT_ID,
+                    client_secret_sealed=vault.seal(SECRET, CLIENT_SECRET),
+                ),
+                KitUser(
+                    instance_key="INST-0001",
+                    tenant_id="T-0001",
+                    app_id="APP-1",
+                    user_name="zhangsan",
+                    name="张三",
+                    role="user",
+                    org_code="10000",
+                    enable=True,
+                ),
+                KitUser(
+                    instance_key="INST-0001",
+                    tenant_id="T-0001",
+                    app_id="APP-1",
+                    user_name="lisi",
+                    name="李四",
+                    role="user",
+                    org_code="10000",
+                    enable=False,
+                ),
+            ]
+        )
         db.session.commit()
     return "acme"
 
@@ -69,7 +105,7 @@ def at_idp(location, user="zhangsan", password="fake-password"):
 
 def callback_path(location):
     assert location.startswith(CALLBACK + "?"), location
-    return location[len("http://localhost"):]
+    return location[len("http://localhost") :]
 
 
 def log_in(client, tenant_ref="acme", user="zhangsan"):
@@ -84,8 +120,14 @@ def assertion_of(response):
 
 def verify(client, token, audience="APP-1"):
     key = jwt.PyJWK(client.get("/.well-known/jwks.json").get_json()["keys"][0])
-    return jwt.decode(token, key, algorithms=["EdDSA"], audience=audience, issuer="http://localhost",
-                      options={"require": ["exp", "iat", "jti", "sub"]})
+    return jwt.decode(
+        token,
+        key,
+        algorithms=["EdDSA"],
+        audience=audience,
+        issuer="http://localhost",
+        options={"require": ["exp", "iat", "jti", "sub"]},
+    )
 
 
 def test_the_login_goes_to_the_tenants_idp_with_state_and_pkce(client, tenant, idp):
@@ -93,8 +135,12 @@ def test_the_login_goes_to_the_tenants_idp_with_state_and_pkce(client, tenant, i
     query = urllib.parse.parse_qs(urllib.parse.urlsplit(start.headers["Location"]).query)
     assert start.headers["Location"].startswith(idp.url + "/api/v1/oauth2/authorize?")
     assert {k: v[0] for k, v in query.items() if k not in ("state", "code_challenge")} == {
-        "response_type": "code", "client_id": CLIENT_ID, "redirect_uri": CALLBACK, "scope": "get_user_info",
-        "code_challenge_method": "S256"}
+        "response_type": "code",
+        "client_id": CLIENT_ID,
+        "redirect_uri": CALLBACK,
+        "scope": "get_user_info",
+        "code_challenge_method": "S256",
+    }
     assert re.fullmatch(r"[A-Za-z0-9]{48}", query["state"][0])  # letters and digits, as the pages ask
     cookie = start.headers["Set-Cookie"]
     assert "isvapp_login=" in cookie and "HttpOnly" in cookie and "Path=/login" in cookie
@@ -104,7 +150,10 @@ def test_a_login_hands_a_verifiable_short_lived_assertion_to_the_product(client,
     page = log_in(client)
     assert page.status_code == 200, page.data
     html = page.get_data(as_text=True)
-    assert f'action="{HANDOFF}"' in html and "form-action https://app.example.com" in page.headers["Content-Security-Policy"]
+    assert (
+        f'action="{HANDOFF}"' in html
+        and "form-action https://app.example.com" in page.headers["Content-Security-Policy"]
+    )
     claims = verify(client, assertion_of(page))
     assert claims["exp"] - claims["iat"] <= 60 and claims["sub"] == "T-0001/zhangsan"
     assert claims["user"] == {"userName": "zhangsan", "name": "张三", "role": "user", "organizationCode": "10000"}
@@ -125,9 +174,14 @@ def test_someone_who_may_not_come_in_gets_a_page_saying_why_and_nothing_is_store
         assert all(u.last_login_at is None for u in db.session.query(KitUser))
 
 
-@pytest.mark.parametrize("state, reason", [(InstanceState.FROZEN, "instance_frozen"),
-                                           (InstanceState.EXPIRED, "instance_expired"),
-                                           (InstanceState.RELEASED, "instance_released")])
+@pytest.mark.parametrize(
+    "state, reason",
+    [
+        (InstanceState.FROZEN, "instance_frozen"),
+        (InstanceState.EXPIRED, "instance_expired"),
+        (InstanceState.RELEASED, "instance_released"),
+    ],
+)
 def test_a_tenant_whose_instance_is_not_live_cannot_come_in(client, app, tenant, state, reason):
     with app.app_context():
         db.session.query(Instance).update({"state": state})
@@ -188,20 +242,26 @@ def test_a_code_used_twice_is_refused_by_the_idp_and_shown_as_its_refusal(client
 
 def test_an_idp_error_in_the_callback_is_shown_and_nothing_is_stored(client, app, tenant):
     client.get("/login/acme")
-    state = urllib.parse.parse_qs(urllib.parse.urlsplit(client.get("/login/acme").headers["Location"]).query)["state"][0]
+    state = urllib.parse.parse_qs(urllib.parse.urlsplit(client.get("/login/acme").headers["Location"]).query)["state"][
+        0
+    ]
     page = client.get(f"/login/callback?error=access_denied&error_description=user+cancelled&state={state}")
     assert page.status_code == 502 and "access_denied" in page.get_data(as_text=True)
     with app.app_context():
         assert db.session.query(SignedRequest).count() == 0
 
 
-@pytest.mark.parametrize("switch, value, shown", [
-    ("FAKE_IDP_TOKEN_GARBAGE", True, "not JSON"),
-    ("FAKE_IDP_TOKEN_FAIL_NEXT", 500, "HTTP 500"),
-    ("FAKE_IDP_USERINFO_TENANT", "T-9999", "tenant_mismatch"),
-])
-def test_a_token_endpoint_that_fails_or_a_tenant_that_does_not_match_gives_a_clear_page(client, tenant, idp,
-                                                                                       switch, value, shown):
+@pytest.mark.parametrize(
+    "switch, value, shown",
+    [
+        ("FAKE_IDP_TOKEN_GARBAGE", True, "not JSON"),
+        ("FAKE_IDP_TOKEN_FAIL_NEXT", 500, "HTTP 500"),
+        ("FAKE_IDP_USERINFO_TENANT", "T-9999", "tenant_mismatch"),
+    ],
+)
+def test_a_token_endpoint_that_fails_or_a_tenant_that_does_not_match_gives_a_clear_page(
+    client, tenant, idp, switch, value, shown
+):
     start = client.get("/login/acme")
     location = at_idp(start.headers["Location"])
     idp.app.config[switch] = value
@@ -212,7 +272,8 @@ def test_a_token_endpoint_that_fails_or_a_tenant_that_does_not_match_gives_a_cle
 
 def test_a_token_endpoint_that_does_not_answer_in_time_gives_a_clear_page(client, app, tenant, idp):
     app.extensions["isvapp_login"] = app.extensions["isvapp_login"].__class__(
-        **{**app.extensions["isvapp_login"].__dict__, "idp_timeout_s": 0.5})
+        **{**app.extensions["isvapp_login"].__dict__, "idp_timeout_s": 0.5}
+    )
     start = client.get("/login/acme")
     location = at_idp(start.headers["Location"])
     idp.app.config["FAKE_IDP_DELAY_S"] = 2
@@ -259,7 +320,8 @@ def test_logout_ends_the_session_and_goes_to_the_idps_logout(client, tenant, idp
 
 def test_without_a_hand_off_url_the_signed_in_user_is_told_whom_to_ask(client, app, tenant):
     app.extensions["isvapp_login"] = app.extensions["isvapp_login"].__class__(
-        **{**app.extensions["isvapp_login"].__dict__, "handoff_url": None})
+        **{**app.extensions["isvapp_login"].__dict__, "handoff_url": None}
+    )
     page = log_in(client)
     assert page.status_code == 200 and "assertion" not in page.get_data(as_text=True)
     assert "has not yet set where to go" in page.get_data(as_text=True)
@@ -288,6 +350,7 @@ def test_the_go_live_kit_checklist_counts_a_finished_login(client, app, tenant):
 def test_the_tenants_page_shows_the_login_url_the_last_logins_and_sets_the_hand_off_url(client, app, tenant):
     from tests.test_dashboard import PASSWORD, log_in as admin_log_in, token
     from isvapp.dashboard import security
+
     with app.app_context():
         security.set_password("boss", PASSWORD)
         pk = db.session.query(Tenant).one().id
@@ -299,21 +362,26 @@ def test_the_tenants_page_shows_the_login_url_the_last_logins_and_sets_the_hand_
     assert len(last_logins) == 2 and sorted(bool(t) for t in last_logins) == [False, True]
     with app.app_context():
         app_pk = db.session.query(KitApp).one().id
-    refused = client.post(f"/admin/tenants/{pk}/apps/{app_pk}/handoff",
-                          data={"handoff_url": "http://app.example.com/sso", "csrf_token": token(page)})
+    refused = client.post(
+        f"/admin/tenants/{pk}/apps/{app_pk}/handoff",
+        data={"handoff_url": "http://app.example.com/sso", "csrf_token": token(page)},
+    )
     assert refused.headers["Location"].endswith("bad=handoff")
     with app.app_context():
         assert db.session.query(KitApp).one().handoff_url is None
-    client.post(f"/admin/tenants/{pk}/apps/{app_pk}/handoff",
-                data={"handoff_url": "https://other.example.com/in", "csrf_token": token(page)})
+    client.post(
+        f"/admin/tenants/{pk}/apps/{app_pk}/handoff",
+        data={"handoff_url": "https://other.example.com/in", "csrf_token": token(page)},
+    )
     page = log_in(client)
     assert 'action="https://other.example.com/in"' in page.get_data(as_text=True)  # the app's own wins
 
 
 def workbench_code(idp):
     """What the aPaaS workbench does: the user signs in there, the IdP sends a code for our callback."""
-    query = urllib.parse.urlencode({"response_type": "code", "client_id": CLIENT_ID, "redirect_uri": CALLBACK,
-                                    "scope": "get_user_info"})
+    query = urllib.parse.urlencode(
+        {"response_type": "code", "client_id": CLIENT_ID, "redirect_uri": CALLBACK, "scope": "get_user_info"}
+    )
     location = at_idp(f"{idp.url}/api/v1/oauth2/authorize?{query}")
     return urllib.parse.parse_qs(urllib.parse.urlsplit(location).query)["code"][0]
 
@@ -323,8 +391,9 @@ def test_a_login_the_workbench_began_is_refused_by_default(client, tenant, idp):
     assert page.status_code == 400 and 'data-reason="no_login"' in page.get_data(as_text=True)
 
 
-@pytest.mark.parametrize("app_config", [{"LOGIN_HANDOFF_URL": HANDOFF, "LOGIN_REDIRECT_URI": CALLBACK,
-                                         "LOGIN_WORKBENCH": True}])
+@pytest.mark.parametrize(
+    "app_config", [{"LOGIN_HANDOFF_URL": HANDOFF, "LOGIN_REDIRECT_URI": CALLBACK, "LOGIN_WORKBENCH": True}]
+)
 def test_with_login_workbench_on_a_login_the_workbench_began_is_handed_off(client, tenant, idp):
     page = client.get(f"/login/callback?code={workbench_code(idp)}&tenant_id=T-0001")
     assert page.status_code == 200 and verify(client, assertion_of(page))["sub"] == "T-0001/zhangsan"

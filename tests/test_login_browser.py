@@ -1,6 +1,7 @@
 """The buyer's whole login in Debian's Chromium, in English and in Chinese: from the login URL,
 through the fake IdP's form, to a local receiver standing in for the merchant's product, which
 verifies the assertion as docs/handoff.md says. Real gunicorn, everything on 127.0.0.1."""
+
 import json
 import shutil
 from datetime import datetime, timedelta
@@ -33,9 +34,15 @@ def receiver_app(issuer, audience, claims, refused):
     def sso():
         token = request.form.get("assertion", "")
         try:
-            found = jwt.decode(token, keys.get_signing_key_from_jwt(token).key, algorithms=["EdDSA"],
-                               audience=audience, issuer=issuer, leeway=10,
-                               options={"require": ["exp", "iat", "jti", "sub"]})
+            found = jwt.decode(
+                token,
+                keys.get_signing_key_from_jwt(token).key,
+                algorithms=["EdDSA"],
+                audience=audience,
+                issuer=issuer,
+                leeway=10,
+                options={"require": ["exp", "iat", "jti", "sub"]},
+            )
             if found["jti"] in seen:
                 raise jwt.InvalidTokenError("replayed")
             seen.add(found["jti"])
@@ -52,28 +59,67 @@ def receiver_app(issuer, audience, claims, refused):
 def world(tmp_path_factory):
     folder = tmp_path_factory.mktemp("login-browser")
     server = LiveServer(folder, workers=2)
-    users = {"zhangsan": {"name": "张三", "tenant": "T-B", "organizationCode": "10000", "role": "admin"},
-             "lisi": {"name": "李四", "tenant": "T-B", "organizationCode": "10000", "role": "user"}}
+    users = {
+        "zhangsan": {"name": "张三", "tenant": "T-B", "organizationCode": "10000", "role": "admin"},
+        "lisi": {"name": "李四", "tenant": "T-B", "organizationCode": "10000", "role": "user"},
+    }
     clients = {CLIENT_ID: {"secret": CLIENT_SECRET, "redirect_uris": [server.url + "/login/callback"]}}
     receiver = SimpleNamespace(claims=[], refused=[])
-    with Running(create_fake_idp(clients, users)) as idp, \
-            Running(receiver_app(server.url, "APP-B", receiver.claims, receiver.refused)) as running:
+    with (
+        Running(create_fake_idp(clients, users)) as idp,
+        Running(receiver_app(server.url, "APP-B", receiver.claims, receiver.refused)) as running,
+    ):
         receiver.url = running.url + "/sso"
         server.env["ISVAPP_LOGIN_HANDOFF_URL"] = receiver.url
         server.flask("init-db")
         engine = server.engine()
         with Session(engine) as session:
-            session.add_all([
-                Instance(instance_id="INST-B", generation="G2", order_id="CSB", product_id="00301-666666-0--0",
-                         sku_code="sku-b", expire_time=datetime.utcnow() + timedelta(days=30)),
-                Tenant(instance_key="INST-B", tenant_id="T-B", tenant_code="browser", name="Browser Co",
-                       domain_name=idp.url),
-                KitApp(instance_key="INST-B", tenant_id="T-B", app_id="APP-B", client_id=CLIENT_ID,
-                       client_secret_sealed=vault.seal(LIVE_SECRET_KEY, CLIENT_SECRET)),
-                KitUser(instance_key="INST-B", tenant_id="T-B", app_id="APP-B", user_name="zhangsan", name="张三",
-                        role="admin", org_code="10000", enable=True),
-                KitUser(instance_key="INST-B", tenant_id="T-B", app_id="APP-B", user_name="lisi", name="李四",
-                        role="user", org_code="10000", enable=False)])
+            session.add_all(
+                [
+                    Instance(
+                        instance_id="INST-B",
+                        generation="G2",
+                        order_id="CSB",
+                        product_id="00301-666666-0--0",
+                        sku_code="sku-b",
+                        expire_time=datetime.utcnow() + timedelta(days=30),
+                    ),
+                    Tenant(
+                        instance_key="INST-B",
+                        tenant_id="T-B",
+                        tenant_code="browser",
+                        name="Browser Co",
+                        domain_name=idp.url,
+                    ),
+                    KitApp(
+                        instance_key="INST-B",
+                        tenant_id="T-B",
+                        app_id="APP-B",
+                        client_id=CLIENT_ID,
+                        client_secret_sealed=vault.seal(LIVE_SECRET_KEY, CLIENT_SECRET),
+                    ),
+                    KitUser(
+                        instance_key="INST-B",
+                        tenant_id="T-B",
+                        app_id="APP-B",
+                        user_name="zhangsan",
+                        name="张三",
+                        role="admin",
+                        org_code="10000",
+                        enable=True,
+                    ),
+                    KitUser(
+                        instance_key="INST-B",
+                        tenant_id="T-B",
+                        app_id="APP-B",
+                        user_name="lisi",
+                        name="李四",
+                        role="user",
+                        org_code="10000",
+                        enable=False,
+                    ),
+                ]
+            )
             session.commit()
         engine.dispose()
         with server:
@@ -92,12 +138,16 @@ def walk_login(context, url, user):
     return page
 
 
-@pytest.mark.parametrize("lang, locale, welcome_lang, refused_text", [
-    ("en", "en-US", "en", "Your account is disabled for this product."),
-    ("zh", "zh-CN", "zh-CN", "您的账号已被停用，不能使用本产品。"),
-])
+@pytest.mark.parametrize(
+    "lang, locale, welcome_lang, refused_text",
+    [
+        ("en", "en-US", "en", "Your account is disabled for this product."),
+        ("zh", "zh-CN", "zh-CN", "您的账号已被停用，不能使用本产品。"),
+    ],
+)
 def test_a_buyer_logs_in_through_the_idp_and_lands_in_the_product_and_a_disabled_one_is_told_why(
-        world, lang, locale, welcome_lang, refused_text):
+    world, lang, locale, welcome_lang, refused_text
+):
     server, receiver = world
     before = len(receiver.claims)
     with sync_playwright() as p:

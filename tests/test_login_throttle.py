@@ -1,6 +1,7 @@
 """Guessing the merchant's password, through a real gunicorn: parallel guesses cannot pass the
 limit (each is counted before its password is checked), and guesses spread over many addresses
 meet a growing delay per name, which still lets the merchant in once it has passed."""
+
 import re
 import tempfile
 import time
@@ -27,8 +28,13 @@ def attempt(url, password, forwarded_for=None):
         headers = {"X-Forwarded-For": forwarded_for} if forwarded_for else {}
         page = browser.get(url + "/admin/login", headers=headers, timeout=30).text
         csrf = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
-        return browser.post(url + "/admin/login", data={"name": "boss", "password": password, "csrf_token": csrf},
-                            headers=headers, allow_redirects=False, timeout=30).status_code
+        return browser.post(
+            url + "/admin/login",
+            data={"name": "boss", "password": password, "csrf_token": csrf},
+            headers=headers,
+            allow_redirects=False,
+            timeout=30,
+        ).status_code
 
 
 def counted(server):

@@ -1,4 +1,5 @@
 """Retention (`flask prune`) and backups (`flask backup`): what goes, what stays, what is copied."""
+
 import sqlite3
 from datetime import timedelta
 
@@ -50,11 +51,23 @@ def test_prune_keeps_nonces_inside_twice_the_window_and_log_when_retention_is_ze
 
 def test_prune_deletes_in_batches(app, market):
     with app.app_context():
-        db.session.execute(SignedRequest.__table__.insert(), [
-            {"scope": "g2", "nonce": f"n{i}", "token": f"t{i}", "fingerprint": "f", "answer": b"{}",
-             "seen_at": utcnow() - timedelta(hours=1)} for i in range(45)])
+        db.session.execute(
+            SignedRequest.__table__.insert(),
+            [
+                {
+                    "scope": "g2",
+                    "nonce": f"n{i}",
+                    "token": f"t{i}",
+                    "fingerprint": "f",
+                    "answer": b"{}",
+                    "seen_at": utcnow() - timedelta(hours=1),
+                }
+                for i in range(45)
+            ],
+        )
         db.session.commit()
         from isvapp.background import maintenance
+
         assert maintenance._delete_older(SignedRequest, SignedRequest.seen_at, utcnow(), batch=10) == 45
     assert market.count(SignedRequest) == 0
 
@@ -92,6 +105,7 @@ def test_backup_is_a_checked_copy_that_restores_every_row(app, market, runner, t
 def test_restored_backup_serves_repeats_with_the_first_answer(app, market, runner, tmp_path):
     from isvapp import create_app
     from .conftest import Marketplace
+
     first = market.g2(new_order(order="RESTORE1"))
     copy = tmp_path / "copy.sqlite"
     assert runner.invoke(args=["backup", str(copy)]).exit_code == 0
@@ -119,6 +133,7 @@ def test_the_worker_schedules_one_prune_per_period(app, market):
     from isvapp.background import jobs
     from isvapp.background.maintenance import schedule_prune
     from isvapp.storage.models import Job, JobState
+
     with app.app_context():
         moment = datetime(2026, 11, 24, 10, 0)
         schedule_prune(moment)
@@ -135,6 +150,7 @@ def test_prune_never_touches_licenses_or_tenants(app, market, runner):
 
     from .test_kit import TENANT
     from .test_license import WIRE
+
     market.send("GET", "/license?" + WIRE)
     market.kit("tenantSync", TENANT)
     age_rows(app, Callback, Callback.received_at, timedelta(days=400))

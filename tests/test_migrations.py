@@ -3,6 +3,7 @@
 Runs on SQLite and, in the PostgreSQL run, on PostgreSQL. When the first test fails after a
 model change, write the migration: scripts/new-migration.sh "what changed".
 """
+
 import subprocess
 import sys
 import uuid
@@ -20,7 +21,6 @@ from isvapp.storage.models import Instance
 
 from .conftest import ON_POSTGRES, SERVER_URI
 from .live import ROOT, LiveServer
-
 
 
 def schema_differences():
@@ -43,8 +43,9 @@ def test_migrations_build_exactly_the_models_schema(app):
         assert current_revision() == head_revision(app)
         differences = schema_differences()
     assert differences == [], (
-        "isvapp/storage/models.py and isvapp/storage/migrations disagree: run scripts/new-migration.sh \"what changed\", "
-        f"read the new file, and commit it. Differences: {differences}")
+        'isvapp/storage/models.py and isvapp/storage/migrations disagree: run scripts/new-migration.sh "what changed", '
+        f"read the new file, and commit it. Differences: {differences}"
+    )
 
 
 def test_migrations_go_down_to_nothing_and_back_up(app):
@@ -114,9 +115,17 @@ def fresh_host(request, tmp_path):
 def race_init_db(host, runners=2):
     """`flask --app isvapp init-db` in ``runners`` processes started back to back on one database,
     as hosts booting together run it; their exit statuses and outputs."""
-    procs = [subprocess.Popen([sys.executable, "-m", "flask", "--app", "isvapp", "init-db"], cwd=ROOT,
-                              env=host.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-             for _ in range(runners)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "flask", "--app", "isvapp", "init-db"],
+            cwd=ROOT,
+            env=host.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for _ in range(runners)
+    ]
     results = []
     for proc in procs:
         try:
@@ -161,11 +170,14 @@ def test_init_db_run_by_two_hosts_at_once_upgrades_an_old_database_once_and_keep
         engine = host.engine()
         try:
             with engine.begin() as conn:
-                conn.execute(text(
-                    "INSERT INTO instances (instance_id, generation, product_type, state, details_state,"
-                    " test_flag, trial, order_id, created_at, updated_at) VALUES (:id, 'G2', 'saas',"
-                    " 'active', 'none', :no, :no, 'o-1', '2026-01-01 00:00:00', '2026-01-01 00:00:00')"),
-                    {"id": f"kept-{round_}", "no": False})
+                conn.execute(
+                    text(
+                        "INSERT INTO instances (instance_id, generation, product_type, state, details_state,"
+                        " test_flag, trial, order_id, created_at, updated_at) VALUES (:id, 'G2', 'saas',"
+                        " 'active', 'none', :no, :no, 'o-1', '2026-01-01 00:00:00', '2026-01-01 00:00:00')"
+                    ),
+                    {"id": f"kept-{round_}", "no": False},
+                )
             assert_all_succeeded(race_init_db(host))
             assert_at_head(host)
             with engine.connect() as conn:

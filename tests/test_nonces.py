@@ -1,6 +1,7 @@
 """A nonce serves one request, read-only activities included: a different, correctly signed request
 that reuses the nonce of an earlier queryInstance or changeInstanceCheck gets 000001, on every
 generation and on every host; an identical resend still gets the first answer, byte for byte."""
+
 import json
 import tempfile
 from pathlib import Path
@@ -21,8 +22,15 @@ from .test_produce_g2 import new_order
 
 READ_ONLY = [
     ("/produce", lambda iid: {"activity": "queryInstance", "instanceId": iid}),
-    ("/produce", lambda iid: {"activity": "changeInstanceCheck", "instanceId": iid,
-                              "productInfo": {"skuCode": "big"}, "testFlag": "0"}),
+    (
+        "/produce",
+        lambda iid: {
+            "activity": "changeInstanceCheck",
+            "instanceId": iid,
+            "productInfo": {"skuCode": "big"},
+            "testFlag": "0",
+        },
+    ),
     ("/license", lambda iid: {"activity": "queryInstance", "instanceId": iid}),
 ]
 
@@ -73,11 +81,16 @@ def test_a_refused_query_claims_nothing(market):
 def test_a_kit_nonce_serves_one_request(market):
     nonce = new_nonce()
     raw, headers = kit_signed_request(KIT_KEY, TENANT, nonce=nonce)
-    assert answer_of(market.send("POST", "/produce/produceAPI/v2/tenantSync", data=raw, headers=headers),
-                     key=KIT_KEY)["resultCode"] == codes.SUCCESS
+    assert (
+        answer_of(market.send("POST", "/produce/produceAPI/v2/tenantSync", data=raw, headers=headers), key=KIT_KEY)[
+            "resultCode"
+        ]
+        == codes.SUCCESS
+    )
     other, headers = kit_signed_request(KIT_KEY, {**TENANT, "tenantId": "another-tenant"}, nonce=nonce)
-    refused = answer_of(market.send("POST", "/produce/produceAPI/v2/tenantSync", data=other, headers=headers),
-                        key=KIT_KEY)
+    refused = answer_of(
+        market.send("POST", "/produce/produceAPI/v2/tenantSync", data=other, headers=headers), key=KIT_KEY
+    )
     assert refused["resultCode"] == codes.AUTH_FAILED and market.count(Tenant) == 1
 
 
@@ -86,6 +99,7 @@ def test_across_hosts_a_querys_nonce_is_refused_on_the_other_host(database_uri):
     with tempfile.TemporaryDirectory() as folder:
         env = {"ISVAPP_KOO_ACCESS_KEY": KEY}
         with LiveServer(Path(folder), workers=1, env=env) as one, LiveServer(Path(folder), workers=1, env=env) as two:
+
             def post(server, body, nonce):
                 raw, query = g2_signed_request(KEY, body, nonce=nonce)
                 return requests.post(server.url + "/produce", params=query, data=raw, timeout=10).json()

@@ -1,6 +1,7 @@
 """NUL (U+0000) in a correctly signed request: free text is stored without it, with a warning;
 an identifier carrying it is refused (000002, naming the field); never 000005 (PostgreSQL text
 cannot hold NUL, so this matters most there, and both databases must answer alike)."""
+
 import base64
 import json
 
@@ -43,25 +44,49 @@ def lic2_instance(market):
 
 
 def lic2_async(instance_id="lic-nul", **change):
-    return {"activity": "getLicenseAsync", "instanceId": instance_id, "effectiveTime": "2023-10-27 10:30:15 z",
-            "eventId": "ev-1", "deviceFingerprint": "FP-AAAA", "testFlag": "0", **change}
+    return {
+        "activity": "getLicenseAsync",
+        "instanceId": instance_id,
+        "effectiveTime": "2023-10-27 10:30:15 z",
+        "eventId": "ev-1",
+        "deviceFingerprint": "FP-AAAA",
+        "testFlag": "0",
+        **change,
+    }
 
 
 # (how to send, what stored value to read, what it must be, the field a warning names)
 FREE_TEXT = {
-    "g1-get": (lambda m: m.g1(g1_order(customerName=f"Zhang{NUL} San")),
-               lambda m: m.rows(Instance)[0].customer_name, "Zhang San", "customerName"),
-    "g2-post": (lambda m: m.g2({"activity": "orderNotify", "orderId": "CSNUL1", "notifyType": f"PAID{NUL}",
-                                "testFlag": "0"}),
-                lambda m: m.rows(Event, Event.kind == "order_notified")[0].payload["notifyType"], "PAID",
-                "notifyType"),
-    "license-2.0": (lambda m: (lic2_instance(m), m.g2(lic2_async(deviceFingerprint=f"FP-{NUL}AAAA"),
-                                                      path="/license"))[1],
-                    lambda m: m.rows(License)[0].fingerprint, "FP-AAAA", "deviceFingerprint"),
-    "kit-g2": (lambda m: m.kit("tenantSync", {**TENANT, "name": f"huawei{NUL}test"}),
-               lambda m: m.rows(Tenant)[0].name, "huaweitest", "name"),
-    "kit-g1": (lambda m: m.kit_g1("authSync", auth(1, json.dumps(users("dave", name=f"Da{NUL}ve")))),
-               lambda m: m.rows(KitUser)[0].name, "Dave", "userList[0].name"),
+    "g1-get": (
+        lambda m: m.g1(g1_order(customerName=f"Zhang{NUL} San")),
+        lambda m: m.rows(Instance)[0].customer_name,
+        "Zhang San",
+        "customerName",
+    ),
+    "g2-post": (
+        lambda m: m.g2({"activity": "orderNotify", "orderId": "CSNUL1", "notifyType": f"PAID{NUL}", "testFlag": "0"}),
+        lambda m: m.rows(Event, Event.kind == "order_notified")[0].payload["notifyType"],
+        "PAID",
+        "notifyType",
+    ),
+    "license-2.0": (
+        lambda m: (lic2_instance(m), m.g2(lic2_async(deviceFingerprint=f"FP-{NUL}AAAA"), path="/license"))[1],
+        lambda m: m.rows(License)[0].fingerprint,
+        "FP-AAAA",
+        "deviceFingerprint",
+    ),
+    "kit-g2": (
+        lambda m: m.kit("tenantSync", {**TENANT, "name": f"huawei{NUL}test"}),
+        lambda m: m.rows(Tenant)[0].name,
+        "huaweitest",
+        "name",
+    ),
+    "kit-g1": (
+        lambda m: m.kit_g1("authSync", auth(1, json.dumps(users("dave", name=f"Da{NUL}ve")))),
+        lambda m: m.rows(KitUser)[0].name,
+        "Dave",
+        "userList[0].name",
+    ),
 }
 
 
@@ -81,11 +106,17 @@ def test_free_text_is_stored_without_nul_and_warned(market, case):
 IDENTIFIER = {
     "g1-get": (lambda m: m.g1(g1_order(orderId=f"CS19{NUL}66")), "orderId", (Instance, 0)),
     "g2-post": (lambda m: m.g2({**new_order(), "businessId": f"biz{NUL}1"}), "businessId", (Instance, 0)),
-    "license-2.0": (lambda m: (lic2_instance(m), m.g2(lic2_async(eventId=f"ev{NUL}1"), path="/license"))[1],
-                    "eventId", (License, 0)),
+    "license-2.0": (
+        lambda m: (lic2_instance(m), m.g2(lic2_async(eventId=f"ev{NUL}1"), path="/license"))[1],
+        "eventId",
+        (License, 0),
+    ),
     "kit-g2": (lambda m: m.kit("tenantSync", {**TENANT, "tenantId": f"t{NUL}1"}), "tenantId", (Tenant, 0)),
-    "kit-g1": (lambda m: m.kit_g1("authSync", auth(1, json.dumps(users(f"da{NUL}ve")))),
-               "userList[0].userName", (KitUser, 0)),
+    "kit-g1": (
+        lambda m: m.kit_g1("authSync", auth(1, json.dumps(users(f"da{NUL}ve")))),
+        "userList[0].userName",
+        (KitUser, 0),
+    ),
 }
 
 

@@ -1,6 +1,7 @@
 """The open-API client keeps the AK/SK to the marketplace it was given: no redirect is followed (the
 signed Authorization would go with it, and the other host's answer be trusted as order data),
 plain http only to this host, and certificates are verified."""
+
 import datetime
 import json
 import ssl
@@ -16,8 +17,11 @@ from cryptography.x509.oid import NameOID
 from isvapp.market import openapi
 from isvapp.config import load_settings
 
-ORDER = {"resultCode": "MKT.0000", "resultMsg": "success",
-         "orderInfo": {"orderId": "FORGED", "buyerInfo": {"customerId": "attacker"}}}
+ORDER = {
+    "resultCode": "MKT.0000",
+    "resultMsg": "success",
+    "orderInfo": {"orderId": "FORGED", "buyerInfo": {"customerId": "attacker"}},
+}
 
 
 class Receiver:
@@ -60,8 +64,15 @@ class Receiver:
 
 
 def settings_for(base_url):
-    return load_settings({"KOO_API_BASE_URL": base_url, "KOO_AK": "AK-TEST-0001", "KOO_SK": "sk-test-secret",
-                          "KOO_ACCESS_KEY": "k", "SECRET_KEY": "x" * 40})
+    return load_settings(
+        {
+            "KOO_API_BASE_URL": base_url,
+            "KOO_AK": "AK-TEST-0001",
+            "KOO_SK": "sk-test-secret",
+            "KOO_ACCESS_KEY": "k",
+            "SECRET_KEY": "x" * 40,
+        }
+    )
 
 
 @pytest.mark.parametrize("status", [301, 302, 307, 308])
@@ -88,14 +99,24 @@ def _self_signed(tmp_path):
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
     now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=1))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(__import__("ipaddress").ip_address(
-                "127.0.0.1"))]), critical=False).sign(key, hashes.SHA256()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(__import__("ipaddress").ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
     (tmp_path / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    (tmp_path / "key.pem").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                                         serialization.NoEncryption()))
+    (tmp_path / "key.pem").write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")
     return context

@@ -1,6 +1,7 @@
 """Links that keep the current filters (Export CSV, next page) carry only the filters the lists
 read: url_for would take `_method`, `_scheme`, `_external` or `_anchor` from the query string as
 its own arguments."""
+
 import re
 
 import pytest
@@ -10,8 +11,16 @@ from .test_produce_g2 import new_order
 
 
 @pytest.mark.parametrize("path", ["/admin/instances", "/admin/licenses", "/admin/callbacks"])
-@pytest.mark.parametrize("attack", ["_method=POST", "_scheme=javascript&_external=1", "_external=1",
-                                    "_anchor=x%22onmouseover%3D1", "endpoint=dashboard.logout"])
+@pytest.mark.parametrize(
+    "attack",
+    [
+        "_method=POST",
+        "_scheme=javascript&_external=1",
+        "_external=1",
+        "_anchor=x%22onmouseover%3D1",
+        "endpoint=dashboard.logout",
+    ],
+)
 def test_url_for_arguments_in_the_query_string_are_ignored(browser, market, path, attack):  # noqa: F811
     for n in range(55):
         market.g2(new_order(order=f"LINK{n:03d}", business=f"link-{n:03d}", test_flag="0"))

@@ -4,6 +4,7 @@ orderNotify on /license, and the merchant's notices (grouped, in the merchant's 
 The burst of 500 orders through a real gunicorn and worker to local robots and an SMTP server is
 at the end.
 """
+
 import json
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -42,11 +43,13 @@ def record(app, iid, value, begin=HOUR, package=None, sn=None):
 
 
 def query(market, *ids, path="/produce"):
-    return answer_of(market.g2({"activity": "queryInstance", "instanceId": ",".join(ids), "testFlag": "0"},
-                               path=path))["info"]
+    return answer_of(market.g2({"activity": "queryInstance", "instanceId": ",".join(ids), "testFlag": "0"}, path=path))[
+        "info"
+    ]
 
 
 # --- queryInstance carries the usage ---------------------------------------------------------------
+
 
 def test_a_pay_per_use_instance_answers_its_usage_recorded_so_far(app, market):
     iid = created(market, "PPU-1", "ON_DEMAND")
@@ -68,7 +71,9 @@ def test_a_package_answers_one_entry_per_pay_per_use_instance_drawn_from_it(app,
     record(app, mms, "3", package=package)
     [info] = query(market, package)
     assert sorted(info["usageInfo"], key=lambda u: u["usageValue"]) == [
-        {"relatedInstanceId": mms, "usageValue": 3.0}, {"relatedInstanceId": sms, "usageValue": 50.0}]
+        {"relatedInstanceId": mms, "usageValue": 3.0},
+        {"relatedInstanceId": sms, "usageValue": 50.0},
+    ]
 
 
 def test_refused_records_do_not_count_and_period_instances_carry_no_usage(app, market):
@@ -90,16 +95,23 @@ def test_the_usage_field_can_be_left_out(app, market):
 
 
 def test_g1_query_instance_answers_the_usage_too(app, market):
-    iid = signed_result(market.g1(g1_order(order="G1PPU", chargingMode="ON_DEMAND", expireTime=None,
-                                           testFlag="0")))["instanceId"]
+    iid = signed_result(market.g1(g1_order(order="G1PPU", chargingMode="ON_DEMAND", expireTime=None, testFlag="0")))[
+        "instanceId"
+    ]
     record(app, iid, "7.5")
     answer = signed_result(market.g1({"activity": "queryInstance", "instanceId": iid, "testFlag": "0"}))
     assert answer["info"][0]["usageInfo"] == [{"usageValue": 7.5}]
 
 
 def test_license_2_query_answers_usage_and_order_notify_is_answered_on_license(market):
-    body = {"activity": "orderNotify", "orderId": "CSLIC-N1", "orderLineId": "CSLIC-N1-000001", "testFlag": "1",
-            "notifyTime": "20261202080000", "sellerId": "s-1"}
+    body = {
+        "activity": "orderNotify",
+        "orderId": "CSLIC-N1",
+        "orderLineId": "CSLIC-N1-000001",
+        "testFlag": "1",
+        "notifyTime": "20261202080000",
+        "sellerId": "s-1",
+    }
     assert answer_of(market.g2(body, path="/license"))["resultCode"] == "000000"
     [event] = market.rows(Event, Event.kind == "order_notified")
     assert event.payload["fields"] == {"notifyTime": "20261202080000", "sellerId": "s-1"}
@@ -110,19 +122,28 @@ def test_license_2_query_answers_usage_and_order_notify_is_answered_on_license(m
 
 # --- the usage API and the hour's deadline -----------------------------------------------------------
 
+
 def test_the_usage_api_records_usage_with_a_token(app, admin_client, market):  # noqa: F811
     iid = created(market, "PPU-API", "ON_DEMAND")
     bearer = make_token(admin_client)
     api = app.test_client()
-    body = {"instanceId": iid, "usageValue": 2.5, "beginTime": "2026-12-02T13:00:00Z",
-            "endTime": "2026-12-02T14:00:00Z", "meteringSn": "sn-api-1"}
+    body = {
+        "instanceId": iid,
+        "usageValue": 2.5,
+        "beginTime": "2026-12-02T13:00:00Z",
+        "endTime": "2026-12-02T14:00:00Z",
+        "meteringSn": "sn-api-1",
+    }
     made = api.post("/api/v1/usage", json=body, headers={"Authorization": f"Bearer {bearer}"})
     assert made.status_code == 201 and made.get_json() == {"meteringSn": "sn-api-1", "dueAt": "2026-12-02T14:15:00Z"}
     again = api.post("/api/v1/usage", json=body, headers={"Authorization": f"Bearer {bearer}"})
     assert again.status_code == 201 and market.count(UsageRecord) == 1
-    for bad, words in (({**body, "usageValue": 0}, "must be > 0"), ({**body, "endTime": "soon"}, "endTime"),
-                       ({**body, "instanceId": "nope", "meteringSn": "sn-2"}, "does not exist"),
-                       ({**body, "meteringSn": "x" * 65}, "meteringSn")):
+    for bad, words in (
+        ({**body, "usageValue": 0}, "must be > 0"),
+        ({**body, "endTime": "soon"}, "endTime"),
+        ({**body, "instanceId": "nope", "meteringSn": "sn-2"}, "does not exist"),
+        ({**body, "meteringSn": "x" * 65}, "meteringSn"),
+    ):
         refused = api.post("/api/v1/usage", json=bad, headers={"Authorization": f"Bearer {bearer}"})
         assert refused.status_code == 400 and words in refused.get_json()["message"], bad
     assert api.post("/api/v1/usage", json=body).status_code == 401
@@ -143,8 +164,11 @@ def test_an_hour_not_pushed_by_its_deadline_raises_one_alert(app, market):
         assert usage.check_late(now=datetime(2026, 11, 2, 14, 10)) == 0
         assert usage.check_late(now=datetime(2026, 11, 2, 14, 20)) == 1
         assert usage.check_late(now=datetime(2026, 11, 2, 14, 30)) == 0  # counted once
-        db.session.execute(update(UsageRecord).where(UsageRecord.due_at == datetime(2026, 11, 2, 15, 15))
-                           .values(state=UsageState.PUSHED, pushed_at=datetime(2026, 11, 2, 15, 5)))
+        db.session.execute(
+            update(UsageRecord)
+            .where(UsageRecord.due_at == datetime(2026, 11, 2, 15, 15))
+            .values(state=UsageState.PUSHED, pushed_at=datetime(2026, 11, 2, 15, 5))
+        )
         db.session.commit()
         assert usage.check_late(now=datetime(2026, 11, 2, 16, 0)) == 0  # pushed in time
     [alert] = market.rows(Alert, Alert.kind == "usage_late")
@@ -155,8 +179,11 @@ def test_a_record_pushed_after_its_deadline_is_late(app, market):
     iid = created(market, "PPU-LATE2", "ON_DEMAND")
     sn = record(app, iid, "1")
     with app.app_context():
-        db.session.execute(update(UsageRecord).where(UsageRecord.metering_sn == sn)
-                           .values(state=UsageState.PUSHED, pushed_at=datetime(2026, 11, 2, 14, 40)))
+        db.session.execute(
+            update(UsageRecord)
+            .where(UsageRecord.metering_sn == sn)
+            .values(state=UsageState.PUSHED, pushed_at=datetime(2026, 11, 2, 14, 40))
+        )
         db.session.commit()
         assert usage.check_late(now=datetime(2026, 11, 2, 15, 0)) == 1
         assert usage.last_push() == (datetime(2026, 11, 2, 14, 40), False, 0)  # over 24 h ago by now
@@ -164,8 +191,10 @@ def test_a_record_pushed_after_its_deadline_is_late(app, market):
 
 # --- the merchant's notices -----------------------------------------------------------------------------
 
-@pytest.mark.parametrize("app_config", [{"ALERT_NOTICES": "new_order,release", "ALERT_LANGUAGE": "en",
-                                         "DISPLAY_TIMEZONE": "UTC"}])
+
+@pytest.mark.parametrize(
+    "app_config", [{"ALERT_NOTICES": "new_order,release", "ALERT_LANGUAGE": "en", "DISPLAY_TIMEZONE": "UTC"}]
+)
 def test_new_real_orders_and_releases_are_one_held_notice_each(app, market):
     with app.app_context():
         assert notices.scan() == {}  # the first look starts from now
@@ -187,16 +216,20 @@ def test_new_real_orders_and_releases_are_one_held_notice_each(app, market):
     assert "password" not in text.lower()
 
 
-@pytest.mark.parametrize("app_config", [{"ALERT_NOTICES": "expiring,digest", "ALERT_LANGUAGE": "zh",
-                                         "ALERT_EXPIRING_DAYS": 7, "ALERT_DIGEST_HOUR": 0}])
+@pytest.mark.parametrize(
+    "app_config",
+    [{"ALERT_NOTICES": "expiring,digest", "ALERT_LANGUAGE": "zh", "ALERT_EXPIRING_DAYS": 7, "ALERT_DIGEST_HOUR": 0}],
+)
 def test_expiring_instances_and_the_digest_once_a_day_in_chinese(app, market):
     soon, later = created(market, "EXP-1", "PERIOD"), created(market, "EXP-2", "PERIOD")
     now = utcnow()  # one moment for both looks: "once a day" must not depend on midnight falling between
     with app.app_context():
-        db.session.execute(update(Instance).where(Instance.instance_id == soon)
-                           .values(expire_time=now + timedelta(days=3)))
-        db.session.execute(update(Instance).where(Instance.instance_id == later)
-                           .values(expire_time=now + timedelta(days=30)))
+        db.session.execute(
+            update(Instance).where(Instance.instance_id == soon).values(expire_time=now + timedelta(days=3))
+        )
+        db.session.execute(
+            update(Instance).where(Instance.instance_id == later).values(expire_time=now + timedelta(days=30))
+        )
         db.session.commit()
         found = notices.scan(now=now)
         assert found["expiring"] == 1 and found["digest"]["orders"] == 2
@@ -218,6 +251,7 @@ def test_notices_are_off_by_default(app, market):
 
 # --- 500 orders, one message per channel, through real processes -----------------------------------------
 
+
 def notice_texts(robots):  # noqa: F811
     return [r["json"]["text"]["content"] for r in robots.received["wecom"] if "新订单" in r["json"]["text"]["content"]]
 
@@ -228,19 +262,34 @@ def test_a_burst_of_500_orders_is_one_notice_per_channel(tmp_path, robots, mailb
     from .live import LiveServer
 
     env = {f"ISVAPP_{k}": str(v) for k, v in robot_config(robots).items()}
-    env.update(ISVAPP_KOO_ACCESS_KEY=KEY, ISVAPP_ALERT_EMAIL_TO="merchant@example.com",
-               ISVAPP_ALERT_SMTP_HOST="127.0.0.1", ISVAPP_ALERT_SMTP_PORT=str(mailbox.port),
-               ISVAPP_ALERT_SMTP_TLS="none", ISVAPP_ALERT_SMTP_FROM="isvapp@example.com",
-               ISVAPP_ALERT_NOTICES="new_order", ISVAPP_ALERT_NOTICE_GROUP_MIN="1", ISVAPP_ALERT_LANGUAGE="zh",
-               ISVAPP_KOO_AK=AK, ISVAPP_KOO_SK=SK)
-    with Running(create_fake_market(AK, SK, KEY)) as market_api, \
-            LiveServer(tmp_path, workers=2, env={**env, "ISVAPP_KOO_API_BASE_URL": market_api.url}) as server:
+    env.update(
+        ISVAPP_KOO_ACCESS_KEY=KEY,
+        ISVAPP_ALERT_EMAIL_TO="merchant@example.com",
+        ISVAPP_ALERT_SMTP_HOST="127.0.0.1",
+        ISVAPP_ALERT_SMTP_PORT=str(mailbox.port),
+        ISVAPP_ALERT_SMTP_TLS="none",
+        ISVAPP_ALERT_SMTP_FROM="isvapp@example.com",
+        ISVAPP_ALERT_NOTICES="new_order",
+        ISVAPP_ALERT_NOTICE_GROUP_MIN="1",
+        ISVAPP_ALERT_LANGUAGE="zh",
+        ISVAPP_KOO_AK=AK,
+        ISVAPP_KOO_SK=SK,
+    )
+    with (
+        Running(create_fake_market(AK, SK, KEY)) as market_api,
+        LiveServer(tmp_path, workers=2, env={**env, "ISVAPP_KOO_API_BASE_URL": market_api.url}) as server,
+    ):
         server.flask("worker", "--until-idle")  # the notices' first look: from now on
 
         def order(n):
             raw, params = g2_signed_request(KEY, new_order(order=f"BURST{n:03d}"))
-            return requests.post(server.url + "/produce", params=params, data=raw, timeout=30,
-                                 headers={"Content-Type": "application/json"}).json()["resultCode"]
+            return requests.post(
+                server.url + "/produce",
+                params=params,
+                data=raw,
+                timeout=30,
+                headers={"Content-Type": "application/json"},
+            ).json()["resultCode"]
 
         with ThreadPoolExecutor(8) as pool:
             assert set(pool.map(order, range(500))) == {"000000"}
@@ -273,38 +322,64 @@ def test_through_real_processes_a_late_hour_alerts_and_a_refused_sdr_is_kept_wit
     from .test_license_relay_live import wait_for
 
     with Running(create_fake_market(AK, SK, KEY)) as market_api:
-        env = {"ISVAPP_KOO_ACCESS_KEY": KEY, "ISVAPP_KOO_AK": AK, "ISVAPP_KOO_SK": SK,
-               "ISVAPP_KOO_API_BASE_URL": market_api.url, "ISVAPP_JOB_RETRY_BASE_S": "0"}
+        env = {
+            "ISVAPP_KOO_ACCESS_KEY": KEY,
+            "ISVAPP_KOO_AK": AK,
+            "ISVAPP_KOO_SK": SK,
+            "ISVAPP_KOO_API_BASE_URL": market_api.url,
+            "ISVAPP_JOB_RETRY_BASE_S": "0",
+        }
         with LiveServer(tmp_path, workers=2, env=env) as server:
             raw, params = g2_signed_request(KEY, new_order(order="LIVE-PPU"))
-            iid = requests.post(server.url + "/produce", params=params, data=raw, timeout=10,
-                                headers={"Content-Type": "application/json"}).json()["instanceId"]
+            iid = requests.post(
+                server.url + "/produce",
+                params=params,
+                data=raw,
+                timeout=10,
+                headers={"Content-Type": "application/json"},
+            ).json()["instanceId"]
             engine = server.engine()
             with engine.begin() as conn:  # its charging mode, as the order query would have set it
                 conn.execute(update(Instance).where(Instance.instance_id == iid).values(charging_mode="ON_DEMAND"))
             end = utcnow().replace(minute=0, second=0, microsecond=0) - timedelta(hours=2)
             for sn in ("live-late", "live-refused"):
-                server.flask("usage", "add", iid, "3", "--begin", f"{end - timedelta(hours=1):%Y-%m-%dT%H:%M:%SZ}",
-                             "--end", f"{end:%Y-%m-%dT%H:%M:%SZ}", "--sn", sn)
+                server.flask(
+                    "usage",
+                    "add",
+                    iid,
+                    "3",
+                    "--begin",
+                    f"{end - timedelta(hours=1):%Y-%m-%dT%H:%M:%SZ}",
+                    "--end",
+                    f"{end:%Y-%m-%dT%H:%M:%SZ}",
+                    "--sn",
+                    sn,
+                )
             market_api.app.extensions["fake_market"]["usage"]["live-refused"] = {}  # it has one by that id
             worker = server.flask_popen("worker", "--poll", "0.3")
             try:
+
                 def read(statement):
                     with engine.connect() as conn:
                         return conn.execute(statement).all()
 
                 def settled():
-                    found = read(select(UsageRecord.metering_sn, UsageRecord.state, UsageRecord.error_code,
-                                        UsageRecord.late))
+                    found = read(
+                        select(UsageRecord.metering_sn, UsageRecord.state, UsageRecord.error_code, UsageRecord.late)
+                    )
                     return found if all(r.state in ("pushed", "rejected") and r.late for r in found) else None
 
                 rows = wait_for(settled, "the push and the late marks")
-                alert = wait_for(lambda: read(select(Alert.subject, Alert.count).where(Alert.kind == "usage_late")),
-                                 "the usage_late alert")
+                alert = wait_for(
+                    lambda: read(select(Alert.subject, Alert.count).where(Alert.kind == "usage_late")),
+                    "the usage_late alert",
+                )
             finally:
                 stop_process(worker)
                 engine.dispose()
     assert sorted((r.metering_sn, r.state, r.error_code) for r in rows) == [
-        ("live-late", "pushed", None), ("live-refused", "rejected", "005")]
+        ("live-late", "pushed", None),
+        ("live-refused", "rejected", "005"),
+    ]
     assert alert == [("2 usage record(s) missed their hour's deadline", 1)]
     assert "live-late" in market_api.app.extensions["fake_market"]["usage"]

@@ -1,4 +1,5 @@
 """GET /produce (G1): authToken, Body-Sign on every answer, inline order details, shared lifecycle."""
+
 import json
 import uuid
 
@@ -16,11 +17,19 @@ EXTEND = "W3sibmFtZSI6Im1hY2hpbmVDb2RlIiwidmFsdWUiOiJBQkNERUZHSElKS0xNTk9QUVJTVF
 
 
 def g1_order(order="CS1906666666ABCDE", business=None, **extra):
-    params = {"activity": "newInstance", "businessId": business or str(uuid.uuid4()),
-              "customerId": "68cbc86abc2018ab880d92f36422fa0e", "customerName": "Zhang San 张三",
-              "orderId": order, "productId": "00301-666666-0--0", "skuCode": "sku-1",
-              "expireTime": "20300727153156", "periodType": "month", "periodNumber": "1",
-              "testFlag": "1"}
+    params = {
+        "activity": "newInstance",
+        "businessId": business or str(uuid.uuid4()),
+        "customerId": "68cbc86abc2018ab880d92f36422fa0e",
+        "customerName": "Zhang San 张三",
+        "orderId": order,
+        "productId": "00301-666666-0--0",
+        "skuCode": "sku-1",
+        "expireTime": "20300727153156",
+        "periodType": "month",
+        "periodNumber": "1",
+        "testFlag": "1",
+    }
     params.update(extra)
     return params
 
@@ -43,10 +52,12 @@ def g1_created(market):
 def test_reference_wire_example_is_accepted_byte_for_byte(market, app):
     # §3.2's getLicense example as it appears on the wire (Java URLEncoder), sent to GET /produce
     # as an unknown activity: the token must verify (000002 for the activity, not 000001).
-    wire = ("activity=getLicense&businessId=b-0001&customerId=c-0001&customerName=Zhang+San+%E5%BC%A0%E4%B8%89"
-            "&orderId=CS2301010000ABCDE&productId=00301-666666-0--0&saasExtendParams=W3sibmFtZSI6Im1hY2hpbmVD"
-            "b2RlIiwidmFsdWUiOiJBQkNERUZHSElKS0xNTk9QUVJTVFVWV1gifV0%3D&testFlag=1&timeStamp=20230101080000123"
-            "&authToken=NZNyzj44TLp4eqPZnvN6%2B5BRn2LVjoODyRZk2ToKozk%3D")
+    wire = (
+        "activity=getLicense&businessId=b-0001&customerId=c-0001&customerName=Zhang+San+%E5%BC%A0%E4%B8%89"
+        "&orderId=CS2301010000ABCDE&productId=00301-666666-0--0&saasExtendParams=W3sibmFtZSI6Im1hY2hpbmVD"
+        "b2RlIiwidmFsdWUiOiJBQkNERUZHSElKS0xNTk9QUVJTVFVWV1gifV0%3D&testFlag=1&timeStamp=20230101080000123"
+        "&authToken=NZNyzj44TLp4eqPZnvN6%2B5BRn2LVjoODyRZk2ToKozk%3D"
+    )
     answer = signed_result(market.send("GET", "/produce?" + wire))
     assert answer["resultCode"] == codes.INVALID_PARAM and "getLicense" in answer["resultMsg"]
     # The '+' turned into a space by a double-decoding proxy is mended (Huawei's FAQ).
@@ -57,9 +68,15 @@ def test_reference_wire_example_is_accepted_byte_for_byte(market, app):
 def test_new_instance_answers_encrypted_app_info_and_stores_the_order(market, g1_created):
     [instance] = market.rows(Instance)
     assert instance.instance_id == g1_created == "g1-biz"
-    assert (instance.generation, instance.details_state, instance.customer_name, instance.product_id,
-            instance.sku_code, instance.period_number, instance.test_flag) == \
-        ("G1", "inline", "Zhang San 张三", "00301-666666-0--0", "sku-1", 1, True)
+    assert (
+        instance.generation,
+        instance.details_state,
+        instance.customer_name,
+        instance.product_id,
+        instance.sku_code,
+        instance.period_number,
+        instance.test_flag,
+    ) == ("G1", "inline", "Zhang San 张三", "00301-666666-0--0", "sku-1", 1, True)
     assert instance.expire_time.isoformat() == "2030-07-27T15:31:56"
 
 
@@ -113,16 +130,20 @@ def test_lifecycle_renew_expire_freeze_upgrade_query_release(market, g1_created)
     ok = lambda params: signed_result(market.g1(params))["resultCode"] == codes.SUCCESS  # noqa: E731
     assert ok({"activity": "expireInstance", "instanceId": iid, "orderId": "CS1906666666ABCDE"})
     assert market.rows(Instance)[0].state == InstanceState.EXPIRED
-    renew = {"activity": "refreshInstance", "instanceId": iid, "orderId": "RENEW-1",
-             "expireTime": "20310727153156", "trialToFormal": "1"}
+    renew = {
+        "activity": "refreshInstance",
+        "instanceId": iid,
+        "orderId": "RENEW-1",
+        "expireTime": "20310727153156",
+        "trialToFormal": "1",
+    }
     assert ok(renew) and ok(renew)
     [instance] = market.rows(Instance)
     assert instance.state == InstanceState.ACTIVE and instance.expire_time.year == 2031
     assert ok({"activity": "instanceStatus", "instanceId": iid, "instanceStatus": "FREEZE"})
     assert market.rows(Instance)[0].state == InstanceState.FROZEN
     assert ok({"activity": "instanceStatus", "instanceId": iid, "instanceStatus": "NORMAL"})
-    assert ok({"activity": "upgrade", "instanceId": iid, "orderId": "UP-1", "productId": "p-big",
-               "skuCode": "sku-big"})
+    assert ok({"activity": "upgrade", "instanceId": iid, "orderId": "UP-1", "productId": "p-big", "skuCode": "sku-big"})
     assert market.rows(Instance)[0].sku_code == "sku-big"
     query = signed_result(market.g1({"activity": "queryInstance", "instanceId": f"{iid},unknown"}))
     assert [i["instanceId"] for i in query["info"]] == [iid]
@@ -136,22 +157,35 @@ def test_lifecycle_renew_expire_freeze_upgrade_query_release(market, g1_created)
 
 def test_g1_and_g2_share_one_instance_table_and_state_machine(market):
     g2 = json.loads(market.g2(new_order(business="from-g2")).data)["instanceId"]
-    assert signed_result(market.g1({"activity": "instanceStatus", "instanceId": g2,
-                                    "instanceStatus": "FREEZE"}))["resultCode"] == codes.SUCCESS
+    assert (
+        signed_result(market.g1({"activity": "instanceStatus", "instanceId": g2, "instanceStatus": "FREEZE"}))[
+            "resultCode"
+        ]
+        == codes.SUCCESS
+    )
     assert market.rows(Instance)[0].state == InstanceState.FROZEN
 
 
-@pytest.mark.parametrize("params, code, words", [
-    ({"activity": "refreshInstance", "instanceId": "nope", "orderId": "o", "expireTime": "20310101000000"},
-     codes.INSTANCE_NOT_FOUND, "nope"),
-    ({"activity": "expireInstance", "instanceId": "nope", "orderId": "o"}, codes.INSTANCE_NOT_FOUND, "nope"),
-    ({"activity": "releaseInstance", "instanceId": "nope"}, codes.INSTANCE_NOT_FOUND, "nope"),
-    ({"activity": "queryInstance", "instanceId": "nope"}, codes.INSTANCE_NOT_FOUND, "none"),
-    ({"activity": "instanceStatus", "instanceId": "x", "instanceStatus": "PAUSE"}, codes.INVALID_PARAM,
-     "instanceStatus"),
-    ({"activity": "launchRocket"}, codes.INVALID_PARAM, "launchRocket"),
-    ({}, codes.INVALID_PARAM, "activity"),
-])
+@pytest.mark.parametrize(
+    "params, code, words",
+    [
+        (
+            {"activity": "refreshInstance", "instanceId": "nope", "orderId": "o", "expireTime": "20310101000000"},
+            codes.INSTANCE_NOT_FOUND,
+            "nope",
+        ),
+        ({"activity": "expireInstance", "instanceId": "nope", "orderId": "o"}, codes.INSTANCE_NOT_FOUND, "nope"),
+        ({"activity": "releaseInstance", "instanceId": "nope"}, codes.INSTANCE_NOT_FOUND, "nope"),
+        ({"activity": "queryInstance", "instanceId": "nope"}, codes.INSTANCE_NOT_FOUND, "none"),
+        (
+            {"activity": "instanceStatus", "instanceId": "x", "instanceStatus": "PAUSE"},
+            codes.INVALID_PARAM,
+            "instanceStatus",
+        ),
+        ({"activity": "launchRocket"}, codes.INVALID_PARAM, "launchRocket"),
+        ({}, codes.INVALID_PARAM, "activity"),
+    ],
+)
 def test_refusals_name_the_problem_and_store_nothing(market, params, code, words):
     answer = signed_result(market.g1(params))
     assert answer["resultCode"] == code and words in answer["resultMsg"]
@@ -168,9 +202,14 @@ def g1_order_with(field, value):
     return params
 
 
-@pytest.mark.parametrize("field, value, words", [
-    ("orderId", "x" * 65, "orderId"), ("businessId", None, "businessId"), ("orderId", None, "orderId"),
-])
+@pytest.mark.parametrize(
+    "field, value, words",
+    [
+        ("orderId", "x" * 65, "orderId"),
+        ("businessId", None, "businessId"),
+        ("orderId", None, "orderId"),
+    ],
+)
 def test_bad_new_instance_fields(market, field, value, words):
     answer = signed_result(market.g1(g1_order_with(field, value)))
     assert answer["resultCode"] == codes.INVALID_PARAM and words in answer["resultMsg"]
@@ -184,18 +223,25 @@ def test_wrong_or_missing_token_is_refused_with_a_signed_answer(market):
     assert market.count(Instance) == 0
 
 
-@pytest.mark.parametrize("field, value, stored, warning", [
-    ("customerId", None, ("customer_id", None), None),
-    ("saasExtendParams", "not base64!", ("extra", {"saasExtendParams": {"_unreadable": "not base64!"}}),
-     "saasExtendParams: not Base64 JSON"),
-    ("periodNumber", "two", ("period_number", None), "periodNumber: two is not a storable integer"),
-    ("periodNumber", "9" * 20, ("period_number", None), "not a storable integer"),
-    ("trialFlag", "yes", ("trial", True), None),
-    ("customerName", "名" * 300, ("customer_name", "名" * 255), "customerName: 300 characters, cut to 255"),
-    ("chargingMode", "X" * 40, ("charging_mode", "X" * 32), "chargingMode: 40 characters"),
-    ("skuCode", "", ("sku_code", None), None),
-    ("expireTime", "20300727153156123", ("expire_time", "2030-07-27T15:31:56.123000"), None),
-])
+@pytest.mark.parametrize(
+    "field, value, stored, warning",
+    [
+        ("customerId", None, ("customer_id", None), None),
+        (
+            "saasExtendParams",
+            "not base64!",
+            ("extra", {"saasExtendParams": {"_unreadable": "not base64!"}}),
+            "saasExtendParams: not Base64 JSON",
+        ),
+        ("periodNumber", "two", ("period_number", None), "periodNumber: two is not a storable integer"),
+        ("periodNumber", "9" * 20, ("period_number", None), "not a storable integer"),
+        ("trialFlag", "yes", ("trial", True), None),
+        ("customerName", "名" * 300, ("customer_name", "名" * 255), "customerName: 300 characters, cut to 255"),
+        ("chargingMode", "X" * 40, ("charging_mode", "X" * 32), "chargingMode: 40 characters"),
+        ("skuCode", "", ("sku_code", None), None),
+        ("expireTime", "20300727153156123", ("expire_time", "2030-07-27T15:31:56.123000"), None),
+    ],
+)
 def test_odd_but_signed_orders_are_created_with_a_warning(market, field, value, stored, warning):
     """Lenient about shape: a signed order is created; what was odd is noted on the callback log row."""
     answer = signed_result(market.g1(g1_order_with(field, value)))

@@ -1,4 +1,5 @@
 """POST /produce (G2): every activity's success and failure paths, bad input, replay, the log."""
+
 import json
 import time
 import uuid
@@ -14,8 +15,13 @@ from .conftest import KEY
 
 
 def new_order(order="CS2211181819B4LVS", line=None, business=None, test_flag="0"):
-    return {"activity": "newInstance", "orderId": order, "orderLineId": line or f"{order}-000001",
-            "businessId": business or str(uuid.uuid4()), "testFlag": test_flag}
+    return {
+        "activity": "newInstance",
+        "orderId": order,
+        "orderLineId": line or f"{order}-000001",
+        "businessId": business or str(uuid.uuid4()),
+        "testFlag": test_flag,
+    }
 
 
 def result(response):
@@ -35,13 +41,19 @@ def created(market):
 
 # --- newInstance -------------------------------------------------------------------------------
 
+
 def test_new_instance_answers_business_id_and_stores_pending_instance(market):
     body = new_order(business="biz-1")
     response = market.g2(body)
     assert response.data == b'{"resultCode":"000000","resultMsg":"success.","instanceId":"biz-1"}'
     [instance] = market.rows(Instance)
-    assert (instance.instance_id, instance.order_id, instance.state, instance.details_state, instance.generation) == \
-        ("biz-1", body["orderId"], InstanceState.ACTIVE, "pending", "G2")
+    assert (instance.instance_id, instance.order_id, instance.state, instance.details_state, instance.generation) == (
+        "biz-1",
+        body["orderId"],
+        InstanceState.ACTIVE,
+        "pending",
+        "G2",
+    )
     assert [e.kind for e in market.rows(Event)] == ["created"]
 
 
@@ -68,10 +80,18 @@ def test_test_flag_marks_instance(market):
 
 # --- refreshInstance ----------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("scene", ["RENEWAL", "TRIAL_TO_FORMAL", "UNSUBSCRIBE_RENEWAL_PERIOD"])
 def test_refresh_sets_expiry(market, created, scene):
-    body = {"activity": "refreshInstance", "instanceId": created, "orderId": "R1", "orderLineId": "R1-1",
-            "scene": scene, "expireTime": "20301231235959", "productId": "p-new"}
+    body = {
+        "activity": "refreshInstance",
+        "instanceId": created,
+        "orderId": "R1",
+        "orderLineId": "R1-1",
+        "scene": scene,
+        "expireTime": "20301231235959",
+        "productId": "p-new",
+    }
     assert result(market.g2(body))["resultCode"] == codes.SUCCESS
     [instance] = market.rows(Instance)
     assert instance.expire_time.isoformat() == "2030-12-31T23:59:59" and instance.product_id == "p-new"
@@ -80,16 +100,29 @@ def test_refresh_sets_expiry(market, created, scene):
 
 
 def test_refresh_unknown_instance_is_000003_and_stores_nothing(market):
-    body = {"activity": "refreshInstance", "instanceId": "nope", "orderId": "R1", "orderLineId": "R1-1",
-            "scene": "RENEWAL", "expireTime": "20301231235959"}
+    body = {
+        "activity": "refreshInstance",
+        "instanceId": "nope",
+        "orderId": "R1",
+        "orderLineId": "R1-1",
+        "scene": "RENEWAL",
+        "expireTime": "20301231235959",
+    }
     assert result(market.g2(body))["resultCode"] == codes.INSTANCE_NOT_FOUND
     assert market.count(Answer) == 0
 
 
 @pytest.mark.parametrize("change, field", [({"orderId": None}, "orderId"), ({"instanceId": ""}, "instanceId")])
 def test_refresh_bad_fields_are_named(market, created, change, field):
-    body = {"activity": "refreshInstance", "instanceId": created, "orderId": "R1", "orderLineId": "R1-1",
-            "scene": "RENEWAL", "expireTime": "20301231235959", **change}
+    body = {
+        "activity": "refreshInstance",
+        "instanceId": created,
+        "orderId": "R1",
+        "orderLineId": "R1-1",
+        "scene": "RENEWAL",
+        "expireTime": "20301231235959",
+        **change,
+    }
     answer = result(market.g2({k: v for k, v in body.items() if v is not None}))
     assert answer["resultCode"] == codes.INVALID_PARAM and answer["resultMsg"].startswith(field)
     assert market.rows(Instance)[0].expire_time is None
@@ -97,9 +130,11 @@ def test_refresh_bad_fields_are_named(market, created, change, field):
 
 # --- updateInstanceStatus, upgradeInstance, releaseInstance ---------------------------------------
 
+
 def test_freeze_unfreeze_is_idempotent(market, created):
     def status(value):
         return result(market.g2({"activity": "updateInstanceStatus", "instanceId": created, "status": value}))
+
     assert status("FREEZE")["resultCode"] == codes.SUCCESS
     assert status("FREEZE")["resultCode"] == codes.SUCCESS
     assert market.rows(Instance)[0].state == InstanceState.FROZEN
@@ -124,12 +159,16 @@ def test_release_keeps_row_and_second_release_succeeds(market, created):
     assert result(market.g2(body))["resultCode"] == codes.SUCCESS
     [instance] = market.rows(Instance)
     assert instance.state == InstanceState.RELEASED and instance.released_at is not None
-    assert result(market.g2({"activity": "releaseInstance", "instanceId": "never"}))["resultCode"] == codes.INSTANCE_NOT_FOUND
+    assert (
+        result(market.g2({"activity": "releaseInstance", "instanceId": "never"}))["resultCode"]
+        == codes.INSTANCE_NOT_FOUND
+    )
     freeze = {"activity": "updateInstanceStatus", "instanceId": created, "status": "FREEZE"}
     assert result(market.g2(freeze))["resultCode"] == codes.INSTANCE_NOT_FOUND
 
 
 # --- queryInstance ------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("app_config", [{"KOO_V2_PLAINTEXT_APPINFO": False}])
 def test_query_returns_encrypted_app_info_when_configured(market, app):
@@ -153,7 +192,9 @@ def test_query_answers_plaintext_app_info_by_default(market):
 
 
 def test_query_limits(market):
-    assert result(market.g2({"activity": "queryInstance", "instanceId": "a,b"}))["resultCode"] == codes.INSTANCE_NOT_FOUND
+    assert (
+        result(market.g2({"activity": "queryInstance", "instanceId": "a,b"}))["resultCode"] == codes.INSTANCE_NOT_FOUND
+    )
     known = result(market.g2(new_order()))["instanceId"]
     many = ",".join([known] + [f"i{n}" for n in range(100)] + ["x" * 65])
     answer = result(market.g2({"activity": "queryInstance", "instanceId": many}))
@@ -163,6 +204,7 @@ def test_query_limits(market):
 
 
 # --- verification through the endpoint ----------------------------------------------------------
+
 
 def test_replayed_nonce_is_refused_and_changes_nothing(market):
     raw, query = g2_signed_request(KEY, new_order(business="n1"))
@@ -186,29 +228,67 @@ def test_stale_and_future_timestamps_are_refused(market):
 
 # --- bad input: always HTTP 200 + envelope, nothing stored ---------------------------------------
 
+
 def signed(raw, key=KEY):
     _, query = g2_signed_request(key, raw)
     return query
 
 
 BAD_REQUESTS = [
-    ("malformed JSON", "POST", lambda: dict(data=b'{"activity":', query_string=signed(b'{"activity":'),
-                                            content_type="application/json"), codes.INVALID_PARAM, "not valid JSON"),
-    ("empty body", "POST", lambda: dict(data=b"", query_string=signed(b""), content_type="application/json"),
-     codes.INVALID_PARAM, "empty"),
-    ("array body", "POST", lambda: dict(data=b"[1]", query_string=signed(b"[1]"), content_type="application/json"),
-     codes.INVALID_PARAM, "JSON object"),
-    ("string body", "POST", lambda: dict(data=b'"x"', query_string=signed(b'"x"'), content_type="application/json"),
-     codes.INVALID_PARAM, "JSON object"),
+    (
+        "malformed JSON",
+        "POST",
+        lambda: dict(data=b'{"activity":', query_string=signed(b'{"activity":'), content_type="application/json"),
+        codes.INVALID_PARAM,
+        "not valid JSON",
+    ),
+    (
+        "empty body",
+        "POST",
+        lambda: dict(data=b"", query_string=signed(b""), content_type="application/json"),
+        codes.INVALID_PARAM,
+        "empty",
+    ),
+    (
+        "array body",
+        "POST",
+        lambda: dict(data=b"[1]", query_string=signed(b"[1]"), content_type="application/json"),
+        codes.INVALID_PARAM,
+        "JSON object",
+    ),
+    (
+        "string body",
+        "POST",
+        lambda: dict(data=b'"x"', query_string=signed(b'"x"'), content_type="application/json"),
+        codes.INVALID_PARAM,
+        "JSON object",
+    ),
     ("no signature", "POST", lambda: dict(data=b"{}", content_type="application/json"), codes.AUTH_FAILED, "signature"),
-    ("wrong key", "POST", lambda: dict(data=b"{}", query_string=signed(b"{}", key="other"), content_type="application/json"),
-     codes.AUTH_FAILED, "does not match"),
+    (
+        "wrong key",
+        "POST",
+        lambda: dict(data=b"{}", query_string=signed(b"{}", key="other"), content_type="application/json"),
+        codes.AUTH_FAILED,
+        "does not match",
+    ),
     ("wrong method", "PUT", lambda: dict(data=b"{}"), codes.INVALID_PARAM, "PUT"),
     ("wrong method DELETE", "DELETE", lambda: dict(), codes.INVALID_PARAM, "DELETE"),
-    ("unknown activity", "POST", lambda: dict(data=b'{"activity":"dance"}', query_string=signed(b'{"activity":"dance"}'),
-                                              content_type="application/json"), codes.INVALID_PARAM, "dance"),
-    ("missing activity", "POST", lambda: dict(data=b'{"orderId":"x"}', query_string=signed(b'{"orderId":"x"}'),
-                                              content_type="application/json"), codes.INVALID_PARAM, "activity"),
+    (
+        "unknown activity",
+        "POST",
+        lambda: dict(
+            data=b'{"activity":"dance"}', query_string=signed(b'{"activity":"dance"}'), content_type="application/json"
+        ),
+        codes.INVALID_PARAM,
+        "dance",
+    ),
+    (
+        "missing activity",
+        "POST",
+        lambda: dict(data=b'{"orderId":"x"}', query_string=signed(b'{"orderId":"x"}'), content_type="application/json"),
+        codes.INVALID_PARAM,
+        "activity",
+    ),
 ]
 
 
@@ -225,10 +305,16 @@ def test_unknown_paths_under_marketplace_prefixes(market, path):
     assert answer["resultCode"] == codes.INVALID_PARAM
 
 
-@pytest.mark.parametrize("change, field", [
-    ({"orderId": None}, "orderId"), ({"orderLineId": ""}, "orderLineId"), ({"businessId": "x" * 65}, "businessId"),
-    ({"orderId": ["a"]}, "orderId"), ({"businessId": {"a": 1}}, "businessId"),
-])
+@pytest.mark.parametrize(
+    "change, field",
+    [
+        ({"orderId": None}, "orderId"),
+        ({"orderLineId": ""}, "orderLineId"),
+        ({"businessId": "x" * 65}, "businessId"),
+        ({"orderId": ["a"]}, "orderId"),
+        ({"businessId": {"a": 1}}, "businessId"),
+    ],
+)
 def test_new_instance_field_errors_name_the_field(market, change, field):
     body = {**new_order(), **change}
     answer = result(market.g2({k: v for k, v in body.items() if v is not None}))
@@ -239,7 +325,9 @@ def test_new_instance_field_errors_name_the_field(market, change, field):
 def test_oversize_body(app, market):
     app.config["KOO_MAX_BODY_BYTES"] = 1024
     raw = json.dumps({**new_order(), "pad": "x" * 2000}).encode()
-    answer = result(market.send("POST", "/produce", data=raw, query_string=signed(raw), content_type="application/json"))
+    answer = result(
+        market.send("POST", "/produce", data=raw, query_string=signed(raw), content_type="application/json")
+    )
     assert answer["resultCode"] == codes.INVALID_PARAM and "larger than 1024" in answer["resultMsg"]
     assert market.count(Instance) == 0
 
@@ -249,6 +337,7 @@ def test_unexpected_exception_is_000005(market, monkeypatch):
 
     def boom(*a, **k):
         raise RuntimeError("boom")
+
     monkeypatch.setattr(lifecycle, "new_instance", boom)
     answer = result(market.g2(new_order()))
     assert answer == {"resultCode": codes.INTERNAL_ERROR, "resultMsg": "internal error"}
@@ -258,23 +347,33 @@ def test_unexpected_exception_is_000005(market, monkeypatch):
 def test_unconfigured_key_is_000005(tmp_path):
     from isvapp import create_app
     from isvapp.storage.schema import init_db
+
     app = create_app({"TESTING": True, "INSTANCE_PATH": str(tmp_path), "SECRET_KEY": "s"})
     with app.app_context():
         init_db()
-    response = app.test_client().post("/produce", data=b"{}", query_string={"signature": "a", "timestamp": "1", "nonce": "n"},
-                                      content_type="application/json")
+    response = app.test_client().post(
+        "/produce",
+        data=b"{}",
+        query_string={"signature": "a", "timestamp": "1", "nonce": "n"},
+        content_type="application/json",
+    )
     assert response.status_code == 200 and json.loads(response.data)["resultCode"] == codes.INTERNAL_ERROR
     assert "Body-Sign" not in response.headers
 
 
 # --- callback log --------------------------------------------------------------------------------
 
+
 def test_callback_log_records_every_request_with_secrets_redacted(market):
     iid = result(market.g2(new_order(business="logged")))["instanceId"]
     market.g2({"activity": "queryInstance", "instanceId": iid})
     market.send("PUT", "/produce")
     rows = market.rows(Callback)
-    assert [(r.activity, r.result_code) for r in rows] == [("newInstance", "000000"), ("queryInstance", "000000"), (None, "000002")]
+    assert [(r.activity, r.result_code) for r in rows] == [
+        ("newInstance", "000000"),
+        ("queryInstance", "000000"),
+        (None, "000002"),
+    ]
     new, query, bad = rows
     assert new.instance_id is None or new.instance_id == "logged"
     assert new.order_id == "CS2211181819B4LVS" and new.business_id == "logged" and new.generation == "G2"

@@ -1,4 +1,5 @@
 """./scripts/run.sh as a new user meets it: "serving on" only once it serves, a busy port named."""
+
 import os
 import signal
 import socket
@@ -11,10 +12,22 @@ from .live import ROOT, free_port
 
 
 def start(tmp_path, bind):
-    env = {**os.environ, "ISVAPP_BIND": bind, "ISVAPP_INSTANCE_PATH": str(tmp_path / "instance"),
-           "ISVAPP_WORKERS": "1", "ISVAPP_ACCESS_LOG": "/dev/null"}
-    return subprocess.Popen(["bash", "scripts/run.sh"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    env = {
+        **os.environ,
+        "ISVAPP_BIND": bind,
+        "ISVAPP_INSTANCE_PATH": str(tmp_path / "instance"),
+        "ISVAPP_WORKERS": "1",
+        "ISVAPP_ACCESS_LOG": "/dev/null",
+    }
+    return subprocess.Popen(
+        ["bash", "scripts/run.sh"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
 
 
 def test_serving_is_announced_only_once_it_serves_with_the_next_steps(tmp_path):

@@ -1,5 +1,6 @@
 """The merchant's session ends after SESSION_IDLE_MIN minutes without a page (30 by default), and
 12 h after its login however busy it was: re-signing the cookie must not renew its lifetime."""
+
 import pytest
 
 from isvapp.dashboard import security

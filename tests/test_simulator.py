@@ -1,4 +1,5 @@
 """The marketplace simulator against a live isvapp (all suites pass) and a broken server (it says so)."""
+
 import json
 import subprocess
 import sys
@@ -23,8 +24,13 @@ def live(tmp_path_factory):
     """isvapp under gunicorn, with a fake marketplace for the License relay's calls."""
     folder = tmp_path_factory.mktemp("sim")
     with Running(create_fake_market("sim-ak", "sim-sk", KEY)) as market_api:
-        env = {"ISVAPP_KOO_ACCESS_KEY": KEY, "ISVAPP_KOO_KIT_ACCESS_KEY": KIT_KEY,
-               "ISVAPP_KOO_API_BASE_URL": market_api.url, "ISVAPP_KOO_AK": "sim-ak", "ISVAPP_KOO_SK": "sim-sk"}
+        env = {
+            "ISVAPP_KOO_ACCESS_KEY": KEY,
+            "ISVAPP_KOO_KIT_ACCESS_KEY": KIT_KEY,
+            "ISVAPP_KOO_API_BASE_URL": market_api.url,
+            "ISVAPP_KOO_AK": "sim-ak",
+            "ISVAPP_KOO_SK": "sim-sk",
+        }
         server = LiveServer(folder, workers=2, env=env)
         server.flask("init-db")
         public = folder / "kit_public.pem"
@@ -35,24 +41,52 @@ def live(tmp_path_factory):
 
 def test_every_suite_and_probe_passes_against_isvapp(live):
     server, public = live
-    sim = simulator.run(simulator.Simulator(server.url + "/produce", KEY, KIT_KEY, public.read_bytes()),
-                        simulator.SUITES, "both", with_probes=True)
+    sim = simulator.run(
+        simulator.Simulator(server.url + "/produce", KEY, KIT_KEY, public.read_bytes()),
+        simulator.SUITES,
+        "both",
+        with_probes=True,
+    )
     assert sim.failed == [], simulator.report(sim)
     scenarios = {s.scenario for s in sim.steps}
-    assert {"period G1", "period G2", "cancel G2", "kit", "license-g1", "license-2", "license-relay",
-            "negative probes"} <= scenarios
+    assert {
+        "period G1",
+        "period G2",
+        "cancel G2",
+        "kit",
+        "license-g1",
+        "license-2",
+        "license-relay",
+        "negative probes",
+    } <= scenarios
     assert len(sim.steps) > 80
     assert all(s.got == s.expected for s in sim.steps)
     # the Kit suite's account login, through the simulator's own IdP, and the refused outsider
     steps = {s.step: s for s in sim.steps if s.scenario == "kit"}
-    assert steps["kit account login (authorised user)"].ok and steps["kit account login refused (user not authorised)"].ok
+    assert (
+        steps["kit account login (authorised user)"].ok and steps["kit account login refused (user not authorised)"].ok
+    )
 
 
 def test_console_script_prints_json_and_exits_zero(live):
     server, _ = live
-    result = subprocess.run([sys.executable, "-c", "from isvapp.market.simulator import main; main()", server.url,
-                             "--suite", "onetime", "--json", "--key", KEY], cwd=ROOT, capture_output=True,
-                            text=True, timeout=60)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from isvapp.market.simulator import main; main()",
+            server.url,
+            "--suite",
+            "onetime",
+            "--json",
+            "--key",
+            KEY,
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     report = json.loads(result.stdout)
     assert report["ok"] and [s["step"] for s in report["steps"]][:2] == ["newInstance", "newInstance retried"]
@@ -60,9 +94,22 @@ def test_console_script_prints_json_and_exits_zero(live):
 
 def test_wrong_key_makes_every_step_fail_with_a_non_zero_exit(live):
     server, _ = live
-    result = subprocess.run([sys.executable, "-c", "from isvapp.market.simulator import main; main()", server.url,
-                             "--suite", "onetime", "--key", "not-the-key"], cwd=ROOT, capture_output=True,
-                            text=True, timeout=60)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from isvapp.market.simulator import main; main()",
+            server.url,
+            "--suite",
+            "onetime",
+            "--key",
+            "not-the-key",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 1 and "FAIL: resultCode 000001" in result.stdout
 
 
@@ -103,19 +150,28 @@ def test_the_broken_server_is_reported_exactly(broken):
     sim = simulator.run(simulator.Simulator(broken, KEY), ["onetime"], "both", with_probes=True)
     failures = {(s.scenario, s.step): s.reason for s in sim.failed}
     assert set(failures) == {
-        ("onetime G2", "newInstance retried"), ("onetime G2", "releaseInstance again (idempotent)"),
-        ("onetime G1", "newInstance"), ("onetime G1", "newInstance retried"), ("onetime G1", "releaseInstance"),
+        ("onetime G2", "newInstance retried"),
+        ("onetime G2", "releaseInstance again (idempotent)"),
+        ("onetime G1", "newInstance"),
+        ("onetime G1", "newInstance retried"),
+        ("onetime G1", "releaseInstance"),
         ("onetime G1", "releaseInstance again (idempotent)"),
-        ("negative probes", "wrong signature"), ("negative probes", "stale timestamp (10 min old)"),
+        ("negative probes", "wrong signature"),
+        ("negative probes", "stale timestamp (10 min old)"),
         ("negative probes", "identical resend (same URL and body)"),
-        ("negative probes", "replayed nonce (another request)"), ("negative probes", "malformed JSON body"),
-        ("negative probes", "G1 wrong authToken"), ("negative probes", "kit wrong x-sign")}
+        ("negative probes", "replayed nonce (another request)"),
+        ("negative probes", "malformed JSON body"),
+        ("negative probes", "G1 wrong authToken"),
+        ("negative probes", "kit wrong x-sign"),
+    }
     assert "differs from the first answer" in failures[("onetime G2", "newInstance retried")]
     assert "resultCode 000003" in failures[("onetime G2", "releaseInstance again (idempotent)")]
     assert "Body-Sign does not match" in failures[("onetime G1", "newInstance")]
     assert "appInfo missing" in failures[("onetime G1", "newInstance")]
     assert "resultCode 000000" in failures[("negative probes", "replayed nonce (another request)")]
-    assert "differs from the first answer's bytes" in failures[("negative probes", "identical resend (same URL and body)")]
+    assert (
+        "differs from the first answer's bytes" in failures[("negative probes", "identical resend (same URL and body)")]
+    )
     assert "FAIL" in simulator.report(sim)
 
 
@@ -140,12 +196,16 @@ def test_seller_console_rounds_get_a_live_instance_each_time(live):
 
 def test_change_suite_and_tolerance_probes_pass_against_isvapp(live):
     server, public = live
-    sim = simulator.run(simulator.Simulator(server.url, KEY, KIT_KEY, public.read_bytes()), ["change"], "g2",
-                        with_tolerance=True)
+    sim = simulator.run(
+        simulator.Simulator(server.url, KEY, KIT_KEY, public.read_bytes()), ["change"], "g2", with_tolerance=True
+    )
     assert sim.failed == [], simulator.report(sim)
     steps = {(s.scenario, s.step) for s in sim.steps}
-    assert {("change G2", "changeInstanceCheck"), ("change G2", "orderNotify"),
-            ("change G2", "refreshInstance RENEWAL_CHANGE")} <= steps
+    assert {
+        ("change G2", "changeInstanceCheck"),
+        ("change G2", "orderNotify"),
+        ("change G2", "refreshInstance RENEWAL_CHANGE"),
+    } <= steps
     probes = [s.step for s in sim.steps if s.scenario == "tolerance probes"]
     assert len(probes) >= 17 and "body sent with no Content-Type" in probes
 
@@ -160,8 +220,10 @@ class StrictServer:
         else:
             params = json.loads(request.get_data()) if request.method == "POST" else dict(request.args)
             ids = str(params.get("instanceId") or "").split(",")
-            body = envelope(instanceId=params.get("businessId"), info=[
-                {"instanceId": i, "appInfo": {"frontEndUrl": "https://x"}} for i in ids])
+            body = envelope(
+                instanceId=params.get("businessId"),
+                info=[{"instanceId": i, "appInfo": {"frontEndUrl": "https://x"}} for i in ids],
+            )
         headers = {"Content-Type": "application/json", "Body-Sign": body_sign(KEY, body)}
         return Response(body, 200, headers=headers)(environ, start_response)
 
@@ -170,19 +232,24 @@ def test_tolerance_probes_catch_a_server_that_refuses_odd_requests():
     server = make_server("127.0.0.1", 0, StrictServer(), threaded=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        sim = simulator.run(simulator.Simulator(f"http://127.0.0.1:{server.server_port}", KEY), [], "g2",
-                            with_tolerance=True)
+        sim = simulator.run(
+            simulator.Simulator(f"http://127.0.0.1:{server.server_port}", KEY), [], "g2", with_tolerance=True
+        )
     finally:
         server.shutdown()
     failures = {s.step: s.reason for s in sim.failed}
-    assert set(failures) == {"body sent with Content-Type text/plain", "body sent with no Content-Type",
-                             "path with a trailing slash (/produce/)"}, simulator.report(sim)
+    assert set(failures) == {
+        "body sent with Content-Type text/plain",
+        "body sent with no Content-Type",
+        "path with a trailing slash (/produce/)",
+    }, simulator.report(sim)
     assert all("resultCode 000002" in reason for reason in failures.values())
     assert not any(s.ok is False for s in sim.steps if "refreshInstance" in s.step)
 
 
 def test_cli_lists_the_new_suite_and_option():
     from click.testing import CliRunner
+
     result = CliRunner().invoke(simulator.main, ["--help"])
     assert "--tolerance" in result.output and "seller-console" in result.output
 

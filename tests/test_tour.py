@@ -16,6 +16,7 @@ The PostgreSQL variant (skipped on SQLite) runs two gunicorn servers and two wor
 database and restarts PostgreSQL in the middle of signed newInstance load (tests/pgctl.py): both
 hosts and both workers carry on, nothing acknowledged is lost, no job is lost or doubled.
 """
+
 import csv
 import io
 import json
@@ -36,8 +37,18 @@ from sqlalchemy import create_engine, make_url, select, text
 from sqlalchemy.pool import NullPool
 
 from isvapp.koo.signing import g1_signed_params, g2_signed_request
-from isvapp.storage.models import (Callback, Event, Instance, Job, JobState, License, LicenseCode, Tenant, UsageRecord,
-                                   utcnow)
+from isvapp.storage.models import (
+    Callback,
+    Event,
+    Instance,
+    Job,
+    JobState,
+    License,
+    LicenseCode,
+    Tenant,
+    UsageRecord,
+    utcnow,
+)
 from isvapp.market.simulator import SUITES
 
 from .conftest import KEY, ON_POSTGRES, SERVER_URI
@@ -52,6 +63,7 @@ SAMPLE = 20  # detail pages per list, besides one of every distinct kind
 
 # --- processes -----------------------------------------------------------------------------------
 
+
 class Proc:
     """A ``flask --app isvapp ...`` subprocess with its stdout and stderr in files."""
 
@@ -59,8 +71,13 @@ class Proc:
         self.name = name
         self.out_path, self.err_path = folder / f"{name}.out", folder / f"{name}.err"
         self.out, self.err = open(self.out_path, "w"), open(self.err_path, "w")
-        self.proc = subprocess.Popen([sys.executable, "-m", "flask", "--app", "isvapp", *args], cwd=ROOT, env=env,
-                                     stdout=self.out, stderr=self.err)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "flask", "--app", "isvapp", *args],
+            cwd=ROOT,
+            env=env,
+            stdout=self.out,
+            stderr=self.err,
+        )
 
     def alive(self):
         return self.proc.poll() is None
@@ -108,8 +125,12 @@ def drop_schema(schema):
 
 def merchant_env(market_url, database_uri=None):
     """Only what a merchant must set (SECRET_KEY comes from LiveServer; the same value everywhere)."""
-    env = {"ISVAPP_KOO_ACCESS_KEY": KEY, "ISVAPP_KOO_AK": AK, "ISVAPP_KOO_SK": SK,
-           "ISVAPP_KOO_API_BASE_URL": market_url}
+    env = {
+        "ISVAPP_KOO_ACCESS_KEY": KEY,
+        "ISVAPP_KOO_AK": AK,
+        "ISVAPP_KOO_SK": SK,
+        "ISVAPP_KOO_API_BASE_URL": market_url,
+    }
     if database_uri:
         env["ISVAPP_SQLALCHEMY_DATABASE_URI"] = database_uri
     return env
@@ -119,8 +140,11 @@ def due_jobs(engine):
     """Jobs a worker still has to do now: queued and due, or running."""
     now = utcnow()
     with engine.connect() as conn:
-        return conn.execute(select(Job.id, Job.kind, Job.state).where(
-            ((Job.state == JobState.QUEUED) & (Job.run_after <= now)) | (Job.state == JobState.RUNNING))).all()
+        return conn.execute(
+            select(Job.id, Job.kind, Job.state).where(
+                ((Job.state == JobState.QUEUED) & (Job.run_after <= now)) | (Job.state == JobState.RUNNING)
+            )
+        ).all()
 
 
 def settle(engine, workers, timeout=SETTLE_S):
@@ -138,9 +162,11 @@ def settle(engine, workers, timeout=SETTLE_S):
 
 
 def describe_jobs(rows):
-    return "\n".join(f"job {j.id} {j.kind} key={j.key} state={j.state} attempts={j.attempts}/{j.max_attempts} "
-                     f"instance={j.instance_id}\n    " + (j.last_error or "").strip().replace("\n", "\n    ")
-                     for j in rows)
+    return "\n".join(
+        f"job {j.id} {j.kind} key={j.key} state={j.state} attempts={j.attempts}/{j.max_attempts} "
+        f"instance={j.instance_id}\n    " + (j.last_error or "").strip().replace("\n", "\n    ")
+        for j in rows
+    )
 
 
 def tracebacks(paths):
@@ -151,8 +177,10 @@ def tracebacks(paths):
         if "Traceback" in content:
             lines = content.splitlines()
             at = [i for i, line in enumerate(lines) if "Traceback" in line]
-            found[name] = "\n".join("\n".join(lines[max(i - 2, 0):i + 25]) for i in at[:5]) + \
-                f"\n... ({len(at)} tracebacks in {path})"
+            found[name] = (
+                "\n".join("\n".join(lines[max(i - 2, 0) : i + 25]) for i in at[:5])
+                + f"\n... ({len(at)} tracebacks in {path})"
+            )
     return found
 
 
@@ -170,6 +198,7 @@ def exceptions(path):
 
 
 # --- the afternoon: steps 1 to 4 ------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def afternoon(tmp_path_factory):
@@ -191,9 +220,28 @@ def afternoon(tmp_path_factory):
 
         started = time.monotonic()
         suites = [a for s in SUITES for a in ("--suite", s)]
-        sim = subprocess.run([sys.executable, "-m", "flask", "--app", "isvapp", "simulate", server.url, *suites,
-                              "--generation", "both", "--probes", "--tolerance", "--json"], cwd=ROOT,
-                             env=server.env, capture_output=True, text=True, timeout=150)
+        sim = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "flask",
+                "--app",
+                "isvapp",
+                "simulate",
+                server.url,
+                *suites,
+                "--generation",
+                "both",
+                "--probes",
+                "--tolerance",
+                "--json",
+            ],
+            cwd=ROOT,
+            env=server.env,
+            capture_output=True,
+            text=True,
+            timeout=150,
+        )
         (folder / "simulate.out").write_text(sim.stdout)
         (folder / "simulate.err").write_text(sim.stderr)
         timings["simulate"] = time.monotonic() - started
@@ -207,8 +255,17 @@ def afternoon(tmp_path_factory):
             timings["settle"] = settle(engine, [worker])
         except AssertionError as error:
             settle_error = str(error)
-        yield dict(server=server, folder=folder, sim=sim, worker=worker, market=market, engine=engine,
-                   settle_error=settle_error, timings=timings, procs=procs)
+        yield dict(
+            server=server,
+            folder=folder,
+            sim=sim,
+            worker=worker,
+            market=market,
+            engine=engine,
+            settle_error=settle_error,
+            timings=timings,
+            procs=procs,
+        )
         engine.dispose()
     finally:
         for proc in procs:
@@ -223,8 +280,9 @@ def test_simulate_every_suite_both_generations_probes_and_tolerance_pass(afterno
     assert sim.stdout.lstrip().startswith("{"), f"exit {sim.returncode}\n{sim.stdout[-3000:]}\n{sim.stderr[-3000:]}"
     report = json.loads(sim.stdout)
     failed = [s for s in report["steps"] if not s["ok"]]
-    assert not failed, "\n".join(f"{s['scenario']} / {s['step']}: expected {s['expected']} got {s['got']}: "
-                                 f"{s['reason']}" for s in failed)
+    assert not failed, "\n".join(
+        f"{s['scenario']} / {s['step']}: expected {s['expected']} got {s['got']}: {s['reason']}" for s in failed
+    )
     assert report["ok"] and sim.returncode == 0
     scenarios = {s["scenario"] for s in report["steps"]}
     for suite in SUITES:  # every suite ran (G2 and G1 where it has both)
@@ -233,8 +291,10 @@ def test_simulate_every_suite_both_generations_probes_and_tolerance_pass(afterno
     # the Kit suite's account login: a buyer through the tenant's IdP, and an unauthorised one refused
     logins = [s["step"] for s in report["steps"] if s["step"].startswith("kit account login")]
     assert logins == ["kit account login (authorised user)", "kit account login refused (user not authorised)"]
-    print(f"simulate: {len(report['steps'])} steps in {len(scenarios)} scenarios, "
-          f"{afternoon['timings']['simulate']:.1f} s")
+    print(
+        f"simulate: {len(report['steps'])} steps in {len(scenarios)} scenarios, "
+        f"{afternoon['timings']['simulate']:.1f} s"
+    )
 
 
 def test_the_worker_settles_with_no_job_dead_or_failing(afternoon):
@@ -244,8 +304,11 @@ def test_the_worker_settles_with_no_job_dead_or_failing(afternoon):
     assert afternoon["worker"].alive(), afternoon["worker"].err_path.read_text()[-3000:]
     with engine.connect() as conn:
         jobs = conn.execute(select(Job).order_by(Job.id)).all()
-        undetailed = conn.execute(select(Instance.instance_id, Instance.details_state).where(
-            Instance.generation.in_(("G2", "LIC2")), Instance.details_state != "fetched")).all()
+        undetailed = conn.execute(
+            select(Instance.instance_id, Instance.details_state).where(
+                Instance.generation.in_(("G2", "LIC2")), Instance.details_state != "fetched"
+            )
+        ).all()
     counts = Counter((j.kind, j.state) for j in jobs)
     print("jobs:", dict(sorted(counts.items())))
     dead = [j for j in jobs if j.state == JobState.DEAD]
@@ -255,8 +318,9 @@ def test_the_worker_settles_with_no_job_dead_or_failing(afternoon):
     if failing:
         problems.append(f"{len(failing)} job(s) failing (last_error, retried later):\n" + describe_jobs(failing))
     if undetailed:
-        problems.append(f"{len(undetailed)} G2/License-2.0 instance(s) without fetched order details: "
-                        f"{undetailed[:10]}")
+        problems.append(
+            f"{len(undetailed)} G2/License-2.0 instance(s) without fetched order details: {undetailed[:10]}"
+        )
     assert {k for k, _ in counts} >= {"provision", "fetch_order"}, counts
     assert not problems, "\n\n".join(problems)
 
@@ -270,7 +334,8 @@ def test_the_license_suites_reached_the_marketplace_uploads_activation_query_and
         codes = conn.execute(select(LicenseCode)).all()
     assert uploads and set(uploads) == {"uploaded"}, uploads
     assert [(c.code, bool(c.activated_at), bool(c.verified_at), c.usage_reports) for c in codes] == [
-        ("PLXXXXXX", True, True, 1)]
+        ("PLXXXXXX", True, True, 1)
+    ]
 
 
 def test_a_pay_per_use_instance_reports_recorded_usage_in_its_query_and_the_worker_pushes_it(afternoon):
@@ -278,56 +343,102 @@ def test_a_pay_per_use_instance_reports_recorded_usage_in_its_query_and_the_work
     at once, pushed by the running worker to the (fake) marketplace before its hour's deadline."""
     server, engine = afternoon["server"], afternoon["engine"]
     with engine.connect() as conn:
-        iid = conn.execute(select(Instance.instance_id).where(Instance.generation == "G1",
-                                                              Instance.charging_mode == "ON_DEMAND")
-                           .order_by(Instance.id).limit(1)).scalar_one()
+        iid = conn.execute(
+            select(Instance.instance_id)
+            .where(Instance.generation == "G1", Instance.charging_mode == "ON_DEMAND")
+            .order_by(Instance.id)
+            .limit(1)
+        ).scalar_one()
     # Usage in the current hour, so it is not due yet (a quarter past the next hour) whatever the clock says.
     now = utcnow().replace(microsecond=0)
     begin = now.replace(minute=0, second=0)
     end = max(now, begin + timedelta(minutes=1))
-    server.flask("usage", "add", iid, "2.5", "--begin", f"{begin:%Y-%m-%dT%H:%M:%SZ}",
-                 "--end", f"{end:%Y-%m-%dT%H:%M:%SZ}", "--sn", f"tour-{uuid.uuid4().hex[:12]}")
-    params = g1_signed_params(KEY, {"activity": "queryInstance", "instanceId": iid, "testFlag": "1",
-                                    "timeStamp": utcnow().strftime("%Y%m%d%H%M%S000")})
+    server.flask(
+        "usage",
+        "add",
+        iid,
+        "2.5",
+        "--begin",
+        f"{begin:%Y-%m-%dT%H:%M:%SZ}",
+        "--end",
+        f"{end:%Y-%m-%dT%H:%M:%SZ}",
+        "--sn",
+        f"tour-{uuid.uuid4().hex[:12]}",
+    )
+    params = g1_signed_params(
+        KEY,
+        {
+            "activity": "queryInstance",
+            "instanceId": iid,
+            "testFlag": "1",
+            "timeStamp": utcnow().strftime("%Y%m%d%H%M%S000"),
+        },
+    )
     answer = requests.get(server.url + "/produce?" + urlencode(params), timeout=10).json()
     assert answer["info"][0]["usageInfo"] == [{"usageValue": 2.5}], answer
     settle(engine, [afternoon["worker"]])
     with engine.connect() as conn:
-        state, late = conn.execute(select(UsageRecord.state, UsageRecord.late).where(
-            UsageRecord.instance_id == iid, UsageRecord.usage_value == "2.5")).one()
+        state, late = conn.execute(
+            select(UsageRecord.state, UsageRecord.late).where(
+                UsageRecord.instance_id == iid, UsageRecord.usage_value == "2.5"
+            )
+        ).one()
     assert (state, late) == ("pushed", False)
 
 
 # --- step 5: the pages in Chromium ------------------------------------------------------------------
 
-NAV = ["/admin/", "/admin/go-live", "/admin/instances", "/admin/licenses", "/admin/license-codes", "/admin/tenants",
-       "/admin/callbacks"]
+NAV = [
+    "/admin/",
+    "/admin/go-live",
+    "/admin/instances",
+    "/admin/licenses",
+    "/admin/license-codes",
+    "/admin/tenants",
+    "/admin/callbacks",
+]
 WORDS = {"en": ("en", "Overview"), "zh": ("zh-CN", "概览")}
-DETAIL_PREFIXES = {"instances": "/admin/instances/", "licenses": "/admin/licenses/", "tenants": "/admin/tenants/",
-                   "callbacks": "/admin/callbacks/"}
+DETAIL_PREFIXES = {
+    "instances": "/admin/instances/",
+    "licenses": "/admin/licenses/",
+    "tenants": "/admin/tenants/",
+    "callbacks": "/admin/callbacks/",
+}
 
 
 def kinds_from_database(engine):
     """One link for every distinct kind of row each list holds: {list: {kind: detail path}}."""
     with engine.connect() as conn:
-        instances = conn.execute(select(Instance.instance_id, Instance.state, Instance.generation,
-                                        Instance.product_type, Instance.test_flag).order_by(Instance.id)).all()
-        licenses = conn.execute(select(License.license_id, License.state, License.test_flag)
-                                .order_by(License.id)).all()
+        instances = conn.execute(
+            select(
+                Instance.instance_id, Instance.state, Instance.generation, Instance.product_type, Instance.test_flag
+            ).order_by(Instance.id)
+        ).all()
+        licenses = conn.execute(select(License.license_id, License.state, License.test_flag).order_by(License.id)).all()
         tenants = conn.execute(select(Tenant.id).order_by(Tenant.id)).all()
-        callbacks = conn.execute(select(Callback.id, Callback.activity, Callback.result_code, Callback.generation,
-                                        Callback.method, Callback.path).order_by(Callback.id)).all()
+        callbacks = conn.execute(
+            select(
+                Callback.id,
+                Callback.activity,
+                Callback.result_code,
+                Callback.generation,
+                Callback.method,
+                Callback.path,
+            ).order_by(Callback.id)
+        ).all()
     kinds = defaultdict(dict)
     for r in instances:
-        kinds["instances"].setdefault((r.state, r.generation, r.product_type, r.test_flag),
-                                      f"/admin/instances/{r.instance_id}")
+        kinds["instances"].setdefault(
+            (r.state, r.generation, r.product_type, r.test_flag), f"/admin/instances/{r.instance_id}"
+        )
     for r in licenses:
         kinds["licenses"].setdefault((r.state, r.test_flag), f"/admin/licenses/{r.license_id}")
     for r in tenants:
         kinds["tenants"].setdefault(r.id, f"/admin/tenants/{r.id}")
     for r in callbacks:
-        kinds["callbacks"].setdefault((r.activity, r.result_code, r.generation, r.method, (r.path or "").rstrip("/")),
-                                      f"/admin/callbacks/{r.id}")
+        kinds["callbacks"].setdefault(
+            (r.activity, r.result_code, r.generation, r.method, (r.path or "").rstrip("/")), f"/admin/callbacks/{r.id}"
+        )
     return kinds, instances, licenses, callbacks
 
 
@@ -339,22 +450,30 @@ def filter_urls(engine):
     with engine.connect() as conn:
         product = conn.execute(select(Instance.product_id).where(Instance.product_id.is_not(None)).limit(1)).scalar()
         order = conn.execute(select(Instance.order_id).limit(1)).scalar()
-        customer = conn.execute(select(Instance.customer_name).where(Instance.customer_name.is_not(None))
-                                .limit(1)).scalar()
+        customer = conn.execute(
+            select(Instance.customer_name).where(Instance.customer_name.is_not(None)).limit(1)
+        ).scalar()
         tenant = conn.execute(select(Tenant.tenant_id).limit(1)).scalar()
     lists = {
-        "/admin/instances": [{"state": s} for s in sorted({r.state for r in instances} | {"ACTIVE", "FROZEN",
-                                                                                          "RELEASED"})]
+        "/admin/instances": [
+            {"state": s} for s in sorted({r.state for r in instances} | {"ACTIVE", "FROZEN", "RELEASED"})
+        ]
         + [{"data": d} for d in ("real", "test", "all")]
-        + [{"sort": "expire"}, {"expiring": "30", "sort": "expire"}, {"expiring": "7", "sort": "expire"},
-           {"product": product or "none"}, {"q": order or "none"}, {"q": (customer or "none")[:3]}],
+        + [
+            {"sort": "expire"},
+            {"expiring": "30", "sort": "expire"},
+            {"expiring": "7", "sort": "expire"},
+            {"product": product or "none"},
+            {"q": order or "none"},
+            {"q": (customer or "none")[:3]},
+        ],
         "/admin/licenses": [{"state": s} for s in sorted({r.state for r in licenses})]
-        + [{"data": d} for d in ("real", "test", "all")] + [{"q": first(licenses, "license_id")}],
+        + [{"data": d} for d in ("real", "test", "all")]
+        + [{"q": first(licenses, "license_id")}],
         "/admin/tenants": [{}, {"q": tenant or "none"}],
         "/admin/callbacks": [{"activity": a} for a in sorted({r.activity for r in callbacks if r.activity})]
         + [{"code": c} for c in sorted({r.result_code for r in callbacks if r.result_code}) + ["fail"]]
-        + [{"warned": "1"}, {"from": today}, {"to": today}, {"from": today, "to": today},
-           {"q": order or "none"}],
+        + [{"warned": "1"}, {"from": today}, {"to": today}, {"from": today, "to": today}, {"q": order or "none"}],
     }
     urls = []
     for path, filters in lists.items():
@@ -440,7 +559,8 @@ class Tour:
         if response.status != 200:
             self.problems.append(f"{url}: HTTP {response.status}: {body[:300]!r}")
         elif not response.headers.get("content-type", "").startswith(content_type) or not body.lstrip().startswith(
-                starts):
+            starts
+        ):
             self.problems.append(f"{url}: {response.headers.get('content-type')} {body[:100]!r}")
         elif b"Traceback" in body:
             self.problems.append(f"{url}: the body contains 'Traceback'")
@@ -476,8 +596,10 @@ def reveal_credentials(tour, detail_urls):
                 tour.page.click("#reveal")
             status = navigation.value.status
             if status != 200 or tour.page.locator("#password").count() != 1:
-                tour.problems.append(f"Show credentials on {url}: HTTP {status}, "
-                                     f"{tour.page.locator('#password').count()} password element(s)")
+                tour.problems.append(
+                    f"Show credentials on {url}: HTTP {status}, "
+                    f"{tour.page.locator('#password').count()} password element(s)"
+                )
             else:
                 tour.check_html(url + " (credentials shown)")
             return url
@@ -535,12 +657,14 @@ def walk(tour, kinds, urls):
 @pytest.mark.parametrize("lang", ["en", "zh"])
 def test_every_page_filter_detail_export_and_chart_in_both_languages(afternoon, lang):
     from playwright.sync_api import sync_playwright
+
     server = afternoon["server"]
     started = time.monotonic()
     kinds, urls = filter_urls(afternoon["engine"])
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu",
-                                                                    "--disable-background-networking"])
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+        )
         try:
             # The browser's own language is the other one: the switch in the header decides.
             context = browser.new_context(locale="en-US" if lang == "zh" else "zh-CN")
@@ -551,21 +675,26 @@ def test_every_page_filter_detail_export_and_chart_in_both_languages(afternoon, 
         finally:
             browser.close()
     navigations = sum(1 for _ in tour.visited)
-    detail_counts = {name: sum(1 for u in tour.visited if urlsplit(u).path.startswith(p))
-                     for name, p in DETAIL_PREFIXES.items()}
-    print(f"\n[{lang}] {navigations} pages visited ({detail_counts} detail pages; "
-          f"{sum(len(v) for v in details.values())} detail links seen on the lists), "
-          f"{len(tour.fetched)} CSV/SVG fetched, credentials shown on {revealed}, "
-          f"{time.monotonic() - started:.1f} s")
+    detail_counts = {
+        name: sum(1 for u in tour.visited if urlsplit(u).path.startswith(p)) for name, p in DETAIL_PREFIXES.items()
+    }
+    print(
+        f"\n[{lang}] {navigations} pages visited ({detail_counts} detail pages; "
+        f"{sum(len(v) for v in details.values())} detail links seen on the lists), "
+        f"{len(tour.fetched)} CSV/SVG fetched, credentials shown on {revealed}, "
+        f"{time.monotonic() - started:.1f} s"
+    )
     if unlinked:
         print(f"[{lang}] kinds not linked from the lists' first pages (visited directly): {len(unlinked)}")
     assert all(detail_counts[name] >= min(SAMPLE, len(kinds.get(name, {}))) for name in DETAIL_PREFIXES), detail_counts
     assert sum(1 for u in tour.fetched if ".csv" in u) >= 3 and sum(1 for u in tour.fetched if ".svg" in u) >= 3
     assert not tour.problems, f"{len(tour.problems)} problem(s) in the {lang} tour:\n" + "\n".join(
-        dict.fromkeys(tour.problems))
+        dict.fromkeys(tour.problems)
+    )
 
 
 # --- step 6: the logs --------------------------------------------------------------------------------
+
 
 def test_no_traceback_in_any_log(afternoon):
     """Last in the module: after the simulator, the worker and the pages."""
@@ -583,9 +712,15 @@ def test_no_traceback_in_any_log(afternoon):
 
 # --- step 7: two hosts, two workers, one PostgreSQL, restarted under load ------------------------------
 
+
 def signed_new_instance(order):
-    body = {"activity": "newInstance", "orderId": order, "orderLineId": f"{order}-000001", "testFlag": "0",
-            "businessId": f"biz-{order}"}
+    body = {
+        "activity": "newInstance",
+        "orderId": order,
+        "orderLineId": f"{order}-000001",
+        "testFlag": "0",
+        "businessId": f"biz-{order}",
+    }
     return g2_signed_request(KEY, body)
 
 
@@ -593,8 +728,9 @@ def send_order(url, order, session):
     """One signed newInstance (freshly signed, as each marketplace retry is): (resultCode, instanceId)."""
     raw, query = signed_new_instance(order)
     try:
-        answer = session.post(url + "/produce", params=query, data=raw, timeout=10,
-                              headers={"Content-Type": "application/json"})
+        answer = session.post(
+            url + "/produce", params=query, data=raw, timeout=10, headers={"Content-Type": "application/json"}
+        )
         body = answer.json()
         return body.get("resultCode"), body.get("instanceId")
     except (requests.RequestException, ValueError) as error:
@@ -607,8 +743,11 @@ class Load:
     def __init__(self, urls, threads_per_url=1, prefix="PG", pause_s=0.2):
         self.urls, self.answers, self.lock, self.pause_s = urls, {}, threading.Lock(), pause_s
         self.stopping = threading.Event()
-        self.threads = [threading.Thread(target=self._run, args=(url, f"{prefix}{n}{i}"), daemon=True)
-                        for n, url in enumerate(urls) for i in range(threads_per_url)]
+        self.threads = [
+            threading.Thread(target=self._run, args=(url, f"{prefix}{n}{i}"), daemon=True)
+            for n, url in enumerate(urls)
+            for i in range(threads_per_url)
+        ]
 
     def _run(self, url, prefix):
         session, n = requests.Session(), 0
@@ -656,8 +795,9 @@ def test_two_hosts_two_workers_carry_on_through_a_postgres_restart(tmp_path):
         market = Proc(tmp_path, "fake-market", ["fake-market", "--port", str(market_port)], servers[0].env)
         procs.append(market)
         wait_for_port(market_port, market)
-        workers = [Proc(server.instance_path, f"worker{n}", ["worker"], server.env)
-                   for n, server in enumerate(servers, 1)]
+        workers = [
+            Proc(server.instance_path, f"worker{n}", ["worker"], server.env) for n, server in enumerate(servers, 1)
+        ]
         procs += workers
         engine = servers[0].engine()
         urls = [s.url for s in servers]
@@ -676,8 +816,10 @@ def test_two_hosts_two_workers_carry_on_through_a_postgres_restart(tmp_path):
         answers = dict(load.answers)
         codes = Counter(code for _, code, _, _ in answers.values())
         after = [o for o, (_, code, _, at) in answers.items() if at > back_at + 1 and code == "000000"]
-        print(f"\nload: {len(answers)} orders ({before} before the restart), answers {dict(codes)}, "
-              f"PostgreSQL down {down_s:.1f} s, {len(after)} acknowledged from 1 s after it was back")
+        print(
+            f"\nload: {len(answers)} orders ({before} before the restart), answers {dict(codes)}, "
+            f"PostgreSQL down {down_s:.1f} s, {len(after)} acknowledged from 1 s after it was back"
+        )
         problems = []
         for server in servers:
             if server.proc.poll() is not None:
@@ -724,8 +866,9 @@ def test_two_hosts_two_workers_carry_on_through_a_postgres_restart(tmp_path):
         acknowledged = {o: iid for o, (_, code, iid, _) in answers.items() if code == "000000"}
         acknowledged.update({o: a[1] for o, a in retried.items() if a[0] == "000000"})
         with engine.connect() as conn:
-            rows = conn.execute(select(Instance.order_id, Instance.instance_id)
-                                .where(Instance.order_id.in_(list(answers)))).all()
+            rows = conn.execute(
+                select(Instance.order_id, Instance.instance_id).where(Instance.order_id.in_(list(answers)))
+            ).all()
             jobs = conn.execute(select(Job).where(Job.kind.in_(("provision", "fetch_order")))).all()
             others = conn.execute(select(Job).where(Job.kind.not_in(("provision", "fetch_order")))).all()
             events = conn.execute(select(Event.event_id, Event.kind, Event.instance_id)).all()
@@ -734,8 +877,11 @@ def test_two_hosts_two_workers_carry_on_through_a_postgres_restart(tmp_path):
             by_order[order].append(iid)
         lost = [o for o in acknowledged if o not in by_order]
         doubled = {o: v for o, v in by_order.items() if len(v) != 1}
-        mismatched = {o: (acknowledged[o], by_order[o]) for o in acknowledged
-                      if o in by_order and by_order[o] != [acknowledged[o]]}
+        mismatched = {
+            o: (acknowledged[o], by_order[o])
+            for o in acknowledged
+            if o in by_order and by_order[o] != [acknowledged[o]]
+        }
         if lost:
             problems.append(f"{len(lost)} acknowledged order(s) have no instance: {lost[:10]}")
         if doubled:
@@ -744,7 +890,10 @@ def test_two_hosts_two_workers_carry_on_through_a_postgres_restart(tmp_path):
             problems.append(f"{len(mismatched)} order(s) answered another instanceId: {list(mismatched.items())[:10]}")
         # newInstance (lifecycle.new_instance -> emit "created") enqueues a provision and a fetch_order job,
         # keyed by the event; the fetched order (orderdetails) emits "details_fetched", with its provision job.
-        expected = {"created": Counter({"provision": 1, "fetch_order": 1}), "details_fetched": Counter({"provision": 1})}
+        expected = {
+            "created": Counter({"provision": 1, "fetch_order": 1}),
+            "details_fetched": Counter({"provision": 1}),
+        }
         jobs_of = defaultdict(list)
         for job in jobs:
             jobs_of[job.key].append(job)
@@ -756,18 +905,26 @@ def test_two_hosts_two_workers_carry_on_through_a_postgres_restart(tmp_path):
             mine = events_of.get(iid, [])
             found = {e.kind: [(j.kind, j.state, j.attempts) for j in jobs_of.get(e.event_id, [])] for e in mine}
             if Counter(e.kind for e in mine) != Counter(list(expected)) or any(
-                    Counter(k for k, _, _ in found[kind]) != expected[kind]
-                    or any(state != JobState.DONE for _, state, _ in found[kind]) for kind in expected):
+                Counter(k for k, _, _ in found[kind]) != expected[kind]
+                or any(state != JobState.DONE for _, state, _ in found[kind])
+                for kind in expected
+            ):
                 wrong_jobs[order] = found
         if wrong_jobs:
-            problems.append(f"{len(wrong_jobs)} acknowledged order(s) without exactly one created and one "
-                            f"details_fetched event, each with its jobs done once: {list(wrong_jobs.items())[:10]}")
+            problems.append(
+                f"{len(wrong_jobs)} acknowledged order(s) without exactly one created and one "
+                f"details_fetched event, each with its jobs done once: {list(wrong_jobs.items())[:10]}"
+            )
         attempts = Counter(j.attempts for j in jobs)
         pids = {f"{socket.gethostname()}:{w.proc.pid}": w.name for w in workers}
-        worked = {when: Counter(pids.get(j.locked_by, j.locked_by) for j in jobs if j.finished_at and test(j))
-                  for when, test in (("before", lambda j: j.finished_at < stopping_at),
-                                     ("after", lambda j: j.finished_at >= back_utc),
-                                     ("after the retries", lambda j: j.finished_at >= fresh_from))}
+        worked = {
+            when: Counter(pids.get(j.locked_by, j.locked_by) for j in jobs if j.finished_at and test(j))
+            for when, test in (
+                ("before", lambda j: j.finished_at < stopping_at),
+                ("after", lambda j: j.finished_at >= back_utc),
+                ("after the retries", lambda j: j.finished_at >= fresh_from),
+            )
+        }
         worked_after = worked["after"]
         for worker in workers:
             if not worked_after.get(worker.name):
@@ -775,11 +932,15 @@ def test_two_hosts_two_workers_carry_on_through_a_postgres_restart(tmp_path):
         unfinished = [j for j in others if j.state == JobState.DEAD]
         if unfinished:
             problems.append(f"dead job(s): {describe_jobs(unfinished)}")
-        print(f"instances {len(rows)} for {len(acknowledged)} acknowledged orders; jobs {len(jobs)}, attempts "
-              f"{dict(attempts)}; finished by {worked}; other jobs "
-              f"{dict(Counter((j.kind, j.state) for j in others))}")
-        logs = {"gunicorn host1": servers[0].instance_path / "gunicorn.log",
-                "gunicorn host2": servers[1].instance_path / "gunicorn.log"}
+        print(
+            f"instances {len(rows)} for {len(acknowledged)} acknowledged orders; jobs {len(jobs)}, attempts "
+            f"{dict(attempts)}; finished by {worked}; other jobs "
+            f"{dict(Counter((j.kind, j.state) for j in others))}"
+        )
+        logs = {
+            "gunicorn host1": servers[0].instance_path / "gunicorn.log",
+            "gunicorn host2": servers[1].instance_path / "gunicorn.log",
+        }
         for proc in procs:
             proc.out.flush()
             proc.err.flush()

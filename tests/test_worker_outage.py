@@ -5,6 +5,7 @@ The first tests make the worker's own database steps (claim, completion, recordi
 heartbeat) fail for a while, on SQLite and PostgreSQL alike; the last one restarts a real
 PostgreSQL server under a real `flask worker` process.
 """
+
 import logging
 import os
 import signal
@@ -49,6 +50,7 @@ def flaky(real, failures, after=False):
                 real(*args, **kwargs)
             raise db_down()
         return real(*args, **kwargs)
+
     wrapper.calls = calls
     return wrapper
 
@@ -67,14 +69,17 @@ def fast_backoff(monkeypatch):
 @pytest.fixture
 def ran(monkeypatch):
     """The test kind's handler: records (key, attempts); ``ran.fail`` holds errors to raise first."""
+
     class Calls(list):
         pass
+
     calls = Calls()
 
     def handle(job):
         calls.append((job.key, job.attempts))
         if handle.fail:
             raise handle.fail.pop(0)
+
     handle.fail = []
     calls.handler = handle
     monkeypatch.setitem(jobs.HANDLERS, KIND, handle)
@@ -124,7 +129,8 @@ def test_claim_failing_is_waited_out(app, caplog, monkeypatch, ran, queued):
 
 
 def test_a_claim_committed_whose_answer_was_lost_is_released_without_costing_an_attempt(
-        app, caplog, monkeypatch, ran, queued):
+    app, caplog, monkeypatch, ran, queued
+):
     monkeypatch.setattr(jobs, "claim", flaky(jobs.claim, 1, after=True))
     assert work(app, caplog) == 1
     assert ran == [("k1", 1)]  # not left RUNNING until the lease ran out, and attempt 1, not 2
@@ -178,7 +184,8 @@ def test_a_heartbeat_failing_on_a_reachable_database_is_only_logged(app, caplog,
     assert work(app, caplog) == 1  # the worker went on at once: no outage
     assert ran == [("k1", 1)]
     assert [r.getMessage() for r in caplog.records if r.name == "isvapp.jobs" and r.levelno >= logging.WARNING] == [
-        "could not report the worker heartbeat"]
+        "could not report the worker heartbeat"
+    ]
 
 
 @pytest.mark.skipif(threading.current_thread() is not threading.main_thread(), reason="needs signals")
@@ -192,9 +199,12 @@ def test_sigterm_stops_the_worker_while_it_waits_for_the_database(app, caplog, m
             timers.append(threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGTERM)))
             timers[0].start()
         raise db_down()
+
     monkeypatch.setattr(jobs, "claim", claim)
+
     def ours(*_):
         pass
+
     original = signal.signal(signal.SIGTERM, ours)  # so a late SIGTERM cannot end pytest
     try:
         started = time.monotonic()
@@ -213,6 +223,7 @@ def test_sigterm_stops_the_worker_while_it_waits_for_the_database(app, caplog, m
 
 # --- a real worker process, a real PostgreSQL restart -------------------------------------------
 
+
 @pytest.mark.skipif(not ON_POSTGRES, reason="restarts the PostgreSQL server (scripts/with-postgres.sh)")
 def test_a_worker_process_rides_out_a_postgresql_restart(app, market, tmp_path, monkeypatch):
     if not pgctl.available():
@@ -223,15 +234,29 @@ def test_a_worker_process_rides_out_a_postgresql_restart(app, market, tmp_path, 
     with Running(create_fake_market(AK, SK, KEY)) as market_api:
         for i in range(orders):
             market.g2(new_order(order=f"OUTAGE{i}", business=f"inst-out{i}"))
-        env = {**os.environ, "ISVAPP_INSTANCE_PATH": app.instance_path, "ISVAPP_SECRET_KEY": "test-secret",
-               "ISVAPP_KOO_ACCESS_KEY": KEY, "ISVAPP_PROVISIONER": "tests.test_jobs:Recorder",
-               "ISVAPP_KOO_API_BASE_URL": market_api.url, "ISVAPP_KOO_AK": AK, "ISVAPP_KOO_SK": SK,
-               "ISVAPP_JOB_RETRY_BASE_S": "0", "ISVAPP_TEST_HOOK_SLEEP": "0.3", "PYTHONPATH": str(ROOT)}
+        env = {
+            **os.environ,
+            "ISVAPP_INSTANCE_PATH": app.instance_path,
+            "ISVAPP_SECRET_KEY": "test-secret",
+            "ISVAPP_KOO_ACCESS_KEY": KEY,
+            "ISVAPP_PROVISIONER": "tests.test_jobs:Recorder",
+            "ISVAPP_KOO_API_BASE_URL": market_api.url,
+            "ISVAPP_KOO_AK": AK,
+            "ISVAPP_KOO_SK": SK,
+            "ISVAPP_JOB_RETRY_BASE_S": "0",
+            "ISVAPP_TEST_HOOK_SLEEP": "0.3",
+            "PYTHONPATH": str(ROOT),
+        }
         log_path = tmp_path / "worker.log"
         with open(log_path, "w") as log_file:
-            worker = subprocess.Popen([sys.executable, "-m", "flask", "--app", "isvapp", "worker", "--poll", "0.2"],
-                                      cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log_file,
-                                      stderr=subprocess.STDOUT)
+            worker = subprocess.Popen(
+                [sys.executable, "-m", "flask", "--app", "isvapp", "worker", "--poll", "0.2"],
+                cwd=ROOT,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+            )
         try:
             deadline = time.monotonic() + 30
             while len([c for c in hook_calls(hook_log) if "kind" in c]) < 2:
@@ -245,8 +270,9 @@ def test_a_worker_process_rides_out_a_postgresql_restart(app, market, tmp_path, 
             while True:
                 assert worker.poll() is None, "the worker died:\n" + log_path.read_text()[-3000:]
                 with app.app_context():
-                    left = db.session.execute(select(func.count()).select_from(Job)
-                                              .where(Job.state != JobState.DONE)).scalar_one()
+                    left = db.session.execute(
+                        select(func.count()).select_from(Job).where(Job.state != JobState.DONE)
+                    ).scalar_one()
                     db.session.remove()
                 if left == 0:
                     break
@@ -268,9 +294,12 @@ def test_a_worker_process_rides_out_a_postgresql_restart(app, market, tmp_path, 
     assert len(done) == len(starts)
     rows = job_rows(app)
     # per order: the "created" hook, the order query, its hook (and the worker's periodic prune)
-    assert sorted(j.kind for j in rows if j.kind != "prune") == sorted(["provision", "fetch_order", "provision"] * orders)
+    assert sorted(j.kind for j in rows if j.kind != "prune") == sorted(
+        ["provision", "fetch_order", "provision"] * orders
+    )
     assert {(j.state, j.attempts) for j in rows} == {(JobState.DONE, 1)}, [
-        (j.kind, j.state, j.attempts) for j in rows]  # nothing run twice, dead, or charged for the outage
+        (j.kind, j.state, j.attempts) for j in rows
+    ]  # nothing run twice, dead, or charged for the outage
     assert output.count("database unavailable") == 1, output
     assert output.count("database is back") == 1, output
     assert "Traceback" not in output, output

@@ -1,6 +1,7 @@
 """The newInstance write path (issue 17): the usual case runs its pre-bound statements in a lean
 transaction, without the ORM session; anything unusual is done again on the session, and either
 way a transaction is all or nothing."""
+
 import json
 
 import pytest
@@ -41,7 +42,9 @@ def test_a_new_order_is_written_without_the_session(market, session_transactions
     assert {job.kind for job in market.rows(Job, Job.instance_id == instance_id)} == {"provision", "fetch_order"}
     assert market.count(SignedRequest) == 1
     logged = market.rows(Callback, Callback.order_id == "CSLEAN1")
-    assert [(row.activity, row.result_code, row.instance_id) for row in logged] == [("newInstance", "000000", instance_id)]
+    assert [(row.activity, row.result_code, row.instance_id) for row in logged] == [
+        ("newInstance", "000000", instance_id)
+    ]
     assert logged[0].duration_ms > 0
 
 
@@ -60,7 +63,8 @@ def test_a_repeated_order_is_answered_from_the_lean_transaction_too(market, sess
 
 
 def test_a_repeated_debugging_order_whose_instance_was_released_gets_a_new_one_on_the_session(
-        market, session_transactions):
+    market, session_transactions
+):
     order = new_order("CSLEAN8", test_flag="1")
     first = result(market.g2(order))
     released = result(market.g2({"activity": "releaseInstance", "instanceId": first["instanceId"], "testFlag": "1"}))

@@ -13,6 +13,7 @@ Channels never put a secret (SMTP password, DingTalk/Feishu secret, a robot URL'
 exception message or a log line: errors name the channel, and any configured secret that would
 still appear in a server's answer is masked.
 """
+
 import base64
 import hashlib
 import hmac
@@ -60,6 +61,7 @@ class ChannelConfigError(ChannelError):
 
 # --- raising ---------------------------------------------------------------------------------------
 
+
 def window_key(now=None, window_min=None):
     """The window ``now`` falls in: floor(now / window), written as its start, e.g. 2026-11-25T05:00Z/60m."""
     start, minutes = _window(now or utcnow(), window_min)
@@ -83,13 +85,14 @@ def raise_alert(kind, subject, text, now=None, count=1, window_min=None, hold=Fa
     """
     now = now or utcnow()
     kind, window = str(kind)[:32], window_key(now, window_min)
-    inserted = insert_ignore(Alert, kind=kind, window=window, subject=str(subject)[:255], text=str(text),
-                             count=count, created_at=now)
+    inserted = insert_ignore(
+        Alert, kind=kind, window=window, subject=str(subject)[:255], text=str(text), count=count, created_at=now
+    )
     if not inserted:
-        db.session.execute(update(Alert).where(Alert.kind == kind, Alert.window == window)
-                           .values(count=Alert.count + count))
-    alert_id = db.session.execute(
-        select(Alert.id).where(Alert.kind == kind, Alert.window == window)).scalar_one()
+        db.session.execute(
+            update(Alert).where(Alert.kind == kind, Alert.window == window).values(count=Alert.count + count)
+        )
+    alert_id = db.session.execute(select(Alert.id).where(Alert.kind == kind, Alert.window == window)).scalar_one()
     if inserted:
         delay_s = _window_left_s(now, window_min) if hold else 0
         jobs.enqueue("alert", f"{alert_id}:{kind}:{window}", {"alert_id": alert_id, "sent": []}, delay_s=delay_s)
@@ -126,6 +129,7 @@ def raise_alert_alone(kind, subject, text, now=None):
 
 # --- checks ----------------------------------------------------------------------------------------
 
+
 def check_worker_heartbeat(now=None):
     """Raise "worker_silent" when no worker has reported for ALERT_WORKER_SILENT_S seconds (or none
     ever did while a job has waited that long). For the web side (the go-live page, health checks); runs its
@@ -138,8 +142,9 @@ def check_worker_heartbeat(now=None):
         now = now or utcnow()
         limit = float(current_app.config.get("ALERT_WORKER_SILENT_S") or 300)
         beat = status.read("worker_heartbeat").get("worker_heartbeat")
-        queued, oldest = db.session.execute(select(func.count(), func.min(Job.created_at)).select_from(Job).where(
-            Job.state == JobState.QUEUED)).one()
+        queued, oldest = db.session.execute(
+            select(func.count(), func.min(Job.created_at)).select_from(Job).where(Job.state == JobState.QUEUED)
+        ).one()
         db.session.rollback()  # end the read: the alert is written in a transaction of its own
     except Exception:  # noqa: BLE001
         db.session.rollback()
@@ -150,18 +155,26 @@ def check_worker_heartbeat(now=None):
         # job waiting: at start-up a callback may well arrive before the worker's first heartbeat.
         if not queued or (now - oldest).total_seconds() <= limit:
             return None
-        return raise_alert_alone("worker_silent", "No background worker is running",
-                                 f"No worker has ever reported, and {queued} job(s) are waiting, the oldest for "
-                                 f"{int((now - oldest).total_seconds())} s. Start one: "
-                                 "`flask --app isvapp worker` (see docs/deploy.md).", now=now)
+        return raise_alert_alone(
+            "worker_silent",
+            "No background worker is running",
+            f"No worker has ever reported, and {queued} job(s) are waiting, the oldest for "
+            f"{int((now - oldest).total_seconds())} s. Start one: "
+            "`flask --app isvapp worker` (see docs/deploy.md).",
+            now=now,
+        )
     value, updated_at = beat
     age = (now - updated_at).total_seconds()
     if age <= limit:
         return None
     who = (value or {}).get("worker", "?") if isinstance(value, dict) else "?"
-    return raise_alert_alone("worker_silent", "The background worker has stopped reporting",
-                             f"The last worker heartbeat ({who}) is {int(age)} s old (limit {limit:g} s); "
-                             f"{queued} job(s) are waiting. Orders' follow-up work is not being done.", now=now)
+    return raise_alert_alone(
+        "worker_silent",
+        "The background worker has stopped reporting",
+        f"The last worker heartbeat ({who}) is {int(age)} s old (limit {limit:g} s); "
+        f"{queued} job(s) are waiting. Orders' follow-up work is not being done.",
+        now=now,
+    )
 
 
 def check_disk(path=None, now=None, usage=shutil.disk_usage):
@@ -172,10 +185,14 @@ def check_disk(path=None, now=None, usage=shutil.disk_usage):
     percent = 100.0 * free / total if total else 100.0
     if percent >= limit:
         return None
-    return raise_alert_alone("disk_low", "Disk space is low",
-                             f"The disk holding {path} has {percent:.1f}% free ({free // 2**20} MiB of "
-                             f"{total // 2**20} MiB; alert below {limit:g}%). When it is full the database "
-                             "cannot write, and every marketplace call fails.", now=now)
+    return raise_alert_alone(
+        "disk_low",
+        "Disk space is low",
+        f"The disk holding {path} has {percent:.1f}% free ({free // 2**20} MiB of "
+        f"{total // 2**20} MiB; alert below {limit:g}%). When it is full the database "
+        "cannot write, and every marketplace call fails.",
+        now=now,
+    )
 
 
 DISK_CHECK_EVERY_S = 300
@@ -202,16 +219,20 @@ def alert_dead_job(row, error):
     reason = next((line for line in last if line and not line.startswith((" ", "Traceback"))), "")
     try:
         with db.session.begin_nested():
-            raise_alert("dead_job", f"A background job failed for good: {row.kind}",
-                        f"Job {row.id} ({row.kind}, key {row.key}"
-                        f"{', instance ' + row.instance_id if row.instance_id else ''}) is dead after "
-                        f"{row.attempts} attempts: {reason[:500]}\n\nSee `flask --app isvapp jobs list "
-                        f"--state dead`; `flask --app isvapp jobs retry {row.id}` runs it again.")
+            raise_alert(
+                "dead_job",
+                f"A background job failed for good: {row.kind}",
+                f"Job {row.id} ({row.kind}, key {row.key}"
+                f"{', instance ' + row.instance_id if row.instance_id else ''}) is dead after "
+                f"{row.attempts} attempts: {reason[:500]}\n\nSee `flask --app isvapp jobs list "
+                f"--state dead`; `flask --app isvapp jobs retry {row.id}` runs it again.",
+            )
     except Exception:  # noqa: BLE001
         log.exception("could not raise the dead_job alert for job %s", row.id)
 
 
 # --- channels --------------------------------------------------------------------------------------
+
 
 def _secrets(config):
     """Every configured secret, to mask in anything a channel reports."""
@@ -235,8 +256,12 @@ def _mask(text, config):
 
 def configured_channels(config):
     """The channels with settings, in a fixed order."""
-    names = {"email": "ALERT_EMAIL_TO", "wecom": "ALERT_WECOM_URL", "dingtalk": "ALERT_DINGTALK_URL",
-             "feishu": "ALERT_FEISHU_URL"}
+    names = {
+        "email": "ALERT_EMAIL_TO",
+        "wecom": "ALERT_WECOM_URL",
+        "dingtalk": "ALERT_DINGTALK_URL",
+        "feishu": "ALERT_FEISHU_URL",
+    }
     return [name for name in CHANNELS if str(config.get(names[name]) or "").strip()]
 
 
@@ -252,8 +277,10 @@ def send_email(config, subject, text):
     if mode not in ("starttls", "ssl", "none"):
         raise ChannelConfigError(f"email: ALERT_SMTP_TLS must be starttls, ssl or none, not {mode[:20]!r}")
     if mode == "none" and not outbound.is_loopback(host):
-        raise ChannelConfigError("email: ALERT_SMTP_TLS = none is only allowed to a loopback host "
-                                 "(the password and the alert would cross the network in the clear)")
+        raise ChannelConfigError(
+            "email: ALERT_SMTP_TLS = none is only allowed to a loopback host "
+            "(the password and the alert would cross the network in the clear)"
+        )
     port = int(config.get("ALERT_SMTP_PORT") or (465 if mode == "ssl" else 587))
     user, password = config.get("ALERT_SMTP_USER"), config.get("ALERT_SMTP_PASSWORD")
     sender = str(config.get("ALERT_SMTP_FROM") or user or f"isvapp@{host}")
@@ -280,8 +307,9 @@ def send_email(config, subject, text):
     except smtplib.SMTPNotSupportedError as error:
         raise ChannelError(f"email: {_mask(error, config)}") from None
     except (smtplib.SMTPException, OSError) as error:
-        raise ChannelError(f"email: {type(error).__name__}: {_mask(error, config)} "
-                           f"(server {host}:{port}, {mode})") from None
+        raise ChannelError(
+            f"email: {type(error).__name__}: {_mask(error, config)} (server {host}:{port}, {mode})"
+        ) from None
 
 
 def _check_url(channel, setting, url):
@@ -293,8 +321,9 @@ def _check_url(channel, setting, url):
 def _post_json(channel, config, url, body):
     """POST ``body`` as JSON; returns the JSON answer. No redirects, TIMEOUT_S in all."""
     data = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-    request = urllib.request.Request(url, data=data, method="POST",
-                                     headers={"Content-Type": "application/json; charset=utf-8"})
+    request = urllib.request.Request(
+        url, data=data, method="POST", headers={"Content-Type": "application/json; charset=utf-8"}
+    )
     delivery = outbound.Delivery(TIMEOUT_S)
     opener = outbound.opener_for(delivery)
     delivery.start()
@@ -317,7 +346,9 @@ def _post_json(channel, config, url, body):
     try:
         answer = json.loads(raw)
     except ValueError:
-        raise ChannelError(f"{channel}: the answer is not JSON: {_mask(raw[:200].decode('utf-8', 'replace'), config)}") from None
+        raise ChannelError(
+            f"{channel}: the answer is not JSON: {_mask(raw[:200].decode('utf-8', 'replace'), config)}"
+        ) from None
     if not isinstance(answer, dict):
         raise ChannelError(f"{channel}: unexpected answer {_mask(str(answer)[:200], config)}")
     return answer
@@ -327,20 +358,22 @@ def _truncate(text, limit):
     data = text.encode("utf-8")
     if len(data) <= limit:
         return text
-    return data[:limit - 3].decode("utf-8", "ignore") + "..."
+    return data[: limit - 3].decode("utf-8", "ignore") + "..."
 
 
 def _robot_error(channel, config, answer, code_key, message_key):
-    raise ChannelError(f"{channel}: {code_key} {_mask(answer.get(code_key), config)}: "
-                       f"{_mask(answer.get(message_key) or '', config)}")
+    raise ChannelError(
+        f"{channel}: {code_key} {_mask(answer.get(code_key), config)}: {_mask(answer.get(message_key) or '', config)}"
+    )
 
 
 def send_wecom(config, content):
     """WeCom group robot: {"msgtype": "text", "text": {"content": ...}}; ok when errcode is 0."""
     url = str(config.get("ALERT_WECOM_URL")).strip()
     _check_url("wecom", "ALERT_WECOM_URL", url)
-    answer = _post_json("wecom", config, url, {"msgtype": "text",
-                                               "text": {"content": _truncate(content, WECOM_CONTENT_BYTES)}})
+    answer = _post_json(
+        "wecom", config, url, {"msgtype": "text", "text": {"content": _truncate(content, WECOM_CONTENT_BYTES)}}
+    )
     if answer.get("errcode") != 0:
         _robot_error("wecom", config, answer, "errcode", "errmsg")
 
@@ -359,9 +392,11 @@ def send_dingtalk(config, content, now_ms=None):
     if secret:
         timestamp = now_ms or int(time.time() * 1000)
         url += ("&" if urllib.parse.urlsplit(url).query else "?") + urllib.parse.urlencode(
-            {"timestamp": timestamp, "sign": dingtalk_sign(secret, timestamp)})
-    answer = _post_json("dingtalk", config, url, {"msgtype": "text",
-                                                  "text": {"content": _truncate(content, ROBOT_CONTENT_BYTES)}})
+            {"timestamp": timestamp, "sign": dingtalk_sign(secret, timestamp)}
+        )
+    answer = _post_json(
+        "dingtalk", config, url, {"msgtype": "text", "text": {"content": _truncate(content, ROBOT_CONTENT_BYTES)}}
+    )
     if answer.get("errcode") != 0:
         _robot_error("dingtalk", config, answer, "errcode", "errmsg")
 
@@ -410,12 +445,15 @@ RENDERERS = {}
 def message_text(alert):
     text = alert.text
     if alert.count > 1:
-        text += (f"\n\nThis happened {alert.count} times in this window ({alert.window}, first at "
-                 f"{alert.created_at:%Y-%m-%d %H:%M:%S} UTC); the first is shown.")
+        text += (
+            f"\n\nThis happened {alert.count} times in this window ({alert.window}, first at "
+            f"{alert.created_at:%Y-%m-%d %H:%M:%S} UTC); the first is shown."
+        )
     return text
 
 
 # --- delivery --------------------------------------------------------------------------------------
+
 
 @jobs.handler("alert")
 def deliver(job):
@@ -465,8 +503,7 @@ def deliver(job):
         raise ChannelError(message)
     with write_transaction():
         if channels:
-            db.session.execute(update(Alert).where(Alert.id == alert_id)
-                               .values(sent_at=utcnow()))
+            db.session.execute(update(Alert).where(Alert.id == alert_id).values(sent_at=utcnow()))
         if not jobs.complete(job):
             raise RuntimeError("lost the job's lease; another worker finishes it")
 
@@ -474,11 +511,15 @@ def deliver(job):
 def _record_sent(job, sent):
     job.payload = {**job.payload, "sent": list(sent)}
     with write_transaction():
-        db.session.execute(update(Job).where(Job.id == job.id, Job.locked_by == job.worker,
-                                             Job.state == JobState.RUNNING).values(payload=job.payload))
+        db.session.execute(
+            update(Job)
+            .where(Job.id == job.id, Job.locked_by == job.worker, Job.state == JobState.RUNNING)
+            .values(payload=job.payload)
+        )
 
 
 # --- command ---------------------------------------------------------------------------------------
+
 
 @click.command("alert-test")
 @with_appcontext
@@ -487,14 +528,22 @@ def alert_test_command():
     config = current_app.config
     channels = configured_channels(config)
     if not channels:
-        click.echo("no alert channel is configured: set ALERT_EMAIL_TO (and ALERT_SMTP_*), ALERT_WECOM_URL, "
-                   "ALERT_DINGTALK_URL or ALERT_FEISHU_URL", err=True)
+        click.echo(
+            "no alert channel is configured: set ALERT_EMAIL_TO (and ALERT_SMTP_*), ALERT_WECOM_URL, "
+            "ALERT_DINGTALK_URL or ALERT_FEISHU_URL",
+            err=True,
+        )
         raise SystemExit(1)
     failed = 0
     for channel in channels:
         try:
-            send(channel, config, "Test alert", f"A test alert from isvapp, sent at {utcnow():%Y-%m-%d %H:%M:%S} "
-                                                "UTC by `flask alert-test`. Alerts reach you here.")
+            send(
+                channel,
+                config,
+                "Test alert",
+                f"A test alert from isvapp, sent at {utcnow():%Y-%m-%d %H:%M:%S} "
+                "UTC by `flask alert-test`. Alerts reach you here.",
+            )
             click.echo(f"{channel}: ok")
         except ChannelError as error:
             failed += 1

@@ -15,6 +15,7 @@ and try again, logging the outage once when it starts and once when it ends. An 
 the job's failure: what the worker could not record is finished once the database is back (see
 :func:`work`), and no attempt is spent on it.
 """
+
 import logging
 import os
 import random
@@ -65,6 +66,7 @@ def handler(kind):
     def register(function):
         HANDLERS[kind] = function
         return function
+
     return register
 
 
@@ -76,9 +78,18 @@ def periodic(function):
 
 def job_row(kind, key, payload=None, instance_id=None, delay_s=0):
     now = utcnow()
-    return dict(kind=kind, key=str(key)[:100], payload=payload, instance_id=instance_id, state=JobState.QUEUED,
-                attempts=0, max_attempts=int(current_app.config["JOB_MAX_ATTEMPTS"]),
-                run_after=now + timedelta(seconds=delay_s), created_at=now, updated_at=now)
+    return dict(
+        kind=kind,
+        key=str(key)[:100],
+        payload=payload,
+        instance_id=instance_id,
+        state=JobState.QUEUED,
+        attempts=0,
+        max_attempts=int(current_app.config["JOB_MAX_ATTEMPTS"]),
+        run_after=now + timedelta(seconds=delay_s),
+        created_at=now,
+        updated_at=now,
+    )
 
 
 def enqueue(kind, key, payload=None, instance_id=None, delay_s=0):
@@ -117,9 +128,17 @@ def claim(worker, lease_s, taking=None):
     now = utcnow()
     with write_transaction():
         row = db.session.execute(
-            select(Job).where(or_(and_(Job.state == JobState.QUEUED, Job.run_after <= now),
-                                  and_(Job.state == JobState.RUNNING, Job.locked_until < now)))
-            .order_by(Job.run_after, Job.id).limit(1).with_for_update(skip_locked=True)).scalar_one_or_none()
+            select(Job)
+            .where(
+                or_(
+                    and_(Job.state == JobState.QUEUED, Job.run_after <= now),
+                    and_(Job.state == JobState.RUNNING, Job.locked_until < now),
+                )
+            )
+            .order_by(Job.run_after, Job.id)
+            .limit(1)
+            .with_for_update(skip_locked=True)
+        ).scalar_one_or_none()
         if row is None:
             return None
         row.state, row.locked_by, row.attempts = JobState.RUNNING, worker, row.attempts + 1
@@ -136,9 +155,11 @@ def complete(job):
     transaction should then be rolled back.
     """
     result = db.session.execute(
-        update(Job).where(Job.id == job.id, Job.locked_by == job.worker, Job.state == JobState.RUNNING)
-        .values(state=JobState.DONE, finished_at=utcnow(), updated_at=utcnow(), locked_until=None,
-                last_error=None).returning(Job.id))
+        update(Job)
+        .where(Job.id == job.id, Job.locked_by == job.worker, Job.state == JobState.RUNNING)
+        .values(state=JobState.DONE, finished_at=utcnow(), updated_at=utcnow(), locked_until=None, last_error=None)
+        .returning(Job.id)
+    )
     return result.first() is not None
 
 
@@ -151,8 +172,14 @@ def _fail(job, error, permanent):
         row.last_error, row.updated_at, row.locked_until = error[-4000:], utcnow(), None
         if permanent or row.attempts >= row.max_attempts:
             row.state = JobState.DEAD
-            log.error("job %s %s %s is dead after %d attempts: %s", row.id, row.kind, row.key,
-                      row.attempts, error.splitlines()[-1] if error else "")
+            log.error(
+                "job %s %s %s is dead after %d attempts: %s",
+                row.id,
+                row.kind,
+                row.key,
+                row.attempts,
+                error.splitlines()[-1] if error else "",
+            )
             on_dead = DEAD_HANDLERS.get(row.kind)
             if on_dead:
                 on_dead(job)
@@ -160,8 +187,9 @@ def _fail(job, error, permanent):
                 watcher(row, error)
         else:
             row.state = JobState.QUEUED
-            row.run_after = utcnow() + timedelta(seconds=backoff_s(
-                row.attempts, float(config["JOB_RETRY_BASE_S"]), float(config["JOB_RETRY_MAX_S"])))
+            row.run_after = utcnow() + timedelta(
+                seconds=backoff_s(row.attempts, float(config["JOB_RETRY_BASE_S"]), float(config["JOB_RETRY_MAX_S"]))
+            )
 
 
 DEAD_HANDLERS = {}  # kind -> function(job), run in the transaction that makes the job dead
@@ -181,6 +209,7 @@ class _Unfinished(NamedTuple):
     :func:`_finish` to do once the database is back: "complete" (the handler succeeded), "fail"
     (it failed with ``error``), or "release" (give the job back without spending its attempt).
     ``job`` is None when no handler ran (a claim whose answer was lost)."""
+
     action: str
     job_id: int
     worker: str
@@ -252,8 +281,7 @@ def _finish(item):
         if item.action == "complete":
             with write_transaction():
                 if not complete(item.job):
-                    log.info("job %s: already done, or taken over by another worker during the outage",
-                             item.job_id)
+                    log.info("job %s: already done, or taken over by another worker during the outage", item.job_id)
         elif item.action == "fail":
             _fail(item.job, item.error, item.permanent)
         else:
@@ -264,13 +292,21 @@ def _finish(item):
 
 def _release(item):
     """Queue a job this worker holds again, due now, giving back the attempt its claim took."""
-    values = dict(state=JobState.QUEUED, attempts=case((Job.attempts > 0, Job.attempts - 1), else_=0),
-                  run_after=utcnow(), locked_until=None, updated_at=utcnow())
+    values = dict(
+        state=JobState.QUEUED,
+        attempts=case((Job.attempts > 0, Job.attempts - 1), else_=0),
+        run_after=utcnow(),
+        locked_until=None,
+        updated_at=utcnow(),
+    )
     if item.error:
         values["last_error"] = item.error[-4000:]
     with write_transaction():
-        db.session.execute(update(Job).where(Job.id == item.job_id, Job.locked_by == item.worker,
-                                             Job.state == JobState.RUNNING).values(**values))
+        db.session.execute(
+            update(Job)
+            .where(Job.id == item.job_id, Job.locked_by == item.worker, Job.state == JobState.RUNNING)
+            .values(**values)
+        )
 
 
 def worker_id():
@@ -328,8 +364,10 @@ def _work(stopping, poll_s, max_jobs, until_idle, tick):
             break
         _pause(poll_s, stopping)
     if unfinished:
-        log.warning("worker stopped while the database was down: job(s) %s run again when their lease "
-                    "runs out", ", ".join(str(item.job_id) for item in unfinished))
+        log.warning(
+            "worker stopped while the database was down: job(s) %s run again when their lease runs out",
+            ", ".join(str(item.job_id) for item in unfinished),
+        )
     return done
 
 
@@ -347,8 +385,11 @@ class _Outage:
         """Note a failed try; returns how long to wait before the next."""
         if self.since is None:
             self.since, self.delay, self.tries = time.monotonic(), float(OUTAGE_BACKOFF_S), 0
-            log.warning("database unavailable (%s): the worker waits and tries again, at most every %g s",
-                        type(error).__name__, OUTAGE_BACKOFF_MAX_S)
+            log.warning(
+                "database unavailable (%s): the worker waits and tries again, at most every %g s",
+                type(error).__name__,
+                OUTAGE_BACKOFF_MAX_S,
+            )
         else:
             self.delay = min(self.delay * 2, float(OUTAGE_BACKOFF_MAX_S))
         self.tries += 1
@@ -357,8 +398,11 @@ class _Outage:
 
     def over(self):
         if self.since is not None:
-            log.info("database is back after %.1f s (%d failed tries); the worker goes on",
-                     time.monotonic() - self.since, self.tries)
+            log.info(
+                "database is back after %.1f s (%d failed tries); the worker goes on",
+                time.monotonic() - self.since,
+                self.tries,
+            )
             self.since = None
 
 
@@ -481,8 +525,9 @@ def jobs_list(state, limit):
         query = query.where(Job.state == state)
     for job in db.session.execute(query).scalars():
         error = (job.last_error or "").splitlines()[0][:80] if job.last_error else ""
-        click.echo(f"{job.id:>6} {job.kind:12} {job.state:8} attempts={job.attempts}/{job.max_attempts} "
-                   f"{job.key} {error}")
+        click.echo(
+            f"{job.id:>6} {job.kind:12} {job.state:8} attempts={job.attempts}/{job.max_attempts} {job.key} {error}"
+        )
 
 
 @jobs_group.command("retry")
@@ -495,9 +540,12 @@ def jobs_retry(job_ids, all_dead):
         raise click.UsageError("name job ids or use --all-dead")
     where = [Job.state == JobState.DEAD] + ([] if all_dead else [Job.id.in_(job_ids)])
     with write_transaction():
-        count = db.session.execute(update(Job).where(*where).values(
-            state=JobState.QUEUED, attempts=0, run_after=utcnow(), updated_at=utcnow())
-            .returning(Job.id)).all()
+        count = db.session.execute(
+            update(Job)
+            .where(*where)
+            .values(state=JobState.QUEUED, attempts=0, run_after=utcnow(), updated_at=utcnow())
+            .returning(Job.id)
+        ).all()
     click.echo(f"queued again: {len(count)} job(s)")
 
 

@@ -7,6 +7,7 @@ callback log (kept CALLBACK_LOG_RETENTION_DAYS). Instances, answers (idempotency
 conflicts, licenses and tenants are never pruned. Rows go in small batches, each its own short
 write transaction, so callbacks arriving meanwhile never wait past the busy timeout.
 """
+
 import os
 import sqlite3
 import stat
@@ -35,8 +36,11 @@ def _delete_older(model, column, cutoff, batch=PRUNE_BATCH, where=()):
     """
     total = 0
     while True:
-        ids = db.session.execute(select(model.id).where(column < cutoff, *where)
-                                 .order_by(model.id).limit(batch)).scalars().all()
+        ids = (
+            db.session.execute(select(model.id).where(column < cutoff, *where).order_by(model.id).limit(batch))
+            .scalars()
+            .all()
+        )
         db.session.remove()
         if not ids:
             return total
@@ -71,16 +75,27 @@ def prune(settings, callback_days, now=None):
     window is the longer one."""
     now = now or utcnow()
     g1 = SignedRequest.scope.in_(G1_SCOPES)
-    counts = {"nonces": _delete_older(SignedRequest, SignedRequest.seen_at,
-                                      now - timedelta(seconds=replay_keep_s(settings.signature_window_s)),
-                                      where=[~g1])
-              + _delete_older(SignedRequest, SignedRequest.seen_at,
-                              now - timedelta(seconds=replay_keep_s(settings.g1_window_s)), where=[g1])}
-    counts["callbacks"] = (_delete_older(Callback, Callback.received_at, now - timedelta(days=callback_days))
-                           if callback_days > 0 else 0)
+    counts = {
+        "nonces": _delete_older(
+            SignedRequest,
+            SignedRequest.seen_at,
+            now - timedelta(seconds=replay_keep_s(settings.signature_window_s)),
+            where=[~g1],
+        )
+        + _delete_older(
+            SignedRequest,
+            SignedRequest.seen_at,
+            now - timedelta(seconds=replay_keep_s(settings.g1_window_s)),
+            where=[g1],
+        )
+    }
+    counts["callbacks"] = (
+        _delete_older(Callback, Callback.received_at, now - timedelta(days=callback_days)) if callback_days > 0 else 0
+    )
     with write_transaction() as session:  # the relay's per-minute budgets: only the current minute counts
-        counts["relay_budgets"] = session.execute(delete(RelayBudget).where(
-            RelayBudget.minute < now - timedelta(hours=1))).rowcount
+        counts["relay_budgets"] = session.execute(
+            delete(RelayBudget).where(RelayBudget.minute < now - timedelta(hours=1))
+        ).rowcount
     db.session.remove()
     return counts
 
@@ -107,11 +122,14 @@ def prune_command():
     """Delete expired nonces and old callback log rows (run it daily from cron or a systemd timer)."""
     days = int(current_app.config["CALLBACK_LOG_RETENTION_DAYS"] or 0)
     counts = prune(current_app.extensions["isvapp"], days)
-    click.echo(f"Pruned {counts['nonces']} nonces and {counts['callbacks']} callback log rows "
-               f"(callback log kept {days or 'forever'}{' days' if days else ''}).")
+    click.echo(
+        f"Pruned {counts['nonces']} nonces and {counts['callbacks']} callback log rows "
+        f"(callback log kept {days or 'forever'}{' days' if days else ''})."
+    )
 
 
 # --- backup ----------------------------------------------------------------------------------
+
 
 def backup_sqlite(path):
     """Copy the live SQLite database to ``path`` with SQLite's online backup API, then check it.
@@ -132,8 +150,9 @@ def backup_sqlite(path):
     try:
         fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     except FileExistsError:
-        raise click.ClickException(f"{partial} appeared while the backup started (another backup "
-                                   "running?); try again") from None
+        raise click.ClickException(
+            f"{partial} appeared while the backup started (another backup running?); try again"
+        ) from None
     try:
         created = os.fstat(fd)
     finally:
@@ -147,8 +166,12 @@ def backup_sqlite(path):
             check = target.execute("PRAGMA integrity_check").fetchall()
             if check != [("ok",)]:
                 raise click.ClickException(f"the copy failed PRAGMA integrity_check: {check[:5]}")
-            tables = [r[0] for r in target.execute(
-                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")]
+            tables = [
+                r[0]
+                for r in target.execute(
+                    "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name"
+                )
+            ]
             counts = {t: target.execute(f'SELECT count(*) FROM "{t}"').fetchone()[0] for t in tables}
         finally:
             target.close()
@@ -173,11 +196,11 @@ def backup_command(path):
     if not is_sqlite():
         raise click.ClickException(
             "backup copies SQLite databases; for PostgreSQL use pg_dump, e.g. "
-            "pg_dump --format=custom --file=isvapp.dump <database> (see docs/deploy.md)")
+            "pg_dump --format=custom --file=isvapp.dump <database> (see docs/deploy.md)"
+        )
     counts = backup_sqlite(path)
     rows = sum(counts.values())
-    click.echo(f"Backed up {rows} rows in {len(counts)} tables to {os.path.abspath(path)} "
-               "(integrity_check ok).")
+    click.echo(f"Backed up {rows} rows in {len(counts)} tables to {os.path.abspath(path)} (integrity_check ok).")
 
 
 def init_app(app):

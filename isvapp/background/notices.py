@@ -8,6 +8,7 @@ orders is one message that says 500. Messages are written in ALERT_LANGUAGE (zh 
 orders, instances and products, never a buyer's credentials. Debugging orders (testFlag=1) are
 not news.
 """
+
 import json
 from datetime import datetime, timedelta, timezone
 from zoneinfo import ZoneInfo
@@ -17,8 +18,17 @@ from sqlalchemy import func, select
 
 from . import alerts, jobs
 from ..extensions import db
-from ..storage.models import (Alert, Callback, Event, Instance, InstanceState, StatusItem, UsageRecord, UsageState,
-                              utcnow)
+from ..storage.models import (
+    Alert,
+    Callback,
+    Event,
+    Instance,
+    InstanceState,
+    StatusItem,
+    UsageRecord,
+    UsageState,
+    utcnow,
+)
 from ..storage.statements import insert_ignore
 from ..storage.transactions import write_transaction
 
@@ -31,27 +41,44 @@ DAY_MIN = 24 * 60
 
 TEXTS = {
     "en": {
-        "new_order": ("{n} new order(s)", "{n} new real order(s) between {start} and {end} ({zone}). The first: "
-                      "{sample}. The instances are on the merchant's pages (Instances)."),
-        "release": ("{n} instance(s) released", "{n} real instance(s) were released between {start} and {end} "
-                    "({zone}). The first: {sample}."),
-        "expiring": ("{n} instance(s) expire within {days} days", "{n} live instance(s) expire within {days} "
-                     "days. The first: {sample}. Buyers renew in the marketplace; the Instances page filters by "
-                     "expiry."),
-        "digest": ("Daily digest: {orders} new order(s), {releases} release(s)",
-                   "The last 24 hours: {orders} new real order(s), {releases} release(s), {failed} marketplace "
-                   "call(s) answered with an error, {usage} usage record(s) pushed ({late} late), {alerts} "
-                   "alert(s). {live} instance(s) are live."),
+        "new_order": (
+            "{n} new order(s)",
+            "{n} new real order(s) between {start} and {end} ({zone}). The first: "
+            "{sample}. The instances are on the merchant's pages (Instances).",
+        ),
+        "release": (
+            "{n} instance(s) released",
+            "{n} real instance(s) were released between {start} and {end} ({zone}). The first: {sample}.",
+        ),
+        "expiring": (
+            "{n} instance(s) expire within {days} days",
+            "{n} live instance(s) expire within {days} "
+            "days. The first: {sample}. Buyers renew in the marketplace; the Instances page filters by "
+            "expiry.",
+        ),
+        "digest": (
+            "Daily digest: {orders} new order(s), {releases} release(s)",
+            "The last 24 hours: {orders} new real order(s), {releases} release(s), {failed} marketplace "
+            "call(s) answered with an error, {usage} usage record(s) pushed ({late} late), {alerts} "
+            "alert(s). {live} instance(s) are live.",
+        ),
     },
     "zh": {
-        "new_order": ("{n} 个新订单", "{start} 至 {end}（{zone}）收到 {n} 个真实新订单（不含调测订单）。"
-                      "最早的：{sample}。实例见商家管理页面的“实例”。"),
+        "new_order": (
+            "{n} 个新订单",
+            "{start} 至 {end}（{zone}）收到 {n} 个真实新订单（不含调测订单）。"
+            "最早的：{sample}。实例见商家管理页面的“实例”。",
+        ),
         "release": ("{n} 个实例已释放", "{start} 至 {end}（{zone}）有 {n} 个真实实例被释放。最早的：{sample}。"),
-        "expiring": ("{n} 个实例将在 {days} 天内到期", "{n} 个使用中的实例将在 {days} 天内到期。最早的：{sample}。"
-                     "买家在云商店续费；“实例”页面可按到期时间筛选。"),
-        "digest": ("每日摘要：{orders} 个新订单，{releases} 个释放",
-                   "最近 24 小时：{orders} 个真实新订单，{releases} 个释放，{failed} 次云商店调用返回错误，"
-                   "已推送 {usage} 条使用量记录（其中 {late} 条迟到），{alerts} 条告警。当前 {live} 个实例在使用中。"),
+        "expiring": (
+            "{n} 个实例将在 {days} 天内到期",
+            "{n} 个使用中的实例将在 {days} 天内到期。最早的：{sample}。买家在云商店续费；“实例”页面可按到期时间筛选。",
+        ),
+        "digest": (
+            "每日摘要：{orders} 个新订单，{releases} 个释放",
+            "最近 24 小时：{orders} 个真实新订单，{releases} 个释放，{failed} 次云商店调用返回错误，"
+            "已推送 {usage} 条使用量记录（其中 {late} 条迟到），{alerts} 条告警。当前 {live} 个实例在使用中。",
+        ),
     },
 }
 MORE = {"en": "{sample} and {more} more", "zh": "{sample} 等 {more} 个"}
@@ -86,9 +113,12 @@ def render(alert, config):
     if alert.kind in EVENT_KINDS.values():
         start = _window_start(alert.window)
         minutes = int(alert.window.rsplit("/", 1)[1].rstrip("m"))
-        values.update(start=start.astimezone(zone).strftime("%Y-%m-%d %H:%M"),
-                      end=(start + timedelta(minutes=minutes)).astimezone(zone).strftime("%H:%M"),
-                      zone=str(zone), sample=_sample(values.get("names", []), alert.count, language))
+        values.update(
+            start=start.astimezone(zone).strftime("%Y-%m-%d %H:%M"),
+            end=(start + timedelta(minutes=minutes)).astimezone(zone).strftime("%H:%M"),
+            zone=str(zone),
+            sample=_sample(values.get("names", []), alert.count, language),
+        )
     elif alert.kind == "expiring":
         values["sample"] = _sample(values.get("names", []), alert.count, language)
     return subject.format(**values), body.format(**values)
@@ -151,15 +181,24 @@ def _events(config, chosen, now):
             select(Event.id, Event.kind, Event.order_id, Instance.product_id)
             .join(Instance, Instance.instance_id == Event.instance_id)
             .where(Event.id > start, Event.kind.in_(tuple(EVENT_KINDS)), Instance.test_flag.is_(False))
-            .order_by(Event.id).limit(SCAN_LIMIT)).all()
+            .order_by(Event.id)
+            .limit(SCAN_LIMIT)
+        ).all()
         upto = rows[-1].id if len(rows) == SCAN_LIMIT else last
         for kind, notice in EVENT_KINDS.items():
             if notice not in chosen:
                 continue
             names = [f"{r.order_id}" + (f" ({r.product_id})" if r.product_id else "") for r in rows if r.kind == kind]
             if names:
-                alerts.raise_alert(notice, notice, json.dumps({"names": names[:SAMPLE]}, ensure_ascii=False),
-                                   now=now, count=len(names), window_min=group, hold=True)
+                alerts.raise_alert(
+                    notice,
+                    notice,
+                    json.dumps({"names": names[:SAMPLE]}, ensure_ascii=False),
+                    now=now,
+                    count=len(names),
+                    window_min=group,
+                    hold=True,
+                )
                 counts[notice] = len(names)
         cursor.value, cursor.updated_at = {"event": max(upto, start)}, now
     return counts
@@ -177,17 +216,30 @@ def _expiring(config, now):
     if _already("expiring", now, DAY_MIN):
         return None
     days = int(config.get("ALERT_EXPIRING_DAYS") or 7)
-    where = (Instance.state.in_((InstanceState.ACTIVE, InstanceState.FROZEN)), Instance.test_flag.is_(False),
-             Instance.expire_time.is_not(None), Instance.expire_time > now,
-             Instance.expire_time <= now + timedelta(days=days))
+    where = (
+        Instance.state.in_((InstanceState.ACTIVE, InstanceState.FROZEN)),
+        Instance.test_flag.is_(False),
+        Instance.expire_time.is_not(None),
+        Instance.expire_time > now,
+        Instance.expire_time <= now + timedelta(days=days),
+    )
     with write_transaction():
         count = db.session.execute(select(func.count()).select_from(Instance).where(*where)).scalar_one()
         if not count:
             return 0
-        names = db.session.execute(select(Instance.instance_id).where(*where).order_by(Instance.expire_time)
-                                   .limit(SAMPLE)).scalars().all()
-        alerts.raise_alert("expiring", "expiring", json.dumps({"names": list(names), "days": days}),
-                           now=now, count=count, window_min=DAY_MIN)
+        names = (
+            db.session.execute(select(Instance.instance_id).where(*where).order_by(Instance.expire_time).limit(SAMPLE))
+            .scalars()
+            .all()
+        )
+        alerts.raise_alert(
+            "expiring",
+            "expiring",
+            json.dumps({"names": list(names), "days": days}),
+            now=now,
+            count=count,
+            window_min=DAY_MIN,
+        )
     return count
 
 
@@ -198,23 +250,39 @@ def _digest(config, now):
     if local.hour < int(9 if hour in (None, "") else hour) or _already("digest", now, DAY_MIN):
         return None
     since = now - timedelta(days=1)
-    real_events = (select(func.count()).select_from(Event).join(Instance, Instance.instance_id == Event.instance_id)
-                   .where(Event.created_at > since, Instance.test_flag.is_(False)))
+    real_events = (
+        select(func.count())
+        .select_from(Event)
+        .join(Instance, Instance.instance_id == Event.instance_id)
+        .where(Event.created_at > since, Instance.test_flag.is_(False))
+    )
     with write_transaction():
         figures = {
             "orders": db.session.execute(real_events.where(Event.kind == "created")).scalar_one(),
             "releases": db.session.execute(real_events.where(Event.kind == "released")).scalar_one(),
-            "failed": db.session.execute(select(func.count()).select_from(Callback).where(
-                Callback.received_at > since, Callback.result_code != "000000",
-                Callback.test_flag.is_(False))).scalar_one(),
-            "usage": db.session.execute(select(func.count()).select_from(UsageRecord).where(
-                UsageRecord.pushed_at > since, UsageRecord.state == UsageState.PUSHED)).scalar_one(),
-            "late": db.session.execute(select(func.count()).select_from(UsageRecord).where(
-                UsageRecord.late.is_(True), UsageRecord.due_at > since)).scalar_one(),
-            "alerts": db.session.execute(select(func.count()).select_from(Alert).where(
-                Alert.created_at > since, Alert.kind.not_in(KINDS))).scalar_one(),
-            "live": db.session.execute(select(func.count()).select_from(Instance).where(
-                Instance.state == InstanceState.ACTIVE, Instance.test_flag.is_(False))).scalar_one(),
+            "failed": db.session.execute(
+                select(func.count())
+                .select_from(Callback)
+                .where(Callback.received_at > since, Callback.result_code != "000000", Callback.test_flag.is_(False))
+            ).scalar_one(),
+            "usage": db.session.execute(
+                select(func.count())
+                .select_from(UsageRecord)
+                .where(UsageRecord.pushed_at > since, UsageRecord.state == UsageState.PUSHED)
+            ).scalar_one(),
+            "late": db.session.execute(
+                select(func.count())
+                .select_from(UsageRecord)
+                .where(UsageRecord.late.is_(True), UsageRecord.due_at > since)
+            ).scalar_one(),
+            "alerts": db.session.execute(
+                select(func.count()).select_from(Alert).where(Alert.created_at > since, Alert.kind.not_in(KINDS))
+            ).scalar_one(),
+            "live": db.session.execute(
+                select(func.count())
+                .select_from(Instance)
+                .where(Instance.state == InstanceState.ACTIVE, Instance.test_flag.is_(False))
+            ).scalar_one(),
         }
         alerts.raise_alert("digest", "digest", json.dumps(figures), now=now, window_min=DAY_MIN)
     return figures

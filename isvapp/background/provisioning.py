@@ -11,6 +11,7 @@ marked done): use ``event.event_id`` to make them idempotent. Raising makes the 
         def released(self, event):
             mysaas.delete_tenant(event.instance_id)
 """
+
 import base64
 import hashlib
 import hmac
@@ -33,18 +34,50 @@ from ..storage.models import Event, Instance
 
 # Event kinds and the provisioner method each one calls.
 METHODS = {
-    "created": "created", "details_fetched": "details_fetched", "details_failed": "details_failed",
-    "renewed": "renewed", "trial_converted": "renewed", "renewal_cancelled": "renewed",
-    "renewal_changed": "renewed", "order_notified": "order_notified", "order_fetched": "order_fetched",
-    "frozen": "frozen", "unfrozen": "unfrozen", "expired": "expired", "upgraded": "upgraded",
-    "released": "released", "license_issued": "license_issued",
-    "tenant_synced": "tenant_synced", "tenant_deleted": "tenant_deleted", "app_synced": "app_synced",
-    "app_deleted": "app_deleted", "users_synced": "users_synced", "department_synced": "departments_synced",
+    "created": "created",
+    "details_fetched": "details_fetched",
+    "details_failed": "details_failed",
+    "renewed": "renewed",
+    "trial_converted": "renewed",
+    "renewal_cancelled": "renewed",
+    "renewal_changed": "renewed",
+    "order_notified": "order_notified",
+    "order_fetched": "order_fetched",
+    "frozen": "frozen",
+    "unfrozen": "unfrozen",
+    "expired": "expired",
+    "upgraded": "upgraded",
+    "released": "released",
+    "license_issued": "license_issued",
+    "tenant_synced": "tenant_synced",
+    "tenant_deleted": "tenant_deleted",
+    "app_synced": "app_synced",
+    "app_deleted": "app_deleted",
+    "users_synced": "users_synced",
+    "department_synced": "departments_synced",
     "departments_replaced": "departments_synced",
 }
-INSTANCE_FIELDS = ("instance_id", "generation", "product_type", "state", "test_flag", "trial", "order_id",
-                   "order_line_id", "product_id", "sku_code", "customer_id", "customer_name", "charging_mode",
-                   "period_type", "period_number", "front_end_url", "admin_url", "admin_user", "details_state")
+INSTANCE_FIELDS = (
+    "instance_id",
+    "generation",
+    "product_type",
+    "state",
+    "test_flag",
+    "trial",
+    "order_id",
+    "order_line_id",
+    "product_id",
+    "sku_code",
+    "customer_id",
+    "customer_name",
+    "charging_mode",
+    "period_type",
+    "period_number",
+    "front_end_url",
+    "admin_url",
+    "admin_user",
+    "details_state",
+)
 
 
 @dataclass
@@ -76,25 +109,62 @@ class Provisioner:
         """
         return True
 
-    def created(self, event): pass
-    def details_fetched(self, event): pass
-    def details_failed(self, event): pass
-    def renewed(self, event): pass
-    def frozen(self, event): pass
-    def unfrozen(self, event): pass
-    def expired(self, event): pass
-    def upgraded(self, event): pass
-    def released(self, event): pass
-    def license_issued(self, event): pass
-    def order_notified(self, event): pass
-    def order_fetched(self, event): pass
-    def tenant_synced(self, event): pass
-    def tenant_deleted(self, event): pass
-    def app_synced(self, event): pass
-    def app_deleted(self, event): pass
-    def users_synced(self, event): pass
-    def departments_synced(self, event): pass
-    def other(self, event): pass
+    def created(self, event):
+        pass
+
+    def details_fetched(self, event):
+        pass
+
+    def details_failed(self, event):
+        pass
+
+    def renewed(self, event):
+        pass
+
+    def frozen(self, event):
+        pass
+
+    def unfrozen(self, event):
+        pass
+
+    def expired(self, event):
+        pass
+
+    def upgraded(self, event):
+        pass
+
+    def released(self, event):
+        pass
+
+    def license_issued(self, event):
+        pass
+
+    def order_notified(self, event):
+        pass
+
+    def order_fetched(self, event):
+        pass
+
+    def tenant_synced(self, event):
+        pass
+
+    def tenant_deleted(self, event):
+        pass
+
+    def app_synced(self, event):
+        pass
+
+    def app_deleted(self, event):
+        pass
+
+    def users_synced(self, event):
+        pass
+
+    def departments_synced(self, event):
+        pass
+
+    def other(self, event):
+        pass
 
 
 class TemplateProvisioner(Provisioner):
@@ -119,8 +189,7 @@ def verify_webhook(secret, headers, body, tolerance_s=300, now=None):
     if not timestamp.isdigit() or abs((now or time.time()) - int(timestamp)) > tolerance_s:
         return False
     expected = webhook_signature(secret, webhook_id, timestamp, body)
-    return any(hmac.compare_digest(expected, candidate)
-               for candidate in headers.get("webhook-signature", "").split())
+    return any(hmac.compare_digest(expected, candidate) for candidate in headers.get("webhook-signature", "").split())
 
 
 WEBHOOK_TIMEOUT_S = 10  # default total time for one delivery (WEBHOOK_TIMEOUT_S overrides it)
@@ -136,9 +205,11 @@ def check_webhook_url(url):
     if outbound.is_https_or_loopback(url):
         return url
     parts = urllib.parse.urlsplit(url)
-    raise jobs.Permanent(f"WEBHOOK_URL must be an https:// URL (plain http:// only to a loopback host: "
-                         f"127.0.0.1, ::1, localhost); refusing {parts.scheme or '(no scheme)'}://"
-                         f"{parts.hostname or ''}")
+    raise jobs.Permanent(
+        f"WEBHOOK_URL must be an https:// URL (plain http:// only to a loopback host: "
+        f"127.0.0.1, ::1, localhost); refusing {parts.scheme or '(no scheme)'}://"
+        f"{parts.hostname or ''}"
+    )
 
 
 class WebhookProvisioner(Provisioner):
@@ -165,12 +236,23 @@ class WebhookProvisioner(Provisioner):
             raise jobs.Permanent("WEBHOOK_URL and WEBHOOK_SECRET must both be set")
         check_webhook_url(url)
         timeout = self.timeout_s()
-        body = json.dumps({"type": event.kind, "id": event.event_id, "timestamp": event.created_at,
-                           "data": asdict(event)}, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+        body = json.dumps(
+            {"type": event.kind, "id": event.event_id, "timestamp": event.created_at, "data": asdict(event)},
+            ensure_ascii=False,
+            separators=(",", ":"),
+        ).encode("utf-8")
         timestamp = str(int(time.time()))
-        request = urllib.request.Request(url, data=body, method="POST", headers={
-            "Content-Type": "application/json", "webhook-id": event.event_id, "webhook-timestamp": timestamp,
-            "webhook-signature": webhook_signature(secret, event.event_id, timestamp, body)})
+        request = urllib.request.Request(
+            url,
+            data=body,
+            method="POST",
+            headers={
+                "Content-Type": "application/json",
+                "webhook-id": event.event_id,
+                "webhook-timestamp": timestamp,
+                "webhook-signature": webhook_signature(secret, event.event_id, timestamp, body),
+            },
+        )
         delivery = outbound.Delivery(timeout)
         opener = outbound.opener_for(delivery)
         delivery.start()
@@ -189,13 +271,16 @@ class WebhookProvisioner(Provisioner):
             error.close()
             if 300 <= error.code < 400:
                 location = (error.headers.get("Location") or "?")[:200]
-                raise RuntimeError(f"webhook answered HTTP {error.code} (a redirect, to {location!r}): "
-                                   "redirects are not followed; set WEBHOOK_URL to the final address") from None
+                raise RuntimeError(
+                    f"webhook answered HTTP {error.code} (a redirect, to {location!r}): "
+                    "redirects are not followed; set WEBHOOK_URL to the final address"
+                ) from None
             raise RuntimeError(f"webhook answered HTTP {error.code}") from None
         except Exception:  # noqa: BLE001  past the deadline, whatever broke is the timeout
             if delivery.expired or delivery.remaining() <= 0:
-                raise RuntimeError(f"webhook delivery took longer than WEBHOOK_TIMEOUT_S "
-                                   f"({timeout:g} s); gave up") from None
+                raise RuntimeError(
+                    f"webhook delivery took longer than WEBHOOK_TIMEOUT_S ({timeout:g} s); gave up"
+                ) from None
             raise
         finally:
             delivery.finish()
@@ -222,9 +307,15 @@ def hook_event(event_id):
             instance = instance_fields(row)
             if event.kind == "created" and row.admin_password_sealed:
                 instance["admin_password"] = vault.unseal(current_app.config["SECRET_KEY"], row.admin_password_sealed)
-    return HookEvent(event_id=event.event_id, kind=event.kind, instance_id=event.instance_id,
-                     order_id=event.order_id, created_at=event.created_at.isoformat() + "Z",
-                     payload=event.payload or {}, instance=instance)
+    return HookEvent(
+        event_id=event.event_id,
+        kind=event.kind,
+        instance_id=event.instance_id,
+        order_id=event.order_id,
+        created_at=event.created_at.isoformat() + "Z",
+        payload=event.payload or {},
+        instance=instance,
+    )
 
 
 @jobs.handler("provision")

@@ -3,6 +3,7 @@
 Names in use: ``worker_heartbeat`` (the worker, every HEARTBEAT_S), ``order_query`` (the last
 order-query API call: ok or its error), ``backup`` (the last `flask backup`).
 """
+
 from sqlalchemy import select
 
 from ..storage.transactions import write_transaction

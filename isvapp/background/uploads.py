@@ -6,6 +6,7 @@ bytes, so the marketplace never sees two documents for one attempt at an event. 
 new document (a new id, a job of its own) for the same eventId. Failures retry with the queue's
 backoff; a dead upload marks the document "failed" and raises the dead_job alert.
 """
+
 from flask import current_app
 from sqlalchemy import select, update
 
@@ -33,8 +34,9 @@ def _set(license_id, **values):
 @jobs.handler(KIND)
 def upload(job):
     settings = current_app.extensions["isvapp"]
-    row = db.session.execute(select(License.event_id, License.document).where(
-        License.license_id == job.key)).one_or_none()
+    row = db.session.execute(
+        select(License.event_id, License.document).where(License.license_id == job.key)
+    ).one_or_none()
     db.session.rollback()
     if row is None or not row.event_id:
         raise jobs.Permanent(f"license {job.key} is gone or has no eventId to upload to")

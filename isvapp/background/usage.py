@@ -6,6 +6,7 @@ marked ``pushed`` (or ``rejected`` with the marketplace's per-record code). A wo
 mid-push resends the same batch with the same metering_sn values, which the marketplace
 recognises as duplicates, so a record is never counted twice.
 """
+
 import uuid
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal, InvalidOperation
@@ -63,10 +64,20 @@ def add(instance_id, usage_value, begin_time, end_time, metering_sn=None, relate
     with write_transaction():
         if not db.session.execute(select(exists().where(Instance.instance_id == instance_id))).scalar():
             raise ValueError(f"instance {instance_id} does not exist")
-        insert_ignore(UsageRecord, metering_sn=sn, instance_id=instance_id, usage_value=value,
-                      begin_time=begin, end_time=end, record_time=utcnow(),
-                      relate_pkg_instance=relate_pkg_instance, state=UsageState.PENDING, created_at=utcnow(),
-                      due_at=due_at(end), late=False)
+        insert_ignore(
+            UsageRecord,
+            metering_sn=sn,
+            instance_id=instance_id,
+            usage_value=value,
+            begin_time=begin,
+            end_time=end,
+            record_time=utcnow(),
+            relate_pkg_instance=relate_pkg_instance,
+            state=UsageState.PENDING,
+            created_at=utcnow(),
+            due_at=due_at(end),
+            late=False,
+        )
         _wake()
     return sn
 
@@ -74,17 +85,20 @@ def add(instance_id, usage_value, begin_time, end_time, metering_sn=None, relate
 def _wake():
     """Queue the one usage-push job (again), unless it is queued or running already."""
     if not jobs.enqueue("usage_push", JOB_KEY):
-        db.session.execute(update(Job).where(Job.kind == "usage_push", Job.key == JOB_KEY,
-                                             Job.state.in_((JobState.DONE, JobState.DEAD)))
-                           .values(state=JobState.QUEUED, attempts=0, run_after=utcnow(), updated_at=utcnow()))
+        db.session.execute(
+            update(Job)
+            .where(Job.kind == "usage_push", Job.key == JOB_KEY, Job.state.in_((JobState.DONE, JobState.DEAD)))
+            .values(state=JobState.QUEUED, attempts=0, run_after=utcnow(), updated_at=utcnow())
+        )
 
 
 @jobs.periodic
 def schedule():
     """Called by the worker now and then: usage left pending (say, added while a push ran) gets
     pushed, and usage that missed its hour's deadline raises one "usage_late" alert."""
-    pending = db.session.execute(select(exists().where(UsageRecord.state.in_(
-        (UsageState.PENDING, UsageState.SENDING))))).scalar()
+    pending = db.session.execute(
+        select(exists().where(UsageRecord.state.in_((UsageState.PENDING, UsageState.SENDING))))
+    ).scalar()
     db.session.rollback()
     if pending:
         with write_transaction():
@@ -96,8 +110,12 @@ def check_late(now=None):
     """Mark (once) each record not pushed by its due time, and alert when there are new ones.
     Returns how many were found late now."""
     now = now or utcnow()
-    missed = (UsageRecord.late.is_(False), UsageRecord.due_at.is_not(None), UsageRecord.due_at < now,
-              (UsageRecord.pushed_at.is_(None)) | (UsageRecord.pushed_at > UsageRecord.due_at))
+    missed = (
+        UsageRecord.late.is_(False),
+        UsageRecord.due_at.is_not(None),
+        UsageRecord.due_at < now,
+        (UsageRecord.pushed_at.is_(None)) | (UsageRecord.pushed_at > UsageRecord.due_at),
+    )
     # A look first, with no write lock: this runs every tick, and nearly always finds nothing.
     found = db.session.execute(select(UsageRecord.id).where(*missed).limit(1)).first()
     db.session.rollback()
@@ -109,22 +127,32 @@ def check_late(now=None):
             return 0
         first = db.session.execute(select(UsageRecord).where(UsageRecord.id == ids[0])).scalar_one()
         db.session.execute(update(UsageRecord).where(UsageRecord.id.in_(ids)).values(late=True))
-        alerts.raise_alert("usage_late", f"{len(ids)} usage record(s) missed their hour's deadline",
-                           f"{len(ids)} pay-per-use usage record(s) were not pushed to the marketplace within 15 "
-                           f"minutes of the hour after their usage (the first: {first.metering_sn}, instance "
-                           f"{first.instance_id}, usage up to {first.end_time:%Y-%m-%d %H:%M} UTC, due "
-                           f"{first.due_at:%H:%M} UTC, state {first.state}). The buyer's charge is delayed. Check "
-                           "that the worker runs and reaches the marketplace (`flask --app isvapp usage list`).",
-                           now=now)
+        alerts.raise_alert(
+            "usage_late",
+            f"{len(ids)} usage record(s) missed their hour's deadline",
+            f"{len(ids)} pay-per-use usage record(s) were not pushed to the marketplace within 15 "
+            f"minutes of the hour after their usage (the first: {first.metering_sn}, instance "
+            f"{first.instance_id}, usage up to {first.end_time:%Y-%m-%d %H:%M} UTC, due "
+            f"{first.due_at:%H:%M} UTC, state {first.state}). The buyer's charge is delayed. Check "
+            "that the worker runs and reaches the marketplace (`flask --app isvapp usage list`).",
+            now=now,
+        )
         return len(ids)
 
 
 def last_push():
     """(when the last record was pushed, whether it was on time, records late in the last 24 h)."""
-    row = db.session.execute(select(UsageRecord.pushed_at, UsageRecord.due_at).where(
-        UsageRecord.state == UsageState.PUSHED).order_by(UsageRecord.pushed_at.desc()).limit(1)).first()
-    late = db.session.execute(select(func.count()).select_from(UsageRecord).where(
-        UsageRecord.late.is_(True), UsageRecord.due_at > utcnow() - timedelta(days=1))).scalar_one()
+    row = db.session.execute(
+        select(UsageRecord.pushed_at, UsageRecord.due_at)
+        .where(UsageRecord.state == UsageState.PUSHED)
+        .order_by(UsageRecord.pushed_at.desc())
+        .limit(1)
+    ).first()
+    late = db.session.execute(
+        select(func.count())
+        .select_from(UsageRecord)
+        .where(UsageRecord.late.is_(True), UsageRecord.due_at > utcnow() - timedelta(days=1))
+    ).scalar_one()
     if row is None:
         return None, None, late
     return row.pushed_at, row.due_at is None or row.pushed_at <= row.due_at, late
@@ -142,28 +170,42 @@ def usage_info(settings, instances):
         return {}
     amount = func.sum(cast(UsageRecord.usage_value, Float))
     counted = UsageRecord.state != UsageState.REJECTED
-    own = dict(db.session.execute(select(UsageRecord.instance_id, amount).where(
-        UsageRecord.instance_id.in_(ids), counted).group_by(UsageRecord.instance_id)).all())
+    own = dict(
+        db.session.execute(
+            select(UsageRecord.instance_id, amount)
+            .where(UsageRecord.instance_id.in_(ids), counted)
+            .group_by(UsageRecord.instance_id)
+        ).all()
+    )
     found = {}
     for package, related, total in db.session.execute(
-            select(UsageRecord.relate_pkg_instance, UsageRecord.instance_id, amount)
-            .where(UsageRecord.relate_pkg_instance.in_(ids), counted)
-            .group_by(UsageRecord.relate_pkg_instance, UsageRecord.instance_id)
-            .order_by(UsageRecord.relate_pkg_instance, UsageRecord.instance_id)).all():
+        select(UsageRecord.relate_pkg_instance, UsageRecord.instance_id, amount)
+        .where(UsageRecord.relate_pkg_instance.in_(ids), counted)
+        .group_by(UsageRecord.relate_pkg_instance, UsageRecord.instance_id)
+        .order_by(UsageRecord.relate_pkg_instance, UsageRecord.instance_id)
+    ).all():
         found.setdefault(package, []).append({"relatedInstanceId": related, "usageValue": round(total or 0, 4)})
     for instance in instances:
         metered = (instance.charging_mode or "") in settings.g1_pay_per_use_modes
         if instance.instance_id not in found and (metered or instance.instance_id in own):
             package = (instance.charging_mode or "").endswith("_PKG")
-            found[instance.instance_id] = [] if package and instance.instance_id not in own else [
-                {"usageValue": round(own.get(instance.instance_id) or 0, 4)}]
+            found[instance.instance_id] = (
+                []
+                if package and instance.instance_id not in own
+                else [{"usageValue": round(own.get(instance.instance_id) or 0, 4)}]
+            )
     return found
 
 
 def _sdr(record):
-    row = {"instance_id": record.instance_id, "metering_sn": record.metering_sn,
-           "usage_value": record.usage_value, "record_time": record.record_time.strftime(SDR_TIME),
-           "begin_time": record.begin_time.strftime(SDR_TIME), "end_time": record.end_time.strftime(SDR_TIME)}
+    row = {
+        "instance_id": record.instance_id,
+        "metering_sn": record.metering_sn,
+        "usage_value": record.usage_value,
+        "record_time": record.record_time.strftime(SDR_TIME),
+        "begin_time": record.begin_time.strftime(SDR_TIME),
+        "end_time": record.end_time.strftime(SDR_TIME),
+    }
     if record.relate_pkg_instance:
         row["relate_pkg_instance"] = record.relate_pkg_instance
     return row
@@ -172,26 +214,44 @@ def _sdr(record):
 def _next_batch():
     """A batch left 'sending' by a dead worker first (resent as is), else up to 1000 pending records."""
     with write_transaction():
-        batch = db.session.execute(select(UsageRecord.batch).where(
-            UsageRecord.state == UsageState.SENDING).limit(1)).scalar()
+        batch = db.session.execute(
+            select(UsageRecord.batch).where(UsageRecord.state == UsageState.SENDING).limit(1)
+        ).scalar()
         if batch is None:
-            ids = db.session.execute(select(UsageRecord.id).where(UsageRecord.state == UsageState.PENDING)
-                                     .order_by(UsageRecord.id).limit(BATCH)).scalars().all()
+            ids = (
+                db.session.execute(
+                    select(UsageRecord.id)
+                    .where(UsageRecord.state == UsageState.PENDING)
+                    .order_by(UsageRecord.id)
+                    .limit(BATCH)
+                )
+                .scalars()
+                .all()
+            )
             if not ids:
                 return None, []
             batch = uuid.uuid4().hex
-            db.session.execute(update(UsageRecord).where(UsageRecord.id.in_(ids))
-                               .values(state=UsageState.SENDING, batch=batch))
-        records = db.session.execute(select(UsageRecord).where(UsageRecord.batch == batch,
-                                                               UsageRecord.state == UsageState.SENDING)).scalars().all()
+            db.session.execute(
+                update(UsageRecord).where(UsageRecord.id.in_(ids)).values(state=UsageState.SENDING, batch=batch)
+            )
+        records = (
+            db.session.execute(
+                select(UsageRecord).where(UsageRecord.batch == batch, UsageRecord.state == UsageState.SENDING)
+            )
+            .scalars()
+            .all()
+        )
         return batch, [_sdr(r) for r in records]
 
 
 def _record_errors(answer):
     """Per-record refusals, if the answer lists them (the real marketplace reports most later)."""
     listed = answer.get("error_records") or answer.get("failed_records") or []
-    return {str(item.get("metering_sn")): (str(item.get("error_code", "")), str(item.get("error_msg", ""))[:255])
-            for item in listed if isinstance(item, dict)}
+    return {
+        str(item.get("metering_sn")): (str(item.get("error_code", "")), str(item.get("error_msg", ""))[:255])
+        for item in listed
+        if isinstance(item, dict)
+    }
 
 
 @jobs.handler("usage_push")
@@ -206,12 +266,16 @@ def push(job):
         with write_transaction():
             now = utcnow()
             for sn, (code, message) in errors.items():
-                db.session.execute(update(UsageRecord).where(UsageRecord.batch == batch, UsageRecord.metering_sn == sn)
-                                   .values(state=UsageState.REJECTED, error_code=code, error_msg=message,
-                                           pushed_at=now))
-            db.session.execute(update(UsageRecord).where(UsageRecord.batch == batch,
-                                                         UsageRecord.state == UsageState.SENDING)
-                               .values(state=UsageState.PUSHED, pushed_at=now))
+                db.session.execute(
+                    update(UsageRecord)
+                    .where(UsageRecord.batch == batch, UsageRecord.metering_sn == sn)
+                    .values(state=UsageState.REJECTED, error_code=code, error_msg=message, pushed_at=now)
+                )
+            db.session.execute(
+                update(UsageRecord)
+                .where(UsageRecord.batch == batch, UsageRecord.state == UsageState.SENDING)
+                .values(state=UsageState.PUSHED, pushed_at=now)
+            )
 
 
 @click.group("usage")

@@ -1,4 +1,5 @@
 """The merchant's pages: every order, instance, license, tenant and callback, behind a login."""
+
 from . import i18n, views
 
 # Flask-Babel is set up with the pages, on each app that registers them (views.init_app).

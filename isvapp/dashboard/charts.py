@@ -4,6 +4,7 @@ No CDN and no script on the pages: each chart is its own SVG document loaded by 
 nothing in it can run, served with a Content-Security-Policy that allows only its inline styles.
 Days are the merchant's (DISPLAY_TIMEZONE), counted in SQL with one GROUP BY per chart.
 """
+
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -16,10 +17,15 @@ from ..storage.models import Callback, Instance, InstanceState
 
 DAYS = 30
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
-STYLE = Style(background="#ffffff", plot_background="#ffffff", foreground="#1d2733",
-              foreground_strong="#1d2733", foreground_subtle="#8a96a3",
-              font_family='"Noto Sans CJK SC", "PingFang SC", "Microsoft YaHei", system-ui, sans-serif',
-              colors=("#2e9d57", "#e0a030", "#c0392b", "#3b6fb6"))
+STYLE = Style(
+    background="#ffffff",
+    plot_background="#ffffff",
+    foreground="#1d2733",
+    foreground_strong="#1d2733",
+    foreground_subtle="#8a96a3",
+    font_family='"Noto Sans CJK SC", "PingFang SC", "Microsoft YaHei", system-ui, sans-serif',
+    colors=("#2e9d57", "#e0a030", "#c0392b", "#3b6fb6"),
+)
 RESULT_GROUPS = (("succeeded", ("000000",)), ("refused (signature, fields)", ("000001", "000002")))
 
 
@@ -45,9 +51,21 @@ def _render(chart, labels, series, gettext):
 
 
 def _chart(kind, title, gettext):
-    return kind(js=[], disable_xml_declaration=True, width=720, height=260, style=STYLE, title=gettext(title),
-                legend_at_bottom=True, x_label_rotation=45, show_minor_x_labels=False, x_labels_major_every=5,
-                print_values=False, include_x_axis=True, truncate_legend=-1)
+    return kind(
+        js=[],
+        disable_xml_declaration=True,
+        width=720,
+        height=260,
+        style=STYLE,
+        title=gettext(title),
+        legend_at_bottom=True,
+        x_label_rotation=45,
+        show_minor_x_labels=False,
+        x_labels_major_every=5,
+        print_values=False,
+        include_x_axis=True,
+        truncate_legend=-1,
+    )
 
 
 def callbacks_per_day(zone_name, gettext):
@@ -56,8 +74,11 @@ def callbacks_per_day(zone_name, gettext):
     start = today - timedelta(days=DAYS - 1)
     since = datetime.combine(start, datetime.min.time(), zone).astimezone(ZoneInfo("UTC")).replace(tzinfo=None)
     day = _local_day(Callback.received_at, zone)
-    rows = db.session.execute(select(day, Callback.result_code, func.count()).where(Callback.received_at >= since)
-                              .group_by(day, Callback.result_code)).all()
+    rows = db.session.execute(
+        select(day, Callback.result_code, func.count())
+        .where(Callback.received_at >= since)
+        .group_by(day, Callback.result_code)
+    ).all()
     labels = _days(zone, start, DAYS)
     counts = {name: dict.fromkeys(labels, 0) for name, _ in RESULT_GROUPS}
     counts["failed"] = dict.fromkeys(labels, 0)
@@ -74,9 +95,11 @@ def new_orders_per_day(zone_name, gettext):
     start = datetime.now(zone).date() - timedelta(days=DAYS - 1)
     since = datetime.combine(start, datetime.min.time(), zone).astimezone(ZoneInfo("UTC")).replace(tzinfo=None)
     day = _local_day(Instance.created_at, zone)
-    rows = dict(db.session.execute(select(day, func.count()).where(Instance.created_at >= since,
-                                                                     Instance.test_flag.is_(False))
-                                   .group_by(day)).all())
+    rows = dict(
+        db.session.execute(
+            select(day, func.count()).where(Instance.created_at >= since, Instance.test_flag.is_(False)).group_by(day)
+        ).all()
+    )
     labels = _days(zone, start, DAYS)
     series = [("new orders (real)", [rows.get(label, 0) for label in labels])]
     return _render(_chart(pygal.Bar, "New orders per day", gettext), labels, series, gettext)
@@ -87,10 +110,18 @@ def expiring_per_day(zone_name, gettext):
     start = datetime.now(zone).date()
     since = datetime.combine(start, datetime.min.time(), zone).astimezone(ZoneInfo("UTC")).replace(tzinfo=None)
     day = _local_day(Instance.expire_time, zone)
-    rows = dict(db.session.execute(select(day, func.count()).where(
-        Instance.expire_time >= since, Instance.expire_time < since + timedelta(days=DAYS),
-        Instance.state.in_((InstanceState.ACTIVE, InstanceState.FROZEN)), Instance.test_flag.is_(False))
-        .group_by(day)).all())
+    rows = dict(
+        db.session.execute(
+            select(day, func.count())
+            .where(
+                Instance.expire_time >= since,
+                Instance.expire_time < since + timedelta(days=DAYS),
+                Instance.state.in_((InstanceState.ACTIVE, InstanceState.FROZEN)),
+                Instance.test_flag.is_(False),
+            )
+            .group_by(day)
+        ).all()
+    )
     labels = _days(zone, start, DAYS)
     series = [("instances expiring", [rows.get(label, 0) for label in labels])]
     return _render(_chart(pygal.Bar, "Instances expiring per day, next 30 days", gettext), labels, series, gettext)

@@ -6,6 +6,7 @@ state is read from there: the last successful debugging call, or the last failur
 its plain-words cause (isvapp.dashboard.diagnosis). Which checklists apply is GO_LIVE_PRODUCTS, plus any
 kind of product debugging calls were seen for.
 """
+
 import os
 import shutil
 from dataclasses import dataclass, field
@@ -19,36 +20,67 @@ from . import diagnosis
 from ..config import secret_key_problem
 from ..extensions import db
 from ..koo.signing import key_fingerprint
-from ..storage.models import (Alert, Callback, Instance, KitUser, License, LicenseCode, Tenant, UsageRecord, UsageState,
-                              utcnow)
+from ..storage.models import (
+    Alert,
+    Callback,
+    Instance,
+    KitUser,
+    License,
+    LicenseCode,
+    Tenant,
+    UsageRecord,
+    UsageState,
+    utcnow,
+)
 
 SAAS, LICENSE, KIT = "saas", "license", "kit"
 # product type -> [(scenario, label, activities, where the calls go)]; labels are translated on the page.
 CHECKLISTS: dict[str, list[tuple[str, str, tuple[str, ...], str | None]]] = {
-    "period": [("new", "New purchase", ("newInstance",), SAAS), ("query", "Instance query", ("queryInstance",), SAAS),
-               ("renew", "Renewal", ("refreshInstance",), SAAS),
-               ("expire", "Expiry (freeze)", ("updateInstanceStatus", "expireInstance"), SAAS),
-               ("release", "Release", ("releaseInstance",), SAAS)],
-    "onetime": [("new", "New purchase", ("newInstance",), SAAS), ("query", "Instance query", ("queryInstance",), SAAS),
-                ("release", "Release", ("releaseInstance",), SAAS)],
-    "payperuse": [("new", "New purchase", ("newInstance",), SAAS), ("query", "Instance query", ("queryInstance",), SAAS),
-                  ("status", "Status change", ("updateInstanceStatus", "instanceStatus"), SAAS),
-                  ("release", "Release", ("releaseInstance",), SAAS), ("usage", "Usage push", (), None)],
-    "license": [("new", "New purchase", ("newInstance", "getLicense"), LICENSE),
-                ("renew", "Renewal", ("refreshInstance", "refreshLicense"), LICENSE),
-                ("expire", "Expiry", ("updateInstanceStatus", "expireLicense"), LICENSE),
-                ("release", "Release", ("releaseInstance", "releaseLicense"), LICENSE),
-                # The marketplace's open APIs for license codes (docs/protocol.md section 13).
-                ("upload", "License upload", (), None), ("activation", "License-code activation", (), None),
-                ("verification", "License-code query", (), None),
-                ("statistics", "License usage statistics", (), None)],
-    "kit": [("tenant", "Tenant sync", ("tenantSync",), KIT), ("app", "Application sync", ("applicationSync",), KIT),
-            ("auth", "User authorisation sync", ("authSync",), KIT),
-            ("org", "Department sync", ("singleOrgSync", "allOrgSync"), KIT),
-            ("login", "Account login", (), None)],
+    "period": [
+        ("new", "New purchase", ("newInstance",), SAAS),
+        ("query", "Instance query", ("queryInstance",), SAAS),
+        ("renew", "Renewal", ("refreshInstance",), SAAS),
+        ("expire", "Expiry (freeze)", ("updateInstanceStatus", "expireInstance"), SAAS),
+        ("release", "Release", ("releaseInstance",), SAAS),
+    ],
+    "onetime": [
+        ("new", "New purchase", ("newInstance",), SAAS),
+        ("query", "Instance query", ("queryInstance",), SAAS),
+        ("release", "Release", ("releaseInstance",), SAAS),
+    ],
+    "payperuse": [
+        ("new", "New purchase", ("newInstance",), SAAS),
+        ("query", "Instance query", ("queryInstance",), SAAS),
+        ("status", "Status change", ("updateInstanceStatus", "instanceStatus"), SAAS),
+        ("release", "Release", ("releaseInstance",), SAAS),
+        ("usage", "Usage push", (), None),
+    ],
+    "license": [
+        ("new", "New purchase", ("newInstance", "getLicense"), LICENSE),
+        ("renew", "Renewal", ("refreshInstance", "refreshLicense"), LICENSE),
+        ("expire", "Expiry", ("updateInstanceStatus", "expireLicense"), LICENSE),
+        ("release", "Release", ("releaseInstance", "releaseLicense"), LICENSE),
+        # The marketplace's open APIs for license codes (docs/protocol.md section 13).
+        ("upload", "License upload", (), None),
+        ("activation", "License-code activation", (), None),
+        ("verification", "License-code query", (), None),
+        ("statistics", "License usage statistics", (), None),
+    ],
+    "kit": [
+        ("tenant", "Tenant sync", ("tenantSync",), KIT),
+        ("app", "Application sync", ("applicationSync",), KIT),
+        ("auth", "User authorisation sync", ("authSync",), KIT),
+        ("org", "Department sync", ("singleOrgSync", "allOrgSync"), KIT),
+        ("login", "Account login", (), None),
+    ],
 }
-PRODUCT_LABELS = {"period": "SaaS yearly/monthly", "onetime": "One-time", "payperuse": "Pay-per-use",
-                  "license": "License", "kit": "Kit (joint operation)"}
+PRODUCT_LABELS = {
+    "period": "SaaS yearly/monthly",
+    "onetime": "One-time",
+    "payperuse": "Pay-per-use",
+    "license": "License",
+    "kit": "Kit (joint operation)",
+}
 
 
 @dataclass
@@ -80,8 +112,10 @@ def _where(activities, place):
     if place == KIT:
         where.append(Callback.path.contains("/produceAPI/"))
     elif place in (SAAS, LICENSE):
-        where += [Callback.path.startswith("/produce" if place == SAAS else "/license"),
-                  ~Callback.path.contains("/produceAPI/")]
+        where += [
+            Callback.path.startswith("/produce" if place == SAAS else "/license"),
+            ~Callback.path.contains("/produceAPI/"),
+        ]
     return where
 
 
@@ -102,13 +136,15 @@ def _scenario(key, label, activities, place):
         scenario.passed_at = db.session.execute(NOT_CALLS[key]()).scalar_one()
         return scenario
     where = _where(activities, place)
-    scenario.passed_at = db.session.execute(select(func.max(Callback.received_at)).where(
-        *where, Callback.result_code == "000000")).scalar_one()
+    scenario.passed_at = db.session.execute(
+        select(func.max(Callback.received_at)).where(*where, Callback.result_code == "000000")
+    ).scalar_one()
     failed = [*where, Callback.result_code != "000000"]
     if scenario.passed_at is not None:
         failed.append(Callback.received_at > scenario.passed_at)
-    scenario.failure = db.session.execute(select(Callback).where(*failed)
-                                          .order_by(Callback.received_at.desc()).limit(1)).scalar_one_or_none()
+    scenario.failure = db.session.execute(
+        select(Callback).where(*failed).order_by(Callback.received_at.desc()).limit(1)
+    ).scalar_one_or_none()
     if scenario.failure is not None:
         found = diagnosis.explain(scenario.failure.result_code, scenario.failure.result_msg)
         scenario.cause = found[1] if found else None
@@ -118,8 +154,11 @@ def _scenario(key, label, activities, place):
 def products(config):
     """The configured product types, and any kind debugging calls were seen for."""
     chosen = [p.strip() for p in str(config.get("GO_LIVE_PRODUCTS") or "").split(",") if p.strip() in CHECKLISTS]
-    seen = {"license": _where(CHECKLISTS["license"][0][2], LICENSE), "kit": _where(("tenantSync",), KIT),
-            "payperuse": _where(("instanceStatus",), SAAS)}
+    seen = {
+        "license": _where(CHECKLISTS["license"][0][2], LICENSE),
+        "kit": _where(("tenantSync",), KIT),
+        "payperuse": _where(("instanceStatus",), SAAS),
+    }
     for product, where in seen.items():
         if product not in chosen and db.session.execute(select(Callback.id).where(*where).limit(1)).first():
             chosen.append(product)
@@ -131,6 +170,7 @@ def checklists(config):
 
 
 # --- the configuration's health -------------------------------------------------------------------
+
 
 @dataclass
 class Health:
@@ -154,90 +194,190 @@ def health(app, settings, now=None, page_client=None):
     items = []
     keys = [key_fingerprint(k) for k in settings.access_keys]
     kit_keys = [key_fingerprint(k) for k in settings.kit_access_keys if k not in settings.access_keys]
-    items.append(Health("keys", "Keys configured", "ok" if keys else "bad",
-                        ", ".join(keys + [f"Kit {k}" for k in kit_keys]) or "none",
-                        "" if keys else "Set KOO_ACCESS_KEY to the Key the Seller Console shows for this product."))
+    items.append(
+        Health(
+            "keys",
+            "Keys configured",
+            "ok" if keys else "bad",
+            ", ".join(keys + [f"Kit {k}" for k in kit_keys]) or "none",
+            "" if keys else "Set KOO_ACCESS_KEY to the Key the Seller Console shows for this product.",
+        )
+    )
     instances, tenants = _unowned()
-    items.append(Health("unowned", "Instances without an owning key", "warn" if instances or tenants else "ok",
-                        f"{instances} instances, {tenants} Kit tenants: usable by every key" if instances or tenants
-                        else "none",
-                        "Made before instances were tied to the key that created them: any configured key may "
-                        "act on them. Only a concern when several products share this server."
-                        if instances or tenants else ""))
+    items.append(
+        Health(
+            "unowned",
+            "Instances without an owning key",
+            "warn" if instances or tenants else "ok",
+            f"{instances} instances, {tenants} Kit tenants: usable by every key" if instances or tenants else "none",
+            "Made before instances were tied to the key that created them: any configured key may "
+            "act on them. Only a concern when several products share this server."
+            if instances or tenants
+            else "",
+        )
+    )
     if settings.share_instances_across_keys:
-        items.append(Health("shared", "Instances shared across keys", "warn",
-                            "KOO_SHARE_INSTANCES_ACROSS_KEYS is on: every configured key acts on every instance",
-                            "Turn it off once the key rotation is done."))
+        items.append(
+            Health(
+                "shared",
+                "Instances shared across keys",
+                "warn",
+                "KOO_SHARE_INSTANCES_ACROSS_KEYS is on: every configured key acts on every instance",
+                "Turn it off once the key rotation is done.",
+            )
+        )
     problem = secret_key_problem(app.config.get("SECRET_KEY"))
-    items.append(Health("secret", "SECRET_KEY", "bad" if problem else "ok", "" if problem else "sound",
-                        problem or ""))
-    skews = [abs(s) for (s,) in db.session.execute(  # type: ignore[arg-type]  # IS NOT NULL
-        select(Callback.clock_skew_ms).where(Callback.clock_skew_ms.is_not(None))
-        .order_by(Callback.id.desc()).limit(100)).all()]
+    items.append(Health("secret", "SECRET_KEY", "bad" if problem else "ok", "" if problem else "sound", problem or ""))
+    skews = [
+        abs(s)  # type: ignore[arg-type]  # IS NOT NULL
+        for (s,) in db.session.execute(
+            select(Callback.clock_skew_ms)
+            .where(Callback.clock_skew_ms.is_not(None))
+            .order_by(Callback.id.desc())
+            .limit(100)
+        ).all()
+    ]
     if not skews:
         items.append(Health("clock", "Clock skew", "warn", "no signed request seen yet"))
     else:
         worst = max(skews) / 1000
         state = "ok" if worst < 5 else "warn" if worst < settings.signature_window_s / 2 else "bad"
-        items.append(Health("clock", "Clock skew", state, f"{worst:.1f} s at most in the last {len(skews)} signed requests",
-                            "" if state == "ok" else "Turn on time synchronisation (NTP, e.g. chrony)."))
-    recent = [h for (h,) in db.session.execute(select(Callback.https).where(Callback.key_fingerprint.is_not(None))
-                                               .order_by(Callback.id.desc()).limit(50)).all()]
+        items.append(
+            Health(
+                "clock",
+                "Clock skew",
+                state,
+                f"{worst:.1f} s at most in the last {len(skews)} signed requests",
+                "" if state == "ok" else "Turn on time synchronisation (NTP, e.g. chrony).",
+            )
+        )
+    recent = [
+        h
+        for (h,) in db.session.execute(
+            select(Callback.https).where(Callback.key_fingerprint.is_not(None)).order_by(Callback.id.desc()).limit(50)
+        ).all()
+    ]
     if not recent:
         items.append(Health("https", "HTTPS", "warn", "no signed request seen yet"))
     else:
         plain = sum(1 for h in recent if not h)
-        items.append(Health("https", "HTTPS", "ok" if not plain else "warn",
-                            f"{len(recent) - plain} of the last {len(recent)} signed requests over https",
-                            "" if not plain else "Serve https through nginx and set PROXY_FIX_HOPS = 1 "
-                                                 "so isvapp sees X-Forwarded-Proto (docs/deploy.md)."))
+        items.append(
+            Health(
+                "https",
+                "HTTPS",
+                "ok" if not plain else "warn",
+                f"{len(recent) - plain} of the last {len(recent)} signed requests over https",
+                ""
+                if not plain
+                else "Serve https through nginx and set PROXY_FIX_HOPS = 1 "
+                "so isvapp sees X-Forwarded-Proto (docs/deploy.md).",
+            )
+        )
     items.append(_proxy_health(app, page_client))
     reported = status.read("worker_heartbeat", "order_query", "backup")
     beat = _age(reported.get("worker_heartbeat", (None, None))[1], now)
-    items.append(Health("worker", "Background worker", "ok" if beat is not None and beat < 120 else "bad",
-                        "never seen" if beat is None else f"last heartbeat {beat:.0f} s ago",
-                        "" if beat is not None and beat < 120 else
-                        "Start `flask --app isvapp worker` (scripts/run.sh and the systemd unit do)."))
+    items.append(
+        Health(
+            "worker",
+            "Background worker",
+            "ok" if beat is not None and beat < 120 else "bad",
+            "never seen" if beat is None else f"last heartbeat {beat:.0f} s ago",
+            ""
+            if beat is not None and beat < 120
+            else "Start `flask --app isvapp worker` (scripts/run.sh and the systemd unit do).",
+        )
+    )
     pushed_at, on_time, late = usage.last_push()
     if late:
-        items.append(Health("usage_push", "Usage push", "bad", f"{late} record(s) missed their hour's deadline in "
-                            "the last 24 h", "Keep the worker running and reaching the marketplace: the rules want "
-                            "each hour's usage within 15 minutes of the next hour."))
+        items.append(
+            Health(
+                "usage_push",
+                "Usage push",
+                "bad",
+                f"{late} record(s) missed their hour's deadline in the last 24 h",
+                "Keep the worker running and reaching the marketplace: the rules want "
+                "each hour's usage within 15 minutes of the next hour.",
+            )
+        )
     else:
-        items.append(Health("usage_push", "Usage push", "ok", "no usage pushed yet" if pushed_at is None else
-                            f"last push {pushed_at:%Y-%m-%d %H:%M} UTC, " + ("on time" if on_time else "late")))
+        items.append(
+            Health(
+                "usage_push",
+                "Usage push",
+                "ok",
+                "no usage pushed yet"
+                if pushed_at is None
+                else f"last push {pushed_at:%Y-%m-%d %H:%M} UTC, " + ("on time" if on_time else "late"),
+            )
+        )
     value, when = reported.get("order_query", (None, None))
     if value is None:
-        items.append(Health("order_query", "Order-query API", "warn", "not called yet",
-                            "Set KOO_API_BASE_URL, KOO_AK and KOO_SK; G2 orders' details come from it."))
+        items.append(
+            Health(
+                "order_query",
+                "Order-query API",
+                "warn",
+                "not called yet",
+                "Set KOO_API_BASE_URL, KOO_AK and KOO_SK; G2 orders' details come from it.",
+            )
+        )
     else:
         good = bool(value.get("ok"))
-        items.append(Health("order_query", "Order-query API", "ok" if good else "bad",
-                            ("answered" if good else f"failed: {value.get('error', '')}") + f" ({when:%Y-%m-%d %H:%M} UTC)",
-                            "" if good else "Check KOO_AK/KOO_SK and that this server reaches the marketplace API."))
+        items.append(
+            Health(
+                "order_query",
+                "Order-query API",
+                "ok" if good else "bad",
+                ("answered" if good else f"failed: {value.get('error', '')}") + f" ({when:%Y-%m-%d %H:%M} UTC)",
+                "" if good else "Check KOO_AK/KOO_SK and that this server reaches the marketplace API.",
+            )
+        )
     backup_age = _age(reported.get("backup", (None, None))[1], now)
-    items.append(Health("backup", "Last backup", "ok" if backup_age is not None and backup_age < 2 * 86400 else "warn",
-                        "never" if backup_age is None else f"{backup_age / 3600:.0f} h ago",
-                        "" if backup_age is not None and backup_age < 2 * 86400 else
-                        "Run `flask --app isvapp backup PATH` daily (docs/deploy.md)."))
+    items.append(
+        Health(
+            "backup",
+            "Last backup",
+            "ok" if backup_age is not None and backup_age < 2 * 86400 else "warn",
+            "never" if backup_age is None else f"{backup_age / 3600:.0f} h ago",
+            ""
+            if backup_age is not None and backup_age < 2 * 86400
+            else "Run `flask --app isvapp backup PATH` daily (docs/deploy.md).",
+        )
+    )
     channels = alerts.configured_channels(app.config)
-    items.append(Health("alerts", "Alert channels", "ok" if channels else "warn",
-                        ", ".join(channels) if channels else "none: alerts are recorded and shown only on this page",
-                        "" if channels else "Set ALERT_EMAIL_TO (with ALERT_SMTP_*) or a group robot URL "
-                                            "(ALERT_WECOM_URL, ALERT_DINGTALK_URL, ALERT_FEISHU_URL)."))
+    items.append(
+        Health(
+            "alerts",
+            "Alert channels",
+            "ok" if channels else "warn",
+            ", ".join(channels) if channels else "none: alerts are recorded and shown only on this page",
+            ""
+            if channels
+            else "Set ALERT_EMAIL_TO (with ALERT_SMTP_*) or a group robot URL "
+            "(ALERT_WECOM_URL, ALERT_DINGTALK_URL, ALERT_FEISHU_URL).",
+        )
+    )
     disk = shutil.disk_usage(app.instance_path)
     free_pct = 100 * disk.free / disk.total
-    items.append(Health("disk", "Free disk and database size", "ok" if free_pct >= 10 else "bad",
-                        f"{disk.free / 2**30:.1f} GiB free ({free_pct:.0f}%), database {_database_mib():.1f} MiB",
-                        "" if free_pct >= 10 else "Free disk space: a full disk answers 000005 to the marketplace."))
+    items.append(
+        Health(
+            "disk",
+            "Free disk and database size",
+            "ok" if free_pct >= 10 else "bad",
+            f"{disk.free / 2**30:.1f} GiB free ({free_pct:.0f}%), database {_database_mib():.1f} MiB",
+            "" if free_pct >= 10 else "Free disk space: a full disk answers 000005 to the marketplace.",
+        )
+    )
     return items
 
 
 def _unowned():
     """Instances and Kit tenants from before rows belonged to the key that created them (NULL):
     every key may act on them (docs/protocol.md, "Key ownership")."""
-    return tuple(db.session.execute(select(func.count()).select_from(model).where(model.key_fingerprint.is_(None)))
-                 .scalar_one() for model in (Instance, Tenant))
+    return tuple(
+        db.session.execute(select(func.count()).select_from(model).where(model.key_fingerprint.is_(None))).scalar_one()
+        for model in (Instance, Tenant)
+    )
 
 
 def _proxy_health(app, page_client):
@@ -247,13 +387,21 @@ def _proxy_health(app, page_client):
     among the recent callbacks says it as well as this page's own request does."""
     seen = [page_client] if page_client else []
     if not app.config.get("PROXY_FIX_HOPS"):
-        seen += [a for (a,) in db.session.execute(select(Callback.remote_addr).order_by(Callback.id.desc())
-                                                  .limit(50)).all() if a]
+        seen += [
+            a
+            for (a,) in db.session.execute(select(Callback.remote_addr).order_by(Callback.id.desc()).limit(50)).all()
+            if a
+        ]
     direct = sorted({a for a in seen if not outbound.is_loopback(a)})
     if direct:
-        return Health("proxy", "Proxy in front", "warn", "requests arrive straight from the network",
-                      "Put nginx with request buffering in front and bind gunicorn to 127.0.0.1: two slow "
-                      "clients can hold both workers (docs/deploy.md).")
+        return Health(
+            "proxy",
+            "Proxy in front",
+            "warn",
+            "requests arrive straight from the network",
+            "Put nginx with request buffering in front and bind gunicorn to 127.0.0.1: two slow "
+            "clients can hold both workers (docs/deploy.md).",
+        )
     return Health("proxy", "Proxy in front", "ok", "every request came through this host")
 
 
@@ -268,11 +416,22 @@ def _database_mib():
 def recent_failures(days=7):
     """Failed callbacks of the last days, newest first (the go-live page links them)."""
     since = utcnow() - timedelta(days=days)
-    return db.session.execute(select(Callback).where(Callback.received_at >= since, Callback.result_code != "000000")
-                              .order_by(Callback.received_at.desc()).limit(10)).scalars().all()
+    return (
+        db.session.execute(
+            select(Callback)
+            .where(Callback.received_at >= since, Callback.result_code != "000000")
+            .order_by(Callback.received_at.desc())
+            .limit(10)
+        )
+        .scalars()
+        .all()
+    )
 
 
 def recent_alerts(limit=20):
     """The newest alerts, sent or not: with no channel configured this is where the merchant sees them."""
-    return db.session.execute(select(Alert).order_by(Alert.created_at.desc(), Alert.id.desc())
-                              .limit(limit)).scalars().all()
+    return (
+        db.session.execute(select(Alert).order_by(Alert.created_at.desc(), Alert.id.desc()).limit(limit))
+        .scalars()
+        .all()
+    )

@@ -11,6 +11,7 @@ root-owned site-packages, several gunicorn workers starting at once would each m
 a broken .po fails in CI instead of at a merchant's first start, and ``pip install`` ships the
 catalog as package data. tests/test_i18n.py fails when messages.mo and messages.po disagree.
 """
+
 import ast
 import inspect
 import os
@@ -28,8 +29,13 @@ TRANSLATIONS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__fi
 def init_app(app):
     # configure_jinja=False: Jinja's newstyle gettext would mark every translation, and every
     # untranslated dynamic text (a health detail quoting an error), as safe HTML.
-    Babel(app, locale_selector=locale, default_translation_directories=TRANSLATIONS, default_locale="en",
-          configure_jinja=False)
+    Babel(
+        app,
+        locale_selector=locale,
+        default_translation_directories=TRANSLATIONS,
+        default_locale="en",
+        configure_jinja=False,
+    )
 
 
 def choose():
@@ -55,6 +61,7 @@ def remember(response):
 
 
 # --- msgids that live in Python data ---------------------------------------------------------------
+
 
 def python_msgids():
     """[(msgid, where)] for the texts the pages translate that are not a literal in a _() call:
@@ -120,6 +127,10 @@ def _call_strings(function, callee, positions):
 
 def _assigned_strings(function, variable):
     """Every literal in the values ``function`` assigns to ``variable``."""
-    return [n.value for node in ast.walk(_tree(function)) if isinstance(node, ast.Assign)
-            and any(getattr(t, "id", None) == variable for t in node.targets)
-            for n in ast.walk(node.value) if isinstance(n, ast.Constant) and isinstance(n.value, str)]
+    return [
+        n.value
+        for node in ast.walk(_tree(function))
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", None) == variable for t in node.targets)
+        for n in ast.walk(node.value)
+        if isinstance(n, ast.Constant) and isinstance(n.value, str)
+    ]

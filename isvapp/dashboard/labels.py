@@ -5,10 +5,22 @@ translation extractor: kept in views, i18n had to import views, which imports i1
 """
 
 FIELD_LABELS = {
-    "generation": "Protocol generation", "product_type": "Product type", "order_id": "Order",
-    "order_line_id": "Order line", "product_id": "Product", "sku_code": "Specification (SKU)",
-    "customer_id": "Customer ID", "customer_name": "Customer", "user_id": "IAM user ID", "user_name": "IAM user",
-    "charging_mode": "Charging mode", "period_type": "Period", "period_number": "Number of periods",
-    "trial": "Trial", "details_state": "Order details", "expire_time": "Expires", "created_at": "Created",
+    "generation": "Protocol generation",
+    "product_type": "Product type",
+    "order_id": "Order",
+    "order_line_id": "Order line",
+    "product_id": "Product",
+    "sku_code": "Specification (SKU)",
+    "customer_id": "Customer ID",
+    "customer_name": "Customer",
+    "user_id": "IAM user ID",
+    "user_name": "IAM user",
+    "charging_mode": "Charging mode",
+    "period_type": "Period",
+    "period_number": "Number of periods",
+    "trial": "Trial",
+    "details_state": "Order details",
+    "expire_time": "Expires",
+    "created_at": "Created",
     "released_at": "Released",
 }

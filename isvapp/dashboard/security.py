@@ -24,6 +24,7 @@ removes its own count. The answer is one generic message whatever went wrong. Th
 (scrypt, ~100 ms) is checked outside any write transaction, so logins never hold the write lock
 the marketplace's callbacks need.
 """
+
 import hmac
 import secrets
 import time
@@ -50,8 +51,10 @@ NAME_FREE_FAILURES = 10  # per name, all addresses, in NAME_WINDOW, before the d
 NAME_DELAY_BASE_S = 2
 NAME_DELAY_MAX_S = 600
 # Pages only: no inline script or style, nothing from elsewhere, no framing.
-CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; object-src 'none'; "
-       "base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; object-src 'none'; "
+    "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
 PASSWORD_METHOD = "scrypt"
 
 
@@ -91,12 +94,20 @@ def name_delay_s(failures):
 def _throttled(name, addr, now):
     """True when this attempt may not be checked: the address's lock, or the name's delay."""
     since = now - LOGIN_WINDOW
-    failures = lambda *where: db.session.execute(select(func.count()).select_from(LoginAttempt).where(  # noqa: E731
-        LoginAttempt.at >= since, LoginAttempt.remote_addr == addr, *where)).scalar_one()
+    failures = lambda *where: db.session.execute(
+        select(func.count())
+        .select_from(LoginAttempt)
+        .where(  # noqa: E731
+            LoginAttempt.at >= since, LoginAttempt.remote_addr == addr, *where
+        )
+    ).scalar_one()
     if failures(LoginAttempt.name == name) >= MAX_FAILURES or failures() >= MAX_ADDRESS_FAILURES:
         return True
-    count, last = db.session.execute(select(func.count(), func.max(LoginAttempt.at)).where(
-        LoginAttempt.name == name, LoginAttempt.at >= now - NAME_WINDOW)).one()
+    count, last = db.session.execute(
+        select(func.count(), func.max(LoginAttempt.at)).where(
+            LoginAttempt.name == name, LoginAttempt.at >= now - NAME_WINDOW
+        )
+    ).one()
     return last is not None and (now - last).total_seconds() < name_delay_s(count)
 
 
@@ -161,8 +172,9 @@ def log_out():
     uid = session.get("uid")
     if uid is not None:
         with write_transaction():
-            db.session.execute(update(AdminUser).where(AdminUser.id == uid)
-                               .values(session_version=AdminUser.session_version + 1))
+            db.session.execute(
+                update(AdminUser).where(AdminUser.id == uid).values(session_version=AdminUser.session_version + 1)
+            )
     session.clear()
 
 
@@ -172,13 +184,19 @@ _warned_proxy = []
 def warn_about_an_untrusted_proxy():
     """Behind nginx without PROXY_FIX_HOPS every client is 127.0.0.1: login throttling then sees
     one address for everyone. Say so in the log, once per worker."""
-    if (not _warned_proxy and not current_app.config.get("PROXY_FIX_HOPS")
-            and request.remote_addr in ("127.0.0.1", "::1") and request.headers.get("X-Forwarded-For")):
+    if (
+        not _warned_proxy
+        and not current_app.config.get("PROXY_FIX_HOPS")
+        and request.remote_addr in ("127.0.0.1", "::1")
+        and request.headers.get("X-Forwarded-For")
+    ):
         _warned_proxy.append(True)
         current_app.logger.warning(
             "requests come from %s with X-Forwarded-For set, but PROXY_FIX_HOPS is not set: every client "
             "looks like the proxy (login throttling included); set PROXY_FIX_HOPS = 1 behind nginx "
-            "(docs/deploy.md)", request.remote_addr)
+            "(docs/deploy.md)",
+            request.remote_addr,
+        )
 
 
 def current_admin():
@@ -190,8 +208,9 @@ def current_admin():
             session.clear()
             uid = None
         if uid is not None:
-            row = db.session.execute(select(AdminUser.name, AdminUser.session_version)
-                                     .where(AdminUser.id == uid)).first()
+            row = db.session.execute(
+                select(AdminUser.name, AdminUser.session_version).where(AdminUser.id == uid)
+            ).first()
             db.session.rollback()
             if row is not None and row.session_version == session.get("ver"):
                 g.admin = row.name
@@ -205,6 +224,7 @@ def login_required(view):
             return redirect(url_for("dashboard.login", next=request.full_path.rstrip("?")))
         check_csrf()
         return view(*args, **kwargs)
+
     return wrapped
 
 

@@ -3,13 +3,23 @@
 Lists never count the whole table: a page fetches one row more than it shows to know whether a
 next page exists. CSV exports run the same filtered query and stream rows as they are read.
 """
+
 import csv
 import io
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from flask import (Blueprint, Response, abort, current_app, redirect, render_template, request,
-                   stream_with_context, url_for)
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    current_app,
+    redirect,
+    render_template,
+    request,
+    stream_with_context,
+    url_for,
+)
 from sqlalchemy import and_, func, or_, select
 
 from . import diagnosis, golive
@@ -18,13 +28,35 @@ from ..domain import entitlements, logins
 from ..storage import vault
 from ..extensions import db
 from ..koo import codes
-from ..storage.models import (Callback, Conflict, Department, Event, Instance, InstanceState, Job, JobState, KitApp,
-                      KitUser, License, LicenseCode, LicenseInstallation, LicenseState, Tenant, utcnow)
+from ..storage.models import (
+    Callback,
+    Conflict,
+    Department,
+    Event,
+    Instance,
+    InstanceState,
+    Job,
+    JobState,
+    KitApp,
+    KitUser,
+    License,
+    LicenseCode,
+    LicenseInstallation,
+    LicenseState,
+    Tenant,
+    utcnow,
+)
 from . import charts, i18n, security
 from .labels import FIELD_LABELS
 
-bp = Blueprint("dashboard", __name__, url_prefix="/admin", template_folder="templates",
-               static_folder="static", static_url_path="/static")
+bp = Blueprint(
+    "dashboard",
+    __name__,
+    url_prefix="/admin",
+    template_folder="templates",
+    static_folder="static",
+    static_url_path="/static",
+)
 PAGE = 50
 TREE_LIMIT = 5000
 
@@ -57,9 +89,14 @@ def field_value(row, name):
 
 @bp.app_context_processor
 def _template_helpers():
-    return {"_": i18n.gettext, "csrf_token": security.csrf_token, "admin": security.current_admin,
-            "lang": lambda: i18n.g.get("lang", "en"), "field_label": lambda name: FIELD_LABELS.get(name, name),
-            "field_value": field_value}
+    return {
+        "_": i18n.gettext,
+        "csrf_token": security.csrf_token,
+        "admin": security.current_admin,
+        "lang": lambda: i18n.g.get("lang", "en"),
+        "field_label": lambda name: FIELD_LABELS.get(name, name),
+        "field_value": field_value,
+    }
 
 
 @bp.app_template_filter("local")
@@ -107,8 +144,20 @@ def paged(statement):
 # The parameters the lists read (instance_query, license_query, callback_query, paged, the
 # language). Links that carry the current filters pass only these: url_for takes others as its
 # own (_method gave a 500, _scheme and _external rewrote the Export CSV link to another host).
-FILTER_PARAMS = ("q", "state", "data", "product", "expiring", "sort", "activity", "code", "warned", "from", "to",
-                 "lang")
+FILTER_PARAMS = (
+    "q",
+    "state",
+    "data",
+    "product",
+    "expiring",
+    "sort",
+    "activity",
+    "code",
+    "warned",
+    "from",
+    "to",
+    "lang",
+)
 
 
 def filter_args():
@@ -117,8 +166,12 @@ def filter_args():
 
 
 def page_url(page):
-    return url_for(request.endpoint, **(request.view_args or {}), **filter_args(),  # type: ignore[arg-type]
-                   page=page)
+    return url_for(
+        request.endpoint,  # type: ignore[arg-type]
+        **(request.view_args or {}),
+        **filter_args(),
+        page=page,
+    )
 
 
 bp.add_app_template_global(page_url)
@@ -126,6 +179,7 @@ bp.add_app_template_global(filter_args)
 
 
 # --- login -------------------------------------------------------------------------------------
+
 
 @bp.route("/login", methods=["GET", "POST"])
 def login():
@@ -150,6 +204,7 @@ def logout():
 
 # --- overview ----------------------------------------------------------------------------------
 
+
 @bp.get("/")
 @security.login_required
 def overview():
@@ -157,16 +212,23 @@ def overview():
     local_midnight = datetime.now(_zone()).replace(hour=0, minute=0, second=0, microsecond=0)
     today = local_midnight.astimezone(ZoneInfo("UTC")).replace(tzinfo=None)
     count = lambda model, *where: db.session.execute(  # noqa: E731
-        select(func.count()).select_from(model).where(*where)).scalar_one()
+        select(func.count()).select_from(model).where(*where)
+    ).scalar_one()
     states = dict(db.session.execute(select(Instance.state, func.count()).group_by(Instance.state)).all())
     figures = {
         "callbacks_today": count(Callback, Callback.received_at >= today),
-        "failures_24h": count(Callback, Callback.received_at >= now - timedelta(hours=24),
-                              Callback.result_code != "000000"),
-        "expiring_7d": count(Instance, Instance.state == InstanceState.ACTIVE, Instance.expire_time >= now,
-                             Instance.expire_time < now + timedelta(days=7)),
-        "warnings_24h": count(Callback, Callback.received_at >= now - timedelta(hours=24),
-                              Callback.warnings.is_not(None)),
+        "failures_24h": count(
+            Callback, Callback.received_at >= now - timedelta(hours=24), Callback.result_code != "000000"
+        ),
+        "expiring_7d": count(
+            Instance,
+            Instance.state == InstanceState.ACTIVE,
+            Instance.expire_time >= now,
+            Instance.expire_time < now + timedelta(days=7),
+        ),
+        "warnings_24h": count(
+            Callback, Callback.received_at >= now - timedelta(hours=24), Callback.warnings.is_not(None)
+        ),
         "dead_jobs": count(Job, Job.state == JobState.DEAD),
         "conflicts": count(Conflict),
     }
@@ -184,15 +246,23 @@ def chart(name):
 
 # --- going live ----------------------------------------------------------------------------------
 
+
 @bp.get("/go-live")
 @security.login_required
 def go_live():
     root = request.host_url
     urls = {"produce": root + "produce", "license": root + "license", "https": request.is_secure}
-    return render_template("dashboard/go_live.html", checklists=golive.checklists(current_app.config),
-                           health=golive.health(current_app._get_current_object(),  # type: ignore[attr-defined]  # a proxy
-                                                current_app.extensions["isvapp"], page_client=_connection_address()),
-                           urls=urls, alerts=golive.recent_alerts())
+    return render_template(
+        "dashboard/go_live.html",
+        checklists=golive.checklists(current_app.config),
+        health=golive.health(
+            current_app._get_current_object(),  # type: ignore[attr-defined]  # a proxy
+            current_app.extensions["isvapp"],
+            page_client=_connection_address(),
+        ),
+        urls=urls,
+        alerts=golive.recent_alerts(),
+    )
 
 
 def _connection_address():
@@ -202,6 +272,7 @@ def _connection_address():
 
 
 # --- instances ---------------------------------------------------------------------------------
+
 
 def instance_query():
     args = request.args
@@ -219,8 +290,14 @@ def instance_query():
         statement = statement.where(Instance.expire_time >= now, Instance.expire_time < now + timedelta(days=days))
     q = (args.get("q") or "").strip()
     if q:
-        statement = statement.where(or_(Instance.instance_id == q, Instance.order_id == q, Instance.customer_id == q,
-                                        and_(Instance.customer_name >= q, Instance.customer_name < q + "\uffff")))
+        statement = statement.where(
+            or_(
+                Instance.instance_id == q,
+                Instance.order_id == q,
+                Instance.customer_id == q,
+                and_(Instance.customer_name >= q, Instance.customer_name < q + "\uffff"),
+            )
+        )
     if args.get("sort") == "expire":
         return statement.order_by(Instance.expire_time.is_(None), Instance.expire_time, Instance.id)
     return statement.order_by(Instance.id.desc())
@@ -230,8 +307,9 @@ def instance_query():
 @security.login_required
 def instances():
     rows, page, has_next = paged(instance_query())
-    return render_template("dashboard/instances.html", rows=rows, page=page, has_next=has_next,
-                           states=InstanceState.ALL)
+    return render_template(
+        "dashboard/instances.html", rows=rows, page=page, has_next=has_next, states=InstanceState.ALL
+    )
 
 
 def _instance(instance_id):
@@ -242,20 +320,39 @@ def _instance(instance_id):
 
 
 def timeline(instance):
-    callbacks = db.session.execute(
-        select(Callback).where(or_(Callback.instance_id == instance.instance_id, Callback.order_id == instance.order_id))
-        .order_by(Callback.received_at.desc()).limit(200)).scalars().all()
-    events = db.session.execute(select(Event).where(Event.instance_id == instance.instance_id)
-                                .order_by(Event.created_at.desc()).limit(200)).scalars().all()
+    callbacks = (
+        db.session.execute(
+            select(Callback)
+            .where(or_(Callback.instance_id == instance.instance_id, Callback.order_id == instance.order_id))
+            .order_by(Callback.received_at.desc())
+            .limit(200)
+        )
+        .scalars()
+        .all()
+    )
+    events = (
+        db.session.execute(
+            select(Event).where(Event.instance_id == instance.instance_id).order_by(Event.created_at.desc()).limit(200)
+        )
+        .scalars()
+        .all()
+    )
     # An instance's jobs are its events' (keyed by the event id) and its licenses' uploads (keyed by
     # the license id), found through those tables' indexes: the jobs table keeps no index on
     # instance_id, which would cost every order one more page on a random key (bench/NOTES.md).
-    keys = or_(Job.key.in_(select(Event.event_id).where(Event.instance_id == instance.instance_id)),
-               and_(Job.kind == uploads.KIND,
-                    Job.key.in_(select(License.license_id).where(License.instance_id == instance.instance_id))))
+    keys = or_(
+        Job.key.in_(select(Event.event_id).where(Event.instance_id == instance.instance_id)),
+        and_(
+            Job.kind == uploads.KIND,
+            Job.key.in_(select(License.license_id).where(License.instance_id == instance.instance_id)),
+        ),
+    )
     jobs = db.session.execute(select(Job).where(keys).order_by(Job.created_at.desc()).limit(200)).scalars().all()
-    items = [(c.received_at, "callback", c) for c in callbacks] + [(e.created_at, "event", e) for e in events] + \
-            [(j.created_at, "job", j) for j in jobs]
+    items = (
+        [(c.received_at, "callback", c) for c in callbacks]
+        + [(e.created_at, "event", e) for e in events]
+        + [(j.created_at, "job", j) for j in jobs]
+    )
     return sorted(items, key=lambda item: item[0], reverse=True)
 
 
@@ -267,13 +364,20 @@ def instance(instance_id):
     password = None
     if request.method == "POST" and row.admin_password_sealed:
         password = vault.unseal(current_app.config["SECRET_KEY"], row.admin_password_sealed)
-    licenses = db.session.execute(select(License).where(License.instance_id == row.instance_id)
-                                  .order_by(License.issued_at.desc())).scalars().all()
-    return render_template("dashboard/instance.html", row=row, password=password, items=timeline(row),
-                           licenses=licenses)
+    licenses = (
+        db.session.execute(
+            select(License).where(License.instance_id == row.instance_id).order_by(License.issued_at.desc())
+        )
+        .scalars()
+        .all()
+    )
+    return render_template(
+        "dashboard/instance.html", row=row, password=password, items=timeline(row), licenses=licenses
+    )
 
 
 # --- licenses ----------------------------------------------------------------------------------
+
 
 def license_query():
     args = request.args
@@ -293,8 +397,7 @@ def license_query():
 @security.login_required
 def licenses():
     rows, page, has_next = paged(license_query())
-    return render_template("dashboard/licenses.html", rows=rows, page=page, has_next=has_next,
-                           states=LicenseState.ALL)
+    return render_template("dashboard/licenses.html", rows=rows, page=page, has_next=has_next, states=LicenseState.ALL)
 
 
 @bp.get("/license-codes")
@@ -304,11 +407,16 @@ def license_codes():
     q = (request.args.get("q") or "").strip()
     statement = select(LicenseCode).where(*([LicenseCode.code == q] if q else []))
     rows, page, has_next = paged(statement.order_by(LicenseCode.created_at.desc(), LicenseCode.id.desc()))
-    installations = dict(db.session.execute(
-        select(LicenseInstallation.code, func.count()).where(LicenseInstallation.code.in_([r.code for r in rows]))
-        .group_by(LicenseInstallation.code)).all())
-    return render_template("dashboard/license_codes.html", rows=rows, page=page, has_next=has_next,
-                           installations=installations)
+    installations = dict(
+        db.session.execute(
+            select(LicenseInstallation.code, func.count())
+            .where(LicenseInstallation.code.in_([r.code for r in rows]))
+            .group_by(LicenseInstallation.code)
+        ).all()
+    )
+    return render_template(
+        "dashboard/license_codes.html", rows=rows, page=page, has_next=has_next, installations=installations
+    )
 
 
 @bp.get("/licenses/<license_id>")
@@ -321,6 +429,7 @@ def license_detail(license_id):
 
 
 # --- tenants -----------------------------------------------------------------------------------
+
 
 @bp.get("/tenants")
 @security.login_required
@@ -341,6 +450,7 @@ def department_tree(rows):
 
     def build(parent, depth=0):
         return [(d, build(d.org_code, depth + 1) if depth < 50 else []) for d in children.get(parent, [])]
+
     return build(None)
 
 
@@ -350,21 +460,44 @@ def tenant(tenant_pk):
     row = db.session.get(Tenant, tenant_pk) or abort(404)
     scope = (KitApp.instance_key == row.instance_key, KitApp.tenant_id == row.tenant_id)
     apps = db.session.execute(select(KitApp).where(*scope)).scalars().all()
-    users = db.session.execute(select(KitUser).where(KitUser.instance_key == row.instance_key,
-                                                     KitUser.tenant_id == row.tenant_id)
-                               .order_by(KitUser.user_name).limit(500)).scalars().all()
-    user_count = db.session.execute(select(func.count()).select_from(KitUser).where(
-        KitUser.instance_key == row.instance_key, KitUser.tenant_id == row.tenant_id)).scalar_one()
-    departments = db.session.execute(select(Department).where(
-        Department.instance_key == row.instance_key, Department.tenant_id == row.tenant_id)
-        .order_by(Department.org_code).limit(TREE_LIMIT + 1)).scalars().all()
-    return render_template("dashboard/tenant.html", row=row, apps=apps, users=users, user_count=user_count,
-                           tree=department_tree(departments[:TREE_LIMIT]),
-                           truncated=len(departments) > TREE_LIMIT, tree_limit=TREE_LIMIT,
-                           redirect_uri=current_app.extensions["isvapp_login"].redirect_uri
-                           or url_for("login.callback", _external=True),
-                           handoff_default=current_app.extensions["isvapp_login"].handoff_url,
-                           bad_handoff=request.args.get("bad") == "handoff")
+    users = (
+        db.session.execute(
+            select(KitUser)
+            .where(KitUser.instance_key == row.instance_key, KitUser.tenant_id == row.tenant_id)
+            .order_by(KitUser.user_name)
+            .limit(500)
+        )
+        .scalars()
+        .all()
+    )
+    user_count = db.session.execute(
+        select(func.count())
+        .select_from(KitUser)
+        .where(KitUser.instance_key == row.instance_key, KitUser.tenant_id == row.tenant_id)
+    ).scalar_one()
+    departments = (
+        db.session.execute(
+            select(Department)
+            .where(Department.instance_key == row.instance_key, Department.tenant_id == row.tenant_id)
+            .order_by(Department.org_code)
+            .limit(TREE_LIMIT + 1)
+        )
+        .scalars()
+        .all()
+    )
+    return render_template(
+        "dashboard/tenant.html",
+        row=row,
+        apps=apps,
+        users=users,
+        user_count=user_count,
+        tree=department_tree(departments[:TREE_LIMIT]),
+        truncated=len(departments) > TREE_LIMIT,
+        tree_limit=TREE_LIMIT,
+        redirect_uri=current_app.extensions["isvapp_login"].redirect_uri or url_for("login.callback", _external=True),
+        handoff_default=current_app.extensions["isvapp_login"].handoff_url,
+        bad_handoff=request.args.get("bad") == "handoff",
+    )
 
 
 @bp.post("/tenants/<int:tenant_pk>/apps/<int:app_pk>/handoff")
@@ -378,6 +511,7 @@ def app_handoff(tenant_pk, app_pk):
 
 
 # --- the entitlement API's tokens --------------------------------------------------------------
+
 
 @bp.route("/api-tokens", methods=["GET", "POST"])
 @security.login_required
@@ -393,6 +527,7 @@ def api_tokens():
 
 
 # --- callbacks ---------------------------------------------------------------------------------
+
 
 def _day(name):
     text = request.args.get(name) or ""
@@ -459,6 +594,7 @@ def csv_cell(value):
 
 def csv_response(filename, columns, statement):
     """Stream the filtered rows as CSV, reading them in batches (a large export stays small in memory)."""
+
     def generate():
         buffer = io.StringIO()
         writer = csv.writer(buffer)
@@ -470,19 +606,62 @@ def csv_response(filename, columns, statement):
                 buffer.seek(0)
                 buffer.truncate()
         yield buffer.getvalue()
+
     response = Response(stream_with_context(generate()), content_type="text/csv; charset=utf-8")
     response.headers["Content-Disposition"] = f'attachment; filename="{filename}"'
     return response
 
 
-INSTANCE_COLUMNS = ["instance_id", "state", "generation", "product_type", "test_flag", "order_id", "order_line_id",
-                    "product_id", "sku_code", "customer_id", "customer_name", "charging_mode", "period_type",
-                    "period_number", "expire_time", "details_state", "created_at", "released_at"]
-LICENSE_COLUMNS = ["license_id", "instance_id", "order_id", "state", "fingerprint", "event_id", "test_flag",
-                   "effective_time", "expire_time", "issued_at"]
-CALLBACK_COLUMNS = ["id", "received_at", "method", "path", "generation", "activity", "order_id", "instance_id",
-                    "tenant_id", "test_flag", "result_code", "result_msg", "duration_ms", "remote_addr",
-                    "key_fingerprint", "warnings"]
+INSTANCE_COLUMNS = [
+    "instance_id",
+    "state",
+    "generation",
+    "product_type",
+    "test_flag",
+    "order_id",
+    "order_line_id",
+    "product_id",
+    "sku_code",
+    "customer_id",
+    "customer_name",
+    "charging_mode",
+    "period_type",
+    "period_number",
+    "expire_time",
+    "details_state",
+    "created_at",
+    "released_at",
+]
+LICENSE_COLUMNS = [
+    "license_id",
+    "instance_id",
+    "order_id",
+    "state",
+    "fingerprint",
+    "event_id",
+    "test_flag",
+    "effective_time",
+    "expire_time",
+    "issued_at",
+]
+CALLBACK_COLUMNS = [
+    "id",
+    "received_at",
+    "method",
+    "path",
+    "generation",
+    "activity",
+    "order_id",
+    "instance_id",
+    "tenant_id",
+    "test_flag",
+    "result_code",
+    "result_msg",
+    "duration_ms",
+    "remote_addr",
+    "key_fingerprint",
+    "warnings",
+]
 
 
 @bp.get("/instances.csv")

@@ -17,6 +17,7 @@ hosts together, claimed from a counter row (StatusItem) in the transaction that 
 row. The ones dropped are counted: per address, on the next row logged for that address; over
 the global budget, in the counter row, then on the next row logged from any address.
 """
+
 import ipaddress
 import json
 import logging
@@ -43,15 +44,26 @@ from ..storage.models import Callback, StatusItem, utcnow
 log = logging.getLogger("isvapp.callbacks")
 
 REDACTED = "***"
-SECRET_NAMES = {"password", "clientsecret", "authtoken", "signature", "x-sign", "secret", "accesskey",
-                "sk", "client_secret", "admin_password"}
+SECRET_NAMES = {
+    "password",
+    "clientsecret",
+    "authtoken",
+    "signature",
+    "x-sign",
+    "secret",
+    "accesskey",
+    "sk",
+    "client_secret",
+    "admin_password",
+}
 MARKETPLACE_PREFIXES = ("/produce", "/license")
 TEXT_LIMIT = 64 * 1024
 VERIFIED_PREFIX = 16 * 1024  # raw bytes kept of a verified body that was not parsed (too large, or not JSON)
 REFUSED_PREFIX = 512  # raw bytes kept of the body of a request that was not verified
 REFUSED_QUERY_PREFIX = 256  # bytes kept of its query string
-_SECRET_FIELD = re.compile(r'("(?:' + "|".join(map(re.escape, sorted(SECRET_NAMES))) + r')"\s*:\s*)"[^"]*"?',
-                           re.IGNORECASE)
+_SECRET_FIELD = re.compile(
+    r'("(?:' + "|".join(map(re.escape, sorted(SECRET_NAMES))) + r')"\s*:\s*)"[^"]*"?', re.IGNORECASE
+)
 
 
 def is_marketplace_path(path):
@@ -85,6 +97,7 @@ def _dumps(value):
 # Every marketplace request passes through the functions below, several of them more than once: each
 # takes flask's ``g`` and ``request`` from their proxies once (_get_current_object), since every
 # attribute read through a werkzeug LocalProxy costs 1-2 us (profiled: 24 reads a newInstance here).
+
 
 def note(**fields):
     """Views add what they learnt about the request (activity, ids, generation) as they go."""
@@ -187,8 +200,11 @@ class RefusedBudget:
 GLOBAL_BUDGET_ITEM = "callback_refused_budget"
 _STATUS = StatusItem.__table__
 _SELECT_BUDGET = select(_STATUS.c.value).where(_STATUS.c.name == GLOBAL_BUDGET_ITEM).with_for_update()
-_UPDATE_BUDGET = _STATUS.update().where(_STATUS.c.name == GLOBAL_BUDGET_ITEM).values(
-    value=bindparam("value"), updated_at=bindparam("updated_at"))
+_UPDATE_BUDGET = (
+    _STATUS.update()
+    .where(_STATUS.c.name == GLOBAL_BUDGET_ITEM)
+    .values(value=bindparam("value"), updated_at=bindparam("updated_at"))
+)
 
 
 class GlobalRefusedBudget:
@@ -207,8 +223,10 @@ class GlobalRefusedBudget:
         value = db.session.execute(_SELECT_BUDGET).scalar()
         if value is None:
             dialect = sqlite if is_sqlite() else postgresql
-            db.session.execute(dialect.insert(_STATUS).on_conflict_do_nothing(), {
-                "name": GLOBAL_BUDGET_ITEM, "value": {}, "updated_at": utcnow()})
+            db.session.execute(
+                dialect.insert(_STATUS).on_conflict_do_nothing(),
+                {"name": GLOBAL_BUDGET_ITEM, "value": {}, "updated_at": utcnow()},
+            )
             value = db.session.execute(_SELECT_BUDGET).scalar() or {}
         logged = value.get("logged", 0) if value.get("minute") == minute else 0
         dropped = value.get("dropped", 0)
@@ -238,8 +256,10 @@ def finish(response):
             response.call_on_close(lambda: _check_heartbeat(app))
         return response
     if dropped:
-        info["note"] = (f"{dropped} earlier refused requests from this address were not logged "
-                        f"(over {budget.per_minute} a minute); " + (info.get("note") or ""))
+        info["note"] = (
+            f"{dropped} earlier refused requests from this address were not logged "
+            f"(over {budget.per_minute} a minute); " + (info.get("note") or "")
+        )
     row = row_for(response.get_data(), _request_text(verified))
     app = current_app._get_current_object()  # type: ignore[attr-defined]  # a proxy
     refused = None if verified else dropped  # for a refusal: what its address had dropped before it
@@ -296,22 +316,32 @@ def row_for(body, text):
         response, answer = redact_body(body), {}  # not an envelope: kept as its size
     else:
         response = redact(answer)
-    return _nul_free(dict(
-        received_at=utcnow(), method=req.method, path=req.path[:255], generation=info.get("generation"),
-        activity=(info.get("activity") or None) and str(info["activity"])[:32],
-        order_id=info.get("order_id"), order_line_id=info.get("order_line_id"),
-        instance_id=str(info.get("instance_id") or answer.get("instanceId") or "")[:255] or None,
-        business_id=info.get("business_id"), tenant_id=info.get("tenant_id"),
-        test_flag=info.get("test_flag"), note=(info.get("note") or "")[:255] or None,
-        warnings="\n".join(ctx.get("callback_oddities") or ()) or None,
-        key_fingerprint=info.get("key_fingerprint"), clock_skew_ms=info.get("clock_skew_ms"),
-        https=req.is_secure,
-        result_code=str(answer.get("resultCode", ""))[:8] or None,
-        result_msg=str(answer.get("resultMsg", ""))[:255] or None,
-        duration_ms=_elapsed_ms(),
-        remote_addr=(req.remote_addr or "")[:64], request=text,
-        response=_dumps(response) if body else "",
-    ))
+    return _nul_free(
+        dict(
+            received_at=utcnow(),
+            method=req.method,
+            path=req.path[:255],
+            generation=info.get("generation"),
+            activity=(info.get("activity") or None) and str(info["activity"])[:32],
+            order_id=info.get("order_id"),
+            order_line_id=info.get("order_line_id"),
+            instance_id=str(info.get("instance_id") or answer.get("instanceId") or "")[:255] or None,
+            business_id=info.get("business_id"),
+            tenant_id=info.get("tenant_id"),
+            test_flag=info.get("test_flag"),
+            note=(info.get("note") or "")[:255] or None,
+            warnings="\n".join(ctx.get("callback_oddities") or ()) or None,
+            key_fingerprint=info.get("key_fingerprint"),
+            clock_skew_ms=info.get("clock_skew_ms"),
+            https=req.is_secure,
+            result_code=str(answer.get("resultCode", ""))[:8] or None,
+            result_msg=str(answer.get("resultMsg", ""))[:255] or None,
+            duration_ms=_elapsed_ms(),
+            remote_addr=(req.remote_addr or "")[:64],
+            request=text,
+            response=_dumps(response) if body else "",
+        )
+    )
 
 
 SIGNATURE_FAILURES_ALERT = 10  # refused signatures within SIGNATURE_FAILURES_MIN minutes: a wrong key, or an attack
@@ -330,8 +360,10 @@ def _write(app, row, refused=None):
                     budget = app.extensions["isvapp_refused_global_budget"]
                     admitted, dropped = budget.claim(refused)
                     if dropped:
-                        row["note"] = (f"{dropped} earlier refused requests (all addresses) were not logged "
-                                       f"(over {budget.per_minute} a minute); " + (row["note"] or ""))[:255]
+                        row["note"] = (
+                            f"{dropped} earlier refused requests (all addresses) were not logged "
+                            f"(over {budget.per_minute} a minute); " + (row["note"] or "")
+                        )[:255]
                 if admitted:
                     db.session.add(Callback(**row))
         except Exception:  # the answer is already sent; losing a log row must not break serving
@@ -354,19 +386,28 @@ def _alerts_after(row):
     """What in this answer needs the merchant, raised once the answer is out (alerts never block it)."""
     code = row["result_code"]
     if code == "000005":
-        alerts.raise_alert_alone("internal_error", "isvapp answered 000005 to the marketplace",
-                                 f"{row['method']} {row['path']} {row['activity'] or ''}: {row['result_msg'] or ''}. "
-                                 "The marketplace retries; see the callback log and the server log.")
+        alerts.raise_alert_alone(
+            "internal_error",
+            "isvapp answered 000005 to the marketplace",
+            f"{row['method']} {row['path']} {row['activity'] or ''}: {row['result_msg'] or ''}. "
+            "The marketplace retries; see the callback log and the server log.",
+        )
     elif code == "000001":
         since = utcnow() - timedelta(minutes=SIGNATURE_FAILURES_MIN)
-        failures = db.session.execute(select(func.count()).select_from(Callback).where(
-            Callback.received_at >= since, Callback.result_code == "000001")).scalar_one()
+        failures = db.session.execute(
+            select(func.count())
+            .select_from(Callback)
+            .where(Callback.received_at >= since, Callback.result_code == "000001")
+        ).scalar_one()
         db.session.rollback()
         if failures >= SIGNATURE_FAILURES_ALERT:
-            alerts.raise_alert_alone("signature_failures", "Signature failures are repeating",
-                                     f"{failures} requests failed verification in {SIGNATURE_FAILURES_MIN} minutes "
-                                     f"(the last from {row['remote_addr']}): the Key in isvapp may not match the "
-                                     "Seller Console's, or someone is probing the production URL.")
+            alerts.raise_alert_alone(
+                "signature_failures",
+                "Signature failures are repeating",
+                f"{failures} requests failed verification in {SIGNATURE_FAILURES_MIN} minutes "
+                f"(the last from {row['remote_addr']}): the Key in isvapp may not match the "
+                "Seller Console's, or someone is probing the production URL.",
+            )
     if _heartbeat_check_due():
         alerts.check_worker_heartbeat()
 
@@ -392,7 +433,8 @@ def _check_heartbeat(app):
 def init_app(app):
     app.extensions["isvapp_refused_budget"] = RefusedBudget(int(app.config["CALLBACK_REFUSED_PER_MINUTE"]))
     app.extensions["isvapp_refused_global_budget"] = GlobalRefusedBudget(
-        int(app.config["CALLBACK_REFUSED_GLOBAL_PER_MINUTE"]))
+        int(app.config["CALLBACK_REFUSED_GLOBAL_PER_MINUTE"])
+    )
 
     @app.before_request
     def _start():

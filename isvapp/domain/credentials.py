@@ -3,6 +3,7 @@
 G1 must return appInfo in the newInstance answer itself, so this runs inside the request; it is
 pure and cheap. Provisioning in the merchant's own product happens later, in jobs.
 """
+
 import secrets
 import string
 
@@ -13,8 +14,15 @@ _ACCEPT = 256 - 256 % len(PASSWORD_ALPHABET)  # bytes at or above this would bia
 # Byte b < _ACCEPT -> PASSWORD_ALPHABET[b % len], the others deleted: one bytes.translate does both.
 _TO_ALPHABET = bytes(ord(PASSWORD_ALPHABET[b % len(PASSWORD_ALPHABET)]) if b < _ACCEPT else 0 for b in range(256))
 _REJECTED = bytes(range(_ACCEPT, 256))
-_CLASSES = tuple(frozenset(chars) for chars in (string.ascii_lowercase, string.ascii_uppercase, string.digits,
-                                                 set(PASSWORD_ALPHABET) - set(string.ascii_letters + string.digits)))
+_CLASSES = tuple(
+    frozenset(chars)
+    for chars in (
+        string.ascii_lowercase,
+        string.ascii_uppercase,
+        string.digits,
+        set(PASSWORD_ALPHABET) - set(string.ascii_letters + string.digits),
+    )
+)
 
 
 def generate_password(length=16):

@@ -6,6 +6,7 @@ The API's bearer tokens live here too: made on the pages, shown once, kept only 
 (a 256-bit random token needs no slow hash: nobody can guess one to test against it), and
 revoked by a click.
 """
+
 import secrets
 from datetime import datetime, timedelta, timezone
 
@@ -43,9 +44,13 @@ def not_live_reason(instance, now=None):
 def instance_facts(instance):
     """The instance as the assertion and the API show it (text only)."""
     expires = _aware(instance.expire_time)
-    return {"id": instance.instance_id, "state": instance.state,
-            "expireTime": iso_utc(expires),
-            "productId": instance.product_id, "skuCode": instance.sku_code}
+    return {
+        "id": instance.instance_id,
+        "state": instance.state,
+        "expireTime": iso_utc(expires),
+        "productId": instance.product_id,
+        "skuCode": instance.sku_code,
+    }
 
 
 def of_instance(instance_id, now=None):
@@ -53,36 +58,55 @@ def of_instance(instance_id, now=None):
     if instance is None:
         return None
     reason = not_live_reason(instance, now)
-    return {"instance": {**instance_facts(instance), "chargingMode": instance.charging_mode,
-                         "testFlag": instance.test_flag},
-            "live": reason is None, "reason": reason}
+    return {
+        "instance": {
+            **instance_facts(instance),
+            "chargingMode": instance.charging_mode,
+            "testFlag": instance.test_flag,
+        },
+        "live": reason is None,
+        "reason": reason,
+    }
 
 
 def of_tenant(tenant_id, now=None):
-    tenant = db.session.execute(select(Tenant).where(Tenant.tenant_id == tenant_id, Tenant.state == KitState.ACTIVE)
-                                .order_by(Tenant.id.desc()).limit(1)).scalar_one_or_none()
+    tenant = db.session.execute(
+        select(Tenant)
+        .where(Tenant.tenant_id == tenant_id, Tenant.state == KitState.ACTIVE)
+        .order_by(Tenant.id.desc())
+        .limit(1)
+    ).scalar_one_or_none()
     if tenant is None:
         return None
     found = of_instance(tenant.instance_key, now)
-    return {"tenant": {"id": tenant.tenant_id, "code": tenant.tenant_code, "name": tenant.name},
-            **(found or {"instance": None, "live": False, "reason": "no_instance"})}
+    return {
+        "tenant": {"id": tenant.tenant_id, "code": tenant.tenant_code, "name": tenant.name},
+        **(found or {"instance": None, "live": False, "reason": "no_instance"}),
+    }
 
 
 # --- the API's tokens ----------------------------------------------------------------------------
+
 
 def create_token(name):
     """A new token named ``name``: returned once, never stored."""
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     with write_transaction():
-        db.session.add(ApiToken(name=(name or "").strip()[:100] or "token", digest=secret_digest(token),
-                                hint=token[:len(TOKEN_PREFIX) + 4]))
+        db.session.add(
+            ApiToken(
+                name=(name or "").strip()[:100] or "token",
+                digest=secret_digest(token),
+                hint=token[: len(TOKEN_PREFIX) + 4],
+            )
+        )
     return token
 
 
 def revoke_token(token_id):
     with write_transaction():
-        db.session.execute(update(ApiToken).where(ApiToken.id == token_id, ApiToken.revoked_at.is_(None))
-                           .values(revoked_at=utcnow()))
+        db.session.execute(
+            update(ApiToken).where(ApiToken.id == token_id, ApiToken.revoked_at.is_(None)).values(revoked_at=utcnow())
+        )
 
 
 def tokens():
@@ -93,8 +117,11 @@ def token_allowed(token):
     """True for a token made here and not revoked (and its use noted, at most once a minute)."""
     if not token or not token.startswith(TOKEN_PREFIX) or len(token) > 200:
         return False
-    row = db.session.execute(select(ApiToken.id, ApiToken.last_used_at).where(
-        ApiToken.digest == secret_digest(token), ApiToken.revoked_at.is_(None))).first()
+    row = db.session.execute(
+        select(ApiToken.id, ApiToken.last_used_at).where(
+            ApiToken.digest == secret_digest(token), ApiToken.revoked_at.is_(None)
+        )
+    ).first()
     db.session.rollback()
     if row is None:
         return False

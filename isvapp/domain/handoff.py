@@ -12,6 +12,7 @@ a product that cached the old set notices a new key. Lifetime 60 s at most; ``jt
 assertion unique, and the documented verification code (docs/handoff.md) refuses one it has
 seen, so a copied assertion cannot be used twice.
 """
+
 import base64
 import hashlib
 import json
@@ -44,7 +45,16 @@ def sign_assertion(private_key, *, issuer, audience, tenant, user, instance, now
     if not 0 < lifetime_s <= LIFETIME_S:
         raise ValueError(f"an assertion lives at most {LIFETIME_S} s")
     issued = int(time.time() if now is None else now)
-    claims = {"iss": issuer, "aud": audience, "sub": f"{tenant['id']}/{user['userName']}",
-              "iat": issued, "nbf": issued, "exp": issued + lifetime_s, "jti": uuid.uuid4().hex,
-              "tenant": tenant, "user": user, "instance": instance}
+    claims = {
+        "iss": issuer,
+        "aud": audience,
+        "sub": f"{tenant['id']}/{user['userName']}",
+        "iat": issued,
+        "nbf": issued,
+        "exp": issued + lifetime_s,
+        "jti": uuid.uuid4().hex,
+        "tenant": tenant,
+        "user": user,
+        "instance": instance,
+    }
     return jwt.encode(claims, private_key, algorithm=ALGORITHM, headers={"kid": key_id(private_key), "typ": "JWT"})

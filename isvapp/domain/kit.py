@@ -5,6 +5,7 @@ a repeated add changes nothing new, a repeated delete succeeds, and a delete nev
 instance to exist. Large syncs use set-based statements (executemany upserts, IN-list deletes),
 never one ORM object per row, so 50,000 departments fit the 5 s budget with flat memory.
 """
+
 import os
 
 import click
@@ -44,8 +45,11 @@ def _another_keys_tenant(cfg, d):
     if asking.shared:
         return None
     keys = _keys(d)
-    row = db.session.execute(select(Tenant.key_fingerprint).where(
-        Tenant.instance_key == keys["instance_key"], Tenant.tenant_id == keys["tenant_id"])).first()
+    row = db.session.execute(
+        select(Tenant.key_fingerprint).where(
+            Tenant.instance_key == keys["instance_key"], Tenant.tenant_id == keys["tenant_id"]
+        )
+    ).first()
     if row is None or asking.may_use(row[0]):
         return None
     if d.get("flag") == DELETE or d["testFlag"]:
@@ -60,6 +64,7 @@ def _event(kind, d, **payload):
 
 # --- tenantSync ----------------------------------------------------------------------------------
 
+
 def tenant_sync(cfg, d):
     """Add (1) writes every field; modify (2) only the fields it carries; delete (0) marks the tenant."""
     refused = _another_keys_tenant(cfg, d)
@@ -67,20 +72,38 @@ def tenant_sync(cfg, d):
         return refused
     keys, now = _keys(d), utcnow()
     if d["flag"] == DELETE:
-        db.session.execute(update(Tenant).where(*(getattr(Tenant, k) == v for k, v in keys.items()))
-                           .values(state=KitState.DELETED, updated_at=now))
+        db.session.execute(
+            update(Tenant)
+            .where(*(getattr(Tenant, k) == v for k, v in keys.items()))
+            .values(state=KitState.DELETED, updated_at=now)
+        )
     else:
-        carried = {column: d.get(field) for field, column in TENANT_FIELDS.items()
-                   if d["flag"] == ADD or field in d}
+        carried = {column: d.get(field) for field, column in TENANT_FIELDS.items() if d["flag"] == ADD or field in d}
         if d.get("orderId") or d["flag"] == ADD:
             carried["order_id"] = d.get("orderId") or None
-        if d["flag"] == MODIFY and not keys["instance_key"] and _modify_every_instance(cfg, d["tenantId"], carried, now):
+        if (
+            d["flag"] == MODIFY
+            and not keys["instance_key"]
+            and _modify_every_instance(cfg, d["tenantId"], carried, now)
+        ):
             _event("tenant_synced", d)
             return envelope()
-        upsert_rows(Tenant, [dict(keys, **carried, state=KitState.ACTIVE, test_flag=d["testFlag"],
-                                  created_at=now, updated_at=now,
-                                  key_fingerprint=lifecycle.owner(cfg, kit=True).fingerprint)],
-                    keys=list(keys), update=[*carried, "state", "test_flag", "updated_at"])
+        upsert_rows(
+            Tenant,
+            [
+                dict(
+                    keys,
+                    **carried,
+                    state=KitState.ACTIVE,
+                    test_flag=d["testFlag"],
+                    created_at=now,
+                    updated_at=now,
+                    key_fingerprint=lifecycle.owner(cfg, kit=True).fingerprint,
+                )
+            ],
+            keys=list(keys),
+            update=[*carried, "state", "test_flag", "updated_at"],
+        )
     _event("tenant_deleted" if d["flag"] == DELETE else "tenant_synced", d)
     return envelope()
 
@@ -90,8 +113,9 @@ def _modify_every_instance(cfg, tenant_id, carried, now):
     this Kit key's), rather than starting a second, partial row; False when there is no such tenant yet."""
     asking = lifecycle.owner(cfg, kit=True)
     owned = [] if asking.shared else [Tenant.key_fingerprint.is_(None) | (Tenant.key_fingerprint == asking.fingerprint)]
-    changed = db.session.execute(update(Tenant).where(Tenant.tenant_id == tenant_id, *owned)
-                                 .values(**carried, updated_at=now)).rowcount  # type: ignore[attr-defined]  # CursorResult
+    changed = db.session.execute(
+        update(Tenant).where(Tenant.tenant_id == tenant_id, *owned).values(**carried, updated_at=now)
+    ).rowcount  # type: ignore[attr-defined]  # CursorResult
     if changed:
         oddities.note("tenantSync modify without instanceId: applied to every instance of the tenant")
     return changed > 0
@@ -104,8 +128,11 @@ _rsa_keys = {}
 
 def rsa_private_key(path):
     if not path or not os.path.exists(path):
-        raise KooError(codes.APP_SECRET_ERROR, "no RSA private key is configured to decrypt clientSecret "
-                                               "(KOO_KIT_RSA_PRIVATE_KEY; `flask kit-keygen` makes one)")
+        raise KooError(
+            codes.APP_SECRET_ERROR,
+            "no RSA private key is configured to decrypt clientSecret "
+            "(KOO_KIT_RSA_PRIVATE_KEY; `flask kit-keygen` makes one)",
+        )
     stamp = os.stat(path).st_mtime_ns
     cached = _rsa_keys.get(path)
     if cached is None or cached[0] != stamp:
@@ -121,27 +148,49 @@ def application_sync(cfg, d, encrypted_secret=True):
         return refused
     keys, now = dict(_keys(d), app_id=d["appId"]), utcnow()
     if d["flag"] == DELETE:
-        db.session.execute(update(KitApp).where(*(getattr(KitApp, k) == v for k, v in keys.items()))
-                           .values(state=KitState.DELETED, updated_at=now))
+        db.session.execute(
+            update(KitApp)
+            .where(*(getattr(KitApp, k) == v for k, v in keys.items()))
+            .values(state=KitState.DELETED, updated_at=now)
+        )
     else:
         secret = d.get("clientSecret")
         if encrypted_secret and secret:
             secret = rsa_oaep_decrypt(rsa_private_key(cfg.kit_rsa_private_key), secret)
-        upsert_rows(KitApp, [dict(keys, name=d.get("name"), client_id=d.get("clientId"),
-                                  client_secret_sealed=vault.seal(cfg.secret_key, secret) if secret else None,
-                                  order_id=d.get("orderId") or None, state=KitState.ACTIVE,
-                                  test_flag=d["testFlag"], created_at=now, updated_at=now)],
-                    keys=list(keys), update=["name", "client_id", "client_secret_sealed", "order_id",
-                                             "state", "test_flag", "updated_at"])
+        upsert_rows(
+            KitApp,
+            [
+                dict(
+                    keys,
+                    name=d.get("name"),
+                    client_id=d.get("clientId"),
+                    client_secret_sealed=vault.seal(cfg.secret_key, secret) if secret else None,
+                    order_id=d.get("orderId") or None,
+                    state=KitState.ACTIVE,
+                    test_flag=d["testFlag"],
+                    created_at=now,
+                    updated_at=now,
+                )
+            ],
+            keys=list(keys),
+            update=["name", "client_id", "client_secret_sealed", "order_id", "state", "test_flag", "updated_at"],
+        )
     _event("app_deleted" if d["flag"] == DELETE else "app_synced", d, app_id=d["appId"])
     return envelope()
 
 
 # --- authSync --------------------------------------------------------------------------------------
 
-USER_COLUMNS = {"name": "name", "position": "position", "orgCode": "org_code", "role": "role",
-                "enable": "enable", "employeeCode": "employee_code", "employeeType": "employee_type",
-                "extra": "extra"}
+USER_COLUMNS = {
+    "name": "name",
+    "position": "position",
+    "orgCode": "org_code",
+    "role": "role",
+    "enable": "enable",
+    "employeeCode": "employee_code",
+    "employeeType": "employee_type",
+    "extra": "extra",
+}
 
 
 def auth_sync(cfg, d):
@@ -153,23 +202,37 @@ def auth_sync(cfg, d):
     where = [getattr(KitUser, k) == v for k, v in keys.items()]
     names = [u["userName"] for u in users]
     if flag in (ADD, MODIFY):
-        upsert_rows(KitUser, [dict(keys, user_name=u["userName"], state=KitState.ACTIVE, updated_at=now,
-                                   **{column: u[field] for field, column in USER_COLUMNS.items()})
-                              for u in users],
-                    keys=["instance_key", "tenant_id", "app_id", "user_name"],
-                    update=[*USER_COLUMNS.values(), "state", "updated_at"])
+        upsert_rows(
+            KitUser,
+            [
+                dict(
+                    keys,
+                    user_name=u["userName"],
+                    state=KitState.ACTIVE,
+                    updated_at=now,
+                    **{column: u[field] for field, column in USER_COLUMNS.items()},
+                )
+                for u in users
+            ],
+            keys=["instance_key", "tenant_id", "app_id", "user_name"],
+            update=[*USER_COLUMNS.values(), "state", "updated_at"],
+        )
     elif flag == DELETE:
         for batch in batches(names):
             db.session.execute(delete(KitUser).where(*where, KitUser.user_name.in_(batch)))
     else:  # REVOKE: kept, marked, so the merchant's product can refuse the login
         for batch in batches(names):
-            db.session.execute(update(KitUser).where(*where, KitUser.user_name.in_(batch))
-                               .values(state=KitState.REVOKED, updated_at=now))
+            db.session.execute(
+                update(KitUser)
+                .where(*where, KitUser.user_name.in_(batch))
+                .values(state=KitState.REVOKED, updated_at=now)
+            )
     _event("users_synced", d, app_id=d["appId"], flag=flag, users=len(users))
     return envelope()
 
 
 # --- singleOrgSync / allOrgSync ------------------------------------------------------------------------
+
 
 def single_org_sync(cfg, d):
     refused = _another_keys_tenant(cfg, d)
@@ -179,9 +242,19 @@ def single_org_sync(cfg, d):
     if d["flag"] == DELETE:
         db.session.execute(delete(Department).where(*(getattr(Department, k) == v for k, v in keys.items())))
     else:
-        upsert_rows(Department, [dict(keys, org_name=d.get("orgName") or d["orgCode"], parent_code=d.get("parentCode") or None,
-                                      updated_at=utcnow())],
-                    keys=list(keys), update=["org_name", "parent_code", "updated_at"])
+        upsert_rows(
+            Department,
+            [
+                dict(
+                    keys,
+                    org_name=d.get("orgName") or d["orgCode"],
+                    parent_code=d.get("parentCode") or None,
+                    updated_at=utcnow(),
+                )
+            ],
+            keys=list(keys),
+            update=["org_name", "parent_code", "updated_at"],
+        )
     _event("department_synced", d, org_code=d["orgCode"], flag=d["flag"])
     return envelope()
 
@@ -218,28 +291,41 @@ def all_org_sync(cfg, d):
     note_tree_oddities(orgs)
     keys, now = _keys(d), utcnow()
     where = [getattr(Department, k) == v for k, v in keys.items()]
-    existing = {code: (name, parent) for code, name, parent in db.session.execute(
-        select(Department.org_code, Department.org_name, Department.parent_code).where(*where))}
+    existing = {
+        code: (name, parent)
+        for code, name, parent in db.session.execute(
+            select(Department.org_code, Department.org_name, Department.parent_code).where(*where)
+        )
+    }
     gone = [code for code in existing if code not in orgs]
-    added = [dict(keys, org_code=code, org_name=name, parent_code=parent, updated_at=now)
-             for code, (name, parent) in orgs.items() if code not in existing]
-    changed = [{"k": code, "n": name, "p": parent} for code, (name, parent) in orgs.items()
-               if code in existing and existing[code] != (name, parent)]
+    added = [
+        dict(keys, org_code=code, org_name=name, parent_code=parent, updated_at=now)
+        for code, (name, parent) in orgs.items()
+        if code not in existing
+    ]
+    changed = [
+        {"k": code, "n": name, "p": parent}
+        for code, (name, parent) in orgs.items()
+        if code in existing and existing[code] != (name, parent)
+    ]
     for batch in batches(gone):
         db.session.execute(delete(Department).where(*where, Department.org_code.in_(batch)))
     for batch in batches(added):
         db.session.execute(Department.__table__.insert(), batch)
     if changed:
-        statement = (Department.__table__.update().where(*where, Department.org_code == bindparam("k"))
-                     .values(org_name=bindparam("n"), parent_code=bindparam("p"), updated_at=now))
+        statement = (
+            Department.__table__.update()
+            .where(*where, Department.org_code == bindparam("k"))
+            .values(org_name=bindparam("n"), parent_code=bindparam("p"), updated_at=now)
+        )
         for batch in batches(changed):
             db.session.execute(statement, batch)
-    _event("departments_replaced", d, total=len(orgs), added=len(added), changed=len(changed),
-           removed=len(gone))
+    _event("departments_replaced", d, total=len(orgs), added=len(added), changed=len(changed), removed=len(gone))
     return envelope()
 
 
 # --- kit-keygen ----------------------------------------------------------------------------------------
+
 
 def _write_private_key(path, pem):
     """Write ``pem`` to ``path`` (mode 0600), never through a symlink.
@@ -250,14 +336,18 @@ def _write_private_key(path, pem):
     kept elsewhere through a link is the operator's to replace).
     """
     if os.path.islink(path):
-        raise click.ClickException(f"{path} is a symbolic link; not written through it. Remove it, or set "
-                                   "KOO_KIT_RSA_PRIVATE_KEY to the file's real path.")
+        raise click.ClickException(
+            f"{path} is a symbolic link; not written through it. Remove it, or set "
+            "KOO_KIT_RSA_PRIVATE_KEY to the file's real path."
+        )
     temporary = f"{path}.new"
     try:
         fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     except FileExistsError:
-        raise click.ClickException(f"{temporary} already exists (left by an interrupted kit-keygen, or "
-                                   "planted); not written through it. Check it, remove it and run again.") from None
+        raise click.ClickException(
+            f"{temporary} already exists (left by an interrupted kit-keygen, or "
+            "planted); not written through it. Check it, remove it and run again."
+        ) from None
     try:
         with os.fdopen(fd, "wb") as f:
             os.fchmod(f.fileno(), 0o600)
@@ -282,13 +372,17 @@ def kit_keygen_command(force):
         click.echo(f"{path} exists; kept (use --force to replace it). Its public key:", err=True)
     else:
         key = rsa.generate_private_key(public_exponent=65537, key_size=RSA_BITS)
-        pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                serialization.NoEncryption())
+        pem = key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
         _write_private_key(path, pem)
         click.echo(f"Wrote {path} (mode 600). Paste this public key into the Seller Console:", err=True)
-    click.echo(key.public_key().public_bytes(serialization.Encoding.PEM,
-                                             serialization.PublicFormat.SubjectPublicKeyInfo).decode("ascii"),
-               nl=False)
+    click.echo(
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode("ascii"),
+        nl=False,
+    )
 
 
 def init_app(app):

@@ -8,6 +8,7 @@ verification asks the marketplace; when the marketplace cannot be reached, the l
 confirmed is served for LICENSE_RELAY_GRACE_H, marked as such. Usage is a durable job: once the
 relay said "accepted", the report reaches the marketplace even if it is down for a while.
 """
+
 import hashlib
 import hmac
 import json
@@ -47,8 +48,19 @@ class RelayError(Exception):
 
 # Statuses that end a license, whatever its expiry (upper-cased). The pages do not list the
 # query's statuses: these are the lifecycle words the marketplace uses elsewhere.
-ENDED = {"EXPIRED", "FROZEN", "FREEZE", "RELEASED", "RELEASE", "DELETED", "INVALID", "REVOKED", "DISABLED",
-         "CANCELLED", "CANCELED"}
+ENDED = {
+    "EXPIRED",
+    "FROZEN",
+    "FREEZE",
+    "RELEASED",
+    "RELEASE",
+    "DELETED",
+    "INVALID",
+    "REVOKED",
+    "DISABLED",
+    "CANCELLED",
+    "CANCELED",
+}
 
 
 @dataclass
@@ -93,11 +105,18 @@ def _limit(settings, code, address):
     """The address's budget first (a stranger trying codes at random is stopped there, before each
     try costs a marketplace call and a budget row), then the code's."""
     if not claim_budget("address:" + callbacklog.address_key(address or ""), settings.relay_per_address_minute):
-        raise RelayError(429, "rate_limited", f"more than {settings.relay_per_address_minute} relay calls this "
-                         "minute from this address: try again in a minute")
+        raise RelayError(
+            429,
+            "rate_limited",
+            f"more than {settings.relay_per_address_minute} relay calls this "
+            "minute from this address: try again in a minute",
+        )
     if not claim_budget("code:" + code, settings.relay_per_minute):
-        raise RelayError(429, "rate_limited", f"more than {settings.relay_per_minute} calls this minute for "
-                         "this license code: try again in a minute")
+        raise RelayError(
+            429,
+            "rate_limited",
+            f"more than {settings.relay_per_minute} calls this minute for this license code: try again in a minute",
+        )
 
 
 def _refusal(error):
@@ -106,8 +125,9 @@ def _refusal(error):
     if error.code == "invalid":
         return RelayError(400, "invalid_request", error.message)
     if error.code == "config":
-        return RelayError(503, "relay_not_configured", f"the merchant's server cannot call the marketplace: "
-                          f"{error.message}")
+        return RelayError(
+            503, "relay_not_configured", f"the merchant's server cannot call the marketplace: {error.message}"
+        )
     if error.elsewhere or error.code in ("network", "http"):
         return RelayError(503, "marketplace_unreachable", f"the marketplace could not be reached: {error.message}")
     return RelayError(502, "marketplace_error", f"the marketplace answered {error.code}: {error.message}")
@@ -125,24 +145,46 @@ def activate(settings, code, address):
     now = utcnow()
     with write_transaction():
         insert_ignore(LicenseCode, code=code, usage_reports=0, created_at=now)
-        db.session.execute(update(LicenseCode).where(LicenseCode.code == code).values(
-            state=status, expire_time=naive_utc(expiry), activated_at=now, activated_from=address[:64],
-            verified_at=now, verified_from=address[:64]))
-        db.session.add(LicenseInstallation(installation_id=installation_id, code=code, secret_digest=secret_digest(secret),
-                                           created_at=now, created_from=address[:64], last_seen_at=now))
+        db.session.execute(
+            update(LicenseCode)
+            .where(LicenseCode.code == code)
+            .values(
+                state=status,
+                expire_time=naive_utc(expiry),
+                activated_at=now,
+                activated_from=address[:64],
+                verified_at=now,
+                verified_from=address[:64],
+            )
+        )
+        db.session.add(
+            LicenseInstallation(
+                installation_id=installation_id,
+                code=code,
+                secret_digest=secret_digest(secret),
+                created_at=now,
+                created_from=address[:64],
+                last_seen_at=now,
+            )
+        )
     return Verdict(code, status, naive_utc(expiry), now, "marketplace"), f"{installation_id}.{secret}"
 
 
 def installation(code, token):
     """The installation ``token`` names, if it belongs to ``code`` and its secret matches."""
     installation_id, _, secret = (token or "").partition(".")
-    row = db.session.execute(select(LicenseInstallation).where(
-        LicenseInstallation.installation_id == installation_id[:32])).scalar_one_or_none()
+    row = db.session.execute(
+        select(LicenseInstallation).where(LicenseInstallation.installation_id == installation_id[:32])
+    ).scalar_one_or_none()
     matches = row is not None and hmac.compare_digest(row.secret_digest, secret_digest(secret)) and row.code == code
     db.session.rollback()
     if not matches:
-        raise RelayError(401, "unauthorized", "the installation token does not match this license code: send "
-                         "Authorization: Bearer <installationId>.<installationSecret>, as activation returned it")
+        raise RelayError(
+            401,
+            "unauthorized",
+            "the installation token does not match this license code: send "
+            "Authorization: Bearer <installationId>.<installationSecret>, as activation returned it",
+        )
     return installation_id
 
 
@@ -164,10 +206,16 @@ def verify(settings, code, token, address, account=None, ip=None):
         raise refusal from None
     now = utcnow()
     with write_transaction():
-        db.session.execute(update(LicenseCode).where(LicenseCode.code == code).values(
-            state=status, expire_time=naive_utc(expiry), verified_at=now, verified_from=address[:64]))
-        db.session.execute(update(LicenseInstallation).where(LicenseInstallation.installation_id == installation_id)
-                           .values(last_seen_at=now))
+        db.session.execute(
+            update(LicenseCode)
+            .where(LicenseCode.code == code)
+            .values(state=status, expire_time=naive_utc(expiry), verified_at=now, verified_from=address[:64])
+        )
+        db.session.execute(
+            update(LicenseInstallation)
+            .where(LicenseInstallation.installation_id == installation_id)
+            .values(last_seen_at=now)
+        )
     return Verdict(code, status, naive_utc(expiry), now, "marketplace")
 
 
@@ -208,8 +256,11 @@ def push_usage(job):
             raise jobs.Permanent(str(error)) from None
         raise
     with write_transaction():
-        db.session.execute(update(LicenseCode).where(LicenseCode.code == job.payload["license"]).values(
-            usage_reported_at=utcnow(), usage_reports=LicenseCode.usage_reports + 1))
+        db.session.execute(
+            update(LicenseCode)
+            .where(LicenseCode.code == job.payload["license"])
+            .values(usage_reported_at=utcnow(), usage_reports=LicenseCode.usage_reports + 1)
+        )
         if not jobs.complete(job):
             raise RuntimeError("lost the job's lease; another worker finishes it")
 
@@ -220,12 +271,15 @@ def refresh(settings, codes):
     found = {}
     codes = list(dict.fromkeys(codes))
     for start in range(0, len(codes), licensecodes.BATCH_MAX):
-        found.update(openapi.query_licenses(settings, codes[start:start + licensecodes.BATCH_MAX]))
+        found.update(openapi.query_licenses(settings, codes[start : start + licensecodes.BATCH_MAX]))
     now = utcnow()
     with write_transaction():
         for code, (status, expiry) in found.items():
-            db.session.execute(update(LicenseCode).where(LicenseCode.code == code).values(
-                state=status, expire_time=naive_utc(expiry), verified_at=now, verified_from="isvapp (v2 query)"))
+            db.session.execute(
+                update(LicenseCode)
+                .where(LicenseCode.code == code)
+                .values(state=status, expire_time=naive_utc(expiry), verified_at=now, verified_from="isvapp (v2 query)")
+            )
     return found
 
 
@@ -238,8 +292,10 @@ def license_codes_group():
 @with_appcontext
 def list_command():
     for row in db.session.execute(select(LicenseCode).order_by(LicenseCode.id)).scalars():
-        click.echo(f"{row.code} {row.state or '-'} expires {row.expire_time or '-'} activated {row.activated_at or '-'} "
-                   f"verified {row.verified_at or '-'} usage reports {row.usage_reports}")
+        click.echo(
+            f"{row.code} {row.state or '-'} expires {row.expire_time or '-'} activated {row.activated_at or '-'} "
+            f"verified {row.verified_at or '-'} usage reports {row.usage_reports}"
+        )
 
 
 @license_codes_group.command("query")

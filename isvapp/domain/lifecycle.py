@@ -10,6 +10,7 @@ first answer, byte for byte.
 Idempotency is claimed with INSERT ... ON CONFLICT DO NOTHING on a UNIQUE key, never by
 check-then-insert, so concurrent repeats on several workers or hosts cannot both create.
 """
+
 import hashlib
 import json
 import os
@@ -40,9 +41,14 @@ _INSTANCE_STATE = select(Instance.state).where(Instance.instance_id == bindparam
 _INSTANCE_OWNER = select(Instance.key_fingerprint).where(Instance.instance_id == bindparam("instance_id"))
 _FIRST_ANSWER = select(Answer.instance_id, Answer.request_digest, Answer.body).where(Answer.key == bindparam("key"))
 # Every column, with its plain default: what a freshly inserted row holds.
-_INSTANCE_BLANK = {c.name: (c.default.arg if c.default is not None and c.default.is_scalar  # type: ignore[attr-defined]
-                            else None)  # a scalar default is a ScalarElementColumnDefault, which has .arg
-                   for c in Instance.__table__.columns}
+_INSTANCE_BLANK = {
+    c.name: (
+        c.default.arg  # type: ignore[attr-defined]
+        if c.default is not None and c.default.is_scalar
+        else None
+    )  # a scalar default is a ScalarElementColumnDefault, which has .arg
+    for c in Instance.__table__.columns
+}
 
 
 # --- guards --------------------------------------------------------------------------------
@@ -60,8 +66,15 @@ def request_digest(fields):
 def _answer_row(key, activity, digest, instance_id=None, body=None):
     """The claim of an idempotency key, bound: ``body``, when the answer is known before the claim,
     is stored with it (one statement, not an INSERT and an UPDATE)."""
-    return bind_insert_ignore(Answer, key=key, activity=activity, request_digest=digest,
-                              instance_id=instance_id, body=body, created_at=utcnow())
+    return bind_insert_ignore(
+        Answer,
+        key=key,
+        activity=activity,
+        request_digest=digest,
+        instance_id=instance_id,
+        body=body,
+        created_at=utcnow(),
+    )
 
 
 def _claim(key, activity, digest, instance_id=None, bound=None):
@@ -78,15 +91,24 @@ def _claim(key, activity, digest, instance_id=None, bound=None):
     row = run_bound(bind_prepared(_FIRST_ANSWER, {"key": key}, returning=True))
     first = SimpleNamespace(instance_id=row[0], request_digest=row[1], body=None if row[2] is None else bytes(row[2]))
     if first.request_digest != digest:
-        run_bound(bind_prepared(_INSERT_CONFLICT, dict(key=key, activity=activity, instance_id=first.instance_id,
-                                                       first_digest=first.request_digest, request_digest=digest)))
+        run_bound(
+            bind_prepared(
+                _INSERT_CONFLICT,
+                dict(
+                    key=key,
+                    activity=activity,
+                    instance_id=first.instance_id,
+                    first_digest=first.request_digest,
+                    request_digest=digest,
+                ),
+            )
+        )
     return first
 
 
 def _store(key, body, instance_id=None):
     session_required()
-    db.session.execute(Answer.__table__.update().where(Answer.key == key)
-                       .values(body=body, instance_id=instance_id))
+    db.session.execute(Answer.__table__.update().where(Answer.key == key).values(body=body, instance_id=instance_id))
     return body
 
 
@@ -105,8 +127,15 @@ def _event_writes(kind, instance, payload):
     by a prepared newInstance): the order is fetched again after the events that change it."""
     more = []
     if kind in FETCH_AFTER and instance.generation in ("G2", "LIC2"):
-        more.append(("fetch_order", {"order_id": payload.get("order_id") or instance.order_id,
-                                     "order_line_id": payload.get("order_line_id") or instance.order_line_id}))
+        more.append(
+            (
+                "fetch_order",
+                {
+                    "order_id": payload.get("order_id") or instance.order_id,
+                    "order_line_id": payload.get("order_line_id") or instance.order_line_id,
+                },
+            )
+        )
     return _bind_event(kind, instance.instance_id, instance.order_id, payload, more)
 
 
@@ -128,8 +157,7 @@ def time_ordered_id(now_ms=None):
     """
     ms = time.time_ns() // 1_000_000 if now_ms is None else now_ms
     rand = int.from_bytes(os.urandom(10), "big")  # 80 bits, 74 of them used
-    value = ((ms & (1 << 48) - 1) << 80 | 0x7 << 76 | (rand >> 62 & 0xFFF) << 64
-             | 0b10 << 62 | rand & (1 << 62) - 1)
+    value = (ms & (1 << 48) - 1) << 80 | 0x7 << 76 | (rand >> 62 & 0xFFF) << 64 | 0b10 << 62 | rand & (1 << 62) - 1
     return str(uuid.UUID(int=value))
 
 
@@ -137,15 +165,25 @@ def _bind_event(kind, instance_id, order_id, payload, more_jobs=()):
     """The event row and, in one statement, its jobs: the provisioning hook's, and ``more_jobs``
     ((kind, payload) pairs, keyed by the event too). Returns (event id, the two statements)."""
     event_id = time_ordered_id()
-    event = bind_prepared(_INSERT_EVENT, dict(event_id=event_id, kind=kind, instance_id=instance_id or None,
-                                              order_id=order_id or None, payload=payload or None))
-    queued = jobs.bind_enqueue_many([jobs.job_row("provision", event_id, None, instance_id or None)]
-                                    + [jobs.job_row(job_kind, event_id, job_payload, instance_id or None)
-                                       for job_kind, job_payload in more_jobs])
+    event = bind_prepared(
+        _INSERT_EVENT,
+        dict(
+            event_id=event_id,
+            kind=kind,
+            instance_id=instance_id or None,
+            order_id=order_id or None,
+            payload=payload or None,
+        ),
+    )
+    queued = jobs.bind_enqueue_many(
+        [jobs.job_row("provision", event_id, None, instance_id or None)]
+        + [jobs.job_row(job_kind, event_id, job_payload, instance_id or None) for job_kind, job_payload in more_jobs]
+    )
     return event_id, [event, queued]
 
 
 # --- key ownership ----------------------------------------------------------------------------
+
 
 class Owner(NamedTuple):
     """Who asks: the fingerprint of the key that verified the request. An instance another key
@@ -163,8 +201,9 @@ class Owner(NamedTuple):
 def owner(settings, kit=False):
     """The Owner of a request: ``settings`` as the request's Signed carries them (access_key, or
     kit_access_key for Kit, is the key that verified it)."""
-    return Owner(key_fingerprint(settings.kit_access_key if kit else settings.access_key),
-                 settings.share_instances_across_keys)
+    return Owner(
+        key_fingerprint(settings.kit_access_key if kit else settings.access_key), settings.share_instances_across_keys
+    )
 
 
 def _owned_elsewhere(instance_id, asking):
@@ -193,8 +232,13 @@ def live_instance(instance_id, debug=False, asking=None):
     fail on what it cannot have known (the activity then answers success and changes nothing).
     """
     instance = find_instance(instance_id, asking)
-    missing = ("does not exist" if instance is None
-               else "has been released" if instance.state == InstanceState.RELEASED else None)
+    missing = (
+        "does not exist"
+        if instance is None
+        else "has been released"
+        if instance.state == InstanceState.RELEASED
+        else None
+    )
     if missing is None:
         return instance
     return _missing(instance_id, missing, debug)
@@ -209,6 +253,7 @@ def _missing(instance_id, missing, debug):
 
 
 # --- keys ------------------------------------------------------------------------------------
+
 
 def idempotency_key(*parts):
     """An idempotency key: its parts joined with ``|``, each part's ``\\`` and ``|`` escaped with
@@ -237,6 +282,7 @@ def own_order_key(key, fingerprint):
 
 # --- activities ------------------------------------------------------------------------------
 
+
 class NewInstancePlan(NamedTuple):
     """A newInstance made before the write lock is taken: the row, the answer (None when rendering
     it stores something), and every statement the usual case runs, bound. Under the lock the
@@ -257,13 +303,22 @@ def prepare_new_instance(settings, *, key, digest, business_id, attrs, render):
     """The plan for a newInstance (credentials made, password sealed, answer rendered, statements
     bound); ``render`` None when the answer may only be made once the order is claimed."""
     instance, values, body = _new_instance_row(settings, business_id, attrs, render)
-    return NewInstancePlan(key, digest, attrs, instance, values, body, claim=_answer_row(key, "newInstance", digest, instance.instance_id, body),
-                           insert=bind_insert_ignore(Instance, **values),
-                           created=_event_writes("created", instance, {"details": instance.details_state})[1])
+    return NewInstancePlan(
+        key,
+        digest,
+        attrs,
+        instance,
+        values,
+        body,
+        claim=_answer_row(key, "newInstance", digest, instance.instance_id, body),
+        insert=bind_insert_ignore(Instance, **values),
+        created=_event_writes("created", instance, {"details": instance.details_state})[1],
+    )
 
 
-def new_instance(settings, *, render, prepared=None, key=None, digest=None, business_id=None, attrs=None,
-                 render_writes=False):
+def new_instance(
+    settings, *, render, prepared=None, key=None, digest=None, business_id=None, attrs=None, render_writes=False
+):
     """Create the instance for an order line once; every repeat gets the first answer.
 
     ``attrs`` are Instance columns from the request; ``render(instance)`` builds the answer
@@ -275,15 +330,21 @@ def new_instance(settings, *, render, prepared=None, key=None, digest=None, busi
     """
     # The answer is written once, with its body, and the instance with INSERT ... ON CONFLICT: no
     # read first (profiled: each statement under the write lock costs more than the work done here).
-    plan = prepared or prepare_new_instance(settings, key=key, digest=digest, business_id=business_id,
-                                            attrs=attrs, render=None if render_writes else render)
+    plan = prepared or prepare_new_instance(
+        settings, key=key, digest=digest, business_id=business_id, attrs=attrs, render=None if render_writes else render
+    )
     key, attrs = plan.key, plan.attrs
     stored = _claim(key, "newInstance", plan.digest, bound=plan.claim)
-    if stored is not None and _owned_elsewhere(stored.instance_id, Owner(attrs.get("key_fingerprint"),
-                                                                         settings.share_instances_across_keys)):
+    if stored is not None and _owned_elsewhere(
+        stored.instance_id, Owner(attrs.get("key_fingerprint"), settings.share_instances_across_keys)
+    ):
         key = own_order_key(key, attrs.get("key_fingerprint"))
-        stored = _claim(key, "newInstance", plan.digest,
-                        bound=_answer_row(key, "newInstance", plan.digest, plan.instance.instance_id, plan.body))
+        stored = _claim(
+            key,
+            "newInstance",
+            plan.digest,
+            bound=_answer_row(key, "newInstance", plan.digest, plan.instance.instance_id, plan.body),
+        )
     if stored is not None:
         if not (attrs.get("test_flag") and _released(stored.instance_id)):
             return stored.body
@@ -299,10 +360,16 @@ def new_instance(settings, *, render, prepared=None, key=None, digest=None, busi
 
 def _new_instance_row(settings, instance_id, attrs, render):
     login = credentials.initial_credentials(settings, instance_id, attrs.get("order_id"))
-    values = dict(instance_id=instance_id, state=InstanceState.ACTIVE,
-                  front_end_url=login["front_end_url"], admin_url=login["admin_url"],
-                  admin_user=login["admin_user"], memo=login["memo"],
-                  admin_password_sealed=vault.seal(settings.secret_key, login["admin_password"]), **attrs)
+    values = dict(
+        instance_id=instance_id,
+        state=InstanceState.ACTIVE,
+        front_end_url=login["front_end_url"],
+        admin_url=login["admin_url"],
+        admin_user=login["admin_user"],
+        memo=login["memo"],
+        admin_password_sealed=vault.seal(settings.secret_key, login["admin_password"]),
+        **attrs,
+    )
     instance = SimpleNamespace(**{**_INSTANCE_BLANK, **values})  # the row as inserted
     return instance, values, render(instance) if render else None
 
@@ -325,18 +392,34 @@ def _insert_instance(settings, plan, attrs):
 
 def _released(instance_id):
     """Whether a debugging repeat's instance is gone (a Core read: a lean transaction can run it)."""
-    row = run_bound(bind_prepared(_INSTANCE_STATE, {"instance_id": instance_id}, returning=True)) if instance_id else None
+    row = (
+        run_bound(bind_prepared(_INSTANCE_STATE, {"instance_id": instance_id}, returning=True)) if instance_id else None
+    )
     return row is not None and row[0] == InstanceState.RELEASED
 
 
 # refreshInstance scenes and the event each one emits; an unknown scene renews, with a note.
-SCENE_EVENTS = {"RENEWAL": "renewed", "TRIAL_TO_FORMAL": "trial_converted",
-                "UNSUBSCRIBE_RENEWAL_PERIOD": "renewal_cancelled",
-                "RENEWAL_CHANGE": "renewal_changed"}  # a renewal with a new specification
+SCENE_EVENTS = {
+    "RENEWAL": "renewed",
+    "TRIAL_TO_FORMAL": "trial_converted",
+    "UNSUBSCRIBE_RENEWAL_PERIOD": "renewal_cancelled",
+    "RENEWAL_CHANGE": "renewal_changed",
+}  # a renewal with a new specification
 
 
-def refresh_instance(*, instance_id, order_id, order_line_id, scene, expire_time, product_id=None,
-                     digest, render=None, debug=False, asking=None):
+def refresh_instance(
+    *,
+    instance_id,
+    order_id,
+    order_line_id,
+    scene,
+    expire_time,
+    product_id=None,
+    digest,
+    render=None,
+    debug=False,
+    asking=None,
+):
     """Renewal, trial-to-formal, a cancelled renewal period, or a renewal with a change of
     specification: the new expiry is the marketplace's (unreadable: kept, with a note).
 
@@ -367,10 +450,15 @@ def refresh_instance(*, instance_id, order_id, order_line_id, scene, expire_time
         instance.details_state = DetailsState.PENDING  # the new specification comes with the order
     if instance.state == InstanceState.EXPIRED and scene != "UNSUBSCRIBE_RENEWAL_PERIOD":
         instance.state = InstanceState.ACTIVE
-    emit(SCENE_EVENTS.get(scene, "renewed"), instance,
-         order_id=order_id, order_line_id=order_line_id, scene=scene,
-         expire_time=instance.expire_time.isoformat() if instance.expire_time else None,
-         previous_expire_time=previous.isoformat() if previous else None)
+    emit(
+        SCENE_EVENTS.get(scene, "renewed"),
+        instance,
+        order_id=order_id,
+        order_line_id=order_line_id,
+        scene=scene,
+        expire_time=instance.expire_time.isoformat() if instance.expire_time else None,
+        previous_expire_time=previous.isoformat() if previous else None,
+    )
     return _store(key, render(instance) if render else envelope(), instance_id)
 
 
@@ -456,8 +544,7 @@ def check_change(*, instance_id, product_info, decide, debug=False, asking=None)
 
 def order_notified(*, order_id, order_line_id=None, notice=None):
     """orderNotify: acknowledged now; the order is fetched and applied by a background job."""
-    event_id = record_event("order_notified", None, order_id,
-                            {"order_line_id": order_line_id, **(notice or {})})
+    event_id = record_event("order_notified", None, order_id, {"order_line_id": order_line_id, **(notice or {})})
     jobs.enqueue("fetch_order", event_id, payload={"order_id": order_id, "order_line_id": order_line_id})
     return envelope()
 
@@ -471,12 +558,20 @@ def find_instances(instance_ids, asking=None):
 
 # --- answer pieces shared by the generations ---------------------------------------------------
 
+
 def app_info(settings, instance, encrypted=True):
     """The buyer's login for appInfo; userName/password AES-encrypted with the Key unless told not to."""
     user = instance.admin_user or ""
-    password = vault.unseal(settings.secret_key, instance.admin_password_sealed) if instance.admin_password_sealed else ""
+    password = (
+        vault.unseal(settings.secret_key, instance.admin_password_sealed) if instance.admin_password_sealed else ""
+    )
     if encrypted:
         user = encrypt_field(settings.access_key, user, settings.encrypt_type)
         password = encrypt_field(settings.access_key, password, settings.encrypt_type)
-    return {"frontEndUrl": instance.front_end_url, "adminUrl": instance.admin_url,
-            "userName": user, "password": password, "memo": instance.memo or None}
+    return {
+        "frontEndUrl": instance.front_end_url,
+        "adminUrl": instance.admin_url,
+        "userName": user,
+        "password": password,
+        "memo": instance.memo or None,
+    }

@@ -12,6 +12,7 @@ A refusal names its reason (one of REASONS: the page explains it in the buyer's 
 whom to ask) and stores nothing. An admitted login records the user's last login, which the pages
 and the go-live checklist show.
 """
+
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -25,8 +26,18 @@ from ..storage.statements import insert_ignore
 from ..storage.transactions import write_transaction
 
 # Why a login was refused; the page's wording for each is in isvapp/login/views.py.
-REASONS = ("unknown_tenant", "no_app", "tenant_mismatch", "unknown_user", "user_disabled", "no_instance",
-           "instance_frozen", "instance_expired", "instance_released", "state_used")
+REASONS = (
+    "unknown_tenant",
+    "no_app",
+    "tenant_mismatch",
+    "unknown_user",
+    "user_disabled",
+    "no_instance",
+    "instance_frozen",
+    "instance_expired",
+    "instance_released",
+    "state_used",
+)
 
 
 class Refused(Exception):
@@ -54,22 +65,44 @@ class Target:
 def find_target(tenant_ref, app_id=None):
     """The tenant a login URL names (its tenantCode, or its tenantId) and its app (the one named,
     or the tenant's only app with a clientId)."""
-    tenants = db.session.execute(
-        select(Tenant).where(or_(Tenant.tenant_code == tenant_ref, Tenant.tenant_id == tenant_ref),
-                             Tenant.state == KitState.ACTIVE).order_by(Tenant.id)).scalars().all()
+    tenants = (
+        db.session.execute(
+            select(Tenant)
+            .where(
+                or_(Tenant.tenant_code == tenant_ref, Tenant.tenant_id == tenant_ref), Tenant.state == KitState.ACTIVE
+            )
+            .order_by(Tenant.id)
+        )
+        .scalars()
+        .all()
+    )
     if not tenants:
         raise Refused("unknown_tenant", tenant_ref)
     tenant = tenants[0]
-    query = select(KitApp).where(KitApp.instance_key == tenant.instance_key, KitApp.tenant_id == tenant.tenant_id,
-                                 KitApp.state == KitState.ACTIVE, KitApp.client_id.is_not(None))
+    query = select(KitApp).where(
+        KitApp.instance_key == tenant.instance_key,
+        KitApp.tenant_id == tenant.tenant_id,
+        KitApp.state == KitState.ACTIVE,
+        KitApp.client_id.is_not(None),
+    )
     if app_id:
         query = query.where(KitApp.app_id == app_id)
     apps = db.session.execute(query.order_by(KitApp.id)).scalars().all()
     if len(apps) != 1:
         raise Refused("no_app", "no app with a clientId" if not apps else "several apps: name one with ?app=")
     app = apps[0]
-    target = Target(tenant.id, tenant.tenant_id, tenant.tenant_code, tenant.name, tenant.domain_name,
-                    tenant.instance_key, app.app_id, app.client_id or "", app.client_secret_sealed, app.handoff_url)
+    target = Target(
+        tenant.id,
+        tenant.tenant_id,
+        tenant.tenant_code,
+        tenant.name,
+        tenant.domain_name,
+        tenant.instance_key,
+        app.app_id,
+        app.client_id or "",
+        app.client_secret_sealed,
+        app.handoff_url,
+    )
     db.session.rollback()  # end the read (the IdP's calls that follow may take seconds)
     return target
 
@@ -79,21 +112,31 @@ def admit(target, user, now=None):
     now = now or datetime.now(timezone.utc)
     if user.get("tenant") != target.tenant_id:
         raise Refused("tenant_mismatch", f"the IdP says tenant {user.get('tenant')!r}")
-    member = db.session.execute(select(KitUser).where(
-        KitUser.instance_key == target.instance_id, KitUser.tenant_id == target.tenant_id,
-        KitUser.app_id == target.app_id, KitUser.user_name == user["userName"])).scalar_one_or_none()
+    member = db.session.execute(
+        select(KitUser).where(
+            KitUser.instance_key == target.instance_id,
+            KitUser.tenant_id == target.tenant_id,
+            KitUser.app_id == target.app_id,
+            KitUser.user_name == user["userName"],
+        )
+    ).scalar_one_or_none()
     if member is None or member.state != KitState.ACTIVE:
         raise Refused("unknown_user", user["userName"])
     if not member.enable:
         raise Refused("user_disabled", user["userName"])
-    instance = db.session.execute(select(Instance).where(Instance.instance_id == target.instance_id)).scalar_one_or_none()
+    instance = db.session.execute(
+        select(Instance).where(Instance.instance_id == target.instance_id)
+    ).scalar_one_or_none()
     if instance is None:
         raise Refused("no_instance", target.instance_id)
     facts = {
         "tenant": {"id": target.tenant_id, "code": target.tenant_code, "name": target.tenant_name},
-        "user": {"userName": member.user_name, "name": user.get("name") or member.name,
-                 "role": user.get("role") or member.role, "organizationCode": user.get("organizationCode")
-                 or member.org_code},
+        "user": {
+            "userName": member.user_name,
+            "name": user.get("name") or member.name,
+            "role": user.get("role") or member.role,
+            "organizationCode": user.get("organizationCode") or member.org_code,
+        },
         "instance": entitlements.instance_facts(instance),
     }
     reason = entitlements.not_live_reason(instance, now)
@@ -108,12 +151,20 @@ def record_login(target, user_name, state_digest):
     claimed in the replay store, so that the same state (and its cookie) cannot finish a second
     login, whatever the IdP does with its codes. Refused("state_used") when it already has."""
     with write_transaction(durable=False):  # a login time lost to a power cut is no order lost
-        if not insert_ignore(SignedRequest, scope="login", token=state_digest, nonce=state_digest,
-                             fingerprint="", answer=b""):
+        if not insert_ignore(
+            SignedRequest, scope="login", token=state_digest, nonce=state_digest, fingerprint="", answer=b""
+        ):
             raise Refused("state_used")
-        db.session.execute(update(KitUser).where(
-            KitUser.instance_key == target.instance_id, KitUser.tenant_id == target.tenant_id,
-            KitUser.app_id == target.app_id, KitUser.user_name == user_name).values(last_login_at=utcnow()))
+        db.session.execute(
+            update(KitUser)
+            .where(
+                KitUser.instance_key == target.instance_id,
+                KitUser.tenant_id == target.tenant_id,
+                KitUser.app_id == target.app_id,
+                KitUser.user_name == user_name,
+            )
+            .values(last_login_at=utcnow())
+        )
 
 
 def set_handoff_url(app_pk, url):

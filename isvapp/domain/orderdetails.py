@@ -5,6 +5,7 @@ for the order afterwards, stores customer, product, period and expiry on the ins
 emits ``details_fetched`` for the provisioner. When it finally gives up the instance is marked
 ``failed`` (and ``details_failed`` emitted), visible to the merchant.
 """
+
 from flask import current_app
 from sqlalchemy import select
 
@@ -43,12 +44,18 @@ def apply_order(instance, order, order_line_id):
     lines = order.get("orderLine") or []
     line = next((item for item in lines if item.get("orderLineId") == order_line_id), lines[0] if lines else {})
     product, buyer = _products(line), buyer_of(order)
-    values = {"charging_mode": line.get("chargingMode"), "period_type": line.get("periodType"),
-              "period_number": line.get("periodNumber"), "expire_time": _time(line.get("expireTime")),
-              "product_id": product.get("productId") or line.get("productId"),
-              "sku_code": product.get("skuCode") or line.get("skuCode"),
-              "customer_id": buyer.get("customerId"), "customer_name": buyer.get("customerName"),
-              "user_id": buyer.get("userId"), "user_name": buyer.get("userName")}
+    values = {
+        "charging_mode": line.get("chargingMode"),
+        "period_type": line.get("periodType"),
+        "period_number": line.get("periodNumber"),
+        "expire_time": _time(line.get("expireTime")),
+        "product_id": product.get("productId") or line.get("productId"),
+        "sku_code": product.get("skuCode") or line.get("skuCode"),
+        "customer_id": buyer.get("customerId"),
+        "customer_name": buyer.get("customerName"),
+        "user_id": buyer.get("userId"),
+        "user_name": buyer.get("userName"),
+    }
     for name, value in values.items():
         if value not in (None, ""):
             setattr(instance, name, str(value) if name in ("charging_mode", "period_type") else value)

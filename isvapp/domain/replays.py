@@ -12,6 +12,7 @@ Read-only activities (queries, checks) claim their identity too, or their nonce 
 again by a different request. Their answers can carry a buyer's credentials (queryInstance's
 appInfo), so those are kept sealed under SECRET_KEY (:func:`sealed`), never in the clear.
 """
+
 from sqlalchemy import or_, select
 
 from ..storage import vault
@@ -32,23 +33,33 @@ def sealed(signed, answer):
 
 def stored_answer(signed):
     """The stored answer for an identical resend, None for a request not seen; raises for a replay."""
-    row = db.session.execute(select(SignedRequest.fingerprint, SignedRequest.answer).where(
-        SignedRequest.scope == signed.scope,
-        or_(SignedRequest.token == signed.token, SignedRequest.nonce == signed.nonce))).first()
+    row = db.session.execute(
+        select(SignedRequest.fingerprint, SignedRequest.answer).where(
+            SignedRequest.scope == signed.scope,
+            or_(SignedRequest.token == signed.token, SignedRequest.nonce == signed.nonce),
+        )
+    ).first()
     if row is None:
         return None
     if row.fingerprint != signed.fingerprint:
         raise KooError(codes.AUTH_FAILED, "nonce has been used before (replayed request)")
     if row.answer.startswith(SEALED):
-        return vault.unseal(signed.cfg.secret_key, row.answer[len(SEALED):].decode("ascii")).encode("utf-8")
+        return vault.unseal(signed.cfg.secret_key, row.answer[len(SEALED) :].decode("ascii")).encode("utf-8")
     return row.answer
 
 
 def bind_record(signed, answer):
     """The claim of the request's identity with its answer, bound (before the lock, when the answer
     is known by then); :func:`record` runs it."""
-    return bind_insert_ignore(SignedRequest, scope=signed.scope, token=signed.token, nonce=signed.nonce,
-                              fingerprint=signed.fingerprint, answer=answer, seen_at=utcnow())
+    return bind_insert_ignore(
+        SignedRequest,
+        scope=signed.scope,
+        token=signed.token,
+        nonce=signed.nonce,
+        fingerprint=signed.fingerprint,
+        answer=answer,
+        seen_at=utcnow(),
+    )
 
 
 def record(signed, answer, bound=None):

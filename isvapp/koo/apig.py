@@ -4,6 +4,7 @@
 is small; tests prove it byte for byte against the official huaweicloudsdkcore signer.
 ``usage_signature`` is the extra signature a usage push carries (§3.8).
 """
+
 import base64
 import hashlib
 import hmac
@@ -29,8 +30,10 @@ def canonical_request(method, url, headers, body):
     lowered = {k.lower(): str(v).strip() for k, v in headers.items()}
     signed = sorted(k for k in lowered if "_" not in k)
     canonical_headers = "".join(f"{k}:{lowered[k]}\n" for k in signed)
-    return (f"{method.upper()}\n{path}\n{query}\n{canonical_headers}\n{';'.join(signed)}\n"
-            f"{hashlib.sha256(body or b'').hexdigest()}"), signed
+    return (
+        f"{method.upper()}\n{path}\n{query}\n{canonical_headers}\n{';'.join(signed)}\n"
+        f"{hashlib.sha256(body or b'').hexdigest()}"
+    ), signed
 
 
 def sign(ak, sk, method, url, headers=None, body=b"", now=None):
@@ -62,8 +65,9 @@ def verify(ak, sk, method, url, headers, body=b""):
 
 def usage_body(records):
     """The usage-push body, keys sorted at every level ("signed after natural sorting")."""
-    return json.dumps({"usage_records": records}, sort_keys=True, ensure_ascii=False,
-                      separators=(",", ":")).encode("utf-8")
+    return json.dumps({"usage_records": records}, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode(
+        "utf-8"
+    )
 
 
 def usage_signature(key, ts, nonce, body):

@@ -4,6 +4,7 @@ The bytes built here are what is signed (Body-Sign), what is stored for replay a
 building them once and never re-serialising is what makes a replay byte-identical and keeps the
 signature valid in debug and production alike (``jsonify`` indents differently in debug).
 """
+
 import json
 
 from .codes import MESSAGES, RESULT_MSG_MAX, SUCCESS

@@ -4,6 +4,7 @@ The marketplace is written in Java and derives its AES key with ``SecureRandom("
 seeded by the Key; reproducing that stream, including Java's signed-byte carry, is the only way
 for our ciphertext to decrypt on their side.
 """
+
 import base64
 import hashlib
 import secrets

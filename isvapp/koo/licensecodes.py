@@ -5,6 +5,7 @@ Sources: 查询授权码 (zh-cn_topic_0070649245, 2025-07-03) for the query, 授
 (zh-cn_topic_0000002290055385, 2025-05-22) for usage statistics. Activation, the v2 query and the
 upload have a path and no stored field table: their bodies are the settings' readings.
 """
+
 from .times import read_time
 
 ACTIVATE = "/api/mkp-openapi-public/global/v1/license/activate"

@@ -4,6 +4,7 @@ The merchant's own software checks a license with the public key alone, without 
 so the format is deliberately tiny and JWT-like: ``ISVLIC1.<base64url payload>.<base64url sig>``.
 The payload is compact JSON with sorted keys, so the same facts always give the same bytes.
 """
+
 import base64
 import json
 
@@ -24,8 +25,9 @@ def _unb64(text):
 
 def new_private_key_pem():
     key = Ed25519PrivateKey.generate()
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption())
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
 
 
 def load_private_key(pem):
@@ -36,8 +38,11 @@ def load_private_key(pem):
 
 
 def public_key_pem(private_key):
-    return private_key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo).decode("ascii")
+    return (
+        private_key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode("ascii")
+    )
 
 
 def sign_document(private_key, payload):
@@ -53,7 +58,8 @@ def verify_document(public_key, document):
     """
     if isinstance(public_key, (str, bytes)):
         public_key = serialization.load_pem_public_key(
-            public_key.encode("ascii") if isinstance(public_key, str) else public_key)
+            public_key.encode("ascii") if isinstance(public_key, str) else public_key
+        )
     if not isinstance(public_key, Ed25519PublicKey):
         raise ValueError("not an Ed25519 public key")
     try:

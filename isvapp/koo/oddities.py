@@ -6,6 +6,7 @@ noted here while it is read and processed, and shown to the merchant on the call
 A context variable, so the schemas (pure) and the domain (Flask) note into the same list
 without passing it through every call.
 """
+
 from contextlib import contextmanager
 from contextvars import ContextVar
 

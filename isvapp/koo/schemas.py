@@ -11,6 +11,7 @@ marshmallow's error dict into the one-line resultMsg that names the field.
 
 Every cap here is checked against the database column that stores it (tests/test_limits.py).
 """
+
 import binascii
 import json
 
@@ -82,7 +83,7 @@ class Str(fields.Field):
             if not self.cut:
                 raise ValidationError(f"Longer than maximum length {self.max_len}.")
             oddities.note(f"{attr}: {len(text)} characters, cut to {self.max_len}")
-            text = text[:self.max_len]
+            text = text[: self.max_len]
         return text
 
 
@@ -184,6 +185,7 @@ class KooSchema(Schema):
 
 # --- G2 SaaS and License-2.0 (POST JSON) -------------------------------------------------------
 
+
 class G2NewInstance(KooSchema):
     orderId = Id()
     orderLineId = Id()
@@ -247,9 +249,12 @@ class OrderNotify(KooSchema):
         if not isinstance(data, dict):
             return data
         named = set(self.fields) - {"extra"}
-        extra = {str(k)[:64]: v if isinstance(v, (int, float, bool)) or v is None else str(v)[:self.EXTRA_VALUE_CHARS]
-                 for k, v in list(data.items())[:200] if k not in named}
-        extra = dict(list(extra.items())[:self.EXTRA_KEPT])
+        extra = {
+            str(k)[:64]: v if isinstance(v, (int, float, bool)) or v is None else str(v)[: self.EXTRA_VALUE_CHARS]
+            for k, v in list(data.items())[:200]
+            if k not in named
+        }
+        extra = dict(list(extra.items())[: self.EXTRA_KEPT])
         if extra:
             oddities.note(f"undocumented orderNotify fields kept as sent: {', '.join(sorted(extra))}")
         return {**{k: v for k, v in data.items() if k in named}, "extra": extra or None}
@@ -286,6 +291,7 @@ def validation_message(error):
 
 
 # --- G1 (GET, every value a string from the query) --------------------------------------------
+
 
 class ExtendParams(fields.Field):
     """``saasExtendParams``: Base64 of a JSON array ``[{"name":..,"value":..}]``, loaded as a dict.
@@ -375,6 +381,7 @@ class G1QueryInstance(KooSchema):
 
 
 # --- License-2.0 ---------------------------------------------------------------------------
+
 
 class GetLicenseAsync(KooSchema):
     instanceId = Id()
@@ -552,7 +559,6 @@ class KitSchema(Schema):
                     oddities.note(f"{name}: missing on an add")
         return data
 
-
     def _check_interface(self, data):
         """No Kit signature covers the URL path, so a captured body could be sent to another
         interface: a department delete ({tenantId, orgCode, flag 0}) at tenantSync reads as the
@@ -561,8 +567,11 @@ class KitSchema(Schema):
         for interface, marks in KIT_INTERFACE_FIELDS.items():
             stray = sorted((marks - mine) & set(data))
             if stray:
-                raise ValidationError(f"is a field of {interface}, not of this interface: a body shaped for "
-                                      f"{interface} is not acted on here", field_name=stray[0])
+                raise ValidationError(
+                    f"is a field of {interface}, not of this interface: a body shaped for "
+                    f"{interface} is not acted on here",
+                    field_name=stray[0],
+                )
 
 
 # The fields that name each Kit interface's own business: none of them belongs to another one.

@@ -3,6 +3,7 @@
 Pure functions over strings and bytes, in the style of Stripe's webhook verifier: compute the
 expected value, compare in constant time, raise one exception type (KooError) with the reason.
 """
+
 import base64
 import functools
 import hashlib
@@ -38,6 +39,7 @@ def _same(expected, received):
 
 
 # --- G1: authToken over sorted query parameters (§3.2) ---------------------------------------
+
 
 def g1_string_to_sign(params):
     """``k=v&...`` over every parameter but authToken, sorted by name in code-unit order."""
@@ -82,8 +84,7 @@ def check_g1_timestamp(text, now_ms, window_s, name="timeStamp"):
         raise KooError(INVALID_PARAM, f"{name} must be a time like yyyyMMddHHmmssSSS")
     skew = now_ms - stamp.timestamp() * 1000
     if abs(skew) > window_s * 1000:
-        raise KooError(INVALID_PARAM, f"{name} outside the {window_s} s window "
-                                      f"(clock off by {skew / 1000:.0f} s)")
+        raise KooError(INVALID_PARAM, f"{name} outside the {window_s} s window (clock off by {skew / 1000:.0f} s)")
 
 
 def verify_g1_request(keys, params, now_ms, window_s):
@@ -160,6 +161,7 @@ def verify_body_sign(key, body, header):
 
 
 # --- G2: canonical payload, signature, x-sign (§3.4, §3.5) -----------------------------------
+
 
 def canonical_payload(obj):
     """Top-level keys sorted ascending, top-level nulls dropped, compact, raw UTF-8 (Jackson's output)."""
@@ -267,14 +269,24 @@ def verify_g2_request(keys, raw_body, signature, timestamp, nonce, now_ms, windo
     Returns (the key that verified, the payload form that matched). The nonce is only checked
     for presence here; whether it was seen before is a question for the replay store.
     """
-    return _verify_signed(g2_signature, keys, raw_body, signature, timestamp, nonce, now_ms, window_s,
-                          ("signature", "timestamp", "nonce"))
+    return _verify_signed(
+        g2_signature, keys, raw_body, signature, timestamp, nonce, now_ms, window_s, ("signature", "timestamp", "nonce")
+    )
 
 
 def verify_kit_request(keys, raw_body, signature, timestamp, nonce, now_ms, window_s=60):
     """Check the x-sign/x-timestamp/x-nonce headers of a G2 Kit POST (§3.5); returns (key, form)."""
-    return _verify_signed(kit_signature, keys, raw_body, signature, timestamp, nonce, now_ms, window_s,
-                          ("x-sign", "x-timestamp", "x-nonce"))
+    return _verify_signed(
+        kit_signature,
+        keys,
+        raw_body,
+        signature,
+        timestamp,
+        nonce,
+        now_ms,
+        window_s,
+        ("x-sign", "x-timestamp", "x-nonce"),
+    )
 
 
 # --- G1 Kit: authToken request header, formula not documented (§3.3) ---------------------------
@@ -311,8 +323,9 @@ def verify_g1_kit_request(keys, raw_body, token, now_ms, window_s):
     """
     if not token:
         raise KooError(AUTH_FAILED, "authToken header is missing")
-    found = _BODY_TIMESTAMP.search(raw_body[:CANONICAL_MAX_BYTES] if len(raw_body) > CANONICAL_MAX_BYTES
-                                   else raw_body) or _BODY_TIMESTAMP.search(raw_body)
+    found = _BODY_TIMESTAMP.search(
+        raw_body[:CANONICAL_MAX_BYTES] if len(raw_body) > CANONICAL_MAX_BYTES else raw_body
+    ) or _BODY_TIMESTAMP.search(raw_body)
     stamp = found.group(1).decode("ascii") if found else None
     check_g1_timestamp(stamp, now_ms, window_s)
     token = token.strip().replace(" ", "+")
@@ -337,6 +350,7 @@ def verify_g1_kit_request(keys, raw_body, token, now_ms, window_s):
 
 # --- the marketplace's side: signed requests (used by the simulator and the tests) ------------
 
+
 def new_nonce():
     return secrets.token_hex(16)
 
@@ -354,8 +368,12 @@ def kit_signed_request(key, body, timestamp=None, nonce=None):
     raw = canonical_payload(body).encode("utf-8") if isinstance(body, dict) else body
     timestamp = str(timestamp if timestamp is not None else int(time.time() * 1000))
     nonce = nonce or new_nonce()
-    return raw, {"x-sign": kit_signature(key, nonce, timestamp, raw), "x-timestamp": timestamp,
-                 "x-nonce": nonce, "Content-Type": "application/json"}
+    return raw, {
+        "x-sign": kit_signature(key, nonce, timestamp, raw),
+        "x-timestamp": timestamp,
+        "x-nonce": nonce,
+        "Content-Type": "application/json",
+    }
 
 
 def g1_time(now=None):

@@ -6,6 +6,7 @@ reading and acted on under the other: a fresh "timeStamp" put in front of a 30-d
 G1 Kit body passed the window that way. No honest sender repeats a key; refusing the body is
 the only reading with one meaning.
 """
+
 import json
 
 

@@ -5,6 +5,7 @@ The reference says ``yyyyMMddHHmmss``; the current refreshInstance example sends
 write ISO-8601 or epoch milliseconds. A time that can be read is never a reason to refuse.
 Times without a zone are UTC, as the reference says.
 """
+
 import re
 from datetime import datetime, timedelta, timezone
 

@@ -11,9 +11,9 @@ registers, through the tenant's identity provider, to the merchant's product (do
 A route of its own, beside the marketplace's blueprint and the merchant's pages: it calls the
 domain (logins, handoff) and the IdP client (market.idp), and nothing calls it.
 """
+
 from flask import Blueprint
 
-bp = Blueprint("login", __name__, template_folder="templates", static_folder="static",
-               static_url_path="/login/static")
+bp = Blueprint("login", __name__, template_folder="templates", static_folder="static", static_url_path="/login/static")
 
 from . import views  # noqa: E402,F401  the routes register themselves on bp

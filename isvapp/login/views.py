@@ -9,6 +9,7 @@ signer), never in the database, so a visitor who never finishes a login leaves n
 - ``isvapp_buyer`` (12 h): who signed in, and the IdP's refresh token sealed (vault) under
   SECRET_KEY, for /login/refresh and /logout. No access token is kept anywhere.
 """
+
 import hashlib
 import hmac
 import urllib.parse
@@ -28,44 +29,78 @@ from . import bp
 PENDING_COOKIE = "isvapp_login"
 BUYER_COOKIE = "isvapp_buyer"
 BUYER_TTL_S = 12 * 3600
+
+
 def _reasons():
     """The page's wording for each refusal: what happened, and whom to ask."""
     return {
-        "unknown_tenant": (gettext("This enterprise is not known to this product."),
-                           gettext("Check the login address with the product's seller.")),
-        "no_app": (gettext("This product has no login set up for your enterprise yet."),
-                   gettext("Ask the product's seller.")),
-        "tenant_mismatch": (gettext("You signed in with an account of another enterprise."),
-                            gettext("Sign in with your account of this enterprise, or ask your enterprise's "
-                                    "administrator.")),
-        "unknown_user": (gettext("Your account is not authorised to use this product."),
-                         gettext("Ask your enterprise's administrator to authorise you in KooGallery.")),
-        "user_disabled": (gettext("Your account is disabled for this product."),
-                          gettext("Ask your enterprise's administrator.")),
-        "no_instance": (gettext("Your enterprise has no subscription to this product."),
-                        gettext("Ask your enterprise's administrator, or the product's seller.")),
-        "instance_frozen": (gettext("Your enterprise's subscription is frozen."),
-                            gettext("Ask your enterprise's administrator (KooGallery freezes a subscription "
-                                    "that is overdue).")),
-        "instance_expired": (gettext("Your enterprise's subscription has expired."),
-                             gettext("Ask your enterprise's administrator to renew it in KooGallery.")),
-        "instance_released": (gettext("Your enterprise's subscription has ended."),
-                              gettext("Ask your enterprise's administrator.")),
-        "state_used": (gettext("This login has already been used."),
-                       gettext("Start again from the product's login address.")),
-        "no_login": (gettext("This login was not started in this browser, or it took too long."),
-                     gettext("Start again from the product's login address.")),
-        "bad_state": (gettext("This login does not match the one this browser started."),
-                      gettext("Start again from the product's login address.")),
-        "idp_error": (gettext("Your enterprise's sign-in service refused the login."),
-                      gettext("Try again; if it happens again, ask your enterprise's administrator.")),
-        "idp_failed": (gettext("Your enterprise's sign-in service did not answer as expected."),
-                       gettext("Try again in a moment; if it happens again, ask the product's seller.")),
+        "unknown_tenant": (
+            gettext("This enterprise is not known to this product."),
+            gettext("Check the login address with the product's seller."),
+        ),
+        "no_app": (
+            gettext("This product has no login set up for your enterprise yet."),
+            gettext("Ask the product's seller."),
+        ),
+        "tenant_mismatch": (
+            gettext("You signed in with an account of another enterprise."),
+            gettext("Sign in with your account of this enterprise, or ask your enterprise's administrator."),
+        ),
+        "unknown_user": (
+            gettext("Your account is not authorised to use this product."),
+            gettext("Ask your enterprise's administrator to authorise you in KooGallery."),
+        ),
+        "user_disabled": (
+            gettext("Your account is disabled for this product."),
+            gettext("Ask your enterprise's administrator."),
+        ),
+        "no_instance": (
+            gettext("Your enterprise has no subscription to this product."),
+            gettext("Ask your enterprise's administrator, or the product's seller."),
+        ),
+        "instance_frozen": (
+            gettext("Your enterprise's subscription is frozen."),
+            gettext("Ask your enterprise's administrator (KooGallery freezes a subscription that is overdue)."),
+        ),
+        "instance_expired": (
+            gettext("Your enterprise's subscription has expired."),
+            gettext("Ask your enterprise's administrator to renew it in KooGallery."),
+        ),
+        "instance_released": (
+            gettext("Your enterprise's subscription has ended."),
+            gettext("Ask your enterprise's administrator."),
+        ),
+        "state_used": (
+            gettext("This login has already been used."),
+            gettext("Start again from the product's login address."),
+        ),
+        "no_login": (
+            gettext("This login was not started in this browser, or it took too long."),
+            gettext("Start again from the product's login address."),
+        ),
+        "bad_state": (
+            gettext("This login does not match the one this browser started."),
+            gettext("Start again from the product's login address."),
+        ),
+        "idp_error": (
+            gettext("Your enterprise's sign-in service refused the login."),
+            gettext("Try again; if it happens again, ask your enterprise's administrator."),
+        ),
+        "idp_failed": (
+            gettext("Your enterprise's sign-in service did not answer as expected."),
+            gettext("Try again in a moment; if it happens again, ask the product's seller."),
+        ),
     }
 
 
-STATUS = {"unknown_tenant": 404, "no_login": 400, "bad_state": 400, "state_used": 400, "idp_error": 502,
-          "idp_failed": 502}
+STATUS = {
+    "unknown_tenant": 404,
+    "no_login": 400,
+    "bad_state": 400,
+    "state_used": 400,
+    "idp_error": 502,
+    "idp_failed": 502,
+}
 
 
 @bp.before_request
@@ -75,9 +110,12 @@ def _language():
 
 @bp.after_request
 def _headers(response):
-    response.headers.setdefault("Content-Security-Policy", "default-src 'none'; script-src 'self'; "
-                                "style-src 'self'; img-src 'self'; form-action 'self'; base-uri 'none'; "
-                                "frame-ancestors 'none'")
+    response.headers.setdefault(
+        "Content-Security-Policy",
+        "default-src 'none'; script-src 'self'; "
+        "style-src 'self'; img-src 'self'; form-action 'self'; base-uri 'none'; "
+        "frame-ancestors 'none'",
+    )
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Referrer-Policy"] = "no-referrer"  # the callback's URL holds the code
     response.headers.setdefault("Cache-Control", "no-store")
@@ -111,21 +149,24 @@ def _client(target):
         secret = ""
     if not secret:
         raise logins.Refused("no_app", "no usable clientSecret: applicationSync again")
-    return idp.Client(idp.base_url(target.domain_name), target.client_id, secret, _redirect_uri(),
-                      _settings().idp_timeout_s)
+    return idp.Client(
+        idp.base_url(target.domain_name), target.client_id, secret, _redirect_uri(), _settings().idp_timeout_s
+    )
 
 
 def _refused(reason, detail=""):
     what, ask = _reasons().get(reason, _reasons()["idp_failed"])
-    response = make_response(render_template("login/refused.html", what=what, ask=ask, reason=reason,
-                                             detail=detail), STATUS.get(reason, 403))
+    response = make_response(
+        render_template("login/refused.html", what=what, ask=ask, reason=reason, detail=detail), STATUS.get(reason, 403)
+    )
     response.delete_cookie(PENDING_COOKIE, path="/login")
     return response
 
 
 def _set_cookie(response, name, value, max_age, path="/"):
-    response.set_cookie(name, value, max_age=max_age, path=path, httponly=True, samesite="Lax",
-                        secure=request.is_secure)
+    response.set_cookie(
+        name, value, max_age=max_age, path=path, httponly=True, samesite="Lax", secure=request.is_secure
+    )
 
 
 @bp.route("/login")
@@ -167,20 +208,26 @@ def _pending():
 
 def _hand_off(target, facts, refresh_token):
     """Send an admitted user on: the assertion, and the buyer cookie for later."""
-    assertion = handoff.sign_assertion(signing_key(_settings().signing_key), issuer=_issuer(),
-                                       audience=target.app_id, **facts)
+    assertion = handoff.sign_assertion(
+        signing_key(_settings().signing_key), issuer=_issuer(), audience=target.app_id, **facts
+    )
     destination = target.handoff_url or _settings().handoff_url
     if destination and outbound.is_https_or_loopback(destination):
-        response = make_response(render_template("login/handoff.html", destination=destination,
-                                                 assertion=assertion, facts=facts))
+        response = make_response(
+            render_template("login/handoff.html", destination=destination, assertion=assertion, facts=facts)
+        )
         origin = "{0.scheme}://{0.netloc}".format(urllib.parse.urlsplit(destination))
         response.headers["Content-Security-Policy"] = (
             f"default-src 'none'; script-src 'self'; style-src 'self'; form-action {origin}; base-uri 'none'; "
-            "frame-ancestors 'none'")
+            "frame-ancestors 'none'"
+        )
     else:
         response = make_response(render_template("login/signed_in.html", facts=facts))
-    buyer = {"t": target.tenant_id, "a": target.app_id,
-             "r": vault.seal(_secret(), refresh_token) if refresh_token else None}
+    buyer = {
+        "t": target.tenant_id,
+        "a": target.app_id,
+        "r": vault.seal(_secret(), refresh_token) if refresh_token else None,
+    }
     _set_cookie(response, BUYER_COOKIE, _signer("session").dumps(buyer), BUYER_TTL_S)
     return response
 
@@ -196,8 +243,9 @@ def callback():
         workbench = _workbench_login()
         pending = workbench or _pending()
         if request.args.get("error"):
-            raise idp.IdpError("refused", f"{request.args['error'][:100]}: "
-                                          f"{request.args.get('error_description', '')[:200]}")
+            raise idp.IdpError(
+                "refused", f"{request.args['error'][:100]}: {request.args.get('error_description', '')[:200]}"
+            )
         code = request.args.get("code")
         if not code:
             raise idp.IdpError("garbage", "the IdP came back without a code")
@@ -264,8 +312,11 @@ def logout():
     if buyer:
         try:
             target = logins.find_target(buyer["t"], buyer["a"])
-            response = redirect(idp.logout_url(idp.Client(idp.base_url(target.domain_name), target.client_id, "",
-                                                          _redirect_uri()), done))
+            response = redirect(
+                idp.logout_url(
+                    idp.Client(idp.base_url(target.domain_name), target.client_id, "", _redirect_uri()), done
+                )
+            )
         except (logins.Refused, idp.IdpError):
             pass
     response.delete_cookie(BUYER_COOKIE, path="/")

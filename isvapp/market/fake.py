@@ -10,6 +10,7 @@ what was pushed. ``FAKE_MARKET_FAIL_NEXT`` / ``FAKE_MARKET_DELAY_S`` in its conf
 it fail or be slow; ``FAKE_MARKET_ANSWER_NEXT`` (a list of (status, raw body)) makes it answer
 anything at all. License codes it knows are ``FAKE_LICENSES`` ({code: {"status", "expireTime"}}). It is not the marketplace: it never runs in production.
 """
+
 import json
 import threading
 import time
@@ -35,46 +36,80 @@ MOCK_ORDERS = {
     "MOCKMONTYCHANGE": ("CHANGE", "PERIOD", "month", 1),
 }
 PERIOD_DAYS = {"year": 366, "month": 31, "day": 1}
-FAKE_LICENSES = {"PLXXXXXX": {"status": "NORMAL", "expireTime": "20991231235959"},
-                 "PLEXPIRED": {"status": "EXPIRED", "expireTime": "20200101000000"}}
+FAKE_LICENSES = {
+    "PLXXXXXX": {"status": "NORMAL", "expireTime": "20991231235959"},
+    "PLEXPIRED": {"status": "EXPIRED", "expireTime": "20200101000000"},
+}
 UPLOAD_MAX_BYTES = 10 * 2**20
 
 
 def _answer(status, code, message, **fields):
-    return Response(json.dumps({"resultCode": code, "resultMsg": message, **fields}), status,
-                    content_type="application/json;charset=UTF-8")
+    return Response(
+        json.dumps({"resultCode": code, "resultMsg": message, **fields}),
+        status,
+        content_type="application/json;charset=UTF-8",
+    )
 
 
 def _license_answer(code="92020000", message="Success", **fields):
     """The License APIs answer in the open-API guide's 公共错误码 shape: error_code, HTTP 200."""
-    return Response(json.dumps({"error_code": code, "error_msg": message, **fields}), 200,
-                    content_type="application/json;charset=UTF-8")
+    return Response(
+        json.dumps({"error_code": code, "error_msg": message, **fields}),
+        200,
+        content_type="application/json;charset=UTF-8",
+    )
 
 
 def order_info(order_id, order_line_id=None, now=None):
     order_type, mode, period, count = MOCK_ORDERS.get(order_id, ("NEW", "PERIOD", "month", 1))
     now = now or datetime.now(timezone.utc)
-    line = {"orderLineId": order_line_id or f"{order_id}-000001", "chargingMode": mode,
-            "productInfo": [{"productId": "00301-666666-0--0", "skuCode": "fake-sku", "linearValue": 1}]}
+    line = {
+        "orderLineId": order_line_id or f"{order_id}-000001",
+        "chargingMode": mode,
+        "productInfo": [{"productId": "00301-666666-0--0", "skuCode": "fake-sku", "linearValue": 1}],
+    }
     if period:
         expires = now + timedelta(days=PERIOD_DAYS[period] * count)  # type: ignore[operator]  # set with a period
         line.update(periodType=period, periodNumber=count, expireTime=expires.strftime("%Y%m%d%H%M%S"))
     if order_id == "MOCKPERIODDAYTRIAL":
         line["trialFlag"] = "1"
-    return {"orderId": order_id, "orderType": order_type, "createTime": now.strftime("%Y%m%d%H%M%S"),
-            "buyerInfo": {"customerId": "fake0000customer0000000000000000", "customerName": "Fake Customer",
-                          "userId": "fake0000user00000000000000000000", "userName": "fake-iam-user"},
-            "orderLine": [line]}
+    return {
+        "orderId": order_id,
+        "orderType": order_type,
+        "createTime": now.strftime("%Y%m%d%H%M%S"),
+        "buyerInfo": {
+            "customerId": "fake0000customer0000000000000000",
+            "customerName": "Fake Customer",
+            "userId": "fake0000user00000000000000000000",
+            "userName": "fake-iam-user",
+        },
+        "orderLine": [line],
+    }
 
 
 def create_fake_market(ak, sk, usage_key, **config):
     app = Flask("isvapp.market.fake")
-    app.config.update(FAKE_AK=ak, FAKE_SK=sk, FAKE_USAGE_KEY=usage_key, FAKE_MARKET_FAIL_NEXT=0,
-                      FAKE_MARKET_DELAY_S=0, FAKE_MARKET_ANSWER_NEXT=[], FAKE_UPLOAD_FIELD="file",
-                      FAKE_LICENSE_QUERY_V2_FIELD="licenses", **config)
+    app.config.update(
+        FAKE_AK=ak,
+        FAKE_SK=sk,
+        FAKE_USAGE_KEY=usage_key,
+        FAKE_MARKET_FAIL_NEXT=0,
+        FAKE_MARKET_DELAY_S=0,
+        FAKE_MARKET_ANSWER_NEXT=[],
+        FAKE_UPLOAD_FIELD="file",
+        FAKE_LICENSE_QUERY_V2_FIELD="licenses",
+        **config,
+    )
     app.config.setdefault("FAKE_LICENSES", {code: dict(v) for code, v in FAKE_LICENSES.items()})
-    app.extensions["fake_market"] = {"calls": [], "usage": {}, "lock": threading.Lock(), "activated": {},
-                                     "queries": [], "software_usage": [], "uploads": {}}
+    app.extensions["fake_market"] = {
+        "calls": [],
+        "usage": {},
+        "lock": threading.Lock(),
+        "activated": {},
+        "queries": [],
+        "software_usage": [],
+        "uploads": {},
+    }
     state = app.extensions["fake_market"]
 
     @app.before_request
@@ -166,8 +201,9 @@ def create_fake_market(ak, sk, usage_key, **config):
     def usage_info():
         body = license_body() or {}
         try:
-            licensecodes.usage_body((u.get("license"), u.get("software_usage_Info") or [])
-                                    for u in body.get("usage_info") or [])
+            licensecodes.usage_body(
+                (u.get("license"), u.get("software_usage_Info") or []) for u in body.get("usage_info") or []
+            )
         except (licensecodes.Invalid, AttributeError) as error:
             return _license_answer("92020002", f"invalid param: {error}")
         unknown = [u["license"] for u in body["usage_info"] if known(u["license"]) is None]

@@ -16,6 +16,7 @@ it. ``FAKE_IDP_TOKEN_FAIL_NEXT`` / ``FAKE_IDP_TOKEN_GARBAGE`` / ``FAKE_IDP_DELAY
 ``FAKE_IDP_USERINFO_TENANT`` in its config let tests make it fail, answer nonsense, be slow or
 name another tenant. It is not an IdP: it never runs in production.
 """
+
 import base64
 import hashlib
 import hmac
@@ -43,26 +44,42 @@ USERINFO = "/api/v1/oauth2/userinfo"
 LOGOUT = "/api/v1/logout"
 DEFAULT_REDIRECT_URI = "http://127.0.0.1:8000/login/callback"
 SESSION_COOKIE = "fake_idp_sid"  # not "session": cookies ignore ports, isvapp on 127.0.0.1 would share it
-AUTHORIZE_FIELDS = ("response_type", "client_id", "redirect_uri", "scope", "state", "code_challenge",
-                    "code_challenge_method")
+AUTHORIZE_FIELDS = (
+    "response_type",
+    "client_id",
+    "redirect_uri",
+    "scope",
+    "state",
+    "code_challenge",
+    "code_challenge_method",
+)
 _CHALLENGE = re.compile(r"[A-Za-z0-9_-]{43}")  # BASE64URL(SHA-256(verifier)), unpadded
 _FAILURES = {400: "invalid_request", 401: "invalid_client", 403: "access_denied", 429: "too_many_requests"}
 
 
 def _json(status, body, **headers):
     """JSON as the pages print it: one field a line, ``"key" : value``."""
-    return Response(json.dumps(body, indent=0, separators=(",", " : "), ensure_ascii=False), status,
-                    content_type="application/json;charset=UTF-8", headers=headers)
+    return Response(
+        json.dumps(body, indent=0, separators=(",", " : "), ensure_ascii=False),
+        status,
+        content_type="application/json;charset=UTF-8",
+        headers=headers,
+    )
 
 
 def _token_error(status, error, description):
-    return _json(status, {"error": error, "error_description": description},
-                 **{"Cache-Control": "no-store", "Pragma": "no-cache"})
+    return _json(
+        status,
+        {"error": error, "error_description": description},
+        **{"Cache-Control": "no-store", "Pragma": "no-cache"},
+    )
 
 
 def _page(status, title, body):
-    html = (f"<!doctype html><html><head><meta charset='utf-8'><title>{escape(title)}</title></head>"
-            f"<body><h1>{escape(title)}</h1>{body}</body></html>")
+    html = (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{escape(title)}</title></head>"
+        f"<body><h1>{escape(title)}</h1>{body}</body></html>"
+    )
     return Response(html, status, content_type="text/html; charset=utf-8")
 
 
@@ -85,11 +102,24 @@ def create_fake_idp(clients, users, password="fake-password", **config):
     a user without a password of its own logs in with ``password``.
     """
     app = Flask("isvapp.market.fakeidp")
-    app.config.update(FAKE_IDP_CODE_TTL_S=60, FAKE_IDP_TOKEN_TTL_S=7200, FAKE_IDP_REFRESH_TTL_S=30 * 86400,
-                      FAKE_IDP_TOKEN_FAIL_NEXT=None, FAKE_IDP_TOKEN_GARBAGE=False, FAKE_IDP_DELAY_S=0,
-                      FAKE_IDP_USERINFO_TENANT=None, **config)
-    app.extensions["fake_idp"] = {"codes": {}, "tokens": {}, "refresh": {}, "sessions": {}, "calls": [],
-                                  "lock": threading.Lock()}
+    app.config.update(
+        FAKE_IDP_CODE_TTL_S=60,
+        FAKE_IDP_TOKEN_TTL_S=7200,
+        FAKE_IDP_REFRESH_TTL_S=30 * 86400,
+        FAKE_IDP_TOKEN_FAIL_NEXT=None,
+        FAKE_IDP_TOKEN_GARBAGE=False,
+        FAKE_IDP_DELAY_S=0,
+        FAKE_IDP_USERINFO_TENANT=None,
+        **config,
+    )
+    app.extensions["fake_idp"] = {
+        "codes": {},
+        "tokens": {},
+        "refresh": {},
+        "sessions": {},
+        "calls": [],
+        "lock": threading.Lock(),
+    }
     state = app.extensions["fake_idp"]
 
     @app.before_request
@@ -122,20 +152,30 @@ def create_fake_idp(clients, users, password="fake-password", **config):
     def _login_form(q, error=""):
         hidden = "".join(f"<input type='hidden' name='{k}' value='{escape(q[k])}'>" for k in AUTHORIZE_FIELDS)
         note = f"<p class='error' role='alert'>{escape(error)}</p>" if error else ""
-        return _page(200, "Fake IdP login", f"{note}<form method='post' action='{AUTHORIZE}'>{hidden}"
-                     "<label>userName <input name='userName' autocomplete='username'></label> "
-                     "<label>password <input name='password' type='password'></label> "
-                     "<button type='submit'>Log in</button></form>")
+        return _page(
+            200,
+            "Fake IdP login",
+            f"{note}<form method='post' action='{AUTHORIZE}'>{hidden}"
+            "<label>userName <input name='userName' autocomplete='username'></label> "
+            "<label>password <input name='password' type='password'></label> "
+            "<button type='submit'>Log in</button></form>",
+        )
 
     def _redirect_with_code(q, user_name):
         code = secrets.token_urlsafe(24)
         with state["lock"]:
-            state["codes"][code] = {"client_id": q["client_id"], "redirect_uri": q["redirect_uri"],
-                                    "user": user_name, "scope": q["scope"], "challenge": q["code_challenge"] or None,
-                                    "expires": time.monotonic() + current_app.config["FAKE_IDP_CODE_TTL_S"]}
+            state["codes"][code] = {
+                "client_id": q["client_id"],
+                "redirect_uri": q["redirect_uri"],
+                "user": user_name,
+                "scope": q["scope"],
+                "challenge": q["code_challenge"] or None,
+                "expires": time.monotonic() + current_app.config["FAKE_IDP_CODE_TTL_S"],
+            }
         params = {"code": code, **({"state": q["state"]} if q["state"] else {})}
-        return Response(status=302, headers={"Location": _with_query(q["redirect_uri"], **params),
-                                             "Cache-Control": "no-store"})
+        return Response(
+            status=302, headers={"Location": _with_query(q["redirect_uri"], **params), "Cache-Control": "no-store"}
+        )
 
     @app.route(AUTHORIZE, methods=["GET", "POST"])
     def authorize():
@@ -169,13 +209,29 @@ def create_fake_idp(clients, users, password="fake-password", **config):
         cfg, now = current_app.config, time.monotonic()
         access, refresh = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
         with state["lock"]:
-            state["tokens"][access] = {"client_id": client_id, "user": user_name, "scope": scope,
-                                       "expires": now + cfg["FAKE_IDP_TOKEN_TTL_S"]}
-            state["refresh"][refresh] = {"client_id": client_id, "user": user_name, "scope": scope,
-                                         "expires": now + cfg["FAKE_IDP_REFRESH_TTL_S"]}
-        return _json(200, {"access_token": access, "token_type": "Bearer", "expires_in": cfg["FAKE_IDP_TOKEN_TTL_S"],
-                           "scope": scope, "refresh_token": refresh},
-                     **{"Cache-Control": "no-store", "Pragma": "no-cache"})
+            state["tokens"][access] = {
+                "client_id": client_id,
+                "user": user_name,
+                "scope": scope,
+                "expires": now + cfg["FAKE_IDP_TOKEN_TTL_S"],
+            }
+            state["refresh"][refresh] = {
+                "client_id": client_id,
+                "user": user_name,
+                "scope": scope,
+                "expires": now + cfg["FAKE_IDP_REFRESH_TTL_S"],
+            }
+        return _json(
+            200,
+            {
+                "access_token": access,
+                "token_type": "Bearer",
+                "expires_in": cfg["FAKE_IDP_TOKEN_TTL_S"],
+                "scope": scope,
+                "refresh_token": refresh,
+            },
+            **{"Cache-Control": "no-store", "Pragma": "no-cache"},
+        )
 
     def _take(kind, key, client_id):
         """The code or refresh token, removed (single use); None when unknown, expired or another client's."""
@@ -199,8 +255,11 @@ def create_fake_idp(clients, users, password="fake-password", **config):
             return _token_error(400, "invalid_request", "Content-Type must be application/x-www-form-urlencoded")
         form = request.form
         client_id, client = form.get("client_id", ""), clients.get(form.get("client_id", ""))
-        if client is None or not client.get("secret") or not hmac.compare_digest(
-                form.get("client_secret", "").encode(), client["secret"].encode()):
+        if (
+            client is None
+            or not client.get("secret")
+            or not hmac.compare_digest(form.get("client_secret", "").encode(), client["secret"].encode())
+        ):
             return _token_error(401, "invalid_client", "Bad client credentials")
         grant_type = form.get("grant_type", "")
         if grant_type == "authorization_code":
@@ -208,8 +267,11 @@ def create_fake_idp(clients, users, password="fake-password", **config):
             bad = grant is None or ("redirect_uri" in form and form["redirect_uri"] != grant["redirect_uri"])
             if not bad and grant and grant["challenge"]:
                 verifier = form.get("code_verifier", "")
-                bad = not (43 <= len(verifier) <= 128 and verifier.isascii()
-                           and hmac.compare_digest(s256(verifier), grant["challenge"]))
+                bad = not (
+                    43 <= len(verifier) <= 128
+                    and verifier.isascii()
+                    and hmac.compare_digest(s256(verifier), grant["challenge"])
+                )
             if bad or grant is None:
                 return _token_error(400, "invalid_grant", "Invalid authorization code")
             return _issue(client_id, grant["user"], grant["scope"])
@@ -230,19 +292,33 @@ def create_fake_idp(clients, users, password="fake-password", **config):
             grant = state["tokens"].get(access.strip()) if scheme.lower() == "bearer" else None
         user = users.get(grant["user"]) if grant and time.monotonic() < grant["expires"] else None
         if grant is None or user is None:
-            return _json(401, {"error": "unauthorized",
-                               "error_description": "Full authentication is required to access this resource"},
-                         **{"WWW-Authenticate": 'Bearer realm="oauth2-resource"'})
+            return _json(
+                401,
+                {
+                    "error": "unauthorized",
+                    "error_description": "Full authentication is required to access this resource",
+                },
+                **{"WWW-Authenticate": 'Bearer realm="oauth2-resource"'},
+            )
         tenant = current_app.config["FAKE_IDP_USERINFO_TENANT"] or user.get("tenant")
-        return _json(200, {"userName": grant["user"], "name": user.get("name"), "tenant": tenant,
-                           "organizationCode": user.get("organizationCode"), "role": user.get("role")})
+        return _json(
+            200,
+            {
+                "userName": grant["user"],
+                "name": user.get("name"),
+                "tenant": tenant,
+                "organizationCode": user.get("organizationCode"),
+                "role": user.get("role"),
+            },
+        )
 
     def _safe_redirect(url):
         if not url or any(c in url for c in "\\\r\n\t ") or any(ord(c) < 32 for c in url):
             return False
         parts = urlsplit(url)
-        allowed = {"127.0.0.1", "localhost"} | {urlsplit(u).hostname for c in clients.values()
-                                                for u in c["redirect_uris"]}
+        allowed = {"127.0.0.1", "localhost"} | {
+            urlsplit(u).hostname for c in clients.values() for u in c["redirect_uris"]
+        }
         return parts.scheme in ("http", "https") and parts.hostname is not None and parts.hostname in allowed
 
     @app.get(LOGOUT)
@@ -271,13 +347,20 @@ def clients_and_users():
     clients = {}
     for row in db.session.execute(select(KitApp).where(KitApp.client_id.is_not(None)).order_by(KitApp.id)).scalars():
         if row.client_id and row.client_secret_sealed:
-            clients[row.client_id] = {"secret": vault.unseal(cfg["SECRET_KEY"], row.client_secret_sealed),
-                                      "redirect_uris": list(redirect_uris)}
+            clients[row.client_id] = {
+                "secret": vault.unseal(cfg["SECRET_KEY"], row.client_secret_sealed),
+                "redirect_uris": list(redirect_uris),
+            }
     users = {}
-    for user in db.session.execute(select(KitUser).where(KitUser.state == KitState.ACTIVE)
-                                   .order_by(KitUser.id)).scalars():
-        users[user.user_name] = {"name": user.name, "tenant": user.tenant_id, "organizationCode": user.org_code,
-                                 "role": user.role or "user"}
+    for user in db.session.execute(
+        select(KitUser).where(KitUser.state == KitState.ACTIVE).order_by(KitUser.id)
+    ).scalars():
+        users[user.user_name] = {
+            "name": user.name,
+            "tenant": user.tenant_id,
+            "organizationCode": user.org_code,
+            "role": user.role or "user",
+        }
     return clients, users
 
 
@@ -289,8 +372,10 @@ def fake_idp_command(port, password):
     """Serve a fake tenant IdP on 127.0.0.1 (authorize, token, userinfo, logout) for development."""
     clients, users = clients_and_users()
     idp = create_fake_idp(clients, users, password=password)
-    click.echo(f"fake IdP on http://127.0.0.1:{port}: {len(clients)} client(s), {len(users)} user(s), "
-               f"redirect URI {next(iter(clients.values()))['redirect_uris'][0] if clients else '-'} (Ctrl-C stops)")
+    click.echo(
+        f"fake IdP on http://127.0.0.1:{port}: {len(clients)} client(s), {len(users)} user(s), "
+        f"redirect URI {next(iter(clients.values()))['redirect_uris'][0] if clients else '-'} (Ctrl-C stops)"
+    )
     make_server("127.0.0.1", port, idp, threaded=True).serve_forever()
 
 

@@ -13,6 +13,7 @@ Authlib's; the HTTP goes out under isvapp.outbound's rules (https, or plain http
 only; the certificate verified; no redirects; one total deadline), because an IdP that redirected
 the token request would carry the client secret to a host nobody registered.
 """
+
 import json
 import urllib.parse
 import urllib.request
@@ -71,9 +72,18 @@ def new_verifier():
 
 def authorize_url(client, state, verifier=None):
     """Where the browser goes to log in; ``verifier``: PKCE (S256) when given."""
-    extra = {"code_challenge": create_s256_code_challenge(verifier), "code_challenge_method": "S256"} if verifier else {}
-    return prepare_grant_uri(client.base_url + AUTHORIZE_PATH, client.client_id, "code",
-                             redirect_uri=client.redirect_uri, scope=SCOPE, state=state, **extra)
+    extra = (
+        {"code_challenge": create_s256_code_challenge(verifier), "code_challenge_method": "S256"} if verifier else {}
+    )
+    return prepare_grant_uri(
+        client.base_url + AUTHORIZE_PATH,
+        client.client_id,
+        "code",
+        redirect_uri=client.redirect_uri,
+        scope=SCOPE,
+        state=state,
+        **extra,
+    )
 
 
 def _json(status, raw, what):
@@ -101,11 +111,13 @@ def _call(client, request, what):
 
 
 def _token(client, grant_type, **fields):
-    body = prepare_token_request(grant_type, client_id=client.client_id, client_secret=client.client_secret,
-                                 **fields)
-    request = urllib.request.Request(client.base_url + TOKEN_PATH, data=body.encode("utf-8"), method="POST",
-                                     headers={"Content-Type": "application/x-www-form-urlencoded",
-                                              "Accept": "application/json"})
+    body = prepare_token_request(grant_type, client_id=client.client_id, client_secret=client.client_secret, **fields)
+    request = urllib.request.Request(
+        client.base_url + TOKEN_PATH,
+        data=body.encode("utf-8"),
+        method="POST",
+        headers={"Content-Type": "application/x-www-form-urlencoded", "Accept": "application/json"},
+    )
     answer = _call(client, request, "the IdP's token endpoint")
     if not isinstance(answer.get("access_token"), str) or not answer["access_token"]:
         raise IdpError("garbage", "the IdP's token endpoint answered without an access_token")
@@ -114,8 +126,13 @@ def _token(client, grant_type, **fields):
 
 def exchange_code(client, code, verifier=None):
     """The authorization code for tokens (the code works once; the IdP says so, not us)."""
-    return _token(client, "authorization_code", code=code, redirect_uri=client.redirect_uri,
-                  **({"code_verifier": verifier} if verifier else {}))
+    return _token(
+        client,
+        "authorization_code",
+        code=code,
+        redirect_uri=client.redirect_uri,
+        **({"code_verifier": verifier} if verifier else {}),
+    )
 
 
 def refresh(client, refresh_token):
@@ -125,9 +142,11 @@ def refresh(client, refresh_token):
 
 def user_info(client, access_token):
     """The signed-in user: userName, name, tenant, organizationCode, role (all text)."""
-    request = urllib.request.Request(client.base_url + USERINFO_PATH, method="GET",
-                                     headers={"Authorization": f"Bearer {access_token}",
-                                              "Accept": "application/json"})
+    request = urllib.request.Request(
+        client.base_url + USERINFO_PATH,
+        method="GET",
+        headers={"Authorization": f"Bearer {access_token}", "Accept": "application/json"},
+    )
     answer = _call(client, request, "the IdP's userinfo endpoint")
     if not isinstance(answer.get("userName"), str) or not answer["userName"]:
         raise IdpError("garbage", "the IdP's userinfo answer has no userName")

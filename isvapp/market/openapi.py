@@ -8,6 +8,7 @@ certificate and host name verified strictly, one total deadline of at most 3 s, 
 never followed: a 3xx would re-send the signed Authorization (with the AK) to a host KOO_API_BASE_URL
 does not name, and its answer would be trusted as order data.
 """
+
 import hashlib
 import json
 import time
@@ -22,14 +23,21 @@ ORDER_QUERY = "/api/mkp-openapi-public/global/v1/order/query"
 USAGE_PUSH = "/api/mkp-openapi-public/global/v1/isv/usage-data"
 
 MKT_MESSAGES = {
-    "MKT.0999": "marketplace internal error", "MKT.0100": "input parameter out of range or malformed",
-    "MKT.0101": "invalid parameter (unknown, extra or missing)", "MKT.0199": "request parameter error",
-    "MKT.0150": "illegal operation (not this seller's product?)", "MKT.0151": "no authority (not a seller AK/SK)",
-    "MKT.0154": "illegal token: check KOO_AK/KOO_SK", "MKT.0250": "throttled by the marketplace",
-    "MKT.9001": "instance id not found", "MKT.9002": "invalid usage entities",
-    "MKT.9003": "too many usage records in one call", "MKT.9004": "usage begin time older than 21 days",
+    "MKT.0999": "marketplace internal error",
+    "MKT.0100": "input parameter out of range or malformed",
+    "MKT.0101": "invalid parameter (unknown, extra or missing)",
+    "MKT.0199": "request parameter error",
+    "MKT.0150": "illegal operation (not this seller's product?)",
+    "MKT.0151": "no authority (not a seller AK/SK)",
+    "MKT.0154": "illegal token: check KOO_AK/KOO_SK",
+    "MKT.0250": "throttled by the marketplace",
+    "MKT.9001": "instance id not found",
+    "MKT.9002": "invalid usage entities",
+    "MKT.9003": "too many usage records in one call",
+    "MKT.9004": "usage begin time older than 21 days",
     # The open-API guide's 公共错误码 table (error_code / error_msg, HTTP 200), seen with the License APIs.
-    "92020001": "marketplace internal error", "92020002": "invalid parameter (a license code it does not know?)",
+    "92020001": "marketplace internal error",
+    "92020002": "invalid parameter (a license code it does not know?)",
 }
 SUCCESS = "MKT.0000"
 SUCCESS_CODES = (SUCCESS, "92020000")
@@ -70,11 +78,14 @@ def call(settings, method, path, query=None, body=None, headers=None, content_ty
 def _call_once(settings, base, method, path, query, body, headers, content_type):
     url = base + path + ("?" + urlencode(query, quote_via=quote) if query else "")
     if not outbound.is_https_or_loopback(url):
-        raise MarketError("config", "KOO_API_BASE_URL (and KOO_API_BACKUP_URL) must be an https:// URL "
-                          "(plain http only to a loopback host)")
+        raise MarketError(
+            "config",
+            "KOO_API_BASE_URL (and KOO_API_BACKUP_URL) must be an https:// URL (plain http only to a loopback host)",
+        )
     # Signed for this host: Host is a signed header, so the backup domain gets its own signature.
-    headers = apig.sign(settings.api_ak, settings.api_sk, method, url,
-                        {"Content-Type": content_type, **(headers or {})}, body or b"")
+    headers = apig.sign(
+        settings.api_ak, settings.api_sk, method, url, {"Content-Type": content_type, **(headers or {})}, body or b""
+    )
     request = urllib.request.Request(url, data=body, method=method, headers=headers)
     host = urlsplit(url).netloc
     try:
@@ -86,12 +97,18 @@ def _call_once(settings, base, method, path, query, body, headers, content_type)
         if not isinstance(answer, dict):
             raise ValueError
     except ValueError:
-        raise MarketError("http", f"HTTP {status} from {host}{path}: the answer is not a JSON object",
-                          elsewhere=status >= 500 or not raw) from None
+        raise MarketError(
+            "http",
+            f"HTTP {status} from {host}{path}: the answer is not a JSON object",
+            elsewhere=status >= 500 or not raw,
+        ) from None
     code = str(answer.get("resultCode") or answer.get("error_code") or "")
     if code not in SUCCESS_CODES:
-        message = MKT_MESSAGES.get(code) or ("unknown code: " if code else "no result code: ") + str(
-            answer.get("resultMsg") or answer.get("error_msg") or answer)[:200]
+        message = (
+            MKT_MESSAGES.get(code)
+            or ("unknown code: " if code else "no result code: ")
+            + str(answer.get("resultMsg") or answer.get("error_msg") or answer)[:200]
+        )
         raise MarketError(code or "http", message, elsewhere=status >= 500)
     return answer
 
@@ -105,12 +122,12 @@ def push_usage(settings, records, ts=None, nonce=None):
     """Push at most 1000 usage records; returns the answer (may list per-record errors)."""
     body = apig.usage_body(records)
     ts, nonce = str(ts or int(time.time() * 1000)), nonce or new_nonce()
-    headers = {"signature": apig.usage_signature(settings.usage_key or "", ts, nonce, body), "ts": ts,
-               "nonce": nonce}
+    headers = {"signature": apig.usage_signature(settings.usage_key or "", ts, nonce, body), "ts": ts, "nonce": nonce}
     return call(settings, "POST", USAGE_PUSH, body=body, headers=headers)
 
 
 # --- License codes (授权码) and the license upload (docs/protocol.md §13) ----------------------------
+
 
 def _post_json(settings, path, body):
     return call(settings, "POST", path, body=json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode())
@@ -123,8 +140,9 @@ def activate_license(settings, code):
 
 def query_license(settings, code, account=None, ip=None):
     """查询授权码, v1 (one code): (status, expiry)."""
-    return licensecodes.read_state(_post_json(settings, licensecodes.QUERY_V1,
-                                              licensecodes.query_v1_body(code, account, ip)))
+    return licensecodes.read_state(
+        _post_json(settings, licensecodes.QUERY_V1, licensecodes.query_v1_body(code, account, ip))
+    )
 
 
 def query_licenses(settings, codes):
@@ -142,8 +160,11 @@ def multipart(field, document, as_file, boundary):
     """A multipart/form-data body with one part: the document as a file, or as a text field."""
     disposition = f'form-data; name="{field}"' + ('; filename="license.lic"' if as_file else "")
     kind = "application/octet-stream" if as_file else "text/plain; charset=UTF-8"
-    body = (f"--{boundary}\r\nContent-Disposition: {disposition}\r\nContent-Type: {kind}\r\n\r\n".encode()
-            + document + f"\r\n--{boundary}--\r\n".encode())
+    body = (
+        f"--{boundary}\r\nContent-Disposition: {disposition}\r\nContent-Type: {kind}\r\n\r\n".encode()
+        + document
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
     return body, f"multipart/form-data; boundary={boundary}"
 
 
@@ -154,11 +175,12 @@ def upload_license(settings, event_id, document):
     from them, so a repeat's body is byte for byte the same as well."""
     raw = document.encode("utf-8")
     if len(raw) > settings.license_upload_max_bytes:
-        raise MarketError("invalid", f"the license is {len(raw)} bytes, over KOO_LICENSE_UPLOAD_MAX_BYTES "
-                          f"({settings.license_upload_max_bytes})")
+        raise MarketError(
+            "invalid",
+            f"the license is {len(raw)} bytes, over KOO_LICENSE_UPLOAD_MAX_BYTES ({settings.license_upload_max_bytes})",
+        )
     licensecodes.code(event_id, "eventId")
     boundary = "isvapp-" + hashlib.sha256(raw).hexdigest()[:32]
-    body, content_type = multipart(settings.license_upload_field, raw, settings.license_upload_mode == "file",
-                                   boundary)
+    body, content_type = multipart(settings.license_upload_field, raw, settings.license_upload_mode == "file", boundary)
     path = licensecodes.UPLOAD.format(event_id=quote(event_id, safe=""))
     return call(settings, "POST", path, body=body, content_type=content_type)

@@ -9,6 +9,7 @@
 
 Every path also answers with a trailing slash: the Seller Console keeps what the merchant typed.
 """
+
 from flask import Blueprint, current_app, request
 
 from . import g1, g2, kit, license
@@ -27,10 +28,15 @@ for path, endpoint, view, method in ROUTES:
     bp.add_url_rule(path + "/", endpoint + "_slash", view, methods=[method])
 for base in ("/produce", "/license"):
     for slash in ("", "/"):
-        bp.add_url_rule(base + "/produceAPI/v2/<name>" + slash, f"kit_g2{base}{slash}".replace("/", "_"),
-                        kit.sync_g2, methods=["POST"])
-        bp.add_url_rule(base + "/produceAPI/<name>" + slash, f"kit_g1{base}{slash}".replace("/", "_"),
-                        kit.sync_g1, methods=["POST"])
+        bp.add_url_rule(
+            base + "/produceAPI/v2/<name>" + slash,
+            f"kit_g2{base}{slash}".replace("/", "_"),
+            kit.sync_g2,
+            methods=["POST"],
+        )
+        bp.add_url_rule(
+            base + "/produceAPI/<name>" + slash, f"kit_g1{base}{slash}".replace("/", "_"), kit.sync_g1, methods=["POST"]
+        )
 
 
 @bp.before_request

@@ -3,6 +3,7 @@
 Body-Sign is made with the key that verified the request (one of several configured), or, for
 a request refused before that, with the first configured key of its kind (basic or Kit).
 """
+
 import logging
 import time
 
@@ -58,19 +59,24 @@ def error_answer(error):
     """The one place a refusal or failure becomes an envelope."""
     if isinstance(error, KooError):
         if error.code == codes.INVALID_PARAM and "window" in error.message and _clock_warning_due():
-            log.warning("refused %s %s: %s; check this server's clock (NTP) (said at most once a minute "
-                        "per worker: a stranger's stale timestamps must not fill the log)", request.method,
-                        request.path, error.message)
+            log.warning(
+                "refused %s %s: %s; check this server's clock (NTP) (said at most once a minute "
+                "per worker: a stranger's stale timestamps must not fill the log)",
+                request.method,
+                request.path,
+                error.message,
+            )
         return answer(envelope(error.code, error.message))
     if isinstance(error, RequestEntityTooLarge):
         return answer(envelope(codes.INVALID_PARAM, f"request body is larger than {request.max_content_length} bytes"))
     if isinstance(error, HTTPException):
-        what = {404: f"no marketplace interface at {request.path}",
-                405: f"method {request.method} is not supported at {request.path}"}
+        what = {
+            404: f"no marketplace interface at {request.path}",
+            405: f"method {request.method} is not supported at {request.path}",
+        }
         return answer(envelope(codes.INVALID_PARAM, what.get(error.code, error.description)))  # type: ignore[arg-type]
     if isinstance(error, OperationalError):
-        log.error("database unavailable while answering %s %s: %s", request.method, request.path,
-                  error.orig)
+        log.error("database unavailable while answering %s %s: %s", request.method, request.path, error.orig)
         return answer(envelope(codes.INTERNAL_ERROR, "database busy or unavailable, please retry"))
     log.exception("unexpected error while answering %s %s", request.method, request.path)
     return answer(envelope(codes.INTERNAL_ERROR))

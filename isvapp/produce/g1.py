@@ -4,6 +4,7 @@ Only the reading differs from G2: parameters come URL-decoded from the query and
 arrives whole, so details are stored inline. Each activity is a small adapter onto the same
 lifecycle functions G2 uses: one state machine, one idempotency mechanism.
 """
+
 from flask import request
 
 from ..domain import callbacklog, lifecycle
@@ -24,8 +25,9 @@ EXTRA_FIELDS = ("provisionType", "amount", "diskSize", "bandWidth", "orderAmount
 
 def is_pay_per_use(cfg, d):
     mode = d.get("chargingMode")
-    return mode in cfg.g1_pay_per_use_modes or (d.get("expireTime") is None and mode is not None
-                                                 and mode not in ONE_TIME_MODES)
+    return mode in cfg.g1_pay_per_use_modes or (
+        d.get("expireTime") is None and mode is not None and mode not in ONE_TIME_MODES
+    )
 
 
 def buyer_contact(cfg, value):
@@ -46,20 +48,33 @@ def order_attrs(cfg, d, generation):
     for name in ("mobilePhone", "email"):
         if d.get(name):
             extra[name] = buyer_contact(cfg, d[name])
-    return dict(generation=generation, order_id=d["orderId"], order_line_id=d.get("orderLineId"),
-                product_id=d.get("productId"), sku_code=d.get("skuCode"), customer_id=d.get("customerId"),
-                customer_name=d.get("customerName"), user_id=d.get("userId"),
-                user_name=d.get("userName"), charging_mode=d.get("chargingMode"),
-                period_type=d.get("periodType"), period_number=d.get("periodNumber"),
-                expire_time=d["expireTime"].replace(tzinfo=None) if d.get("expireTime") else None,
-                trial=d["trialFlag"], test_flag=d["testFlag"], details_state=DetailsState.INLINE,
-                product_type="license" if generation.startswith("LIC") else "saas", extra=extra or None,
-                key_fingerprint=lifecycle.owner(cfg).fingerprint)
+    return dict(
+        generation=generation,
+        order_id=d["orderId"],
+        order_line_id=d.get("orderLineId"),
+        product_id=d.get("productId"),
+        sku_code=d.get("skuCode"),
+        customer_id=d.get("customerId"),
+        customer_name=d.get("customerName"),
+        user_id=d.get("userId"),
+        user_name=d.get("userName"),
+        charging_mode=d.get("chargingMode"),
+        period_type=d.get("periodType"),
+        period_number=d.get("periodNumber"),
+        expire_time=d["expireTime"].replace(tzinfo=None) if d.get("expireTime") else None,
+        trial=d["trialFlag"],
+        test_flag=d["testFlag"],
+        details_state=DetailsState.INLINE,
+        product_type="license" if generation.startswith("LIC") else "saas",
+        extra=extra or None,
+        key_fingerprint=lifecycle.owner(cfg).fingerprint,
+    )
 
 
 def g1_order_key(cfg, d):
-    return lifecycle.order_key(d["orderId"], d.get("orderLineId"), d.get("productId"),
-                               pay_per_use=is_pay_per_use(cfg, d))
+    return lifecycle.order_key(
+        d["orderId"], d.get("orderLineId"), d.get("productId"), pay_per_use=is_pay_per_use(cfg, d)
+    )
 
 
 def g1_digest(d):
@@ -70,43 +85,66 @@ def g1_digest(d):
 def g1_new_instance(cfg, d, generation="G1", render=None):
     """``render``: a License's answer, which issues the document (so it runs after the claim)."""
     return lifecycle.new_instance(
-        cfg, key=g1_order_key(cfg, d), digest=g1_digest(d), business_id=d["businessId"],
-        attrs=order_attrs(cfg, d, generation), render_writes=render is not None,
-        render=render or (lambda instance: envelope(**instance_info(cfg, instance, encrypted=True))))
+        cfg,
+        key=g1_order_key(cfg, d),
+        digest=g1_digest(d),
+        business_id=d["businessId"],
+        attrs=order_attrs(cfg, d, generation),
+        render_writes=render is not None,
+        render=render or (lambda instance: envelope(**instance_info(cfg, instance, encrypted=True))),
+    )
 
 
 def g1_refresh_instance(cfg, d, render=None):
     expire = d.get("expireTime")
     return lifecycle.refresh_instance(
-        instance_id=d["instanceId"], order_id=d["orderId"], order_line_id=None,
-        scene="TRIAL_TO_FORMAL" if d["trialToFormal"] else "RENEWAL", expire_time=expire,
+        instance_id=d["instanceId"],
+        order_id=d["orderId"],
+        order_line_id=None,
+        scene="TRIAL_TO_FORMAL" if d["trialToFormal"] else "RENEWAL",
+        expire_time=expire,
         product_id=d.get("productId"),
         digest=lifecycle.request_digest({"expireTime": expire, "productId": d.get("productId")}),
-        render=render, debug=d["testFlag"], asking=lifecycle.owner(cfg))
+        render=render,
+        debug=d["testFlag"],
+        asking=lifecycle.owner(cfg),
+    )
 
 
 def g1_expire_instance(cfg, d):
-    return lifecycle.expire_instance(instance_id=d["instanceId"], order_id=d.get("orderId"), debug=d["testFlag"],
-                                     asking=lifecycle.owner(cfg))
+    return lifecycle.expire_instance(
+        instance_id=d["instanceId"], order_id=d.get("orderId"), debug=d["testFlag"], asking=lifecycle.owner(cfg)
+    )
 
 
 def g1_release_instance(cfg, d):
-    return lifecycle.release_instance(instance_id=d["instanceId"], order_id=d.get("orderId"), debug=d["testFlag"],
-                                      asking=lifecycle.owner(cfg))
+    return lifecycle.release_instance(
+        instance_id=d["instanceId"], order_id=d.get("orderId"), debug=d["testFlag"], asking=lifecycle.owner(cfg)
+    )
 
 
 def g1_upgrade(cfg, d):
     attrs = {"product_id": d.get("productId"), "sku_code": d.get("skuCode")}
     return lifecycle.upgrade_instance(
-        instance_id=d["instanceId"], order_id=d["orderId"], order_line_id=None,
-        digest=lifecycle.request_digest({k: d.get(k) for k in ("productId", "skuCode", "amount",
-                                                               "diskSize", "bandWidth")}),
-        attrs={k: v for k, v in attrs.items() if v is not None}, debug=d["testFlag"], asking=lifecycle.owner(cfg))
+        instance_id=d["instanceId"],
+        order_id=d["orderId"],
+        order_line_id=None,
+        digest=lifecycle.request_digest(
+            {k: d.get(k) for k in ("productId", "skuCode", "amount", "diskSize", "bandWidth")}
+        ),
+        attrs={k: v for k, v in attrs.items() if v is not None},
+        debug=d["testFlag"],
+        asking=lifecycle.owner(cfg),
+    )
 
 
 def g1_instance_status(cfg, d):
-    return lifecycle.set_frozen(instance_id=d["instanceId"], frozen=d["instanceStatus"] == "FREEZE",
-                                debug=d["testFlag"], asking=lifecycle.owner(cfg))
+    return lifecycle.set_frozen(
+        instance_id=d["instanceId"],
+        frozen=d["instanceStatus"] == "FREEZE",
+        debug=d["testFlag"],
+        asking=lifecycle.owner(cfg),
+    )
 
 
 def g1_query_instance(cfg, d):
@@ -132,8 +170,14 @@ def verified():
     params = request.args.to_dict(flat=True)
     key = verify_g1_request(require_keys(cfg.access_keys, "KOO_ACCESS_KEY"), params, now_ms(), cfg.g1_window_s)
     token = params["authToken"].replace(" ", "+")
-    signed = signed_by(key, g1_sent_ms(params.get("timeStamp")), scope="g1", token=replay_token("g1", token), nonce=token[:128],
-                       fingerprint=request_fingerprint(request.path, g1_string_to_sign(params), token))
+    signed = signed_by(
+        key,
+        g1_sent_ms(params.get("timeStamp")),
+        scope="g1",
+        token=replay_token("g1", token),
+        nonce=token[:128],
+        fingerprint=request_fingerprint(request.path, g1_string_to_sign(params), token),
+    )
     return signed, params
 
 

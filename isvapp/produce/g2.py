@@ -3,6 +3,7 @@
 Each activity maps, in one table, to a schema and a small adapter onto one lifecycle function.
 License-2.0 (isvapp.produce.license) reuses these adapters.
 """
+
 from flask import current_app, request
 
 from ..domain import callbacklog, lifecycle
@@ -27,9 +28,13 @@ def instance_info(cfg, instance, encrypted, type_inside=True, usage=None):
     (inside the element in G2; G1's queryInstance puts it at the top of the answer instead), and
     a pay-per-use or package instance's usage (``usage``: its UsageInfo list) under
     KOO_QUERY_USAGE_FIELD."""
-    info = _compact({"instanceId": instance.instance_id,
-                     "encryptType": cfg.encrypt_type if encrypted and type_inside else None,
-                     "appInfo": _compact(lifecycle.app_info(cfg, instance, encrypted))})
+    info = _compact(
+        {
+            "instanceId": instance.instance_id,
+            "encryptType": cfg.encrypt_type if encrypted and type_inside else None,
+            "appInfo": _compact(lifecycle.app_info(cfg, instance, encrypted)),
+        }
+    )
     if usage is not None and cfg.query_usage_field:
         info[cfg.query_usage_field] = usage
     return info
@@ -38,13 +43,20 @@ def instance_info(cfg, instance, encrypted, type_inside=True, usage=None):
 def _new_instance_args(cfg, d, generation, product_type):
     """What identifies a G2 (or License-2.0) newInstance: its order line's key and payload digest,
     the businessId, and the instance's columns from the request (the key that verified it owns it)."""
-    return dict(key=lifecycle.order_key(d["orderId"], d["orderLineId"]),
-                digest=lifecycle.request_digest({k: d[k] for k in ("orderId", "orderLineId", "testFlag")}),
-                business_id=d["businessId"],
-                attrs=dict(generation=generation, product_type=product_type, order_id=d["orderId"],
-                           order_line_id=d["orderLineId"], test_flag=d["testFlag"],
-                           details_state=DetailsState.PENDING,
-                           key_fingerprint=lifecycle.owner(cfg).fingerprint))
+    return dict(
+        key=lifecycle.order_key(d["orderId"], d["orderLineId"]),
+        digest=lifecycle.request_digest({k: d[k] for k in ("orderId", "orderLineId", "testFlag")}),
+        business_id=d["businessId"],
+        attrs=dict(
+            generation=generation,
+            product_type=product_type,
+            order_id=d["orderId"],
+            order_line_id=d["orderLineId"],
+            test_flag=d["testFlag"],
+            details_state=DetailsState.PENDING,
+            key_fingerprint=lifecycle.owner(cfg).fingerprint,
+        ),
+    )
 
 
 def _render_new(instance):
@@ -52,38 +64,54 @@ def _render_new(instance):
 
 
 def prepare_new_instance(cfg, d, generation="G2", product_type="saas"):
-    return lifecycle.prepare_new_instance(cfg, render=_render_new, **_new_instance_args(cfg, d, generation, product_type))
+    return lifecycle.prepare_new_instance(
+        cfg, render=_render_new, **_new_instance_args(cfg, d, generation, product_type)
+    )
 
 
 def new_instance(cfg, d, generation="G2", product_type="saas"):
-    return lifecycle.new_instance(cfg, render=_render_new,
-                                  prepared=d.get(PREPARED) or prepare_new_instance(cfg, d, generation, product_type))
+    return lifecycle.new_instance(
+        cfg, render=_render_new, prepared=d.get(PREPARED) or prepare_new_instance(cfg, d, generation, product_type)
+    )
 
 
 def refresh_instance(cfg, d, render=None):
     expire = d.get("expireTime")
     return lifecycle.refresh_instance(
-        instance_id=d["instanceId"], order_id=d["orderId"], order_line_id=d.get("orderLineId"),
-        scene=d["scene"], expire_time=expire, product_id=d.get("productId"),
+        instance_id=d["instanceId"],
+        order_id=d["orderId"],
+        order_line_id=d.get("orderLineId"),
+        scene=d["scene"],
+        expire_time=expire,
+        product_id=d.get("productId"),
         digest=lifecycle.request_digest({"expireTime": expire, "productId": d.get("productId")}),
-        render=render, debug=d["testFlag"], asking=lifecycle.owner(cfg))
+        render=render,
+        debug=d["testFlag"],
+        asking=lifecycle.owner(cfg),
+    )
 
 
 def update_instance_status(cfg, d):
-    return lifecycle.set_frozen(instance_id=d["instanceId"], frozen=d["status"] == "FREEZE", debug=d["testFlag"],
-                                asking=lifecycle.owner(cfg))
+    return lifecycle.set_frozen(
+        instance_id=d["instanceId"], frozen=d["status"] == "FREEZE", debug=d["testFlag"], asking=lifecycle.owner(cfg)
+    )
 
 
 def upgrade_instance(cfg, d):
-    return lifecycle.upgrade_instance(instance_id=d["instanceId"], order_id=d["orderId"],
-                                      order_line_id=d.get("orderLineId"),
-                                      digest=lifecycle.request_digest({"testFlag": d["testFlag"]}),
-                                      debug=d["testFlag"], asking=lifecycle.owner(cfg))
+    return lifecycle.upgrade_instance(
+        instance_id=d["instanceId"],
+        order_id=d["orderId"],
+        order_line_id=d.get("orderLineId"),
+        digest=lifecycle.request_digest({"testFlag": d["testFlag"]}),
+        debug=d["testFlag"],
+        asking=lifecycle.owner(cfg),
+    )
 
 
 def release_instance(cfg, d):
-    return lifecycle.release_instance(instance_id=d["instanceId"], order_id=d.get("orderId"), debug=d["testFlag"],
-                                      asking=lifecycle.owner(cfg))
+    return lifecycle.release_instance(
+        instance_id=d["instanceId"], order_id=d.get("orderId"), debug=d["testFlag"], asking=lifecycle.owner(cfg)
+    )
 
 
 def query_answer(cfg, d, encrypted, type_inside=True):
@@ -95,8 +123,7 @@ def query_answer(cfg, d, encrypted, type_inside=True):
             raise KooError(codes.INSTANCE_NOT_FOUND, "none of the instances exist")
         oddities.note("debugging call: none of the instances exist; answered an empty list")
     usage = usage_info(cfg, found) if cfg.query_usage_field else {}
-    return [instance_info(cfg, instance, encrypted, type_inside, usage.get(instance.instance_id))
-            for instance in found]
+    return [instance_info(cfg, instance, encrypted, type_inside, usage.get(instance.instance_id)) for instance in found]
 
 
 def query_instance(cfg, d):
@@ -106,18 +133,29 @@ def query_instance(cfg, d):
 def change_instance_check(cfg, d):
     provisioner = load_provisioner(current_app.config)
     return lifecycle.check_change(
-        instance_id=d["instanceId"], product_info=d.get("productInfo"), debug=d["testFlag"],
-        asking=lifecycle.owner(cfg), decide=lambda instance, product: provisioner.change_allowed(instance_fields(instance), product))
+        instance_id=d["instanceId"],
+        product_info=d.get("productInfo"),
+        debug=d["testFlag"],
+        asking=lifecycle.owner(cfg),
+        decide=lambda instance, product: provisioner.change_allowed(instance_fields(instance), product),
+    )
 
 
 def order_notify(cfg, d):
     notice = {k: d[k] for k in ("notifyType", "orderStatus") if d.get(k)}
     return lifecycle.once(
-        key=lifecycle.idempotency_key("orderNotify", d["orderId"], d.get("orderLineId") or "",
-                                      lifecycle.request_digest(notice)[:16]),
-        activity="orderNotify", digest=lifecycle.request_digest(notice), instance_id=None,
-        make=lambda: lifecycle.order_notified(order_id=d["orderId"], order_line_id=d.get("orderLineId"),
-                                              notice={**notice, **({"fields": d["extra"]} if d.get("extra") else {})}))
+        key=lifecycle.idempotency_key(
+            "orderNotify", d["orderId"], d.get("orderLineId") or "", lifecycle.request_digest(notice)[:16]
+        ),
+        activity="orderNotify",
+        digest=lifecycle.request_digest(notice),
+        instance_id=None,
+        make=lambda: lifecycle.order_notified(
+            order_id=d["orderId"],
+            order_line_id=d.get("orderLineId"),
+            notice={**notice, **({"fields": d["extra"]} if d.get("extra") else {})},
+        ),
+    )
 
 
 ACTIVITIES = {
@@ -141,11 +179,23 @@ def verified():
     raw = req.get_data(cache=True)
     args = req.args
     nonce, timestamp = args.get("nonce"), args.get("timestamp")
-    key, form = verify_g2_request(require_keys(cfg.access_keys, "KOO_ACCESS_KEY"), raw, args.get("signature"),
-                                  timestamp, nonce, now_ms(), cfg.signature_window_s)
-    signed = signed_by(key, int(timestamp), scope="g2",  # verified: present
-                       token=replay_token("g2", nonce, timestamp), nonce=nonce,
-                       fingerprint=request_fingerprint(req.method, req.path, req.query_string, raw))
+    key, form = verify_g2_request(
+        require_keys(cfg.access_keys, "KOO_ACCESS_KEY"),
+        raw,
+        args.get("signature"),
+        timestamp,
+        nonce,
+        now_ms(),
+        cfg.signature_window_s,
+    )
+    signed = signed_by(
+        key,
+        int(timestamp),
+        scope="g2",  # verified: present
+        token=replay_token("g2", nonce, timestamp),
+        nonce=nonce,
+        fingerprint=request_fingerprint(req.method, req.path, req.query_string, raw),
+    )
     payload = parse_json_object(raw)
     if form != "raw":
         callbacklog.note(note=f"signature matched the body's {form} form")

@@ -5,14 +5,14 @@ through the same pipeline and the same isvapp.domain.kit functions. G1 sends lis
 which the schemas accept as well. The routes answer under /produce and /license alike: the
 marketplace appends the fixed sub-path to whichever URL the product registered.
 """
+
 from functools import partial
 
 from flask import request
 
 from ..domain import callbacklog, kit
 from ..koo import schemas
-from ..koo.signing import (replay_token, request_fingerprint, verify_g1_kit_request,
-                           verify_kit_request)
+from ..koo.signing import replay_token, request_fingerprint, verify_g1_kit_request, verify_kit_request
 from .pipeline import Activity, g1_sent_ms, now_ms, parse_json_object, require_keys, serve, settings, signed_by
 
 G2_KIT = {
@@ -23,8 +23,10 @@ G2_KIT = {
     "allOrgSync": Activity(schemas.AllOrgSync, kit.all_org_sync),
 }
 # G1 clientSecret: the reference documents RSA only for G2, so G1's is stored as sent (sealed).
-G1_KIT = {**G2_KIT, "applicationSync": Activity(schemas.ApplicationSync,
-                                                partial(kit.application_sync, encrypted_secret=False))}
+G1_KIT = {
+    **G2_KIT,
+    "applicationSync": Activity(schemas.ApplicationSync, partial(kit.application_sync, encrypted_secret=False)),
+}
 
 
 def sync_g2(name):
@@ -33,11 +35,25 @@ def sync_g2(name):
     raw = request.get_data(cache=True)
     headers = request.headers
     sign, timestamp, nonce = headers.get("x-sign"), headers.get("x-timestamp"), headers.get("x-nonce")
-    key, form = verify_kit_request(require_keys(cfg.kit_access_keys, "KOO_KIT_ACCESS_KEY"), raw, sign,
-                                   timestamp, nonce, now_ms(), cfg.signature_window_s)
+    key, form = verify_kit_request(
+        require_keys(cfg.kit_access_keys, "KOO_KIT_ACCESS_KEY"),
+        raw,
+        sign,
+        timestamp,
+        nonce,
+        now_ms(),
+        cfg.signature_window_s,
+    )
     # verify_kit_request refused a missing header, as verify_g1_kit_request a missing authToken.
-    signed = signed_by(key, int(timestamp), kit=True, scope="kit", token=replay_token(f"kit:{name}", nonce, timestamp), nonce=nonce,  # type: ignore[arg-type]
-                       fingerprint=request_fingerprint(request.path, sign, timestamp, nonce, raw))
+    signed = signed_by(
+        key,
+        int(timestamp),  # type: ignore[arg-type]
+        kit=True,
+        scope="kit",
+        token=replay_token(f"kit:{name}", nonce, timestamp),
+        nonce=nonce,
+        fingerprint=request_fingerprint(request.path, sign, timestamp, nonce, raw),
+    )
     payload = parse_json_object(raw)
     if form != "raw":
         callbacklog.note(note=f"x-sign matched the body's {form} form")
@@ -50,11 +66,19 @@ def sync_g1(name):
     cfg = settings()
     raw = request.get_data(cache=True)
     token = request.headers.get("authToken")
-    key, formula = verify_g1_kit_request(require_keys(cfg.kit_access_keys, "KOO_KIT_ACCESS_KEY"), raw,
-                                         token, now_ms(), cfg.g1_window_s)
+    key, formula = verify_g1_kit_request(
+        require_keys(cfg.kit_access_keys, "KOO_KIT_ACCESS_KEY"), raw, token, now_ms(), cfg.g1_window_s
+    )
     payload = parse_json_object(raw)
     token = token.strip().replace(" ", "+")  # type: ignore[union-attr]  # verified: present
-    signed = signed_by(key, g1_sent_ms(payload.get("timeStamp")), kit=True, scope="g1kit", token=replay_token(f"g1kit:{name}", token), nonce=token[:128],
-                       fingerprint=request_fingerprint(request.path, token, raw))
+    signed = signed_by(
+        key,
+        g1_sent_ms(payload.get("timeStamp")),
+        kit=True,
+        scope="g1kit",
+        token=replay_token(f"g1kit:{name}", token),
+        nonce=token[:128],
+        fingerprint=request_fingerprint(request.path, token, raw),
+    )
     callbacklog.note(note=f"authToken formula: {formula}")
     return serve(G1_KIT, {**payload, "activity": name}, signed)

@@ -4,6 +4,7 @@ License orders are instances with documents attached (isvapp.domain.licenses): t
 the G1 and G2 adapters and add the document to the answer, so licenses share the state machine,
 the idempotency and the callback log with SaaS instances.
 """
+
 import hashlib
 from datetime import datetime, timezone
 
@@ -24,12 +25,17 @@ def license_answer(texts):
 
 # --- License-G1: GET /license -------------------------------------------------------------------
 
+
 def get_license(cfg, d):
     """getLicense: the order's license; the same order always gets the same text back (replayed)."""
     extend = d.get("saasExtendParams") or {}
     fingerprint = next((str(extend[k]) for k in FINGERPRINT_PARAMS if extend.get(k)), None)
-    return g1_new_instance(cfg, d, generation="LIC1", render=lambda instance: license_answer(
-        [licenses.issue(cfg, instance, fingerprint=fingerprint)]))
+    return g1_new_instance(
+        cfg,
+        d,
+        generation="LIC1",
+        render=lambda instance: license_answer([licenses.issue(cfg, instance, fingerprint=fingerprint)]),
+    )
 
 
 def refresh_license(cfg, d):
@@ -63,6 +69,7 @@ def license_g1():
 
 # --- License-2.0: POST /license (G2 signing) ----------------------------------------------------
 
+
 def lic2_new_instance(cfg, d):
     return g2.new_instance(cfg, d, generation="LIC2", product_type="license")
 
@@ -71,6 +78,7 @@ def lic2_refresh_instance(cfg, d):
     def renew(instance):
         licenses.renew(cfg, instance)  # renewed documents are stored for upload; the answer is G2's
         return envelope()
+
     return g2.refresh_instance(cfg, d, render=renew)
 
 
@@ -90,9 +98,14 @@ def get_license_async(cfg, d):
     device = hashlib.sha256((fingerprint or "").encode("utf-8")).hexdigest()
 
     def make():
-        text = licenses.issue(cfg, instance, fingerprint=fingerprint, event_id=d["eventId"],
-                              effective_time=effective.replace(tzinfo=None),
-                              expire_time=d["expireTime"].replace(tzinfo=None) if d.get("expireTime") else None)
+        text = licenses.issue(
+            cfg,
+            instance,
+            fingerprint=fingerprint,
+            event_id=d["eventId"],
+            effective_time=effective.replace(tzinfo=None),
+            expire_time=d["expireTime"].replace(tzinfo=None) if d.get("expireTime") else None,
+        )
         lifecycle.emit("license_issued", instance, event_id=d["eventId"], fingerprint=fingerprint)
         return envelope(license=text)
 
@@ -100,7 +113,9 @@ def get_license_async(cfg, d):
         key=lifecycle.idempotency_key("getLicenseAsync", instance.instance_id, d["eventId"], device),
         activity="getLicenseAsync",
         digest=lifecycle.request_digest({k: d.get(k) for k in ("effectiveTime", "expireTime")}),
-        instance_id=instance.instance_id, make=make)
+        instance_id=instance.instance_id,
+        make=make,
+    )
 
 
 LICENSE_2_ACTIVITIES = {

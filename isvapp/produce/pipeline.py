@@ -6,6 +6,7 @@ Each generation's module verifies its own way and hands over a :class:`Signed`; 
 pipeline serves them all, so G1, G2, License and Kit meet in the same lifecycle calls, the same
 replay rule and the same answers.
 """
+
 import functools
 import time
 from dataclasses import dataclass, replace
@@ -133,10 +134,14 @@ def select_activity(table, payload):
 def note_ids(data):
     """Put what identifies the request into the callback log row."""
     instance_id = data.get("instanceId")
-    callbacklog.note(order_id=data.get("orderId"), order_line_id=data.get("orderLineId"),
-                     business_id=data.get("businessId"), test_flag=data.get("testFlag"),
-                     tenant_id=data.get("tenantId"),
-                     instance_id=",".join(instance_id) if isinstance(instance_id, list) else instance_id)
+    callbacklog.note(
+        order_id=data.get("orderId"),
+        order_line_id=data.get("orderLineId"),
+        business_id=data.get("businessId"),
+        test_flag=data.get("testFlag"),
+        tenant_id=data.get("tenantId"),
+        instance_id=",".join(instance_id) if isinstance(instance_id, list) else instance_id,
+    )
 
 
 class _Raced(Exception):

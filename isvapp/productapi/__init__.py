@@ -11,6 +11,7 @@ JSON. A route of its own: it calls the domain (entitlements) and nothing calls i
 The package also holds the License relay (relay.py), what the merchant's installed software calls,
 with its own tokens.
 """
+
 from flask import Blueprint, jsonify, request
 
 from ..background import usage
@@ -32,8 +33,14 @@ def no_store_json(body, status=200):
 def _bearer():
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not entitlements.token_allowed(token.strip()):
-        response = no_store_json({"error": "unauthorized", "message": "send Authorization: Bearer <token>, a token "
-                            "made on the merchant's pages (API tokens) and not revoked"}, 401)
+        response = no_store_json(
+            {
+                "error": "unauthorized",
+                "message": "send Authorization: Bearer <token>, a token "
+                "made on the merchant's pages (API tokens) and not revoked",
+            },
+            401,
+        )
         response.headers["WWW-Authenticate"] = 'Bearer realm="isvapp"'
         return response
     return None
@@ -61,19 +68,36 @@ def record_usage():
     the marketplace's hour (isvapp/background/usage.py). The same meteringSn is recorded once."""
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
-        return no_store_json({"error": "invalid_request", "message": 'send a JSON object: {"instanceId": ..., '
-                              '"usageValue": 1.5, "beginTime": "2026-12-02T08:00:00Z", "endTime": ...}'}, 400)
+        return no_store_json(
+            {
+                "error": "invalid_request",
+                "message": 'send a JSON object: {"instanceId": ..., '
+                '"usageValue": 1.5, "beginTime": "2026-12-02T08:00:00Z", "endTime": ...}',
+            },
+            400,
+        )
     times = {name: read_time(body.get(name))[0] for name in ("beginTime", "endTime")}
     unreadable = [name for name, moment in times.items() if moment is None]
     if unreadable:
-        return no_store_json({"error": "invalid_request", "message": f"{unreadable[0]} is missing or not a time "
-                              "(e.g. 2026-12-02T08:00:00Z, UTC)"}, 400)
+        return no_store_json(
+            {
+                "error": "invalid_request",
+                "message": f"{unreadable[0]} is missing or not a time (e.g. 2026-12-02T08:00:00Z, UTC)",
+            },
+            400,
+        )
     sn = body.get("meteringSn")
     if sn is not None and (not isinstance(sn, str) or not 0 < len(sn) <= 64):
         return no_store_json({"error": "invalid_request", "message": "meteringSn is text of 1 to 64 characters"}, 400)
     try:
-        sn = usage.add(str(body.get("instanceId") or ""), body.get("usageValue"), times["beginTime"], times["endTime"],
-                       sn, body.get("relatePkgInstance") or None)
+        sn = usage.add(
+            str(body.get("instanceId") or ""),
+            body.get("usageValue"),
+            times["beginTime"],
+            times["endTime"],
+            sn,
+            body.get("relatePkgInstance") or None,
+        )
     except ValueError as error:
         return no_store_json({"error": "invalid_request", "message": str(error)}, 400)
     return no_store_json({"meteringSn": sn, "dueAt": iso_utc(usage.due_at(naive_utc(times["endTime"])))}, 201)

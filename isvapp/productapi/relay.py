@@ -8,6 +8,7 @@ Software at a buyer's site can be taken apart, so it never carries the merchant'
 carries a license code and the installation token activation gave it, and isvapp makes the
 signed marketplace calls. Answers are JSON; a refusal has ``error`` and a ``message`` naming it.
 """
+
 from flask import Blueprint, current_app, request
 
 from . import no_store_json
@@ -19,9 +20,15 @@ BODY_LIMIT = 4096  # a code, an account and an address
 
 
 def _verdict(verdict, **extra):
-    body = {"license": verdict.license, "valid": verdict.valid, "status": verdict.status,
-            "expireTime": iso_utc(verdict.expire_time),
-            "verifiedAt": iso_utc(verdict.verified_at), "source": verdict.source, **extra}
+    body = {
+        "license": verdict.license,
+        "valid": verdict.valid,
+        "status": verdict.status,
+        "expireTime": iso_utc(verdict.expire_time),
+        "verifiedAt": iso_utc(verdict.verified_at),
+        "source": verdict.source,
+        **extra,
+    }
     if verdict.grace_until:
         body["graceUntil"] = iso_utc(verdict.grace_until)
     return body
@@ -63,8 +70,9 @@ def activate():
 @bp.post("/verify")
 def verify():
     body = _body()
-    verdict = licensecodes.verify(_settings(), body.get("license"), _token(), request.remote_addr or "",
-                                  body.get("account"), body.get("ip"))
+    verdict = licensecodes.verify(
+        _settings(), body.get("license"), _token(), request.remote_addr or "", body.get("account"), body.get("ip")
+    )
     return no_store_json(_verdict(verdict))
 
 

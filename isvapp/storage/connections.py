@@ -6,6 +6,7 @@ waiting), a busy timeout well inside the marketplace's 5 s budget, and files onl
 read. PostgreSQL needs none of this; it gets a lock timeout of the same length instead, so a
 blocked write also fails in time to answer 000005.
 """
+
 import logging
 import os
 import random
@@ -53,8 +54,7 @@ def _tighten_side_files(path, warned):
         return
     if mode & 0o077 and not warned:
         warned.append(True)
-        log.warning("%s is readable by other users (mode %o): it holds buyers' personal data; "
-                    "chmod 600 it", path, mode)
+        log.warning("%s is readable by other users (mode %o): it holds buyers' personal data; chmod 600 it", path, mode)
     for suffix in _SQLITE_SIDE_FILES:
         side = path + suffix
         try:
@@ -160,8 +160,9 @@ def _begin_immediate(conn, busy_timeout_s):
     SQLAlchemy's execution machinery cost more than the statements); the last try goes through
     SQLAlchemy, so a lock that never frees surfaces as its OperationalError, answered 000005.
     """
-    retry_begin_immediate(conn.connection.driver_connection, busy_timeout_s,
-                           lambda: conn.exec_driver_sql("BEGIN IMMEDIATE"))
+    retry_begin_immediate(
+        conn.connection.driver_connection, busy_timeout_s, lambda: conn.exec_driver_sql("BEGIN IMMEDIATE")
+    )
 
 
 def retry_begin_immediate(raw, busy_timeout_s, last_try, handler_off=False):

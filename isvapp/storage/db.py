@@ -2,6 +2,7 @@
 configuration, Flask-Migrate and the ``init-db`` command. The pieces live beside it:
 connections, transactions, statements, schema.
 """
+
 from sqlalchemy import event
 
 from ..extensions import db, migrate
@@ -15,13 +16,17 @@ def init_app(app):
     migrate.init_app(app, db, directory=MIGRATIONS, render_as_batch=True, compare_type=True)
     with app.app_context():
         if db.engine.dialect.name == "sqlite":
-            install_sqlite_settings(db.engine, float(app.config["SQLITE_BUSY_TIMEOUT_S"]),
-                                    int(app.config["SQLITE_WAL_AUTOCHECKPOINT"]),
-                                    int(app.config["SQLITE_CACHE_MIB"] or 0))
+            install_sqlite_settings(
+                db.engine,
+                float(app.config["SQLITE_BUSY_TIMEOUT_S"]),
+                int(app.config["SQLITE_WAL_AUTOCHECKPOINT"]),
+                int(app.config["SQLITE_CACHE_MIB"] or 0),
+            )
             lean = app.extensions["isvapp_lean"] = {
                 "key": object(),  # this app's own lean connections
                 "generation": 0,  # bumped when the engine's pool is disposed of: they are retired
-                "busy_timeout_s": float(app.config["SQLITE_BUSY_TIMEOUT_S"])}
+                "busy_timeout_s": float(app.config["SQLITE_BUSY_TIMEOUT_S"]),
+            }
             event.listen(db.engine, "engine_disposed", lambda _engine: lean.update(generation=lean["generation"] + 1))  # type: ignore[operator]  # an int
         elif db.engine.dialect.name == "postgresql":
             install_postgresql_settings(db.engine, float(app.config["SQLITE_BUSY_TIMEOUT_S"]))

@@ -1,6 +1,7 @@
 """Ed25519 signing keys kept in files of the instance folder (or wherever a setting points):
 the license documents' key (LICENSE_SIGNING_KEY) and the buyer login's (LOGIN_SIGNING_KEY).
 """
+
 import os
 import uuid
 
@@ -31,8 +32,9 @@ def signing_key(path):
                 os.link(temporary, path, follow_symlinks=False)
             except FileExistsError:
                 if os.path.islink(path) and not os.path.exists(path):
-                    raise RuntimeError(f"the signing key {path} is a dangling symbolic link; "
-                                       "not written through it") from None
+                    raise RuntimeError(
+                        f"the signing key {path} is a dangling symbolic link; not written through it"
+                    ) from None
             finally:
                 os.unlink(temporary)
         with open(path, "rb") as f:

@@ -2,10 +2,10 @@
 
 Times are stored as naive UTC datetimes (SQLite has no time zones); pages convert on display.
 """
+
 from datetime import datetime, timezone
 
-from sqlalchemy import (JSON, Boolean, DateTime, Index, Integer, LargeBinary, String, Text,
-                        UniqueConstraint, text)
+from sqlalchemy import JSON, Boolean, DateTime, Index, Integer, LargeBinary, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ..extensions import Model
@@ -133,8 +133,10 @@ class SignedRequest(Model):
     fingerprint: Mapped[str] = mapped_column(String(64))
     answer: Mapped[bytes] = mapped_column(LargeBinary)
     seen_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
-    __table_args__ = (UniqueConstraint("scope", "token", name="uq_signed_requests_scope_token"),
-                      UniqueConstraint("scope", "nonce", name="uq_signed_requests_scope_nonce"))
+    __table_args__ = (
+        UniqueConstraint("scope", "token", name="uq_signed_requests_scope_token"),
+        UniqueConstraint("scope", "nonce", name="uq_signed_requests_scope_nonce"),
+    )
 
 
 class Event(Model):
@@ -189,8 +191,12 @@ class Callback(Model):
         # Only the answers that were not success, newest last: the usual answer writes no page here,
         # and every query of it looks for recent failures (a filter on one failing code names both
         # terms), so the newest come first without sorting them all.
-        Index("ix_callbacks_failed_received", "received_at",
-              sqlite_where=text("result_code <> '000000'"), postgresql_where=text("result_code <> '000000'")),
+        Index(
+            "ix_callbacks_failed_received",
+            "received_at",
+            sqlite_where=text("result_code <> '000000'"),
+            postgresql_where=text("result_code <> '000000'"),
+        ),
         Index("ix_callbacks_instance", "instance_id"),
         Index("ix_callbacks_order", "order_id"),
     )
@@ -293,6 +299,7 @@ class RelayBudget(Model):
 # --- joint-operation (Kit) sync: keyed by (instance, tenant, ...) as the reference's idempotency
 # rules are; instance_key is "" when the marketplace sends no instance (credential applications).
 
+
 class KitState:
     ACTIVE = "ACTIVE"
     DELETED = "DELETED"  # tenants and apps are kept when deleted, like released instances
@@ -314,8 +321,11 @@ class Tenant(Model):
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     # The Kit key that created it; its apps, users and departments belong to that key too.
     key_fingerprint: Mapped[str | None] = mapped_column(String(24))
-    __table_args__ = (UniqueConstraint("instance_key", "tenant_id", name="uq_tenants_instance_tenant"),
-                      Index("ix_tenants_tenant", "tenant_id"), Index("ix_tenants_updated", "updated_at"))
+    __table_args__ = (
+        UniqueConstraint("instance_key", "tenant_id", name="uq_tenants_instance_tenant"),
+        Index("ix_tenants_tenant", "tenant_id"),
+        Index("ix_tenants_updated", "updated_at"),
+    )
 
 
 class KitApp(Model):
@@ -335,8 +345,10 @@ class KitApp(Model):
     test_flag: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
-    __table_args__ = (UniqueConstraint("instance_key", "tenant_id", "app_id", name="uq_kit_apps_key"),
-                      Index("ix_kit_apps_tenant", "tenant_id"))
+    __table_args__ = (
+        UniqueConstraint("instance_key", "tenant_id", "app_id", name="uq_kit_apps_key"),
+        Index("ix_kit_apps_tenant", "tenant_id"),
+    )
 
 
 class KitUser(Model):
@@ -357,10 +369,11 @@ class KitUser(Model):
     state: Mapped[str] = mapped_column(String(16), default=KitState.ACTIVE)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     last_login_at: Mapped[datetime | None] = mapped_column(DateTime)  # the buyer's login (isvapp.login)
-    __table_args__ = (UniqueConstraint("instance_key", "tenant_id", "app_id", "user_name",
-                                       name="uq_kit_users_key"),
-                      Index("ix_kit_users_tenant", "tenant_id", "app_id"),
-                      Index("ix_kit_users_last_login", "last_login_at"))
+    __table_args__ = (
+        UniqueConstraint("instance_key", "tenant_id", "app_id", "user_name", name="uq_kit_users_key"),
+        Index("ix_kit_users_tenant", "tenant_id", "app_id"),
+        Index("ix_kit_users_last_login", "last_login_at"),
+    )
 
 
 class Department(Model):
@@ -372,12 +385,15 @@ class Department(Model):
     org_name: Mapped[str] = mapped_column(String(128))
     parent_code: Mapped[str | None] = mapped_column(String(64))
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
-    __table_args__ = (UniqueConstraint("instance_key", "tenant_id", "org_code", name="uq_departments_key"),
-                      Index("ix_departments_parent", "instance_key", "tenant_id", "parent_code"),
-                      Index("ix_departments_tenant", "tenant_id"))
+    __table_args__ = (
+        UniqueConstraint("instance_key", "tenant_id", "org_code", name="uq_departments_key"),
+        Index("ix_departments_parent", "instance_key", "tenant_id", "parent_code"),
+        Index("ix_departments_tenant", "tenant_id"),
+    )
 
 
 # --- background work -----------------------------------------------------------------------------
+
 
 class JobState:
     QUEUED = "queued"
@@ -407,8 +423,10 @@ class Job(Model):
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime)
-    __table_args__ = (UniqueConstraint("key", "kind", name="uq_jobs_key_kind"),
-                      Index("ix_jobs_due", "state", "run_after"))
+    __table_args__ = (
+        UniqueConstraint("key", "kind", name="uq_jobs_key_kind"),
+        Index("ix_jobs_due", "state", "run_after"),
+    )
 
 
 class UsageState:
@@ -440,11 +458,16 @@ class UsageRecord(Model):
     # whether it missed that (set once, by the worker's check, which alerts on it).
     due_at: Mapped[datetime | None] = mapped_column(DateTime)
     late: Mapped[bool] = mapped_column(Boolean, default=False)
-    __table_args__ = (Index("ix_usage_state", "state", "created_at"), Index("ix_usage_instance", "instance_id"),
-                      Index("ix_usage_package", "relate_pkg_instance"), Index("ix_usage_due", "late", "due_at"))
+    __table_args__ = (
+        Index("ix_usage_state", "state", "created_at"),
+        Index("ix_usage_instance", "instance_id"),
+        Index("ix_usage_package", "relate_pkg_instance"),
+        Index("ix_usage_due", "late", "due_at"),
+    )
 
 
 # --- the merchant's pages ------------------------------------------------------------------------
+
 
 class AdminUser(Model):
     __tablename__ = "admin_users"
@@ -478,10 +501,14 @@ class LoginAttempt(Model):
     remote_addr: Mapped[str] = mapped_column(String(64))
     name: Mapped[str] = mapped_column(String(64))
     at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
-    __table_args__ = (Index("ix_login_attempts_addr", "remote_addr", "at"), Index("ix_login_attempts_name", "name", "at"))
+    __table_args__ = (
+        Index("ix_login_attempts_addr", "remote_addr", "at"),
+        Index("ix_login_attempts_name", "name", "at"),
+    )
 
 
 # --- going live and staying up: alerts, and what the processes last reported ---------------------
+
 
 class Alert(Model):
     """Something that needs the merchant. One row per kind and time window: a repeat within the

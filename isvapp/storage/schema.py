@@ -2,6 +2,7 @@
 ``init-db`` applies the pending ones, so upgrading isvapp never needs a hand-made ALTER, and it
 takes its turn on the database, so several hosts may run it as they start.
 """
+
 import fcntl
 import hashlib
 import logging
@@ -100,5 +101,7 @@ def init_db():
 def init_db_command():
     """Create or upgrade the database schema to the newest migration (safe to run again)."""
     revision = init_db()
-    click.echo(f"Initialised the database at {db.engine.url.render_as_string(hide_password=True)} "
-               f"(schema revision {revision}).")
+    click.echo(
+        f"Initialised the database at {db.engine.url.render_as_string(hide_password=True)} "
+        f"(schema revision {revision})."
+    )

@@ -2,6 +2,7 @@
 CONFLICT DO NOTHING (idempotency rests on it and a UNIQUE constraint), statements bound before
 the write lock (:class:`Bound`), and the bulk upserts of a Kit sync.
 """
+
 from datetime import datetime
 from typing import NamedTuple
 
@@ -86,18 +87,30 @@ def bind_prepared(statement, params, returning=False):
     if entry is None:
         compiled = statement.compile(dialect=dialect, column_keys=list(columns))
         # Each parameter's type's own bind processor, through the types' public API.
-        processors = {name: _faster(process) for name, bind in compiled.binds.items()
-                      if (process := bind.type.dialect_impl(dialect).bind_processor(dialect)) is not None}
-        defaults = {col.key: col.default.arg if col.default.is_callable else (lambda _, value=col.default.arg: value)
-                    for col in compiled.insert_prefetch if col.default is not None}
+        processors = {
+            name: _faster(process)
+            for name, bind in compiled.binds.items()
+            if (process := bind.type.dialect_impl(dialect).bind_processor(dialect)) is not None
+        }
+        defaults = {
+            col.key: col.default.arg if col.default.is_callable else (lambda _, value=col.default.arg: value)
+            for col in compiled.insert_prefetch
+            if col.default is not None
+        }
         names = compiled.positiontup or list(compiled.binds)
         # In the driver's order: the names, then which need a Python default or a type's processor.
         made = [(i, defaults[name]) for i, name in enumerate(names) if name not in columns and name in defaults]
         processed = [(i, processors[name]) for i, name in enumerate(names) if name in processors]
         entry = _prepared[key] = (compiled.string, names, made, processed, compiled.positiontup is not None)
     sql, names, made, processed, positional = entry
-    return Bound(statement, params, sql, [_bind(row, names, made, processed, positional) for row in rows],
-                 isinstance(params, list), returning)
+    return Bound(
+        statement,
+        params,
+        sql,
+        [_bind(row, names, made, processed, positional) for row in rows],
+        isinstance(params, list),
+        returning,
+    )
 
 
 def _bind(row, names, made, processed, positional):
@@ -132,6 +145,7 @@ def _faster(process):
         if value.__class__ is datetime and value.tzinfo is None:
             return value.isoformat(" ", "microseconds")
         return process(value)
+
     return process_datetime
 
 
@@ -181,7 +195,7 @@ BATCH = 1000
 def batches(items, size=BATCH):
     items = list(items)
     for start in range(0, len(items), size):
-        yield items[start:start + size]
+        yield items[start : start + size]
 
 
 def upsert_rows(table, rows, keys, update):
@@ -194,6 +208,7 @@ def upsert_rows(table, rows, keys, update):
     table = getattr(table, "__table__", table)
     statement = dialect.insert(table)
     statement = statement.on_conflict_do_update(
-        index_elements=keys, set_={name: statement.excluded[name] for name in update})
+        index_elements=keys, set_={name: statement.excluded[name] for name in update}
+    )
     for batch in batches(rows):
         db.session.execute(statement, batch)

@@ -3,6 +3,7 @@ for the hot path (a new order), a lean one without the session (:func:`lean_writ
 that runs statements bound before the lock (statements.Bound). :func:`serialise` makes a
 count-then-insert wait its turn on PostgreSQL too.
 """
+
 import hashlib
 import os
 import sqlite3
@@ -39,8 +40,9 @@ def write_transaction(durable=True):
     session = db.session()
     if session.in_transaction():
         raise RuntimeError("write_transaction() must start its own transaction")
-    token = transaction_connection.set(session.connection(
-        execution_options={IMMEDIATE: True, NOT_DURABLE: not durable}))
+    token = transaction_connection.set(
+        session.connection(execution_options={IMMEDIATE: True, NOT_DURABLE: not durable})
+    )
     try:
         yield session
         session.commit()
@@ -92,7 +94,9 @@ def lean_write_transaction():
     token = transaction_connection.set(Lean(raw))
     try:
         try:
-            retry_begin_immediate(raw, config["busy_timeout_s"], lambda: raw.execute("BEGIN IMMEDIATE"), handler_off=True)
+            retry_begin_immediate(
+                raw, config["busy_timeout_s"], lambda: raw.execute("BEGIN IMMEDIATE"), handler_off=True
+            )
             yield
             raw.execute("COMMIT")
         except sqlite3.Error as error:
@@ -155,7 +159,8 @@ def wrapped(sql, error, dialect):
 def _is_broken(error):
     original = getattr(error, "orig", error)
     return isinstance(original, sqlite3.Error) and any(
-        sign in str(original).lower() for sign in SQLITE_RECONNECT_ERRORS)
+        sign in str(original).lower() for sign in SQLITE_RECONNECT_ERRORS
+    )
 
 
 def serialise(name):

@@ -3,6 +3,7 @@
 The database file is the thing most often copied around (backups, bug reports); a sealed value
 in it is useless without the instance folder's SECRET_KEY.
 """
+
 import base64
 import functools
 import os

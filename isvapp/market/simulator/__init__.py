@@ -24,6 +24,7 @@ with --license-code). change and seller-console are G2 suites.
 A module per family of suites: client (sending and checking), g2, g1, license, relay, kit, probes; this
 one chooses and runs them and holds the two commands.
 """
+
 import json
 import sys
 from dataclasses import asdict
@@ -40,13 +41,35 @@ from .license import license_2, license_g1
 from .relay import license_relay
 from .probes import probes, tolerance
 
-SUITES = ("period", "onetime", "payperuse", "trial", "cancel", "change", "seller-console", "kit", "license-g1",
-          "license-2", "license-relay")
+SUITES = (
+    "period",
+    "onetime",
+    "payperuse",
+    "trial",
+    "cancel",
+    "change",
+    "seller-console",
+    "kit",
+    "license-g1",
+    "license-2",
+    "license-relay",
+)
 
-SHARED = {"kit": kit, "license-g1": license_g1, "license-2": license_2,  # one generation each
-          "license-relay": license_relay}
-G2_SAAS = {"period": g2_period, "onetime": g2_onetime, "payperuse": g2_payperuse, "trial": g2_trial,
-           "cancel": g2_cancel, "change": g2_change, "seller-console": seller_console}
+SHARED = {
+    "kit": kit,
+    "license-g1": license_g1,
+    "license-2": license_2,  # one generation each
+    "license-relay": license_relay,
+}
+G2_SAAS = {
+    "period": g2_period,
+    "onetime": g2_onetime,
+    "payperuse": g2_payperuse,
+    "trial": g2_trial,
+    "cancel": g2_cancel,
+    "change": g2_change,
+    "seller-console": seller_console,
+}
 
 
 G1_SAAS = {"period": g1_period, "onetime": g1_onetime, "payperuse": g1_payperuse, "trial": g1_trial}
@@ -79,8 +102,8 @@ def report(sim, as_json=False):
     if as_json:
         return json.dumps({"ok": not sim.failed, "steps": [asdict(s) for s in sim.steps]}, ensure_ascii=False, indent=1)
     rows = [("scenario", "step", "expected", "got", "ms", "")] + [
-        (s.scenario, s.step, s.expected, s.got, f"{s.ms:.0f}", "ok" if s.ok else "FAIL: " + s.reason)
-        for s in sim.steps]
+        (s.scenario, s.step, s.expected, s.got, f"{s.ms:.0f}", "ok" if s.ok else "FAIL: " + s.reason) for s in sim.steps
+    ]
     widths = [max(len(str(r[i])) for r in rows) for i in range(5)]
     lines = ["  ".join(str(v).ljust(w) for v, w in zip(r[:5], widths, strict=True)) + "  " + r[5] for r in rows]
     lines.append(f"{len(sim.steps) - len(sim.failed)} of {len(sim.steps)} steps passed")
@@ -90,27 +113,58 @@ def report(sim, as_json=False):
 def simulate_options(function):
     options = [
         click.argument("base_url"),
-        click.option("--suite", "suites", multiple=True, type=click.Choice(SUITES),
-                     help="Scenario suite (repeatable); default: all."),
+        click.option(
+            "--suite",
+            "suites",
+            multiple=True,
+            type=click.Choice(SUITES),
+            help="Scenario suite (repeatable); default: all.",
+        ),
         click.option("--generation", type=click.Choice(["g2", "g1", "both"]), default="g2", show_default=True),
         click.option("--probes", is_flag=True, help="Also send requests the server must refuse."),
-        click.option("--tolerance", is_flag=True,
-                     help="Also send correctly signed but oddly shaped requests the server must accept."),
+        click.option(
+            "--tolerance",
+            is_flag=True,
+            help="Also send correctly signed but oddly shaped requests the server must accept.",
+        ),
         click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table."),
-        click.option("--test-flag", type=click.Choice(["1", "0"]), default="1", show_default=True,
-                     help="1 marks everything as test data; 0 sends it as real orders."),
-        click.option("--kit-public-key", type=click.Path(exists=True, dir_okay=False),
-                     help="The Kit public key (PEM) registered in the Seller Console, to encrypt clientSecret."),
-        click.option("--license-code", default="PLXXXXXX", show_default=True,
-                     help="The license code the license-relay suite activates (the console's test code)."),
+        click.option(
+            "--test-flag",
+            type=click.Choice(["1", "0"]),
+            default="1",
+            show_default=True,
+            help="1 marks everything as test data; 0 sends it as real orders.",
+        ),
+        click.option(
+            "--kit-public-key",
+            type=click.Path(exists=True, dir_okay=False),
+            help="The Kit public key (PEM) registered in the Seller Console, to encrypt clientSecret.",
+        ),
+        click.option(
+            "--license-code",
+            default="PLXXXXXX",
+            show_default=True,
+            help="The license code the license-relay suite activates (the console's test code).",
+        ),
     ]
     for option in reversed(options):
         function = option(function)
     return function
 
 
-def execute(base_url, key, kit_key, suites, generation, probes_, as_json, test_flag, kit_public_key, tolerance_=False,
-            license_code="PLXXXXXX"):
+def execute(
+    base_url,
+    key,
+    kit_key,
+    suites,
+    generation,
+    probes_,
+    as_json,
+    test_flag,
+    kit_public_key,
+    tolerance_=False,
+    license_code="PLXXXXXX",
+):
     if not key:
         raise click.UsageError("the basic Key is needed (--key or KOO_ACCESS_KEY)")
     public = open(kit_public_key, "rb").read() if kit_public_key else None
@@ -125,39 +179,56 @@ def execute(base_url, key, kit_key, suites, generation, probes_, as_json, test_f
 @simulate_options
 @click.option("--key", envvar="KOO_ACCESS_KEY", help="The basic Key (or $KOO_ACCESS_KEY).")
 @click.option("--kit-key", envvar="KOO_KIT_ACCESS_KEY", help="The Kit key (or $KOO_KIT_ACCESS_KEY; default: --key).")
-def main(base_url, suites, generation, probes, tolerance, as_json, test_flag, kit_public_key, license_code, key,
-         kit_key):
+def main(
+    base_url, suites, generation, probes, tolerance, as_json, test_flag, kit_public_key, license_code, key, kit_key
+):
     """Play the KooGallery marketplace against BASE_URL (e.g. https://isv.example.com).
 
     Suites: period, onetime, payperuse, trial, cancel, change (changeInstanceCheck, orderNotify,
     RENEWAL_CHANGE), seller-console (two debugging rounds with the console's MOCK orders), kit,
     license-g1, license-2, license-relay. --probes: requests to refuse; --tolerance: odd ones to accept."""
-    execute(base_url, key, kit_key, suites, generation, probes, as_json, test_flag, kit_public_key, tolerance,
-            license_code)
+    execute(
+        base_url, key, kit_key, suites, generation, probes, as_json, test_flag, kit_public_key, tolerance, license_code
+    )
 
 
 @click.command("simulate")
 @simulate_options
 @with_appcontext
-def simulate_command(base_url, suites, generation, probes, tolerance, as_json, test_flag, kit_public_key,
-                     license_code):
+def simulate_command(base_url, suites, generation, probes, tolerance, as_json, test_flag, kit_public_key, license_code):
     """Play the marketplace against BASE_URL with this app's keys (see also isvapp-sim).
 
     Suites and options as isvapp-sim: seller-console repeats the console's debugging rounds,
     --tolerance sends correctly signed odd requests the server must accept."""
     from flask import current_app
+
     settings = current_app.extensions["isvapp"]
     if kit_public_key is None and settings.kit_rsa_private_key:
         import os
+
         if os.path.exists(settings.kit_rsa_private_key):
             private = serialization.load_pem_private_key(open(settings.kit_rsa_private_key, "rb").read(), None)
             path = os.path.join(current_app.instance_path, "kit_public.pem")
             with open(path, "wb") as f:
-                f.write(private.public_key().public_bytes(serialization.Encoding.PEM,
-                                                          serialization.PublicFormat.SubjectPublicKeyInfo))
+                f.write(
+                    private.public_key().public_bytes(
+                        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+                    )
+                )
             kit_public_key = path
-    execute(base_url, settings.access_key, settings.kit_access_key, suites, generation, probes, as_json,
-            test_flag, kit_public_key, tolerance, license_code)
+    execute(
+        base_url,
+        settings.access_key,
+        settings.kit_access_key,
+        suites,
+        generation,
+        probes,
+        as_json,
+        test_flag,
+        kit_public_key,
+        tolerance,
+        license_code,
+    )
 
 
 def init_app(app):

@@ -1,6 +1,7 @@
 """The simulator's client: signs and sends each request as the marketplace would, and checks
 the answer the way the Seller Console does (result code, fields, Body-Sign, appInfo, 5 s).
 """
+
 import http.client
 import json
 import time
@@ -11,8 +12,14 @@ from dataclasses import dataclass
 from urllib.parse import urlencode, urlsplit
 
 from ...koo.fieldcrypto import decrypt_field
-from ...koo.signing import (g1_signed_params, g2_signature, g2_signed_request, kit_signed_request,
-                          new_nonce, verify_body_sign)
+from ...koo.signing import (
+    g1_signed_params,
+    g2_signature,
+    g2_signed_request,
+    kit_signed_request,
+    new_nonce,
+    verify_body_sign,
+)
 
 
 DEADLINE_S = 5.0
@@ -78,7 +85,8 @@ class Simulator:
         """A POST with no Content-Type header at all (urllib would add a form type of its own)."""
         parts = urlsplit(self.base)
         connection = (http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection)(
-            parts.netloc, timeout=self.timeout)
+            parts.netloc, timeout=self.timeout
+        )
         started = time.perf_counter()
         try:
             connection.putrequest("POST", parts.path + path + "?" + urlencode(query), skip_accept_encoding=True)
@@ -108,8 +116,7 @@ class Simulator:
         raw = raw if raw is not None else json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
         signed = signed_form(body).encode() if signed_form else raw
         nonce, timestamp = new_nonce(), str(int(time.time() * 1000))
-        query = {"signature": g2_signature(self.key, nonce, timestamp, signed), "timestamp": timestamp,
-                 "nonce": nonce}
+        query = {"signature": g2_signature(self.key, nonce, timestamp, signed), "timestamp": timestamp, "nonce": nonce}
         return self.post(path, query, raw)
 
     def g1(self, params, path="/produce", key=None):
@@ -125,8 +132,19 @@ class Simulator:
 
     # --- checking ----------------------------------------------------------------------------
 
-    def check(self, step, reply, code="000000", fields=(), signed=False, appinfo=False, same=None, same_bytes=None,
-              differs=None, listed=None):
+    def check(
+        self,
+        step,
+        reply,
+        code="000000",
+        fields=(),
+        signed=False,
+        appinfo=False,
+        same=None,
+        same_bytes=None,
+        differs=None,
+        listed=None,
+    ):
         """Record one step; returns the answer's JSON (empty when it was not JSON).
 
         ``same``/``differs``: (field, value) the answer's field must equal / must not equal;
@@ -144,8 +162,9 @@ class Simulator:
         header = reply.headers.get("Body-Sign")
         if signed and not header:
             problems.append("Body-Sign header missing")
-        elif signed and not verify_body_sign(self.key if not step.startswith("kit") else self.kit_key,
-                                             reply.body, header):
+        elif signed and not verify_body_sign(
+            self.key if not step.startswith("kit") else self.kit_key, reply.body, header
+        ):
             problems.append("Body-Sign does not match the answer's bytes")
         if appinfo and got == code == "000000":
             problems += self._appinfo_problems(answer)
@@ -153,15 +172,17 @@ class Simulator:
             problems.append(f"{same[0]} {answer.get(same[0])} differs from the first answer's {same[1]}")
         if differs is not None and got == code and answer.get(differs[0]) == differs[1]:
             problems.append(f"{differs[0]} {differs[1]} is the earlier one's, a new one was expected")
-        if listed is not None and got == code and listed not in [i.get("instanceId") for i in answer.get("info") or []
-                                                                 if isinstance(i, dict)]:
+        if (
+            listed is not None
+            and got == code
+            and listed not in [i.get("instanceId") for i in answer.get("info") or [] if isinstance(i, dict)]
+        ):
             problems.append(f"info does not hold instance {listed}")
         if same_bytes is not None and reply.body != same_bytes.body:
             problems.append("the answer differs from the first answer's bytes")
         if reply.ms > DEADLINE_S * 1000:
             problems.append(f"answered in {reply.ms / 1000:.1f} s, over the marketplace's {DEADLINE_S:.0f} s")
-        self.steps.append(Step(self.scenario, step, code, got, not problems, round(reply.ms, 1),
-                               "; ".join(problems)))
+        self.steps.append(Step(self.scenario, step, code, got, not problems, round(reply.ms, 1), "; ".join(problems)))
         return answer
 
     def _appinfo_problems(self, answer):
@@ -185,6 +206,7 @@ class Simulator:
     @property
     def failed(self):
         return [s for s in self.steps if not s.ok]
+
 
 def expire_time(days=30):
     return time.strftime("%Y%m%d%H%M%S", time.gmtime(time.time() + days * 86400))

@@ -1,6 +1,7 @@
 """The G2 SaaS suites (period, onetime, payperuse, trial, cancel, change) and the Seller
 Console's two debugging rounds with its MOCK order ids.
 """
+
 import uuid
 
 from .client import expire_time
@@ -19,21 +20,43 @@ def _g2_lifecycle(sim, kind, steps):
         sim.check(name, sim.g2(body), code=code, appinfo=body["activity"] == "queryInstance")
 
 
-
-
 def g2_period(sim):
     def steps(order, iid):
         yield "queryInstance", {"activity": "queryInstance", "instanceId": iid}, "000000"
-        yield "refreshInstance RENEWAL", {"activity": "refreshInstance", "instanceId": iid, "orderId": order + "R",
-                                          "orderLineId": order + "R-000001", "scene": "RENEWAL",
-                                          "expireTime": expire_time(60)}, "000000"
-        yield "updateInstanceStatus FREEZE", {"activity": "updateInstanceStatus", "instanceId": iid,
-                                              "status": "FREEZE"}, "000000"
-        yield "updateInstanceStatus UNFREEZE", {"activity": "updateInstanceStatus", "instanceId": iid,
-                                                "status": "UNFREEZE"}, "000000"
-        yield "upgradeInstance", {"activity": "upgradeInstance", "instanceId": iid, "orderId": order + "U",
-                                  "orderLineId": order + "U-000001"}, "000000"
+        yield (
+            "refreshInstance RENEWAL",
+            {
+                "activity": "refreshInstance",
+                "instanceId": iid,
+                "orderId": order + "R",
+                "orderLineId": order + "R-000001",
+                "scene": "RENEWAL",
+                "expireTime": expire_time(60),
+            },
+            "000000",
+        )
+        yield (
+            "updateInstanceStatus FREEZE",
+            {"activity": "updateInstanceStatus", "instanceId": iid, "status": "FREEZE"},
+            "000000",
+        )
+        yield (
+            "updateInstanceStatus UNFREEZE",
+            {"activity": "updateInstanceStatus", "instanceId": iid, "status": "UNFREEZE"},
+            "000000",
+        )
+        yield (
+            "upgradeInstance",
+            {
+                "activity": "upgradeInstance",
+                "instanceId": iid,
+                "orderId": order + "U",
+                "orderLineId": order + "U-000001",
+            },
+            "000000",
+        )
         yield from _release(iid)
+
     _g2_lifecycle(sim, "period", steps)
 
 
@@ -50,18 +73,32 @@ def g2_onetime(sim):
 def g2_payperuse(sim):
     def steps(order, iid):
         yield "queryInstance", {"activity": "queryInstance", "instanceId": iid}, "000000"
-        yield "updateInstanceStatus FREEZE", {"activity": "updateInstanceStatus", "instanceId": iid,
-                                              "status": "FREEZE"}, "000000"
+        yield (
+            "updateInstanceStatus FREEZE",
+            {"activity": "updateInstanceStatus", "instanceId": iid, "status": "FREEZE"},
+            "000000",
+        )
         yield from _release(iid)
+
     _g2_lifecycle(sim, "payperuse", steps)
 
 
 def _refresh(scene):
     def steps(order, iid):
-        yield f"refreshInstance {scene}", {"activity": "refreshInstance", "instanceId": iid, "orderId": order + "R",
-                                           "orderLineId": order + "R-000001", "scene": scene,
-                                           "expireTime": expire_time(30)}, "000000"
+        yield (
+            f"refreshInstance {scene}",
+            {
+                "activity": "refreshInstance",
+                "instanceId": iid,
+                "orderId": order + "R",
+                "orderLineId": order + "R-000001",
+                "scene": scene,
+                "expireTime": expire_time(30),
+            },
+            "000000",
+        )
         yield from _release(iid)
+
     return steps
 
 
@@ -75,12 +112,24 @@ def g2_cancel(sim):
 
 def g2_change(sim):
     """A renewal that changes the specification: the check, the renewal itself, the order notice."""
+
     def steps(order, iid):
-        yield "changeInstanceCheck", {"activity": "changeInstanceCheck", "instanceId": iid,
-                                      "productInfo": {"productId": "00301-666666-0--0", "skuCode": "sku-2"}}, "000000"
-        yield "orderNotify", {"activity": "orderNotify", "orderId": order + "R",
-                              "orderLineId": order + "R-000001"}, "000000"
+        yield (
+            "changeInstanceCheck",
+            {
+                "activity": "changeInstanceCheck",
+                "instanceId": iid,
+                "productInfo": {"productId": "00301-666666-0--0", "skuCode": "sku-2"},
+            },
+            "000000",
+        )
+        yield (
+            "orderNotify",
+            {"activity": "orderNotify", "orderId": order + "R", "orderLineId": order + "R-000001"},
+            "000000",
+        )
         yield from _refresh("RENEWAL_CHANGE")(order, iid)
+
     _g2_lifecycle(sim, "change", steps)
 
 
@@ -90,14 +139,31 @@ CONSOLE_RENEW, CONSOLE_CHANGE = "MOCKMONTYRENEW", "MOCKMONTYCHANGE"
 
 def _console_period(iid):
     yield "queryInstance", {"activity": "queryInstance", "instanceId": iid}
-    yield "refreshInstance RENEWAL", {"activity": "refreshInstance", "instanceId": iid, "orderId": CONSOLE_RENEW,
-                                      "orderLineId": f"{CONSOLE_RENEW}-000001", "scene": "RENEWAL",
-                                      "expireTime": expire_time(60)}
+    yield (
+        "refreshInstance RENEWAL",
+        {
+            "activity": "refreshInstance",
+            "instanceId": iid,
+            "orderId": CONSOLE_RENEW,
+            "orderLineId": f"{CONSOLE_RENEW}-000001",
+            "scene": "RENEWAL",
+            "expireTime": expire_time(60),
+        },
+    )
     for status in ("FREEZE", "UNFREEZE"):
-        yield f"updateInstanceStatus {status}", {"activity": "updateInstanceStatus", "instanceId": iid,
-                                                 "status": status}
-    yield "upgradeInstance", {"activity": "upgradeInstance", "instanceId": iid, "orderId": CONSOLE_CHANGE,
-                              "orderLineId": f"{CONSOLE_CHANGE}-000001"}
+        yield (
+            f"updateInstanceStatus {status}",
+            {"activity": "updateInstanceStatus", "instanceId": iid, "status": status},
+        )
+    yield (
+        "upgradeInstance",
+        {
+            "activity": "upgradeInstance",
+            "instanceId": iid,
+            "orderId": CONSOLE_CHANGE,
+            "orderLineId": f"{CONSOLE_CHANGE}-000001",
+        },
+    )
     yield "releaseInstance", {"activity": "releaseInstance", "instanceId": iid}
 
 
@@ -106,8 +172,10 @@ def _console_onetime(iid):
     yield "releaseInstance", {"activity": "releaseInstance", "instanceId": iid}
 
 
-CONSOLE_CASES = (("yearly/monthly", "MOCKPERIODYEARNEW", _console_period),
-                 ("one-time", "MOCKONETIMENEW", _console_onetime))
+CONSOLE_CASES = (
+    ("yearly/monthly", "MOCKPERIODYEARNEW", _console_period),
+    ("one-time", "MOCKONETIMENEW", _console_onetime),
+)
 
 
 def seller_console(sim):
@@ -117,14 +185,24 @@ def seller_console(sim):
     for round_no in (1, 2):
         for kind, order, steps in CONSOLE_CASES:
             label = f"round {round_no} {kind}"
-            new = {"activity": "newInstance", "orderId": order, "orderLineId": f"{order}-000001",
-                   "businessId": str(uuid.uuid4()), "testFlag": "1"}
-            iid = sim.check(f"{label} newInstance", sim.g2(new), fields=["instanceId"],
-                            differs=("instanceId", earlier[kind]) if kind in earlier else None).get("instanceId")
+            new = {
+                "activity": "newInstance",
+                "orderId": order,
+                "orderLineId": f"{order}-000001",
+                "businessId": str(uuid.uuid4()),
+                "testFlag": "1",
+            }
+            iid = sim.check(
+                f"{label} newInstance",
+                sim.g2(new),
+                fields=["instanceId"],
+                differs=("instanceId", earlier[kind]) if kind in earlier else None,
+            ).get("instanceId")
             if not iid:
                 continue
             earlier.setdefault(kind, iid)
             for name, body in steps(iid):
                 query = body["activity"] == "queryInstance"
-                sim.check(f"{label} {name}", sim.g2({**body, "testFlag": "1"}), appinfo=query,
-                          listed=iid if query else None)
+                sim.check(
+                    f"{label} {name}", sim.g2({**body, "testFlag": "1"}), appinfo=query, listed=iid if query else None
+                )

@@ -6,6 +6,7 @@ clientId and secret it sent in applicationSync and the users of authSync, so thi
 against a server on this host (which can reach 127.0.0.1). The browser is played with a cookie
 jar and redirects followed by hand, so each hop can be checked.
 """
+
 import http.cookiejar
 import re
 import time
@@ -50,16 +51,27 @@ def is_local(base_url):
 
 def fake_idp(sim, tenant_id, client_id, secret, users):
     """The tenant's IdP for this run: the app's credentials, the authorised users and an outsider."""
-    known = {u["userName"]: {"name": u["name"], "tenant": tenant_id, "organizationCode": u["orgCode"], "role": u["role"]}
-             for u in users}
+    known = {
+        u["userName"]: {"name": u["name"], "tenant": tenant_id, "organizationCode": u["orgCode"], "role": u["role"]}
+        for u in users
+    }
     known[OUTSIDER] = {"name": "Outsider", "tenant": tenant_id, "organizationCode": "sim-d1", "role": "user"}
     clients = {client_id: {"secret": secret, "redirect_uris": [sim.base + "/login/callback"]}}
     return Running(create_fake_idp(clients, known, password=PASSWORD))
 
 
 def _record(sim, step, expected, got, problems, started):
-    sim.steps.append(Step(sim.scenario, step, expected, got, not problems, round((time.perf_counter() - started) * 1000, 1),
-                          "; ".join(problems)))
+    sim.steps.append(
+        Step(
+            sim.scenario,
+            step,
+            expected,
+            got,
+            not problems,
+            round((time.perf_counter() - started) * 1000, 1),
+            "; ".join(problems),
+        )
+    )
 
 
 def log_in(sim, idp_url, tenant_code, user):
@@ -89,8 +101,13 @@ def account_login(sim, idp_url, tenant_code, app_id, user):
     if not problems and found:
         try:
             keys = jwt.PyJWKClient(sim.base + "/.well-known/jwks.json")
-            claims = jwt.decode(found.group(1), keys.get_signing_key_from_jwt(found.group(1)).key,
-                                algorithms=["EdDSA"], audience=app_id, options={"require": ["exp", "jti", "sub"]})
+            claims = jwt.decode(
+                found.group(1),
+                keys.get_signing_key_from_jwt(found.group(1)).key,
+                algorithms=["EdDSA"],
+                audience=app_id,
+                options={"require": ["exp", "jti", "sub"]},
+            )
             if claims.get("user", {}).get("userName") != user:
                 problems.append(f"the assertion names {claims.get('user')}, not {user}")
         except jwt.PyJWTError as error:
@@ -101,5 +118,11 @@ def account_login(sim, idp_url, tenant_code, app_id, user):
     started = time.perf_counter()
     status, page = log_in(sim, idp_url, tenant_code, OUTSIDER)
     refused = status == 403 and 'data-reason="unknown_user"' in page
-    _record(sim, "kit account login refused (user not authorised)", "HTTP 403", f"HTTP {status}",
-            [] if refused else [f"an unauthorised user got HTTP {status}"], started)
+    _record(
+        sim,
+        "kit account login refused (user not authorised)",
+        "HTTP 403",
+        f"HTTP {status}",
+        [] if refused else [f"an unauthorised user got HTTP {status}"],
+        started,
+    )

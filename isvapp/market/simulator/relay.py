@@ -5,6 +5,7 @@ The server makes the marketplace calls, so the code must be one the marketplace 
 Seller Console's test code (申请测试授权码) against the real one, PLXXXXXX against the fake
 marketplace (`flask fake-market`). --license-code sets it.
 """
+
 import json
 import time
 import urllib.error
@@ -33,8 +34,17 @@ def _step(sim, name, path, body, expected, token=None, fields=()):
     status, answer = _post(sim, path, body, token)
     problems = [] if status == expected else [f"HTTP {status}: {answer.get('message') or answer}"[:200]]
     problems += [f"no {f} in the answer" for f in fields if not problems and not answer.get(f)]
-    sim.steps.append(Step(sim.scenario, name, f"HTTP {expected}", f"HTTP {status}", not problems,
-                          round((time.perf_counter() - started) * 1000, 1), "; ".join(problems)))
+    sim.steps.append(
+        Step(
+            sim.scenario,
+            name,
+            f"HTTP {expected}",
+            f"HTTP {status}",
+            not problems,
+            round((time.perf_counter() - started) * 1000, 1),
+            "; ".join(problems),
+        )
+    )
     return answer
 
 
@@ -44,9 +54,22 @@ def license_relay(sim):
     token = activated.get("installationToken")
     if not token:
         return
-    _step(sim, "verify", "verify", {"license": code, "account": f"sim-{sim.run_id}"}, 200, token,
-          fields=("status", "verifiedAt"))
+    _step(
+        sim,
+        "verify",
+        "verify",
+        {"license": code, "account": f"sim-{sim.run_id}"},
+        200,
+        token,
+        fields=("status", "verifiedAt"),
+    )
     _step(sim, "report usage (one client)", "usage", {"license": code, "id": f"sim-{sim.run_id}"}, 202, token)
-    _step(sim, "verify refused (wrong installation secret)", "verify", {"license": code},
-          401, token.split(".")[0] + ".wrong-secret")
+    _step(
+        sim,
+        "verify refused (wrong installation secret)",
+        "verify",
+        {"license": code},
+        401,
+        token.split(".")[0] + ".wrong-secret",
+    )
     _step(sim, "activate refused (malformed code)", "activate", {"license": "P" * 65}, 400)

@@ -3,6 +3,7 @@
 Logging is left to the app (no fileConfig: reconfiguring logging here would silence the
 app's loggers when init-db runs inside a live process or a test).
 """
+
 import logging
 
 from alembic import context
@@ -28,9 +29,12 @@ def skip_empty_autogenerate(context, revision, directives):
 def run_migrations_offline():
     """`flask db upgrade --sql`: print the SQL instead of running it (for a DBA to review)."""
     engine = current_app.extensions["migrate"].db.engine
-    context.configure(url=engine.url.render_as_string(hide_password=False),
-                      target_metadata=target_metadata(), literal_binds=True,
-                      **current_app.extensions["migrate"].configure_args)
+    context.configure(
+        url=engine.url.render_as_string(hide_password=False),
+        target_metadata=target_metadata(),
+        literal_binds=True,
+        **current_app.extensions["migrate"].configure_args,
+    )
     with context.begin_transaction():
         context.run_migrations()
 

@@ -15,6 +15,7 @@ Revises: 0009
 Create Date: 2026-12-02 07:00:00
 
 """
+
 import logging
 
 import sqlalchemy as sa
@@ -22,20 +23,35 @@ from alembic import op
 
 
 # revision identifiers, used by Alembic.
-revision = '0010'
-down_revision = '0009'
+revision = "0010"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 
 log = logging.getLogger("alembic.runtime.migration")
 
-answers = sa.table("answers", sa.column("id", sa.Integer), sa.column("key", sa.String),
-                   sa.column("activity", sa.String), sa.column("instance_id", sa.String))
+answers = sa.table(
+    "answers",
+    sa.column("id", sa.Integer),
+    sa.column("key", sa.String),
+    sa.column("activity", sa.String),
+    sa.column("instance_id", sa.String),
+)
 conflicts = sa.table("conflicts", sa.column("key", sa.String))
-instances = sa.table("instances", sa.column("instance_id", sa.String), sa.column("order_id", sa.String),
-                     sa.column("order_line_id", sa.String), sa.column("product_id", sa.String))
-events = sa.table("events", sa.column("instance_id", sa.String), sa.column("order_id", sa.String),
-                  sa.column("kind", sa.String), sa.column("payload", sa.JSON))
+instances = sa.table(
+    "instances",
+    sa.column("instance_id", sa.String),
+    sa.column("order_id", sa.String),
+    sa.column("order_line_id", sa.String),
+    sa.column("product_id", sa.String),
+)
+events = sa.table(
+    "events",
+    sa.column("instance_id", sa.String),
+    sa.column("order_id", sa.String),
+    sa.column("kind", sa.String),
+    sa.column("payload", sa.JSON),
+)
 
 # A stored key's separators when no part holds a |: more means a part does.
 SEPARATORS = {"refreshInstance": 4, "upgradeInstance": 3, "orderNotify": 3, "getLicenseAsync": 3}
@@ -63,7 +79,7 @@ def _split_rest(key, head, separators):
     """``key`` = head + the rest split at its ``separators`` |s, when it has exactly that many."""
     if not key.startswith(head):
         return None
-    rest = key[len(head):].split("|")
+    rest = key[len(head) :].split("|")
     return rest if len(rest) == separators + 1 else None
 
 
@@ -77,12 +93,14 @@ def _parts(conn, row):
             if key == f"newInstance|{order}":
                 return ["newInstance", order]
             if key.startswith(f"newInstance|{order}|"):  # the rest is the line, or product:<id>
-                return ["newInstance", order, key[len(f"newInstance|{order}|"):]]
+                return ["newInstance", order, key[len(f"newInstance|{order}|") :]]
         rest = _split_rest(key, "newInstance|", 0) or _split_rest(key, "newInstance|", 1)
         return ["newInstance", *rest] if rest else None
     if activity in ("refreshInstance", "upgradeInstance") and instance_id:
         head = f"{activity}|{instance_id}|"
-        fields = ("order_id", "order_line_id", "scene") if activity == "refreshInstance" else ("order_id", "order_line_id")
+        fields = (
+            ("order_id", "order_line_id", "scene") if activity == "refreshInstance" else ("order_id", "order_line_id")
+        )
         for (payload,) in conn.execute(sa.select(events.c.payload).where(events.c.instance_id == instance_id)):
             if isinstance(payload, dict) and payload.get("order_id"):
                 parts = [activity, instance_id, *(payload.get(f) or "" for f in fields)]
@@ -92,14 +110,15 @@ def _parts(conn, row):
         return [activity, instance_id, *rest] if rest else None
     if activity == "getLicenseAsync" and instance_id:
         head = f"getLicenseAsync|{instance_id}|"
-        event_id, bar, device = key[len(head):].rpartition("|")
+        event_id, bar, device = key[len(head) :].rpartition("|")
         return ["getLicenseAsync", instance_id, event_id, device] if key.startswith(head) and bar else None
     if activity == "orderNotify":
         body, bar, digest = key.rpartition("|")
         if not bar or not body.startswith("orderNotify|"):
             return None
-        for order_id, payload in conn.execute(sa.select(events.c.order_id, events.c.payload)
-                                              .where(events.c.kind == "order_notified")):
+        for order_id, payload in conn.execute(
+            sa.select(events.c.order_id, events.c.payload).where(events.c.kind == "order_notified")
+        ):
             parts = ["orderNotify", order_id or "", (payload or {}).get("order_line_id") or "", digest]
             if "|".join(parts) == key:
                 return parts
@@ -122,14 +141,24 @@ def upgrade():
     conn = op.get_bind()
     key = answers.c.key
     separators = sa.func.length(key) - sa.func.length(sa.func.replace(key, "|", ""))
-    suspect = sa.or_(key.contains("\\", autoescape=True),
-                     *(sa.and_(answers.c.activity == activity, separators > count)
-                       for activity, count in SEPARATORS.items()),
-                     sa.and_(answers.c.activity == "newInstance", answers.c.instance_id.in_(
-                         sa.select(instances.c.instance_id).where(sa.or_(*(
-                             column.contains(char, autoescape=True) for char in ("|", "\\")
-                             for column in (instances.c.order_id, instances.c.order_line_id,
-                                            instances.c.product_id)))))))
+    suspect = sa.or_(
+        key.contains("\\", autoescape=True),
+        *(sa.and_(answers.c.activity == activity, separators > count) for activity, count in SEPARATORS.items()),
+        sa.and_(
+            answers.c.activity == "newInstance",
+            answers.c.instance_id.in_(
+                sa.select(instances.c.instance_id).where(
+                    sa.or_(
+                        *(
+                            column.contains(char, autoescape=True)
+                            for char in ("|", "\\")
+                            for column in (instances.c.order_id, instances.c.order_line_id, instances.c.product_id)
+                        )
+                    )
+                )
+            ),
+        ),
+    )
     for row in conn.execute(sa.select(answers.c.key, answers.c.activity, answers.c.instance_id).where(suspect)).all():
         parts = _parts(conn, row)
         if parts is None:

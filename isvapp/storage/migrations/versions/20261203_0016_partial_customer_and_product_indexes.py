@@ -9,16 +9,20 @@ partial indexes (WHERE column IS NOT NULL) the order's own write transaction wri
 pages fewer (models._where_set says why that matters). Every query on these columns compares them
 with a value, which implies the condition, so the indexes still serve them.
 """
+
 from alembic import op
 import sqlalchemy as sa
 
-revision = '0016'
-down_revision = '0015'
+revision = "0016"
+down_revision = "0015"
 branch_labels = None
 depends_on = None
 
-INDEXES = (("ix_instances_customer", "customer_id"), ("ix_instances_customer_name", "customer_name"),
-           ("ix_instances_product", "product_id"))
+INDEXES = (
+    ("ix_instances_customer", "customer_id"),
+    ("ix_instances_customer_name", "customer_name"),
+    ("ix_instances_product", "product_id"),
+)
 
 
 def upgrade():

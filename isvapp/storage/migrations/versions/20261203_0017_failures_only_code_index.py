@@ -10,11 +10,12 @@ of the failures by time (WHERE result_code <> '000000') serves them all, newest 
 sort, and a successful callback's write transaction writes one index page fewer
 (models._where_set says why that matters).
 """
+
 from alembic import op
 import sqlalchemy as sa
 
-revision = '0017'
-down_revision = '0016'
+revision = "0017"
+down_revision = "0016"
 branch_labels = None
 depends_on = None
 
@@ -22,8 +23,9 @@ depends_on = None
 def upgrade():
     op.drop_index("ix_callbacks_code_received", table_name="callbacks")
     where = sa.text("result_code <> '000000'")
-    op.create_index("ix_callbacks_failed_received", "callbacks", ["received_at"],
-                    sqlite_where=where, postgresql_where=where)
+    op.create_index(
+        "ix_callbacks_failed_received", "callbacks", ["received_at"], sqlite_where=where, postgresql_where=where
+    )
 
 
 def downgrade():

@@ -8,10 +8,11 @@ The instance page was its only reader, and it now finds an instance's jobs throu
 licenses (the jobs are keyed by their ids, and the jobs' unique index names the key first). Each
 order's two jobs had written a page of this index on a random key (the marketplace's businessId).
 """
+
 from alembic import op
 
-revision = '0018'
-down_revision = '0017'
+revision = "0018"
+down_revision = "0017"
 branch_labels = None
 depends_on = None
 
