@@ -45,7 +45,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import requests
-
 from isvapp.koo.signing import g2_signed_request
 
 from . import abuse, dashboard, kit_sync, tables, usagepush, writepath

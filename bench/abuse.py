@@ -23,7 +23,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import requests
-
 from isvapp.koo.signing import g2_signed_request
 
 MIB = 1024 * 1024

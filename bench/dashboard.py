@@ -17,9 +17,9 @@ from datetime import timedelta
 
 from isvapp import create_app
 from isvapp.dashboard import security
-from isvapp.storage.schema import init_db
 from isvapp.extensions import db
 from isvapp.storage.models import Callback, Instance, InstanceState, utcnow
+from isvapp.storage.schema import init_db
 
 PAGES = {
     "overview": "/admin/",

@@ -16,8 +16,8 @@ import time
 import tracemalloc
 
 from isvapp import create_app
-from isvapp.storage.schema import init_db
 from isvapp.koo.signing import kit_signed_request
+from isvapp.storage.schema import init_db
 
 KEY = "bench-kit-key"
 

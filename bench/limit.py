@@ -18,7 +18,6 @@ import sqlite3
 import time
 
 from flask import Flask, Response, request
-
 from isvapp.config import DEFAULTS
 
 KEY = os.environ.get("ISVAPP_KOO_ACCESS_KEY", "bench-key-0000-1111")

@@ -90,7 +90,6 @@ def _answers_an_order(url, key, body):
     import json
 
     import requests
-
     from isvapp.koo.signing import g2_signed_request
 
     raw, query = g2_signed_request(key, body)

@@ -65,8 +65,8 @@ def register_extensions(app):
 
 def register_blueprints(app):
     from . import health, login, produce, productapi
-    from .productapi import relay
     from .dashboard import views as dashboard
+    from .productapi import relay
 
     app.register_blueprint(produce.bp)
     app.register_blueprint(login.bp)
@@ -86,7 +86,8 @@ def register_commands(app):
     from . import cli
     from .background import jobs, maintenance, notices, provisioning, uploads, usage  # noqa: F401
     from .domain import kit, licensecodes, licenses, orderdetails  # noqa: F401
-    from .market import fake as fakemarket, simulator
+    from .market import fake as fakemarket
+    from .market import simulator
 
     cli.init_app(app)
     fakemarket.init_app(app)

@@ -7,8 +7,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/venv.sh test
-echo "== static checks: ruff, mypy" >&2
+echo "== static checks: ruff, ruff format, mypy" >&2
 .venv/bin/ruff check isvapp tests bench || { echo "test: ruff found problems (above); pyproject.toml [tool.ruff]" >&2; exit 1; }
+.venv/bin/ruff format --check isvapp tests bench || { echo "test: not formatted: run .venv/bin/ruff format isvapp tests bench" >&2; exit 1; }
 .venv/bin/mypy || { echo "test: mypy found problems (above); pyproject.toml [tool.mypy]" >&2; exit 1; }
 # The page tests drive Debian's Chromium (Playwright never downloads a browser here) with a CJK
 # font so Chinese pages render in the screenshots; the benchmark's smoke test drives wrk. All

@@ -13,13 +13,12 @@ from urllib.parse import urlencode
 import pytest
 from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
-from sqlalchemy import create_engine, func, make_url, select, text
-from sqlalchemy.pool import NullPool
-
 from isvapp import create_app
-from isvapp.storage.schema import init_db
 from isvapp.extensions import db
 from isvapp.koo.signing import g1_kit_signed_request, g1_signed_params, g2_signed_request, kit_signed_request
+from isvapp.storage.schema import init_db
+from sqlalchemy import create_engine, func, make_url, select, text
+from sqlalchemy.pool import NullPool
 
 KEY = "a1b2c3d4-0000-1111-2222-333344445555"  # the reference's made-up key
 KIT_KEY = "kit-0000-1111-2222-333344445555"

@@ -12,7 +12,6 @@ from urllib.parse import urlencode
 
 import pytest
 import requests
-
 from bench.abuse import MIB, peak_rss_mib, send_flood, tiny_objects, worker_pids
 from isvapp.koo import codes
 from isvapp.koo.signing import g1_auth_token, g1_signed_params, g2_signed_request

@@ -14,15 +14,13 @@ from email.header import decode_header, make_header
 
 import pytest
 from aiosmtpd.controller import Controller
-from werkzeug.serving import make_server
-from werkzeug.wrappers import Request, Response
-
-from sqlalchemy import select
-
 from isvapp.background import alerts, jobs, status
-from isvapp.storage.transactions import write_transaction
 from isvapp.extensions import db
 from isvapp.storage.models import Alert, Job, JobState
+from isvapp.storage.transactions import write_transaction
+from sqlalchemy import select
+from werkzeug.serving import make_server
+from werkzeug.wrappers import Request, Response
 
 WECOM_KEY = "wecom-key-0123456789abcdef"
 DING_TOKEN = "ding-token-0123456789abcdef"
@@ -347,10 +345,11 @@ def test_raise_alert_alone_swallows_database_errors(app, monkeypatch):
 
 
 def test_a_000005_answer_and_repeated_signature_failures_raise_alerts(app, market, monkeypatch):
+    import isvapp.produce.g2 as g2
     from isvapp.storage.models import Alert
     from sqlalchemy.exc import OperationalError
+
     from .test_produce_g2 import new_order
-    import isvapp.produce.g2 as g2
 
     def locked(*args, **kwargs):
         raise OperationalError("INSERT", {}, Exception("database is locked"))
@@ -371,6 +370,7 @@ def test_failing_callbacks_reach_the_local_receivers_through_a_real_gunicorn_and
     to the robots and by e-mail, saying how many."""
     import requests
     from isvapp.koo.signing import g2_signed_request
+
     from .conftest import KEY
     from .live import LiveServer
 
@@ -409,8 +409,9 @@ def test_failing_callbacks_reach_the_local_receivers_through_a_real_gunicorn_and
 def test_with_no_channel_an_alert_is_recorded_shown_and_its_job_done(app, market, client):
     """Default settings: nowhere to send. The job must not fail (a dead job the merchant did not
     cause); the alert waits on the go-live page instead."""
-    from .test_dashboard import log_in
     from isvapp.dashboard import security
+
+    from .test_dashboard import log_in
 
     raise_in_transaction(app, kind="internal_error", subject="isvapp answered 000005 to the marketplace")
     run(app)

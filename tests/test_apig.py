@@ -1,16 +1,15 @@
 """The AK/SK signer against Huawei's official one, and the usage-push signature vector (§3.8)."""
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from huaweicloudsdkcore.auth.credentials import BasicCredentials
 from huaweicloudsdkcore.sdk_request import SdkRequest
 from huaweicloudsdkcore.signer.signer import Signer
-
 from isvapp.koo import apig
 
 AK, SK = "QTWAOYTTINDUT2QVKYUC", "MFyfvK41ba2giqM7Uio6PznpdUKGpownRZlmVmHc"
-WHEN = datetime(2026, 11, 24, 6, 0, 0, tzinfo=timezone.utc)
+WHEN = datetime(2026, 11, 24, 6, 0, 0, tzinfo=UTC)
 
 
 def official(method, host, path, query, headers, body):
@@ -46,7 +45,7 @@ def test_authorization_matches_the_official_signer(method, path, query, body):
         "X-Sdk-Date": WHEN.strftime(apig.DATE_FORMAT),
         "Host": host,
     }
-    from urllib.parse import urlencode, quote
+    from urllib.parse import quote, urlencode
 
     url = f"https://{host}{path}" + ("?" + urlencode(query, quote_via=quote) if query else "")
     ours = apig.sign(AK, SK, method, url, headers, body)["Authorization"]

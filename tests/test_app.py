@@ -6,7 +6,6 @@ import sqlite3
 import time
 
 import pytest
-
 from isvapp import create_app
 from isvapp.config import load_settings
 from isvapp.extensions import db

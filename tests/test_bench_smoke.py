@@ -6,7 +6,6 @@ import sqlite3
 import uuid
 
 import pytest
-
 from bench import __main__ as runner
 from bench import dashboard, kit_sync, tables, writepath
 

@@ -10,9 +10,8 @@ import shutil
 
 import pytest
 import requests
-from playwright.sync_api import sync_playwright
-
 from isvapp.koo.signing import g1_signed_params, g2_signed_request
+from playwright.sync_api import sync_playwright
 
 from .conftest import KEY
 from .live import ROOT, LiveServer

@@ -13,9 +13,8 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import requests
-from sqlalchemy import text
-
 from isvapp.koo.signing import g1_signed_params, g2_signed_request
+from sqlalchemy import text
 
 from .conftest import KEY
 from .live import LiveServer

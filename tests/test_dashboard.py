@@ -5,11 +5,11 @@ import io
 import re
 
 import pytest
-
 from isvapp.dashboard import security
 from isvapp.storage.models import Callback, LoginAttempt
 
-from .test_kit import TENANT, ok as kit_ok
+from .test_kit import TENANT
+from .test_kit import ok as kit_ok
 from .test_produce_g1 import g1_order
 from .test_produce_g2 import new_order
 
@@ -205,10 +205,9 @@ def test_warnings_are_counted_on_the_overview_and_listed_on_the_callback(browser
 def test_the_callback_log_filters_by_result_code(app, browser):
     """One code, every failure, or success: the failures' index holds only rows that were not success,
     and a filter on one failing code is still answered from it (SQLite names it in the plan)."""
-    from sqlalchemy import text
-
     from isvapp.dashboard import views
     from isvapp.extensions import db
+    from sqlalchemy import text
 
     with app.app_context():
         for n, code in enumerate(("000000", "000001", "000003", "000000")):
@@ -247,8 +246,8 @@ def test_a_strangers_failures_do_not_lock_the_admin_out_elsewhere(app, admin):
     assert log_in_from(owner, "198.51.100.7").status_code == 302  # the admin, elsewhere, is not
     # Refused attempts during the lock are not counted: the lock does not grow with them.
     with app.app_context():
-        from sqlalchemy import func, select
         from isvapp.extensions import db
+        from sqlalchemy import func, select
 
         counted = db.session.execute(
             select(func.count()).select_from(LoginAttempt).where(LoginAttempt.remote_addr == "203.0.113.9")

@@ -10,7 +10,6 @@ import re
 from pathlib import Path
 
 import pytest
-
 from isvapp.config import DEFAULTS
 
 ROOT = Path(__file__).resolve().parent.parent

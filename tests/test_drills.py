@@ -18,13 +18,12 @@ from pathlib import Path
 
 import pytest
 import requests
-from sqlalchemy import event, text
-
 from isvapp import create_app
-from isvapp.storage.schema import init_db
 from isvapp.extensions import db
 from isvapp.koo.signing import g2_signed_request
 from isvapp.storage.models import Answer, Callback, Instance, SignedRequest
+from isvapp.storage.schema import init_db
+from sqlalchemy import event, text
 
 from .conftest import KEY, Marketplace
 from .live import LiveServer

@@ -4,10 +4,9 @@ lean transaction alike; only what may be lost (the callback log, a read-only req
 commits with NORMAL."""
 
 import pytest
-from sqlalchemy import event
-
 from isvapp.extensions import db
 from isvapp.storage.models import Instance
+from sqlalchemy import event
 
 from .test_produce_g2 import new_order, result
 

@@ -4,7 +4,6 @@ import re
 from datetime import datetime, timedelta
 
 import pytest
-
 from isvapp.dashboard import security
 from isvapp.extensions import db
 from isvapp.storage.models import ApiToken, Instance, InstanceState, Tenant

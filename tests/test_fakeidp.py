@@ -8,7 +8,6 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
-
 from isvapp.extensions import db
 from isvapp.market.fake import Running
 from isvapp.market.fakeidp import DEFAULT_REDIRECT_URI, clients_and_users, create_fake_idp

@@ -5,7 +5,6 @@ import base64
 import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
-
 from isvapp.koo import codes
 from isvapp.koo.codes import KooError
 from isvapp.koo.fieldcrypto import aes_key, decrypt_field, encrypt_field, rsa_oaep_decrypt

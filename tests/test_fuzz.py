@@ -5,8 +5,6 @@ import json
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sqlalchemy import func, select
-
 from isvapp.extensions import db
 from isvapp.koo import codes
 from isvapp.koo.signing import g1_signed_params, g2_signed_request, kit_signed_request
@@ -24,6 +22,7 @@ from isvapp.storage.models import (
     SignedRequest,
     Tenant,
 )
+from sqlalchemy import func, select
 
 from .conftest import KEY, KIT_KEY
 

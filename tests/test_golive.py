@@ -3,14 +3,13 @@
 import re
 
 import pytest
-
-from isvapp.dashboard import diagnosis
 from isvapp.background import status
+from isvapp.dashboard import diagnosis
 from isvapp.koo import codes
 from isvapp.storage.models import Callback
 
 from .conftest import KEY
-from .test_dashboard import browser, admin  # noqa: F401  (fixtures)
+from .test_dashboard import admin, browser  # noqa: F401  (fixtures)
 from .test_live_marketplace import debug_round
 from .test_produce_g2 import new_order
 
@@ -125,11 +124,11 @@ def test_the_page_after_a_pay_per_use_debugging_round_shows_the_usage_push(app, 
     """The page run.sh sends a merchant to first: `flask simulate`'s pay-per-use suite must not break it."""
     from datetime import datetime, timedelta
 
-    from sqlalchemy import update
-
     from isvapp.background import usage
     from isvapp.extensions import db
     from isvapp.storage.models import Instance, UsageRecord, UsageState
+    from sqlalchemy import update
+
     from .test_produce_g1 import g1_order, signed_result
 
     iid = signed_result(market.g1(g1_order(order="PPU1", chargingMode="ON_DEMAND")))["instanceId"]

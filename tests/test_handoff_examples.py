@@ -24,7 +24,6 @@ from pathlib import Path
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
 from isvapp.domain import handoff
 
 ROOT = Path(__file__).resolve().parent.parent

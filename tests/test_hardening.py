@@ -10,14 +10,13 @@ import time
 from contextlib import contextmanager
 
 import pytest
-from werkzeug.serving import make_server
-from werkzeug.wrappers import Request, Response
-
 from isvapp import create_app
 from isvapp.background import jobs, provisioning
-from isvapp.storage.schema import init_db
 from isvapp.extensions import db
 from isvapp.storage.models import Job, JobState
+from isvapp.storage.schema import init_db
+from werkzeug.serving import make_server
+from werkzeug.wrappers import Request, Response
 
 from .conftest import KEY, KIT_KEY, Marketplace
 from .test_produce_g2 import new_order

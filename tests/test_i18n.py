@@ -16,12 +16,10 @@ from babel.messages.frontend import parse_mapping_cfg
 from babel.messages.mofile import read_mo
 from babel.messages.pofile import read_po
 from flask import render_template_string
-from jinja2 import Environment
-
-from isvapp.dashboard import diagnosis, golive
-from isvapp.storage import models
-from isvapp.dashboard import charts, i18n, labels, views
+from isvapp.dashboard import charts, diagnosis, golive, i18n, labels, views
 from isvapp.extensions import db
+from isvapp.storage import models
+from jinja2 import Environment
 
 from .test_dashboard import admin, browser  # noqa: F401  fixtures
 

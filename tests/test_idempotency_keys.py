@@ -4,11 +4,10 @@ stored before the escaping still match their retries (migration 0010; docs/proto
 import json
 
 from flask_migrate import downgrade, upgrade
-
-from isvapp.storage.schema import MIGRATIONS
-from isvapp.extensions import db
 from isvapp.domain.lifecycle import idempotency_key, order_key
+from isvapp.extensions import db
 from isvapp.storage.models import Answer, Event, Instance
+from isvapp.storage.schema import MIGRATIONS
 
 from .test_migrations import current_revision, head_revision, schema_differences
 from .test_produce_g2 import new_order

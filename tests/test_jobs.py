@@ -7,14 +7,14 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import UTC
 
 import pytest
-from werkzeug.serving import make_server
-from werkzeug.wrappers import Request, Response
-
 from isvapp.background import jobs, provisioning, usage
 from isvapp.market.fake import Running, create_fake_market
 from isvapp.storage.models import DetailsState, Event, Instance, Job, JobState, UsageRecord, UsageState
+from werkzeug.serving import make_server
+from werkzeug.wrappers import Request, Response
 
 from .conftest import KEY
 from .live import ROOT
@@ -270,9 +270,9 @@ def test_webhook_provisioner_delivers_signed_events_and_retries(app, market, sec
 
 def test_usage_is_pushed_in_batches_once_and_rejections_are_kept(app, market, market_api, runner):
     market.g2(new_order(business="meter-1"))
-    from datetime import datetime, timezone
+    from datetime import datetime
 
-    begin, end = datetime(2026, 11, 24, 8, tzinfo=timezone.utc), datetime(2026, 11, 24, 9, tzinfo=timezone.utc)
+    begin, end = datetime(2026, 11, 24, 8, tzinfo=UTC), datetime(2026, 11, 24, 9, tzinfo=UTC)
     market_api.app.extensions["fake_market"]["usage"]["dup-sn"] = {}
     with app.app_context():
         for i in range(1100):
@@ -312,8 +312,8 @@ def test_usage_is_pushed_in_batches_once_and_rejections_are_kept(app, market, ma
 
 
 def test_fake_market_refuses_bad_signatures(app, market_api):
-    from isvapp.market import openapi
     from isvapp.config import load_settings
+    from isvapp.market import openapi
 
     settings = load_settings({**app.config, "KOO_SK": "wrong"})
     with pytest.raises(openapi.MarketError, match="MKT.0154"):

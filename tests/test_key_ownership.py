@@ -10,14 +10,13 @@ import uuid
 
 import pytest
 import requests
-from sqlalchemy import update
-
 from isvapp.dashboard import golive
 from isvapp.extensions import db
 from isvapp.koo import codes
 from isvapp.koo.fieldcrypto import decrypt_field
 from isvapp.koo.signing import g1_signed_params, g2_signed_request, key_fingerprint, verify_body_sign
 from isvapp.storage.models import Instance, InstanceState, KitApp, License, LicenseState, Tenant
+from sqlalchemy import update
 
 from .conftest import KEY, KIT_KEY
 from .live import LiveServer

@@ -8,10 +8,9 @@ import stat
 import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding
-
-from isvapp.storage import vault
 from isvapp.koo import codes
 from isvapp.koo.signing import verify_body_sign
+from isvapp.storage import vault
 from isvapp.storage.models import Callback, Department, Event, KitApp, KitState, KitUser, SignedRequest, Tenant
 
 from .conftest import KIT_KEY

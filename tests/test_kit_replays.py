@@ -4,16 +4,15 @@ value that was signed, the sorted-fields string is checked for ambiguity, a Kit 
 interface is not acted on at another, and a replay entry outlives its window."""
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import requests
-from sqlalchemy import func, select
-
 from isvapp.background import maintenance
 from isvapp.koo import codes
 from isvapp.koo.signing import g1_kit_signed_request, g1_time, g2_signed_request, kit_signed_request
 from isvapp.storage.models import Department, Instance, KitState, Tenant
+from sqlalchemy import func, select
 
 from .conftest import KEY, KIT_KEY
 from .live import LiveServer
@@ -44,7 +43,7 @@ def post(server, path, raw, headers):
 
 def test_a_fresh_timestamp_put_before_a_30_day_old_signed_body_is_refused(server):
     tenant = {**TENANT, "tenantId": "tenant-old", "instanceId": "inst-old"}
-    old = g1_time(datetime.now(timezone.utc) - timedelta(days=30))
+    old = g1_time(datetime.now(UTC) - timedelta(days=30))
     raw, headers = g1_kit_signed_request(KIT_KEY, tenant, formula="sorted-fields", timestamp=old)
     assert post(server, "/produce/produceAPI/tenantSync", raw, headers)["resultCode"] == codes.INVALID_PARAM  # stale
     forged = b'{"timeStamp":"' + g1_time().encode() + b'",' + raw[1:]

@@ -6,7 +6,6 @@ import stat
 import uuid
 
 import pytest
-
 from isvapp.koo import codes, licensedoc
 from isvapp.koo.signing import verify_body_sign
 from isvapp.storage.models import Answer, Event, Instance, InstanceState, License, LicenseState

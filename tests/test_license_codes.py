@@ -11,7 +11,6 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 
 import pytest
-
 from isvapp.background import uploads
 from isvapp.config import DEFAULTS, load_settings
 from isvapp.koo import licensecodes
@@ -25,7 +24,6 @@ from .test_dashboard import admin, browser  # noqa: F401  (fixtures)
 from .test_golive import row_state
 from .test_jobs import AK, SK, run_until_idle
 from .test_license import async_request, lic2_order, signed
-
 
 # --- the pages' bodies ------------------------------------------------------------------------------
 
@@ -392,9 +390,8 @@ def test_one_address_trying_codes_is_stopped_before_the_marketplace_and_old_budg
 
 
 def db_count(model):
-    from sqlalchemy import func, select
-
     from isvapp.extensions import db
+    from sqlalchemy import func, select
 
     return db.session.execute(select(func.count()).select_from(model)).scalar_one()
 

@@ -12,11 +12,10 @@ import time
 
 import pytest
 import requests
-from sqlalchemy import select
-
 from isvapp.koo.signing import g2_signed_request
 from isvapp.market.fake import Running, create_fake_market
 from isvapp.storage.models import Alert, License, LicenseCode, UploadState
+from sqlalchemy import select
 
 from .conftest import KEY
 from .live import ROOT, LiveServer, free_port, stop_process

@@ -6,10 +6,9 @@ Free text is cut by the schema to exactly what its column holds.
 """
 
 import pytest
-from sqlalchemy import Integer, String
-
 from isvapp.koo import schemas
 from isvapp.storage.models import Department, Instance, KitApp, KitUser, License, Tenant
+from sqlalchemy import Integer, String
 
 # (schema, field) -> the column that stores it.
 STORED = [

@@ -8,14 +8,14 @@ log row for the merchant to see.
 import base64
 import json
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from urllib.parse import urlencode
 
 import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
-
 from isvapp.background import provisioning
+from isvapp.domain.orderdetails import apply_order
 from isvapp.koo import codes
 from isvapp.koo.signing import (
     g1_signed_params,
@@ -37,7 +37,6 @@ from isvapp.storage.models import (
     SignedRequest,
     Tenant,
 )
-from isvapp.domain.orderdetails import apply_order
 
 from .conftest import KEY, KIT_KEY
 from .test_kit import SCOPE, TENANT, public_key  # noqa: F401  (fixture)
@@ -223,7 +222,7 @@ def test_a_signed_json_body_is_read_whatever_its_content_type(market, content_ty
 def test_numbers_signed_as_strings_are_accepted(market):
     body = {**new_order(), "testFlag": 1}
     raw = json.dumps(body).encode()
-    nonce, ts = uuid.uuid4().hex, str(int(datetime.now(timezone.utc).timestamp() * 1000))
+    nonce, ts = uuid.uuid4().hex, str(int(datetime.now(UTC).timestamp() * 1000))
     query = {"signature": g2_signature(KEY, nonce, ts, string_map_payload(body)), "timestamp": ts, "nonce": nonce}
     response = market.send("POST", "/produce", query_string=query, data=raw, content_type="application/json")
     assert answer_of(response)["resultCode"] == codes.SUCCESS

@@ -9,7 +9,6 @@ from datetime import datetime, timedelta
 import jwt
 import pytest
 import requests
-
 from isvapp.extensions import db
 from isvapp.market.fake import Running
 from isvapp.market.fakeidp import create_fake_idp
@@ -348,8 +347,10 @@ def test_the_go_live_kit_checklist_counts_a_finished_login(client, app, tenant):
 
 
 def test_the_tenants_page_shows_the_login_url_the_last_logins_and_sets_the_hand_off_url(client, app, tenant):
-    from tests.test_dashboard import PASSWORD, log_in as admin_log_in, token
     from isvapp.dashboard import security
+
+    from tests.test_dashboard import PASSWORD, token
+    from tests.test_dashboard import log_in as admin_log_in
 
     with app.app_context():
         security.set_password("boss", PASSWORD)

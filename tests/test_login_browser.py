@@ -10,14 +10,13 @@ from types import SimpleNamespace
 import jwt
 import pytest
 from flask import Flask, request
-from markupsafe import escape
-from playwright.sync_api import sync_playwright
-from sqlalchemy.orm import Session
-
 from isvapp.market.fake import Running
 from isvapp.market.fakeidp import create_fake_idp
 from isvapp.storage import vault
 from isvapp.storage.models import Instance, KitApp, KitUser, Tenant
+from markupsafe import escape
+from playwright.sync_api import sync_playwright
+from sqlalchemy.orm import Session
 
 from .live import LIVE_SECRET_KEY, LiveServer
 

@@ -11,10 +11,9 @@ from pathlib import Path
 
 import pytest
 import requests
-from sqlalchemy import func, select
-
 from isvapp.dashboard import security
 from isvapp.storage.models import LoginAttempt
+from sqlalchemy import func, select
 
 from .conftest import KEY
 from .live import LiveServer

@@ -4,12 +4,11 @@ import sqlite3
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import create_engine, func, select, text
-
-from isvapp.extensions import db
 from isvapp.background import maintenance
 from isvapp.background.maintenance import prune
+from isvapp.extensions import db
 from isvapp.storage.models import Answer, Callback, Event, Instance, SignedRequest, utcnow
+from sqlalchemy import create_engine, func, select, text
 
 from .test_produce_g2 import new_order
 
@@ -104,6 +103,7 @@ def test_backup_is_a_checked_copy_that_restores_every_row(app, market, runner, t
 @pytest.mark.sqlite_only
 def test_restored_backup_serves_repeats_with_the_first_answer(app, market, runner, tmp_path):
     from isvapp import create_app
+
     from .conftest import Marketplace
 
     first = market.g2(new_order(order="RESTORE1"))

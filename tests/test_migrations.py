@@ -13,11 +13,10 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from flask_migrate import downgrade, upgrade
-from sqlalchemy import inspect, make_url, text
-
-from isvapp.storage.schema import BASELINE, MIGRATIONS, _migration_lock, init_db
 from isvapp.extensions import db, migrate
 from isvapp.storage.models import Instance
+from isvapp.storage.schema import BASELINE, MIGRATIONS, _migration_lock, init_db
+from sqlalchemy import inspect, make_url, text
 
 from .conftest import ON_POSTGRES, SERVER_URI
 from .live import ROOT, LiveServer

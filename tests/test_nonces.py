@@ -8,11 +8,10 @@ from pathlib import Path
 
 import pytest
 import requests
-from sqlalchemy import func, select
-
 from isvapp.koo import codes
 from isvapp.koo.signing import g2_signed_request, kit_signed_request, new_nonce
 from isvapp.storage.models import Instance, SignedRequest, Tenant
+from sqlalchemy import func, select
 
 from .conftest import KEY, KIT_KEY
 from .live import LiveServer

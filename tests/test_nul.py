@@ -6,11 +6,10 @@ import base64
 import json
 
 import pytest
-from sqlalchemy import select
-
 from isvapp.extensions import db
 from isvapp.koo import codes
 from isvapp.storage.models import Callback, Event, Instance, KitUser, License, Tenant
+from sqlalchemy import select
 
 from .test_kit import TENANT, auth, users
 from .test_produce_g1 import g1_order

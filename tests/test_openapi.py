@@ -13,9 +13,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-
-from isvapp.market import openapi
 from isvapp.config import load_settings
+from isvapp.market import openapi
 
 ORDER = {
     "resultCode": "MKT.0000",
@@ -98,7 +97,7 @@ def test_plain_http_is_refused_except_to_this_host():
 def _self_signed(tmp_path):
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     cert = (
         x509.CertificateBuilder()
         .subject_name(name)

@@ -10,7 +10,6 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import pytest
 import requests
-
 from isvapp.koo import codes
 from isvapp.koo.signing import g1_kit_signed_request, g1_signed_params, g2_signed_request, verify_body_sign
 

@@ -11,12 +11,11 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 
 import pytest
-from sqlalchemy import update
-
 from isvapp.background import notices, usage
 from isvapp.extensions import db
 from isvapp.market.fake import Running, create_fake_market
 from isvapp.storage.models import Alert, Event, Instance, Job, UsageRecord, UsageState, utcnow
+from sqlalchemy import update
 
 from .conftest import KEY
 from .test_alerts import mailbox, robot_config, robots  # noqa: F401  (fixtures)
@@ -259,6 +258,7 @@ def notice_texts(robots):  # noqa: F811
 def test_a_burst_of_500_orders_is_one_notice_per_channel(tmp_path, robots, mailbox):  # noqa: F811
     import requests
     from isvapp.koo.signing import g2_signed_request
+
     from .live import LiveServer
 
     env = {f"ISVAPP_{k}": str(v) for k, v in robot_config(robots).items()}
@@ -315,9 +315,9 @@ def test_through_real_processes_a_late_hour_alerts_and_a_refused_sdr_is_kept_wit
     recorded after its deadline is marked late and alerted, and the SDR the marketplace refuses
     keeps its per-record code; the other is pushed."""
     import requests
+    from isvapp.koo.signing import g2_signed_request
     from sqlalchemy import select
 
-    from isvapp.koo.signing import g2_signed_request
     from .live import LiveServer, stop_process
     from .test_license_relay_live import wait_for
 

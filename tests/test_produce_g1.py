@@ -4,11 +4,10 @@ import json
 import uuid
 
 import pytest
-
 from isvapp.koo import codes
 from isvapp.koo.fieldcrypto import decrypt_field, encrypt_field
 from isvapp.koo.signing import verify_body_sign
-from isvapp.storage.models import Callback, Answer, Conflict, Event, Instance, InstanceState
+from isvapp.storage.models import Answer, Callback, Conflict, Event, Instance, InstanceState
 
 from .conftest import KEY
 from .test_produce_g2 import new_order

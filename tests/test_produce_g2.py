@@ -5,7 +5,6 @@ import time
 import uuid
 
 import pytest
-
 from isvapp.koo import codes
 from isvapp.koo.fieldcrypto import decrypt_field
 from isvapp.koo.signing import g2_signed_request, verify_body_sign

@@ -2,7 +2,6 @@
 12 h after its login however busy it was: re-signing the cookie must not renew its lifetime."""
 
 import pytest
-
 from isvapp.dashboard import security
 
 from .test_dashboard import admin, log_in  # noqa: F401  (fixture)

@@ -1,11 +1,10 @@
 """The reference's test vectors (§3.2-§3.6, §3.8), verbatim, and the verifier's refusals."""
 
-import pytest
+from datetime import UTC, datetime
 
+import pytest
 from isvapp.koo import codes
 from isvapp.koo.codes import KooError
-from datetime import datetime, timezone
-
 from isvapp.koo.signing import (
     body_sign,
     canonical_payload,
@@ -36,7 +35,7 @@ DAY_S = 24 * 3600
 
 def g1_now(stamp):
     """Unix ms of a G1 timeStamp (UTC), so a test runs at the moment the request was signed."""
-    return int(datetime.strptime(stamp[:14], "%Y%m%d%H%M%S").replace(tzinfo=timezone.utc).timestamp() * 1000)
+    return int(datetime.strptime(stamp[:14], "%Y%m%d%H%M%S").replace(tzinfo=UTC).timestamp() * 1000)
 
 
 def test_g1_auth_token_vector():

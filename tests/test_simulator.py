@@ -7,13 +7,12 @@ import threading
 import uuid
 
 import pytest
-from werkzeug.serving import make_server
-from werkzeug.wrappers import Request, Response
-
-from isvapp.market import simulator
-from isvapp.market.fake import Running, create_fake_market
 from isvapp.koo.envelope import envelope
 from isvapp.koo.signing import body_sign
+from isvapp.market import simulator
+from isvapp.market.fake import Running, create_fake_market
+from werkzeug.serving import make_server
+from werkzeug.wrappers import Request, Response
 
 from .conftest import KEY, KIT_KEY
 from .live import ROOT, LiveServer

@@ -33,10 +33,8 @@ from urllib.parse import urlencode, urljoin, urlsplit
 
 import pytest
 import requests
-from sqlalchemy import create_engine, make_url, select, text
-from sqlalchemy.pool import NullPool
-
 from isvapp.koo.signing import g1_signed_params, g2_signed_request
+from isvapp.market.simulator import SUITES
 from isvapp.storage.models import (
     Callback,
     Event,
@@ -49,7 +47,8 @@ from isvapp.storage.models import (
     UsageRecord,
     utcnow,
 )
-from isvapp.market.simulator import SUITES
+from sqlalchemy import create_engine, make_url, select, text
+from sqlalchemy.pool import NullPool
 
 from .conftest import KEY, ON_POSTGRES, SERVER_URI
 from .live import ROOT, LiveServer, free_port, stop_process

@@ -15,14 +15,13 @@ import threading
 import time
 
 import pytest
-from sqlalchemy import func, select
-from sqlalchemy.exc import OperationalError
-
 from isvapp.background import jobs, status
-from isvapp.storage.transactions import write_transaction
 from isvapp.extensions import db
 from isvapp.market.fake import Running, create_fake_market
 from isvapp.storage.models import Event, Job, JobState
+from isvapp.storage.transactions import write_transaction
+from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
 
 from . import pgctl
 from .conftest import KEY, ON_POSTGRES

@@ -5,11 +5,10 @@ way a transaction is all or nothing."""
 import json
 
 import pytest
-
 from isvapp.domain import callbacklog
 from isvapp.extensions import db
-from isvapp.storage.models import Answer, Callback, Conflict, Event, Instance, Job, SignedRequest
 from isvapp.produce import pipeline
+from isvapp.storage.models import Answer, Callback, Conflict, Event, Instance, Job, SignedRequest
 
 from .test_produce_g2 import new_order, result
 

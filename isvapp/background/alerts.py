@@ -26,7 +26,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
 
@@ -35,12 +35,12 @@ from flask import current_app
 from flask.cli import with_appcontext
 from sqlalchemy import func, select, update
 
-from . import jobs, status
 from .. import outbound
-from ..storage.statements import insert_ignore
-from ..storage.transactions import write_transaction
 from ..extensions import db
 from ..storage.models import Alert, Job, JobState, utcnow
+from ..storage.statements import insert_ignore
+from ..storage.transactions import write_transaction
+from . import jobs, status
 
 log = logging.getLogger("isvapp.alerts")
 
@@ -65,13 +65,13 @@ class ChannelConfigError(ChannelError):
 def window_key(now=None, window_min=None):
     """The window ``now`` falls in: floor(now / window), written as its start, e.g. 2026-11-25T05:00Z/60m."""
     start, minutes = _window(now or utcnow(), window_min)
-    return datetime.fromtimestamp(start, timezone.utc).strftime("%Y-%m-%dT%H:%MZ") + f"/{minutes}m"
+    return datetime.fromtimestamp(start, UTC).strftime("%Y-%m-%dT%H:%MZ") + f"/{minutes}m"
 
 
 def _window(now, window_min):
     """(the epoch second the window holding ``now`` starts at, its length in minutes)."""
     minutes = int(window_min or current_app.config.get("ALERT_WINDOW_MIN") or 60)
-    aware = now if now.tzinfo else now.replace(tzinfo=timezone.utc)
+    aware = now if now.tzinfo else now.replace(tzinfo=UTC)
     return int(aware.timestamp() // (minutes * 60)) * minutes * 60, minutes
 
 
@@ -102,7 +102,7 @@ def raise_alert(kind, subject, text, now=None, count=1, window_min=None, hold=Fa
 def _window_left_s(now, window_min):
     """Seconds until the window holding ``now`` closes, and one more."""
     start, minutes = _window(now, window_min)
-    aware = now if now.tzinfo else now.replace(tzinfo=timezone.utc)
+    aware = now if now.tzinfo else now.replace(tzinfo=UTC)
     return start + minutes * 60 - aware.timestamp() + 1
 
 
@@ -380,7 +380,7 @@ def send_wecom(config, content):
 
 def dingtalk_sign(secret, timestamp_ms):
     """DingTalk's signed-secret mode: base64(HMAC-SHA256(secret, f"{timestamp}\\n{secret}")), not yet URL-encoded."""
-    digest = hmac.new(secret.encode("utf-8"), f"{timestamp_ms}\n{secret}".encode("utf-8"), hashlib.sha256).digest()
+    digest = hmac.new(secret.encode("utf-8"), f"{timestamp_ms}\n{secret}".encode(), hashlib.sha256).digest()
     return base64.b64encode(digest).decode("ascii")
 
 
@@ -403,7 +403,7 @@ def send_dingtalk(config, content, now_ms=None):
 
 def feishu_sign(secret, timestamp_s):
     """Feishu's signature: base64(HMAC-SHA256(key=f"{timestamp}\\n{secret}", msg=b""))."""
-    key = f"{timestamp_s}\n{secret}".encode("utf-8")
+    key = f"{timestamp_s}\n{secret}".encode()
     return base64.b64encode(hmac.new(key, b"", hashlib.sha256).digest()).decode("ascii")
 
 

@@ -33,11 +33,11 @@ from flask.cli import with_appcontext
 from sqlalchemy import and_, case, or_, select, text, update
 from sqlalchemy import exc as sa_exc
 
-from . import status
-from ..storage.statements import bind_insert_ignore_many, insert_ignore
-from ..storage.transactions import write_transaction
 from ..extensions import db
 from ..storage.models import Job, JobState, utcnow
+from ..storage.statements import bind_insert_ignore_many, insert_ignore
+from ..storage.transactions import write_transaction
+from . import status
 
 log = logging.getLogger("isvapp.jobs")
 

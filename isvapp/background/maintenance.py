@@ -18,10 +18,10 @@ from flask import current_app
 from flask.cli import with_appcontext
 from sqlalchemy import delete, select
 
-from . import jobs
-from ..storage.transactions import is_sqlite, write_transaction
 from ..extensions import db
 from ..storage.models import Callback, RelayBudget, SignedRequest, utcnow
+from ..storage.transactions import is_sqlite, write_transaction
+from . import jobs
 
 PRUNE_BATCH = 2000
 

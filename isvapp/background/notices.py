@@ -10,13 +10,12 @@ not news.
 """
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from flask import current_app
 from sqlalchemy import func, select
 
-from . import alerts, jobs
 from ..extensions import db
 from ..storage.models import (
     Alert,
@@ -31,6 +30,7 @@ from ..storage.models import (
 )
 from ..storage.statements import insert_ignore
 from ..storage.transactions import write_transaction
+from . import alerts, jobs
 
 KINDS = ("new_order", "release", "expiring", "digest")
 EVENT_KINDS = {"created": "new_order", "released": "release"}
@@ -134,7 +134,7 @@ def _stored(alert):
 
 
 def _window_start(window):
-    return datetime.strptime(window.split("/")[0], "%Y-%m-%dT%H:%MZ").replace(tzinfo=timezone.utc)
+    return datetime.strptime(window.split("/")[0], "%Y-%m-%dT%H:%MZ").replace(tzinfo=UTC)
 
 
 for _kind in KINDS:
@@ -245,7 +245,7 @@ def _expiring(config, now):
 
 def _digest(config, now):
     """Once a day, from ALERT_DIGEST_HOUR (in DISPLAY_TIMEZONE): the last 24 hours in figures."""
-    local = now.replace(tzinfo=timezone.utc).astimezone(_zone(config))
+    local = now.replace(tzinfo=UTC).astimezone(_zone(config))
     hour = config.get("ALERT_DIGEST_HOUR")
     if local.hour < int(9 if hour in (None, "") else hour) or _already("digest", now, DAY_MIN):
         return None

@@ -26,11 +26,11 @@ from dataclasses import asdict, dataclass, field
 from flask import current_app
 from sqlalchemy import select
 
-from . import jobs
 from .. import outbound
-from ..storage import vault
 from ..extensions import db
+from ..storage import vault
 from ..storage.models import Event, Instance
+from . import jobs
 
 # Event kinds and the provisioner method each one calls.
 METHODS = {
@@ -179,7 +179,7 @@ def webhook_signature(secret, webhook_id, timestamp, body):
     A ``whsec_`` secret is Base64 (the Standard Webhooks convention); any other text is used as is.
     """
     key = base64.b64decode(secret[6:]) if secret.startswith("whsec_") else secret.encode("utf-8")
-    message = f"{webhook_id}.{timestamp}.".encode("utf-8") + body
+    message = f"{webhook_id}.{timestamp}.".encode() + body
     return "v1," + base64.b64encode(hmac.new(key, message, hashlib.sha256).digest()).decode("ascii")
 
 

@@ -6,9 +6,9 @@ order-query API call: ok or its error), ``backup`` (the last `flask backup`).
 
 from sqlalchemy import select
 
-from ..storage.transactions import write_transaction
 from ..extensions import db
 from ..storage.models import StatusItem, utcnow
+from ..storage.transactions import write_transaction
 
 HEARTBEAT_S = 15
 

@@ -10,11 +10,11 @@ backoff; a dead upload marks the document "failed" and raises the dead_job alert
 from flask import current_app
 from sqlalchemy import select, update
 
-from . import jobs
 from ..extensions import db
 from ..market import openapi
 from ..storage.models import License, UploadState, utcnow
 from ..storage.transactions import write_transaction
+from . import jobs
 
 KIND = "license_upload"
 # Codes retrying cannot change: the call was refused as it stands (its size, the marketplace's

@@ -8,7 +8,7 @@ recognises as duplicates, so a record is never counted twice.
 """
 
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 
 import click
@@ -16,13 +16,13 @@ from flask import current_app
 from flask.cli import with_appcontext
 from sqlalchemy import Float, cast, exists, func, select, update
 
-from . import alerts, jobs
+from ..extensions import db
 from ..koo.times import ISO_UTC, naive_utc
 from ..market import openapi
+from ..storage.models import Instance, Job, JobState, UsageRecord, UsageState, utcnow
 from ..storage.statements import insert_ignore
 from ..storage.transactions import write_transaction
-from ..extensions import db
-from ..storage.models import Instance, Job, JobState, UsageRecord, UsageState, utcnow
+from . import alerts, jobs
 
 BATCH = 1000
 SDR_TIME = "%Y%m%dT%H%M%SZ"
@@ -286,7 +286,7 @@ def usage_group():
 def _parse_time(text):
     for fmt in (ISO_UTC, "%Y-%m-%dT%H:%M:%S", "%Y%m%d%H%M%S", SDR_TIME):
         try:
-            return datetime.strptime(text, fmt).replace(tzinfo=timezone.utc)
+            return datetime.strptime(text, fmt).replace(tzinfo=UTC)
         except ValueError:
             continue
     raise click.BadParameter(f"{text!r}: use 2026-11-24T08:00:00Z (UTC)")

@@ -16,7 +16,6 @@ from sqlalchemy import func, select, text
 
 from .. import outbound
 from ..background import alerts, status, usage
-from . import diagnosis
 from ..config import secret_key_problem
 from ..extensions import db
 from ..koo.signing import key_fingerprint
@@ -32,6 +31,7 @@ from ..storage.models import (
     UsageState,
     utcnow,
 )
+from . import diagnosis
 
 SAAS, LICENSE, KIT = "saas", "license", "kit"
 # product type -> [(scenario, label, activities, where the calls go)]; labels are translated on the page.

@@ -67,9 +67,8 @@ def python_msgids():
     """[(msgid, where)] for the texts the pages translate that are not a literal in a _() call:
     labels, causes, states and chart names kept in Python data. pybabel's extractors cannot see
     them; babel.cfg extracts them with extract_python_data below, and the tests check them."""
-    from . import diagnosis, golive
     from ..storage import models
-    from . import charts, labels
+    from . import charts, diagnosis, golive, labels
 
     found = [(label, "golive.CHECKLISTS") for items in golive.CHECKLISTS.values() for _, label, _, _ in items]
     found += [(label, "golive.PRODUCT_LABELS") for label in golive.PRODUCT_LABELS.values()]

@@ -39,9 +39,9 @@ from sqlalchemy import delete, func, select, update
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from ..domain.callbacklog import is_marketplace_path
-from ..storage.transactions import serialise, write_transaction
 from ..extensions import db
 from ..storage.models import AdminUser, LoginAttempt, utcnow
+from ..storage.transactions import serialise, write_transaction
 
 LOGIN_WINDOW = timedelta(minutes=15)
 MAX_FAILURES = 5  # per (address, name) in LOGIN_WINDOW

@@ -22,12 +22,11 @@ from flask import (
 )
 from sqlalchemy import and_, func, or_, select
 
-from . import diagnosis, golive
 from ..background import uploads
 from ..domain import entitlements, logins
-from ..storage import vault
 from ..extensions import db
 from ..koo import codes
+from ..storage import vault
 from ..storage.models import (
     Callback,
     Conflict,
@@ -46,7 +45,7 @@ from ..storage.models import (
     Tenant,
     utcnow,
 )
-from . import charts, i18n, security
+from . import charts, diagnosis, golive, i18n, security
 from .labels import FIELD_LABELS
 
 bp = Blueprint(

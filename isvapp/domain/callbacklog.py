@@ -24,22 +24,20 @@ import logging
 import re
 import threading
 import time
+from datetime import timedelta
 from urllib.parse import parse_qsl
 
 from flask import current_app, g, request
-from werkzeug.exceptions import RequestEntityTooLarge
-
-from datetime import timedelta
-
 from sqlalchemy import bindparam, func, select
 from sqlalchemy.dialects import postgresql, sqlite
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from ..background import alerts
-from ..storage.statements import execute_prepared
-from ..storage.transactions import is_sqlite, write_transaction
 from ..extensions import db
 from ..koo import oddities
 from ..storage.models import Callback, StatusItem, utcnow
+from ..storage.statements import execute_prepared
+from ..storage.transactions import is_sqlite, write_transaction
 
 log = logging.getLogger("isvapp.callbacks")
 

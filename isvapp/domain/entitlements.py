@@ -8,7 +8,7 @@ revoked by a click.
 """
 
 import secrets
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select, update
 
@@ -23,14 +23,14 @@ USED_EVERY = timedelta(minutes=1)  # last_used_at is written at most this often 
 
 
 def _aware(moment):
-    return moment.replace(tzinfo=timezone.utc) if moment and moment.tzinfo is None else moment
+    return moment.replace(tzinfo=UTC) if moment and moment.tzinfo is None else moment
 
 
 def not_live_reason(instance, now=None):
     """Why ``instance`` gives no entitlement now ("instance_released", "instance_frozen",
     "instance_expired"), or None when it is live. Past its expiry counts as expired even before
     the marketplace's expireInstance or freeze arrives."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     expires = _aware(instance.expire_time)
     if instance.state == InstanceState.RELEASED:
         return "instance_released"

@@ -15,15 +15,15 @@ from flask import current_app
 from flask.cli import with_appcontext
 from sqlalchemy import bindparam, delete, select, update
 
-from . import lifecycle
-from ..storage import vault
-from ..storage.statements import batches, upsert_rows
 from ..extensions import db
 from ..koo import codes, oddities
 from ..koo.codes import KooError
 from ..koo.envelope import envelope
 from ..koo.fieldcrypto import rsa_oaep_decrypt
+from ..storage import vault
 from ..storage.models import Department, KitApp, KitState, KitUser, Tenant, utcnow
+from ..storage.statements import batches, upsert_rows
+from . import lifecycle
 
 DELETE, ADD, MODIFY, REVOKE = 0, 1, 2, 3
 RSA_BITS = 3072

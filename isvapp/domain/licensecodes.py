@@ -22,7 +22,6 @@ from flask import current_app
 from flask.cli import with_appcontext
 from sqlalchemy import select, update
 
-from . import callbacklog
 from ..background import jobs
 from ..extensions import db
 from ..koo import licensecodes
@@ -32,6 +31,7 @@ from ..market import openapi
 from ..storage.models import LicenseCode, LicenseInstallation, RelayBudget, utcnow
 from ..storage.statements import insert_ignore
 from ..storage.transactions import write_transaction
+from . import callbacklog
 
 USAGE_JOB = "license_usage"
 # A refusal of the code itself: the marketplace does not know it, or its shape is wrong.

@@ -21,19 +21,18 @@ from typing import NamedTuple
 
 from sqlalchemy import bindparam, select
 
-from . import credentials
 from ..background import jobs
-from ..storage import vault
-from ..storage.statements import Bound, bind_insert_ignore, bind_prepared, insert_ignore, run_bound
-from ..storage.transactions import session_required
 from ..extensions import db
 from ..koo import codes, oddities
 from ..koo.codes import KooError
 from ..koo.envelope import envelope
 from ..koo.fieldcrypto import encrypt_field
 from ..koo.signing import key_fingerprint
+from ..storage import vault
 from ..storage.models import Answer, Conflict, DetailsState, Event, Instance, InstanceState, utcnow
-
+from ..storage.statements import Bound, bind_insert_ignore, bind_prepared, insert_ignore, run_bound
+from ..storage.transactions import session_required
+from . import credentials
 
 _INSERT_EVENT = Event.__table__.insert()
 _INSERT_CONFLICT = Conflict.__table__.insert()

@@ -14,16 +14,16 @@ and the go-live checklist show.
 """
 
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from sqlalchemy import or_, select, update
 
-from . import entitlements
 from .. import outbound
 from ..extensions import db
 from ..storage.models import Instance, KitApp, KitState, KitUser, SignedRequest, Tenant, utcnow
 from ..storage.statements import insert_ignore
 from ..storage.transactions import write_transaction
+from . import entitlements
 
 # Why a login was refused; the page's wording for each is in isvapp/login/views.py.
 REASONS = (
@@ -109,7 +109,7 @@ def find_target(tenant_ref, app_id=None):
 
 def admit(target, user, now=None):
     """The hand-off's facts for ``user`` (the IdP's user info), or Refused. Reads only."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     if user.get("tenant") != target.tenant_id:
         raise Refused("tenant_mismatch", f"the IdP says tenant {user.get('tenant')!r}")
     member = db.session.execute(

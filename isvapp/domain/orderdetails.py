@@ -9,13 +9,13 @@ emits ``details_fetched`` for the provisioner. When it finally gives up the inst
 from flask import current_app
 from sqlalchemy import select
 
-from . import lifecycle
 from ..background import jobs, status
-from ..market import openapi
-from ..storage.transactions import write_transaction
 from ..extensions import db
 from ..koo.times import read_time
+from ..market import openapi
 from ..storage.models import DetailsState, Instance
+from ..storage.transactions import write_transaction
+from . import lifecycle
 
 PERMANENT_CODES = {"MKT.0101", "MKT.0150", "MKT.9001"}
 

@@ -15,13 +15,12 @@ appInfo), so those are kept sealed under SECRET_KEY (:func:`sealed`), never in t
 
 from sqlalchemy import or_, select
 
-from ..storage import vault
-from ..storage.statements import bind_insert_ignore, run_bound
 from ..extensions import db
 from ..koo import codes
 from ..koo.codes import KooError
+from ..storage import vault
 from ..storage.models import SignedRequest, utcnow
-
+from ..storage.statements import bind_insert_ignore, run_bound
 
 SEALED = b"sealed:"  # an answer kept sealed; a plain one is a JSON object, never starting so
 

@@ -9,8 +9,8 @@ import base64
 import hashlib
 import hmac
 import json
-from datetime import datetime, timezone
-from urllib.parse import quote, unquote, urlsplit, parse_qsl
+from datetime import UTC, datetime
+from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 ALGORITHM = "SDK-HMAC-SHA256"
 DATE_FORMAT = "%Y%m%dT%H%M%SZ"
@@ -42,7 +42,7 @@ def sign(ak, sk, method, url, headers=None, body=b"", now=None):
     if not any(k.lower() == "host" for k in headers):
         headers["Host"] = urlsplit(url).netloc
     if not any(k.lower() == "x-sdk-date" for k in headers):
-        headers["X-Sdk-Date"] = (now or datetime.now(timezone.utc)).strftime(DATE_FORMAT)
+        headers["X-Sdk-Date"] = (now or datetime.now(UTC)).strftime(DATE_FORMAT)
     stamp = next(v for k, v in headers.items() if k.lower() == "x-sdk-date")
     request, signed = canonical_request(method, url, headers, body)
     to_sign = f"{ALGORITHM}\n{stamp}\n{hashlib.sha256(request.encode('utf-8')).hexdigest()}"
@@ -74,5 +74,5 @@ def usage_signature(key, ts, nonce, body):
     """Base64(HMAC-SHA256(key, "ts=<ts>&nonce=<nonce>&body=<body>")) (§3.8)."""
     if isinstance(body, bytes):
         body = body.decode("utf-8")
-    message = f"ts={ts}&nonce={nonce}&body={body}".encode("utf-8")
+    message = f"ts={ts}&nonce={nonce}&body={body}".encode()
     return base64.b64encode(hmac.new(key.encode("utf-8"), message, hashlib.sha256).digest()).decode("ascii")

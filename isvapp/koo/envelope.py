@@ -9,7 +9,6 @@ import json
 
 from .codes import MESSAGES, RESULT_MSG_MAX, SUCCESS
 
-
 # Made once: json.dumps with any argument builds a new encoder per call (profiled on every answer).
 _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 

@@ -12,7 +12,7 @@ import json
 import re
 import secrets
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from . import strictjson
 from .codes import AUTH_FAILED, INVALID_PARAM, KooError
@@ -378,7 +378,7 @@ def kit_signed_request(key, body, timestamp=None, nonce=None):
 
 def g1_time(now=None):
     """``yyyyMMddHHmmssSSS`` in UTC, the G1 timeStamp."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     return now.strftime("%Y%m%d%H%M%S") + f"{now.microsecond // 1000:03d}"
 
 

@@ -7,21 +7,21 @@ Times without a zone are UTC, as the reference says.
 """
 
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 KOO_TIME_FORMAT = "%Y%m%d%H%M%S"
 _DIGITS = re.compile(r"[0-9]+")
 # Forms the documents show; anything else that still reads is accepted with a note.
 DOCUMENTED_DIGIT_LENGTHS = (14, 17)
 _DIGIT_FORMATS = {14: KOO_TIME_FORMAT, 17: KOO_TIME_FORMAT, 12: "%Y%m%d%H%M", 8: "%Y%m%d"}
-EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def _from_digits(text):
     if len(text) in _DIGIT_FORMATS:
         stamp = datetime.strptime(text[:14] if len(text) == 17 else text, _DIGIT_FORMATS[len(text)])
         millis = int(text[14:]) if len(text) == 17 else 0
-        return stamp.replace(tzinfo=timezone.utc) + timedelta(milliseconds=millis)
+        return stamp.replace(tzinfo=UTC) + timedelta(milliseconds=millis)
     if len(text) == 13:  # epoch milliseconds
         return EPOCH + timedelta(milliseconds=int(text))
     if len(text) == 10:  # epoch seconds
@@ -51,13 +51,13 @@ def read_time(value):
     except (ValueError, OverflowError):
         return None, False
     if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=timezone.utc)
-    return parsed.astimezone(timezone.utc), documented
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC), documented
 
 
 def format_time(value):
     """``yyyyMMddHHmmss`` in UTC: how isvapp writes a time back to the marketplace."""
-    return None if value is None else value.astimezone(timezone.utc).strftime(KOO_TIME_FORMAT)
+    return None if value is None else value.astimezone(UTC).strftime(KOO_TIME_FORMAT)
 
 
 ISO_UTC = "%Y-%m-%dT%H:%M:%SZ"
@@ -66,7 +66,7 @@ ISO_UTC = "%Y-%m-%dT%H:%M:%SZ"
 def naive_utc(moment):
     """A naive UTC datetime, as the database stores times: an aware one converted, a naive one
     (already UTC) and None as they are."""
-    return moment.astimezone(timezone.utc).replace(tzinfo=None) if moment is not None and moment.tzinfo else moment
+    return moment.astimezone(UTC).replace(tzinfo=None) if moment is not None and moment.tzinfo else moment
 
 
 def iso_utc(moment):

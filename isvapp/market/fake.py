@@ -14,7 +14,7 @@ anything at all. License codes it knows are ``FAKE_LICENSES`` ({code: {"status",
 import json
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import click
 from flask import Flask, Response, current_app, request
@@ -62,7 +62,7 @@ def _license_answer(code="92020000", message="Success", **fields):
 
 def order_info(order_id, order_line_id=None, now=None):
     order_type, mode, period, count = MOCK_ORDERS.get(order_id, ("NEW", "PERIOD", "month", 1))
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     line = {
         "orderLineId": order_line_id or f"{order_id}-000001",
         "chargingMode": mode,

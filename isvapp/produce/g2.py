@@ -6,16 +6,14 @@ License-2.0 (isvapp.produce.license) reuses these adapters.
 
 from flask import current_app, request
 
+from ..background.provisioning import instance_fields, load_provisioner
+from ..background.usage import usage_info
 from ..domain import callbacklog, lifecycle
-from ..koo import schemas
+from ..koo import codes, oddities, schemas
+from ..koo.codes import KooError
 from ..koo.envelope import envelope
 from ..koo.signing import replay_token, request_fingerprint, verify_g2_request
 from ..storage.models import DetailsState
-from ..background.provisioning import instance_fields, load_provisioner
-from ..background.usage import usage_info
-from ..koo import codes
-from ..koo.codes import KooError
-from ..koo import oddities
 from .pipeline import PREPARED, Activity, now_ms, parse_json_object, require_keys, serve, settings, signed_by
 
 

@@ -6,9 +6,9 @@ the idempotency and the callback log with SaaS instances.
 """
 
 import hashlib
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
-from ..domain import lifecycle, licenses
+from ..domain import licenses, lifecycle
 from ..koo import schemas
 from ..koo.envelope import envelope
 from ..storage.models import LicenseState
@@ -94,7 +94,7 @@ def get_license_async(cfg, d):
     instance = lifecycle.live_instance(d["instanceId"], debug=d["testFlag"], asking=lifecycle.owner(cfg))
     if instance is None:
         return envelope()
-    effective = d.get("effectiveTime") or datetime.now(timezone.utc)  # unreadable: noted, issued from now
+    effective = d.get("effectiveTime") or datetime.now(UTC)  # unreadable: noted, issued from now
     device = hashlib.sha256((fingerprint or "").encode("utf-8")).hexdigest()
 
     def make():

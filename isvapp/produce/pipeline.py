@@ -9,19 +9,20 @@ replay rule and the same answers.
 
 import functools
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 from flask import current_app, g, request
 from marshmallow import Schema, ValidationError
 
-from ..domain import callbacklog, replays
 from ..config import Settings
-from ..storage.transactions import SessionRequired, lean_available, lean_write_transaction, write_transaction
+from ..domain import callbacklog, replays
 from ..koo import codes, oddities, schemas, strictjson
 from ..koo.codes import KooError
 from ..koo.signing import key_fingerprint
 from ..koo.times import read_time
+from ..storage.transactions import SessionRequired, lean_available, lean_write_transaction, write_transaction
 from .answers import answer
 
 

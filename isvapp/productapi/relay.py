@@ -11,9 +11,9 @@ signed marketplace calls. Answers are JSON; a refusal has ``error`` and a ``mess
 
 from flask import Blueprint, current_app, request
 
-from . import no_store_json
 from ..domain import licensecodes
 from ..koo.times import iso_utc
+from . import no_store_json
 
 bp = Blueprint("relay", __name__, url_prefix="/relay/v1")
 BODY_LIMIT = 4096  # a code, an account and an address

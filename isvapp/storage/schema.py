@@ -55,7 +55,7 @@ def _migration_lock():
             raw.rollback()
             raw.autocommit = True  # no transaction (and no snapshot) held for the whole upgrade
             schema = raw.execute("SELECT current_schema()").fetchone()[0] or ""
-            digest = hashlib.sha256(f"isvapp init-db {schema}".encode("utf-8")).digest()
+            digest = hashlib.sha256(f"isvapp init-db {schema}".encode()).digest()
             key = int.from_bytes(digest[:8], "big", signed=True)
             raw.execute("SET lock_timeout = 0")
             if not raw.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()[0]:

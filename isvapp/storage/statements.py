@@ -11,7 +11,6 @@ from sqlalchemy.dialects import postgresql, sqlite
 from ..extensions import db
 from .transactions import Lean, transaction_connection, wrapped
 
-
 _insert_ignore_statements = {}
 
 

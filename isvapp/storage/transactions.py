@@ -172,6 +172,6 @@ def serialise(name):
     must not be overtaken, such as login attempts against their limit.
     """
     if db.engine.dialect.name == "postgresql":
-        digest = hashlib.sha256(f"isvapp serialise {name}".encode("utf-8")).digest()  # apart from init-db's keys
+        digest = hashlib.sha256(f"isvapp serialise {name}".encode()).digest()  # apart from init-db's keys
         key = int.from_bytes(digest[:8], "big", signed=True)
         db.session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})

@@ -30,16 +30,16 @@ import sys
 from dataclasses import asdict
 
 import click
-from flask.cli import with_appcontext
 from cryptography.hazmat.primitives import serialization
+from flask.cli import with_appcontext
 
 from .client import DEADLINE_S, Reply, Simulator, Step  # noqa: F401
 from .g1 import g1_onetime, g1_payperuse, g1_period, g1_trial
 from .g2 import g2_cancel, g2_change, g2_onetime, g2_payperuse, g2_period, g2_trial, seller_console
 from .kit import kit
 from .license import license_2, license_g1
-from .relay import license_relay
 from .probes import probes, tolerance
+from .relay import license_relay
 
 SUITES = (
     "period",

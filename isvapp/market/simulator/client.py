@@ -21,7 +21,6 @@ from ...koo.signing import (
     verify_body_sign,
 )
 
-
 DEADLINE_S = 5.0
 
 

@@ -6,9 +6,8 @@ Create Date: 2026-11-24 06:07:39.002560
 
 """
 
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = "0001"

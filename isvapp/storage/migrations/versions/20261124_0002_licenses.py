@@ -6,9 +6,8 @@ Create Date: 2026-11-24 06:48:15.908493
 
 """
 
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = "0002"

@@ -6,9 +6,8 @@ Create Date: 2026-11-24 06:52:57.604649
 
 """
 
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = "0003"

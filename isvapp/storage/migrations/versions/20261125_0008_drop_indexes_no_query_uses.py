@@ -12,7 +12,6 @@ Create Date: 2026-11-25 06:18:42.565021
 
 from alembic import op
 
-
 # revision identifiers, used by Alembic.
 revision = "0008"
 down_revision = "0007"

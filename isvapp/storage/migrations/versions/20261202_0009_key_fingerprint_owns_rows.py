@@ -9,9 +9,8 @@ Create Date: 2026-12-02 06:36:59.638185
 
 """
 
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = "0009"

@@ -21,7 +21,6 @@ import logging
 import sqlalchemy as sa
 from alembic import op
 
-
 # revision identifiers, used by Alembic.
 revision = "0010"
 down_revision = "0009"

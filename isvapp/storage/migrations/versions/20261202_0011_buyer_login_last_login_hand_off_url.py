@@ -9,9 +9,8 @@ Create Date: 2026-12-02 13:33:06.042718
 
 """
 
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = "0011"

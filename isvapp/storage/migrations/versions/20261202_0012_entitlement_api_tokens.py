@@ -6,9 +6,8 @@ Create Date: 2026-12-02 13:50:34.575983
 
 """
 
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = "0012"

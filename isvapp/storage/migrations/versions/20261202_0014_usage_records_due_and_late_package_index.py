@@ -6,9 +6,8 @@ Create Date: 2026-12-02 18:31:34.013949
 
 """
 
-from alembic import op
 import sqlalchemy as sa
-
+from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = "0014"

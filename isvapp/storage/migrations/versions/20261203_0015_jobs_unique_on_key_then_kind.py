@@ -12,7 +12,6 @@ alone. On SQLite the table is copied (batch mode): about a minute for two millio
 
 from alembic import op
 
-
 # revision identifiers, used by Alembic.
 revision = "0015"
 down_revision = "0014"

@@ -10,8 +10,8 @@ pages fewer (models._where_set says why that matters). Every query on these colu
 with a value, which implies the condition, so the indexes still serve them.
 """
 
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 
 revision = "0016"
 down_revision = "0015"

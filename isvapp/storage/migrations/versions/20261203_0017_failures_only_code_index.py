@@ -11,8 +11,8 @@ sort, and a successful callback's write transaction writes one index page fewer
 (models._where_set says why that matters).
 """
 
-from alembic import op
 import sqlalchemy as sa
+from alembic import op
 
 revision = "0017"
 down_revision = "0016"
