@@ -153,6 +153,11 @@ DEFAULTS = {
     # Logins the aPaaS enterprise workbench begins (code and tenant_id, no state of ours): off by
     # default, since a login nobody started here cannot be bound to the browser.
     "LOGIN_WORKBENCH": False,
+    # Development only: a tenant's IdP on this host (the fake IdP: `isvapp fake-idp`), over plain
+    # http. Off, an IdP must be a public https host name: no IP address, loopback or private one.
+    "LOGIN_ALLOW_LOOPBACK_IDP": False,
+    # How long a buyer's session lasts (isvapp's own, for /login/refresh; logout ends it sooner).
+    "LOGIN_SESSION_TTL_S": 12 * 3600,
 }
 
 DB_FILENAME = "isvapp.sqlite"
@@ -237,6 +242,8 @@ class LoginSettings:
     idp_timeout_s: float
     state_ttl_s: int
     workbench: bool = False
+    allow_loopback_idp: bool = False
+    session_ttl_s: int = 12 * 3600
 
 
 def login_settings(config):
@@ -249,6 +256,8 @@ def login_settings(config):
         idp_timeout_s=min(float(config.get("LOGIN_IDP_TIMEOUT_S") or 5), 10.0),
         state_ttl_s=int(config.get("LOGIN_STATE_TTL_S") or 600),
         workbench=is_true(config.get("LOGIN_WORKBENCH")),
+        allow_loopback_idp=is_true(config.get("LOGIN_ALLOW_LOOPBACK_IDP")),
+        session_ttl_s=int(config["LOGIN_SESSION_TTL_S"]),
     )
 
 

@@ -32,6 +32,26 @@ def is_loopback(host):
     return address.is_loopback or bool(mapped and mapped.is_loopback)
 
 
+def is_ip_literal(host):
+    try:
+        ipaddress.ip_address((host or "").strip("[]").split("%")[0])
+    except ValueError:
+        return False
+    return True
+
+
+def is_public_address(address, allow_loopback=False):
+    """True for an address on the public internet (not private, loopback, link-local, reserved,
+    or an IPv4 one of those behind ::ffff:); ``allow_loopback``: this host too."""
+    try:
+        ip = ipaddress.ip_address((address or "").split("%")[0])
+    except ValueError:
+        return False
+    mapped = getattr(ip, "ipv4_mapped", None)
+    ip = mapped or ip
+    return bool(ip.is_global or (allow_loopback and ip.is_loopback))
+
+
 class RefuseRedirects(urllib.request.HTTPRedirectHandler):
     """A 3xx is a failed delivery: following it would resend (or, for 301/302/303, turn the POST
     into a bodiless GET that "succeeds") somewhere WEBHOOK_URL does not name, losing the event."""
@@ -48,8 +68,9 @@ class Delivery:
     the socket down from the timer wakes the blocked read at once; the delivery then fails.
     """
 
-    def __init__(self, timeout_s):
+    def __init__(self, timeout_s, peer_allowed=None):
         self.timeout_s = timeout_s
+        self.peer_allowed = peer_allowed  # None, or a test of the address actually connected to
         self.deadline = time.monotonic() + timeout_s
         self.expired = False
         self._sockets, self._lock, self._done = [], threading.Lock(), False
@@ -73,6 +94,11 @@ class Delivery:
                 )
                 super().connect()
                 delivery._track(self.sock)
+                peer = self.sock.getpeername()[0]
+                if delivery.peer_allowed is not None and not delivery.peer_allowed(peer):
+                    self.sock.close()
+                    # the name, not the address: the message may reach a page
+                    raise ConnectionRefusedError(f"{self.host} is not a public address")
 
         return Connection
 
@@ -152,11 +178,14 @@ class Unanswered(Exception):
         self.kind = kind
 
 
-def exchange(request, timeout_s, limit, what):
+def exchange(request, timeout_s, limit, what, peer_allowed=None):
     """Send ``request`` under these rules (no redirects, one total deadline, strict TLS) and read
     at most ``limit`` bytes of the answer: (HTTP status, body), error statuses included, since
-    APIs put their error codes in those bodies. ``what`` names the call in error messages."""
-    delivery = Delivery(timeout_s)
+    APIs put their error codes in those bodies. ``what`` names the call in error messages.
+    ``peer_allowed``: a test of the address each connection really reached (after the name was
+    resolved), for hosts named by someone else's data: is_public_address refuses a name that
+    resolves to this host or the private network."""
+    delivery = Delivery(timeout_s, peer_allowed)
     opener = opener_for(delivery, context=verifying_context())
     delivery.start()
     try:

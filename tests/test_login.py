@@ -36,7 +36,7 @@ def idp():
 
 @pytest.fixture
 def app_config():
-    return {"LOGIN_HANDOFF_URL": HANDOFF, "LOGIN_REDIRECT_URI": CALLBACK}
+    return {"LOGIN_HANDOFF_URL": HANDOFF, "LOGIN_REDIRECT_URI": CALLBACK, "LOGIN_ALLOW_LOOPBACK_IDP": True}
 
 
 @pytest.fixture
@@ -229,47 +229,59 @@ def test_the_same_state_cannot_finish_a_second_login(client, tenant):
     assert again.status_code == 400 and 'data-reason="state_used"' in again.get_data(as_text=True)
 
 
-def test_a_code_used_twice_is_refused_by_the_idp_and_shown_as_its_refusal(client, tenant):
+def shown_and_logged(page, reason, caplog, logged):
+    """The visitor sees the reason's generic words; the details are in the merchant's log only."""
+    text = page.get_data(as_text=True)
+    assert f'data-reason="{reason}"' in text and logged not in text, text
+    assert any(logged in r.getMessage() and r.name == "isvapp.login" for r in caplog.records), caplog.text
+
+
+def test_a_code_used_twice_is_refused_by_the_idp_and_shown_as_its_refusal(client, tenant, caplog):
     start = client.get("/login/acme")
     cookie = client.get_cookie("isvapp_login", path="/login").value
     location = at_idp(start.headers["Location"])
     assert client.get(callback_path(location)).status_code == 200
     client.set_cookie("isvapp_login", cookie, path="/login")
     again = client.get(callback_path(location))
-    assert again.status_code == 502 and "Invalid authorization code" in again.get_data(as_text=True)
+    assert again.status_code == 502
+    shown_and_logged(again, "idp_error", caplog, "Invalid authorization code")
 
 
-def test_an_idp_error_in_the_callback_is_shown_and_nothing_is_stored(client, app, tenant):
+def test_an_idp_error_in_the_callback_is_shown_and_nothing_is_stored(client, app, tenant, caplog):
     client.get("/login/acme")
     state = urllib.parse.parse_qs(urllib.parse.urlsplit(client.get("/login/acme").headers["Location"]).query)["state"][
         0
     ]
     page = client.get(f"/login/callback?error=access_denied&error_description=user+cancelled&state={state}")
-    assert page.status_code == 502 and "access_denied" in page.get_data(as_text=True)
+    assert page.status_code == 502
+    shown_and_logged(page, "idp_error", caplog, "access_denied: user cancelled")
     with app.app_context():
         assert db.session.query(SignedRequest).count() == 0
 
 
 @pytest.mark.parametrize(
-    "switch, value, shown",
+    "switch, value, reason, logged",
     [
-        ("FAKE_IDP_TOKEN_GARBAGE", True, "not JSON"),
-        ("FAKE_IDP_TOKEN_FAIL_NEXT", 500, "HTTP 500"),
-        ("FAKE_IDP_USERINFO_TENANT", "T-9999", "tenant_mismatch"),
+        ("FAKE_IDP_TOKEN_GARBAGE", True, "idp_failed", "not JSON"),
+        ("FAKE_IDP_TOKEN_FAIL_NEXT", 500, "idp_error", "HTTP 500"),
+        ("FAKE_IDP_USERINFO_TENANT", "T-9999", "tenant_mismatch", None),
     ],
 )
 def test_a_token_endpoint_that_fails_or_a_tenant_that_does_not_match_gives_a_clear_page(
-    client, tenant, idp, switch, value, shown
+    client, tenant, idp, caplog, switch, value, reason, logged
 ):
     start = client.get("/login/acme")
     location = at_idp(start.headers["Location"])
     idp.app.config[switch] = value
     page = client.get(callback_path(location))
-    assert page.status_code in (403, 502) and shown in page.get_data(as_text=True)
-    assert "assertion" not in page.get_data(as_text=True)
+    assert page.status_code in (403, 502) and "assertion" not in page.get_data(as_text=True)
+    if logged:
+        shown_and_logged(page, reason, caplog, logged)
+    else:
+        assert f'data-reason="{reason}"' in page.get_data(as_text=True)
 
 
-def test_a_token_endpoint_that_does_not_answer_in_time_gives_a_clear_page(client, app, tenant, idp):
+def test_a_token_endpoint_that_does_not_answer_in_time_gives_a_clear_page(client, app, tenant, idp, caplog):
     app.extensions["isvapp_login"] = app.extensions["isvapp_login"].__class__(
         **{**app.extensions["isvapp_login"].__dict__, "idp_timeout_s": 0.5}
     )
@@ -278,7 +290,8 @@ def test_a_token_endpoint_that_does_not_answer_in_time_gives_a_clear_page(client
     idp.app.config["FAKE_IDP_DELAY_S"] = 2
     began = time.monotonic()
     page = client.get(callback_path(location))
-    assert page.status_code == 502 and "no answer within 0.5 s" in page.get_data(as_text=True)
+    assert page.status_code == 502
+    shown_and_logged(page, "idp_failed", caplog, "no answer within 0.5 s")
     assert time.monotonic() - began < 2
 
 
@@ -290,12 +303,13 @@ def test_an_unknown_tenant_and_a_tenant_without_an_app_get_pages(client, app, te
     assert 'data-reason="no_app"' in client.get("/login/acme").get_data(as_text=True)
 
 
-def test_a_domain_name_that_is_not_https_is_refused_before_leaving(client, app, tenant):
+def test_a_domain_name_that_is_not_https_is_refused_before_leaving(client, app, tenant, caplog):
     with app.app_context():
         db.session.query(Tenant).update({"domain_name": "http://idp.example.com"})
         db.session.commit()
     page = client.get("/login/acme")
-    assert page.status_code == 502 and "is not an https host" in page.get_data(as_text=True)
+    assert page.status_code == 502
+    shown_and_logged(page, "idp_not_allowed", caplog, "is not https")
 
 
 def test_refresh_hands_off_again_with_the_entitlement_as_it_is_now(client, app, tenant):
@@ -309,10 +323,16 @@ def test_refresh_hands_off_again_with_the_entitlement_as_it_is_now(client, app, 
     assert frozen.status_code == 403 and 'data-reason="instance_frozen"' in frozen.get_data(as_text=True)
 
 
+def logout_token(page):
+    return re.search(r'name="token" value="([0-9a-f]+)"', page.get_data(as_text=True)).group(1)
+
+
 def test_logout_ends_the_session_and_goes_to_the_idps_logout(client, tenant, idp):
     log_in(client)
-    out = client.get("/logout")
-    assert out.headers["Location"].startswith(idp.url + "/api/v1/logout?redirect_url=")
+    confirm = client.get("/logout")  # a link only shows the button
+    assert confirm.status_code == 200 and client.get_cookie("isvapp_buyer") is not None
+    out = client.post("/logout", data={"token": logout_token(confirm)})
+    assert out.status_code == 303 and out.headers["Location"].startswith(idp.url + "/api/v1/logout?redirect_url=")
     assert "isvapp_buyer=;" in out.headers["Set-Cookie"]
     assert client.get("/login/refresh").headers["Location"].endswith("/login")
 
@@ -393,7 +413,15 @@ def test_a_login_the_workbench_began_is_refused_by_default(client, tenant, idp):
 
 
 @pytest.mark.parametrize(
-    "app_config", [{"LOGIN_HANDOFF_URL": HANDOFF, "LOGIN_REDIRECT_URI": CALLBACK, "LOGIN_WORKBENCH": True}]
+    "app_config",
+    [
+        {
+            "LOGIN_HANDOFF_URL": HANDOFF,
+            "LOGIN_REDIRECT_URI": CALLBACK,
+            "LOGIN_WORKBENCH": True,
+            "LOGIN_ALLOW_LOOPBACK_IDP": True,
+        }
+    ],
 )
 def test_with_login_workbench_on_a_login_the_workbench_began_is_handed_off(client, tenant, idp):
     page = client.get(f"/login/callback?code={workbench_code(idp)}&tenant_id=T-0001")
@@ -402,10 +430,11 @@ def test_with_login_workbench_on_a_login_the_workbench_began_is_handed_off(clien
     assert 'data-reason="unknown_tenant"' in other_tenant.get_data(as_text=True)
 
 
-def test_an_expired_code_gives_a_clear_page_and_nothing_is_stored(client, app, tenant, idp):
+def test_an_expired_code_gives_a_clear_page_and_nothing_is_stored(client, app, tenant, idp, caplog):
     idp.app.config["FAKE_IDP_CODE_TTL_S"] = 0  # every code has expired by the time it is exchanged
     page = log_in(client)
-    assert page.status_code == 502 and "Invalid authorization code" in page.get_data(as_text=True)
+    assert page.status_code == 502
+    shown_and_logged(page, "idp_error", caplog, "Invalid authorization code")
     with app.app_context():
         assert db.session.query(SignedRequest).count() == 0
         assert all(u.last_login_at is None for u in db.session.query(KitUser))

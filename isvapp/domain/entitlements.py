@@ -69,19 +69,55 @@ def of_instance(instance_id, now=None):
     }
 
 
-def of_tenant(tenant_id, now=None):
-    tenant = db.session.execute(
-        select(Tenant)
-        .where(Tenant.tenant_id == tenant_id, Tenant.state == KitState.ACTIVE)
-        .order_by(Tenant.id.desc())
-        .limit(1)
-    ).scalar_one_or_none()
-    if tenant is None:
+class Ambiguous(ValueError):
+    """A tenant question that names no product, for a tenant with instances of several: the
+    answer for one product must not be read as the answer for another."""
+
+
+def of_tenant(tenant_id, product_id=None, now=None):
+    """What ``tenant_id`` is entitled to for ``product_id``: its instances of that product (a
+    tenant synced under several instances has a row under each: another product of the
+    merchant, or a new subscription after the old one ended), newest first, and whether any of
+    them is live. Without ``product_id`` the tenant's instances must all be of one product,
+    or Ambiguous is raised. None: no such tenant."""
+    tenants = (
+        db.session.execute(
+            select(Tenant)
+            .where(Tenant.tenant_id == tenant_id, Tenant.state == KitState.ACTIVE)
+            .order_by(Tenant.id.desc())
+        )
+        .scalars()
+        .all()
+    )
+    if not tenants:
         return None
-    found = of_instance(tenant.instance_key, now)
+    found = {
+        row.instance_id: row
+        for row in db.session.execute(
+            select(Instance).where(Instance.instance_id.in_([t.instance_key for t in tenants]))
+        ).scalars()
+    }
+    instances = [found[t.instance_key] for t in tenants if t.instance_key in found]
+    if product_id:
+        instances = [i for i in instances if i.product_id == product_id]
+    elif len({i.product_id for i in instances}) > 1:
+        raise Ambiguous(
+            f"tenant {tenant_id} has instances of several products: name one with ?productId= "
+            "(or use a token made for one product)"
+        )
+    listed = []
+    for instance in instances:
+        reason = not_live_reason(instance, now)
+        listed.append({**instance_facts(instance), "live": reason is None, "reason": reason})
+    chosen = next((i for i in listed if i["live"]), listed[0] if listed else None)
+    newest = tenants[0]
     return {
-        "tenant": {"id": tenant.tenant_id, "code": tenant.tenant_code, "name": tenant.name},
-        **(found or {"instance": None, "live": False, "reason": "no_instance"}),
+        "tenant": {"id": newest.tenant_id, "code": newest.tenant_code, "name": newest.name},
+        "productId": product_id or (chosen or {}).get("productId"),
+        "instance": {k: v for k, v in chosen.items() if k not in ("live", "reason")} if chosen else None,
+        "live": bool(chosen and chosen["live"]),
+        "reason": chosen["reason"] if chosen else "no_instance",
+        "instances": listed,
     }
 
 

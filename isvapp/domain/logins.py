@@ -13,14 +13,16 @@ whom to ask) and stores nothing. An admitted login records the user's last login
 and the go-live checklist show.
 """
 
+import secrets
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import or_, select, update
 
 from .. import outbound
 from ..extensions import db
-from ..storage.models import Instance, KitApp, KitState, KitUser, SignedRequest, Tenant, utcnow
+from ..koo.signing import secret_digest
+from ..storage.models import BuyerSession, Instance, KitApp, KitState, KitUser, SignedRequest, Tenant, utcnow
 from ..storage.statements import insert_ignore
 from ..storage.transactions import write_transaction
 from . import entitlements
@@ -62,9 +64,16 @@ class Target:
     handoff_url: str | None
 
 
-def find_target(tenant_ref, app_id=None):
-    """The tenant a login URL names (its tenantCode, or its tenantId) and its app (the one named,
-    or the tenant's only app with a clientId)."""
+def find_target(tenant_ref, app_id=None, instance_key=None, now=None):
+    """The tenant a login URL names (its tenantCode, or its tenantId) and the app it logs in to
+    (the one named, or the tenant's only app with a clientId).
+
+    A tenant synced under several instances has a row, and apps, under each: another product of
+    the merchant, or a new subscription after the old one ended. The app decides: a login uses
+    one app's credentials, so it is a login to that app's product and admits to that app's
+    instance, never to whichever row of the tenant came first. Among rows that hold the same app
+    (a subscription renewed as a new instance), a live instance wins, then the newest row.
+    ``instance_key`` pins the row a login started with, for its callback."""
     tenants = (
         db.session.execute(
             select(Tenant)
@@ -78,19 +87,34 @@ def find_target(tenant_ref, app_id=None):
     )
     if not tenants:
         raise Refused("unknown_tenant", tenant_ref)
-    tenant = tenants[0]
+    rows = {(t.instance_key, t.tenant_id): t for t in tenants}
     query = select(KitApp).where(
-        KitApp.instance_key == tenant.instance_key,
-        KitApp.tenant_id == tenant.tenant_id,
+        KitApp.instance_key.in_({t.instance_key for t in tenants}),
         KitApp.state == KitState.ACTIVE,
         KitApp.client_id.is_not(None),
     )
     if app_id:
         query = query.where(KitApp.app_id == app_id)
-    apps = db.session.execute(query.order_by(KitApp.id)).scalars().all()
-    if len(apps) != 1:
-        raise Refused("no_app", "no app with a clientId" if not apps else "several apps: name one with ?app=")
-    app = apps[0]
+    if instance_key:
+        query = query.where(KitApp.instance_key == instance_key)
+    apps = [a for a in db.session.execute(query.order_by(KitApp.id)).scalars() if (a.instance_key, a.tenant_id) in rows]
+    if not apps:
+        raise Refused("no_app", "no app with a clientId")
+    if len({a.app_id for a in apps}) > 1:
+        raise Refused("no_app", "several apps: name one with ?app=")
+    instances = {
+        i.instance_id: i
+        for i in db.session.execute(select(Instance).where(Instance.instance_id.in_([a.instance_key for a in apps])))
+        .scalars()
+        .all()
+    }
+
+    def preference(app):
+        instance = instances.get(app.instance_key)
+        return (instance is not None and entitlements.not_live_reason(instance, now) is None, app.id)
+
+    app = max(apps, key=preference)
+    tenant = rows[(app.instance_key, app.tenant_id)]
     target = Target(
         tenant.id,
         tenant.tenant_id,
@@ -146,11 +170,14 @@ def admit(target, user, now=None):
     return facts
 
 
-def record_login(target, user_name, state_digest):
-    """The user's last login, for the pages and the go-live checklist; and the login's state,
+def record_login(target, user_name, state_digest, refresh_sealed, ttl_s, now=None):
+    """The user's last login, for the pages and the go-live checklist; the login's state,
     claimed in the replay store, so that the same state (and its cookie) cannot finish a second
-    login, whatever the IdP does with its codes. Refused("state_used") when it already has."""
-    with write_transaction(durable=False):  # a login time lost to a power cut is no order lost
+    login, whatever the IdP does with its codes; and the buyer's session. Returns the session's
+    id, for the cookie: only its SHA-256 is kept. Refused("state_used") when the state was used."""
+    now = now or utcnow()
+    session_id = secrets.token_urlsafe(32)
+    with write_transaction(durable=False):  # a login lost to a power cut is no order lost: log in again
         if not insert_ignore(
             SignedRequest, scope="login", token=state_digest, nonce=state_digest, fingerprint="", answer=b""
         ):
@@ -163,8 +190,78 @@ def record_login(target, user_name, state_digest):
                 KitUser.app_id == target.app_id,
                 KitUser.user_name == user_name,
             )
-            .values(last_login_at=utcnow())
+            .values(last_login_at=now)
         )
+        db.session.add(
+            BuyerSession(
+                digest=secret_digest(session_id),
+                instance_key=target.instance_id,
+                tenant_id=target.tenant_id,
+                app_id=target.app_id,
+                user_name=user_name,
+                refresh_sealed=refresh_sealed,
+                created_at=now,
+                expires_at=now + timedelta(seconds=ttl_s),
+            )
+        )
+    return session_id
+
+
+@dataclass(frozen=True)
+class Session:
+    """A buyer's live session, read: what /login/refresh and /logout need of it."""
+
+    id: int
+    instance_key: str
+    tenant_id: str
+    app_id: str
+    user_name: str
+    refresh_sealed: str | None
+
+
+def session_of(session_id, now=None):
+    """The buyer's session ``session_id`` names while it lasts; None once logout ended it, past
+    its end, or never made here (a cookie copied before a logout is worthless after it)."""
+    if not session_id or not isinstance(session_id, str) or len(session_id) > 100:
+        return None
+    row = db.session.execute(
+        select(
+            BuyerSession.id,
+            BuyerSession.instance_key,
+            BuyerSession.tenant_id,
+            BuyerSession.app_id,
+            BuyerSession.user_name,
+            BuyerSession.refresh_sealed,
+        ).where(
+            BuyerSession.digest == secret_digest(session_id),
+            BuyerSession.ended_at.is_(None),
+            BuyerSession.expires_at > (now or utcnow()),
+        )
+    ).first()
+    db.session.rollback()  # end the read: the IdP's calls may follow
+    return Session(*row) if row else None
+
+
+def keep_refresh_token(session_row_id, refresh_sealed):
+    """An IdP that rotates refresh tokens gave a new one: the session keeps that one."""
+    with write_transaction(durable=False):
+        db.session.execute(
+            update(BuyerSession)
+            .where(BuyerSession.id == session_row_id, BuyerSession.ended_at.is_(None))
+            .values(refresh_sealed=refresh_sealed)
+        )
+
+
+def end_session(session_id, now=None):
+    """Logout: the session ends here, and its refresh token is forgotten. True when a live
+    session was ended."""
+    with write_transaction(durable=False):
+        ended = db.session.execute(
+            update(BuyerSession)
+            .where(BuyerSession.digest == secret_digest(session_id or ""), BuyerSession.ended_at.is_(None))
+            .values(ended_at=now or utcnow(), refresh_sealed=None)
+        ).rowcount
+    return bool(ended)
 
 
 def set_handoff_url(app_pk, url):

@@ -50,18 +50,40 @@ class Client:
     client_secret: str
     redirect_uri: str
     timeout_s: float = 5.0
+    allow_loopback: bool = False  # LOGIN_ALLOW_LOOPBACK_IDP: the fake IdP on this host, for development
 
 
-def base_url(domain_name, scheme="https"):
-    """``domainName`` as tenantSync sends it: a bare host, or a URL. Either way, an https base
-    (plain http only to this host, for the fake IdP)."""
+def base_url(domain_name, allow_loopback=False):
+    """``domainName`` as tenantSync sends it, a bare host or a URL, as an https base.
+
+    The host comes from the tenant's data and the login sends the app's client secret there, so
+    it must be a public https host: not an IP address, not this host, not the private network
+    (the address a name resolves to is checked again when connecting: ``peer_allowed``).
+    ``allow_loopback`` (LOGIN_ALLOW_LOOPBACK_IDP, for development): this host too, over plain http."""
     text = (domain_name or "").strip().rstrip("/")
     if not text:
         raise IdpError("config", "the tenant has no domainName (tenantSync did not send one)")
-    url = text if "://" in text else f"{scheme}://{text}"
-    parts = urllib.parse.urlsplit(url)
-    if parts.path or parts.query or parts.fragment or not outbound.is_https_or_loopback(url):
-        raise IdpError("config", f"the tenant's domainName {text!r} is not an https host")
+    url = text if "://" in text else f"https://{text}"
+    try:
+        parts = urllib.parse.urlsplit(url)
+        host = parts.hostname or ""
+        parts.port  # noqa: B018  a port that is not a number raises here
+    except ValueError:
+        raise IdpError("config", f"the tenant's domainName {text!r} is not a host name") from None
+    if parts.path or parts.query or parts.fragment or not host:
+        raise IdpError("config", f"the tenant's domainName {text!r} is not a host name")
+    if allow_loopback and outbound.is_loopback(host):
+        if parts.scheme not in ("http", "https"):
+            raise IdpError("config", f"the tenant's domainName {text!r} is not an http(s) URL")
+    elif parts.scheme != "https":
+        raise IdpError("config", f"the tenant's domainName {text!r} is not https")
+    elif outbound.is_loopback(host) or host.endswith(".localhost"):
+        raise IdpError(
+            "config",
+            f"the tenant's domainName {text!r} is this host (LOGIN_ALLOW_LOOPBACK_IDP allows it in development)",
+        )
+    elif outbound.is_ip_literal(host):
+        raise IdpError("config", f"the tenant's domainName {text!r} is an IP address, not a host name")
     return f"{parts.scheme}://{parts.netloc}"
 
 
@@ -100,11 +122,16 @@ def _json(status, raw, what):
     return answer
 
 
+def peer_allowed(client):
+    """The addresses an IdP connection may reach: public ones (and this host's, in development)."""
+    return lambda address: outbound.is_public_address(address, allow_loopback=client.allow_loopback)
+
+
 def _call(client, request, what):
     if not outbound.is_https_or_loopback(request.full_url):
         raise IdpError("config", f"{what}: the IdP must be reached over https")
     try:
-        status, raw = outbound.exchange(request, client.timeout_s, ANSWER_LIMIT, what)
+        status, raw = outbound.exchange(request, client.timeout_s, ANSWER_LIMIT, what, peer_allowed(client))
     except outbound.Unanswered as error:
         raise IdpError("network", str(error)) from None
     return _json(status, raw, what)

@@ -56,7 +56,11 @@ def instance(instance_id):
 
 @bp.get("/entitlements/tenants/<tenant_id>")
 def tenant(tenant_id):
-    found = entitlements.of_tenant(tenant_id)
+    """Answered per product: ``?productId=`` names it (a tenant of one product needs none)."""
+    try:
+        found = entitlements.of_tenant(tenant_id, request.args.get("productId") or None)
+    except entitlements.Ambiguous as error:
+        return no_store_json({"error": "invalid_request", "message": str(error)}, 400)
     if not found:
         return no_store_json({"error": "not_found", "message": f"no tenant {tenant_id}"}, 404)
     return no_store_json(found)

@@ -376,6 +376,25 @@ class KitUser(Model):
     )
 
 
+class BuyerSession(Model):
+    """A buyer signed in through the login (isvapp/login): the browser's cookie names it by a
+    random id, of which only the SHA-256 is kept. Logout ends it here, so a copy of the cookie
+    is worthless afterwards; the IdP's refresh token lives only here, sealed (vault)."""
+
+    __tablename__ = "buyer_sessions"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    digest: Mapped[str] = mapped_column(String(64), unique=True)
+    instance_key: Mapped[str] = mapped_column(String(64))
+    tenant_id: Mapped[str] = mapped_column(String(64))
+    app_id: Mapped[str] = mapped_column(String(64))
+    user_name: Mapped[str] = mapped_column(String(255))
+    refresh_sealed: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(DateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(DateTime)
+    __table_args__ = (Index("ix_buyer_sessions_expires", "expires_at"),)
+
+
 class Department(Model):
     __tablename__ = "departments"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
