@@ -260,8 +260,9 @@ def end_session(session_id, now=None):
             update(BuyerSession)
             .where(BuyerSession.digest == secret_digest(session_id or ""), BuyerSession.ended_at.is_(None))
             .values(ended_at=now or utcnow(), refresh_sealed=None)
-        ).rowcount
-    return bool(ended)
+            .returning(BuyerSession.id)
+        ).first()
+    return ended is not None
 
 
 def set_handoff_url(app_pk, url):

@@ -22,6 +22,7 @@ import hashlib
 import hmac
 import logging
 import urllib.parse
+from typing import Any
 
 from flask import current_app, g, jsonify, make_response, redirect, render_template, request, url_for
 from flask_babel import gettext
@@ -172,8 +173,9 @@ def _language_links():
         if request.endpoint in ("login.callback", "login.refresh"):
             again = g.get("login_again") or url_for("login.choose")
             return again + ("&" if "?" in again else "?") + urllib.parse.urlencode({"lang": lang})
-        args = {k: v for k, v in request.args.items() if k != "lang"}
-        return url_for(request.endpoint or "login.choose", **(request.view_args or {}), **args, lang=lang)
+        values: dict[str, Any] = {k: v for k, v in request.args.items() if k != "lang"}
+        values.update(request.view_args or {}, lang=lang)
+        return url_for(request.endpoint or "login.choose", **values)
 
     return {"lang_href": lang_href}
 
