@@ -438,3 +438,33 @@ def test_an_expired_code_gives_a_clear_page_and_nothing_is_stored(client, app, t
     with app.app_context():
         assert db.session.query(SignedRequest).count() == 0
         assert all(u.last_login_at is None for u in db.session.query(KitUser))
+
+
+def test_with_the_issuer_unpinned_only_a_login_from_this_host_may_start(app, client, tenant, caplog):
+    """LOGIN_ISSUER unset: the assertion's issuer would come from the Host header, which a visitor
+    chooses. A developer on this host may do that; a visitor from anywhere else is refused."""
+    elsewhere = {"REMOTE_ADDR": "203.0.113.9"}
+    page = client.get("/login/acme", environ_base=elsewhere)
+    assert page.status_code == 503
+    shown_and_logged(page, "not_configured", caplog, "LOGIN_ISSUER is not set")
+    assert client.get("/login/acme").status_code == 302  # from 127.0.0.1
+    app.extensions["isvapp_login"] = app.extensions["isvapp_login"].__class__(
+        **{**app.extensions["isvapp_login"].__dict__, "issuer": "https://isv.example.com"}
+    )
+    assert client.get("/login/acme", environ_base=elsewhere).status_code == 302
+
+
+def test_an_idp_name_that_resolves_to_this_host_is_refused_when_connecting(idp):
+    """The host name passed base_url's checks, but the address it reached is this host's (a name
+    pointed at 127.0.0.1 by its owner): the connection is refused before anything is sent."""
+    from isvapp import outbound
+    from isvapp.market import idp as idp_client
+
+    before = len(idp.app.extensions["fake_idp"]["calls"])
+    client = idp_client.Client(idp.url, CLIENT_ID, CLIENT_SECRET, CALLBACK, 5.0, allow_loopback=False)
+    with pytest.raises(idp_client.IdpError, match="is not a public address") as refused:
+        idp_client.exchange_code(client, "a-code")
+    assert refused.value.kind == "network"
+    assert len(idp.app.extensions["fake_idp"]["calls"]) == before  # no request reached it
+    assert outbound.is_public_address("8.8.8.8") and not outbound.is_public_address("::ffff:10.0.0.1")
+    assert not outbound.is_public_address("169.254.169.254") and outbound.is_public_address("::1", allow_loopback=True)

@@ -29,6 +29,7 @@ def live(tmp_path_factory):
             "ISVAPP_KOO_API_BASE_URL": market_api.url,
             "ISVAPP_KOO_AK": "sim-ak",
             "ISVAPP_KOO_SK": "sim-sk",
+            "ISVAPP_LOGIN_ALLOW_LOOPBACK_IDP": "true",  # the Kit suite's account login uses its own IdP here
         }
         server = LiveServer(folder, workers=2, env=env)
         server.flask("init-db")

@@ -129,6 +129,8 @@ def merchant_env(market_url, database_uri=None):
         "ISVAPP_KOO_AK": AK,
         "ISVAPP_KOO_SK": SK,
         "ISVAPP_KOO_API_BASE_URL": market_url,
+        # the simulator's Kit suite plays the tenant's IdP on this host (README, the buyer's login)
+        "ISVAPP_LOGIN_ALLOW_LOOPBACK_IDP": "true",
     }
     if database_uri:
         env["ISVAPP_SQLALCHEMY_DATABASE_URI"] = database_uri
