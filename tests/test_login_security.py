@@ -3,7 +3,9 @@ to 4): a copied cookie after logout, a logout link on another site, a tenant of 
 a tenant whose IdP address leads isvapp to this host."""
 
 import re
+import socket
 import threading
+import time
 from datetime import datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -16,9 +18,11 @@ from isvapp.market.fake import Running
 from isvapp.market.fakeidp import create_fake_idp
 from isvapp.storage import vault
 from isvapp.storage.models import Instance, InstanceState, KitApp, KitUser, Tenant
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from .live import LIVE_SECRET_KEY, LiveServer
+from .conftest import KEY
+from .live import LIVE_SECRET_KEY, LiveServer, free_port, stop_process
 
 CLIENT_ID, CLIENT_SECRET = "sec-client", "sec-client-secret"
 USERS = {"zhangsan": {"name": "张三", "tenant": "T-S", "organizationCode": "10000", "role": "user"}}
@@ -66,6 +70,7 @@ def walk(browser, start_url, user="zhangsan"):
     leave = browser.get(start_url, allow_redirects=False, timeout=30)
     assert leave.status_code == 302, leave.text[:300]
     form = browser.get(leave.headers["Location"], timeout=30)
+    assert form.status_code == 200, form.text[:300]
     fields = dict(re.findall(r"name='([^']+)' value='([^']*)'", form.text))
     back = browser.post(
         leave.headers["Location"].split("?")[0],
@@ -257,3 +262,44 @@ def test_a_tenant_whose_idp_is_this_host_or_an_address_is_refused_by_default(def
     assert page.status_code == 502 and reason_of(page) == "idp_not_allowed"
     assert str(listener.port) not in page.text and "127.0.0.1" not in page.text  # generic words only
     assert listener.seen == []
+
+
+# --- issue 32 point 3: a tenant to try the login with ------------------------------------------
+
+
+def test_one_command_leaves_a_tenant_whose_users_log_in_through_fake_idp(tmp_path):
+    """README: `isvapp kit-keygen`, the server started, `isvapp fake-idp-tenant`, `isvapp fake-idp`,
+    then /login/demo: alice comes in, carol (disabled) is refused. Run twice, it changes nothing."""
+    idp_port = free_port()
+    server = LiveServer(tmp_path, env={"ISVAPP_KOO_ACCESS_KEY": KEY, "ISVAPP_LOGIN_ALLOW_LOOPBACK_IDP": "true"})
+    # fake-idp registers LOGIN_REDIRECT_URI (default: run.sh's http://127.0.0.1:8000/login/callback)
+    server.env["ISVAPP_LOGIN_REDIRECT_URI"] = server.url + "/login/callback"
+    server.flask("init-db")
+    server.flask("kit-keygen")
+    with server:
+        for _ in range(2):
+            made = server.flask("fake-idp-tenant", server.url, "--idp-port", str(idp_port))
+            assert "FAIL" not in made.stdout and f"{server.url}/login/demo" in made.stdout
+        idp = server.flask_popen("fake-idp", "--port", str(idp_port))
+        try:
+            wait_until_listening(idp_port)
+            assert walk(requests.Session(), f"{server.url}/login/demo", "alice").status_code == 200
+            refused = walk(requests.Session(), f"{server.url}/login/demo", "carol")
+            assert refused.status_code == 403 and reason_of(refused) == "user_disabled"
+        finally:
+            stop_process(idp)
+        engine = server.engine()
+        with engine.connect() as conn:
+            assert conn.execute(select(func.count()).select_from(Tenant)).scalar_one() == 1
+            assert conn.execute(select(func.count()).select_from(KitUser)).scalar_one() == 3
+        engine.dispose()
+
+
+def wait_until_listening(port, timeout=30):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.2)
+    raise AssertionError(f"nothing listens on {port} after {timeout} s")

@@ -26,6 +26,7 @@ one chooses and runs them and holds the two commands.
 """
 
 import json
+import os
 import sys
 from dataclasses import asdict
 
@@ -203,19 +204,12 @@ def simulate_command(base_url, suites, generation, probes, tolerance, as_json, t
     from flask import current_app
 
     settings = current_app.extensions["isvapp"]
-    if kit_public_key is None and settings.kit_rsa_private_key:
-        import os
-
-        if os.path.exists(settings.kit_rsa_private_key):
-            private = serialization.load_pem_private_key(open(settings.kit_rsa_private_key, "rb").read(), None)
-            path = os.path.join(current_app.instance_path, "kit_public.pem")
-            with open(path, "wb") as f:
-                f.write(
-                    private.public_key().public_bytes(
-                        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-                    )
-                )
-            kit_public_key = path
+    if kit_public_key is None:
+        public = kit_public_key_pem(settings)
+        if public is not None:
+            kit_public_key = os.path.join(current_app.instance_path, "kit_public.pem")
+            with open(kit_public_key, "wb") as f:
+                f.write(public)
     execute(
         base_url,
         settings.access_key,
@@ -231,5 +225,21 @@ def simulate_command(base_url, suites, generation, probes, tolerance, as_json, t
     )
 
 
+def kit_public_key_pem(settings):
+    """The public half of this app's Kit key (KOO_KIT_RSA_PRIVATE_KEY), as the Seller Console
+    holds it, or None when there is no key file yet (`kit-keygen` makes it)."""
+    path = settings.kit_rsa_private_key
+    if not path or not os.path.exists(path):
+        return None
+    with open(path, "rb") as f:
+        private = serialization.load_pem_private_key(f.read(), None)
+    return private.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
 def init_app(app):
+    from .demotenant import fake_idp_tenant_command
+
     app.cli.add_command(simulate_command)
+    app.cli.add_command(fake_idp_tenant_command)
