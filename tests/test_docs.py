@@ -1,10 +1,12 @@
 """The documents agree with each other and with the code.
 
 README.md (English) is the truth for commands and configuration; README.zh-CN.md and
-docs/deploy.zh-CN.md are its Chinese counterparts. These checks read only the Markdown files,
-isvapp/config.py, gunicorn.conf.py and scripts/: no app, no database.
+docs/deploy.zh-CN.md are its Chinese counterparts, and every English guide has a Chinese twin
+with the same sections. These checks read only the Markdown files, isvapp/config.py,
+gunicorn.conf.py, setup.cfg, scripts/ and the migrations' file names: no app, no database.
 """
 
+import configparser
 import os
 import re
 from pathlib import Path
@@ -17,6 +19,13 @@ README = ROOT / "README.md"
 README_ZH = ROOT / "README.zh-CN.md"
 DEPLOY = ROOT / "docs" / "deploy.md"
 DEPLOY_ZH = ROOT / "docs" / "deploy.zh-CN.md"
+HUAWEI = ROOT / "docs" / "deploy-huaweicloud.md"
+HUAWEI_ZH = ROOT / "docs" / "deploy-huaweicloud.zh-CN.md"
+CHANGELOG = ROOT / "CHANGELOG.md"
+CHANGELOG_ZH = ROOT / "CHANGELOG.zh-CN.md"
+MIGRATIONS = ROOT / "isvapp" / "storage" / "migrations" / "versions"
+# Each English document and its Chinese twin: the same sections, in the same order.
+TWINS = [(DEPLOY, DEPLOY_ZH), (HUAWEI, HUAWEI_ZH), (CHANGELOG, CHANGELOG_ZH)]
 
 # Settings read from the environment only (not through Flask's config, so not in DEFAULTS).
 ENVIRONMENT_ONLY = {
@@ -202,7 +211,7 @@ def is_external(target):
     return bool(re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*:", target)) or target.startswith("//")
 
 
-DOCS = [README, README_ZH] + sorted((ROOT / "docs").glob("*.md"))
+DOCS = [README, README_ZH, CHANGELOG, CHANGELOG_ZH] + sorted((ROOT / "docs").glob("*.md"))
 
 
 # --- tests -----------------------------------------------------------------------------------------
@@ -211,6 +220,19 @@ DOCS = [README, README_ZH] + sorted((ROOT / "docs").glob("*.md"))
 def test_the_chinese_documents_exist():
     assert README_ZH.is_file()
     assert DEPLOY_ZH.is_file()
+
+
+@pytest.mark.parametrize("english, chinese", TWINS, ids=lambda p: p.name)
+def test_every_guide_and_its_twin_are_checked(english, chinese):
+    """Both exist, link to each other, and are among the documents whose links are checked."""
+    assert english.is_file() and chinese.is_file()
+    assert english in DOCS and chinese in DOCS
+    assert chinese.name in [t.split("#")[0].rsplit("/", 1)[-1] for t in links(english)], (
+        f"{english.name} has no link to {chinese.name}"
+    )
+    assert english.name in [t.split("#")[0].rsplit("/", 1)[-1] for t in links(chinese)], (
+        f"{chinese.name} has no link to {english.name}"
+    )
 
 
 def test_the_english_configuration_table_is_found():
@@ -230,7 +252,9 @@ def test_every_chinese_configuration_key_is_in_the_english_table():
     assert not extra, f"in README.zh-CN.md's configuration table, not in README.md's: {extra}"
 
 
-@pytest.mark.parametrize("path", [README, README_ZH, DEPLOY, DEPLOY_ZH], ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "path", [README, README_ZH, DEPLOY, DEPLOY_ZH, HUAWEI, HUAWEI_ZH, CHANGELOG, CHANGELOG_ZH], ids=lambda p: p.name
+)
 def test_every_named_setting_exists_in_the_code(path):
     unknown = sorted(name for name in settings_named(read(path)) if not setting_known(name))
     assert not unknown, f"{path.name} names settings isvapp/config.py DEFAULTS does not have: {unknown}"
@@ -266,13 +290,16 @@ def test_the_commands_are_found():
     } <= found, sorted(found)
 
 
-@pytest.mark.parametrize("english, chinese", [(README, README_ZH), (DEPLOY, DEPLOY_ZH)], ids=["README", "deploy"])
+GUIDES = [(README, README_ZH), (DEPLOY, DEPLOY_ZH), (HUAWEI, HUAWEI_ZH)]
+
+
+@pytest.mark.parametrize("english, chinese", GUIDES, ids=["README", "deploy", "huaweicloud"])
 def test_every_english_command_is_in_the_chinese_document(english, chinese):
     missing = sorted(commands(read(english)) - commands(read(chinese)))
     assert not missing, f"commands in {english.name} missing from {chinese.name}: {missing}"
 
 
-@pytest.mark.parametrize("english, chinese", [(README, README_ZH), (DEPLOY, DEPLOY_ZH)], ids=["README", "deploy"])
+@pytest.mark.parametrize("english, chinese", GUIDES, ids=["README", "deploy", "huaweicloud"])
 def test_every_chinese_command_is_in_the_english_document(english, chinese):
     extra = sorted(commands(read(chinese)) - commands(read(english)))
     assert not extra, f"commands in {chinese.name} that {english.name} does not have: {extra}"
@@ -284,30 +311,101 @@ def test_the_chinese_readme_has_the_two_commands_as_code_blocks():
     assert "./scripts/test.sh" in blocks
 
 
-def test_the_deploy_guides_code_blocks_are_copied_exactly():
-    chinese = code_blocks(read(DEPLOY_ZH))
-    missing = [block for block in code_blocks(read(DEPLOY)) if block not in chinese]
-    assert not missing, (
-        "code blocks of docs/deploy.md not copied exactly into docs/deploy.zh-CN.md:\n\n" + "\n---\n".join(missing)
+@pytest.mark.parametrize("english, chinese", [(DEPLOY, DEPLOY_ZH), (HUAWEI, HUAWEI_ZH)], ids=["deploy", "huaweicloud"])
+def test_the_deploy_guides_code_blocks_are_copied_exactly(english, chinese):
+    assert code_blocks(read(chinese)) == code_blocks(read(english)), (
+        f"the code blocks of {english.name} and {chinese.name} differ: the commands are the same in both languages"
     )
 
 
-def test_the_deploy_guides_have_the_same_sections():
-    def headings(path):
-        return [len(m.group(1)) for m in re.finditer(r"^(#{1,6}) ", prose(read(path)), re.M)]
+def headings(path):
+    """Each heading's level, in order."""
+    return [len(m.group(1)) for m in re.finditer(r"^(#{1,6}) ", prose(read(path)), re.M)]
 
+
+@pytest.mark.parametrize("english, chinese", TWINS, ids=lambda p: p.name)
+def test_the_twins_have_the_same_sections(english, chinese):
     def steps(path):
         return re.findall(r"^(\d+)\. ", prose(read(path)), re.M)
 
-    assert headings(DEPLOY_ZH) == headings(DEPLOY), "the guides' headings differ (levels, in order)"
-    assert steps(DEPLOY_ZH) == steps(DEPLOY), "the guides' numbered steps differ"
-
-
-def test_the_deploy_guides_name_the_same_settings():
-    english, chinese = settings_named(read(DEPLOY)), settings_named(read(DEPLOY_ZH))
-    assert chinese == english, (
-        f"only in deploy.md: {sorted(english - chinese)}; only in deploy.zh-CN.md: {sorted(chinese - english)}"
+    assert len(headings(english)) > 2, f"{english.name}: no sections found"
+    assert headings(chinese) == headings(english), (
+        f"{english.name} and {chinese.name}: headings differ (levels, in order)"
     )
+    assert steps(chinese) == steps(english), f"{english.name} and {chinese.name}: numbered steps differ"
+
+
+@pytest.mark.parametrize("english, chinese", [(DEPLOY, DEPLOY_ZH), (HUAWEI, HUAWEI_ZH)], ids=["deploy", "huaweicloud"])
+def test_the_deploy_guides_name_the_same_settings(english, chinese):
+    english_names, chinese_names = settings_named(read(english)), settings_named(read(chinese))
+    assert chinese_names == english_names, (
+        f"only in {english.name}: {sorted(english_names - chinese_names)}; "
+        f"only in {chinese.name}: {sorted(chinese_names - english_names)}"
+    )
+
+
+# --- the Huawei Cloud guide's sources --------------------------------------------------------------
+
+CITATION = re.compile(r"(?<![\]\w])\[([A-Z]+\d+)\](?![(:\[])")
+
+
+def cited_and_defined(path):
+    """The tags cited in the text ([K1]) and the tags given a page ([K1]: https://...)."""
+    text = INLINE.sub("", prose(read(path)))
+    return set(CITATION.findall(text)), {label for label in re.findall(r"^\[([A-Z]+\d+)\]:\s*\S+", text, re.M)}
+
+
+@pytest.mark.parametrize("path", [HUAWEI, HUAWEI_ZH], ids=lambda p: p.name)
+def test_every_cited_huawei_page_is_named(path):
+    cited, defined = cited_and_defined(path)
+    assert len(defined) > 10, f"{path.name}: the sources were not found"
+    assert cited == defined, (
+        f"{path.name}: cited without a page: {sorted(cited - defined)}; a page never cited: {sorted(defined - cited)}"
+    )
+
+
+def test_the_huawei_guides_cite_the_same_pages():
+    assert cited_and_defined(HUAWEI_ZH)[1] == cited_and_defined(HUAWEI)[1]
+
+
+# --- the changelog ---------------------------------------------------------------------------------
+
+
+def changelog_versions(path):
+    return re.findall(r"^## \[(\d+)\.(\d+)\.(\d+)\]", read(path), re.M)
+
+
+def setup_cfg_version():
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.read(ROOT / "setup.cfg", encoding="utf-8")
+    return tuple(int(part) for part in parser["metadata"]["version"].split("."))
+
+
+def test_the_changelogs_newest_version_is_setup_cfgs_or_the_next():
+    major, minor, patch = setup_cfg_version()
+    allowed = {(major, minor, patch), (major, minor, patch + 1), (major, minor + 1, 0), (major + 1, 0, 0)}
+    versions = [tuple(int(part) for part in v) for v in changelog_versions(CHANGELOG)]
+    assert versions, "CHANGELOG.md has no '## [X.Y.Z]' entry"
+    assert versions[0] in allowed, (
+        f"CHANGELOG.md's newest entry is {versions[0]}; setup.cfg says {(major, minor, patch)}: "
+        f"the newest entry must be that version or the next one"
+    )
+    assert (major, minor, patch) in versions, "setup.cfg's version has no entry in CHANGELOG.md"
+    assert versions == sorted(set(versions), reverse=True), "CHANGELOG.md's entries are not newest first, once each"
+    assert changelog_versions(CHANGELOG_ZH) == changelog_versions(CHANGELOG), "the two changelogs list other versions"
+
+
+def test_every_migration_is_named_by_one_changelog_entry():
+    on_disk = sorted(re.match(r"\d+_(\d{4})_", p.name).group(1) for p in MIGRATIONS.glob("*_[0-9][0-9][0-9][0-9]_*.py"))
+    assert len(on_disk) > 10, "no migrations found"
+    for path, heading in [(CHANGELOG, "Migrations"), (CHANGELOG_ZH, "数据库迁移")]:
+        entries = re.split(r"^## ", read(path), flags=re.M)[1:]
+        named = []
+        for entry in entries:
+            found = re.search(rf"^### {heading}\n(.*?)(?=^##|\Z)", entry, re.S | re.M)
+            assert found, f"{path.name}: the entry '## {entry.splitlines()[0]}' has no '### {heading}'"
+            named += re.findall(r"^- (\d{4}) ", found.group(1), re.M)
+        assert sorted(named) == on_disk, f"{path.name} names migrations {sorted(named)}; the code has {on_disk}"
 
 
 def test_readme_links_to_the_chinese_readme():
@@ -344,7 +442,7 @@ def test_relative_links_point_to_files_inside_the_repository(path):
     assert not broken, f"{path.name} links to files that do not exist: {broken}"
 
 
-@pytest.mark.parametrize("path", [README_ZH, DEPLOY_ZH], ids=lambda p: p.name)
+@pytest.mark.parametrize("path", [README_ZH, DEPLOY_ZH, HUAWEI_ZH, CHANGELOG_ZH], ids=lambda p: p.name)
 def test_chinese_documents_link_outside_only_to_huawei(path):
     others = []
     for target in links(path):
