@@ -74,11 +74,16 @@ def image(tmp_path_factory):
     started = time.monotonic()
     podman("image", "exists", BASE, timeout=900)  # scripts/podman.sh makes the base when it is missing
     figures["base image"] = "present" if base_present else f"made in {time.monotonic() - started:.0f} s"
-    tag = f"localhost/isvapp:test-{head[:12]}"
+    # One tag, moved by each run; the image it named before is removed after the build (with the
+    # layers only it used), so runs do not pile up images, and the unchanged layers stay cached.
+    tag = "localhost/isvapp:test"
+    before = podman("image", "inspect", "--format", "{{.Id}}", tag, check=False).stdout.strip()
     started = time.monotonic()
     podman("build", "--network=host", "--format", "docker", "-t", tag, str(source), timeout=1800)
     figures["build"] = f"{time.monotonic() - started:.0f} s"
     inspect = json.loads(podman("image", "inspect", tag).stdout)[0]
+    if before and before != inspect["Id"]:
+        podman("rmi", before, check=False)
     figures["size"] = f"{inspect['Size'] / 1e6:.0f} MB"
     yield dict(tag=tag, config=inspect["Config"], healthcheck=inspect.get("Healthcheck"), figures=figures)
 
