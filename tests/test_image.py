@@ -226,3 +226,34 @@ def test_the_worker_settles_with_no_dead_job_and_no_traceback(running):
         logs = podman("logs", container)
         log = logs.stdout + logs.stderr
         assert "Traceback" not in log, f"{container}:\n{log[-4000:]}"
+
+
+def test_with_no_secret_key_the_first_start_writes_one_into_the_volume_for_both(image):
+    """What a merchant gets from ``podman run IMAGE`` with no SECRET_KEY: one written into the
+    instance volume (mode 600), said in the log, and read by the worker on the same volume."""
+    name = f"isvapp-nokey-{uuid.uuid4().hex[:8]}"
+    volume, web, worker, port = f"{name}-instance", f"{name}-web", f"{name}-worker", free_port()
+    common = ["--network=host", "-v", f"{volume}:/srv/isvapp/instance", "-e", f"ISVAPP_KOO_ACCESS_KEY={KEY}"]
+    try:
+        podman("volume", "create", volume)
+        podman("run", "-d", "--name", web, "-e", f"ISVAPP_BIND=127.0.0.1:{port}", *common, image["tag"])
+        podman("run", "-d", "--name", worker, *common, image["tag"], "worker")
+        deadline = time.monotonic() + SERVE_TIMEOUT_S
+        while "worker" not in (log := podman("logs", worker).stderr) or "started" not in log:
+            assert podman("inspect", "--format", "{{.State.Status}}", worker).stdout.strip() == "running", log
+            assert time.monotonic() < deadline, f"the worker did not start:\n{log[-3000:]}"
+            time.sleep(1)
+        assert requests.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code == 200
+        said = podman("logs", web).stderr
+        assert "no SECRET_KEY was set, so a new one was written to /srv/isvapp/instance/config.py" in said
+        assert "Development KOO_ACCESS_KEY" not in said  # the development key is not logged
+        mode = podman("exec", web, "stat", "-c", "%a %u", "/srv/isvapp/instance/config.py").stdout.split()
+        assert mode == ["600", "10001"]
+        secret = podman(
+            "exec", web, "python3", "-c", "exec(open('/srv/isvapp/instance/config.py').read()); print(len(SECRET_KEY))"
+        )
+        assert int(secret.stdout) >= 32
+    finally:
+        for container in (worker, web):
+            podman("rm", "-f", "-t", "5", container, check=False)
+        podman("volume", "rm", "-f", volume, check=False)
