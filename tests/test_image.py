@@ -84,6 +84,9 @@ def image(tmp_path_factory):
     inspect = json.loads(podman("image", "inspect", tag).stdout)[0]
     if before and before != inspect["Id"]:
         podman("rmi", before, check=False)
+    stages = podman("images", "--filter", "label=isvapp.build-stage=true", "--format", "{{.ID}}").stdout.split()
+    for old in stages[1:]:  # newest first: keep the build stage just made, for the next run's cache
+        podman("rmi", old, check=False)
     figures["size"] = f"{inspect['Size'] / 1e6:.0f} MB"
     yield dict(tag=tag, config=inspect["Config"], healthcheck=inspect.get("Healthcheck"), figures=figures)
 
