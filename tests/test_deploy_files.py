@@ -437,3 +437,32 @@ def test_venv_sh_checks_an_existing_venvs_python(tmp_path):
     result = run_venv_sh(tmp_path, "/nonexistent")
     assert result.returncode == 1
     assert "the Python of .venv/ is 3.10.4; remove .venv/ once a newer one is installed" in result.stderr
+
+
+# --- the Containerfile -----------------------------------------------------------------------------
+
+# Instructions both docker (Dockerfile reference) and podman (buildah) read the same way.
+PORTABLE = {"FROM", "RUN", "COPY", "ENV", "ARG", "LABEL", "VOLUME", "WORKDIR", "USER", "EXPOSE"}
+PORTABLE |= {"HEALTHCHECK", "ENTRYPOINT", "CMD"}
+
+
+def instructions(text):
+    """(instruction, rest) for each instruction of a Containerfile, continuation lines joined."""
+    joined = text.replace("\\\n", " ")
+    lines = [line.strip() for line in joined.splitlines()]
+    return [tuple(line.split(None, 1)) for line in lines if line and not line.startswith("#")]
+
+
+def test_the_containerfile_uses_portable_instructions_and_the_real_base():
+    steps = instructions((ROOT / "Containerfile").read_text())
+    assert {name for name, _ in steps} <= PORTABLE, sorted({name for name, _ in steps} - PORTABLE)
+    assert [rest for name, rest in steps if name == "FROM"] == ["debian:bookworm-slim AS build", "debian:bookworm-slim"]
+    assert ("USER", "10001:10001") in steps and ("VOLUME", "/srv/isvapp/instance") in steps
+    run = " ".join(rest for name, rest in steps if name == "RUN")
+    assert "ca-certificates" in run and '"/src[postgres]"' in run and "pip.conf" not in run
+    assert not [rest for name, rest in steps if name in ("ENV", "ARG") and "SECRET" in rest.upper()]
+
+
+def test_the_build_context_leaves_local_state_out():
+    ignored = {line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()}
+    assert {".git", ".venv", "instance", "artifacts"} <= ignored
