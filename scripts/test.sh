@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Run the static checks (ruff, mypy), then the whole test suite in .venv (made on first use): once
-# on SQLite, then once more on a throwaway PostgreSQL server (scripts/with-postgres.sh;
+# on SQLite (with the image test, tests/test_image.py, which runs once per command), then once
+# more on a throwaway PostgreSQL server (scripts/with-postgres.sh;
 # ISVAPP_TEST_POSTGRES=0 skips that run), measuring coverage of isvapp/ in both (pyproject.toml
 # [tool.coverage.*]): one combined report, HTML in artifacts/coverage/. Extra arguments go to
 # pytest, in both runs; with none, the total must reach the floor.
@@ -12,11 +13,27 @@ echo "== static checks: ruff, ruff format, mypy" >&2
 .venv/bin/ruff format --check isvapp tests bench || { echo "test: not formatted: run .venv/bin/ruff format isvapp tests bench" >&2; exit 1; }
 .venv/bin/mypy || { echo "test: mypy found problems (above); pyproject.toml [tool.mypy]" >&2; exit 1; }
 # The page tests drive Debian's Chromium (Playwright never downloads a browser here) with a CJK
-# font so Chinese pages render in the screenshots; the benchmark's smoke test drives wrk. All
-# come from Debian's packages when missing.
+# font so Chinese pages render in the screenshots; the benchmark's smoke test drives wrk; the
+# deployment files' tests run nginx, openssl and systemd-analyze; the image test builds and runs
+# the image with podman, runc and debootstrap (scripts/podman.sh). All come from Debian's packages
+# when missing.
 missing=""
 command -v chromium >/dev/null || missing="$missing chromium"
 command -v wrk >/dev/null || missing="$missing wrk"
+for tool in nginx openssl systemd-analyze:systemd; do
+  command -v "${tool%%:*}" >/dev/null || missing="$missing ${tool##*:}"
+done
+podman=""  # not needed as much: without them the image test is skipped, saying why
+for tool in podman runc debootstrap; do
+  command -v "$tool" >/dev/null || [ -x "/usr/sbin/$tool" ] || podman="$podman $tool"
+done
+if [ -n "$podman" ]; then
+  if [ "$(id -u)" = 0 ]; then
+    missing="$missing$podman"
+  else
+    echo "test: missing$podman (sudo apt-get install$podman): the image test will be skipped" >&2
+  fi
+fi
 [ -d /usr/share/fonts/opentype/noto ] && ls /usr/share/fonts/opentype/noto | grep -qi cjk || missing="$missing fonts-noto-cjk"
 if [ -n "$missing" ]; then
   if [ "$(id -u)" = 0 ]; then

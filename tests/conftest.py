@@ -3,7 +3,8 @@
 The database is a temporary SQLite file, or, when ISVAPP_SQLALCHEMY_DATABASE_URI names a
 PostgreSQL server (scripts/with-postgres.sh sets it), a fresh schema on it for every test: the
 fixture points ISVAPP_SQLALCHEMY_DATABASE_URI at that schema, so create_app() in a test and
-gunicorn started by tests/live.py use it too. Tests marked ``sqlite_only`` are skipped there.
+gunicorn started by tests/live.py use it too. Tests marked ``sqlite_only`` are skipped there, and
+so are those marked ``image`` (tests/test_image.py: minutes long, run once per test command).
 """
 
 import os
@@ -55,9 +56,12 @@ ON_POSTGRES = bool(SERVER_URI) and SERVER_URI.startswith("postgresql")
 def pytest_collection_modifyitems(config, items):
     if ON_POSTGRES:
         skip = pytest.mark.skip(reason="reads or breaks the SQLite file directly")
+        once = pytest.mark.skip(reason="the image test runs once per test command, in the SQLite run")
         for item in items:
             if "sqlite_only" in item.keywords:
                 item.add_marker(skip)
+            if item.get_closest_marker("image"):
+                item.add_marker(once)
 
 
 @pytest.fixture(scope="session")

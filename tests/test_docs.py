@@ -37,6 +37,7 @@ ENVIRONMENT_ONLY = {
     "ISVAPP_LOG_LEVEL",
     "ISVAPP_FORWARDED_ALLOW_IPS",  # gunicorn.conf.py
     "ISVAPP_TEST_POSTGRES",  # scripts/test.sh
+    "ISVAPP_PYTHON",  # scripts/venv.sh: the interpreter a new .venv is made with
 }
 # UPPER_CASE words in backticks that are protocol values, not settings.
 NOT_SETTINGS = {
