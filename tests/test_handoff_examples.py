@@ -25,6 +25,7 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from isvapp.domain import handoff
+from isvapp.koo import jose
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "handoff.md"
@@ -90,7 +91,7 @@ def test_the_two_handoff_documents_are_twins():
 def issuer():
     """(issuer URL, signing key), with the key's JWK Set served at <issuer>/.well-known/jwks.json."""
     key = Ed25519PrivateKey.generate()
-    body = json.dumps(handoff.jwks(key)).encode()
+    body = json.dumps(jose.jwks(key)).encode()
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self):
@@ -131,7 +132,7 @@ def tokens(issuer):
         """Signed by another key but naming the real key's kid: only the signature check refuses it."""
         claims = json.loads(_payload(sign()))
         return jwt.encode(
-            claims, Ed25519PrivateKey.generate(), algorithm="EdDSA", headers={"kid": handoff.key_id(key), "typ": "JWT"}
+            claims, Ed25519PrivateKey.generate(), algorithm="EdDSA", headers={"kid": jose.key_id(key), "typ": "JWT"}
         )
 
     good = sign()

@@ -1,11 +1,15 @@
 """GET /license (License-G1) and POST /license (License-2.0): documents, lifecycle, idempotency."""
 
+import base64
 import json
 import os
 import stat
 import uuid
+from datetime import datetime
 
+import jwt
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from isvapp.koo import codes, licensedoc
 from isvapp.koo.signing import verify_body_sign
 from isvapp.storage.models import Answer, Event, Instance, InstanceState, License, LicenseState
@@ -85,14 +89,43 @@ def test_the_same_order_always_gets_the_same_license(market):
 
 def test_tampered_license_is_refused_by_the_verifier(market, runner):
     text = signed(market.send("GET", "/license?" + WIRE))["license"]
-    prefix, body, signature = text.split(".")
-    forged = json.loads(licensedoc._unb64(body))
+    header, body, signature = text.split(".")
+    forged = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
     forged["expires"] = "2099-01-01T00:00:00Z"
-    forged_body = licensedoc._b64(json.dumps(forged, sort_keys=True, separators=(",", ":")).encode())
+    forged_body = base64.urlsafe_b64encode(json.dumps(forged).encode()).rstrip(b"=").decode()
     with pytest.raises(ValueError, match="signature"):
-        licensedoc.verify_document(public_key(runner), f"{prefix}.{forged_body}.{signature}")
+        licensedoc.verify_document(public_key(runner), f"{header}.{forged_body}.{signature}")
     with pytest.raises(ValueError):
         licensedoc.verify_document(public_key(runner), "garbage")
+
+
+def test_a_license_is_a_standard_jwt_a_stock_library_verifies(market, runner):
+    """PyJWT with nothing but the public key: EdDSA, the key's kid, and the registered claims
+    (jti the license, sub the instance, iat, nbf, exp) beside the payload's own fields."""
+    signed(market.send("GET", "/license?" + WIRE))
+    refresh = {"activity": "refreshLicense", "instanceId": "b-0001", "orderId": "R-1", "expireTime": "20310101000000"}
+    text = signed(market.g1(refresh, path="/license"))["license"]  # a document with an end
+    pem = public_key(runner)
+    claims = jwt.decode(text, pem, algorithms=["EdDSA"], options={"require": ["exp", "iat", "jti", "sub"]})
+    assert claims["jti"] == claims["license"] and claims["sub"] == claims["instance"]
+    assert claims["exp"] == int(datetime.fromisoformat(claims["expires"].replace("Z", "+00:00")).timestamp())
+    header = jwt.get_unverified_header(text)
+    assert header["alg"] == "EdDSA" and header["typ"] == "JWT" and len(header["kid"]) == 22
+    assert licensedoc.verify_document(pem, text) == claims
+
+
+def test_a_document_issued_in_the_old_format_still_verifies():
+    """ISVLIC1.<payload>.<signature>, as isvapp issued them before: made here the way it was."""
+    key = Ed25519PrivateKey.generate()
+    pem = licensedoc.public_key_pem(key)
+    payload = {"license": "abc", "instance": "i-1", "expires": "2031-01-01T00:00:00Z"}
+    body = base64.urlsafe_b64encode(json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()).rstrip(b"=")
+    signed_part = b"ISVLIC1." + body
+    signature = base64.urlsafe_b64encode(key.sign(signed_part)).rstrip(b"=")
+    document = (signed_part + b"." + signature).decode()
+    assert licensedoc.verify_document(pem, document) == payload
+    with pytest.raises(ValueError, match="signature"):
+        licensedoc.verify_document(pem, document[:-4] + ("AAAA" if not document.endswith("AAAA") else "BBBB"))
 
 
 def test_refresh_expire_release_mark_the_documents(market, runner):

@@ -5,38 +5,19 @@ and what they may use, in a form the product checks on its own, in any language,
 calling isvapp back. The browser carries it (an HTML form POST of the field ``assertion``, never
 a URL, so it stays out of access logs and Referer headers).
 
-EdDSA over Ed25519: small keys, deterministic signatures, and every maintained JOSE library
-verifies it (PyJWT, jose for Node, nimbus-jose-jwt for Java, golang-jwt for Go). The public key
-is served as a JWK Set at /.well-known/jwks.json; its ``kid`` is derived from the key itself, so
-a product that cached the old set notices a new key. Lifetime 60 s at most; ``jti`` makes every
+EdDSA over Ed25519 through koo.jose, as the license documents are signed. The public key is
+served as a JWK Set at /.well-known/jwks.json; its ``kid`` is derived from the key itself, so a
+product that cached the old set notices a new key. Lifetime 60 s at most; ``jti`` makes every
 assertion unique, and the documented verification code (docs/handoff.md) refuses one it has
 seen, so a copied assertion cannot be used twice.
 """
 
-import base64
-import hashlib
-import json
 import time
 import uuid
 
-import jwt
-from cryptography.hazmat.primitives import serialization
-from jwt.algorithms import OKPAlgorithm
+from ..koo.jose import sign
 
-ALGORITHM = "EdDSA"
 LIFETIME_S = 60
-
-
-def key_id(private_key):
-    """A stable name for the key: the first 16 bytes of the SHA-256 of its raw public key, base64url."""
-    raw = private_key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    return base64.urlsafe_b64encode(hashlib.sha256(raw).digest()[:16]).rstrip(b"=").decode("ascii")
-
-
-def jwks(private_key):
-    """The JWK Set that verifies this key's assertions (public part only)."""
-    public = json.loads(OKPAlgorithm.to_jwk(private_key.public_key()))
-    return {"keys": [{**public, "kid": key_id(private_key), "use": "sig", "alg": ALGORITHM}]}
 
 
 def sign_assertion(private_key, *, issuer, audience, tenant, user, instance, now=None, lifetime_s=LIFETIME_S):
@@ -57,4 +38,4 @@ def sign_assertion(private_key, *, issuer, audience, tenant, user, instance, now
         "user": user,
         "instance": instance,
     }
-    return jwt.encode(claims, private_key, algorithm=ALGORITHM, headers={"kid": key_id(private_key), "typ": "JWT"})
+    return sign(private_key, claims)

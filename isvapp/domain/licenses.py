@@ -8,6 +8,7 @@ function that takes the payload dict and returns the license text.
 """
 
 import importlib
+import json
 import uuid
 
 import click
@@ -17,7 +18,7 @@ from sqlalchemy import select, update
 
 from ..background import uploads
 from ..extensions import db
-from ..koo import licensedoc
+from ..koo import jose, licensedoc
 from ..koo.signing import key_fingerprint
 from ..koo.times import iso_utc
 from ..storage.keys import signing_key
@@ -145,9 +146,10 @@ def instance_of(instance_id):
 
 
 @click.command("license-key")
+@click.option("--jwks", "as_jwks", is_flag=True, help="Print it as a JWK Set (for Java's nimbus-jose-jwt).")
 @with_appcontext
-def license_key_command():
-    """Print the public key that verifies this server's license documents (PEM)."""
+def license_key_command(as_jwks):
+    """Print the public key that verifies this server's license documents (PEM, or a JWK Set)."""
     settings = current_app.extensions["isvapp"]
     if settings.license_generator:
         click.echo(
@@ -155,7 +157,8 @@ def license_key_command():
             "function, not signed with the built-in key.",
             err=True,
         )
-    click.echo(licensedoc.public_key_pem(signing_key(settings.license_signing_key)), nl=False)
+    key = signing_key(settings.license_signing_key)
+    click.echo(json.dumps(jose.jwks(key), indent=1) if as_jwks else licensedoc.public_key_pem(key), nl=as_jwks)
 
 
 def init_app(app):

@@ -31,6 +31,7 @@ from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from .. import outbound
 from ..dashboard import i18n
 from ..domain import handoff, logins
+from ..koo import jose
 from ..market import idp
 from ..storage import vault
 from ..storage.keys import signing_key
@@ -506,6 +507,6 @@ def logged_out():
 @bp.route("/.well-known/jwks.json")
 def jwks():
     """The public key set that verifies the hand-off assertions (docs/handoff.md)."""
-    response = jsonify(handoff.jwks(signing_key(_settings().signing_key)))
+    response = jsonify(jose.jwks(signing_key(_settings().signing_key)))
     response.headers["Cache-Control"] = "public, max-age=300"
     return response
