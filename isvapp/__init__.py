@@ -75,11 +75,33 @@ def register_blueprints(app):
     app.register_blueprint(health.bp)
     dashboard.init_app(app)
     produce.register_error_answers(app)
+    register_security_headers(app)
     hops = int(app.config["PROXY_FIX_HOPS"] or 0)
     if hops:
         from werkzeug.middleware.proxy_fix import ProxyFix
 
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
+
+
+# For an HTML answer no blueprint dressed (a 404 or 405 raised by routing, an error page): it has
+# no script, style or image, and nothing may frame it.
+ERROR_PAGE_CSP = "default-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+
+
+def register_security_headers(app):
+    """The headers a scanner looks for on every answer, where a blueprint set none (its own win):
+    the marketplace's answers, a 404, an error page. A 404 or 405 raised by routing reaches no
+    blueprint's after_request, so this one is the app's."""
+
+    @app.after_request
+    def _security_headers(response):
+        headers = response.headers
+        headers.setdefault("X-Content-Type-Options", "nosniff")
+        if response.mimetype == "text/html":
+            headers.setdefault("Content-Security-Policy", ERROR_PAGE_CSP)
+            headers.setdefault("X-Frame-Options", "DENY")
+            headers.setdefault("Referrer-Policy", "no-referrer")
+        return response
 
 
 def register_commands(app):

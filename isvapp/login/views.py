@@ -159,7 +159,7 @@ def _refused(reason, detail=""):
     response = make_response(
         render_template("login/refused.html", what=what, ask=ask, reason=reason, detail=detail), STATUS.get(reason, 403)
     )
-    response.delete_cookie(PENDING_COOKIE, path="/login")
+    _delete_cookie(response, PENDING_COOKIE, path="/login")
     return response
 
 
@@ -167,6 +167,11 @@ def _set_cookie(response, name, value, max_age, path="/"):
     response.set_cookie(
         name, value, max_age=max_age, path=path, httponly=True, samesite="Lax", secure=request.is_secure
     )
+
+
+def _delete_cookie(response, name, path="/"):
+    """A deletion carries the same flags as the cookie: scanners read the header, not its meaning."""
+    response.delete_cookie(name, path=path, httponly=True, samesite="Lax", secure=request.is_secure)
 
 
 @bp.route("/login")
@@ -264,7 +269,7 @@ def callback():
         return _refused(refusal.reason, refusal.detail)
     except idp.IdpError as error:
         return _refused("idp_error" if error.kind == "refused" else "idp_failed", str(error))
-    response.delete_cookie(PENDING_COOKIE, path="/login")
+    _delete_cookie(response, PENDING_COOKIE, path="/login")
     return response
 
 
@@ -319,7 +324,7 @@ def logout():
             )
         except (logins.Refused, idp.IdpError):
             pass
-    response.delete_cookie(BUYER_COOKIE, path="/")
+    _delete_cookie(response, BUYER_COOKIE, path="/")
     return response
 
 
