@@ -5,16 +5,7 @@ import os
 
 from flask import Flask
 
-from .config import (
-    DEFAULTS,
-    KIT_RSA_KEY_FILENAME,
-    LICENSE_KEY_FILENAME,
-    LOGIN_KEY_FILENAME,
-    default_database_uri,
-    load_settings,
-    login_settings,
-    secret_key_problem,
-)
+from .config import configure, load_settings, login_settings, secret_key_problem
 
 
 def create_app(test_config=None):
@@ -27,22 +18,8 @@ def create_app(test_config=None):
     app = Flask(
         __name__, instance_relative_config=True, instance_path=os.path.abspath(instance_path) if instance_path else None
     )
-    app.config.from_mapping(DEFAULTS)
-    if test_config is None:
-        app.config.from_pyfile("config.py", silent=True)
-        app.config.from_prefixed_env("ISVAPP")
-    else:
-        app.config.from_mapping(test_config)
+    configure(app.config, app.instance_path, test_config)
     os.makedirs(app.instance_path, exist_ok=True)
-    if not app.config["SQLALCHEMY_DATABASE_URI"]:
-        app.config["SQLALCHEMY_DATABASE_URI"] = default_database_uri(app.instance_path)
-    for name, filename in (
-        ("LICENSE_SIGNING_KEY", LICENSE_KEY_FILENAME),
-        ("KOO_KIT_RSA_PRIVATE_KEY", KIT_RSA_KEY_FILENAME),
-        ("LOGIN_SIGNING_KEY", LOGIN_KEY_FILENAME),
-    ):
-        if not app.config[name]:
-            app.config[name] = os.path.join(app.instance_path, filename)
     problem = secret_key_problem(app.config["SECRET_KEY"]) if test_config is None else None
     if problem:  # wsgi.py refuses to serve with it; commands (init-config first of all) still run
         logging.getLogger("isvapp").warning(problem)
@@ -105,13 +82,14 @@ def register_security_headers(app):
 
 
 def register_commands(app):
-    from . import cli
+    from . import backups, cli
     from .background import jobs, maintenance, notices, provisioning, uploads, usage  # noqa: F401
     from .domain import kit, licensecodes, licenses, orderdetails  # noqa: F401
     from .market import fake as fakemarket
     from .market import simulator
 
     cli.init_app(app)
+    backups.init_app(app)
     fakemarket.init_app(app)
     from .market import fakeidp
 

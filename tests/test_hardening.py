@@ -244,30 +244,26 @@ def test_database_wal_shm_and_backup_are_private(tmp_path, loose_umask):
         assert os.path.exists(path + "-wal") and os.path.exists(path + "-shm")  # the pool keeps them open
         assert (mode(path), mode(path + "-wal"), mode(path + "-shm")) == (0o600, 0o600, 0o600)
 
-        copy = tmp_path / "backups" / "copy.sqlite"
-        copy.parent.mkdir()
-        victim = tmp_path / "victim"
-        victim.write_text("untouched")
-        os.symlink(victim, str(copy) + ".partial")  # planted where the copy is first written
-        result = fresh.test_cli_runner().invoke(args=["backup", str(copy)])
+        archive = tmp_path / "backups" / "isvapp.tar.gz"
+        archive.parent.mkdir()
+        result = fresh.test_cli_runner().invoke(args=["backup", str(archive)])
         assert result.exit_code == 0, result.output
-        assert mode(copy) == 0o600 and not copy.is_symlink()
-        assert victim.read_text() == "untouched"
+        assert mode(archive) == 0o600 and not archive.is_symlink()
+        assert os.listdir(archive.parent) == ["isvapp.tar.gz"]  # its staging folder is gone
     finally:
         with fresh.app_context():
             db.engine.dispose()
 
 
 @pytest.mark.sqlite_only
-def test_a_backup_replaces_a_symlink_at_its_path_instead_of_writing_through_it(app, runner, tmp_path, loose_umask):
+def test_a_backup_refuses_a_symlink_at_its_path_instead_of_writing_through_it(app, runner, tmp_path, loose_umask):
     victim = tmp_path / "victim"
     victim.write_text("untouched")
-    copy = tmp_path / "copy.sqlite"
-    os.symlink(victim, copy)
-    result = runner.invoke(args=["backup", str(copy)])
-    assert result.exit_code == 0, result.output
-    assert victim.read_text() == "untouched"
-    assert not copy.is_symlink() and mode(copy) == 0o600
+    path = tmp_path / "isvapp.tar.gz"
+    os.symlink(victim, path)
+    result = runner.invoke(args=["backup", str(path)])
+    assert result.exit_code != 0 and "exists" in result.output
+    assert victim.read_text() == "untouched" and path.is_symlink()
 
 
 # --- private files: kit-keygen and the license signing key ---------------------------------------------
