@@ -12,10 +12,12 @@ echo "== static checks: ruff, ruff format, mypy" >&2
 .venv/bin/ruff format --check isvapp tests bench || { echo "test: not formatted: run .venv/bin/ruff format isvapp tests bench" >&2; exit 1; }
 .venv/bin/mypy || { echo "test: mypy found problems (above); pyproject.toml [tool.mypy]" >&2; exit 1; }
 # The page tests drive Debian's Chromium (Playwright never downloads a browser here) with a CJK
-# font so Chinese pages render in the screenshots; the benchmark's smoke test drives wrk. All
-# come from Debian's packages when missing.
+# font so Chinese pages render in the screenshots; the benchmark's smoke test drives wrk; the
+# self-check's test puts Debian's nginx in front of gunicorn. All come from Debian's packages
+# when missing.
 missing=""
 command -v chromium >/dev/null || missing="$missing chromium"
+[ -x /usr/sbin/nginx ] || command -v nginx >/dev/null || missing="$missing nginx"
 command -v wrk >/dev/null || missing="$missing wrk"
 [ -d /usr/share/fonts/opentype/noto ] && ls /usr/share/fonts/opentype/noto | grep -qi cjk || missing="$missing fonts-noto-cjk"
 if [ -n "$missing" ]; then

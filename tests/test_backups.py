@@ -24,14 +24,13 @@ from isvapp.storage.models import Instance, StatusItem
 from isvapp.storage.schema import init_db
 from sqlalchemy import create_engine, select, text
 
-from .conftest import KEY, Marketplace
+from .conftest import KEY, ON_POSTGRES, Marketplace
 from .live import ROOT
 from .test_produce_g1 import g1_order
 from .test_produce_g2 import new_order
 
 SECRET = "backup-test-secret-0123456789abcdefghijklmnop"
 PASSPHRASE = "correct horse battery staple"
-pytestmark = pytest.mark.sqlite_only  # the database member is SQLite's; PostgreSQL's case is its own test
 
 
 def mode(path):
@@ -126,6 +125,7 @@ def restored(folder, monkeypatch):
     return server_app(folder, monkeypatch)
 
 
+@pytest.mark.sqlite_only
 def test_a_backup_restores_into_a_fresh_folder_and_serves_as_before(shop, tmp_path, monkeypatch):
     path = tmp_path / "backups" / "isvapp.tar.gz"
     path.parent.mkdir()
@@ -179,6 +179,7 @@ def test_a_backup_restores_into_a_fresh_folder_and_serves_as_before(shop, tmp_pa
             db.engine.dispose()
 
 
+@pytest.mark.sqlite_only
 def test_a_secret_key_from_the_environment_travels_in_the_archive(tmp_path, monkeypatch):
     write_config(tmp_path / "shop", secret=None)
     shop = Shop(tmp_path / "shop", monkeypatch, ISVAPP_SECRET_KEY=SECRET)
@@ -203,6 +204,7 @@ def test_a_secret_key_from_the_environment_travels_in_the_archive(tmp_path, monk
         shop.close()
 
 
+@pytest.mark.sqlite_only
 def test_an_encrypted_archive_needs_its_passphrase(shop, tmp_path):
     (tmp_path / "pass").write_text(PASSPHRASE + "\n")
     (tmp_path / "wrong").write_text("not the passphrase\n")
@@ -236,6 +238,7 @@ def rewrite(source, target, change):
                 out.addfile(member, io.BytesIO(data))
 
 
+@pytest.mark.sqlite_only
 @pytest.mark.parametrize(
     "change, message",
     [
@@ -256,6 +259,7 @@ def test_a_tampered_archive_is_refused_and_nothing_restored(shop, tmp_path, chan
     assert sorted(p.name for p in fresh.iterdir()) == []  # not even the staging folder is left
 
 
+@pytest.mark.sqlite_only
 def test_a_damaged_encrypted_archive_is_refused(shop, tmp_path):
     (tmp_path / "pass").write_text(PASSPHRASE)
     path = tmp_path / "sealed.enc"
@@ -271,6 +275,7 @@ def test_a_damaged_encrypted_archive_is_refused(shop, tmp_path):
         assert refused.returncode != 0 and "changed, cut short or damaged" in refused.stderr, refused.stderr
 
 
+@pytest.mark.sqlite_only
 def test_an_archive_with_a_member_no_backup_has_is_refused(shop, tmp_path):
     path = tmp_path / "good.tar.gz"
     assert isvapp(shop.folder, "backup", str(path)).returncode == 0
@@ -286,6 +291,7 @@ def test_an_archive_with_a_member_no_backup_has_is_refused(shop, tmp_path):
     assert not (tmp_path / "etc").exists()
 
 
+@pytest.mark.sqlite_only
 def test_a_database_with_data_is_replaced_only_with_force_and_kept_beside(shop, tmp_path):
     path = tmp_path / "one.tar.gz"
     assert isvapp(shop.folder, "backup", str(path)).returncode == 0
@@ -303,6 +309,7 @@ def test_a_database_with_data_is_replaced_only_with_force_and_kept_beside(shop, 
     assert "after" not in ids and "backup-1" in ids  # the database is the backup's
 
 
+@pytest.mark.sqlite_only
 def test_a_backup_never_overwrites_nor_writes_through_a_symlink(shop, tmp_path):
     victim = tmp_path / "victim"
     victim.write_text("untouched")
@@ -321,6 +328,7 @@ def test_a_backup_never_overwrites_nor_writes_through_a_symlink(shop, tmp_path):
     assert made.name.startswith("isvapp-backup-") and made.name.endswith(".tar.gz") and mode(made) == 0o600
 
 
+@pytest.mark.sqlite_only
 def test_the_sqlite_copy_is_never_written_through_a_planted_partial_file(app, tmp_path):
     copy = tmp_path / "copy.sqlite"
     victim = tmp_path / "victim"
@@ -329,3 +337,25 @@ def test_the_sqlite_copy_is_never_written_through_a_planted_partial_file(app, tm
     with app.app_context():
         backup_sqlite(str(copy))
     assert victim.read_text() == "untouched" and mode(copy) == 0o600 and not copy.is_symlink()
+
+
+@pytest.mark.skipif(not ON_POSTGRES, reason="PostgreSQL's case: scripts/with-postgres.sh runs it")
+def test_on_postgresql_the_archive_holds_the_keys_and_the_checks_read_the_database(database_uri, tmp_path, monkeypatch):
+    write_config(tmp_path / "shop")
+    shop = Shop(tmp_path / "shop", monkeypatch, ISVAPP_SQLALCHEMY_DATABASE_URI=database_uri)
+    try:
+        path = tmp_path / "pg.tar.gz"
+        made = isvapp(
+            shop.folder, "backup", str(path), env=env_for(shop.folder, ISVAPP_SQLALCHEMY_DATABASE_URI=database_uri)
+        )
+        assert made.returncode == 0 and "pg_dump --format=custom" in made.stdout, made.stdout + made.stderr
+        assert "database/isvapp.sqlite" not in members(path) and "keys/LICENSE_SIGNING_KEY.pem" in members(path)
+
+        fresh = tmp_path / "fresh"  # a new host sharing the database: its keys and config come back
+        back = isvapp(fresh, "restore", str(path), env=env_for(fresh, ISVAPP_SQLALCHEMY_DATABASE_URI=database_uri))
+        assert back.returncode == 0, back.stdout + back.stderr
+        assert "pg_restore" in back.stdout and "on PostgreSQL the checks read the database itself" in back.stdout
+        assert "(4 of the 4 newest)" in back.stdout and "byte for byte" in back.stdout
+        assert (fresh / "license_ed25519.pem").read_bytes() == shop.keys()["LICENSE_SIGNING_KEY"]
+    finally:
+        shop.close()

@@ -292,7 +292,13 @@ def kept(upstream):
     from isvapp.background.status import last_selfcheck
     from isvapp.extensions import db
 
-    app = create_app({"INSTANCE_PATH": str(upstream.instance_path), "SECRET_KEY": "x" * 40})
+    app = create_app(
+        {
+            "INSTANCE_PATH": str(upstream.instance_path),
+            "SECRET_KEY": "x" * 40,
+            "SQLALCHEMY_DATABASE_URI": upstream.database_uri,
+        }
+    )
     with app.app_context():
         try:
             return last_selfcheck()
