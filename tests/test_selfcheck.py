@@ -460,3 +460,9 @@ def test_nothing_listening_is_one_clear_finding():
     ids = {f.id: f for f in findings}
     assert ids["tls.unreachable"].severity == BAD and "Connection refused" in ids["tls.unreachable"].message
     assert ids["web.unreachable"].severity == BAD
+
+
+def test_without_sslyze_tls_is_a_warning_that_says_how_to_install_it(monkeypatch):
+    monkeypatch.setitem(sys.modules, "sslyze", None)  # as if the extra were not installed
+    (finding,) = tls.check(selfcheck.target("https://isv.example.com"))
+    assert (finding.id, finding.severity) == ("tls.not_checked", WARN) and "isvapp[selfcheck]" in finding.fix

@@ -48,7 +48,7 @@ def check(target):
                 "tls.not_checked",
                 WARN,
                 "TLS was not checked: sslyze is not installed here",
-                "pip install 'isvapp[selfcheck]' (or run the check from the image, which has it)",
+                "pip install 'isvapp[selfcheck]' into this virtual environment, then run the check again",
             )
         ]
     try:
