@@ -5,16 +5,7 @@ import os
 
 from flask import Flask
 
-from .config import (
-    DEFAULTS,
-    KIT_RSA_KEY_FILENAME,
-    LICENSE_KEY_FILENAME,
-    LOGIN_KEY_FILENAME,
-    default_database_uri,
-    load_settings,
-    login_settings,
-    secret_key_problem,
-)
+from .config import configure, load_settings, login_settings, secret_key_problem
 
 
 def create_app(test_config=None):
@@ -27,22 +18,8 @@ def create_app(test_config=None):
     app = Flask(
         __name__, instance_relative_config=True, instance_path=os.path.abspath(instance_path) if instance_path else None
     )
-    app.config.from_mapping(DEFAULTS)
-    if test_config is None:
-        app.config.from_pyfile("config.py", silent=True)
-        app.config.from_prefixed_env("ISVAPP")
-    else:
-        app.config.from_mapping(test_config)
+    configure(app.config, app.instance_path, test_config)
     os.makedirs(app.instance_path, exist_ok=True)
-    if not app.config["SQLALCHEMY_DATABASE_URI"]:
-        app.config["SQLALCHEMY_DATABASE_URI"] = default_database_uri(app.instance_path)
-    for name, filename in (
-        ("LICENSE_SIGNING_KEY", LICENSE_KEY_FILENAME),
-        ("KOO_KIT_RSA_PRIVATE_KEY", KIT_RSA_KEY_FILENAME),
-        ("LOGIN_SIGNING_KEY", LOGIN_KEY_FILENAME),
-    ):
-        if not app.config[name]:
-            app.config[name] = os.path.join(app.instance_path, filename)
     problem = secret_key_problem(app.config["SECRET_KEY"]) if test_config is None else None
     if problem:  # wsgi.py refuses to serve with it; commands (init-config first of all) still run
         logging.getLogger("isvapp").warning(problem)
@@ -75,6 +52,7 @@ def register_blueprints(app):
     app.register_blueprint(health.bp)
     dashboard.init_app(app)
     produce.register_error_answers(app)
+    register_security_headers(app)
     hops = int(app.config["PROXY_FIX_HOPS"] or 0)
     if hops:
         from werkzeug.middleware.proxy_fix import ProxyFix
@@ -82,14 +60,36 @@ def register_blueprints(app):
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
 
 
+# For an HTML answer no blueprint dressed (a 404 or 405 raised by routing, an error page): it has
+# no script, style or image, and nothing may frame it.
+ERROR_PAGE_CSP = "default-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+
+
+def register_security_headers(app):
+    """The headers a scanner looks for on every answer, where a blueprint set none (its own win):
+    the marketplace's answers, a 404, an error page. A 404 or 405 raised by routing reaches no
+    blueprint's after_request, so this one is the app's."""
+
+    @app.after_request
+    def _security_headers(response):
+        headers = response.headers
+        headers.setdefault("X-Content-Type-Options", "nosniff")
+        if response.mimetype == "text/html":
+            headers.setdefault("Content-Security-Policy", ERROR_PAGE_CSP)
+            headers.setdefault("X-Frame-Options", "DENY")
+            headers.setdefault("Referrer-Policy", "no-referrer")
+        return response
+
+
 def register_commands(app):
-    from . import cli
+    from . import backups, cli
     from .background import jobs, maintenance, notices, provisioning, uploads, usage  # noqa: F401
     from .domain import kit, licensecodes, licenses, orderdetails  # noqa: F401
     from .market import fake as fakemarket
     from .market import simulator
 
     cli.init_app(app)
+    backups.init_app(app)
     fakemarket.init_app(app)
     from .market import fakeidp
 

@@ -61,6 +61,60 @@ def next_steps_command(url):
     )
 
 
+@click.command("selfcheck")
+@click.argument("url")
+@click.option(
+    "--ca-file",
+    type=click.Path(exists=True, dir_okay=False),
+    help="Trust the CAs in this PEM bundle instead of the public ones (a private CA, a test).",
+)
+@click.option("--http-port", type=int, default=80, show_default=True, help="Where plain http should redirect from.")
+@click.option("--connect-to", metavar="ADDRESS", help="Connect here instead of the name's DNS answer (a new host).")
+@click.option("--timeout", type=float, default=10.0, show_default=True, help="Seconds per connection.")
+@click.option("--record/--no-record", default=True, help="Keep the result for the go-live page (the default).")
+@with_appcontext
+def selfcheck_command(url, ca_file, http_port, connect_to, timeout, record):
+    """Look at the deployment at URL (https://your.domain) as the KooGallery security scan does.
+
+    Prints each finding with its fix, and exits 1 when something is bad (what the scan would
+    likely flag). TLS is checked with sslyze (pip install 'isvapp[selfcheck]').
+    """
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from . import selfcheck
+    from .background import status
+
+    try:
+        findings = selfcheck.run(url, ca_file=ca_file, http_port=http_port, connect_to=connect_to, timeout_s=timeout)
+    except selfcheck.TargetError as error:
+        raise click.UsageError(str(error)) from None
+    click.echo(f"isvapp selfcheck of {url}\n")
+    for finding in findings:
+        click.echo(f"{finding.severity.upper():5} {finding.id}  {finding.message}")
+        if finding.where:
+            click.echo(f"      on: {finding.where}")
+        if finding.fix and finding.severity != selfcheck.OK:
+            click.echo(f"      fix: {finding.fix}")
+    kept = selfcheck.summary(url, findings)
+    counts = kept["counts"]
+    click.echo(
+        f"\n{counts['bad']} bad, {counts['warn']} warn, {counts['ok']} ok: "
+        + (
+            "the scan would likely flag the bad ones; fix them and run this again."
+            if counts["bad"]
+            else "nothing the scan is likely to flag."
+        )
+    )
+    if record:
+        try:
+            status.record_selfcheck(kept)
+        except SQLAlchemyError as error:
+            click.echo(f"(not kept for the go-live page: the database is not reachable: {type(error).__name__})")
+    if counts["bad"]:
+        raise click.exceptions.Exit(1)
+
+
 def init_app(app):
     app.cli.add_command(init_config_command)
     app.cli.add_command(next_steps_command)
+    app.cli.add_command(selfcheck_command)

@@ -351,7 +351,33 @@ def secret_key_problem(value):
 LICENSE_KEY_FILENAME = "license_ed25519.pem"
 LOGIN_KEY_FILENAME = "login_ed25519.pem"
 KIT_RSA_KEY_FILENAME = "kit_rsa_private.pem"
+# The private keys kept in files: each setting, and its file in the instance folder when unset.
+KEY_FILES = {
+    "LICENSE_SIGNING_KEY": LICENSE_KEY_FILENAME,
+    "KOO_KIT_RSA_PRIVATE_KEY": KIT_RSA_KEY_FILENAME,
+    "LOGIN_SIGNING_KEY": LOGIN_KEY_FILENAME,
+}
 
 
 def default_database_uri(instance_path):
     return "sqlite:///" + os.path.join(os.path.abspath(instance_path), DB_FILENAME)
+
+
+def configure(config, instance_path, test_config=None, config_file="config.py", environment=True):
+    """Fill ``config`` (a flask.Config on the instance folder) as the server reads it: these
+    defaults, then ``config_file`` (instance/config.py), then ISVAPP_* environment variables (unless
+    ``environment`` is False); or the defaults and ``test_config``. The database and the key files
+    default to the instance folder. `isvapp restore` reads a restored config.py through it too."""
+    config.from_mapping(DEFAULTS)
+    if test_config is None:
+        config.from_pyfile(config_file, silent=True)
+        if environment:
+            config.from_prefixed_env("ISVAPP")
+    else:
+        config.from_mapping(test_config)
+    if not config["SQLALCHEMY_DATABASE_URI"]:
+        config["SQLALCHEMY_DATABASE_URI"] = default_database_uri(instance_path)
+    for name, filename in KEY_FILES.items():
+        if not config[name]:
+            config[name] = os.path.join(instance_path, filename)
+    return config

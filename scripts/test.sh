@@ -14,14 +14,15 @@ echo "== static checks: ruff, ruff format, mypy" >&2
 .venv/bin/mypy || { echo "test: mypy found problems (above); pyproject.toml [tool.mypy]" >&2; exit 1; }
 # The page tests drive Debian's Chromium (Playwright never downloads a browser here) with a CJK
 # font so Chinese pages render in the screenshots; the benchmark's smoke test drives wrk; the
-# deployment files' tests run nginx, openssl and systemd-analyze; the image test builds and runs
-# the image with podman, runc and debootstrap (scripts/podman.sh). All come from Debian's packages
+# deployment files' tests run nginx, openssl and systemd-analyze, and the self-check's test puts
+# nginx in front of gunicorn; the image test builds and runs the image with podman, runc and
+# debootstrap (scripts/podman.sh). All come from Debian's packages
 # when missing.
 missing=""
 command -v chromium >/dev/null || missing="$missing chromium"
 command -v wrk >/dev/null || missing="$missing wrk"
 for tool in nginx openssl systemd-analyze:systemd; do
-  command -v "${tool%%:*}" >/dev/null || missing="$missing ${tool##*:}"
+  command -v "${tool%%:*}" >/dev/null || [ -x "/usr/sbin/${tool%%:*}" ] || missing="$missing ${tool##*:}"
 done
 podman=""  # not needed as much: without them the image test is skipped, saying why
 for tool in podman runc debootstrap; do

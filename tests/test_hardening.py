@@ -244,30 +244,26 @@ def test_database_wal_shm_and_backup_are_private(tmp_path, loose_umask):
         assert os.path.exists(path + "-wal") and os.path.exists(path + "-shm")  # the pool keeps them open
         assert (mode(path), mode(path + "-wal"), mode(path + "-shm")) == (0o600, 0o600, 0o600)
 
-        copy = tmp_path / "backups" / "copy.sqlite"
-        copy.parent.mkdir()
-        victim = tmp_path / "victim"
-        victim.write_text("untouched")
-        os.symlink(victim, str(copy) + ".partial")  # planted where the copy is first written
-        result = fresh.test_cli_runner().invoke(args=["backup", str(copy)])
+        archive = tmp_path / "backups" / "isvapp.tar.gz"
+        archive.parent.mkdir()
+        result = fresh.test_cli_runner().invoke(args=["backup", str(archive)])
         assert result.exit_code == 0, result.output
-        assert mode(copy) == 0o600 and not copy.is_symlink()
-        assert victim.read_text() == "untouched"
+        assert mode(archive) == 0o600 and not archive.is_symlink()
+        assert os.listdir(archive.parent) == ["isvapp.tar.gz"]  # its staging folder is gone
     finally:
         with fresh.app_context():
             db.engine.dispose()
 
 
 @pytest.mark.sqlite_only
-def test_a_backup_replaces_a_symlink_at_its_path_instead_of_writing_through_it(app, runner, tmp_path, loose_umask):
+def test_a_backup_refuses_a_symlink_at_its_path_instead_of_writing_through_it(app, runner, tmp_path, loose_umask):
     victim = tmp_path / "victim"
     victim.write_text("untouched")
-    copy = tmp_path / "copy.sqlite"
-    os.symlink(victim, copy)
-    result = runner.invoke(args=["backup", str(copy)])
-    assert result.exit_code == 0, result.output
-    assert victim.read_text() == "untouched"
-    assert not copy.is_symlink() and mode(copy) == 0o600
+    path = tmp_path / "isvapp.tar.gz"
+    os.symlink(victim, path)
+    result = runner.invoke(args=["backup", str(path)])
+    assert result.exit_code != 0 and "exists" in result.output
+    assert victim.read_text() == "untouched" and path.is_symlink()
 
 
 # --- private files: kit-keygen and the license signing key ---------------------------------------------
@@ -314,3 +310,46 @@ def test_license_signing_key_is_private_and_never_written_through_a_symlink(tmp_
     assert mode(path) == 0o600
     assert sorted(os.listdir(os.path.dirname(path))) == ["license.pem"]  # no temporary left
     keys._signers.pop(path, None)
+
+
+# --- what a scanner reads on every answer (isvapp selfcheck; tests/test_selfcheck.py runs it live) ------
+
+
+@pytest.mark.parametrize(
+    "method, path, status",
+    [("GET", "/no-such-page", 404), ("PUT", "/admin/login", 405), ("GET", "/static/", 404)],
+)
+def test_a_404_or_an_error_page_carries_the_security_headers(client, method, path, status):
+    page = client.open(path, method=method)
+    assert page.status_code == status and page.mimetype == "text/html"
+    assert page.headers["X-Content-Type-Options"] == "nosniff"
+    assert page.headers["X-Frame-Options"] == "DENY"
+    assert "frame-ancestors 'none'" in page.headers["Content-Security-Policy"]
+    assert page.headers["Referrer-Policy"] == "no-referrer"
+
+
+def test_the_pages_own_headers_win_over_the_defaults(client):
+    page = client.get("/admin/login")
+    assert (
+        page.headers["Referrer-Policy"] == "same-origin"
+        and "form-action 'self'" in page.headers["Content-Security-Policy"]
+    )
+    assert len(page.headers.getlist("Content-Security-Policy")) == 1
+
+
+def test_marketplace_answers_say_nosniff_and_keep_their_bytes(market):
+    answer = market.g2(new_order(order="NOSNIFF1", business="nosniff-1"))
+    assert answer.headers["X-Content-Type-Options"] == "nosniff" and answer.headers["Cache-Control"] == "no-store"
+    assert answer.data == b'{"resultCode":"000000","resultMsg":"success.","instanceId":"nosniff-1"}'
+    assert "Content-Security-Policy" not in answer.headers  # JSON: nothing to run, nothing to frame
+
+
+def test_cookie_deletions_and_the_language_cookie_are_flagged_over_https(client):
+    https = {"base_url": "https://isv.example.com"}
+    for path, name in (("/login/no-such-tenant", "isvapp_login"), ("/logout", "isvapp_buyer")):
+        (cookie,) = [c for c in client.get(path, **https).headers.getlist("Set-Cookie") if c.startswith(name + "=")]
+        assert "Secure" in cookie and "HttpOnly" in cookie and "SameSite=Lax" in cookie, cookie
+    (cookie,) = [c for c in client.get("/admin/login?lang=zh", **https).headers.getlist("Set-Cookie") if "=zh" in c]
+    assert "Secure" in cookie and "HttpOnly" in cookie, cookie
+    plain = client.get("/admin/login?lang=en").headers.getlist("Set-Cookie")
+    assert any("=en;" in c and "Secure" not in c for c in plain)  # over http a Secure cookie is lost

@@ -20,7 +20,7 @@ from sqlalchemy import delete, select
 
 from ..extensions import db
 from ..storage.models import Callback, RelayBudget, SignedRequest, utcnow
-from ..storage.transactions import is_sqlite, write_transaction
+from ..storage.transactions import write_transaction
 from . import jobs
 
 PRUNE_BATCH = 2000
@@ -188,21 +188,5 @@ def backup_sqlite(path):
     return counts
 
 
-@click.command("backup")
-@click.argument("path", type=click.Path(dir_okay=False, writable=True))
-@with_appcontext
-def backup_command(path):
-    """Write a consistent, checked copy of the live SQLite database to PATH."""
-    if not is_sqlite():
-        raise click.ClickException(
-            "backup copies SQLite databases; for PostgreSQL use pg_dump, e.g. "
-            "pg_dump --format=custom --file=isvapp.dump <database> (see docs/deploy.md)"
-        )
-    counts = backup_sqlite(path)
-    rows = sum(counts.values())
-    click.echo(f"Backed up {rows} rows in {len(counts)} tables to {os.path.abspath(path)} (integrity_check ok).")
-
-
 def init_app(app):
     app.cli.add_command(prune_command)
-    app.cli.add_command(backup_command)

@@ -1,7 +1,8 @@
 """What the processes last reported, by name (StatusItem): read by the go-live page and the alerts.
 
 Names in use: ``worker_heartbeat`` (the worker, every HEARTBEAT_S), ``order_query`` (the last
-order-query API call: ok or its error), ``backup`` (the last `flask backup`).
+order-query API call: ok or its error), ``backup`` (the last `isvapp backup`), ``selfcheck`` (the
+last `isvapp selfcheck`: see :func:`last_selfcheck`).
 """
 
 from sqlalchemy import select
@@ -28,3 +29,38 @@ def read(*names):
     """{name: (value, updated_at)} for the names that were ever reported."""
     rows = db.session.execute(select(StatusItem).where(StatusItem.name.in_(names))).scalars()
     return {row.name: (row.value, row.updated_at) for row in rows}
+
+
+SELFCHECK = "selfcheck"
+
+
+def record_selfcheck(summary):
+    """Keep the last self-check's summary (isvapp.selfcheck.summary) for every host to see."""
+    report(SELFCHECK, summary)
+
+
+def last_selfcheck():
+    """The last `isvapp selfcheck` run, for the go-live page; None when it never ran.
+
+    A dict:
+    - ``url``: the URL it looked at (https://your.domain[:port]);
+    - ``at``: when it was kept, a naive UTC datetime (as every time in the database);
+    - ``worst``: "bad", "warn" or "ok";
+    - ``counts``: {"bad": n, "warn": n, "ok": n}, findings per severity;
+    - ``findings``: the ones that are not ok, worst first, each a dict with ``id`` (stable, e.g.
+      "tls.tls1_0", "http.hsts", "server.banner"), ``severity`` ("bad" or "warn"), ``message``,
+      ``fix`` and ``where`` (the page, cookie or probe it is about; "" when not one of several).
+
+    The messages and fixes are English text made by the check; the ids are what a page may
+    translate or link by.
+    """
+    value, at = read(SELFCHECK).get(SELFCHECK, (None, None))
+    if not value:
+        return None
+    return {
+        "url": value.get("url", ""),
+        "at": at,
+        "worst": value.get("worst", "ok"),
+        "counts": {s: int(value.get("counts", {}).get(s, 0)) for s in ("bad", "warn", "ok")},
+        "findings": list(value.get("findings", [])),
+    }

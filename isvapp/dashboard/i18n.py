@@ -56,7 +56,9 @@ def remember(response):
     """Keep a language picked with ?lang= for the next pages."""
     picked = request.args.get("lang")
     if picked in LANGUAGES:
-        response.set_cookie(COOKIE, picked, max_age=365 * 86400, httponly=True, samesite="Lax")
+        response.set_cookie(
+            COOKIE, picked, max_age=365 * 86400, httponly=True, samesite="Lax", secure=request.is_secure
+        )
     return response
 
 

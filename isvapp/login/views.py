@@ -261,7 +261,7 @@ def _refused(refusal, target=None):
         ),
         STATUS.get(reason, 403),
     )
-    response.delete_cookie(PENDING_COOKIE, path="/login")
+    _delete_cookie(response, PENDING_COOKIE, path="/login")
     return response
 
 
@@ -269,6 +269,11 @@ def _set_cookie(response, name, value, max_age, path="/"):
     response.set_cookie(
         name, value, max_age=max_age, path=path, httponly=True, samesite="Lax", secure=request.is_secure
     )
+
+
+def _delete_cookie(response, name, path="/"):
+    """A deletion carries the same flags as the cookie: scanners read the header, not its meaning."""
+    response.delete_cookie(name, path=path, httponly=True, samesite="Lax", secure=request.is_secure)
 
 
 def _unpinned():
@@ -403,7 +408,7 @@ def callback():
         return _refused(refusal, target)
     except idp.IdpError as error:
         return _refused(_idp_refusal(error), target)
-    response.delete_cookie(PENDING_COOKIE, path="/login")
+    _delete_cookie(response, PENDING_COOKIE, path="/login")
     return response
 
 
@@ -439,7 +444,7 @@ def refresh():
     session = logins.session_of(session_id)
     if session is None:
         response = _refused(logins.Refused("session_ended"))
-        response.delete_cookie(BUYER_COOKIE, path="/")
+        _delete_cookie(response, BUYER_COOKIE, path="/")
         return response
     target = None
     g.login_again = url_for("login.start", tenant_ref=session.tenant_id, app=session.app_id)
@@ -495,7 +500,7 @@ def logout():
             response = redirect(idp.logout_url(client, done), 303)
         except (logins.Refused, idp.IdpError):
             pass
-    response.delete_cookie(BUYER_COOKIE, path="/")
+    _delete_cookie(response, BUYER_COOKIE, path="/")
     return response
 
 
