@@ -471,8 +471,10 @@ def confirm_logout():
     another site cannot sign a buyer out."""
     session_id = _session_id()
     session = logins.session_of(session_id) if session_id else None
-    if session is None:
-        return render_template("login/logged_out.html")
+    if session is None:  # nothing to sign out of: a stale cookie is dropped
+        response = make_response(render_template("login/logged_out.html"))
+        _delete_cookie(response, BUYER_COOKIE, path="/")
+        return response
     response = make_response(render_template("login/logout.html", logout_token=_logout_token(session_id)))
     try:
         response.headers["Content-Security-Policy"] = _policy(_idp_origin(_session_target(session)))
