@@ -6,8 +6,8 @@ simple form a plainer program would use, in alternating wrk runs:
 
 - lean: the lean write transaction (a driver connection of its own, no ORM session) against the
   session's write transaction with the same pre-bound statements;
-- binding: statements compiled once and bound before the lock, run on the driver's cursor,
-  against SQLAlchemy executing each Core statement on the session (lean off as well: a lean
+- binding: statements written once as SQL text and bound before the lock, run on the driver's
+  cursor, against SQLAlchemy executing each Core statement on the session (lean off as well: a lean
   transaction has no session to execute on);
 - retry: BEGIN IMMEDIATE retried every fraction of a millisecond against SQLite's own busy handler
   (PRAGMA busy_timeout, sleeping 1, 2, 5, 10 ... ms).
@@ -46,16 +46,24 @@ def _without_lean():
 def _without_binding():
     from isvapp.extensions import db
     from isvapp.storage import statements
+    from sqlalchemy import text
 
-    def bind_prepared(statement, params, returning=False):
-        return statements.Bound(statement, params, "", [], isinstance(params, list), returning)
+    def bind_insert(table, params, ignore_conflicts=False, returning=False):
+        table = getattr(table, "__table__", table)
+        rows = params if isinstance(params, list) else [params]
+        core = statements._prepare_insert(table, frozenset(rows[0]), ignore_conflicts, returning).core
+        return statements.Bound(core, params, "", [], isinstance(params, list), returning)
+
+    def bind_query(sql, **params):
+        return statements.Bound(text(sql), params, "", [], False, True)
 
     def run_bound(bound):
         result = db.session.execute(bound.statement, bound.params)
         return result.first() if bound.returning else None
 
     _without_lean()
-    _replace(statements.bind_prepared, bind_prepared)
+    _replace(statements.bind_insert, bind_insert)
+    _replace(statements.bind_query, bind_query)
     _replace(statements.run_bound, run_bound)
 
 

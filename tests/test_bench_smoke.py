@@ -97,8 +97,9 @@ def test_each_simpler_form_replaces_the_piece_it_names(monkeypatch):
     originals = [
         transactions.lean_available,
         statements.run_bound,
-        statements.bind_prepared,
+        statements.bind_insert,
         connections.retry_begin_immediate,
+        statements.bind_query,
     ]
     for name, module in list(sys.modules.items()):
         if module is not None and name.startswith("isvapp"):
@@ -109,5 +110,6 @@ def test_each_simpler_form_replaces_the_piece_it_names(monkeypatch):
     writepath.SIMPLER["retry"]()
     assert pipeline.lean_available() is False
     assert lifecycle.run_bound is replays.run_bound is statements.run_bound is not originals[1]
-    assert lifecycle.bind_prepared is statements.bind_prepared is not originals[2]
+    assert lifecycle.bind_insert is statements.bind_insert is not originals[2]
+    assert lifecycle.bind_query is statements.bind_query is not originals[4]
     assert transactions.retry_begin_immediate is connections.retry_begin_immediate is not originals[3]

@@ -36,7 +36,7 @@ from ..background import alerts
 from ..extensions import db
 from ..koo import oddities
 from ..storage.models import Callback, StatusItem, utcnow
-from ..storage.statements import execute_prepared
+from ..storage.statements import execute_insert
 from ..storage.transactions import is_sqlite, write_transaction
 
 log = logging.getLogger("isvapp.callbacks")
@@ -270,9 +270,6 @@ def request_text():
     return _request_text(verified=True)
 
 
-_INSERT_CALLBACK = Callback.__table__.insert()
-
-
 def log_in_transaction(body, text, row=None):
     """Write the row inside the request's own write transaction, just before it commits: one lock
     hand-over per callback instead of two, and the row is as durable as the order it records.
@@ -284,7 +281,7 @@ def log_in_transaction(body, text, row=None):
         row = row_for(body, text)
     else:
         row["duration_ms"] = _elapsed_ms()
-    execute_prepared(_INSERT_CALLBACK, row)
+    execute_insert(Callback, row)
     g.callback_logged = True
 
 

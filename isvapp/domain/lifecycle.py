@@ -19,7 +19,7 @@ import uuid
 from types import SimpleNamespace
 from typing import NamedTuple
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import select
 
 from ..background import jobs
 from ..extensions import db
@@ -30,15 +30,13 @@ from ..koo.fieldcrypto import encrypt_field
 from ..koo.signing import key_fingerprint
 from ..storage import vault
 from ..storage.models import Answer, Conflict, DetailsState, Event, Instance, InstanceState, utcnow
-from ..storage.statements import Bound, bind_insert_ignore, bind_prepared, insert_ignore, run_bound
+from ..storage.statements import Bound, bind_insert, bind_insert_ignore, bind_query, insert_ignore, run_bound
 from ..storage.transactions import session_required
 from . import credentials
 
-_INSERT_EVENT = Event.__table__.insert()
-_INSERT_CONFLICT = Conflict.__table__.insert()
-_INSTANCE_STATE = select(Instance.state).where(Instance.instance_id == bindparam("instance_id"))
-_INSTANCE_OWNER = select(Instance.key_fingerprint).where(Instance.instance_id == bindparam("instance_id"))
-_FIRST_ANSWER = select(Answer.instance_id, Answer.request_digest, Answer.body).where(Answer.key == bindparam("key"))
+_INSTANCE_STATE = "SELECT state FROM instances WHERE instance_id = :instance_id"
+_INSTANCE_OWNER = "SELECT key_fingerprint FROM instances WHERE instance_id = :instance_id"
+_FIRST_ANSWER = 'SELECT instance_id, request_digest, body FROM answers WHERE "key" = :key'
 # Every column, with its plain default: what a freshly inserted row holds.
 _INSTANCE_BLANK = {
     c.name: (
@@ -87,12 +85,12 @@ def _claim(key, activity, digest, instance_id=None, bound=None):
         return None
     # Core statements on the transaction's own connection, so a repeat (the marketplace's retries
     # come in storms) is answered in a lean transaction as well.
-    row = run_bound(bind_prepared(_FIRST_ANSWER, {"key": key}, returning=True))
+    row = run_bound(bind_query(_FIRST_ANSWER, key=key))
     first = SimpleNamespace(instance_id=row[0], request_digest=row[1], body=None if row[2] is None else bytes(row[2]))
     if first.request_digest != digest:
         run_bound(
-            bind_prepared(
-                _INSERT_CONFLICT,
+            bind_insert(
+                Conflict,
                 dict(
                     key=key,
                     activity=activity,
@@ -164,8 +162,8 @@ def _bind_event(kind, instance_id, order_id, payload, more_jobs=()):
     """The event row and, in one statement, its jobs: the provisioning hook's, and ``more_jobs``
     ((kind, payload) pairs, keyed by the event too). Returns (event id, the two statements)."""
     event_id = time_ordered_id()
-    event = bind_prepared(
-        _INSERT_EVENT,
+    event = bind_insert(
+        Event,
         dict(
             event_id=event_id,
             kind=kind,
@@ -210,7 +208,7 @@ def _owned_elsewhere(instance_id, asking):
     an internal caller). A Core read, so a lean transaction can run it."""
     if asking is None or asking.shared or not instance_id:
         return False
-    row = run_bound(bind_prepared(_INSTANCE_OWNER, {"instance_id": instance_id}, returning=True))
+    row = run_bound(bind_query(_INSTANCE_OWNER, instance_id=instance_id))
     return row is not None and not asking.may_use(row[0])
 
 
@@ -391,9 +389,7 @@ def _insert_instance(settings, plan, attrs):
 
 def _released(instance_id):
     """Whether a debugging repeat's instance is gone (a Core read: a lean transaction can run it)."""
-    row = (
-        run_bound(bind_prepared(_INSTANCE_STATE, {"instance_id": instance_id}, returning=True)) if instance_id else None
-    )
+    row = run_bound(bind_query(_INSTANCE_STATE, instance_id=instance_id)) if instance_id else None
     return row is not None and row[0] == InstanceState.RELEASED
 
 

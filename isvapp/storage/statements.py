@@ -1,42 +1,156 @@
 """Statements built once and run on the write transaction's own connection: INSERT ... ON
 CONFLICT DO NOTHING (idempotency rests on it and a UNIQUE constraint), statements bound before
 the write lock (:class:`Bound`), and the bulk upserts of a Kit sync.
+
+The write path's statements are plain SQL text, written here once per dialect from the tables'
+own description (their columns, types and defaults), and run on the driver's cursor:
+SQLAlchemy's per-execution machinery (compile-cache lookups, parameter processing, result setup)
+cost more than the statements themselves (profiled, issue 17). Only what SQLAlchemy documents
+is used: a table's columns, each type's bind processor (``dialect_impl`` and ``bind_processor``)
+and each column's Python default. The same statement as SQLAlchemy Core, for the one case that
+goes back through SQLAlchemy (:func:`run_bound`), is built from the same description.
 """
 
+import re
 from datetime import datetime
 from typing import NamedTuple
 
+from sqlalchemy import text
 from sqlalchemy.dialects import postgresql, sqlite
 
 from ..extensions import db
 from .transactions import Lean, transaction_connection, wrapped
 
-_insert_ignore_statements = {}
+
+def _quote(name):
+    """An identifier as both SQLite and PostgreSQL read it exactly (``key`` and ``window`` are
+    words of the language)."""
+    return '"' + name.replace('"', '""') + '"'
 
 
-def _insert_ignore_statement(table, columns, many=False):
-    """INSERT ... ON CONFLICT DO NOTHING for ``table`` and these columns, built once per dialect.
+def _placeholder(dialect):
+    """The drivers' positional parameter marker: sqlite3's ``?``, psycopg's ``%s``."""
+    return "?" if dialect.name == "sqlite" else "%s"
 
-    One row: with RETURNING, not rowcount, to tell an inserted row: with SQLAlchemy 2.1 and psycopg,
-    rowcount came back -1 for this INSERT (every nonce looked replayed on PostgreSQL). Several rows
-    (executemany): no RETURNING, the caller does not need to know which were new. Built with
-    .values() on every call, the statement cost more than the INSERT itself (profiled).
+
+class Prepared(NamedTuple):
+    """One statement's SQL text for one dialect, and how a row of parameters becomes the driver's
+    list: ``names`` in order, the Python defaults ``made`` for names not given, the types'
+    processors ``processed`` by position."""
+
+    sql: str
+    names: tuple
+    made: tuple  # (position, default function)
+    processed: tuple  # (position, processor)
+    core: object  # the same statement in SQLAlchemy Core, for run_bound's fallback
+
+
+class Bound(NamedTuple):
+    """A statement and its parameters, bound: what is left to do is the driver's.
+
+    Made before the write lock is taken where the values are known then (newInstance's rows), so
+    the lock is held for the statements alone (issue 17).
     """
+
+    statement: object  # the Core statement, for run_bound's fallback
+    params: object  # as given: a dict, or a list of dicts (executemany)
+    sql: str
+    values: list  # in the driver's form and order, one list per row
+    many: bool
+    returning: bool
+
+
+_prepared: dict = {}
+
+
+def _prepare_insert(table, given, ignore_conflicts, returning):
+    """INSERT INTO table (the ``given`` columns, and those with a Python default) VALUES (...),
+    [ON CONFLICT DO NOTHING] [RETURNING its primary key], for this engine's dialect, made once."""
+    dialect = db.engine.dialect
+    key = ("insert", dialect.name, table.name, given, ignore_conflicts, returning)
+    entry = _prepared.get(key)
+    if entry is not None:
+        return entry
+    columns = [c for c in table.columns if c.key in given or (c.default is not None and c.default.is_scalar)]
+    columns += [c for c in table.columns if c.key not in given and c.default is not None and c.default.is_callable]
+    unknown = set(given) - {c.key for c in table.columns}
+    if unknown:
+        raise KeyError(f"{table.name} has no column {sorted(unknown)[0]}")
+    mark = _placeholder(dialect)
+    sql = (
+        f"INSERT INTO {_quote(table.name)} ({', '.join(_quote(c.name) for c in columns)}) "
+        f"VALUES ({', '.join(mark for _ in columns)})"
+    )
+    core = (postgresql if dialect.name == "postgresql" else sqlite).insert(table)
+    if ignore_conflicts:
+        sql += " ON CONFLICT DO NOTHING"
+        core = core.on_conflict_do_nothing()
+    if returning:
+        sql += " RETURNING " + ", ".join(_quote(c.name) for c in table.primary_key.columns)
+        core = core.returning(*table.primary_key.columns)
+    made = tuple(
+        (i, c.default.arg if c.default.is_callable else (lambda _, value=c.default.arg: value))
+        for i, c in enumerate(columns)
+        if c.key not in given
+    )
+    processed = tuple(
+        (i, _faster(process))
+        for i, c in enumerate(columns)
+        if (process := c.type.dialect_impl(dialect).bind_processor(dialect)) is not None
+    )
+    entry = _prepared[key] = Prepared(sql, tuple(c.key for c in columns), made, processed, core)
+    return entry
+
+
+_NAMED = re.compile(r"(?<![:\w]):(\w+)")
+
+
+def _prepare_query(sql):
+    """A query written with ``:name`` parameters (text values, as the callers' are), in the
+    driver's positional form, made once per dialect."""
+    dialect = db.engine.dialect
+    key = ("query", dialect.name, sql)
+    entry = _prepared.get(key)
+    if entry is None:
+        names = tuple(_NAMED.findall(sql))
+        entry = _prepared[key] = Prepared(_NAMED.sub(_placeholder(dialect), sql), names, (), (), text(sql))
+    return entry
+
+
+def _bound(prepared, params, returning):
+    rows = params if isinstance(params, list) else [params]
+    return Bound(
+        prepared.core,
+        params,
+        prepared.sql,
+        [_bind(row, prepared.names, prepared.made, prepared.processed) for row in rows],
+        isinstance(params, list),
+        returning,
+    )
+
+
+def bind_insert(table, params, ignore_conflicts=False, returning=False):
+    """An INSERT of ``params`` (a dict, or a list of dicts sharing their columns: executemany)
+    into ``table`` (a model or a Table), bound: the column types' bind processors and the
+    columns' Python defaults applied, as SQLAlchemy would. ``returning``: :func:`run_bound`
+    returns the new row's primary key, None when a conflict was ignored."""
     table = getattr(table, "__table__", table)
-    key = (db.engine.dialect.name, table.name, many, tuple(sorted(columns)))
-    statement = _insert_ignore_statements.get(key)
-    if statement is None:
-        dialect = postgresql if key[0] == "postgresql" else sqlite
-        statement = dialect.insert(table).on_conflict_do_nothing()
-        if not many:
-            statement = statement.returning(*table.primary_key.columns)
-        _insert_ignore_statements[key] = statement
-    return statement
+    rows = params if isinstance(params, list) else [params]
+    prepared = _prepare_insert(table, frozenset(rows[0]), ignore_conflicts, returning)
+    return _bound(prepared, params, returning)
+
+
+def bind_query(sql, **params):
+    """A read (``sql`` with ``:name`` parameters) bound: :func:`run_bound` returns its first row."""
+    return _bound(_prepare_query(sql), params, True)
 
 
 def bind_insert_ignore(table, **values):
-    """:func:`insert_ignore`'s statement with its values bound, to be run later by :func:`run_bound`."""
-    return bind_prepared(_insert_ignore_statement(table, values), values, returning=True)
+    """INSERT ... ON CONFLICT DO NOTHING RETURNING its key, bound, to be run later by :func:`run_bound`.
+
+    With RETURNING, not rowcount, to tell an inserted row: with SQLAlchemy 2.1 and psycopg,
+    rowcount came back -1 for this INSERT (every nonce looked replayed on PostgreSQL)."""
+    return bind_insert(table, values, ignore_conflicts=True, returning=True)
 
 
 def insert_ignore(table, **values):
@@ -48,78 +162,19 @@ def insert_ignore(table, **values):
 
 
 def bind_insert_ignore_many(table, rows):
-    """Several rows of INSERT ... ON CONFLICT DO NOTHING in one executemany. Rows share their columns."""
-    return bind_prepared(_insert_ignore_statement(table, rows[0], many=True), list(rows))
+    """Several rows of INSERT ... ON CONFLICT DO NOTHING in one executemany (no RETURNING: the
+    caller does not need to know which were new). Rows share their columns."""
+    return bind_insert(table, list(rows), ignore_conflicts=True)
 
 
-_prepared = {}
-
-
-class Bound(NamedTuple):
-    """A Core INSERT compiled once and its parameters bound: what is left to do is the driver's.
-
-    Made before the write lock is taken where the values are known then (newInstance's rows), so
-    the lock is held for the statements alone (issue 17).
-    """
-
-    statement: object
-    params: object  # as given: a dict, or a list of dicts (executemany)
-    sql: str
-    values: list  # in the driver's form and order, one list (or dict) per row
-    many: bool
-    returning: bool
-
-
-def bind_prepared(statement, params, returning=False):
-    """Compile ``statement`` once per dialect and column set, and bind ``params`` to it exactly as
-    SQLAlchemy would: the column types' bind processors and the columns' Python defaults applied.
-
-    SQLAlchemy's per-execution machinery (compile-cache lookups, parameter processing, result
-    setup) cost more than the statements on the write path (profiled, issue 17). ``params`` is a
-    dict, or a list of dicts (executemany); ``returning``: :func:`run_bound` returns the first row.
-    """
-    rows = params if isinstance(params, list) else [params]
-    dialect = db.engine.dialect
-    columns = tuple(sorted(rows[0]))
-    key = (id(statement), dialect.name, columns)
-    entry = _prepared.get(key)
-    if entry is None:
-        compiled = statement.compile(dialect=dialect, column_keys=list(columns))
-        # Each parameter's type's own bind processor, through the types' public API.
-        processors = {
-            name: _faster(process)
-            for name, bind in compiled.binds.items()
-            if (process := bind.type.dialect_impl(dialect).bind_processor(dialect)) is not None
-        }
-        defaults = {
-            col.key: col.default.arg if col.default.is_callable else (lambda _, value=col.default.arg: value)
-            for col in compiled.insert_prefetch
-            if col.default is not None
-        }
-        names = compiled.positiontup or list(compiled.binds)
-        # In the driver's order: the names, then which need a Python default or a type's processor.
-        made = [(i, defaults[name]) for i, name in enumerate(names) if name not in columns and name in defaults]
-        processed = [(i, processors[name]) for i, name in enumerate(names) if name in processors]
-        entry = _prepared[key] = (compiled.string, names, made, processed, compiled.positiontup is not None)
-    sql, names, made, processed, positional = entry
-    return Bound(
-        statement,
-        params,
-        sql,
-        [_bind(row, names, made, processed, positional) for row in rows],
-        isinstance(params, list),
-        returning,
-    )
-
-
-def _bind(row, names, made, processed, positional):
+def _bind(row, names, made, processed):
     """One row's values in the driver's form and order (a module function: no closure per call)."""
     values = [row.get(name) for name in names]
     for i, make in made:
         values[i] = make(None)
     for i, process in processed:
         values[i] = process(values[i])
-    return values if positional else dict(zip(names, values, strict=True))
+    return values
 
 
 _PROBES = (datetime(2026, 12, 2, 18, 30, 5, 123456), datetime(2026, 1, 2, 3, 4, 5), datetime(999, 9, 9, 9, 9, 9, 9))
@@ -183,9 +238,9 @@ def run_bound(bound):
         cursor.close()
 
 
-def execute_prepared(statement, params, returning=False):
-    """Run a Core INSERT on the session's own connection and transaction, compiled once."""
-    return run_bound(bind_prepared(statement, params, returning))
+def execute_insert(table, params):
+    """Run an INSERT on the write transaction's own connection (see :func:`bind_insert`)."""
+    return run_bound(bind_insert(table, params))
 
 
 BATCH = 1000
