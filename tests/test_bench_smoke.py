@@ -113,3 +113,14 @@ def test_each_simpler_form_replaces_the_piece_it_names(monkeypatch):
     assert lifecycle.bind_insert is statements.bind_insert is not originals[2]
     assert lifecycle.bind_query is statements.bind_query is not originals[4]
     assert transactions.retry_begin_immediate is connections.retry_begin_immediate is not originals[3]
+
+
+def test_a_new_instance_walks_down_from_the_state_machine_to_storage_once():
+    """bench/crossings.py traces one signed newInstance: the state machine decides (it seals the
+    password and stamps times, storage's two helpers) and storage runs the plan in one call; it
+    never climbs back into lifecycle. Before the plan it was 9 calls down (issue 36)."""
+    from bench.crossings import trace_new_instance
+
+    found = trace_new_instance()
+    assert found["storage to lifecycle"] == 0 and found["lifecycle to storage"] <= 2, found
+    assert found["detail"].get("into storage from isvapp.produce.pipeline") == 1, found  # run_plan

@@ -331,13 +331,19 @@ def test_oversize_body(app, market):
     assert market.count(Instance) == 0
 
 
-def test_unexpected_exception_is_000005(market, monkeypatch):
-    from isvapp.domain import lifecycle
+@pytest.mark.parametrize("where", ["prepare", "under the lock"])
+def test_unexpected_exception_is_000005(market, monkeypatch, where):
+    """Before the lock (the plan's making) or under it (the last write of the plan, after the
+    instance's): 000005, and the transaction leaves nothing behind."""
+    from isvapp.domain import callbacklog, lifecycle
 
     def boom(*a, **k):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(lifecycle, "new_instance", boom)
+    if where == "prepare":
+        monkeypatch.setattr(lifecycle, "prepare_new_instance", boom)
+    else:
+        monkeypatch.setattr(callbacklog, "_now_done", boom)
     answer = result(market.g2(new_order()))
     assert answer == {"resultCode": codes.INTERNAL_ERROR, "resultMsg": "internal error"}
     assert market.count(Instance) == 0 and market.count(SignedRequest) == 0

@@ -36,7 +36,7 @@ from ..background import alerts
 from ..extensions import db
 from ..koo import oddities
 from ..storage.models import Callback, StatusItem, utcnow
-from ..storage.statements import execute_insert
+from ..storage.statements import Write, bind_write, run_bound
 from ..storage.transactions import is_sqlite, write_transaction
 
 log = logging.getLogger("isvapp.callbacks")
@@ -270,19 +270,28 @@ def request_text():
     return _request_text(verified=True)
 
 
-def log_in_transaction(body, text, row=None):
+def row_write(body, text):
+    """The log row of this answer, as a write made before the lock; its duration is brought up
+    to date as it is written (in the request's own transaction: see :func:`log_in_transaction`)."""
+    return Write(Callback, row_for(body, text), late=_now_done)
+
+
+def _now_done(row):
+    row["duration_ms"] = _elapsed_ms()
+
+
+def logged():
+    """The request's row was written with its own transaction (by a plan, or log_in_transaction)."""
+    g.callback_logged = True
+
+
+def log_in_transaction(body, text, write=None):
     """Write the row inside the request's own write transaction, just before it commits: one lock
     hand-over per callback instead of two, and the row is as durable as the order it records.
-
-    ``row``: :func:`row_for` this body, made before the lock was taken (the answer was known by
-    then); only its duration is brought up to date here.
+    ``write``: its :func:`row_write`, made before the lock was taken (the answer was known by then).
     """
-    if row is None:
-        row = row_for(body, text)
-    else:
-        row["duration_ms"] = _elapsed_ms()
-    execute_insert(Callback, row)
-    g.callback_logged = True
+    run_bound(bind_write(write or row_write(body, text)))
+    logged()
 
 
 def _elapsed_ms():

@@ -29,8 +29,8 @@ from ..koo.envelope import envelope
 from ..koo.fieldcrypto import encrypt_field
 from ..koo.signing import key_fingerprint
 from ..storage import vault
-from ..storage.models import Answer, Conflict, DetailsState, Event, Instance, InstanceState, utcnow
-from ..storage.statements import Bound, bind_insert, bind_insert_ignore, bind_query, insert_ignore, run_bound
+from ..storage.models import Answer, Conflict, DetailsState, Event, Instance, InstanceState, Job, utcnow
+from ..storage.statements import Write, bind_insert, bind_query, bind_write, insert_ignore, run_bound
 from ..storage.transactions import session_required
 from . import credentials
 
@@ -60,28 +60,30 @@ def request_digest(fields):
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+ORDER_CLAIM = "order"  # a plan's claim of an order line's idempotency key
+INSTANCE_CLAIM = "instance"  # ... and of its businessId as the new instance's id
+
+
 def _answer_row(key, activity, digest, instance_id=None, body=None):
-    """The claim of an idempotency key, bound: ``body``, when the answer is known before the claim,
-    is stored with it (one statement, not an INSERT and an UPDATE)."""
-    return bind_insert_ignore(
+    """The claim of an idempotency key: ``body``, when the answer is known before the claim, is
+    stored with it (one statement, not an INSERT and an UPDATE)."""
+    return Write(
         Answer,
-        key=key,
-        activity=activity,
-        request_digest=digest,
-        instance_id=instance_id,
-        body=body,
-        created_at=utcnow(),
+        dict(
+            key=key, activity=activity, request_digest=digest, instance_id=instance_id, body=body, created_at=utcnow()
+        ),
+        claim=ORDER_CLAIM,
     )
 
 
-def _claim(key, activity, digest, instance_id=None, bound=None):
-    """Claim an idempotency key (``bound``: its :func:`_answer_row`, made before the lock). Returns
+def _claim(key, activity, digest, instance_id=None, claim=None):
+    """Claim an idempotency key (``claim``: its :func:`_answer_row`, made before the lock). Returns
     None when claimed now, else the first answer's row.
 
     A repeat whose payload differs is still answered with the first answer (the marketplace must
     see one consistent truth) and recorded as a conflict for the merchant.
     """
-    if run_bound(bound or _answer_row(key, activity, digest, instance_id)) is not None:
+    if run_bound(bind_write(claim or _answer_row(key, activity, digest, instance_id))) is not None:
         return None
     # Core statements on the transaction's own connection, so a repeat (the marketplace's retries
     # come in storms) is answered in a lean transaction as well.
@@ -116,12 +118,12 @@ FETCH_AFTER = {"created", "upgraded", "renewed", "trial_converted", "renewal_can
 def emit(kind, instance, **payload):
     """Record a lifecycle event and its jobs in the same transaction as the state change."""
     for write in _event_writes(kind, instance, payload)[1]:
-        run_bound(write)
+        run_bound(bind_write(write))
 
 
 def _event_writes(kind, instance, payload):
-    """An instance's event and its jobs, bound (run now by :func:`emit`, or later, under the lock,
-    by a prepared newInstance): the order is fetched again after the events that change it."""
+    """An instance's event and its jobs, as writes (run now by :func:`emit`, or later, under the
+    lock, by a prepared newInstance): the order is fetched again after the events that change it."""
     more = []
     if kind in FETCH_AFTER and instance.generation in ("G2", "LIC2"):
         more.append(
@@ -140,7 +142,7 @@ def record_event(kind, instance_id, order_id, payload, more_jobs=()):
     """Write an event (Kit syncs have no instance row) and its jobs; returns the event id."""
     event_id, writes = _bind_event(kind, instance_id, order_id, payload, more_jobs)
     for write in writes:
-        run_bound(write)
+        run_bound(bind_write(write))
     return event_id
 
 
@@ -160,9 +162,9 @@ def time_ordered_id(now_ms=None):
 
 def _bind_event(kind, instance_id, order_id, payload, more_jobs=()):
     """The event row and, in one statement, its jobs: the provisioning hook's, and ``more_jobs``
-    ((kind, payload) pairs, keyed by the event too). Returns (event id, the two statements)."""
+    ((kind, payload) pairs, keyed by the event too). Returns (event id, the two writes)."""
     event_id = time_ordered_id()
-    event = bind_insert(
+    event = Write(
         Event,
         dict(
             event_id=event_id,
@@ -172,9 +174,11 @@ def _bind_event(kind, instance_id, order_id, payload, more_jobs=()):
             payload=payload or None,
         ),
     )
-    queued = jobs.bind_enqueue_many(
+    queued = Write(
+        Job,
         [jobs.job_row("provision", event_id, None, instance_id or None)]
-        + [jobs.job_row(job_kind, event_id, job_payload, instance_id or None) for job_kind, job_payload in more_jobs]
+        + [jobs.job_row(job_kind, event_id, job_payload, instance_id or None) for job_kind, job_payload in more_jobs],
+        ignore=True,
     )
     return event_id, [event, queued]
 
@@ -281,9 +285,11 @@ def own_order_key(key, fingerprint):
 
 
 class NewInstancePlan(NamedTuple):
-    """A newInstance made before the write lock is taken: the row, the answer (None when rendering
-    it stores something), and every statement the usual case runs, bound. Under the lock the
-    statements alone are run (issue 17: the lock is the one thing the workers queue for)."""
+    """A newInstance decided before the write lock is taken: the row, the answer (None when
+    rendering it stores something), and every write the usual case makes. The caller hands
+    :attr:`writes` to storage (plans.run_plan), which runs them under the lock in one call (issue
+    17: the lock is the one thing the workers queue for); when a claim is taken there (a repeated
+    order, a reused businessId), :func:`new_instance` decides what then."""
 
     key: str
     digest: str
@@ -291,14 +297,18 @@ class NewInstancePlan(NamedTuple):
     instance: SimpleNamespace  # the row as inserted
     values: dict
     body: bytes | None
-    claim: Bound  # the order line's answer row, with the answer
-    insert: Bound  # the instance
+    claim: Write  # the order line's answer row, with the answer
+    insert: Write  # the instance
     created: list  # its "created" event and that event's jobs
+
+    @property
+    def writes(self):
+        return [self.claim, self.insert, *self.created]
 
 
 def prepare_new_instance(settings, *, key, digest, business_id, attrs, render):
-    """The plan for a newInstance (credentials made, password sealed, answer rendered, statements
-    bound); ``render`` None when the answer may only be made once the order is claimed."""
+    """The plan for a newInstance (credentials made, password sealed, answer rendered, writes
+    decided); ``render`` None when the answer may only be made once the order is claimed."""
     instance, values, body = _new_instance_row(settings, business_id, attrs, render)
     return NewInstancePlan(
         key,
@@ -308,7 +318,7 @@ def prepare_new_instance(settings, *, key, digest, business_id, attrs, render):
         values,
         body,
         claim=_answer_row(key, "newInstance", digest, instance.instance_id, body),
-        insert=bind_insert_ignore(Instance, **values),
+        insert=Write(Instance, values, claim=INSTANCE_CLAIM),
         created=_event_writes("created", instance, {"details": instance.details_state})[1],
     )
 
@@ -331,7 +341,7 @@ def new_instance(
         settings, key=key, digest=digest, business_id=business_id, attrs=attrs, render=None if render_writes else render
     )
     key, attrs = plan.key, plan.attrs
-    stored = _claim(key, "newInstance", plan.digest, bound=plan.claim)
+    stored = _claim(key, "newInstance", plan.digest, claim=plan.claim)
     if stored is not None and _owned_elsewhere(
         stored.instance_id, Owner(attrs.get("key_fingerprint"), settings.share_instances_across_keys)
     ):
@@ -340,7 +350,7 @@ def new_instance(
             key,
             "newInstance",
             plan.digest,
-            bound=_answer_row(key, "newInstance", plan.digest, plan.instance.instance_id, plan.body),
+            claim=_answer_row(key, "newInstance", plan.digest, plan.instance.instance_id, plan.body),
         )
     if stored is not None:
         if not (attrs.get("test_flag") and _released(stored.instance_id)):
@@ -375,9 +385,9 @@ def _insert_instance(settings, plan, attrs):
     """Insert the planned instance and its event; True when its businessId was free. A reused
     businessId must not merge two orders: the instance then gets a new id (``plan.instance`` is
     updated) and its own event."""
-    if run_bound(plan.insert) is not None:
+    if run_bound(bind_write(plan.insert)) is not None:
         for write in plan.created:
-            run_bound(write)
+            run_bound(bind_write(write))
         return True
     session_required()
     other, values, _ = _new_instance_row(settings, uuid.uuid4().hex, attrs, None)

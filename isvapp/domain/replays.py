@@ -20,7 +20,7 @@ from ..koo import codes
 from ..koo.codes import KooError
 from ..storage import vault
 from ..storage.models import SignedRequest, utcnow
-from ..storage.statements import bind_insert_ignore, run_bound
+from ..storage.statements import Write, bind_write, run_bound
 
 SEALED = b"sealed:"  # an answer kept sealed; a plain one is a JSON object, never starting so
 
@@ -47,21 +47,27 @@ def stored_answer(signed):
     return row.answer
 
 
-def bind_record(signed, answer):
-    """The claim of the request's identity with its answer, bound (before the lock, when the answer
-    is known by then); :func:`record` runs it."""
-    return bind_insert_ignore(
+REPLAY_CLAIM = "replay"  # a plan's claim of the request's identity
+
+
+def claim_write(signed, answer):
+    """The claim of the request's identity with its answer, as a write (made before the lock,
+    when the answer is known by then); :func:`record` runs it, or a plan does."""
+    return Write(
         SignedRequest,
-        scope=signed.scope,
-        token=signed.token,
-        nonce=signed.nonce,
-        fingerprint=signed.fingerprint,
-        answer=answer,
-        seen_at=utcnow(),
+        dict(
+            scope=signed.scope,
+            token=signed.token,
+            nonce=signed.nonce,
+            fingerprint=signed.fingerprint,
+            answer=answer,
+            seen_at=utcnow(),
+        ),
+        claim=REPLAY_CLAIM,
     )
 
 
-def record(signed, answer, bound=None):
-    """Claim the request's identity with its answer (``bound``: its :func:`bind_record`); False when
-    another worker claimed it first."""
-    return run_bound(bound or bind_record(signed, answer)) is not None
+def record(signed, answer, claim=None):
+    """Claim the request's identity with its answer (``claim``: its :func:`claim_write`); False
+    when another worker claimed it first."""
+    return run_bound(bind_write(claim or claim_write(signed, answer))) is not None

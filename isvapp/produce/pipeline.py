@@ -22,6 +22,8 @@ from ..koo import codes, oddities, schemas, strictjson
 from ..koo.codes import KooError
 from ..koo.signing import key_fingerprint
 from ..koo.times import read_time
+from ..storage import plans
+from ..storage.statements import Write
 from ..storage.transactions import SessionRequired, lean_available, lean_write_transaction, write_transaction
 from .answers import answer
 
@@ -149,6 +151,15 @@ class _Raced(Exception):
     """Another worker stored the same signed request first: this transaction must not commit."""
 
 
+class Early(NamedTuple):
+    """What a prepared activity's usual answer lets be made before the write lock: the answer,
+    the request's replay claim with it, and its callback log row."""
+
+    body: bytes
+    replay: Write
+    log: Write
+
+
 def perform(spec, data, signed):
     """One write transaction: the activity's effects, the request's claim in the replay store with
     its answer, and its callback log row; the lock is taken once per callback.
@@ -158,9 +169,10 @@ def perform(spec, data, signed):
     a different request with the same identity is refused there (000001). Nothing is read first,
     so the usual case, a request never seen, costs no extra statement.
 
-    When the activity prepared its answer before the lock (a new order), the replay claim and the
-    log row are made then too, and the transaction is a lean one (no ORM session) unless the
-    handler finds it needs the session (db.SessionRequired): then it is done again on the session.
+    When the activity prepared its answer before the lock (a new order), its plan, the replay
+    claim and the log row are one list of writes, which storage runs in one call (lean on
+    SQLite). When a claim in it is taken (a repeated order, a reused businessId, a resend), the
+    handler decides what then, in a transaction of its own: lean when it can, else on the session.
     """
     text = callbacklog.request_text()
     early = None
@@ -168,7 +180,10 @@ def perform(spec, data, signed):
         plan = spec.prepare(signed.cfg, data)
         data = {**data, PREPARED: plan}
         if plan.body is not None:  # the usual answer is known: its replay claim and log row too
-            early = (plan.body, replays.bind_record(signed, plan.body), callbacklog.row_for(plan.body, text))
+            early = Early(plan.body, replays.claim_write(signed, plan.body), callbacklog.row_write(plan.body, text))
+            if plans.run_plan([*plan.writes, early.replay, early.log]) is None:
+                callbacklog.logged()
+                return plan.body
     try:
         if early is not None and lean_available():
             try:
@@ -186,10 +201,10 @@ def perform(spec, data, signed):
 
 def _perform_in_transaction(spec, data, signed, text, early):
     body = spec.handler(signed.cfg, data)
-    usual = early is not None and body is early[0]
-    if not replays.record(signed, body, early[1] if usual else None):
+    usual = early is not None and body is early.body
+    if not replays.record(signed, body, early.replay if usual else None):
         raise _Raced()
-    callbacklog.log_in_transaction(body, text, early[2] if usual else None)
+    callbacklog.log_in_transaction(body, text, early.log if usual else None)
     return body
 
 

@@ -140,6 +140,32 @@ def bind_insert(table, params, ignore_conflicts=False, returning=False):
     return _bound(prepared, params, returning)
 
 
+class Write(NamedTuple):
+    """One INSERT a domain decision asks for, unbound: what the state machine decides, before
+    storage binds and runs it (:func:`isvapp.storage.plans.run_plan`).
+
+    ``claim``: the row claims something once (an order line, a nonce, a businessId): INSERT ...
+    ON CONFLICT DO NOTHING, and a conflict stops the plan, named by this. ``ignore``: a conflict
+    is no matter (the jobs of an event). ``late``: called with the row just before it is written,
+    under the lock (the callback log's duration)."""
+
+    table: object
+    values: object  # a dict, or a list of dicts sharing their columns
+    claim: str | None = None
+    ignore: bool = False
+    late: object = None
+
+
+def bind_write(write):
+    """A :class:`Write`, bound: an INSERT that returns its key when it claims, ignores conflicts
+    when told to."""
+    if write.late is not None:
+        write.late(write.values)
+    return bind_insert(
+        write.table, write.values, ignore_conflicts=bool(write.claim) or write.ignore, returning=bool(write.claim)
+    )
+
+
 def bind_query(sql, **params):
     """A read (``sql`` with ``:name`` parameters) bound: :func:`run_bound` returns its first row."""
     return _bound(_prepare_query(sql), params, True)
@@ -236,11 +262,6 @@ def run_bound(bound):
         return result.first() if bound.returning else None
     finally:
         cursor.close()
-
-
-def execute_insert(table, params):
-    """Run an INSERT on the write transaction's own connection (see :func:`bind_insert`)."""
-    return run_bound(bind_insert(table, params))
 
 
 BATCH = 1000
