@@ -1,0 +1,38 @@
+"""the merchant's own simulation, marked: callbacks, instances and license codes, and the buyer's
+simulated login
+
+The simulator marks every request it sends (isvapp.koo.simulated). The go-live page shows what it
+did as "simulated here", apart from the Seller Console's debugging, which alone makes a scenario
+ready; a simulated order's details are not asked of the marketplace. Rows from before are not
+simulated (server default false).
+
+Revision ID: 0019
+Revises: 0018
+Create Date: 2026-12-04 17:00:00
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0019"
+down_revision = "0018"
+branch_labels = None
+depends_on = None
+
+FLAGGED = ("callbacks", "instances", "license_codes")
+
+
+def upgrade():
+    for table in FLAGGED:
+        with op.batch_alter_table(table, schema=None) as batch_op:
+            batch_op.add_column(sa.Column("simulated", sa.Boolean(), server_default=sa.text("false"), nullable=False))
+    with op.batch_alter_table("kit_users", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("simulated_login_at", sa.DateTime(), nullable=True))
+
+
+def downgrade():
+    with op.batch_alter_table("kit_users", schema=None) as batch_op:
+        batch_op.drop_column("simulated_login_at")
+    for table in reversed(FLAGGED):
+        with op.batch_alter_table(table, schema=None) as batch_op:
+            batch_op.drop_column("simulated")
