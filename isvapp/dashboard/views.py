@@ -24,7 +24,7 @@ from flask import (
     stream_with_context,
     url_for,
 )
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, func, literal, or_, select
 
 from ..background import uploads, usage
 from ..domain import entitlements, logins
@@ -218,31 +218,32 @@ def overview():
     count = lambda model, *where: db.session.execute(  # noqa: E731
         select(func.count()).select_from(model).where(*where)
     ).scalar_one()
-    # Real and test data apart, each count with the link that lists exactly its rows.
-    states = {
-        (state, bool(test)): n
-        for state, test, n in db.session.execute(
-            select(Instance.state, Instance.test_flag, func.count()).group_by(Instance.state, Instance.test_flag)
-        ).all()
-    }
-    expiring = dict(
-        db.session.execute(
-            select(Instance.test_flag, func.count())
-            .where(
-                Instance.state == InstanceState.ACTIVE,
-                Instance.expire_time >= now,
-                Instance.expire_time < now + timedelta(days=EXPIRING_DAYS),
-            )
-            .group_by(Instance.test_flag)
-        ).all()
+    # Real and test data apart, each count with the link that lists exactly its rows. Each is a
+    # count over an index (the states', the expiry's) less the test rows among it, found through the
+    # test-data index: grouping by the flag read every row of the table (bench.dashboard: 72 -> 321
+    # ms at 100,000 instances). The test rows are grouped by an expression of the state, not the
+    # column, or SQLite walks the states' index (every row) to save itself the grouping's sort.
+    state_of = func.coalesce(Instance.state, "")
+    tests = dict(
+        db.session.execute(select(state_of, func.count()).where(Instance.test_flag.is_(True)).group_by(state_of)).all()
     )
+    states = {}
+    for state, n in db.session.execute(select(Instance.state, func.count()).group_by(Instance.state)).all():
+        states[(state, False)], states[(state, True)] = n - tests.get(state, 0), tests.get(state, 0)
+    soon = (
+        Instance.state == InstanceState.ACTIVE,
+        Instance.expire_time >= now,
+        Instance.expire_time < now + timedelta(days=EXPIRING_DAYS),
+    )
+    expiring_tests = count(Instance, *soon, Instance.test_flag.is_(True))
+    expiring = {"test": expiring_tests, "real": count(Instance, *soon) - expiring_tests}
     usage_pushed, usage_late = usage.last_day(now)
     figures = {
         "callbacks_today": count(Callback, Callback.received_at >= today),
         "failures_24h": count(
             Callback, Callback.received_at >= now - timedelta(hours=24), Callback.result_code != "000000"
         ),
-        "expiring": {data: expiring.get(data == "test", 0) for data in ("real", "test")},
+        "expiring": expiring,
         "expiring_days": EXPIRING_DAYS,
         "warnings_24h": count(
             Callback, Callback.received_at >= now - timedelta(hours=24), Callback.warnings.is_not(None)
@@ -349,7 +350,7 @@ def hidden_tests(query):
     find among the test data, as text, "1000+" past the limit; the link that lists them); else None."""
     if request.args.get("data", "real") != "real":
         return None
-    found = query("test").order_by(None).limit(HIDDEN_COUNT_LIMIT + 1).subquery()
+    found = query("test").with_only_columns(literal(1)).order_by(None).limit(HIDDEN_COUNT_LIMIT + 1).subquery()
     count = db.session.execute(select(func.count()).select_from(found)).scalar_one()
     if not count:
         return None
