@@ -183,8 +183,8 @@ def test_a_simulation_alone_leaves_every_checklist_not_ready_with_simulated_here
 
 @pytest.mark.xfail(
     strict=True,
-    reason="the buyer's login records a simulated login (kit_users.simulated_login_at) once the login "
-    "code reads the simulator's header; the lead wires it (isvapp/login is being changed)",
+    reason="the buyer's login records a simulated login (domain.simulation.record_login) once the login "
+    "code and the simulator's login send and read the mark; the lead wires it (isvapp/login is being changed)",
 )
 def test_the_simulators_buyer_login_counts_as_simulated_not_as_the_console_login_test(fresh):
     page = admin_session(fresh["server"].url).get(fresh["server"].url + "/admin/go-live", timeout=10).text
@@ -353,6 +353,25 @@ def test_a_simulated_call_alone_is_not_ready_and_an_unmarked_debugging_call_make
     rows = scenario_rows(client.get("/admin/go-live?lang=en").get_data(as_text=True))
     assert rows["period-new"][0] == "passed" and rows["period-new"][1] and rows["period-new"][2]
     assert rows["period-query"][0] == "not debugged yet"
+
+
+@pytest.mark.parametrize("app_config", [{"GO_LIVE_PRODUCTS": "kit"}])
+def test_a_simulated_buyer_login_shows_as_simulated_here_and_a_buyers_as_the_console_test(app, market, client):
+    """What the login records (domain.simulation.record_login for a marked login, KitUser.last_login_at
+    for a buyer's) is what the go-live page's account-login row shows."""
+    from isvapp.domain import simulation
+    from isvapp.storage.models import KitUser
+
+    assert scenario_rows(go_live(client))["kit-login"] == ("not debugged yet", "", "")
+    with app.app_context():
+        simulation.record_login("t-sim", "sim-user")
+    state, console, simulated = scenario_rows(client.get("/admin/go-live").get_data(as_text=True))["kit-login"]
+    assert (state, console) == ("simulated here only", "") and simulated
+    with app.app_context():
+        db.session.add(KitUser(instance_key="i", tenant_id="t", app_id="a", user_name="u", last_login_at=utcnow()))
+        db.session.commit()
+    state, console, simulated = scenario_rows(client.get("/admin/go-live").get_data(as_text=True))["kit-login"]
+    assert state == "passed" and console and simulated
 
 
 def run_jobs(app, kind):

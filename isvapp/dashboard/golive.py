@@ -23,6 +23,7 @@ from sqlalchemy import func, select, text
 from .. import outbound
 from ..background import alerts, status, usage
 from ..config import secret_key_problem
+from ..domain import simulation
 from ..extensions import db
 from ..koo.signing import key_fingerprint
 from ..storage.models import (
@@ -32,6 +33,7 @@ from ..storage.models import (
     KitUser,
     License,
     LicenseCode,
+    StatusItem,
     Tenant,
     UsageRecord,
     UsageState,
@@ -151,7 +153,11 @@ NOT_CALLS = {
         UsageRecord.pushed_at, UsageRecord, simulated, UsageRecord.state == UsageState.PUSHED
     ),
     # a buyer through the whole login (isvapp/login); the simulator's own login is recorded apart
-    "login": lambda simulated: select(func.max(KitUser.simulated_login_at if simulated else KitUser.last_login_at)),
+    "login": lambda simulated: (
+        select(func.max(StatusItem.updated_at)).where(StatusItem.name == simulation.LOGIN_ITEM)
+        if simulated
+        else select(func.max(KitUser.last_login_at))
+    ),
     # getLicenseAsync's license, at the marketplace
     "upload": lambda simulated: _of_instances(License.uploaded_at, License, simulated),
     # through the relay (docs/license-relay.md)

@@ -382,9 +382,6 @@ class KitUser(Model):
     state: Mapped[str] = mapped_column(String(16), default=KitState.ACTIVE)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     last_login_at: Mapped[datetime | None] = mapped_column(DateTime)  # the buyer's login (isvapp.login)
-    # The last login the simulator made (its requests carry isvapp.koo.simulated's mark): the go-live
-    # page shows it as "simulated here"; last_login_at is then left as it was.
-    simulated_login_at: Mapped[datetime | None] = mapped_column(DateTime)
     __table_args__ = (
         UniqueConstraint("instance_key", "tenant_id", "app_id", "user_name", name="uq_kit_users_key"),
         Index("ix_kit_users_tenant", "tenant_id", "app_id"),

@@ -1,5 +1,4 @@
-"""the merchant's own simulation, marked: callbacks, instances and license codes, and the buyer's
-simulated login
+"""the merchant's own simulation, marked: callbacks, instances and license codes
 
 The simulator marks every request it sends (isvapp.koo.simulated). The go-live page shows what it
 did as "simulated here", apart from the Seller Console's debugging, which alone makes a scenario
@@ -26,13 +25,9 @@ def upgrade():
     for table in FLAGGED:
         with op.batch_alter_table(table, schema=None) as batch_op:
             batch_op.add_column(sa.Column("simulated", sa.Boolean(), server_default=sa.text("false"), nullable=False))
-    with op.batch_alter_table("kit_users", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("simulated_login_at", sa.DateTime(), nullable=True))
 
 
 def downgrade():
-    with op.batch_alter_table("kit_users", schema=None) as batch_op:
-        batch_op.drop_column("simulated_login_at")
     for table in reversed(FLAGGED):
         with op.batch_alter_table(table, schema=None) as batch_op:
             batch_op.drop_column("simulated")
