@@ -11,6 +11,8 @@ from isvapp.koo.envelope import envelope
 from isvapp.koo.signing import body_sign
 from isvapp.market import simulator
 from isvapp.market.fake import Running, create_fake_market
+from isvapp.storage.models import KitUser, StatusItem
+from sqlalchemy import func, select
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
@@ -66,6 +68,25 @@ def test_every_suite_and_probe_passes_against_isvapp(live):
     assert (
         steps["kit account login (authorised user)"].ok and steps["kit account login refused (user not authorised)"].ok
     )
+    # ... recorded as the merchant's own simulation, not as the Seller Console's login test
+    engine = server.engine()
+    with engine.connect() as conn:
+        assert conn.execute(select(StatusItem.value).where(StatusItem.name == "simulated_login")).scalar_one()
+        assert conn.execute(select(func.count()).where(KitUser.last_login_at.is_not(None))).scalar_one() == 0
+    engine.dispose()
+
+
+def test_on_default_settings_the_account_login_is_skipped_saying_how_to_run_it(tmp_path):
+    """LOGIN_ALLOW_LOOPBACK_IDP off (production's setting): the server refuses the simulator's IdP
+    on this host, so the login is not played, and the report says why and how (not a failure)."""
+    server = LiveServer(tmp_path, workers=1, env={"ISVAPP_KOO_ACCESS_KEY": KEY, "ISVAPP_KOO_KIT_ACCESS_KEY": KIT_KEY})
+    server.flask("init-db")
+    public = server.flask("kit-keygen").stdout.encode()
+    with server:
+        sim = simulator.run(simulator.Simulator(server.url, KEY, KIT_KEY, public), ["kit"])
+    assert sim.failed == [], simulator.report(sim)
+    assert not [s for s in sim.steps if "account login" in s.step]
+    assert [s.scenario for s in sim.skipped] == ["kit"] and "LOGIN_ALLOW_LOOPBACK_IDP" in sim.skipped[0].reason
 
 
 def test_console_script_prints_json_and_exits_zero(live):

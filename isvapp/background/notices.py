@@ -24,13 +24,11 @@ from ..storage.models import (
     Instance,
     InstanceState,
     StatusItem,
-    UsageRecord,
-    UsageState,
     utcnow,
 )
 from ..storage.statements import insert_ignore
 from ..storage.transactions import write_transaction
-from . import alerts, jobs
+from . import alerts, jobs, usage
 
 KINDS = ("new_order", "release", "expiring", "digest")
 EVENT_KINDS = {"created": "new_order", "released": "release"}
@@ -257,6 +255,7 @@ def _digest(config, now):
         .where(Event.created_at > since, Instance.test_flag.is_(False))
     )
     with write_transaction():
+        pushed, late = usage.last_day(now)
         figures = {
             "orders": db.session.execute(real_events.where(Event.kind == "created")).scalar_one(),
             "releases": db.session.execute(real_events.where(Event.kind == "released")).scalar_one(),
@@ -265,16 +264,8 @@ def _digest(config, now):
                 .select_from(Callback)
                 .where(Callback.received_at > since, Callback.result_code != "000000", Callback.test_flag.is_(False))
             ).scalar_one(),
-            "usage": db.session.execute(
-                select(func.count())
-                .select_from(UsageRecord)
-                .where(UsageRecord.pushed_at > since, UsageRecord.state == UsageState.PUSHED)
-            ).scalar_one(),
-            "late": db.session.execute(
-                select(func.count())
-                .select_from(UsageRecord)
-                .where(UsageRecord.late.is_(True), UsageRecord.due_at > since)
-            ).scalar_one(),
+            "usage": pushed,
+            "late": late,
             "alerts": db.session.execute(
                 select(func.count()).select_from(Alert).where(Alert.created_at > since, Alert.kind.not_in(KINDS))
             ).scalar_one(),

@@ -5,6 +5,10 @@ The job carries only the document's id: every attempt reads the stored text and 
 bytes, so the marketplace never sees two documents for one attempt at an event. A renewal is a
 new document (a new id, a job of its own) for the same eventId. Failures retry with the queue's
 backoff; a dead upload marks the document "failed" and raises the dead_job alert.
+
+A simulated order's document (the simulator's getLicenseAsync) is tried once, and only when the
+open API is configured: the marketplace never sent its eventId, so a refusal is expected and is no
+problem of the merchant's; the document is marked "simulated" and nothing retries or alerts.
 """
 
 from flask import current_app
@@ -22,9 +26,10 @@ KIND = "license_upload"
 PERMANENT_CODES = {"invalid", "config", "92020002", "MKT.0100", "MKT.0101", "MKT.0151", "MKT.0154"}
 
 
-def enqueue(license_id, instance_id):
-    """In the caller's transaction, with the document: nothing acknowledged goes unsent."""
-    jobs.enqueue(KIND, license_id, instance_id=instance_id)
+def enqueue(license_id, instance_id, simulated=False):
+    """In the caller's transaction, with the document: nothing acknowledged goes unsent.
+    ``simulated``: the document answers the merchant's own simulation (see above)."""
+    jobs.enqueue(KIND, license_id, {"simulated": True} if simulated else None, instance_id=instance_id)
 
 
 def _set(license_id, **values):
@@ -43,6 +48,12 @@ def upload(job):
     try:
         openapi.upload_license(settings, row.event_id, row.document)
     except openapi.MarketError as error:
+        if job.payload.get("simulated"):
+            with write_transaction():
+                _set(job.key, upload_state=UploadState.SIMULATED, upload_error=str(error)[:255])
+                if not jobs.complete(job):
+                    raise RuntimeError("lost the job's lease; another worker finishes it") from None
+            return
         with write_transaction():
             _set(job.key, upload_error=str(error)[:255])
         if error.code in PERMANENT_CODES:

@@ -158,6 +158,51 @@ def last_push():
     return row.pushed_at, row.due_at is None or row.pushed_at <= row.due_at, late
 
 
+def last_day(now=None):
+    """(records pushed, records late) in the 24 hours before ``now``: the overview's and the daily
+    digest's figures. A record is one hour's usage, so the late ones are the hours that missed
+    their deadline (counted by the hour's deadline, as check_late marks them)."""
+    since = (now or utcnow()) - timedelta(days=1)
+    pushed = db.session.execute(
+        select(func.count())
+        .select_from(UsageRecord)
+        .where(UsageRecord.pushed_at > since, UsageRecord.state == UsageState.PUSHED)
+    ).scalar_one()
+    late = db.session.execute(
+        select(func.count()).select_from(UsageRecord).where(UsageRecord.late.is_(True), UsageRecord.due_at > since)
+    ).scalar_one()
+    return pushed, late
+
+
+ON_TIME, LATE, NOT_DUE = "on time", "late", "not due yet"
+
+
+def timing(record, now=None):
+    """Whether a record met its hour's deadline: ON_TIME, LATE, NOT_DUE (not pushed, not due yet), or
+    None for one the marketplace refused (its state and code say more)."""
+    if record.state == UsageState.REJECTED:
+        return None
+    if record.late:
+        return LATE
+    if record.pushed_at is not None:
+        return ON_TIME if record.due_at is None or record.pushed_at <= record.due_at else LATE
+    return LATE if record.due_at is not None and record.due_at < (now or utcnow()) else NOT_DUE
+
+
+def records_of(instance_id, limit=200):
+    """An instance's usage records, newest hour first: its own, and those drawn from it as a package."""
+    return (
+        db.session.execute(
+            select(UsageRecord)
+            .where((UsageRecord.instance_id == instance_id) | (UsageRecord.relate_pkg_instance == instance_id))
+            .order_by(UsageRecord.begin_time.desc(), UsageRecord.id.desc())
+            .limit(limit)
+        )
+        .scalars()
+        .all()
+    )
+
+
 def usage_info(settings, instances):
     """queryInstance's UsageInfo per instance (topic_0070649081: mandatory for pay-per-use and
     package instances, "the usage in real time"): {instance_id: [UsageInfo]}.

@@ -5,6 +5,12 @@ debugging calls arrive with testFlag=1, and every one is in the callback log. So
 state is read from there: the last successful debugging call, or the last failure after it with
 its plain-words cause (isvapp.dashboard.diagnosis). Which checklists apply is GO_LIVE_PRODUCTS, plus any
 kind of product debugging calls were seen for.
+
+The merchant's own simulator sends testFlag=1 too, but marks its requests (isvapp.koo.simulated):
+what it did is shown apart, as "simulated here" with its time, and never makes a scenario ready,
+since the Seller Console has not seen it. The same split holds for what is not a marketplace call:
+usage pushed and licenses uploaded for a simulated instance, license codes the simulator
+activated, and the simulator's buyer login.
 """
 
 import os
@@ -17,6 +23,7 @@ from sqlalchemy import func, select, text
 from .. import outbound
 from ..background import alerts, status, usage
 from ..config import secret_key_problem
+from ..domain import simulation
 from ..extensions import db
 from ..koo.signing import key_fingerprint
 from ..storage.models import (
@@ -26,6 +33,7 @@ from ..storage.models import (
     KitUser,
     License,
     LicenseCode,
+    StatusItem,
     Tenant,
     UsageRecord,
     UsageState,
@@ -87,13 +95,18 @@ PRODUCT_LABELS = {
 class Scenario:
     key: str
     label: str
-    passed_at: object = None
+    passed_at: object = None  # the Seller Console's (the marketplace's) last success
     failure: Callback | None = None  # the last failed debugging call after the last success
     cause: str | None = None
+    simulated_at: object = None  # the last success of the merchant's own simulation: never "ready"
 
     @property
     def ok(self):
         return self.passed_at is not None and self.failure is None
+
+    @property
+    def simulated_only(self):
+        return not self.ok and self.failure is None and self.simulated_at is not None
 
 
 @dataclass
@@ -119,23 +132,60 @@ def _where(activities, place):
     return where
 
 
-# Scenarios that are not a marketplace call: when they last succeeded.
+def _simulated(column, simulated):
+    """The rows the merchant's simulation made, or (``simulated`` False) the others (NULL is not)."""
+    return column.is_(True) if simulated else column.is_not(True)
+
+
+def _of_instances(stamp, model, simulated, *where):
+    """The latest ``stamp`` of ``model`` rows whose instance was (not) made by the simulator."""
+    return (
+        select(func.max(stamp))
+        .join(Instance, Instance.instance_id == model.instance_id)
+        .where(*where, _simulated(Instance.simulated, simulated))
+    )
+
+
+# Scenarios that are not a marketplace call: when they last succeeded, for the marketplace
+# (simulated False) and for the merchant's simulation (True).
 NOT_CALLS = {
-    "usage": lambda: select(func.max(UsageRecord.pushed_at)).where(UsageRecord.state == UsageState.PUSHED),
-    "login": lambda: select(func.max(KitUser.last_login_at)),  # a buyer through the whole login (isvapp/login)
-    "upload": lambda: select(func.max(License.uploaded_at)),  # getLicenseAsync's license, at the marketplace
-    "activation": lambda: select(func.max(LicenseCode.activated_at)),  # through the relay (docs/license-relay.md)
-    "verification": lambda: select(func.max(LicenseCode.verified_at)),
-    "statistics": lambda: select(func.max(LicenseCode.usage_reported_at)),
+    "usage": lambda simulated: _of_instances(
+        UsageRecord.pushed_at, UsageRecord, simulated, UsageRecord.state == UsageState.PUSHED
+    ),
+    # a buyer through the whole login (isvapp/login); the simulator's own login is recorded apart
+    "login": lambda simulated: (
+        select(func.max(StatusItem.updated_at)).where(StatusItem.name == simulation.LOGIN_ITEM)
+        if simulated
+        else select(func.max(KitUser.last_login_at))
+    ),
+    # getLicenseAsync's license, at the marketplace
+    "upload": lambda simulated: _of_instances(License.uploaded_at, License, simulated),
+    # through the relay (docs/license-relay.md)
+    "activation": lambda simulated: select(func.max(LicenseCode.activated_at)).where(
+        _simulated(LicenseCode.simulated, simulated)
+    ),
+    "verification": lambda simulated: select(func.max(LicenseCode.verified_at)).where(
+        _simulated(LicenseCode.simulated, simulated)
+    ),
+    "statistics": lambda simulated: select(func.max(LicenseCode.usage_reported_at)).where(
+        _simulated(LicenseCode.simulated, simulated)
+    ),
 }
 
 
 def _scenario(key, label, activities, place):
     scenario = Scenario(key, label)
     if not activities:
-        scenario.passed_at = db.session.execute(NOT_CALLS[key]()).scalar_one()
+        scenario.passed_at = db.session.execute(NOT_CALLS[key](False)).scalar_one()
+        scenario.simulated_at = db.session.execute(NOT_CALLS[key](True)).scalar_one()
         return scenario
-    where = _where(activities, place)
+    calls = _where(activities, place)
+    scenario.simulated_at = db.session.execute(
+        select(func.max(Callback.received_at)).where(
+            *calls, Callback.result_code == "000000", _simulated(Callback.simulated, True)
+        )
+    ).scalar_one()
+    where = [*calls, _simulated(Callback.simulated, False)]
     scenario.passed_at = db.session.execute(
         select(func.max(Callback.received_at)).where(*where, Callback.result_code == "000000")
     ).scalar_one()
@@ -329,7 +379,7 @@ def health(app, settings, now=None, page_client=None):
                 "Order-query API",
                 "ok" if good else "bad",
                 ("answered" if good else f"failed: {value.get('error', '')}") + f" ({when:%Y-%m-%d %H:%M} UTC)",
-                "" if good else "Check KOO_AK/KOO_SK and that this server reaches the marketplace API.",
+                "" if good else ORDER_QUERY_FIXES["config" if _unconfigured(value) else "other"],
             )
         )
     backup_age = _age(reported.get("backup", (None, None))[1], now)
@@ -369,6 +419,22 @@ def health(app, settings, now=None, page_client=None):
         )
     )
     return items
+
+
+# What the order-query row asks the merchant to do; a real order's job retries (JOB_MAX_ATTEMPTS,
+# backing off to JOB_RETRY_MAX_S) and then dies with a dead_job alert.
+ORDER_QUERY_FIXES = {
+    "config": "Set KOO_AK and KOO_SK (your seller AK/SK) in instance/config.py and restart isvapp and its "
+    "worker: the orders' details are fetched at their next retry, and "
+    "`.venv/bin/isvapp jobs retry --all-dead` sends again the ones that gave up.",
+    "other": "Check KOO_AK/KOO_SK and that this server reaches the marketplace API; "
+    "`.venv/bin/isvapp jobs retry --all-dead` sends again the orders that gave up.",
+}
+
+
+def _unconfigured(value):
+    """The last order query never left this server: no AK/SK (openapi.MarketError code "config")."""
+    return str(value.get("error", "")).startswith("config:")
 
 
 def _unowned():

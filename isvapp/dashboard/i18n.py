@@ -69,16 +69,20 @@ def python_msgids():
     """[(msgid, where)] for the texts the pages translate that are not a literal in a _() call:
     labels, causes, states and chart names kept in Python data. pybabel's extractors cannot see
     them; babel.cfg extracts them with extract_python_data below, and the tests check them."""
+    from ..background import usage
     from ..storage import models
     from . import charts, diagnosis, golive, labels
 
     found = [(label, "golive.CHECKLISTS") for items in golive.CHECKLISTS.values() for _, label, _, _ in items]
     found += [(label, "golive.PRODUCT_LABELS") for label in golive.PRODUCT_LABELS.values()]
     found += [(text, "golive.health") for text in _call_strings(golive, "Health", (1, 2, 3, 4))]  # every Health()
+    found += [(text, "golive.ORDER_QUERY_FIXES") for text in golive.ORDER_QUERY_FIXES.values()]
     found += [(sentence, "diagnosis.CAUSES") for *_, sentence in diagnosis.CAUSES]
     found += [(text, "charts") for f in charts.CHARTS.values() for text in _call_strings(f, "_chart", (1,))]
     found += [(text, "charts series") for f in charts.CHARTS.values() for text in _assigned_strings(f, "series")]
     found += [(label, "labels.FIELD_LABELS") for label in labels.FIELD_LABELS.values()]
+    found += [(label, "labels.USAGE_STATE_LABELS") for label in labels.USAGE_STATE_LABELS.values()]
+    found += [(label, "usage.timing") for label in (usage.ON_TIME, usage.LATE, usage.NOT_DUE)]
     found += [(f"details {state}", "views.field_value") for state in _constants(models.DetailsState)]
     for kind in (models.InstanceState, models.LicenseState, models.KitState, models.UploadState):
         found += [(state, f"models.{kind.__name__}") for state in _constants(kind)]

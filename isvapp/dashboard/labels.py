@@ -24,3 +24,11 @@ FIELD_LABELS = {
     "created_at": "Created",
     "released_at": "Released",
 }
+
+# A usage record's state as the instance page says it (models.UsageState: the worker's word for it).
+USAGE_STATE_LABELS = {
+    "pending": "not pushed yet",
+    "sending": "being pushed",
+    "pushed": "pushed",
+    "rejected": "refused by the marketplace",
+}

@@ -38,6 +38,7 @@ from ..koo import oddities
 from ..storage.models import Callback, StatusItem, utcnow
 from ..storage.statements import Write, bind_write, run_bound
 from ..storage.transactions import is_sqlite, write_transaction
+from . import simulation
 
 log = logging.getLogger("isvapp.callbacks")
 
@@ -333,6 +334,7 @@ def row_for(body, text):
             business_id=info.get("business_id"),
             tenant_id=info.get("tenant_id"),
             test_flag=info.get("test_flag"),
+            simulated=simulation.current(),
             note=(info.get("note") or "")[:255] or None,
             warnings="\n".join(ctx.get("callback_oddities") or ()) or None,
             key_fingerprint=info.get("key_fingerprint"),

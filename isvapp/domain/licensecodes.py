@@ -31,7 +31,7 @@ from ..market import openapi
 from ..storage.models import LicenseCode, LicenseInstallation, RelayBudget, utcnow
 from ..storage.statements import insert_ignore
 from ..storage.transactions import write_transaction
-from . import callbacklog
+from . import callbacklog, simulation
 
 USAGE_JOB = "license_usage"
 # A refusal of the code itself: the marketplace does not know it, or its shape is wrong.
@@ -155,6 +155,7 @@ def activate(settings, code, address):
                 activated_from=address[:64],
                 verified_at=now,
                 verified_from=address[:64],
+                simulated=simulation.current(),
             )
         )
         db.session.add(

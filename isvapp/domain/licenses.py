@@ -23,6 +23,7 @@ from ..koo.signing import key_fingerprint
 from ..koo.times import iso_utc
 from ..storage.keys import signing_key
 from ..storage.models import Instance, License, LicenseState, UploadState, utcnow
+from . import simulation
 
 
 def generator(settings):
@@ -83,7 +84,7 @@ def issue(settings, instance, *, fingerprint=None, event_id=None, effective_time
         )
     )
     if event_id:
-        uploads.enqueue(license_id, instance.instance_id)
+        uploads.enqueue(license_id, instance.instance_id, simulated=simulation.current())
     return document
 
 

@@ -32,7 +32,7 @@ from ..storage import vault
 from ..storage.models import Answer, Conflict, DetailsState, Event, Instance, InstanceState, Job, utcnow
 from ..storage.statements import Write, bind_insert, bind_query, bind_write, insert_ignore, run_bound
 from ..storage.transactions import session_required
-from . import credentials
+from . import credentials, simulation
 
 _INSTANCE_STATE = "SELECT state FROM instances WHERE instance_id = :instance_id"
 _INSTANCE_OWNER = "SELECT key_fingerprint FROM instances WHERE instance_id = :instance_id"
@@ -126,16 +126,18 @@ def _event_writes(kind, instance, payload):
     lock, by a prepared newInstance): the order is fetched again after the events that change it."""
     more = []
     if kind in FETCH_AFTER and instance.generation in ("G2", "LIC2"):
-        more.append(
-            (
-                "fetch_order",
-                {
-                    "order_id": payload.get("order_id") or instance.order_id,
-                    "order_line_id": payload.get("order_line_id") or instance.order_line_id,
-                },
-            )
-        )
+        order = {
+            "order_id": payload.get("order_id") or instance.order_id,
+            "order_line_id": payload.get("order_line_id") or instance.order_line_id,
+        }
+        more.append(("fetch_order", order_query(order)))
     return _bind_event(kind, instance.instance_id, instance.order_id, payload, more)
+
+
+def order_query(payload):
+    """A fetch_order job's payload: a simulated request's order is marked, since the marketplace
+    never saw it (domain.orderdetails asks at most once, and never counts it against the API)."""
+    return {**payload, "simulated": True} if simulation.current() else payload
 
 
 def record_event(kind, instance_id, order_id, payload, more_jobs=()):
@@ -375,6 +377,7 @@ def _new_instance_row(settings, instance_id, attrs, render):
         admin_user=login["admin_user"],
         memo=login["memo"],
         admin_password_sealed=vault.seal(settings.secret_key, login["admin_password"]),
+        simulated=simulation.current(),
         **attrs,
     )
     instance = SimpleNamespace(**{**_INSTANCE_BLANK, **values})  # the row as inserted
@@ -550,7 +553,7 @@ def check_change(*, instance_id, product_info, decide, debug=False, asking=None)
 def order_notified(*, order_id, order_line_id=None, notice=None):
     """orderNotify: acknowledged now; the order is fetched and applied by a background job."""
     event_id = record_event("order_notified", None, order_id, {"order_line_id": order_line_id, **(notice or {})})
-    jobs.enqueue("fetch_order", event_id, payload={"order_id": order_id, "order_line_id": order_line_id})
+    jobs.enqueue("fetch_order", event_id, payload=order_query({"order_id": order_id, "order_line_id": order_line_id}))
     return envelope()
 
 

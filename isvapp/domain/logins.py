@@ -25,7 +25,7 @@ from ..koo.signing import secret_digest
 from ..storage.models import BuyerSession, Instance, KitApp, KitState, KitUser, SignedRequest, Tenant, utcnow
 from ..storage.statements import insert_ignore
 from ..storage.transactions import write_transaction
-from . import entitlements
+from . import entitlements, simulation
 
 # Why a login was refused; the page's wording for each is in isvapp/login/views.py.
 REASONS = (
@@ -171,27 +171,30 @@ def admit(target, user, now=None):
 
 
 def record_login(target, user_name, state_digest, refresh_sealed, ttl_s, now=None):
-    """The user's last login, for the pages and the go-live checklist; the login's state,
+    """The user's last login, for the pages and the go-live checklist (a simulated one apart:
+    domain.simulation); the login's state,
     claimed in the replay store, so that the same state (and its cookie) cannot finish a second
     login, whatever the IdP does with its codes; and the buyer's session. Returns the session's
     id, for the cookie: only its SHA-256 is kept. Refused("state_used") when the state was used."""
     now = now or utcnow()
     session_id = secrets.token_urlsafe(32)
+    simulated = simulation.current()
     with write_transaction(durable=False):  # a login lost to a power cut is no order lost: log in again
         if not insert_ignore(
             SignedRequest, scope="login", token=state_digest, nonce=state_digest, fingerprint="", answer=b""
         ):
             raise Refused("state_used")
-        db.session.execute(
-            update(KitUser)
-            .where(
-                KitUser.instance_key == target.instance_id,
-                KitUser.tenant_id == target.tenant_id,
-                KitUser.app_id == target.app_id,
-                KitUser.user_name == user_name,
+        if not simulated:  # the simulator's login is recorded apart, below: it is not a buyer's
+            db.session.execute(
+                update(KitUser)
+                .where(
+                    KitUser.instance_key == target.instance_id,
+                    KitUser.tenant_id == target.tenant_id,
+                    KitUser.app_id == target.app_id,
+                    KitUser.user_name == user_name,
+                )
+                .values(last_login_at=now)
             )
-            .values(last_login_at=now)
-        )
         db.session.add(
             BuyerSession(
                 digest=secret_digest(session_id),
@@ -204,6 +207,8 @@ def record_login(target, user_name, state_digest, refresh_sealed, ttl_s, now=Non
                 expires_at=now + timedelta(seconds=ttl_s),
             )
         )
+    if simulated:
+        simulation.record_login(target.tenant_id, user_name)
     return session_id
 
 

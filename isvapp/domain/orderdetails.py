@@ -4,6 +4,11 @@ G2 newInstance carries only ids, and the answer cannot wait for the marketplace;
 for the order afterwards, stores customer, product, period and expiry on the instance, and
 emits ``details_fetched`` for the provisioner. When it finally gives up the instance is marked
 ``failed`` (and ``details_failed`` emitted), visible to the merchant.
+
+A simulated order (the merchant's own simulation, domain.simulation) is asked for once, and only
+when the open API is configured (the fake marketplace knows any order; the real one does not know
+the simulator's): a failure marks it ``simulated``, with no retry, no dead job, no alert, and the
+go-live page's order-query result is left to the real orders.
 """
 
 from flask import current_app
@@ -68,20 +73,34 @@ def apply_order(instance, order, order_line_id):
 @jobs.handler("fetch_order")
 def fetch_order(job):
     settings = current_app.extensions["isvapp"]
+    simulated = bool(job.payload.get("simulated"))
     try:
         order = openapi.query_order(settings, job.payload["order_id"], job.payload.get("order_line_id"))
     except openapi.MarketError as error:
+        if simulated:
+            return _not_at_the_marketplace(job)
         status.report("order_query", {"ok": False, "error": str(error)[:200]})
         if error.code in PERMANENT_CODES and job.attempts >= 3:
             raise jobs.Permanent(str(error)) from None
         raise
-    status.report("order_query", {"ok": True})
+    if not simulated:
+        status.report("order_query", {"ok": True})
     with write_transaction():
         for instance in _instances_of(job):
             apply_order(instance, order, job.payload.get("order_line_id"))
             lifecycle.emit("details_fetched", instance, order_id=job.payload["order_id"])
         if job.instance_id is None:  # orderNotify: the hooks get the order whatever it is for
             lifecycle.record_event("order_fetched", None, job.payload["order_id"], {"order": order})
+        if not jobs.complete(job):
+            raise RuntimeError("lost the job's lease; another worker finishes it")
+
+
+def _not_at_the_marketplace(job):
+    """A simulated order the marketplace could not give: its instances say so, and the job is done."""
+    with write_transaction():
+        for instance in _instances_of(job):
+            if instance.details_state != DetailsState.FETCHED:
+                instance.details_state = DetailsState.SIMULATED
         if not jobs.complete(job):
             raise RuntimeError("lost the job's lease; another worker finishes it")
 

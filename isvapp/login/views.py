@@ -30,7 +30,7 @@ from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
 from .. import outbound
 from ..dashboard import i18n
-from ..domain import handoff, logins
+from ..domain import handoff, logins, simulation
 from ..koo import jose
 from ..market import idp
 from ..storage import vault
@@ -151,8 +151,9 @@ def _origin(url):
 
 
 @bp.before_request
-def _language():
+def _language_and_mark():
     i18n.choose()
+    simulation.mark()  # the simulator's buyer login counts as simulated, not as the Seller Console's
 
 
 @bp.after_request

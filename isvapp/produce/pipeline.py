@@ -17,7 +17,7 @@ from flask import current_app, g, request
 from marshmallow import Schema, ValidationError
 
 from ..config import Settings
-from ..domain import callbacklog, replays
+from ..domain import callbacklog, replays, simulation
 from ..koo import codes, oddities, schemas, strictjson
 from ..koo.codes import KooError
 from ..koo.signing import key_fingerprint
@@ -74,6 +74,7 @@ def signed_by(key, sent_ms, kit=False, **identity):
     so the go-live page can show a drifting clock before the window starts refusing requests.
     """
     g.koo_key = key
+    simulation.mark()  # only now: a mark on a request that did not verify counts for nothing
     skew = int(now_ms() - sent_ms)  # a timestamp years off (a widened G1 window) still fits the column
     callbacklog.note(key_fingerprint=key_fingerprint(key), clock_skew_ms=max(-schemas.INT32, min(schemas.INT32, skew)))
     return Signed(cfg=_settings_for(settings(), key, kit), **identity)

@@ -11,7 +11,7 @@ signed marketplace calls. Answers are JSON; a refusal has ``error`` and a ``mess
 
 from flask import Blueprint, current_app, request
 
-from ..domain import licensecodes
+from ..domain import licensecodes, simulation
 from ..koo.times import iso_utc
 from . import no_store_json
 
@@ -41,6 +41,12 @@ def _body():
     if not isinstance(body, dict):
         raise licensecodes.RelayError(400, "invalid_request", 'send a JSON object, e.g. {"license": "PLXXXXXX"}')
     return body
+
+
+@bp.before_request
+def _simulated():
+    """The simulator's license-relay suite marks its calls: the code's activation is then "simulated here"."""
+    simulation.mark()
 
 
 def _token():

@@ -28,6 +28,8 @@ class DetailsState:
     FETCHED = "fetched"
     INLINE = "inline"  # G1: the request carried them
     FAILED = "failed"
+    # Not fetched: a simulated order (Instance.simulated), which the marketplace does not know.
+    SIMULATED = "simulated"
 
 
 def _where_set(name, column):
@@ -53,6 +55,9 @@ class Instance(Model):
     state: Mapped[str] = mapped_column(String(16), default=InstanceState.ACTIVE)
     details_state: Mapped[str] = mapped_column(String(16), default=DetailsState.PENDING)
     test_flag: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Made by the merchant's own simulation (isvapp.koo.simulated), not by the marketplace: the
+    # marketplace does not know its order, so its details are not fetched (domain.orderdetails).
+    simulated: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
     trial: Mapped[bool] = mapped_column(Boolean, default=False)
     order_id: Mapped[str] = mapped_column(String(64))
     order_line_id: Mapped[str | None] = mapped_column(String(64))
@@ -172,6 +177,9 @@ class Callback(Model):
     business_id: Mapped[str | None] = mapped_column(String(64))
     tenant_id: Mapped[str | None] = mapped_column(String(64))
     test_flag: Mapped[bool | None] = mapped_column(Boolean)
+    # A verified request carrying the simulator's mark: the merchant's own simulation, which the
+    # go-live page shows apart from the Seller Console's debugging (isvapp.koo.simulated).
+    simulated: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
     result_code: Mapped[str | None] = mapped_column(String(8))
     result_msg: Mapped[str | None] = mapped_column(String(255))
     duration_ms: Mapped[float | None] = mapped_column()
@@ -250,7 +258,9 @@ class UploadState:
     PENDING = "pending"  # an upload job is queued or retrying
     UPLOADED = "uploaded"
     FAILED = "failed"  # the job is dead: an alert was raised, `flask jobs retry` sends it again
-    ALL = (PENDING, UPLOADED, FAILED)
+    # Not uploaded: a simulated order's document, whose eventId the marketplace never sent.
+    SIMULATED = "simulated"
+    ALL = (PENDING, UPLOADED, FAILED, SIMULATED)
 
 
 class LicenseCode(Model):
@@ -270,6 +280,9 @@ class LicenseCode(Model):
     usage_reported_at: Mapped[datetime | None] = mapped_column(DateTime)
     usage_reports: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    # Last activated by the merchant's simulation (the relay call carried isvapp.koo.simulated's
+    # mark): its activation, verifications and usage reports count as "simulated here".
+    simulated: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
 
 
 class LicenseInstallation(Model):

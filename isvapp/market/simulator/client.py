@@ -1,5 +1,9 @@
 """The simulator's client: signs and sends each request as the marketplace would, and checks
 the answer the way the Seller Console does (result code, fields, Body-Sign, appInfo, 5 s).
+
+Every request carries the simulator's mark (isvapp.koo.simulated.HEADER, with this run's id): the
+marketplace never sends it, so the server can show what the merchant simulated apart from what the
+Seller Console debugged. ``mark=False`` sends none (a test playing the Seller Console itself).
 """
 
 import http.client
@@ -20,6 +24,7 @@ from ...koo.signing import (
     new_nonce,
     verify_body_sign,
 )
+from ...koo.simulated import HEADER
 
 DEADLINE_S = 5.0
 
@@ -33,6 +38,14 @@ class Step:
     ok: bool
     ms: float
     reason: str = ""
+
+
+@dataclass
+class Skipped:
+    """A suite that could not run against this server, and how to run it."""
+
+    scenario: str
+    reason: str
 
 
 @dataclass
@@ -52,7 +65,7 @@ class Reply:
 
 
 class Simulator:
-    def __init__(self, base_url, key, kit_key=None, kit_public_key=None, test_flag="1", timeout=10.0):
+    def __init__(self, base_url, key, kit_key=None, kit_public_key=None, test_flag="1", timeout=10.0, mark=True):
         base = base_url.rstrip("/")
         for suffix in ("/produce", "/license"):
             if base.endswith(suffix):
@@ -61,7 +74,8 @@ class Simulator:
         self.kit_public_key = kit_public_key
         self.test_flag, self.timeout = test_flag, timeout
         self.run_id = time.strftime("%m%d%H%M%S") + uuid.uuid4().hex[:4].upper()
-        self.steps = []
+        self.marks = {HEADER: self.run_id} if mark else {}  # sent on every request
+        self.steps, self.skipped = [], []
         self.scenario = ""
         self.license_code = "PLXXXXXX"  # the license-relay suite's code: the console's test code, or the fake's
 
@@ -69,7 +83,7 @@ class Simulator:
 
     def _send(self, method, path, query=None, body=None, headers=None):
         url = self.base + path + ("?" + urlencode(query) if query else "")
-        request = urllib.request.Request(url, data=body, method=method, headers=headers or {})
+        request = urllib.request.Request(url, data=body, method=method, headers={**self.marks, **(headers or {})})
         started = time.perf_counter()
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
@@ -90,6 +104,8 @@ class Simulator:
         try:
             connection.putrequest("POST", parts.path + path + "?" + urlencode(query), skip_accept_encoding=True)
             connection.putheader("Content-Length", str(len(body)))
+            for name, value in self.marks.items():
+                connection.putheader(name, value)
             connection.endheaders(body)
             response = connection.getresponse()
             status, got_headers, raw = response.status, dict(response.getheaders()), response.read()
@@ -201,6 +217,10 @@ class Simulator:
                     except Exception:  # noqa: BLE001  any failure is the same finding
                         problems.append(f"appInfo.{name} does not decrypt with the key (encryptType {encrypt_type})")
         return problems
+
+    def skip(self, reason):
+        """Record that the current scenario cannot run here, and why (the report says so)."""
+        self.skipped.append(Skipped(self.scenario, reason))
 
     @property
     def failed(self):

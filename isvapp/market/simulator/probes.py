@@ -90,16 +90,18 @@ def tolerance(sim):
     )
     name = f"{order}Z"
     new_g2(
-        'null and "" optional fields (productId null, testFlag "")',
+        'null and "" optional fields (productId null, customerName "")',
         {
             "activity": "newInstance",
             "orderId": name,
             "orderLineId": f"{name}-000001",
             "businessId": str(uuid.uuid4()),
             "productId": None,
-            "testFlag": "",
+            "customerName": "",
+            "testFlag": sim.test_flag,  # an empty testFlag reads as 0: real data, so only a query sends one
         },
     )
+    sim.check('queryInstance with testFlag ""', sim.g2_as({**query, "testFlag": ""}), appinfo=True, listed=iid)
     refresh = {"activity": "refreshInstance", "instanceId": iid, "orderLineId": f"{order}R-000001"}
     sim.check(
         "refreshInstance expireTime yyyyMMddHHmmssSSS (17 digits)",
