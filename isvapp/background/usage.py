@@ -131,8 +131,8 @@ def check_late(now=None):
             "usage_late",
             f"{len(ids)} usage record(s) missed their hour's deadline",
             f"{len(ids)} pay-per-use usage record(s) were not pushed to the marketplace within 15 "
-            f"minutes of the hour after their usage (the first: {first.metering_sn}, instance "
-            f"{first.instance_id}, usage up to {first.end_time:%Y-%m-%d %H:%M} UTC, due "
+            f"minutes of the hour after their usage (the first: {alerts.inert(first.metering_sn)}, instance "
+            f"{alerts.inert(first.instance_id)}, usage up to {first.end_time:%Y-%m-%d %H:%M} UTC, due "
             f"{first.due_at:%H:%M} UTC, state {first.state}). The buyer's charge is delayed. Check "
             "that the worker runs and reaches the marketplace (`flask --app isvapp usage list`).",
             now=now,
