@@ -12,9 +12,19 @@ from datetime import timedelta
 DEFAULTS = {
     "SECRET_KEY": None,
     "SQLALCHEMY_DATABASE_URI": None,  # None: an SQLite file in the instance folder
-    "MAX_CONTENT_LENGTH": 16 * 1024 * 1024,  # Kit sync: a 50,000-department allOrgSync is about 5 MiB
-    # Every other marketplace interface: its bodies are a few hundred bytes.
+    # The largest body each kind of route reads, in bytes, chunked bodies included
+    # (isvapp/inbound.py): Flask's own cap, for any route not named there...
+    "MAX_CONTENT_LENGTH": 16 * 1024 * 1024,
+    # ...the marketplace's basic interfaces (/produce, /license): a few hundred bytes each...
     "KOO_MAX_BODY_BYTES": 1024 * 1024,
+    # ...Kit sync (None: MAX_CONTENT_LENGTH): a 50,000-department allOrgSync is about 5 MiB...
+    "KOO_KIT_MAX_BODY_BYTES": None,
+    # ...the License relay (a code, an account and an address), the entitlement and usage API
+    # (one usage record), the merchant's pages (a form), the buyer's login (a logout form).
+    "LICENSE_RELAY_MAX_BODY_BYTES": 4096,
+    "API_MAX_BODY_BYTES": 64 * 1024,
+    "ADMIN_MAX_BODY_BYTES": 64 * 1024,
+    "LOGIN_MAX_BODY_BYTES": 16 * 1024,
     "SQLITE_BUSY_TIMEOUT_S": 3,
     # Pages the write-ahead log may hold before a commit copies it into the database file (SQLite's
     # own default is 1,000; isvapp.storage.connections says why more).
@@ -52,6 +62,9 @@ DEFAULTS = {
     "KOO_SK": None,
     "KOO_API_TIMEOUT_S": 3,  # order query / usage push; the reference asks for at most 3 s
     "KOO_USAGE_KEY": None,  # usage push signature key (§3.8); defaults to KOO_ACCESS_KEY
+    # Usage whose beginTime is older than this many days is refused when it is recorded: the
+    # marketplace refuses it (MKT.9004, docs/protocol.md §5.2), and a push carries whole batches.
+    "USAGE_MAX_AGE_DAYS": 21,
     # Where every open-API call is tried again when KOO_API_BASE_URL does not answer (the License
     # pages: "mkt.myhuaweicloud.com域名不可用时请使用mkt.myhuaweicloud.cn进行重试"). None: that .cn
     # domain while KOO_API_BASE_URL is the default, no backup otherwise; "" turns it off.
@@ -213,6 +226,7 @@ class Settings:
     relay_per_minute: int = 30
     relay_per_address_minute: int = 120
     query_usage_field: str = "usageInfo"
+    usage_max_age_days: int = 21
 
 
 MAIN_API_URL, BACKUP_API_URL = "https://mkt.myhuaweicloud.com", "https://mkt.myhuaweicloud.cn"
@@ -293,6 +307,7 @@ def load_settings(config):
         relay_grace_s=int(float(config.get("LICENSE_RELAY_GRACE_H") or 0) * 3600),
         relay_per_minute=int(config.get("LICENSE_RELAY_PER_MINUTE") or 30),
         relay_per_address_minute=int(config.get("LICENSE_RELAY_PER_ADDRESS_MINUTE") or 120),
+        usage_max_age_days=int(config.get("USAGE_MAX_AGE_DAYS") or 21),
         query_usage_field=str(
             config.get("KOO_QUERY_USAGE_FIELD") if config.get("KOO_QUERY_USAGE_FIELD") is not None else "usageInfo"
         ),

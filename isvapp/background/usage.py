@@ -19,7 +19,7 @@ from sqlalchemy import Float, cast, exists, func, select, update
 from ..extensions import db
 from ..koo.times import ISO_UTC, naive_utc
 from ..market import openapi
-from ..storage.models import Instance, Job, JobState, UsageRecord, UsageState, utcnow
+from ..storage.models import Instance, Job, JobState, TokenScope, UsageRecord, UsageState, utcnow
 from ..storage.statements import insert_ignore
 from ..storage.transactions import write_transaction
 from . import alerts, jobs
@@ -49,21 +49,115 @@ def _value(usage_value):
     return format(value, "f")
 
 
-def add(instance_id, usage_value, begin_time, end_time, metering_sn=None, relate_pkg_instance=None):
+class Refused(ValueError):
+    """Usage that is not recorded: ``status`` and ``error`` are what the API answers, and the
+    message names the problem. Nothing is stored."""
+
+    def __init__(self, message, status=400, error="invalid_request"):
+        super().__init__(message)
+        self.status, self.error = status, error
+
+
+AHEAD = timedelta(days=1)  # usage may end this far past now (a clock ahead), never further
+
+
+def check_times(begin, end, now, max_age_days):
+    """The usage's times as a marketplace takes them (docs/protocol.md §5.2): a begin no older
+    than ``max_age_days`` (MKT.9004 past 21), an end at most a day ahead of now, the end after
+    the begin. Bad times are named by the API's field names."""
+    if begin < now - timedelta(days=max_age_days):
+        raise Refused(
+            f"beginTime {begin:%Y-%m-%dT%H:%M:%SZ} is more than {max_age_days} days ago (USAGE_MAX_AGE_DAYS): "
+            "the marketplace refuses usage that old"
+        )
+    if end > now + AHEAD:
+        raise Refused(f"endTime {end:%Y-%m-%dT%H:%M:%SZ} is more than a day from now: usage is recorded once used")
+    if end <= begin:
+        raise Refused("end time must be after begin time")
+
+
+def is_metered(settings, instance):
+    """Pay-per-use or package: the charging modes KOO_G1_PAY_PER_USE_MODES names."""
+    return (instance.charging_mode or "") in settings.g1_pay_per_use_modes
+
+
+def _hour(moment, up=False):
+    start = moment.replace(minute=0, second=0, microsecond=0)
+    return start + timedelta(hours=1) if up and start != moment else start
+
+
+def check_instance(settings, instance, begin, end, token=None):
+    """Whether ``instance`` takes this usage: it is metered, the usage lies inside its life (from
+    the hour it was made to the hour it was released or expired: the marketplace's records are
+    hourly), and ``token``, if given, covers it."""
+    if token is not None and not token.allows(TokenScope.USAGE, instance.product_id, instance.key_fingerprint):
+        bound = " and ".join(
+            f"{what} {value}"
+            for what, value in (("product", token.product_id), ("key", token.key_fingerprint))
+            if value
+        )
+        raise Refused(f"this token records usage only for the instances of {bound}", 403, "forbidden")
+    if not instance.charging_mode:
+        raise Refused(
+            f"instance {instance.instance_id}'s charging mode is not known yet (its order details are being "
+            "fetched): retry in a minute",
+            409,
+            "charging_mode_unknown",
+        )
+    if not is_metered(settings, instance):
+        raise Refused(
+            f"instance {instance.instance_id} is not pay-per-use (chargingMode {instance.charging_mode}): usage is "
+            "recorded only for pay-per-use or package instances",
+            409,
+            "not_pay_per_use",
+        )
+    if instance.released_at is not None and end > _hour(instance.released_at, up=True):
+        raise Refused(
+            f"instance {instance.instance_id} was released at {instance.released_at:%Y-%m-%dT%H:%M:%SZ}: usage "
+            "after its release is not billed",
+            409,
+            "instance_released",
+        )
+    if instance.expire_time is not None and end > _hour(instance.expire_time, up=True):
+        raise Refused(
+            f"endTime is after instance {instance.instance_id} expired ({instance.expire_time:%Y-%m-%dT%H:%M:%SZ})",
+            409,
+            "outside_instance_life",
+        )
+    if begin < _hour(instance.created_at):
+        raise Refused(
+            f"beginTime is before instance {instance.instance_id} was made ({instance.created_at:%Y-%m-%dT%H:%M:%SZ})",
+            409,
+            "outside_instance_life",
+        )
+
+
+def add(instance_id, usage_value, begin_time, end_time, metering_sn=None, relate_pkg_instance=None, token=None):
     """Record usage (in the caller's app context) and make sure the worker will push it.
 
-    Returns the metering_sn. A metering_sn given twice is recorded once (returns the same sn).
+    Returns the metering_sn. A metering_sn given twice is recorded once (returns the same sn, as
+    the first time, whatever became of the instance since). Refused (a ValueError) names what is
+    wrong and stores nothing; ``token``, the API token that sent it, must cover the instance.
     """
+    settings = current_app.extensions["isvapp"]
     value = _value(usage_value)
     if relate_pkg_instance is not None and (not isinstance(relate_pkg_instance, str) or len(relate_pkg_instance) > 64):
         raise ValueError("the package instance id is text of at most 64 characters")
     begin, end = naive_utc(begin_time), naive_utc(end_time)
-    if end <= begin:
-        raise ValueError("end time must be after begin time")
+    check_times(begin, end, utcnow(), settings.usage_max_age_days)
     sn = metering_sn or uuid.uuid4().hex
     with write_transaction():
-        if not db.session.execute(select(exists().where(Instance.instance_id == instance_id))).scalar():
+        instance = db.session.execute(select(Instance).where(Instance.instance_id == instance_id)).scalar_one_or_none()
+        if instance is None:
             raise ValueError(f"instance {instance_id} does not exist")
+        if (
+            metering_sn
+            and db.session.execute(
+                select(exists().where(UsageRecord.metering_sn == metering_sn, UsageRecord.instance_id == instance_id))
+            ).scalar()
+        ):
+            return sn
+        check_instance(settings, instance, begin, end, token)
         insert_ignore(
             UsageRecord,
             metering_sn=sn,
@@ -186,7 +280,7 @@ def usage_info(settings, instances):
     ).all():
         found.setdefault(package, []).append({"relatedInstanceId": related, "usageValue": round(total or 0, 4)})
     for instance in instances:
-        metered = (instance.charging_mode or "") in settings.g1_pay_per_use_modes
+        metered = is_metered(settings, instance)
         if instance.instance_id not in found and (metered or instance.instance_id in own):
             package = (instance.charging_mode or "").endswith("_PKG")
             found[instance.instance_id] = (

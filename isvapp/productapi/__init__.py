@@ -5,18 +5,24 @@
     POST /api/v1/usage                                pay-per-use usage, pushed to the marketplace
 
 A product checks a subscription whenever it likes (not only at login), in any language. The
-tokens are made and revoked on the merchant's pages (API tokens); the answers are read-only
-JSON. A route of its own: it calls the domain (entitlements) and nothing calls it.
+tokens are made and revoked on the merchant's pages (API tokens), each for its scopes (reading
+entitlements, recording usage) and its product or key (domain/apitokens.py): the token is on
+``g.api_token``, and a route asks it (``g.api_token.allows(scope, product_id, key)``) before it
+answers. A route of its own: it calls the domain (entitlements) and nothing calls it.
 
 The package also holds the License relay (relay.py), what the merchant's installed software calls,
 with its own tokens.
 """
 
-from flask import Blueprint, jsonify, request
+from flask import Blueprint, g, jsonify, request
+from werkzeug.exceptions import RequestEntityTooLarge
 
+from .. import inbound
 from ..background import usage
-from ..domain import entitlements
+from ..domain import apitokens, entitlements
+from ..koo import strictjson
 from ..koo.times import iso_utc, naive_utc, read_time
+from ..storage.models import TokenScope
 
 bp = Blueprint("productapi", __name__, url_prefix="/api/v1")
 
@@ -29,10 +35,22 @@ def no_store_json(body, status=200):
     return response
 
 
+def body_refused(error):
+    """A body over the route's limit (413) or not a JSON object (400): the message names which."""
+    if isinstance(error, RequestEntityTooLarge):
+        return no_store_json({"error": "invalid_request", "message": error.description}, 413)
+    return no_store_json({"error": "invalid_request", "message": f"the body {error}"}, 400)
+
+
+bp.register_error_handler(RequestEntityTooLarge, body_refused)
+bp.register_error_handler(strictjson.Malformed, body_refused)
+
+
 @bp.before_request
 def _bearer():
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not entitlements.token_allowed(token.strip()):
+    g.api_token = apitokens.find(token.strip()) if scheme.lower() == "bearer" else None
+    if g.api_token is None:
         response = no_store_json(
             {
                 "error": "unauthorized",
@@ -43,6 +61,17 @@ def _bearer():
         )
         response.headers["WWW-Authenticate"] = 'Bearer realm="isvapp"'
         return response
+    scope = SCOPES.get(request.endpoint or "")
+    if scope and not g.api_token.has_scope(scope):
+        return no_store_json(
+            {
+                "error": "forbidden",
+                "message": f'this token is not for {apitokens.SCOPE_WORDS[scope]} (scope "{scope}"); it is for '
+                + ", ".join(apitokens.SCOPE_WORDS[s] for s in g.api_token.scope_list)
+                + ". Make a token for it on the merchant's pages (API tokens)",
+            },
+            403,
+        )
     return None
 
 
@@ -66,16 +95,7 @@ def tenant(tenant_id):
 def record_usage():
     """Pay-per-use usage from the merchant's product: recorded, then pushed by the worker within
     the marketplace's hour (isvapp/background/usage.py). The same meteringSn is recorded once."""
-    body = request.get_json(silent=True)
-    if not isinstance(body, dict):
-        return no_store_json(
-            {
-                "error": "invalid_request",
-                "message": 'send a JSON object: {"instanceId": ..., '
-                '"usageValue": 1.5, "beginTime": "2026-12-02T08:00:00Z", "endTime": ...}',
-            },
-            400,
-        )
+    body = inbound.json_object()
     times = {name: read_time(body.get(name))[0] for name in ("beginTime", "endTime")}
     unreadable = [name for name, moment in times.items() if moment is None]
     if unreadable:
@@ -97,7 +117,18 @@ def record_usage():
             times["endTime"],
             sn,
             body.get("relatePkgInstance") or None,
+            token=g.api_token,
         )
+    except usage.Refused as error:
+        return no_store_json({"error": error.error, "message": str(error)}, error.status)
     except ValueError as error:
         return no_store_json({"error": "invalid_request", "message": str(error)}, 400)
     return no_store_json({"meteringSn": sn, "dueAt": iso_utc(usage.due_at(naive_utc(times["endTime"])))}, 201)
+
+
+# Each route's scope: what a token must be for to be answered here (the domain checks the product).
+SCOPES = {
+    "productapi.instance": TokenScope.ENTITLEMENTS,
+    "productapi.tenant": TokenScope.ENTITLEMENTS,
+    "productapi.record_usage": TokenScope.USAGE,
+}
