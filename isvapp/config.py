@@ -65,9 +65,13 @@ DEFAULTS = {
     # Usage whose beginTime is older than this many days is refused when it is recorded: the
     # marketplace refuses it (MKT.9004, docs/protocol.md §5.2), and a push carries whole batches.
     "USAGE_MAX_AGE_DAYS": 21,
+    # Usage records per push. The push pages allow 1,000 UsagePushData; the order query's error
+    # page says MKT.9003 past 100 (计量记录数超出限制(100条)): 100 holds under both (§5.2).
+    "KOO_USAGE_PUSH_BATCH": 100,
     # Where every open-API call is tried again when KOO_API_BASE_URL does not answer (the License
-    # pages: "mkt.myhuaweicloud.com域名不可用时请使用mkt.myhuaweicloud.cn进行重试"). None: that .cn
-    # domain while KOO_API_BASE_URL is the default, no backup otherwise; "" turns it off.
+    # pages: "mkt.myhuaweicloud.com域名不可用时请使用mkt.myhuaweicloud.cn进行重试"; the intl usage
+    # push page: "If mkt-intl.myhuaweicloud.com is unavailable, try mkt.myhuaweicloud.cn."). None:
+    # that .cn domain while KOO_API_BASE_URL is either of those, no backup otherwise; "" turns it off.
     "KOO_API_BACKUP_URL": None,
     # License codes (授权码, docs/protocol.md §13). The v2 query's field for its batch of codes,
     # which no stored page shows.
@@ -227,15 +231,22 @@ class Settings:
     relay_per_address_minute: int = 120
     query_usage_field: str = "usageInfo"
     usage_max_age_days: int = 21
+    usage_push_batch: int = 100
 
 
 MAIN_API_URL, BACKUP_API_URL = "https://mkt.myhuaweicloud.com", "https://mkt.myhuaweicloud.cn"
+INTL_API_URL = "https://mkt-intl.myhuaweicloud.com"
+# The main domains whose pages name mkt.myhuaweicloud.cn as the backup: the China pages (License,
+# usage push) for mkt.myhuaweicloud.com, and the international "Pushing the Pay-per-Use Resource
+# Usage (New)" (topic_0070649117) for mkt-intl: "If mkt-intl.myhuaweicloud.com is unavailable,
+# try mkt.myhuaweicloud.cn." No page names one for the EU site (docs/protocol.md §13.1).
+BACKED_UP_API_URLS = (MAIN_API_URL, INTL_API_URL)
 
 
 def _backup_url(config, main):
     value = config.get("KOO_API_BACKUP_URL")
     if value is None:
-        return BACKUP_API_URL if main == MAIN_API_URL else ""
+        return BACKUP_API_URL if main in BACKED_UP_API_URLS else ""
     return str(value).rstrip("/")
 
 
@@ -308,6 +319,7 @@ def load_settings(config):
         relay_per_minute=int(config.get("LICENSE_RELAY_PER_MINUTE") or 30),
         relay_per_address_minute=int(config.get("LICENSE_RELAY_PER_ADDRESS_MINUTE") or 120),
         usage_max_age_days=int(config.get("USAGE_MAX_AGE_DAYS") or 21),
+        usage_push_batch=min(max(int(config.get("KOO_USAGE_PUSH_BATCH") or 100), 1), 1000),
         query_usage_field=str(
             config.get("KOO_QUERY_USAGE_FIELD") if config.get("KOO_QUERY_USAGE_FIELD") is not None else "usageInfo"
         ),

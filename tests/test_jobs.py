@@ -308,15 +308,16 @@ def test_usage_is_pushed_in_batches_once_and_rejections_are_kept(app, market, ma
     assert result.exit_code == 0, result.output
     run_until_idle(app)
     calls = [c for c in market_api.app.extensions["fake_market"]["calls"] if c[1].endswith("usage-data")]
-    assert len(calls) == 2  # 1102 records: 1000 + 102
+    assert len(calls) == 12  # 1102 records: 11 batches of 100 (KOO_USAGE_PUSH_BATCH) and one of 2
     pushed = market_api.app.extensions["fake_market"]["usage"]
     assert len(pushed) == 1102 and pushed["sn-0"]["usage_value"] == "1.5"
     assert pushed["sn-0"]["begin_time"] == f"{begin:%Y%m%dT%H%M%SZ}"
     assert market.count(UsageRecord, UsageRecord.state == UsageState.PUSHED) == 1101
     [rejected] = market.rows(UsageRecord, UsageRecord.state == UsageState.REJECTED)
     assert (rejected.metering_sn, rejected.error_code) == ("dup-sn", "005")
+    assert market.count(Job, Job.kind == "usage_push", Job.attempts > 1) == 0  # no batch refused (MKT.9003)
     run_until_idle(app)
-    assert len([c for c in market_api.app.extensions["fake_market"]["calls"] if c[1].endswith("usage-data")]) == 2
+    assert len([c for c in market_api.app.extensions["fake_market"]["calls"] if c[1].endswith("usage-data")]) == 12
 
 
 def test_fake_market_refuses_bad_signatures(app, market_api):

@@ -44,7 +44,7 @@ def upload(job):
         openapi.upload_license(settings, row.event_id, row.document)
     except openapi.MarketError as error:
         with write_transaction():
-            _set(job.key, upload_error=str(error)[:255])
+            _set(job.key, upload_error=str(error)[:2000])  # the marketplace's words as sent, beside ours
         if error.code in PERMANENT_CODES:
             raise jobs.Permanent(str(error)) from None
         raise

@@ -1,7 +1,8 @@
 """Pay-per-use usage (§5.2): recorded here, pushed to the marketplace by the worker.
 
 Each record has a unique ``metering_sn`` (here and at the marketplace). Records are pushed in
-batches of at most 1000: a batch is first marked ``sending`` and committed, then pushed, then
+batches of at most KOO_USAGE_PUSH_BATCH (100: the push pages allow 1,000, the order query's error
+page refuses more than 100 with MKT.9003): a batch is first marked ``sending`` and committed, then pushed, then
 marked ``pushed`` (or ``rejected`` with the marketplace's per-record code). A worker that dies
 mid-push resends the same batch with the same metering_sn values, which the marketplace
 recognises as duplicates, so a record is never counted twice.
@@ -24,7 +25,6 @@ from ..storage.statements import insert_ignore
 from ..storage.transactions import write_transaction
 from . import alerts, jobs
 
-BATCH = 1000
 SDR_TIME = "%Y%m%dT%H%M%SZ"
 JOB_KEY = "usage"
 # sp_topic_0000120 (2024-11-22): hourly SDRs, "reported within the first 15 minutes of the next
@@ -305,8 +305,8 @@ def _sdr(record):
     return row
 
 
-def _next_batch():
-    """A batch left 'sending' by a dead worker first (resent as is), else up to 1000 pending records."""
+def _next_batch(size):
+    """A batch left 'sending' by a dead worker first (resent as is), else up to ``size`` pending records."""
     with write_transaction():
         batch = db.session.execute(
             select(UsageRecord.batch).where(UsageRecord.state == UsageState.SENDING).limit(1)
@@ -317,7 +317,7 @@ def _next_batch():
                     select(UsageRecord.id)
                     .where(UsageRecord.state == UsageState.PENDING)
                     .order_by(UsageRecord.id)
-                    .limit(BATCH)
+                    .limit(size)
                 )
                 .scalars()
                 .all()
@@ -352,7 +352,7 @@ def _record_errors(answer):
 def push(job):
     settings = current_app.extensions["isvapp"]
     while True:
-        batch, rows = _next_batch()
+        batch, rows = _next_batch(settings.usage_push_batch)
         if not rows:
             return
         answer = openapi.push_usage(settings, rows)
@@ -408,7 +408,8 @@ def usage_add(instance_id, value, begin, end, metering_sn, relate_pkg_instance):
 @with_appcontext
 def usage_list(limit):
     for r in db.session.execute(select(UsageRecord).order_by(UsageRecord.id.desc()).limit(limit)).scalars():
-        click.echo(f"{r.metering_sn} {r.instance_id} {r.usage_value} {r.state} {r.error_code or ''}")
+        refused = f" {r.error_code}: {r.error_msg or ''}" if r.error_code else ""
+        click.echo(f"{r.metering_sn} {r.instance_id} {r.usage_value} {r.state}{refused}")
 
 
 def init_app(app):

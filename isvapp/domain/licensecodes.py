@@ -127,17 +127,21 @@ def _limit_code(settings, code):
 
 
 def _refusal(error):
+    """What the software is told (the marketplace's resultMsg with it, never its extra_info: that
+    is for the merchant, on the job's error and the pages)."""
     if error.code in UNKNOWN_CODES:
-        return RelayError(404, "unknown_license", f"the marketplace refused the license code: {error.message}")
+        return RelayError(404, "unknown_license", f"the marketplace refused the license code: {error.words}")
     if error.code == "invalid":
         return RelayError(400, "invalid_request", error.message)
     if error.code == "config":
         return RelayError(
             503, "relay_not_configured", f"the merchant's server cannot call the marketplace: {error.message}"
         )
-    if error.elsewhere or error.code in ("network", "http"):
-        return RelayError(503, "marketplace_unreachable", f"the marketplace could not be reached: {error.message}")
-    return RelayError(502, "marketplace_error", f"the marketplace answered {error.code}: {error.message}")
+    if error.later:
+        return RelayError(
+            503, "marketplace_unreachable", f"the marketplace could not answer now ({error.code}): {error.words}"
+        )
+    return RelayError(502, "marketplace_error", f"the marketplace answered {error.code}: {error.words}")
 
 
 def activate(settings, code, address):

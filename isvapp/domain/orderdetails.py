@@ -18,6 +18,7 @@ from ..storage.transactions import write_transaction
 from . import lifecycle
 
 PERMANENT_CODES = {"MKT.0101", "MKT.0150", "MKT.9001"}
+ERROR_LIMIT = 2000  # the marketplace's resultMsg (up to 1,024) and extra_info, as sent, fit
 
 
 def _time(value):
@@ -71,7 +72,7 @@ def fetch_order(job):
     try:
         order = openapi.query_order(settings, job.payload["order_id"], job.payload.get("order_line_id"))
     except openapi.MarketError as error:
-        status.report("order_query", {"ok": False, "error": str(error)[:200]})
+        status.report("order_query", {"ok": False, "error": str(error)[:ERROR_LIMIT]})
         if error.code in PERMANENT_CODES and job.attempts >= 3:
             raise jobs.Permanent(str(error)) from None
         raise

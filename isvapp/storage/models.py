@@ -236,7 +236,7 @@ class License(Model):
     # the document travels in the answer only (License-G1, License-2.0 without an eventId).
     upload_state: Mapped[str | None] = mapped_column(String(16))
     uploaded_at: Mapped[datetime | None] = mapped_column(DateTime)
-    upload_error: Mapped[str | None] = mapped_column(String(255))
+    upload_error: Mapped[str | None] = mapped_column(Text)  # the marketplace's words as sent, and isvapp's
 
     __table_args__ = (
         Index("ix_licenses_instance", "instance_id", "issued_at"),
