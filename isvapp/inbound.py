@@ -10,8 +10,9 @@ applied in one place before any view runs:
   cap stops reading at the limit without saying so (the route then sees a cut body), so the
   chunked body is read here, and the route reads what was kept.
 
-Refusals are RequestEntityTooLarge (413) with a message naming the limit: the marketplace
-routes turn it into their envelope, the APIs into JSON, the pages show it. JSON bodies are read
+Refusals are RequestEntityTooLarge (413) with a message naming the limit, or ClientDisconnected
+(400) for a chunked body that cannot be read to its end (what Werkzeug's own reader says of it):
+the marketplace routes turn them into their envelope, the APIs into JSON, the pages show them. JSON bodies are read
 by ``json_object`` (isvapp.koo.strictjson: one parser, one set of refusals, a body nested too
 deeply among them).
 """
@@ -19,7 +20,7 @@ deeply among them).
 import io
 
 from flask import current_app, request
-from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.exceptions import ClientDisconnected, RequestEntityTooLarge
 
 from .koo import strictjson
 
@@ -33,6 +34,7 @@ BODY_LIMITS = {
     "login": "LOGIN_MAX_BODY_BYTES",
 }
 KIT_MARK, KIT_LIMIT = "/produceAPI/", "KOO_KIT_MAX_BODY_BYTES"
+UNREADABLE = "the body could not be read to its end (a chunk that is not well formed, or the sender went away)"
 
 
 class TooLarge(RequestEntityTooLarge):
@@ -62,7 +64,12 @@ def limit_body():
         return
     environ = request.environ
     if "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower() and environ.get("wsgi.input_terminated"):
-        data = environ["wsgi.input"].read(limit + 1)
+        try:
+            data = environ["wsgi.input"].read(limit + 1)
+        except Exception:  # noqa: BLE001  the client's bytes, whatever the server's reader raises of them
+            # (gunicorn's ParseException family is no OSError: Werkzeug's own reader let it through
+            # as a 500, and the marketplace routes answered 000005 to a stranger's broken chunk)
+            raise ClientDisconnected(UNREADABLE) from None
         if len(data) > limit:
             raise TooLarge(limit)
         environ["wsgi.input"] = io.BytesIO(data)  # what the route reads; the server's stream stays unread

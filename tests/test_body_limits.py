@@ -244,3 +244,32 @@ def test_api_bodies_over_the_limit_or_not_an_object_are_refused_by_name(app):
         ):
             refused = api.post(path, data=body, headers=headers)
             assert refused.status_code == 400 and words in refused.get_json()["message"], (path, body)
+
+
+def broken_chunks(server, path, headers):
+    """A chunked body whose second chunk size is not hex: the server's reader fails mid-body."""
+    head = [f"POST {path} HTTP/1.1", f"Host: 127.0.0.1:{server.port}", "Transfer-Encoding: chunked"]
+    head += [f"{k}: {v}" for k, v in headers.items()]
+    with socket.create_connection(("127.0.0.1", server.port), timeout=ANSWER_WAIT_S) as sock:
+        sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode() + b"2\r\n{}\r\nzz\r\nabc\r\n0\r\n\r\n")
+        raw = b""
+        while True:
+            part = sock.recv(65536)
+            if not part:
+                break
+            raw += part
+    return int(raw.split(b" ", 2)[1]), raw.split(b"\r\n\r\n", 1)[1]
+
+
+@pytest.mark.parametrize(
+    "path, expected",
+    [("/relay/v1/activate", 400), ("/admin/login", 400), ("/produce?signature=00&timestamp=1&nonce=n", 200)],
+)
+def test_a_broken_chunked_body_is_a_clear_refusal_not_an_internal_error(server, path, expected):
+    status, body = broken_chunks(server, path.replace("timestamp=1", f"timestamp={int(time.time() * 1000)}"), JSON)
+    assert status == expected, (status, body[:300])
+    if status == 200:
+        answer = json.loads(body)
+        assert answer["resultCode"] == codes.INVALID_PARAM and "body" in answer["resultMsg"], answer
+    elif path.startswith("/relay"):
+        assert "body" in json.loads(body)["message"]

@@ -15,7 +15,7 @@ with its own tokens.
 """
 
 from flask import Blueprint, g, jsonify, request
-from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.exceptions import ClientDisconnected, HTTPException, RequestEntityTooLarge
 
 from .. import inbound
 from ..background import usage
@@ -36,14 +36,16 @@ def no_store_json(body, status=200):
 
 
 def body_refused(error):
-    """A body over the route's limit (413) or not a JSON object (400): the message names which."""
-    if isinstance(error, RequestEntityTooLarge):
-        return no_store_json({"error": "invalid_request", "message": error.description}, 413)
+    """A body over the route's limit (413), that cannot be read to its end (400), or that is not a
+    JSON object (400): the message names which (isvapp/inbound.py)."""
+    if isinstance(error, HTTPException):
+        return no_store_json({"error": "invalid_request", "message": error.description}, error.code or 400)
     return no_store_json({"error": "invalid_request", "message": f"the body {error}"}, 400)
 
 
-bp.register_error_handler(RequestEntityTooLarge, body_refused)
-bp.register_error_handler(strictjson.Malformed, body_refused)
+BODY_REFUSALS = (RequestEntityTooLarge, ClientDisconnected, strictjson.Malformed)
+for refusal in BODY_REFUSALS:
+    bp.register_error_handler(refusal, body_refused)
 
 
 @bp.before_request

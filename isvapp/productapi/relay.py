@@ -10,17 +10,15 @@ signed marketplace calls. Answers are JSON; a refusal has ``error`` and a ``mess
 """
 
 from flask import Blueprint, current_app, request
-from werkzeug.exceptions import RequestEntityTooLarge
 
 from .. import inbound
 from ..domain import licensecodes
-from ..koo import strictjson
 from ..koo.times import iso_utc
-from . import body_refused, no_store_json
+from . import BODY_REFUSALS, body_refused, no_store_json
 
 bp = Blueprint("relay", __name__, url_prefix="/relay/v1")
-bp.register_error_handler(RequestEntityTooLarge, body_refused)  # over LICENSE_RELAY_MAX_BODY_BYTES
-bp.register_error_handler(strictjson.Malformed, body_refused)
+for refusal in BODY_REFUSALS:  # over LICENSE_RELAY_MAX_BODY_BYTES, unreadable, not a JSON object
+    bp.register_error_handler(refusal, body_refused)
 
 
 def _verdict(verdict, **extra):
