@@ -4,7 +4,7 @@ The pay-per-use rules (sp_topic_0000120) want each hour's SDRs within the first 
 next hour. The records are put in place in bulk (outside the timing); then the worker's push job
 runs in-process (``jobs.work(until_idle=True)``) against the fake marketplace on loopback, which
 verifies both signatures of every batch. The baseline, in the same run: the same records sent to
-the same fake marketplace by the open-API client alone (batches of 1,000, no database).
+the same fake marketplace by the open-API client alone (batches of KOO_USAGE_PUSH_BATCH, 100, no database).
 
     python -m bench --only usagepush [--quick]
 """
@@ -105,8 +105,9 @@ def measure(quick, folder=None):
                 for r in records
             ]
             started = time.perf_counter()
-            for start in range(0, len(sdrs), usage.BATCH):
-                openapi.push_usage(settings, sdrs[start : start + usage.BATCH])
+            size = settings.usage_push_batch
+            for start in range(0, len(sdrs), size):
+                openapi.push_usage(settings, sdrs[start : start + size])
             baseline_s = time.perf_counter() - started
         received = len(market.app.extensions["fake_market"]["usage"])
     return {
@@ -125,7 +126,7 @@ def render(r):
         "",
         "`bench/usagepush.py`: one hour's usage records of "
         f"{r['instances']:,} pay-per-use instances, put in place in bulk, then pushed by the worker's job "
-        "(batches of 1,000, both signatures) to the fake marketplace on loopback. The pay-per-use rules want "
+        "(batches of 100, KOO_USAGE_PUSH_BATCH, both signatures) to the fake marketplace on loopback. The pay-per-use rules want "
         "them within 15 minutes of the next hour.",
         "",
         "| | seconds | share of the 15 minutes |",

@@ -33,11 +33,13 @@ def create_app(test_config=None):
 
 
 def register_extensions(app):
+    from . import inbound
     from .domain import callbacklog
     from .storage import db
 
     db.init_app(app)
     callbacklog.init_app(app)
+    inbound.init_app(app)
 
 
 def register_blueprints(app):

@@ -12,9 +12,19 @@ from datetime import timedelta
 DEFAULTS = {
     "SECRET_KEY": None,
     "SQLALCHEMY_DATABASE_URI": None,  # None: an SQLite file in the instance folder
-    "MAX_CONTENT_LENGTH": 16 * 1024 * 1024,  # Kit sync: a 50,000-department allOrgSync is about 5 MiB
-    # Every other marketplace interface: its bodies are a few hundred bytes.
+    # The largest body each kind of route reads, in bytes, chunked bodies included
+    # (isvapp/inbound.py): Flask's own cap, for any route not named there...
+    "MAX_CONTENT_LENGTH": 16 * 1024 * 1024,
+    # ...the marketplace's basic interfaces (/produce, /license): a few hundred bytes each...
     "KOO_MAX_BODY_BYTES": 1024 * 1024,
+    # ...Kit sync (None: MAX_CONTENT_LENGTH): a 50,000-department allOrgSync is about 5 MiB...
+    "KOO_KIT_MAX_BODY_BYTES": None,
+    # ...the License relay (a code, an account and an address), the entitlement and usage API
+    # (one usage record), the merchant's pages (a form), the buyer's login (a logout form).
+    "LICENSE_RELAY_MAX_BODY_BYTES": 4096,
+    "API_MAX_BODY_BYTES": 64 * 1024,
+    "ADMIN_MAX_BODY_BYTES": 64 * 1024,
+    "LOGIN_MAX_BODY_BYTES": 16 * 1024,
     "SQLITE_BUSY_TIMEOUT_S": 3,
     # Pages the write-ahead log may hold before a commit copies it into the database file (SQLite's
     # own default is 1,000; isvapp.storage.connections says why more).
@@ -52,9 +62,16 @@ DEFAULTS = {
     "KOO_SK": None,
     "KOO_API_TIMEOUT_S": 3,  # order query / usage push; the reference asks for at most 3 s
     "KOO_USAGE_KEY": None,  # usage push signature key (§3.8); defaults to KOO_ACCESS_KEY
+    # Usage whose beginTime is older than this many days is refused when it is recorded: the
+    # marketplace refuses it (MKT.9004, docs/protocol.md §5.2), and a push carries whole batches.
+    "USAGE_MAX_AGE_DAYS": 21,
+    # Usage records per push. The push pages allow 1,000 UsagePushData; the order query's error
+    # page says MKT.9003 past 100 (计量记录数超出限制(100条)): 100 holds under both (§5.2).
+    "KOO_USAGE_PUSH_BATCH": 100,
     # Where every open-API call is tried again when KOO_API_BASE_URL does not answer (the License
-    # pages: "mkt.myhuaweicloud.com域名不可用时请使用mkt.myhuaweicloud.cn进行重试"). None: that .cn
-    # domain while KOO_API_BASE_URL is the default, no backup otherwise; "" turns it off.
+    # pages: "mkt.myhuaweicloud.com域名不可用时请使用mkt.myhuaweicloud.cn进行重试"; the intl usage
+    # push page: "If mkt-intl.myhuaweicloud.com is unavailable, try mkt.myhuaweicloud.cn."). None:
+    # that .cn domain while KOO_API_BASE_URL is either of those, no backup otherwise; "" turns it off.
     "KOO_API_BACKUP_URL": None,
     # License codes (授权码, docs/protocol.md §13). The v2 query's field for its batch of codes,
     # which no stored page shows.
@@ -218,15 +235,23 @@ class Settings:
     relay_per_minute: int = 30
     relay_per_address_minute: int = 120
     query_usage_field: str = "usageInfo"
+    usage_max_age_days: int = 21
+    usage_push_batch: int = 100
 
 
 MAIN_API_URL, BACKUP_API_URL = "https://mkt.myhuaweicloud.com", "https://mkt.myhuaweicloud.cn"
+INTL_API_URL = "https://mkt-intl.myhuaweicloud.com"
+# The main domains whose pages name mkt.myhuaweicloud.cn as the backup: the China pages (License,
+# usage push) for mkt.myhuaweicloud.com, and the international "Pushing the Pay-per-Use Resource
+# Usage (New)" (topic_0070649117) for mkt-intl: "If mkt-intl.myhuaweicloud.com is unavailable,
+# try mkt.myhuaweicloud.cn." No page names one for the EU site (docs/protocol.md §13.1).
+BACKED_UP_API_URLS = (MAIN_API_URL, INTL_API_URL)
 
 
 def _backup_url(config, main):
     value = config.get("KOO_API_BACKUP_URL")
     if value is None:
-        return BACKUP_API_URL if main == MAIN_API_URL else ""
+        return BACKUP_API_URL if main in BACKED_UP_API_URLS else ""
     return str(value).rstrip("/")
 
 
@@ -302,6 +327,8 @@ def load_settings(config):
         relay_grace_s=int(float(config.get("LICENSE_RELAY_GRACE_H") or 0) * 3600),
         relay_per_minute=int(config.get("LICENSE_RELAY_PER_MINUTE") or 30),
         relay_per_address_minute=int(config.get("LICENSE_RELAY_PER_ADDRESS_MINUTE") or 120),
+        usage_max_age_days=int(config.get("USAGE_MAX_AGE_DAYS") or 21),
+        usage_push_batch=min(max(int(config.get("KOO_USAGE_PUSH_BATCH") or 100), 1), 1000),
         query_usage_field=str(
             config.get("KOO_QUERY_USAGE_FIELD") if config.get("KOO_QUERY_USAGE_FIELD") is not None else "usageInfo"
         ),

@@ -89,6 +89,22 @@ def robot_config(robots):
     }
 
 
+def live_alert_env(robots, mailbox, **extra):
+    """A live server's environment: every robot, and e-mail to the local SMTP server."""
+    from .conftest import KEY
+
+    env = {f"ISVAPP_{k}": str(v) for k, v in robot_config(robots).items()}
+    env.update(
+        ISVAPP_KOO_ACCESS_KEY=KEY,
+        ISVAPP_ALERT_EMAIL_TO="merchant@example.com",
+        ISVAPP_ALERT_SMTP_HOST="127.0.0.1",
+        ISVAPP_ALERT_SMTP_PORT=str(mailbox.port),
+        ISVAPP_ALERT_SMTP_TLS="none",
+        ISVAPP_ALERT_SMTP_FROM="isvapp@example.com",
+    )
+    return {**env, **{f"ISVAPP_{k}": str(v) for k, v in extra.items()}}
+
+
 class Mailbox:
     def __init__(self):
         self.messages = []
@@ -354,7 +370,7 @@ def test_a_000005_answer_and_repeated_signature_failures_raise_alerts(app, marke
     def locked(*args, **kwargs):
         raise OperationalError("INSERT", {}, Exception("database is locked"))
 
-    monkeypatch.setattr(g2.lifecycle, "new_instance", locked)
+    monkeypatch.setattr(g2.lifecycle, "prepare_new_instance", locked)
     assert json.loads(market.g2(new_order()).data)["resultCode"] == "000005"
     monkeypatch.undo()
     for _ in range(10):
@@ -371,19 +387,9 @@ def test_failing_callbacks_reach_the_local_receivers_through_a_real_gunicorn_and
     import requests
     from isvapp.koo.signing import g2_signed_request
 
-    from .conftest import KEY
     from .live import LiveServer
 
-    env = {f"ISVAPP_{k}": str(v) for k, v in robot_config(robots).items()}
-    env.update(
-        ISVAPP_KOO_ACCESS_KEY=KEY,
-        ISVAPP_ALERT_EMAIL_TO="merchant@example.com",
-        ISVAPP_ALERT_SMTP_HOST="127.0.0.1",
-        ISVAPP_ALERT_SMTP_PORT=str(mailbox.port),
-        ISVAPP_ALERT_SMTP_TLS="none",
-        ISVAPP_ALERT_SMTP_FROM="isvapp@example.com",
-    )
-    with LiveServer(tmp_path, workers=1, env=env) as server:
+    with LiveServer(tmp_path, workers=1, env=live_alert_env(robots, mailbox)) as server:
         for n in range(12):
             raw, query = g2_signed_request(
                 "not-the-key",
@@ -426,3 +432,46 @@ def test_with_no_channel_an_alert_is_recorded_shown_and_its_job_done(app, market
     assert 'data-alert="internal_error"' in page and "isvapp answered 000005 to the marketplace" in page
     assert "not sent" in page and 'data-health="alerts"' in page
     assert "未发送" in client.get("/admin/go-live?lang=zh").get_data(as_text=True)
+
+
+def test_fields_in_robot_and_mail_texts_cannot_mention_everyone_or_forge_lines(tmp_path, robots, mailbox):
+    """Issue 33: an orderId or productId is put into the notices as sent, and Feishu honours
+    <at user_id="all"> in a text message (everyone in the group is notified), while a new line in a
+    field could pass for a line of isvapp's own. Each field is made inert where a text takes it."""
+    import requests
+    from isvapp.koo.signing import g1_signed_params, g2_signed_request
+    from isvapp.storage.models import Job
+    from sqlalchemy import update
+
+    from .conftest import KEY
+    from .live import LiveServer
+    from .test_produce_g1 import g1_order
+    from .test_produce_g2 import new_order
+
+    mention = '<at user_id="all">所有人</at>'
+    env = live_alert_env(robots, mailbox, ALERT_NOTICES="new_order", ALERT_LANGUAGE="en")
+    with LiveServer(tmp_path, workers=1, env=env) as server:
+        server.flask("worker", "--until-idle")  # the notices' first look: from now on
+        raw, query = g2_signed_request(KEY, new_order(order=mention))
+        answer = requests.post(server.url + "/produce", params=query, data=raw, timeout=10).json()
+        assert answer["resultCode"] == "000000", answer
+        params = g1_order(order="G1-ORDER\nisvapp: all orders were refunded", productId=mention, testFlag="0")
+        answer = requests.get(server.url + "/produce", params=g1_signed_params(KEY, params), timeout=10).json()
+        assert answer["resultCode"] == "000000", answer
+        server.flask("worker", "--until-idle")  # the scan raises the notice, held until its window closes
+        engine = server.engine()
+        try:
+            with engine.begin() as connection:  # the window has closed
+                connection.execute(update(Job).where(Job.kind == "alert").values(run_after=datetime(2000, 1, 1)))
+        finally:
+            engine.dispose()
+        server.flask("worker", "--until-idle")
+    # (Without KOO_AK, the G2 order's details job dies too: its alert is another message.)
+    [feishu] = [r["json"]["content"]["text"] for r in robots.received["feishu"] if "new order" in str(r["json"])]
+    [wecom] = [r["json"]["text"]["content"] for r in robots.received["wecom"] if "new order" in str(r["json"])]
+    [message] = [m for _, _, m in mailbox.messages if "new order" in m["Subject"]]
+    body = message.get_content()
+    for text in (feishu, wecom, body):
+        assert "2 new real order(s)" in text, text
+        assert "<at" not in text and 'at user_id="all"' in text, text  # still readable, no longer markup
+        assert "\nisvapp: all orders were refunded" not in text and "isvapp: all orders were refunded" in text

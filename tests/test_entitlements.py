@@ -6,8 +6,10 @@ from datetime import datetime, timedelta
 import pytest
 from isvapp.dashboard import security
 from isvapp.extensions import db
+from isvapp.koo.signing import key_fingerprint
 from isvapp.storage.models import ApiToken, Instance, InstanceState, Tenant
 
+from .conftest import KEY
 from .test_dashboard import PASSWORD, log_in, token
 
 
@@ -39,9 +41,12 @@ def rows(app):
         db.session.commit()
 
 
-def make_token(admin_client, name="crm"):
+def make_token(admin_client, name="crm", scopes=("entitlements", "usage"), product_id="", key=None):
+    """A token made on the page: for both scopes and this server's key unless told otherwise."""
     page = admin_client.get("/admin/api-tokens").get_data(as_text=True)
-    made = admin_client.post("/admin/api-tokens", data={"name": name, "csrf_token": token(page)})
+    key = key_fingerprint(KEY) if key is None and not product_id else key or ""
+    form = {"name": name, "scope": list(scopes), "product_id": product_id, "key": key, "csrf_token": token(page)}
+    made = admin_client.post("/admin/api-tokens", data=form)
     return re.search(r'<code id="new-token">([^<]+)</code>', made.get_data(as_text=True)).group(1)
 
 

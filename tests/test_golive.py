@@ -144,7 +144,11 @@ def test_the_page_after_a_pay_per_use_debugging_round_shows_the_usage_push(app, 
     assert row_state(page, "payperuse-status") == "passed"
     assert row_state(page, "payperuse-usage") == "not debugged yet"
     with app.app_context():
-        begin = datetime(2026, 12, 1, 10)
+        begin = datetime.utcnow().replace(minute=0, second=0, microsecond=0) - timedelta(days=1)
+        db.session.execute(  # made before the usage it reports
+            update(Instance).where(Instance.instance_id == iid).values(created_at=begin - timedelta(days=1))
+        )
+        db.session.commit()
         sn = usage.add(iid, "1.5", begin, begin + timedelta(hours=1))
         db.session.execute(
             update(UsageRecord)

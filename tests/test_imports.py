@@ -101,7 +101,15 @@ LAYERS = [
     ("storage", {"isvapp.storage"}),
     (
         "the base",
-        {"isvapp.koo", "isvapp.config", "isvapp.extensions", "isvapp.outbound", "isvapp.selfcheck", "isvapp.archive"},
+        {
+            "isvapp.koo",
+            "isvapp.config",
+            "isvapp.extensions",
+            "isvapp.outbound",
+            "isvapp.inbound",
+            "isvapp.selfcheck",
+            "isvapp.archive",
+        },
     ),
 ]
 

@@ -7,12 +7,14 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import UTC
+from datetime import UTC, timedelta
 
 import pytest
 from isvapp.background import jobs, provisioning, usage
+from isvapp.extensions import db
 from isvapp.market.fake import Running, create_fake_market
-from isvapp.storage.models import DetailsState, Event, Instance, Job, JobState, UsageRecord, UsageState
+from isvapp.storage.models import DetailsState, Event, Instance, Job, JobState, UsageRecord, UsageState, utcnow
+from sqlalchemy import update
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
@@ -270,9 +272,15 @@ def test_webhook_provisioner_delivers_signed_events_and_retries(app, market, sec
 
 def test_usage_is_pushed_in_batches_once_and_rejections_are_kept(app, market, market_api, runner):
     market.g2(new_order(business="meter-1"))
-    from datetime import datetime
-
-    begin, end = datetime(2026, 11, 24, 8, tzinfo=UTC), datetime(2026, 11, 24, 9, tzinfo=UTC)
+    begin = utcnow().replace(minute=0, second=0, microsecond=0, tzinfo=UTC) - timedelta(days=2)
+    end = begin + timedelta(hours=1)
+    with app.app_context():  # pay-per-use, as its order details say, and made before the usage
+        db.session.execute(
+            update(Instance)
+            .where(Instance.instance_id == "meter-1")
+            .values(charging_mode="ON_DEMAND", created_at=utcnow() - timedelta(days=3))
+        )
+        db.session.commit()
     market_api.app.extensions["fake_market"]["usage"]["dup-sn"] = {}
     with app.app_context():
         for i in range(1100):
@@ -290,9 +298,9 @@ def test_usage_is_pushed_in_batches_once_and_rejections_are_kept(app, market, ma
             "meter-1",
             "3",
             "--begin",
-            "2026-11-24T08:00:00Z",
+            f"{begin:%Y-%m-%dT%H:%M:%SZ}",
             "--end",
-            "2026-11-24T09:00:00Z",
+            f"{end:%Y-%m-%dT%H:%M:%SZ}",
             "--sn",
             "cli-sn",
         ]
@@ -300,15 +308,16 @@ def test_usage_is_pushed_in_batches_once_and_rejections_are_kept(app, market, ma
     assert result.exit_code == 0, result.output
     run_until_idle(app)
     calls = [c for c in market_api.app.extensions["fake_market"]["calls"] if c[1].endswith("usage-data")]
-    assert len(calls) == 2  # 1102 records: 1000 + 102
+    assert len(calls) == 12  # 1102 records: 11 batches of 100 (KOO_USAGE_PUSH_BATCH) and one of 2
     pushed = market_api.app.extensions["fake_market"]["usage"]
     assert len(pushed) == 1102 and pushed["sn-0"]["usage_value"] == "1.5"
-    assert pushed["sn-0"]["begin_time"] == "20261124T080000Z"
+    assert pushed["sn-0"]["begin_time"] == f"{begin:%Y%m%dT%H%M%SZ}"
     assert market.count(UsageRecord, UsageRecord.state == UsageState.PUSHED) == 1101
     [rejected] = market.rows(UsageRecord, UsageRecord.state == UsageState.REJECTED)
     assert (rejected.metering_sn, rejected.error_code) == ("dup-sn", "005")
+    assert market.count(Job, Job.kind == "usage_push", Job.attempts > 1) == 0  # no batch refused (MKT.9003)
     run_until_idle(app)
-    assert len([c for c in market_api.app.extensions["fake_market"]["calls"] if c[1].endswith("usage-data")]) == 2
+    assert len([c for c in market_api.app.extensions["fake_market"]["calls"] if c[1].endswith("usage-data")]) == 12
 
 
 def test_fake_market_refuses_bad_signatures(app, market_api):

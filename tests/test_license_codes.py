@@ -99,10 +99,18 @@ def settings_for(main, backup=""):
     )
 
 
-def test_the_backup_domain_is_the_pages_cn_domain_only_beside_the_default_main_one():
+def test_the_backup_domain_is_the_pages_cn_domain_beside_the_china_and_the_international_main_ones():
+    """The China pages (License, usage push) and the international "Pushing the Pay-per-Use
+    Resource Usage (New)" (topic_0070649117: "If mkt-intl.myhuaweicloud.com is unavailable, try
+    mkt.myhuaweicloud.cn.") name the same backup; no EU page names one (docs/protocol.md §13.1)."""
     assert load_settings(DEFAULTS).api_backup_url == "https://mkt.myhuaweicloud.cn"
-    assert load_settings({**DEFAULTS, "KOO_API_BASE_URL": "https://mkt-intl.myhuaweicloud.com"}).api_backup_url == ""
-    assert load_settings({**DEFAULTS, "KOO_API_BACKUP_URL": ""}).api_backup_url == ""
+    intl = {**DEFAULTS, "KOO_API_BASE_URL": "https://mkt-intl.myhuaweicloud.com"}
+    assert load_settings(intl).api_backup_url == "https://mkt.myhuaweicloud.cn"
+    assert load_settings({**intl, "KOO_API_BASE_URL": "https://mkt-intl.myhuaweicloud.com/"}).api_backup_url == (
+        "https://mkt.myhuaweicloud.cn"
+    )
+    assert load_settings({**DEFAULTS, "KOO_API_BASE_URL": "https://mkt.myhuaweicloud.eu"}).api_backup_url == ""
+    assert load_settings({**intl, "KOO_API_BACKUP_URL": ""}).api_backup_url == ""
 
 
 def test_every_call_goes_to_the_backup_domain_when_the_main_one_is_down(fake):
@@ -121,22 +129,29 @@ def test_every_call_goes_to_the_backup_domain_when_the_main_one_is_down(fake):
     ]
 
 
-def test_a_main_domain_answering_5xx_is_tried_on_the_backup_but_a_refusal_is_not(fake):
+def test_a_main_domain_answering_without_a_result_code_is_tried_on_the_backup_but_an_answer_is_not(fake):
     with Running(create_fake_market(AK, SK, KEY)) as main:
         settings = settings_for(main.url, fake.url)
-        main.app.config["FAKE_MARKET_FAIL_NEXT"] = 1
+        main.app.config["FAKE_MARKET_ANSWER_NEXT"] = [(502, b"<html>502 Bad Gateway</html>")]
         assert openapi.query_license(settings, "PLXXXXXX")[0] == "NORMAL"
         assert len(fake.app.extensions["fake_market"]["calls"]) == 1
         with pytest.raises(openapi.MarketError, match="92020002") as error:
             openapi.query_license(settings, "PLNOSUCHCODE")  # the main domain answered: no second try
         assert not error.value.elsewhere and len(fake.app.extensions["fake_market"]["calls"]) == 1
+        main.app.config["FAKE_MARKET_FAIL_NEXT"] = 1  # HTTP 500 with MKT.0999: the marketplace's answer too
+        with pytest.raises(openapi.MarketError, match="MKT.0999") as error:
+            openapi.query_license(settings, "PLXXXXXX")
+        assert error.value.later and len(fake.app.extensions["fake_market"]["calls"]) == 1
 
 
 @pytest.mark.parametrize(
     "answer, words",
     [
         ((200, b"<html>maintenance</html>"), "not a JSON object"),
-        ((200, b'{"error_code": "92029999", "error_msg": "something new"}'), "unknown code: something new"),
+        (
+            (200, b'{"error_code": "92029999", "error_msg": "something new"}'),
+            'unknown code; the marketplace said: "something new"',
+        ),
         ((200, b'["a list"]'), "not a JSON object"),
         ((200, b'{"nothing": "here"}'), "no result code"),
     ],
@@ -411,3 +426,35 @@ def test_the_instance_page_lists_the_instances_own_jobs(app, browser, market):  
     expected = sorted(job.kind for job in market.rows(Job, Job.instance_id == "lic-jobs"))
     assert {"fetch_order", "license_upload", "provision"} <= set(expected)
     assert listed("lic-jobs") == expected and listed("lic-other") == expected  # each its own, not both
+
+
+def test_the_marketplaces_failure_detail_is_kept_on_the_jobs_error_and_the_pages(app, browser, market, fake):  # noqa: F811
+    """The order query's error page: a failed answer's resultMsg carries the failure's detail beyond
+    the field description, to be read with extra_info. Both are kept as sent, beside isvapp's own
+    explanation of the code, on the job's error, the instance page, the go-live page and the
+    license's upload error."""
+    import html
+
+    detail = "Instance ID not found. " + "; ".join(f"instanceId lic-detail 不存在 (line {n})" for n in range(12))
+    sent = {"resultCode": "MKT.9001", "resultMsg": detail, "extra_info": {"instanceId": "lic-detail"}}
+    assert 300 < len(detail) <= 1024  # resultMsg is String 1,024 on the order query's page
+    answer = (500, json.dumps(sent, ensure_ascii=False).encode())
+    words = [f'"{detail}"', '{"instanceId": "lic-detail"}']
+    fake.app.config["FAKE_MARKET_ANSWER_NEXT"] = [answer] * 2  # the order's details, twice (JOB_MAX_ATTEMPTS)
+    signed(market.g2(lic2_order(business="lic-detail"), path="/license"))
+    run_until_idle(app)
+    [job] = market.rows(Job, Job.kind == "fetch_order")
+    assert job.state == JobState.DEAD and openapi.MKT_MESSAGES["MKT.9001"] in job.last_error
+    assert all(w in job.last_error for w in words), job.last_error
+    fake.app.config["FAKE_MARKET_ANSWER_NEXT"] = [answer] * 2  # the upload of its license
+    signed(market.g2(async_request("lic-detail", event="evt-detail"), path="/license"))
+    run_until_idle(app)
+    [row] = market.rows(License)
+    pages = {
+        "instance": browser.get("/admin/instances/lic-detail"),
+        "go-live": browser.get("/admin/go-live"),
+        "license": browser.get(f"/admin/licenses/{row.license_id}"),
+    }
+    for name, page in pages.items():
+        text = html.unescape(page.get_data(as_text=True))
+        assert openapi.MKT_MESSAGES["MKT.9001"] in text and all(w in text for w in words), name

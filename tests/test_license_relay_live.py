@@ -215,3 +215,34 @@ def test_the_chinese_guide_carries_the_same_code():
     chinese = (ROOT / "docs" / "license-relay.zh-CN.md").read_text()
     for tag, block in re.findall(r"^```(\w*)\n(.*?)^```$", DOC.read_text(), re.S | re.M):
         assert block in chinese, f"the {tag} block of docs/license-relay.md differs in its Chinese twin"
+
+
+@pytest.fixture
+def relay_server(tmp_path):
+    """gunicorn and the fake marketplace, with a budget of four calls a minute per code."""
+    with Running(create_fake_market(AK, SK, KEY)) as market_api:
+        env = {
+            "ISVAPP_KOO_ACCESS_KEY": KEY,
+            "ISVAPP_KOO_AK": AK,
+            "ISVAPP_KOO_SK": SK,
+            "ISVAPP_KOO_API_BASE_URL": market_api.url,
+            "ISVAPP_LICENSE_RELAY_PER_MINUTE": "4",
+        }
+        with LiveServer(tmp_path, workers=2, env=env) as server:
+            yield server
+
+
+def test_strangers_without_the_installation_token_do_not_spend_the_codes_budget(relay_server):
+    """Issue 33, review point 6: five verify calls with the code alone (anyone who saw the code
+    can make them) answered 401 and then 429, and the real installation's verify got 429 for the
+    rest of the minute. The token is checked first; the address's budget still comes before both."""
+    url = relay_server.url + "/relay/v1"
+    activated = requests.post(url + "/activate", json={"license": "PLXXXXXX"}, timeout=10)
+    assert activated.status_code == 200, activated.text
+    bearer = {"Authorization": "Bearer " + activated.json()["installationToken"]}
+    strangers = [requests.post(url + "/verify", json={"license": "PLXXXXXX"}, timeout=10) for _ in range(5)]
+    real = requests.post(url + "/verify", json={"license": "PLXXXXXX"}, headers=bearer, timeout=10)
+    assert ([r.status_code for r in strangers], real.status_code) == ([401] * 5, 200), real.text
+    assert real.json()["valid"] is True
+    usage = requests.post(url + "/usage", json={"license": "PLXXXXXX", "id": "acct-1"}, headers=bearer, timeout=10)
+    assert usage.status_code == 202, usage.text

@@ -13,11 +13,12 @@ import jwt
 import pytest
 import requests
 from isvapp import create_app
-from isvapp.domain import entitlements
+from isvapp.domain import apitokens
+from isvapp.koo.signing import key_fingerprint
 from isvapp.market.fake import Running
 from isvapp.market.fakeidp import create_fake_idp
 from isvapp.storage import vault
-from isvapp.storage.models import Instance, InstanceState, KitApp, KitUser, Tenant
+from isvapp.storage.models import Instance, InstanceState, KitApp, KitUser, Tenant, TokenScope
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -162,10 +163,14 @@ def test_the_entitlement_and_the_login_answer_for_the_product_asked_about(stack)
             "INSTANCE_PATH": str(server.instance_path),
         }
     )
+    fingerprint = key_fingerprint("a key of this server")
     with app.app_context():
-        bearer = entitlements.create_token("crm")
+        for_key = apitokens.create_token(
+            "crm", [TokenScope.ENTITLEMENTS], key_fingerprint=fingerprint, keys=[fingerprint]
+        )
+        for_a = apitokens.create_token("crm-a", [TokenScope.ENTITLEMENTS], product_id="product-a")
     api = requests.Session()
-    api.headers["Authorization"] = f"Bearer {bearer}"
+    api.headers["Authorization"] = f"Bearer {for_key}"
     a = api.get(f"{server.url}/api/v1/entitlements/tenants/T-P?productId=product-a", timeout=30).json()
     assert a["live"] is False and a["reason"] == "instance_expired" and a["instance"]["id"] == "INST-A"
     assert [i["id"] for i in a["instances"]] == ["INST-A"]
@@ -173,6 +178,15 @@ def test_the_entitlement_and_the_login_answer_for_the_product_asked_about(stack)
     assert b["live"] is True and b["instance"]["id"] == "INST-B"
     unnamed = api.get(f"{server.url}/api/v1/entitlements/tenants/T-P", timeout=30)
     assert unnamed.status_code == 400 and "productId" in unnamed.json()["message"]
+    # a token made for product A answers for A, and to it B's instance does not exist
+    api.headers["Authorization"] = f"Bearer {for_a}"
+    own = api.get(f"{server.url}/api/v1/entitlements/tenants/T-P", timeout=30).json()
+    assert (
+        own["productId"] == "product-a" and own["live"] is False and [i["id"] for i in own["instances"]] == ["INST-A"]
+    )
+    assert api.get(f"{server.url}/api/v1/entitlements/tenants/T-P?productId=product-b", timeout=30).status_code == 403
+    assert api.get(f"{server.url}/api/v1/entitlements/instances/INST-B", timeout=30).status_code == 404
+    assert api.get(f"{server.url}/api/v1/entitlements/instances/INST-A", timeout=30).json()["live"] is False
     refused = walk(requests.Session(), f"{server.url}/login/two?app=APP-A", "lisi")
     assert refused.status_code == 403 and reason_of(refused) == "instance_expired"
     admitted = walk(requests.Session(), f"{server.url}/login/two?app=APP-B", "lisi")

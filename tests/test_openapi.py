@@ -34,7 +34,7 @@ class Receiver:
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self):
                 receiver.seen.append({"path": self.path, "authorization": self.headers.get("Authorization")})
-                data = json.dumps(body).encode()
+                data = body if isinstance(body, bytes) else json.dumps(body, ensure_ascii=False).encode()
                 self.send_response(status)
                 for name, value in (headers or {}).items():
                     self.send_header(name, value)
@@ -62,10 +62,11 @@ class Receiver:
         self.server.server_close()
 
 
-def settings_for(base_url):
+def settings_for(base_url, backup_url=""):
     return load_settings(
         {
             "KOO_API_BASE_URL": base_url,
+            "KOO_API_BACKUP_URL": backup_url,
             "KOO_AK": "AK-TEST-0001",
             "KOO_SK": "sk-test-secret",
             "KOO_ACCESS_KEY": "k",
@@ -126,3 +127,58 @@ def test_a_certificate_nobody_vouches_for_is_refused(tmp_path):
         with pytest.raises(openapi.MarketError, match="CERTIFICATE_VERIFY_FAILED") as error:
             openapi.query_order(settings_for(market.url), "CS1")
     assert error.value.code == "network"
+
+
+# --- the order query's error page (云商店-查询订单:错误码): its rows, verbatim -------------------------------
+# https://huaweicloud.com/guide/productsdesc-bms_0dff4d8a9ede975f6674698a8064dbbesupport0 lists
+# MKT.0999, MKT.0100 and MKT.9001-9004 under HTTP status 500 (docs/protocol.md §13.1, §13.2).
+
+PAGE_500_ROWS = [
+    ("MKT.0999", "System internal error."),
+    ("MKT.0100", "Failure of input parameter"),
+    ("MKT.9001", "Instance ID not found."),
+    ("MKT.9002", "Invalid usage enties."),
+    ("MKT.9003", "Usage records extends size limit."),
+    ("MKT.9004", "Record beginTime extends Limit."),
+]
+
+
+@pytest.mark.parametrize("code, message", PAGE_500_ROWS)
+def test_a_5xx_that_carries_a_result_code_is_the_marketplaces_answer_and_is_never_sent_to_the_backup(code, message):
+    with Receiver() as backup, Receiver(500, body={"resultCode": code, "resultMsg": message}) as main:
+        with pytest.raises(openapi.MarketError) as error:
+            openapi.query_order(settings_for(main.url, backup.url), "CS1")
+    assert error.value.code == code and not error.value.elsewhere and error.value.status == 500
+    assert len(main.seen) == 1 and backup.seen == []
+
+
+@pytest.mark.parametrize(
+    "status, body",
+    [
+        (502, b"<html><body>502 Bad Gateway</body></html>"),
+        (503, {"message": "Service Unavailable"}),  # JSON, but no result code: not the marketplace's word
+        (500, b""),
+    ],
+)
+def test_no_answer_from_the_marketplace_goes_to_the_backup(status, body):
+    with Receiver() as backup, Receiver(status, body=body) as main:
+        assert openapi.query_order(settings_for(main.url, backup.url), "CS1")["orderId"] == "FORGED"
+    assert len(main.seen) == 1 and len(backup.seen) == 1
+
+
+def test_the_failures_result_msg_and_extra_info_are_kept_as_sent_beside_isvapps_reading():
+    """The page: resultMsg carries the failure's detail beyond the field description, to be read
+    with extra_info (sent for MKT.0100, 0150, 0250, 9001, 9002, 9004, 9005) to find the problem."""
+    sent = {
+        "resultCode": "MKT.0100",
+        "resultMsg": "Failure of input parameter. orderId: 订单号格式错误",
+        "extra_info": {"orderId": "CS1", "reason": "length"},
+    }
+    with Receiver(500, body=sent) as main:
+        with pytest.raises(openapi.MarketError) as error:
+            openapi.query_order(settings_for(main.url), "CS1")
+    text = str(error.value)
+    assert text.startswith("MKT.0100: " + openapi.MKT_MESSAGES["MKT.0100"])
+    assert "Failure of input parameter. orderId: 订单号格式错误" in text
+    assert '{"orderId": "CS1", "reason": "length"}' in text
+    assert (error.value.result_msg, error.value.extra_info) == (sent["resultMsg"], sent["extra_info"])

@@ -13,27 +13,37 @@ from datetime import datetime, timedelta
 import pytest
 from isvapp.background import notices, usage
 from isvapp.extensions import db
+from isvapp.koo.times import iso_utc
 from isvapp.market.fake import Running, create_fake_market
 from isvapp.storage.models import Alert, Event, Instance, Job, UsageRecord, UsageState, utcnow
 from sqlalchemy import update
 
 from .conftest import KEY
-from .test_alerts import mailbox, robot_config, robots  # noqa: F401  (fixtures)
+from .test_alerts import live_alert_env, mailbox, robots  # noqa: F401  (fixtures)
 from .test_entitlements import admin_client, make_token  # noqa: F401  (fixture)
 from .test_jobs import AK, SK
 from .test_live_marketplace import answer_of, last_log
 from .test_produce_g1 import g1_order, signed_result
 from .test_produce_g2 import new_order
 
-HOUR = datetime(2026, 11, 2, 13, 0)
+# An hour of usage two days ago: the marketplace takes usage up to 21 days old (USAGE_MAX_AGE_DAYS).
+HOUR = utcnow().replace(minute=0, second=0, microsecond=0) - timedelta(days=2)
+
+
+def made_before_hour(market, iid, **values):
+    """The instance as made a day before HOUR (usage is recorded only inside an instance's life)."""
+    with market.app.app_context():
+        db.session.execute(
+            update(Instance).where(Instance.instance_id == iid).values(created_at=HOUR - timedelta(days=1), **values)
+        )
+        db.session.commit()
+    return iid
 
 
 def created(market, order, mode, test_flag="0"):
+    """A new instance with the charging mode its order details give it, made before HOUR."""
     iid = answer_of(market.g2(new_order(order=order, test_flag=test_flag)))["instanceId"]
-    with market.app.app_context():
-        db.session.execute(update(Instance).where(Instance.instance_id == iid).values(charging_mode=mode))
-        db.session.commit()
-    return iid
+    return made_before_hour(market, iid, charging_mode=mode)
 
 
 def record(app, iid, value, begin=HOUR, package=None, sn=None):
@@ -97,6 +107,7 @@ def test_g1_query_instance_answers_the_usage_too(app, market):
     iid = signed_result(market.g1(g1_order(order="G1PPU", chargingMode="ON_DEMAND", expireTime=None, testFlag="0")))[
         "instanceId"
     ]
+    made_before_hour(market, iid)
     record(app, iid, "7.5")
     answer = signed_result(market.g1({"activity": "queryInstance", "instanceId": iid, "testFlag": "0"}))
     assert answer["info"][0]["usageInfo"] == [{"usageValue": 7.5}]
@@ -129,12 +140,15 @@ def test_the_usage_api_records_usage_with_a_token(app, admin_client, market):  #
     body = {
         "instanceId": iid,
         "usageValue": 2.5,
-        "beginTime": "2026-12-02T13:00:00Z",
-        "endTime": "2026-12-02T14:00:00Z",
+        "beginTime": iso_utc(HOUR),
+        "endTime": iso_utc(HOUR + timedelta(hours=1)),
         "meteringSn": "sn-api-1",
     }
     made = api.post("/api/v1/usage", json=body, headers={"Authorization": f"Bearer {bearer}"})
-    assert made.status_code == 201 and made.get_json() == {"meteringSn": "sn-api-1", "dueAt": "2026-12-02T14:15:00Z"}
+    assert made.status_code == 201 and made.get_json() == {
+        "meteringSn": "sn-api-1",
+        "dueAt": iso_utc(HOUR + timedelta(hours=1, minutes=15)),
+    }
     again = api.post("/api/v1/usage", json=body, headers={"Authorization": f"Bearer {bearer}"})
     assert again.status_code == 201 and market.count(UsageRecord) == 1
     for bad, words in (
@@ -157,19 +171,19 @@ def test_the_due_time_is_a_quarter_past_the_next_hour():
 
 def test_an_hour_not_pushed_by_its_deadline_raises_one_alert(app, market):
     iid = created(market, "PPU-LATE", "ON_DEMAND")
-    record(app, iid, "1")  # 13:00-14:00, due 14:15
-    record(app, iid, "1", begin=HOUR + timedelta(hours=1))  # due 15:15
+    record(app, iid, "1")  # the hour from HOUR, due a quarter past the next
+    record(app, iid, "1", begin=HOUR + timedelta(hours=1))  # due an hour later
     with app.app_context():
-        assert usage.check_late(now=datetime(2026, 11, 2, 14, 10)) == 0
-        assert usage.check_late(now=datetime(2026, 11, 2, 14, 20)) == 1
-        assert usage.check_late(now=datetime(2026, 11, 2, 14, 30)) == 0  # counted once
+        assert usage.check_late(now=HOUR + timedelta(hours=1, minutes=10)) == 0
+        assert usage.check_late(now=HOUR + timedelta(hours=1, minutes=20)) == 1
+        assert usage.check_late(now=HOUR + timedelta(hours=1, minutes=30)) == 0  # counted once
         db.session.execute(
             update(UsageRecord)
-            .where(UsageRecord.due_at == datetime(2026, 11, 2, 15, 15))
-            .values(state=UsageState.PUSHED, pushed_at=datetime(2026, 11, 2, 15, 5))
+            .where(UsageRecord.due_at == HOUR + timedelta(hours=2, minutes=15))
+            .values(state=UsageState.PUSHED, pushed_at=HOUR + timedelta(hours=2, minutes=5))
         )
         db.session.commit()
-        assert usage.check_late(now=datetime(2026, 11, 2, 16, 0)) == 0  # pushed in time
+        assert usage.check_late(now=HOUR + timedelta(hours=3)) == 0  # pushed in time
     [alert] = market.rows(Alert, Alert.kind == "usage_late")
     assert alert.count == 1 and "PPU-LATE" not in alert.subject and iid in alert.text
 
@@ -181,11 +195,11 @@ def test_a_record_pushed_after_its_deadline_is_late(app, market):
         db.session.execute(
             update(UsageRecord)
             .where(UsageRecord.metering_sn == sn)
-            .values(state=UsageState.PUSHED, pushed_at=datetime(2026, 11, 2, 14, 40))
+            .values(state=UsageState.PUSHED, pushed_at=HOUR + timedelta(hours=1, minutes=40))
         )
         db.session.commit()
-        assert usage.check_late(now=datetime(2026, 11, 2, 15, 0)) == 1
-        assert usage.last_push() == (datetime(2026, 11, 2, 14, 40), False, 0)  # over 24 h ago by now
+        assert usage.check_late(now=HOUR + timedelta(hours=2)) == 1
+        assert usage.last_push() == (HOUR + timedelta(hours=1, minutes=40), False, 0)  # over 24 h ago by now
 
 
 # --- the merchant's notices -----------------------------------------------------------------------------
@@ -261,19 +275,8 @@ def test_a_burst_of_500_orders_is_one_notice_per_channel(tmp_path, robots, mailb
 
     from .live import LiveServer
 
-    env = {f"ISVAPP_{k}": str(v) for k, v in robot_config(robots).items()}
-    env.update(
-        ISVAPP_KOO_ACCESS_KEY=KEY,
-        ISVAPP_ALERT_EMAIL_TO="merchant@example.com",
-        ISVAPP_ALERT_SMTP_HOST="127.0.0.1",
-        ISVAPP_ALERT_SMTP_PORT=str(mailbox.port),
-        ISVAPP_ALERT_SMTP_TLS="none",
-        ISVAPP_ALERT_SMTP_FROM="isvapp@example.com",
-        ISVAPP_ALERT_NOTICES="new_order",
-        ISVAPP_ALERT_NOTICE_GROUP_MIN="1",
-        ISVAPP_ALERT_LANGUAGE="zh",
-        ISVAPP_KOO_AK=AK,
-        ISVAPP_KOO_SK=SK,
+    env = live_alert_env(
+        robots, mailbox, ALERT_NOTICES="new_order", ALERT_NOTICE_GROUP_MIN=1, ALERT_LANGUAGE="zh", KOO_AK=AK, KOO_SK=SK
     )
     with (
         Running(create_fake_market(AK, SK, KEY)) as market_api,
@@ -339,9 +342,13 @@ def test_through_real_processes_a_late_hour_alerts_and_a_refused_sdr_is_kept_wit
                 headers={"Content-Type": "application/json"},
             ).json()["instanceId"]
             engine = server.engine()
-            with engine.begin() as conn:  # its charging mode, as the order query would have set it
-                conn.execute(update(Instance).where(Instance.instance_id == iid).values(charging_mode="ON_DEMAND"))
             end = utcnow().replace(minute=0, second=0, microsecond=0) - timedelta(hours=2)
+            with engine.begin() as conn:  # its charging mode, as the order query would have set it, made before
+                conn.execute(
+                    update(Instance)
+                    .where(Instance.instance_id == iid)
+                    .values(charging_mode="ON_DEMAND", created_at=end - timedelta(hours=3))
+                )
             for sn in ("live-late", "live-refused"):
                 server.flask(
                     "usage",

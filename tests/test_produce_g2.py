@@ -321,8 +321,8 @@ def test_new_instance_field_errors_name_the_field(market, change, field):
     assert market.count(Instance) == 0 and market.count(Answer) == 0
 
 
+@pytest.mark.parametrize("app_config", [{"KOO_MAX_BODY_BYTES": 1024}])
 def test_oversize_body(app, market):
-    app.config["KOO_MAX_BODY_BYTES"] = 1024
     raw = json.dumps({**new_order(), "pad": "x" * 2000}).encode()
     answer = result(
         market.send("POST", "/produce", data=raw, query_string=signed(raw), content_type="application/json")

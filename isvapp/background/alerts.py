@@ -19,6 +19,7 @@ import hashlib
 import hmac
 import json
 import logging
+import re
 import shutil
 import smtplib
 import ssl
@@ -49,6 +50,24 @@ ANSWER_LIMIT = 64 * 1024
 WECOM_CONTENT_BYTES = 2048  # WeCom's text.content limit (UTF-8 bytes)
 ROBOT_CONTENT_BYTES = 4000  # DingTalk/Feishu: far below their request-size limits
 CHANNELS = ("email", "wecom", "dingtalk", "feishu")
+
+
+# --- texts -----------------------------------------------------------------------------------------
+
+# Robot texts honour markup in angle brackets (Feishu notifies the whole group for
+# <at user_id="all"></at> in a text message), and a line break in a field would pass for a line
+# of isvapp's own. Fields keep their look: the brackets become their full-width forms.
+_BREAKS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
+_MARKUP = str.maketrans({"<": "\uff1c", ">": "\uff1e"})
+FIELD_LIMIT = 200
+
+
+def inert(value, limit=FIELD_LIMIT):
+    """A field (an order id, a product id, an address, another system's message) as a robot or
+    mail text may carry it: on one line, without markup, at most ``limit`` characters. Every field
+    that goes into an alert's or a notice's text goes through this."""
+    text = _BREAKS.sub(" ", str(value)).translate(_MARKUP)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 class ChannelError(Exception):
@@ -171,7 +190,7 @@ def check_worker_heartbeat(now=None):
     return raise_alert_alone(
         "worker_silent",
         "The background worker has stopped reporting",
-        f"The last worker heartbeat ({who}) is {int(age)} s old (limit {limit:g} s); "
+        f"The last worker heartbeat ({inert(who)}) is {int(age)} s old (limit {limit:g} s); "
         f"{queued} job(s) are waiting. Orders' follow-up work is not being done.",
         now=now,
     )
@@ -188,7 +207,7 @@ def check_disk(path=None, now=None, usage=shutil.disk_usage):
     return raise_alert_alone(
         "disk_low",
         "Disk space is low",
-        f"The disk holding {path} has {percent:.1f}% free ({free // 2**20} MiB of "
+        f"The disk holding {inert(path)} has {percent:.1f}% free ({free // 2**20} MiB of "
         f"{total // 2**20} MiB; alert below {limit:g}%). When it is full the database "
         "cannot write, and every marketplace call fails.",
         now=now,
@@ -222,9 +241,9 @@ def alert_dead_job(row, error):
             raise_alert(
                 "dead_job",
                 f"A background job failed for good: {row.kind}",
-                f"Job {row.id} ({row.kind}, key {row.key}"
-                f"{', instance ' + row.instance_id if row.instance_id else ''}) is dead after "
-                f"{row.attempts} attempts: {reason[:500]}\n\nSee `flask --app isvapp jobs list "
+                f"Job {row.id} ({inert(row.kind)}, key {inert(row.key)}"
+                f"{', instance ' + inert(row.instance_id) if row.instance_id else ''}) is dead after "
+                f"{row.attempts} attempts: {inert(reason, 500)}\n\nSee `flask --app isvapp jobs list "
                 f"--state dead`; `flask --app isvapp jobs retry {row.id}` runs it again.",
             )
     except Exception:  # noqa: BLE001
@@ -429,7 +448,7 @@ def send(channel, config, subject, text):
     try:
         if channel == "email":
             return send_email(config, subject, text)
-        content = f"[isvapp] {subject}\n\n{text}"
+        content = f"[isvapp] {subject}\n\n{text}".translate(_MARKUP)  # no markup of isvapp's either
         return {"wecom": send_wecom, "dingtalk": send_dingtalk, "feishu": send_feishu}[channel](config, content)
     except ChannelError:
         raise

@@ -99,7 +99,7 @@ def _zone(config):
 
 
 def _sample(names, count, language):
-    shown = ", ".join(names[:SAMPLE])
+    shown = ", ".join(alerts.inert(name) for name in names[:SAMPLE])
     return MORE[language].format(sample=shown, more=count - SAMPLE) if count > SAMPLE else shown
 
 

@@ -55,7 +55,7 @@ def upload(job):
                     raise RuntimeError("lost the job's lease; another worker finishes it") from None
             return
         with write_transaction():
-            _set(job.key, upload_error=str(error)[:255])
+            _set(job.key, upload_error=str(error)[:2000])  # the marketplace's words as sent, beside ours
         if error.code in PERMANENT_CODES:
             raise jobs.Permanent(str(error)) from None
         raise

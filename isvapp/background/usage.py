@@ -1,7 +1,8 @@
 """Pay-per-use usage (§5.2): recorded here, pushed to the marketplace by the worker.
 
 Each record has a unique ``metering_sn`` (here and at the marketplace). Records are pushed in
-batches of at most 1000: a batch is first marked ``sending`` and committed, then pushed, then
+batches of at most KOO_USAGE_PUSH_BATCH (100: the push pages allow 1,000, the order query's error
+page refuses more than 100 with MKT.9003): a batch is first marked ``sending`` and committed, then pushed, then
 marked ``pushed`` (or ``rejected`` with the marketplace's per-record code). A worker that dies
 mid-push resends the same batch with the same metering_sn values, which the marketplace
 recognises as duplicates, so a record is never counted twice.
@@ -19,12 +20,11 @@ from sqlalchemy import Float, cast, exists, func, select, update
 from ..extensions import db
 from ..koo.times import ISO_UTC, naive_utc
 from ..market import openapi
-from ..storage.models import Instance, Job, JobState, UsageRecord, UsageState, utcnow
+from ..storage.models import Instance, Job, JobState, TokenScope, UsageRecord, UsageState, utcnow
 from ..storage.statements import insert_ignore
 from ..storage.transactions import write_transaction
 from . import alerts, jobs
 
-BATCH = 1000
 SDR_TIME = "%Y%m%dT%H%M%SZ"
 JOB_KEY = "usage"
 # sp_topic_0000120 (2024-11-22): hourly SDRs, "reported within the first 15 minutes of the next
@@ -49,21 +49,115 @@ def _value(usage_value):
     return format(value, "f")
 
 
-def add(instance_id, usage_value, begin_time, end_time, metering_sn=None, relate_pkg_instance=None):
+class Refused(ValueError):
+    """Usage that is not recorded: ``status`` and ``error`` are what the API answers, and the
+    message names the problem. Nothing is stored."""
+
+    def __init__(self, message, status=400, error="invalid_request"):
+        super().__init__(message)
+        self.status, self.error = status, error
+
+
+AHEAD = timedelta(days=1)  # usage may end this far past now (a clock ahead), never further
+
+
+def check_times(begin, end, now, max_age_days):
+    """The usage's times as a marketplace takes them (docs/protocol.md §5.2): a begin no older
+    than ``max_age_days`` (MKT.9004 past 21), an end at most a day ahead of now, the end after
+    the begin. Bad times are named by the API's field names."""
+    if begin < now - timedelta(days=max_age_days):
+        raise Refused(
+            f"beginTime {begin:%Y-%m-%dT%H:%M:%SZ} is more than {max_age_days} days ago (USAGE_MAX_AGE_DAYS): "
+            "the marketplace refuses usage that old"
+        )
+    if end > now + AHEAD:
+        raise Refused(f"endTime {end:%Y-%m-%dT%H:%M:%SZ} is more than a day from now: usage is recorded once used")
+    if end <= begin:
+        raise Refused("end time must be after begin time")
+
+
+def is_metered(settings, instance):
+    """Pay-per-use or package: the charging modes KOO_G1_PAY_PER_USE_MODES names."""
+    return (instance.charging_mode or "") in settings.g1_pay_per_use_modes
+
+
+def _hour(moment, up=False):
+    start = moment.replace(minute=0, second=0, microsecond=0)
+    return start + timedelta(hours=1) if up and start != moment else start
+
+
+def check_instance(settings, instance, begin, end, token=None):
+    """Whether ``instance`` takes this usage: it is metered, the usage lies inside its life (from
+    the hour it was made to the hour it was released or expired: the marketplace's records are
+    hourly), and ``token``, if given, covers it."""
+    if token is not None and not token.allows(TokenScope.USAGE, instance.product_id, instance.key_fingerprint):
+        bound = " and ".join(
+            f"{what} {value}"
+            for what, value in (("product", token.product_id), ("key", token.key_fingerprint))
+            if value
+        )
+        raise Refused(f"this token records usage only for the instances of {bound}", 403, "forbidden")
+    if not instance.charging_mode:
+        raise Refused(
+            f"instance {instance.instance_id}'s charging mode is not known yet (its order details are being "
+            "fetched): retry in a minute",
+            409,
+            "charging_mode_unknown",
+        )
+    if not is_metered(settings, instance):
+        raise Refused(
+            f"instance {instance.instance_id} is not pay-per-use (chargingMode {instance.charging_mode}): usage is "
+            "recorded only for pay-per-use or package instances",
+            409,
+            "not_pay_per_use",
+        )
+    if instance.released_at is not None and end > _hour(instance.released_at, up=True):
+        raise Refused(
+            f"instance {instance.instance_id} was released at {instance.released_at:%Y-%m-%dT%H:%M:%SZ}: usage "
+            "after its release is not billed",
+            409,
+            "instance_released",
+        )
+    if instance.expire_time is not None and end > _hour(instance.expire_time, up=True):
+        raise Refused(
+            f"endTime is after instance {instance.instance_id} expired ({instance.expire_time:%Y-%m-%dT%H:%M:%SZ})",
+            409,
+            "outside_instance_life",
+        )
+    if begin < _hour(instance.created_at):
+        raise Refused(
+            f"beginTime is before instance {instance.instance_id} was made ({instance.created_at:%Y-%m-%dT%H:%M:%SZ})",
+            409,
+            "outside_instance_life",
+        )
+
+
+def add(instance_id, usage_value, begin_time, end_time, metering_sn=None, relate_pkg_instance=None, token=None):
     """Record usage (in the caller's app context) and make sure the worker will push it.
 
-    Returns the metering_sn. A metering_sn given twice is recorded once (returns the same sn).
+    Returns the metering_sn. A metering_sn given twice is recorded once (returns the same sn, as
+    the first time, whatever became of the instance since). Refused (a ValueError) names what is
+    wrong and stores nothing; ``token``, the API token that sent it, must cover the instance.
     """
+    settings = current_app.extensions["isvapp"]
     value = _value(usage_value)
     if relate_pkg_instance is not None and (not isinstance(relate_pkg_instance, str) or len(relate_pkg_instance) > 64):
         raise ValueError("the package instance id is text of at most 64 characters")
     begin, end = naive_utc(begin_time), naive_utc(end_time)
-    if end <= begin:
-        raise ValueError("end time must be after begin time")
+    check_times(begin, end, utcnow(), settings.usage_max_age_days)
     sn = metering_sn or uuid.uuid4().hex
     with write_transaction():
-        if not db.session.execute(select(exists().where(Instance.instance_id == instance_id))).scalar():
+        instance = db.session.execute(select(Instance).where(Instance.instance_id == instance_id)).scalar_one_or_none()
+        if instance is None:
             raise ValueError(f"instance {instance_id} does not exist")
+        if (
+            metering_sn
+            and db.session.execute(
+                select(exists().where(UsageRecord.metering_sn == metering_sn, UsageRecord.instance_id == instance_id))
+            ).scalar()
+        ):
+            return sn
+        check_instance(settings, instance, begin, end, token)
         insert_ignore(
             UsageRecord,
             metering_sn=sn,
@@ -131,8 +225,8 @@ def check_late(now=None):
             "usage_late",
             f"{len(ids)} usage record(s) missed their hour's deadline",
             f"{len(ids)} pay-per-use usage record(s) were not pushed to the marketplace within 15 "
-            f"minutes of the hour after their usage (the first: {first.metering_sn}, instance "
-            f"{first.instance_id}, usage up to {first.end_time:%Y-%m-%d %H:%M} UTC, due "
+            f"minutes of the hour after their usage (the first: {alerts.inert(first.metering_sn)}, instance "
+            f"{alerts.inert(first.instance_id)}, usage up to {first.end_time:%Y-%m-%d %H:%M} UTC, due "
             f"{first.due_at:%H:%M} UTC, state {first.state}). The buyer's charge is delayed. Check "
             "that the worker runs and reaches the marketplace (`flask --app isvapp usage list`).",
             now=now,
@@ -231,7 +325,7 @@ def usage_info(settings, instances):
     ).all():
         found.setdefault(package, []).append({"relatedInstanceId": related, "usageValue": round(total or 0, 4)})
     for instance in instances:
-        metered = (instance.charging_mode or "") in settings.g1_pay_per_use_modes
+        metered = is_metered(settings, instance)
         if instance.instance_id not in found and (metered or instance.instance_id in own):
             package = (instance.charging_mode or "").endswith("_PKG")
             found[instance.instance_id] = (
@@ -256,8 +350,8 @@ def _sdr(record):
     return row
 
 
-def _next_batch():
-    """A batch left 'sending' by a dead worker first (resent as is), else up to 1000 pending records."""
+def _next_batch(size):
+    """A batch left 'sending' by a dead worker first (resent as is), else up to ``size`` pending records."""
     with write_transaction():
         batch = db.session.execute(
             select(UsageRecord.batch).where(UsageRecord.state == UsageState.SENDING).limit(1)
@@ -268,7 +362,7 @@ def _next_batch():
                     select(UsageRecord.id)
                     .where(UsageRecord.state == UsageState.PENDING)
                     .order_by(UsageRecord.id)
-                    .limit(BATCH)
+                    .limit(size)
                 )
                 .scalars()
                 .all()
@@ -303,7 +397,7 @@ def _record_errors(answer):
 def push(job):
     settings = current_app.extensions["isvapp"]
     while True:
-        batch, rows = _next_batch()
+        batch, rows = _next_batch(settings.usage_push_batch)
         if not rows:
             return
         answer = openapi.push_usage(settings, rows)
@@ -359,7 +453,8 @@ def usage_add(instance_id, value, begin, end, metering_sn, relate_pkg_instance):
 @with_appcontext
 def usage_list(limit):
     for r in db.session.execute(select(UsageRecord).order_by(UsageRecord.id.desc()).limit(limit)).scalars():
-        click.echo(f"{r.metering_sn} {r.instance_id} {r.usage_value} {r.state} {r.error_code or ''}")
+        refused = f" {r.error_code}: {r.error_msg or ''}" if r.error_code else ""
+        click.echo(f"{r.metering_sn} {r.instance_id} {r.usage_value} {r.state}{refused}")
 
 
 def init_app(app):

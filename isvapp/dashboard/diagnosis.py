@@ -53,7 +53,7 @@ CAUSES = [
         "too_large",
         codes.INVALID_PARAM,
         ("larger than",),
-        "The body was larger than this interface takes (KOO_MAX_BODY_BYTES, or MAX_CONTENT_LENGTH for Kit).",
+        "The body was larger than this interface takes (KOO_MAX_BODY_BYTES, or KOO_KIT_MAX_BODY_BYTES for Kit).",
     ),
     (
         "not_here",

@@ -25,11 +25,13 @@ from flask import (
     url_for,
 )
 from sqlalchemy import and_, func, literal, or_, select
+from werkzeug.datastructures import MultiDict
 
 from ..background import uploads, usage
-from ..domain import entitlements, logins
+from ..domain import apitokens, logins
 from ..extensions import db
 from ..koo import codes
+from ..koo.signing import key_fingerprint
 from ..storage import vault
 from ..storage.models import (
     Callback,
@@ -569,14 +571,33 @@ def app_handoff(tenant_pk, app_pk):
 @bp.route("/api-tokens", methods=["GET", "POST"])
 @security.login_required
 def api_tokens():
-    """POST name: a new token, shown on this answer only; POST revoke: that token stops working."""
-    made = None
+    """POST name, scope (one or both), product_id and/or key: a new token, shown on this answer
+    only; POST revoke: that token stops working."""
+    made = problem = None
+    keys = [key_fingerprint(k) for k in current_app.extensions["isvapp"].access_keys]
     if request.method == "POST":
         if request.form.get("revoke"):
-            entitlements.revoke_token(int(request.form["revoke"]))
+            apitokens.revoke_token(int(request.form["revoke"]))
         else:
-            made = entitlements.create_token(request.form.get("name", ""))
-    return render_template("dashboard/api_tokens.html", rows=entitlements.tokens(), made=made)
+            try:
+                made = apitokens.create_token(
+                    request.form.get("name", ""),
+                    request.form.getlist("scope"),
+                    request.form.get("product_id"),
+                    request.form.get("key"),
+                    keys,
+                )
+            except apitokens.TokenProblem as error:
+                problem = error.kind
+    page = render_template(
+        "dashboard/api_tokens.html",
+        rows=apitokens.tokens(),
+        made=made,
+        problem=problem,
+        keys=keys,
+        form=request.form if problem else MultiDict(),
+    )
+    return page, 400 if problem else 200
 
 
 # --- callbacks ---------------------------------------------------------------------------------

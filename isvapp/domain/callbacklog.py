@@ -395,7 +395,8 @@ def _alerts_after(row):
         alerts.raise_alert_alone(
             "internal_error",
             "isvapp answered 000005 to the marketplace",
-            f"{row['method']} {row['path']} {row['activity'] or ''}: {row['result_msg'] or ''}. "
+            f"{alerts.inert(row['method'])} {alerts.inert(row['path'])} {alerts.inert(row['activity'] or '')}: "
+            f"{alerts.inert(row['result_msg'] or '', 500)}. "
             "The marketplace retries; see the callback log and the server log.",
         )
     elif code == "000001":
@@ -411,7 +412,7 @@ def _alerts_after(row):
                 "signature_failures",
                 "Signature failures are repeating",
                 f"{failures} requests failed verification in {SIGNATURE_FAILURES_MIN} minutes "
-                f"(the last from {row['remote_addr']}): the Key in isvapp may not match the "
+                f"(the last from {alerts.inert(row['remote_addr'])}): the Key in isvapp may not match the "
                 "Seller Console's, or someone is probing the production URL.",
             )
     if _heartbeat_check_due():

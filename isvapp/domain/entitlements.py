@@ -2,24 +2,16 @@
 by the buyer's login (which admits only a live instance) and the entitlement API the merchant's
 product calls at any time (isvapp/productapi), so both say the same thing.
 
-The API's bearer tokens live here too: made on the pages, shown once, kept only as SHA-256
-(a 256-bit random token needs no slow hash: nobody can guess one to test against it), and
-revoked by a click.
+The API's bearer tokens are domain.apitokens'.
 """
 
-import secrets
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 
 from ..extensions import db
-from ..koo.signing import secret_digest
 from ..koo.times import iso_utc
-from ..storage.models import ApiToken, Instance, InstanceState, KitState, Tenant, utcnow
-from ..storage.transactions import write_transaction
-
-TOKEN_PREFIX = "isvapp_"
-USED_EVERY = timedelta(minutes=1)  # last_used_at is written at most this often per token
+from ..storage.models import Instance, InstanceState, KitState, Tenant
 
 
 def _aware(moment):
@@ -53,9 +45,12 @@ def instance_facts(instance):
     }
 
 
-def of_instance(instance_id, now=None):
+def of_instance(instance_id, now=None, allowed=None):
+    """What ``instance_id`` is entitled to; None when there is no such instance, or when
+    ``allowed(product_id, key_fingerprint)`` says the asking token is not for it (to that token
+    another product's instance does not exist)."""
     instance = db.session.execute(select(Instance).where(Instance.instance_id == instance_id)).scalar_one_or_none()
-    if instance is None:
+    if instance is None or (allowed is not None and not allowed(instance.product_id, instance.key_fingerprint)):
         return None
     reason = not_live_reason(instance, now)
     return {
@@ -74,12 +69,13 @@ class Ambiguous(ValueError):
     answer for one product must not be read as the answer for another."""
 
 
-def of_tenant(tenant_id, product_id=None, now=None):
+def of_tenant(tenant_id, product_id=None, now=None, key_fingerprint=None):
     """What ``tenant_id`` is entitled to for ``product_id``: its instances of that product (a
     tenant synced under several instances has a row under each: another product of the
     merchant, or a new subscription after the old one ended), newest first, and whether any of
     them is live. Without ``product_id`` the tenant's instances must all be of one product,
-    or Ambiguous is raised. None: no such tenant."""
+    or Ambiguous is raised. ``key_fingerprint``: only instances that key created (and those from
+    before keys owned rows). None: no such tenant."""
     tenants = (
         db.session.execute(
             select(Tenant)
@@ -98,6 +94,8 @@ def of_tenant(tenant_id, product_id=None, now=None):
         ).scalars()
     }
     instances = [found[t.instance_key] for t in tenants if t.instance_key in found]
+    if key_fingerprint:
+        instances = [i for i in instances if i.key_fingerprint in (None, key_fingerprint)]
     if product_id:
         instances = [i for i in instances if i.product_id == product_id]
     elif len({i.product_id for i in instances}) > 1:
@@ -119,50 +117,3 @@ def of_tenant(tenant_id, product_id=None, now=None):
         "reason": chosen["reason"] if chosen else "no_instance",
         "instances": listed,
     }
-
-
-# --- the API's tokens ----------------------------------------------------------------------------
-
-
-def create_token(name):
-    """A new token named ``name``: returned once, never stored."""
-    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    with write_transaction():
-        db.session.add(
-            ApiToken(
-                name=(name or "").strip()[:100] or "token",
-                digest=secret_digest(token),
-                hint=token[: len(TOKEN_PREFIX) + 4],
-            )
-        )
-    return token
-
-
-def revoke_token(token_id):
-    with write_transaction():
-        db.session.execute(
-            update(ApiToken).where(ApiToken.id == token_id, ApiToken.revoked_at.is_(None)).values(revoked_at=utcnow())
-        )
-
-
-def tokens():
-    return db.session.execute(select(ApiToken).order_by(ApiToken.id.desc())).scalars().all()
-
-
-def token_allowed(token):
-    """True for a token made here and not revoked (and its use noted, at most once a minute)."""
-    if not token or not token.startswith(TOKEN_PREFIX) or len(token) > 200:
-        return False
-    row = db.session.execute(
-        select(ApiToken.id, ApiToken.last_used_at).where(
-            ApiToken.digest == secret_digest(token), ApiToken.revoked_at.is_(None)
-        )
-    ).first()
-    db.session.rollback()
-    if row is None:
-        return False
-    now = utcnow()
-    if row.last_used_at is None or now - row.last_used_at > USED_EVERY:
-        with write_transaction(durable=False):
-            db.session.execute(update(ApiToken).where(ApiToken.id == row.id).values(last_used_at=now))
-    return True

@@ -3,7 +3,8 @@ the merchant's AK/SK (docs/license-relay.md).
 
 The software activates a code once per installation and gets an installation secret (only its
 SHA-256 is kept); verifying and reporting usage then need the code and that secret. Every call
-counts against the code's budget (LICENSE_RELAY_PER_MINUTE, across workers and hosts). A
+counts against its address's budget (LICENSE_RELAY_PER_ADDRESS_MINUTE), then, once its token is
+checked, against the code's (LICENSE_RELAY_PER_MINUTE), across workers and hosts. A
 verification asks the marketplace; when the marketplace cannot be reached, the last state it
 confirmed is served for LICENSE_RELAY_GRACE_H, marked as such. Usage is a durable job: once the
 relay said "accepted", the report reaches the marketplace even if it is down for a while.
@@ -101,9 +102,9 @@ def _checked(code):
         raise RelayError(400, "invalid_request", str(error)) from None
 
 
-def _limit(settings, code, address):
+def _limit_address(settings, address):
     """The address's budget first (a stranger trying codes at random is stopped there, before each
-    try costs a marketplace call and a budget row), then the code's."""
+    try costs a marketplace call, a budget row or a token check)."""
     if not claim_budget("address:" + callbacklog.address_key(address or ""), settings.relay_per_address_minute):
         raise RelayError(
             429,
@@ -111,6 +112,12 @@ def _limit(settings, code, address):
             f"more than {settings.relay_per_address_minute} relay calls this "
             "minute from this address: try again in a minute",
         )
+
+
+def _limit_code(settings, code):
+    """The code's budget: counted only for calls that may act on the code (an activation, or a
+    call with its installation's token), so that a stranger who knows only the code cannot
+    spend the installation's minute."""
     if not claim_budget("code:" + code, settings.relay_per_minute):
         raise RelayError(
             429,
@@ -120,23 +127,28 @@ def _limit(settings, code, address):
 
 
 def _refusal(error):
+    """What the software is told (the marketplace's resultMsg with it, never its extra_info: that
+    is for the merchant, on the job's error and the pages)."""
     if error.code in UNKNOWN_CODES:
-        return RelayError(404, "unknown_license", f"the marketplace refused the license code: {error.message}")
+        return RelayError(404, "unknown_license", f"the marketplace refused the license code: {error.words}")
     if error.code == "invalid":
         return RelayError(400, "invalid_request", error.message)
     if error.code == "config":
         return RelayError(
             503, "relay_not_configured", f"the merchant's server cannot call the marketplace: {error.message}"
         )
-    if error.elsewhere or error.code in ("network", "http"):
-        return RelayError(503, "marketplace_unreachable", f"the marketplace could not be reached: {error.message}")
-    return RelayError(502, "marketplace_error", f"the marketplace answered {error.code}: {error.message}")
+    if error.later:
+        return RelayError(
+            503, "marketplace_unreachable", f"the marketplace could not answer now ({error.code}): {error.words}"
+        )
+    return RelayError(502, "marketplace_error", f"the marketplace answered {error.code}: {error.words}")
 
 
 def activate(settings, code, address):
     """激活授权码 at the marketplace, then a new installation: (Verdict, installation token)."""
     code = _checked(code)
-    _limit(settings, code, address)
+    _limit_address(settings, address)
+    _limit_code(settings, code)
     try:
         status, expiry = openapi.activate_license(settings, code)
     except openapi.MarketError as error:
@@ -192,8 +204,9 @@ def installation(code, token):
 def verify(settings, code, token, address, account=None, ip=None):
     """查询授权码 (v1) for an installation; the last confirmed state during an outage."""
     code = _checked(code)
-    _limit(settings, code, address)
+    _limit_address(settings, address)
     installation_id = installation(code, token)
+    _limit_code(settings, code)
     try:
         status, expiry = openapi.query_license(settings, code, account, ip)
     except licensecodes.Invalid as error:
@@ -235,12 +248,13 @@ def report_usage(settings, code, token, entry, address=""):
     """Queue one 授权码软件使用统计 entry; the same entry for a code on one UTC day is queued once.
     Returns True when it was queued now, False when it had been already."""
     code = _checked(code)
-    _limit(settings, code, address)
+    _limit_address(settings, address)
     try:
         entry = licensecodes.usage_entry(entry)
     except licensecodes.Invalid as error:
         raise RelayError(400, "invalid_request", str(error)) from None
     installation(code, token)
+    _limit_code(settings, code)
     day = utcnow().strftime("%Y%m%d")
     key = hashlib.sha256(json.dumps([code, day, entry], sort_keys=True).encode()).hexdigest()
     with write_transaction():

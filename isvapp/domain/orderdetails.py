@@ -23,6 +23,7 @@ from ..storage.transactions import write_transaction
 from . import lifecycle
 
 PERMANENT_CODES = {"MKT.0101", "MKT.0150", "MKT.9001"}
+ERROR_LIMIT = 2000  # the marketplace's resultMsg (up to 1,024) and extra_info, as sent, fit
 
 
 def _time(value):
@@ -79,7 +80,7 @@ def fetch_order(job):
     except openapi.MarketError as error:
         if simulated:
             return _not_at_the_marketplace(job)
-        status.report("order_query", {"ok": False, "error": str(error)[:200]})
+        status.report("order_query", {"ok": False, "error": str(error)[:ERROR_LIMIT]})
         if error.code in PERMANENT_CODES and job.attempts >= 3:
             raise jobs.Permanent(str(error)) from None
         raise

@@ -8,7 +8,8 @@ It verifies the AK/SK signature of every call and the usage-push signature, answ
 documented MOCK* order ids (and any other order id with a plausible monthly order), and keeps
 what was pushed. ``FAKE_MARKET_FAIL_NEXT`` / ``FAKE_MARKET_DELAY_S`` in its config let tests make
 it fail or be slow; ``FAKE_MARKET_ANSWER_NEXT`` (a list of (status, raw body)) makes it answer
-anything at all. License codes it knows are ``FAKE_LICENSES`` ({code: {"status", "expireTime"}}). It is not the marketplace: it never runs in production.
+anything at all; a usage push of more than ``FAKE_USAGE_MAX_RECORDS`` (100) records is refused
+with MKT.9003, as the order query's error page says. License codes it knows are ``FAKE_LICENSES`` ({code: {"status", "expireTime"}}). It is not the marketplace: it never runs in production.
 """
 
 import json
@@ -96,6 +97,8 @@ def create_fake_market(ak, sk, usage_key, **config):
         FAKE_MARKET_FAIL_NEXT=0,
         FAKE_MARKET_DELAY_S=0,
         FAKE_MARKET_ANSWER_NEXT=[],
+        # The order query's error page: MKT.9003 "计量记录数超出限制(100条)" (the push page says 1,000).
+        FAKE_USAGE_MAX_RECORDS=100,
         FAKE_UPLOAD_FIELD="file",
         FAKE_LICENSE_QUERY_V2_FIELD="licenses",
         **config,
@@ -143,7 +146,7 @@ def create_fake_market(ak, sk, usage_key, **config):
         if request.headers.get("signature") != apig.usage_signature(usage_key, ts, nonce, body):
             return _answer(401, "MKT.0154", "Illegal token")
         records = json.loads(body).get("usage_records") or []
-        if len(records) > 1000:
+        if len(records) > current_app.config["FAKE_USAGE_MAX_RECORDS"]:  # the error page's row, verbatim
             return _answer(500, "MKT.9003", "Usage records extends size limit.")
         errors = []
         with state["lock"]:

@@ -46,12 +46,40 @@ ANSWER_LIMIT = 4 * 2**20  # an order answer is a few KiB; a stranger's endless b
 
 class MarketError(Exception):
     """A failed call; ``code`` is the marketplace's code, or "network" / "http" / "config" /
-    "invalid" (refused here, never sent). ``elsewhere``: the domain did not answer (unreachable,
-    a 5xx, not JSON): the call may be tried on the backup domain."""
+    "invalid" (refused here, never sent). ``message`` is isvapp's reading of the code;
+    ``result_msg`` and ``extra_info`` are the marketplace's own words, as sent (the error page:
+    resultMsg carries the failure's detail, to be read with extra_info), and ``str()`` shows all
+    three. ``elsewhere``: the domain gave no answer of the marketplace's (unreachable, a timeout,
+    or an answer without a result code): the call may be tried on the backup domain."""
 
-    def __init__(self, code, message, elsewhere=False):
-        super().__init__(f"{code}: {message}")
-        self.code, self.message, self.elsewhere = code, message, elsewhere
+    def __init__(self, code, message, elsewhere=False, status=None, result_msg=None, extra_info=None):
+        self.code, self.message, self.elsewhere, self.status = code, message, elsewhere, status
+        self.result_msg, self.extra_info = result_msg, extra_info
+        super().__init__(f"{code}: {self.detail}")
+
+    @property
+    def words(self):
+        """isvapp's reading and the marketplace's resultMsg, as sent."""
+        said = f'; the marketplace said: "{self.result_msg}"' if self.result_msg not in (None, "") else ""
+        return f"{self.message}{said}"
+
+    @property
+    def detail(self):
+        """The words, and extra_info as sent (JSON)."""
+        if self.extra_info is None:
+            return self.words
+        return f"{self.words}; extra_info: {json.dumps(self.extra_info, ensure_ascii=False)}"
+
+    @property
+    def later(self):
+        """The same call may succeed later: no answer, or the marketplace saying it cannot now
+        (its internal error, its rate limit). isvapp's reading: the pages name no code to retry."""
+        return self.elsewhere or self.code in ("network", "http") or self.code in TRY_LATER
+
+
+# Codes that say "not now" rather than "not this": MKT.0999 "System internal error.", MKT.0250
+# "Access frequency overlimit", 92020001 internal error (docs/protocol.md §13.2).
+TRY_LATER = {"MKT.0999", "MKT.0250", "92020001"}
 
 
 def base_urls(settings):
@@ -96,21 +124,25 @@ def _call_once(settings, base, method, path, query, body, headers, content_type)
         answer = json.loads(raw)
         if not isinstance(answer, dict):
             raise ValueError
-    except ValueError:
+    except (ValueError, RecursionError):
         raise MarketError(
-            "http",
-            f"HTTP {status} from {host}{path}: the answer is not a JSON object",
-            elsewhere=status >= 500 or not raw,
+            "http", f"HTTP {status} from {host}{path}: the answer is not a JSON object", elsewhere=True, status=status
         ) from None
     code = str(answer.get("resultCode") or answer.get("error_code") or "")
-    if code not in SUCCESS_CODES:
-        message = (
-            MKT_MESSAGES.get(code)
-            or ("unknown code: " if code else "no result code: ")
-            + str(answer.get("resultMsg") or answer.get("error_msg") or answer)[:200]
-        )
-        raise MarketError(code or "http", message, elsewhere=status >= 500)
-    return answer
+    if code in SUCCESS_CODES:
+        return answer
+    if not code:  # not the marketplace's word (a gateway's page, say): the backup may answer
+        message = f"HTTP {status} from {host}{path}, no result code: {str(answer)[:200]}"
+        raise MarketError("http", message, elsewhere=True, status=status)
+    # An answer with a result code is the marketplace's, whatever its HTTP status (the error page
+    # lists MKT.0999, MKT.0100 and MKT.9001-9004 under 500): never re-sent to the backup domain.
+    raise MarketError(
+        code,
+        MKT_MESSAGES.get(code, "unknown code"),
+        status=status,
+        result_msg=answer.get("resultMsg") if "resultMsg" in answer else answer.get("error_msg"),
+        extra_info=answer.get("extra_info"),
+    )
 
 
 def query_order(settings, order_id, order_line_id=None):
@@ -119,7 +151,8 @@ def query_order(settings, order_id, order_line_id=None):
 
 
 def push_usage(settings, records, ts=None, nonce=None):
-    """Push at most 1000 usage records; returns the answer (may list per-record errors)."""
+    """Push one batch of usage records (KOO_USAGE_PUSH_BATCH, 100 by default); returns the answer
+    (it may list per-record errors)."""
     body = apig.usage_body(records)
     ts, nonce = str(ts or int(time.time() * 1000)), nonce or new_nonce()
     headers = {"signature": apig.usage_signature(settings.usage_key or "", ts, nonce, body), "ts": ts, "nonce": nonce}

@@ -8,9 +8,10 @@
     answers.py  the envelope's bytes, Body-Sign, and the one place errors become envelopes
 
 Every path also answers with a trailing slash: the Seller Console keeps what the merchant typed.
+Bodies are limited in isvapp/inbound.py: KOO_MAX_BODY_BYTES, and KOO_KIT_MAX_BODY_BYTES for Kit.
 """
 
-from flask import Blueprint, current_app, request
+from flask import Blueprint
 
 from . import g1, g2, kit, license
 from .answers import register_error_answers  # noqa: F401  (used by create_app)
@@ -37,10 +38,3 @@ for base in ("/produce", "/license"):
         bp.add_url_rule(
             base + "/produceAPI/<name>" + slash, f"kit_g1{base}{slash}".replace("/", "_"), kit.sync_g1, methods=["POST"]
         )
-
-
-@bp.before_request
-def _body_limit():
-    """Only Kit sync needs large bodies; every other interface's limit is KOO_MAX_BODY_BYTES."""
-    if "/produceAPI/" not in request.path:
-        request.max_content_length = int(current_app.config["KOO_MAX_BODY_BYTES"])

@@ -5,18 +5,24 @@
     POST /api/v1/usage                                pay-per-use usage, pushed to the marketplace
 
 A product checks a subscription whenever it likes (not only at login), in any language. The
-tokens are made and revoked on the merchant's pages (API tokens); the answers are read-only
-JSON. A route of its own: it calls the domain (entitlements) and nothing calls it.
+tokens are made and revoked on the merchant's pages (API tokens), each for its scopes (reading
+entitlements, recording usage) and its product or key (domain/apitokens.py): the token is on
+``g.api_token``, and a route asks it (``g.api_token.allows(scope, product_id, key)``) before it
+answers. A route of its own: it calls the domain (entitlements) and nothing calls it.
 
 The package also holds the License relay (relay.py), what the merchant's installed software calls,
 with its own tokens.
 """
 
-from flask import Blueprint, jsonify, request
+from flask import Blueprint, g, jsonify, request
+from werkzeug.exceptions import ClientDisconnected, HTTPException, RequestEntityTooLarge
 
+from .. import inbound
 from ..background import usage
-from ..domain import entitlements
+from ..domain import apitokens, entitlements
+from ..koo import strictjson
 from ..koo.times import iso_utc, naive_utc, read_time
+from ..storage.models import TokenScope
 
 bp = Blueprint("productapi", __name__, url_prefix="/api/v1")
 
@@ -29,10 +35,24 @@ def no_store_json(body, status=200):
     return response
 
 
+def body_refused(error):
+    """A body over the route's limit (413), that cannot be read to its end (400), or that is not a
+    JSON object (400): the message names which (isvapp/inbound.py)."""
+    if isinstance(error, HTTPException):
+        return no_store_json({"error": "invalid_request", "message": error.description}, error.code or 400)
+    return no_store_json({"error": "invalid_request", "message": f"the body {error}"}, 400)
+
+
+BODY_REFUSALS = (RequestEntityTooLarge, ClientDisconnected, strictjson.Malformed)
+for refusal in BODY_REFUSALS:
+    bp.register_error_handler(refusal, body_refused)
+
+
 @bp.before_request
 def _bearer():
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not entitlements.token_allowed(token.strip()):
+    g.api_token = apitokens.find(token.strip()) if scheme.lower() == "bearer" else None
+    if g.api_token is None:
         response = no_store_json(
             {
                 "error": "unauthorized",
@@ -43,12 +63,27 @@ def _bearer():
         )
         response.headers["WWW-Authenticate"] = 'Bearer realm="isvapp"'
         return response
+    scope = SCOPES.get(request.endpoint or "")
+    if scope and not g.api_token.has_scope(scope):
+        return no_store_json(
+            {
+                "error": "forbidden",
+                "message": f'this token is not for {apitokens.SCOPE_WORDS[scope]} (scope "{scope}"); it is for '
+                + ", ".join(apitokens.SCOPE_WORDS[s] for s in g.api_token.scope_list)
+                + ". Make a token for it on the merchant's pages (API tokens)",
+            },
+            403,
+        )
     return None
 
 
 @bp.get("/entitlements/instances/<instance_id>")
 def instance(instance_id):
-    found = entitlements.of_instance(instance_id)
+    """An instance of the product (or key) the token is for; to it, any other does not exist."""
+    token = g.api_token
+    found = entitlements.of_instance(
+        instance_id, allowed=lambda product, key: token.allows(TokenScope.ENTITLEMENTS, product, key)
+    )
     if not found:
         return no_store_json({"error": "not_found", "message": f"no instance {instance_id}"}, 404)
     return no_store_json(found)
@@ -56,9 +91,16 @@ def instance(instance_id):
 
 @bp.get("/entitlements/tenants/<tenant_id>")
 def tenant(tenant_id):
-    """Answered per product: ``?productId=`` names it (a tenant of one product needs none)."""
+    """Answered per product: ``?productId=`` names it (a tenant of one product needs none), or the
+    token's own product does; a token for one product asks about no other."""
+    token = g.api_token
+    asked = request.args.get("productId") or None
+    if token.product_id and asked and asked != token.product_id:
+        return no_store_json(
+            {"error": "forbidden", "message": f"this token is for product {token.product_id}, not {asked}"}, 403
+        )
     try:
-        found = entitlements.of_tenant(tenant_id, request.args.get("productId") or None)
+        found = entitlements.of_tenant(tenant_id, asked or token.product_id, key_fingerprint=token.key_fingerprint)
     except entitlements.Ambiguous as error:
         return no_store_json({"error": "invalid_request", "message": str(error)}, 400)
     if not found:
@@ -70,16 +112,7 @@ def tenant(tenant_id):
 def record_usage():
     """Pay-per-use usage from the merchant's product: recorded, then pushed by the worker within
     the marketplace's hour (isvapp/background/usage.py). The same meteringSn is recorded once."""
-    body = request.get_json(silent=True)
-    if not isinstance(body, dict):
-        return no_store_json(
-            {
-                "error": "invalid_request",
-                "message": 'send a JSON object: {"instanceId": ..., '
-                '"usageValue": 1.5, "beginTime": "2026-12-02T08:00:00Z", "endTime": ...}',
-            },
-            400,
-        )
+    body = inbound.json_object()
     times = {name: read_time(body.get(name))[0] for name in ("beginTime", "endTime")}
     unreadable = [name for name, moment in times.items() if moment is None]
     if unreadable:
@@ -101,7 +134,18 @@ def record_usage():
             times["endTime"],
             sn,
             body.get("relatePkgInstance") or None,
+            token=g.api_token,
         )
+    except usage.Refused as error:
+        return no_store_json({"error": error.error, "message": str(error)}, error.status)
     except ValueError as error:
         return no_store_json({"error": "invalid_request", "message": str(error)}, 400)
     return no_store_json({"meteringSn": sn, "dueAt": iso_utc(usage.due_at(naive_utc(times["endTime"])))}, 201)
+
+
+# Each route's scope: what a token must be for to be answered here (the domain checks the product).
+SCOPES = {
+    "productapi.instance": TokenScope.ENTITLEMENTS,
+    "productapi.tenant": TokenScope.ENTITLEMENTS,
+    "productapi.record_usage": TokenScope.USAGE,
+}

@@ -11,12 +11,14 @@ signed marketplace calls. Answers are JSON; a refusal has ``error`` and a ``mess
 
 from flask import Blueprint, current_app, request
 
+from .. import inbound
 from ..domain import licensecodes, simulation
 from ..koo.times import iso_utc
-from . import no_store_json
+from . import BODY_REFUSALS, body_refused, no_store_json
 
 bp = Blueprint("relay", __name__, url_prefix="/relay/v1")
-BODY_LIMIT = 4096  # a code, an account and an address
+for refusal in BODY_REFUSALS:  # over LICENSE_RELAY_MAX_BODY_BYTES, unreadable, not a JSON object
+    bp.register_error_handler(refusal, body_refused)
 
 
 def _verdict(verdict, **extra):
@@ -31,15 +33,6 @@ def _verdict(verdict, **extra):
     }
     if verdict.grace_until:
         body["graceUntil"] = iso_utc(verdict.grace_until)
-    return body
-
-
-def _body():
-    if (request.content_length or 0) > BODY_LIMIT:
-        raise licensecodes.RelayError(413, "invalid_request", f"the body is over {BODY_LIMIT} bytes")
-    body = request.get_json(silent=True)
-    if not isinstance(body, dict):
-        raise licensecodes.RelayError(400, "invalid_request", 'send a JSON object, e.g. {"license": "PLXXXXXX"}')
     return body
 
 
@@ -68,14 +61,14 @@ def _settings():
 
 @bp.post("/activate")
 def activate():
-    body = _body()
+    body = inbound.json_object()
     verdict, token = licensecodes.activate(_settings(), body.get("license"), request.remote_addr or "")
     return no_store_json(_verdict(verdict, installationToken=token))
 
 
 @bp.post("/verify")
 def verify():
-    body = _body()
+    body = inbound.json_object()
     verdict = licensecodes.verify(
         _settings(), body.get("license"), _token(), request.remote_addr or "", body.get("account"), body.get("ip")
     )
@@ -84,7 +77,7 @@ def verify():
 
 @bp.post("/usage")
 def usage():
-    body = _body()
+    body = inbound.json_object()
     entry = {k: body[k] for k in ("id", "active_num") if k in body}
     queued = licensecodes.report_usage(_settings(), body.get("license"), _token(), entry, request.remote_addr or "")
     return no_store_json({"license": body.get("license"), "accepted": True, "already": not queued}, 202)

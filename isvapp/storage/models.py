@@ -244,7 +244,7 @@ class License(Model):
     # the document travels in the answer only (License-G1, License-2.0 without an eventId).
     upload_state: Mapped[str | None] = mapped_column(String(16))
     uploaded_at: Mapped[datetime | None] = mapped_column(DateTime)
-    upload_error: Mapped[str | None] = mapped_column(String(255))
+    upload_error: Mapped[str | None] = mapped_column(Text)  # the marketplace's words as sent, and isvapp's
 
     __table_args__ = (
         Index("ix_licenses_instance", "instance_id", "issued_at"),
@@ -511,9 +511,21 @@ class AdminUser(Model):
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 
+class TokenScope:
+    """What an API token may be used for (isvapp/productapi)."""
+
+    ENTITLEMENTS = "entitlements"  # read what a tenant or an instance is entitled to
+    USAGE = "usage"  # record pay-per-use usage
+    ALL = (ENTITLEMENTS, USAGE)
+
+
 class ApiToken(Model):
-    """A bearer token the merchant's product uses for the entitlement API (isvapp/productapi):
-    only its SHA-256 is kept; the token is shown once, when it is made."""
+    """A bearer token the merchant's product uses for the entitlement and usage API
+    (isvapp/productapi): only its SHA-256 is kept; the token is shown once, when it is made.
+
+    It is for some scopes (TokenScope) and for one product or one key's instances, chosen when it
+    is made. NULL in any of the three: every scope, any product, any key (a token made before
+    tokens had them keeps working as it did)."""
 
     __tablename__ = "api_tokens"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -523,6 +535,27 @@ class ApiToken(Model):
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     last_used_at: Mapped[datetime | None] = mapped_column(DateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime)
+    scopes: Mapped[str | None] = mapped_column(String(64))  # TokenScope values, comma-separated
+    product_id: Mapped[str | None] = mapped_column(String(64))
+    key_fingerprint: Mapped[str | None] = mapped_column(String(24))  # koo.signing.key_fingerprint
+
+    @property
+    def scope_list(self):
+        return TokenScope.ALL if self.scopes is None else tuple(s for s in self.scopes.split(",") if s)
+
+    def has_scope(self, scope):
+        return scope in self.scope_list
+
+    def allows(self, scope, product_id=None, key_fingerprint=None):
+        """Whether this token may be used for ``scope`` on an instance of ``product_id`` created
+        under the key ``key_fingerprint``. A token bound to a product does not cover an instance
+        whose product is not known yet; one bound to a key covers the rows made before keys owned
+        rows (no fingerprint), as every key does (docs/protocol.md, "Key ownership")."""
+        if not self.has_scope(scope):
+            return False
+        if self.product_id is not None and product_id != self.product_id:
+            return False
+        return self.key_fingerprint is None or key_fingerprint in (None, self.key_fingerprint)
 
 
 class LoginAttempt(Model):
