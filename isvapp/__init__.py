@@ -93,7 +93,7 @@ def register_commands(app):
     fakemarket.init_app(app)
     from .market import fakeidp
 
-    fakeidp.init_app(app)  # noqa: E702  `flask fake-idp`, the 联营 login's IdP
+    fakeidp.init_app(app)  # noqa: E702  `isvapp fake-idp`, the 联营 login's IdP
     jobs.init_app(app)
     kit.init_app(app)
     licenses.init_app(app)
@@ -103,4 +103,4 @@ def register_commands(app):
     maintenance.init_app(app)
     from .background import alerts
 
-    alerts.init_app(app)  # noqa: E702  the alert job handler and `flask alert-test`
+    alerts.init_app(app)  # noqa: E702  the alert job handler and `isvapp alert-test`

@@ -30,7 +30,7 @@ DEFAULTS = {
     # verified is answered as if it did not exist. True lets every configured key act on every
     # row: for a key rotation, while the new key takes over the old one's instances.
     "KOO_SHARE_INSTANCES_ACROSS_KEYS": False,
-    "KOO_KIT_RSA_PRIVATE_KEY": None,  # None: instance/kit_rsa_private.pem (`flask kit-keygen`)
+    "KOO_KIT_RSA_PRIVATE_KEY": None,  # None: instance/kit_rsa_private.pem (`.venv/bin/isvapp kit-keygen`)
     "KOO_ENCRYPT_TYPE": "1",
     "KOO_SIGNATURE_WINDOW_S": 60,
     # G1 has no nonce: its timeStamp must be this close to now. Generous, because the marketplace
@@ -334,7 +334,7 @@ def secret_key_problem(value):
     else:
         return None
     return (
-        f"{problem}: run `flask --app isvapp init-config` to write one into instance/config.py, or set "
+        f"{problem}: run `.venv/bin/isvapp init-config` to write one into instance/config.py, or set "
         "ISVAPP_SECRET_KEY to the output of `python3 -c 'import secrets; print(secrets.token_hex(32))'`"
     )
 

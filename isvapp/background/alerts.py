@@ -160,7 +160,7 @@ def check_worker_heartbeat(now=None):
             "No background worker is running",
             f"No worker has ever reported, and {queued} job(s) are waiting, the oldest for "
             f"{int((now - oldest).total_seconds())} s. Start one: "
-            "`flask --app isvapp worker` (see docs/deploy.md).",
+            "`.venv/bin/isvapp worker` (see docs/deploy.md).",
             now=now,
         )
     value, updated_at = beat
@@ -224,8 +224,8 @@ def alert_dead_job(row, error):
                 f"A background job failed for good: {row.kind}",
                 f"Job {row.id} ({row.kind}, key {row.key}"
                 f"{', instance ' + row.instance_id if row.instance_id else ''}) is dead after "
-                f"{row.attempts} attempts: {reason[:500]}\n\nSee `flask --app isvapp jobs list "
-                f"--state dead`; `flask --app isvapp jobs retry {row.id}` runs it again.",
+                f"{row.attempts} attempts: {reason[:500]}\n\nSee `.venv/bin/isvapp jobs list "
+                f"--state dead`; `.venv/bin/isvapp jobs retry {row.id}` runs it again.",
             )
     except Exception:  # noqa: BLE001
         log.exception("could not raise the dead_job alert for job %s", row.id)
@@ -542,7 +542,7 @@ def alert_test_command():
                 config,
                 "Test alert",
                 f"A test alert from isvapp, sent at {utcnow():%Y-%m-%d %H:%M:%S} "
-                "UTC by `flask alert-test`. Alerts reach you here.",
+                "UTC by `.venv/bin/isvapp alert-test`. Alerts reach you here.",
             )
             click.echo(f"{channel}: ok")
         except ChannelError as error:

@@ -6,7 +6,7 @@ with a lease (``locked_until``): on PostgreSQL the claim uses SELECT ... FOR UPD
 on SQLite the claim runs in a BEGIN IMMEDIATE transaction, which serialises claimers. A worker
 that dies mid-job lets its lease run out and the job runs again, with the same key (the event id
 hooks receive). Failures retry with exponential backoff and jitter, and after the last attempt
-the job is kept as dead with its error until `flask jobs retry` revives it.
+the job is kept as dead with its error until `isvapp jobs retry` revives it.
 
 The worker rides out a database outage (a server restart, a locked or failing SQLite file): a
 database error in its own steps (claim, completion, recording a failure, heartbeat, periodic

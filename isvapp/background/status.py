@@ -1,7 +1,7 @@
 """What the processes last reported, by name (StatusItem): read by the go-live page and the alerts.
 
 Names in use: ``worker_heartbeat`` (the worker, every HEARTBEAT_S), ``order_query`` (the last
-order-query API call: ok or its error), ``backup`` (the last `flask backup`).
+order-query API call: ok or its error), ``backup`` (the last `isvapp backup`).
 """
 
 from sqlalchemy import select

@@ -134,7 +134,7 @@ def check_late(now=None):
             f"minutes of the hour after their usage (the first: {first.metering_sn}, instance "
             f"{first.instance_id}, usage up to {first.end_time:%Y-%m-%d %H:%M} UTC, due "
             f"{first.due_at:%H:%M} UTC, state {first.state}). The buyer's charge is delayed. Check "
-            "that the worker runs and reaches the marketplace (`flask --app isvapp usage list`).",
+            "that the worker runs and reaches the marketplace (`.venv/bin/isvapp usage list`).",
             now=now,
         )
         return len(ids)

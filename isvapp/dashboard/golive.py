@@ -284,7 +284,7 @@ def health(app, settings, now=None, page_client=None):
             "never seen" if beat is None else f"last heartbeat {beat:.0f} s ago",
             ""
             if beat is not None and beat < 120
-            else "Start `flask --app isvapp worker` (scripts/run.sh and the systemd unit do).",
+            else "Start `.venv/bin/isvapp worker` (scripts/run.sh and the systemd unit do).",
         )
     )
     pushed_at, on_time, late = usage.last_push()
@@ -341,7 +341,7 @@ def health(app, settings, now=None, page_client=None):
             "never" if backup_age is None else f"{backup_age / 3600:.0f} h ago",
             ""
             if backup_age is not None and backup_age < 2 * 86400
-            else "Run `flask --app isvapp backup PATH` daily (docs/deploy.md).",
+            else "Run `.venv/bin/isvapp backup PATH` daily (docs/deploy.md).",
         )
     )
     channels = alerts.configured_channels(app.config)

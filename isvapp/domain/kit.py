@@ -131,7 +131,7 @@ def rsa_private_key(path):
         raise KooError(
             codes.APP_SECRET_ERROR,
             "no RSA private key is configured to decrypt clientSecret "
-            "(KOO_KIT_RSA_PRIVATE_KEY; `flask kit-keygen` makes one)",
+            "(KOO_KIT_RSA_PRIVATE_KEY; `.venv/bin/isvapp kit-keygen` makes one)",
         )
     stamp = os.stat(path).st_mtime_ns
     cached = _rsa_keys.get(path)

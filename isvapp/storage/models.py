@@ -249,7 +249,7 @@ class License(Model):
 class UploadState:
     PENDING = "pending"  # an upload job is queued or retrying
     UPLOADED = "uploaded"
-    FAILED = "failed"  # the job is dead: an alert was raised, `flask jobs retry` sends it again
+    FAILED = "failed"  # the job is dead: an alert was raised, `isvapp jobs retry` sends it again
     ALL = (PENDING, UPLOADED, FAILED)
 
 
@@ -399,7 +399,7 @@ class JobState:
     QUEUED = "queued"
     RUNNING = "running"  # claimed by a worker until locked_until; a dead worker's lease runs out
     DONE = "done"
-    DEAD = "dead"  # out of attempts; kept with its last error, retried by `flask jobs retry`
+    DEAD = "dead"  # out of attempts; kept with its last error, retried by `isvapp jobs retry`
     ALL = (QUEUED, RUNNING, DONE, DEAD)
 
 
