@@ -1,6 +1,5 @@
 """isvapp: a KooGallery production interface for SaaS and License merchants."""
 
-import logging
 import os
 
 from flask import Flask
@@ -13,7 +12,6 @@ from .config import (
     default_database_uri,
     load_settings,
     login_settings,
-    secret_key_problem,
 )
 
 
@@ -21,7 +19,9 @@ def create_app(test_config=None):
     """Build the app: defaults, then instance/config.py, then ISVAPP_* environment (or test_config).
 
     The instance folder is ISVAPP_INSTANCE_PATH when set: a non-editable install would otherwise
-    put it under the virtual environment.
+    put it under the virtual environment. A weak SECRET_KEY is not warned about here: that
+    warned on every command, init-config too, just before it wrote the first key. gunicorn
+    (wsgi.py) refuses to serve with one, the worker warns as it starts, the go-live page shows it.
     """
     instance_path = (test_config or {}).get("INSTANCE_PATH") or os.environ.get("ISVAPP_INSTANCE_PATH")
     app = Flask(
@@ -43,9 +43,6 @@ def create_app(test_config=None):
     ):
         if not app.config[name]:
             app.config[name] = os.path.join(app.instance_path, filename)
-    problem = secret_key_problem(app.config["SECRET_KEY"]) if test_config is None else None
-    if problem:  # wsgi.py refuses to serve with it; commands (init-config first of all) still run
-        logging.getLogger("isvapp").warning(problem)
     app.extensions["isvapp"] = load_settings(app.config)
     app.extensions["isvapp_login"] = login_settings(app.config)
 

@@ -87,3 +87,34 @@ def test_a_command_from_the_readme_runs_as_typed_from_the_project_folder(tmp_pat
         [relative, "jobs", "list", "--state", "dead"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_create_admin_states_its_password_rule_before_asking(runner):
+    result = runner.invoke(args=["create-admin", "boss"], input="short\nlong enough password\nlong enough password\n")
+    assert result.exit_code == 0, result.output
+    output = result.output
+    rule = output.find("10 characters")
+    assert 0 <= rule < output.find("Repeat for confirmation"), output
+    assert output.count("Repeat for confirmation") == 1  # the short one was refused at once, not after both
+    assert "admin boss: created" in output
+
+
+def test_the_first_run_does_not_warn_about_the_secret_key_init_config_is_about_to_write(tmp_path):
+    """scripts/run.sh runs init-config first, on a fresh instance folder: no SECRET_KEY yet, and
+    none needed to write one."""
+    env = {**os.environ, "ISVAPP_INSTANCE_PATH": str(tmp_path / "instance")}
+    env.pop("ISVAPP_SECRET_KEY", None)
+    command = Path(sys.executable).parent / "isvapp"
+    result = subprocess.run(
+        [str(command), "init-config"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0 and "Wrote" in result.stdout, result
+    assert "SECRET_KEY" not in result.stderr, result.stderr
+
+
+def test_the_worker_warns_about_a_weak_secret_key_as_it_starts(runner, caplog):
+    """The warning create_app gave every command now comes from the process that opens sealed
+    secrets (gunicorn refuses to serve instead, tests/test_abuse.py)."""
+    result = runner.invoke(args=["worker", "--until-idle"])
+    assert result.exit_code == 0, result.output
+    assert "SECRET_KEY is too short" in caplog.text  # the test app's key is "test-secret"

@@ -33,6 +33,7 @@ from flask.cli import with_appcontext
 from sqlalchemy import and_, case, or_, select, text, update
 from sqlalchemy import exc as sa_exc
 
+from ..config import secret_key_problem
 from ..extensions import db
 from ..storage.models import Job, JobState, utcnow
 from ..storage.statements import bind_insert_ignore_many, insert_ignore
@@ -487,6 +488,9 @@ def tick():
 def worker_command(poll_s, until_idle):
     """Run background jobs: order details, provisioning hooks, usage push."""
     _log_to_stderr()
+    problem = secret_key_problem(current_app.config.get("SECRET_KEY"))
+    if problem:  # the worker opens sealed secrets (a buyer's password for a provisioning hook)
+        log.warning(problem)
     log.info("worker %s started", worker_id())
     ran = work(poll_s=poll_s, until_idle=until_idle, tick=tick)
     click.echo(f"worker stopped after {ran} jobs")

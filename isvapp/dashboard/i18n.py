@@ -74,7 +74,7 @@ def python_msgids():
     found += [(label, "golive.PRODUCT_LABELS") for label in golive.PRODUCT_LABELS.values()]
     found += [(text, "golive.health") for text in _call_strings(golive, "Health", (1, 2, 3, 4))]  # every Health()
     found += [(sentence, "diagnosis.CAUSES") for *_, sentence in diagnosis.CAUSES]
-    found += [(text, "charts") for f in charts.CHARTS.values() for text in _call_strings(f, "_chart", (1,))]
+    found += [(text, "charts") for f in charts.CHARTS.values() for text in _call_strings(f, "_chart", (1, 3))]
     found += [(text, "charts series") for f in charts.CHARTS.values() for text in _assigned_strings(f, "series")]
     found += [(label, "labels.FIELD_LABELS") for label in labels.FIELD_LABELS.values()]
     found += [(f"details {state}", "views.field_value") for state in _constants(models.DetailsState)]

@@ -7,6 +7,7 @@ next page exists. CSV exports run the same filtered query and stream rows as the
 import csv
 import io
 from datetime import datetime, timedelta
+from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 from flask import (
@@ -14,6 +15,7 @@ from flask import (
     Response,
     abort,
     current_app,
+    flash,
     redirect,
     render_template,
     request,
@@ -173,8 +175,16 @@ def page_url(page):
     )
 
 
+def lang_url(code):
+    """This page in another language: its query string kept (filters, page), only ``lang`` replaced."""
+    args = [(name, value) for name, value in request.args.items(multi=True) if name != "lang"]
+    path = url_for(request.endpoint, **(request.view_args or {})) if request.endpoint else request.path
+    return path + "?" + urlencode([*args, ("lang", code)])
+
+
 bp.add_app_template_global(page_url)
 bp.add_app_template_global(filter_args)
+bp.add_app_template_global(lang_url)
 
 
 # --- login -------------------------------------------------------------------------------------
@@ -506,6 +516,24 @@ def app_handoff(tenant_pk, app_pk):
     problem = logins.set_handoff_url(app_pk, request.form.get("handoff_url"))
     if problem:
         return redirect(url_for(".tenant", tenant_pk=tenant_pk, bad="handoff"))
+    saved = db.session.get(KitApp, app_pk)
+    if saved is not None:
+        fallback = current_app.extensions["isvapp_login"].handoff_url
+        if saved.handoff_url:
+            said = i18n.gettext(
+                "Saved: %(app)s's signed-in buyers are handed over to %(url)s.", app=saved.app_id, url=saved.handoff_url
+            )
+        elif fallback:
+            said = i18n.gettext(
+                "Saved: %(app)s's signed-in buyers are handed over to LOGIN_HANDOFF_URL, %(url)s.",
+                app=saved.app_id,
+                url=fallback,
+            )
+        else:
+            said = i18n.gettext(
+                "Saved: %(app)s has no hand-off URL, and LOGIN_HANDOFF_URL is not set either.", app=saved.app_id
+            )
+        flash(said)
     return redirect(url_for(".tenant", tenant_pk=tenant_pk))
 
 
