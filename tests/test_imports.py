@@ -99,7 +99,7 @@ LAYERS = [
     ("background work", {"isvapp.background"}),
     ("the other side of the wire", {"isvapp.market"}),
     ("storage", {"isvapp.storage"}),
-    ("the base", {"isvapp.koo", "isvapp.config", "isvapp.extensions", "isvapp.outbound"}),
+    ("the base", {"isvapp.koo", "isvapp.config", "isvapp.extensions", "isvapp.outbound", "isvapp.texts"}),
 ]
 
 

@@ -14,7 +14,7 @@ from isvapp.storage.models import Instance, KitApp, KitUser, Tenant, utcnow
 
 from .test_dashboard import admin, browser, token  # noqa: F401  fixtures
 
-SWITCH = re.compile(r'<a href="([^"]*)" lang="(en|zh-CN)">')
+SWITCH = re.compile(r'<a href="([^"]*)" lang="(en|zh-CN)"[^>]*>')
 
 
 def switch_links(html):
