@@ -1,18 +1,19 @@
 """isvapp: a KooGallery production interface for SaaS and License merchants."""
 
-import logging
 import os
 
 from flask import Flask
 
-from .config import configure, load_settings, login_settings, secret_key_problem
+from .config import configure, load_settings, login_settings
 
 
 def create_app(test_config=None):
     """Build the app: defaults, then instance/config.py, then ISVAPP_* environment (or test_config).
 
     The instance folder is ISVAPP_INSTANCE_PATH when set: a non-editable install would otherwise
-    put it under the virtual environment.
+    put it under the virtual environment. A weak SECRET_KEY is not warned about here: that
+    warned on every command, init-config too, just before it wrote the first key. gunicorn
+    (wsgi.py) refuses to serve with one, the worker warns as it starts, the go-live page shows it.
     """
     instance_path = (test_config or {}).get("INSTANCE_PATH") or os.environ.get("ISVAPP_INSTANCE_PATH")
     app = Flask(
@@ -20,9 +21,6 @@ def create_app(test_config=None):
     )
     configure(app.config, app.instance_path, test_config)
     os.makedirs(app.instance_path, exist_ok=True)
-    problem = secret_key_problem(app.config["SECRET_KEY"]) if test_config is None else None
-    if problem:  # wsgi.py refuses to serve with it; commands (init-config first of all) still run
-        logging.getLogger("isvapp").warning(problem)
     app.extensions["isvapp"] = load_settings(app.config)
     app.extensions["isvapp_login"] = login_settings(app.config)
 
@@ -95,7 +93,7 @@ def register_commands(app):
     fakemarket.init_app(app)
     from .market import fakeidp
 
-    fakeidp.init_app(app)  # noqa: E702  `flask fake-idp`, the 联营 login's IdP
+    fakeidp.init_app(app)  # noqa: E702  `isvapp fake-idp`, the 联营 login's IdP
     jobs.init_app(app)
     kit.init_app(app)
     licenses.init_app(app)
@@ -105,4 +103,4 @@ def register_commands(app):
     maintenance.init_app(app)
     from .background import alerts
 
-    alerts.init_app(app)  # noqa: E702  the alert job handler and `flask alert-test`
+    alerts.init_app(app)  # noqa: E702  the alert job handler and `isvapp alert-test`

@@ -1,8 +1,8 @@
-"""The ``isvapp`` command: every ``flask --app isvapp ...`` command under a name of its own.
+"""The ``isvapp`` command: ``isvapp COMMAND`` is ``flask --app isvapp COMMAND``, under a name of its own.
 
-A merchant types what the pages and the README print; ``flask --app isvapp`` needs the virtual
-environment's flask on the PATH and the app named, while ``.venv/bin/isvapp jobs list`` (or
-``python -m isvapp``) needs neither.
+A merchant types what the pages and the README print; flask needs the virtual environment's
+flask on the PATH and the app named, while ``.venv/bin/isvapp jobs list`` (or
+``python -m isvapp``) needs neither. tests/test_commands.py keeps every hint in that form.
 """
 
 from flask.cli import FlaskGroup

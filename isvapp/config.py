@@ -9,6 +9,8 @@ import os
 from dataclasses import dataclass
 from datetime import timedelta
 
+from .texts import N_, Text
+
 DEFAULTS = {
     "SECRET_KEY": None,
     "SQLALCHEMY_DATABASE_URI": None,  # None: an SQLite file in the instance folder
@@ -40,7 +42,7 @@ DEFAULTS = {
     # verified is answered as if it did not exist. True lets every configured key act on every
     # row: for a key rotation, while the new key takes over the old one's instances.
     "KOO_SHARE_INSTANCES_ACROSS_KEYS": False,
-    "KOO_KIT_RSA_PRIVATE_KEY": None,  # None: instance/kit_rsa_private.pem (`flask kit-keygen`)
+    "KOO_KIT_RSA_PRIVATE_KEY": None,  # None: instance/kit_rsa_private.pem (`.venv/bin/isvapp kit-keygen`)
     "KOO_ENCRYPT_TYPE": "1",
     "KOO_SIGNATURE_WINDOW_S": 60,
     # G1 has no nonce: its timeStamp must be this close to now. Generous, because the marketplace
@@ -149,7 +151,7 @@ DEFAULTS = {
     "ALERT_NOTICE_GROUP_MIN": 10,
     "ALERT_EXPIRING_DAYS": 7,  # "expiring": live instances that expire within this many days, daily
     "ALERT_DIGEST_HOUR": 9,  # "digest": sent once a day from this hour (DISPLAY_TIMEZONE)
-    "ALERT_LANGUAGE": "zh",  # the notices' language: zh or en
+    "ALERT_LANGUAGE": "zh",  # the language of every alert a channel receives: zh or en
     # The buyer's login for joint-operation products (isvapp/login, docs/handoff.md).
     # The exact redirect_uri registered with the app's credentials (None: this server's
     # /login/callback, as the request reached it: set it when a proxy rewrites the host).
@@ -358,21 +360,41 @@ PLACEHOLDER_SECRET_KEYS = {
 }
 
 
-def secret_key_problem(value):
-    """Why SECRET_KEY is not fit to serve with, or None."""
+def secret_key_problem_text(value):
+    """Why SECRET_KEY is not fit to serve with, as a text the pages translate (isvapp.texts), or None."""
     text = str(value or "").strip()
     if not text:
-        problem = "SECRET_KEY is not set"
-    elif text.lower() in PLACEHOLDER_SECRET_KEYS:
-        problem = f"SECRET_KEY is the placeholder {text!r}"
-    elif len(text) < MIN_SECRET_KEY_LENGTH or len(set(text)) < 8:
-        problem = f"SECRET_KEY is too short or too plain (at least {MIN_SECRET_KEY_LENGTH} varied characters)"
-    else:
-        return None
-    return (
-        f"{problem}: run `flask --app isvapp init-config` to write one into instance/config.py, or set "
-        "ISVAPP_SECRET_KEY to the output of `python3 -c 'import secrets; print(secrets.token_hex(32))'`"
-    )
+        return Text(
+            N_(
+                "SECRET_KEY is not set: run `.venv/bin/isvapp init-config` to write one into instance/config.py, "
+                "or set ISVAPP_SECRET_KEY to the output of `python3 -c 'import secrets; print(secrets.token_hex(32))'`"
+            )
+        )
+    if text.lower() in PLACEHOLDER_SECRET_KEYS:
+        return Text(
+            N_(
+                "SECRET_KEY is the placeholder %(value)s: run `.venv/bin/isvapp init-config` to write one into "
+                "instance/config.py, or set ISVAPP_SECRET_KEY to the output of "
+                "`python3 -c 'import secrets; print(secrets.token_hex(32))'`"
+            ),
+            {"value": repr(text)},
+        )
+    if len(text) < MIN_SECRET_KEY_LENGTH or len(set(text)) < 8:
+        return Text(
+            N_(
+                "SECRET_KEY is too short or too plain (at least %(length)s varied characters): run "
+                "`.venv/bin/isvapp init-config` to write one into instance/config.py, or set ISVAPP_SECRET_KEY "
+                "to the output of `python3 -c 'import secrets; print(secrets.token_hex(32))'`"
+            ),
+            {"length": MIN_SECRET_KEY_LENGTH},
+        )
+    return None
+
+
+def secret_key_problem(value):
+    """Why SECRET_KEY is not fit to serve with, in English (a log line), or None."""
+    problem = secret_key_problem_text(value)
+    return problem.english if problem else None
 
 
 LICENSE_KEY_FILENAME = "license_ed25519.pem"

@@ -16,6 +16,6 @@ next="$(printf '%04d' $((10#${last:-0} + 1)))"
 scratch="$(mktemp -d)"
 trap 'rm -rf "$scratch"' EXIT
 export ISVAPP_SECRET_KEY=scratch-key-for-a-throwaway-database-0123456789 ISVAPP_INSTANCE_PATH="$scratch" ISVAPP_SQLALCHEMY_DATABASE_URI="sqlite:///$scratch/scratch.sqlite"
-.venv/bin/flask --app isvapp db upgrade
-.venv/bin/flask --app isvapp db migrate --rev-id "$next" -m "$message"
+.venv/bin/isvapp db upgrade
+.venv/bin/isvapp db migrate --rev-id "$next" -m "$message"
 find isvapp/storage/migrations/versions -name "*_${next}_*.py" | grep . || echo "no schema change: nothing written" >&2

@@ -20,9 +20,9 @@ then
   echo "isvapp: $bind is already in use: stop what listens there, or choose another address with ISVAPP_BIND (e.g. ISVAPP_BIND=127.0.0.1:8001 ./scripts/run.sh)" >&2
   exit 1
 fi
-.venv/bin/flask --app isvapp init-config
-.venv/bin/flask --app isvapp init-db
-.venv/bin/flask --app isvapp worker &
+.venv/bin/isvapp init-config
+.venv/bin/isvapp init-db
+.venv/bin/isvapp worker &
 worker=$!
 trap 'kill -TERM "$worker" 2>/dev/null || true; wait "$worker" 2>/dev/null || true' EXIT
 .venv/bin/gunicorn -c gunicorn.conf.py wsgi:app &
@@ -36,7 +36,7 @@ for _ in $(seq 1 150); do
   fi
   if .venv/bin/python -c "import sys, urllib.request; urllib.request.urlopen(sys.argv[1] + '/healthz', timeout=1)" "$url" 2>/dev/null; then
     echo "isvapp: serving on $url, worker pid $worker (Ctrl-C stops)"
-    .venv/bin/flask --app isvapp next-steps "$url"
+    .venv/bin/isvapp next-steps "$url"
     break
   fi
   sleep 0.2

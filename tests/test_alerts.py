@@ -101,6 +101,7 @@ def live_alert_env(robots, mailbox, **extra):
         ISVAPP_ALERT_SMTP_PORT=str(mailbox.port),
         ISVAPP_ALERT_SMTP_TLS="none",
         ISVAPP_ALERT_SMTP_FROM="isvapp@example.com",
+        ISVAPP_ALERT_LANGUAGE="en",  # the texts below are the English ones (zh is the default)
     )
     return {**env, **{f"ISVAPP_{k}": str(v) for k, v in extra.items()}}
 
@@ -226,7 +227,7 @@ def test_thirty_alike_in_one_window_make_one_alert_and_one_message(app, market, 
     assert market.count(Job, Job.kind == "alert") == 1
     run(app)
     [message] = robots.received["wecom"]
-    assert "30 times" in message["json"]["text"]["content"]
+    assert "共发生 30 次" in message["json"]["text"]["content"]  # ALERT_LANGUAGE: zh by default
     raise_in_transaction(app, kind="order_query", now=NOW + timedelta(hours=1))  # the next window
     assert len(alert_rows(market)) == 2
 

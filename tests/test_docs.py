@@ -185,7 +185,7 @@ def commands(text):
                 if not re.fullmatch(r"[a-z][a-z0-9-]*", word):
                     break
                 name.append(word)
-                if prefix.startswith(".venv/bin/") and name[0] != ".venv/bin/flask":
+                if prefix.startswith(".venv/bin/") and name[0] not in (".venv/bin/flask", ".venv/bin/isvapp"):
                     break  # .venv/bin/pip install: the tool and its verb
             found.add(normalise(" ".join(name)))
     return found
@@ -286,8 +286,9 @@ def test_the_commands_are_found():
     assert {
         "./scripts/run.sh",
         "./scripts/test.sh",
-        "flask --app isvapp create-admin",
-        "flask --app isvapp kit-keygen",
+        ".venv/bin/isvapp create-admin",
+        ".venv/bin/isvapp kit-keygen",
+        ".venv/bin/isvapp jobs list",
     } <= found, sorted(found)
 
 

@@ -109,6 +109,7 @@ LAYERS = [
             "isvapp.inbound",
             "isvapp.selfcheck",
             "isvapp.archive",
+            "isvapp.texts",
         },
     ),
 ]

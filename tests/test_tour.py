@@ -20,6 +20,7 @@ hosts and both workers carry on, nothing acknowledged is lost, no job is lost or
 import csv
 import io
 import json
+import re
 import shutil
 import socket
 import subprocess
@@ -36,6 +37,7 @@ import requests
 from isvapp.koo.signing import g1_signed_params, g2_signed_request
 from isvapp.market.simulator import SUITES
 from isvapp.storage.models import (
+    Alert,
     Callback,
     Event,
     Instance,
@@ -47,9 +49,10 @@ from isvapp.storage.models import (
     UsageRecord,
     utcnow,
 )
-from sqlalchemy import create_engine, make_url, select, text
+from sqlalchemy import create_engine, func, make_url, select, text
 from sqlalchemy.pool import NullPool
 
+from . import pagetext
 from .conftest import KEY, ON_POSTGRES, SERVER_URI
 from .live import ROOT, LiveServer, free_port, stop_process
 
@@ -691,6 +694,102 @@ def test_every_page_filter_detail_export_and_chart_in_both_languages(afternoon, 
     assert sum(1 for u in tour.fetched if ".csv" in u) >= 3 and sum(1 for u in tour.fetched if ".svg" in u) >= 3
     assert not tour.problems, f"{len(tour.problems)} problem(s) in the {lang} tour:\n" + "\n".join(
         dict.fromkeys(tour.problems)
+    )
+
+
+class ChineseTour(Tour):
+    """The Chinese tour, reading every page as a Chinese reader does: an English word left (data and
+    code aside, tests/pagetext.py) or a badge or column header broken over lines is a problem."""
+
+    def __init__(self, context, base):
+        super().__init__(context, base, "zh")
+        self.english, self.wrapped = defaultdict(set), defaultdict(set)
+
+    def check_html(self, url, snapshot=None):
+        snapshot = super().check_html(url, snapshot)
+        seen = pagetext.read(self.page)
+        where = urlsplit(url).path
+        for word, texts in seen["english"].items():
+            self.english[word].add(f"{where}: {texts[0]}")
+        for element in seen["wrapped"]:
+            self.wrapped[element].add(where)
+        return snapshot
+
+    def read_chart(self, url):
+        """A chart's words: its SVG's text (titles, legends, the empty chart's sentence)."""
+        body = self.context.request.get(self.absolute(url), timeout=30000).text()
+        for shown in re.findall(r"<text[^>]*>([^<]+)</text>", body):
+            for word in pagetext.english_words(shown):
+                self.english[word].add(f"{urlsplit(url).path}: {shown[:80]}")
+
+
+def strangers_raise_an_alert(server, engine):
+    """The go-live page's alerts get a row the simulation does not leave: a stranger's requests
+    signed with another key, until "signature failures are repeating" (bounded); the alert count."""
+    session = requests.Session()
+    for n in range(12):
+        raw, query = g2_signed_request("not-the-key", {"activity": "newInstance", "orderId": f"STRANGER{n}"})
+        session.post(server.url + "/produce", params=query, data=raw, timeout=10)
+    deadline = time.monotonic() + 10
+    while True:
+        with engine.connect() as conn:
+            found = conn.execute(select(func.count()).select_from(Alert)).scalar_one()
+        if found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.2)
+
+
+def make_a_token_and_save_a_hand_off_url(tour, engine):
+    """What only a merchant's click puts on a page: an API token (its list), a hand-off URL (its
+    confirmation)."""
+    page = tour.page
+    page.goto(tour.absolute("/admin/api-tokens"))
+    page.fill("input[name=name]", "tour")
+    with page.expect_navigation():
+        page.click("main form button[type=submit]:not([name])")
+    tour.check_html("/admin/api-tokens (token made)")
+    with engine.connect() as conn:
+        tenant = conn.execute(select(Tenant.id).order_by(Tenant.id).limit(1)).scalar()
+    if tenant is not None:
+        page.goto(tour.absolute(f"/admin/tenants/{tenant}"))
+        if page.locator("input[name=handoff_url]").count():
+            page.fill("input[name=handoff_url] >> nth=0", "https://app.example.com/sso")
+            with page.expect_navigation():
+                page.click("input[name=handoff_url] >> nth=0 >> xpath=../button")
+            tour.check_html(f"/admin/tenants/{tenant} (hand-off saved)")
+
+
+def test_the_chinese_pages_show_no_english_and_no_badge_or_header_wraps(afternoon):
+    """Every page of the tour in Chinese, with the data the simulation left: no English word on any
+    (products, identifiers, settings, codes and URLs aside: tests/pagetext.py), and no status badge
+    or column header broken over two lines."""
+    from playwright.sync_api import sync_playwright
+
+    server = afternoon["server"]
+    kinds, urls = filter_urls(afternoon["engine"])
+    alerts_kept = strangers_raise_an_alert(server, afternoon["engine"])
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+        )
+        try:
+            context = browser.new_context(locale="zh-CN", viewport={"width": 1280, "height": 900})
+            tour = ChineseTour(context, server.url)
+            log_in_and_pick_language(tour)
+            make_a_token_and_save_a_hand_off_url(tour, afternoon["engine"])
+            walk(tour, kinds, urls + ["/admin/api-tokens", "/admin/login"])
+            for chart in ("callbacks", "orders", "expiring"):
+                tour.read_chart(f"/admin/charts/{chart}.svg?lang=zh")
+        finally:
+            browser.close()
+    pages = sum(1 for status in tour.visited.values() if status == 200)
+    print(f"\n[zh] {pages} pages read, {alerts_kept} alert(s) on the go-live page")
+    assert pages > 50 and alerts_kept, (pages, alerts_kept)
+    assert not tour.problems, "\n".join(dict.fromkeys(tour.problems))
+    english = "\n".join(f"  {word}: {sorted(where)[:3]}" for word, where in sorted(tour.english.items()))
+    wrapped = "\n".join(f"  {element} on {sorted(where)[:3]}" for element, where in sorted(tour.wrapped.items()))
+    assert not tour.english and not tour.wrapped, (
+        f"English on the Chinese pages:\n{english}\nbroken over lines:\n{wrapped}"
     )
 
 

@@ -1,7 +1,7 @@
 """The durable job queue (jobs) and what runs on it after the answer has gone: provisioning
 hooks, usage pushes, alerts, status counters and upkeep.
 
-The worker process (`flask worker`) runs it. background imports storage, the outbound rules and,
+The worker process (`isvapp worker`) runs it. background imports storage, the outbound rules and,
 for the usage push, the open-API client in market; never the domain, which enqueues into it
 (and whose job handlers, such as the order-details fetch, live in the domain). jobs imports
 none of its neighbours: periodic work registers with it (jobs.periodic).

@@ -30,6 +30,7 @@ import urllib.request
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid
+from zoneinfo import ZoneInfo
 
 import click
 from flask import current_app
@@ -41,6 +42,7 @@ from ..extensions import db
 from ..storage.models import Alert, Job, JobState, utcnow
 from ..storage.statements import insert_ignore
 from ..storage.transactions import write_transaction
+from ..texts import N_, Text, render, translator, untranslated, zone_label
 from . import jobs, status
 
 log = logging.getLogger("isvapp.alerts")
@@ -94,9 +96,12 @@ def _window(now, window_min):
     return int(aware.timestamp() // (minutes * 60)) * minutes * 60, minutes
 
 
-def raise_alert(kind, subject, text, now=None, count=1, window_min=None, hold=False):
+def raise_alert(kind, subject, text, now=None, count=1, window_min=None, hold=False, params=None):
     """Record an alert INSIDE the caller's write transaction; returns the alert's id.
 
+    ``subject`` and ``text`` are msgids (literals wrapped in N_ at the call, for the catalog) with
+    ``%(name)s`` parameters given in ``params``: the row keeps them (``message``) beside their
+    English words, and whoever reads the alert renders it in their language (:func:`message`).
     The first of its kind in the window inserts the row and enqueues its ``alert`` job (both
     commit or roll back with the caller's work); a repeat only adds ``count`` to ``count``.
     ``window_min``: this kind's own window; ``hold``: send when the window closes, not at once, so
@@ -104,8 +109,17 @@ def raise_alert(kind, subject, text, now=None, count=1, window_min=None, hold=Fa
     """
     now = now or utcnow()
     kind, window = str(kind)[:32], window_key(now, window_min)
+    stored = {"subject": str(subject), "text": str(text), "params": Text.of(str(subject), **(params or {})).params}
+    english = message(Alert(kind=kind, window=window, count=count, created_at=now, message=stored), repeats=False)
     inserted = insert_ignore(
-        Alert, kind=kind, window=window, subject=str(subject)[:255], text=str(text), count=count, created_at=now
+        Alert,
+        kind=kind,
+        window=window,
+        subject=english[0][:255],
+        text=english[1],
+        message=stored,
+        count=count,
+        created_at=now,
     )
     if not inserted:
         db.session.execute(
@@ -125,7 +139,7 @@ def _window_left_s(now, window_min):
     return start + minutes * 60 - aware.timestamp() + 1
 
 
-def raise_alert_alone(kind, subject, text, now=None):
+def raise_alert_alone(kind, subject, text, now=None, params=None):
     """``raise_alert`` in a write transaction of its own; any failure is logged, never raised.
 
     For code past the point of no return (an answer already sent, a worker's heartbeat check):
@@ -140,7 +154,7 @@ def raise_alert_alone(kind, subject, text, now=None):
                 raise RuntimeError("a write transaction is open on the session")
             session.rollback()  # a read transaction left open (autobegin): nothing to lose
         with write_transaction():
-            return raise_alert(kind, subject, text, now=now)
+            return raise_alert(kind, subject, text, now=now, params=params)
     except Exception:  # noqa: BLE001  alerts must never break the caller
         log.exception("could not record alert %s: %s", kind, str(subject)[:200])
         return None
@@ -176,11 +190,13 @@ def check_worker_heartbeat(now=None):
             return None
         return raise_alert_alone(
             "worker_silent",
-            "No background worker is running",
-            f"No worker has ever reported, and {queued} job(s) are waiting, the oldest for "
-            f"{int((now - oldest).total_seconds())} s. Start one: "
-            "`flask --app isvapp worker` (see docs/deploy.md).",
+            N_("No background worker is running"),
+            N_(
+                "No worker has ever reported, and %(queued)s job(s) are waiting, the oldest for %(age)s s. "
+                "Start one: `.venv/bin/isvapp worker` (see docs/deploy.md)."
+            ),
             now=now,
+            params={"queued": queued, "age": int((now - oldest).total_seconds())},
         )
     value, updated_at = beat
     age = (now - updated_at).total_seconds()
@@ -189,10 +205,13 @@ def check_worker_heartbeat(now=None):
     who = (value or {}).get("worker", "?") if isinstance(value, dict) else "?"
     return raise_alert_alone(
         "worker_silent",
-        "The background worker has stopped reporting",
-        f"The last worker heartbeat ({inert(who)}) is {int(age)} s old (limit {limit:g} s); "
-        f"{queued} job(s) are waiting. Orders' follow-up work is not being done.",
+        N_("The background worker has stopped reporting"),
+        N_(
+            "The last worker heartbeat (%(worker)s) is %(age)s s old (limit %(limit)s s); %(queued)s job(s) "
+            "are waiting. Orders' follow-up work is not being done."
+        ),
         now=now,
+        params={"worker": who, "age": int(age), "limit": f"{limit:g}", "queued": queued},
     )
 
 
@@ -206,11 +225,19 @@ def check_disk(path=None, now=None, usage=shutil.disk_usage):
         return None
     return raise_alert_alone(
         "disk_low",
-        "Disk space is low",
-        f"The disk holding {inert(path)} has {percent:.1f}% free ({free // 2**20} MiB of "
-        f"{total // 2**20} MiB; alert below {limit:g}%). When it is full the database "
-        "cannot write, and every marketplace call fails.",
+        N_("Disk space is low"),
+        N_(
+            "The disk holding %(path)s has %(percent)s%% free (%(free)s MiB of %(total)s MiB; alert below "
+            "%(limit)s%%). When it is full the database cannot write, and every marketplace call fails."
+        ),
         now=now,
+        params={
+            "path": path,
+            "percent": f"{percent:.1f}",
+            "free": free // 2**20,
+            "total": total // 2**20,
+            "limit": f"{limit:g}",
+        },
     )
 
 
@@ -240,11 +267,25 @@ def alert_dead_job(row, error):
         with db.session.begin_nested():
             raise_alert(
                 "dead_job",
-                f"A background job failed for good: {row.kind}",
-                f"Job {row.id} ({inert(row.kind)}, key {inert(row.key)}"
-                f"{', instance ' + inert(row.instance_id) if row.instance_id else ''}) is dead after "
-                f"{row.attempts} attempts: {inert(reason, 500)}\n\nSee `flask --app isvapp jobs list "
-                f"--state dead`; `flask --app isvapp jobs retry {row.id}` runs it again.",
+                N_("A background job failed for good: %(kind)s"),
+                N_(
+                    "Job %(job)s (%(kind)s, key %(key)s) is dead after %(attempts)s attempts: %(reason)s\n\n"
+                    "See `.venv/bin/isvapp jobs list --state dead`; `.venv/bin/isvapp jobs retry %(job)s` runs it again."
+                )
+                if not row.instance_id
+                else N_(
+                    "Job %(job)s (%(kind)s, key %(key)s, instance %(instance)s) is dead after %(attempts)s attempts: "
+                    "%(reason)s\n\nSee `.venv/bin/isvapp jobs list --state dead`; `.venv/bin/isvapp jobs retry "
+                    "%(job)s` runs it again."
+                ),
+                params={
+                    "job": row.id,
+                    "kind": row.kind,
+                    "key": row.key,
+                    "instance": row.instance_id,
+                    "attempts": row.attempts,
+                    "reason": reason[:500],
+                },
             )
     except Exception:  # noqa: BLE001
         log.exception("could not raise the dead_job alert for job %s", row.id)
@@ -271,6 +312,9 @@ def _mask(text, config):
     for secret in _secrets(config):
         text = text.replace(secret, "***")
     return text[:500]
+
+
+CHANNEL_NAMES = {"email": N_("e-mail"), "wecom": N_("WeCom"), "dingtalk": N_("DingTalk"), "feishu": N_("Feishu")}
 
 
 def configured_channels(config):
@@ -456,19 +500,94 @@ def send(channel, config, subject, text):
         raise ChannelError(f"{channel}: {type(error).__name__}: {_mask(error, config)}") from None
 
 
-# kind -> function(alert, config) -> (subject, text): kinds whose message is written when it is
-# sent, from the whole window (registered by the modules above, e.g. notices).
+# kind -> function(alert, params, gettext) -> more parameters, for kinds whose message is written
+# when it is read, from the whole window (registered by the modules above, e.g. notices).
 RENDERERS = {}
+# kind -> (subject msgid, text msgid) of rows from before alerts kept their message (notices).
+LEGACY = {}
 
 
-def message_text(alert):
-    text = alert.text
-    if alert.count > 1:
-        text += (
-            f"\n\nThis happened {alert.count} times in this window ({alert.window}, first at "
-            f"{alert.created_at:%Y-%m-%d %H:%M:%S} UTC); the first is shown."
+def message(alert, gettext=untranslated, zone_name="UTC", repeats=True, html=False, inert_values=False):
+    """(subject, text) of ``alert`` in ``gettext``'s language, its times in ``zone_name``. A row from
+    before alerts kept their msgids is shown in the English it was stored in. ``repeats``: add how
+    many times it happened in its window (the channels' message; the pages have a column for it).
+    ``html``: Markup for a page, its values marked as data (isvapp.texts.render). ``inert_values``:
+    every text value on one line and without markup (:func:`inert`), for a robot's or a mail's text."""
+    stored = alert.message or {}
+    if stored.get("subject"):
+        subject_id, text_id, params = stored["subject"], stored.get("text", ""), dict(stored.get("params") or {})
+    elif alert.kind in LEGACY:
+        (subject_id, text_id), params = LEGACY[alert.kind], _json_object(alert.text)
+    else:
+        subject_id, text_id, params = None, None, {}
+    more = RENDERERS.get(alert.kind)
+    if more:
+        params.update(more(alert, params, gettext))
+    params.setdefault("zone", zone_label(zone_name))
+    if inert_values:
+        params = _inert_params(params)
+    if subject_id is None:
+        subject, text = alert.subject, alert.text
+    else:
+        subject = render(Text(subject_id, params), gettext, zone_name, html)
+        text = render(Text(text_id, params), gettext, zone_name, html)
+    if repeats and alert.count > 1 and not more:
+        text += "\n\n" + render(
+            Text(
+                N_(
+                    "This happened %(count)s times in this window (%(window)s, first at %(first_at)s %(zone)s); "
+                    "the first is shown."
+                ),
+                {"count": alert.count, "window": alert.window, "first_at": alert.created_at, "zone": params["zone"]},
+            ),
+            gettext,
+            zone_name,
         )
-    return text
+    return subject, text
+
+
+def _inert_params(params):
+    """Every text value of ``params`` made :func:`inert`, also inside a Text a parameter holds (a
+    notice's sample of orders)."""
+
+    def one(value):
+        if isinstance(value, str):
+            return inert(value)
+        if isinstance(value, Text):
+            return Text(value.msgid, _inert_params(value.params))
+        if isinstance(value, (list, tuple)) and len(value) == 2 and isinstance(value[1], dict):
+            return [value[0], _inert_params(value[1])]  # a Text as stored: [msgid, params]
+        if isinstance(value, (list, tuple)):
+            return [one(v) for v in value]
+        return value
+
+    return {name: one(value) for name, value in params.items()}
+
+
+def _json_object(text):
+    try:
+        found = json.loads(text or "")
+    except ValueError:
+        return {}
+    return found if isinstance(found, dict) else {}
+
+
+def message_for_channels(alert, config):
+    """The message the channels send: in ALERT_LANGUAGE, times in DISPLAY_TIMEZONE."""
+    return message(alert, translator(alert_language(config)), display_zone(config), inert_values=True)
+
+
+def alert_language(config):
+    return "zh" if str(config.get("ALERT_LANGUAGE") or "zh").lower().startswith("zh") else "en"
+
+
+def display_zone(config):
+    name = str(config.get("DISPLAY_TIMEZONE") or "UTC")
+    try:
+        ZoneInfo(name)
+    except (KeyError, ValueError):
+        return "UTC"
+    return name
 
 
 # --- delivery --------------------------------------------------------------------------------------
@@ -493,8 +612,7 @@ def deliver(job):
     if alert is None:
         db.session.rollback()
         return  # pruned meanwhile: nothing left to say
-    render = RENDERERS.get(alert.kind)
-    subject, text = render(alert, config) if render else (alert.subject, message_text(alert))
+    subject, text = message_for_channels(alert, config)
     # No transaction held while talking to the channels. Only the plain values above are used
     # after this: reading the expired ``alert`` again would silently begin a new transaction.
     db.session.rollback()
@@ -556,13 +674,15 @@ def alert_test_command():
     failed = 0
     for channel in channels:
         try:
-            send(
-                channel,
-                config,
-                "Test alert",
-                f"A test alert from isvapp, sent at {utcnow():%Y-%m-%d %H:%M:%S} "
-                "UTC by `flask alert-test`. Alerts reach you here.",
+            zone, gettext = display_zone(config), translator(alert_language(config))
+            test = Text.of(
+                N_(
+                    "A test alert from isvapp, sent at %(sent_at)s %(zone)s by `.venv/bin/isvapp alert-test`. Alerts reach you here."
+                ),
+                sent_at=utcnow(),
+                zone=zone_label(zone),
             )
+            send(channel, config, gettext(N_("Test alert")), render(test, gettext, zone))
             click.echo(f"{channel}: ok")
         except ChannelError as error:
             failed += 1

@@ -6,7 +6,7 @@ with a lease (``locked_until``): on PostgreSQL the claim uses SELECT ... FOR UPD
 on SQLite the claim runs in a BEGIN IMMEDIATE transaction, which serialises claimers. A worker
 that dies mid-job lets its lease run out and the job runs again, with the same key (the event id
 hooks receive). Failures retry with exponential backoff and jitter, and after the last attempt
-the job is kept as dead with its error until `flask jobs retry` revives it.
+the job is kept as dead with its error until `isvapp jobs retry` revives it.
 
 The worker rides out a database outage (a server restart, a locked or failing SQLite file): a
 database error in its own steps (claim, completion, recording a failure, heartbeat, periodic
@@ -33,6 +33,7 @@ from flask.cli import with_appcontext
 from sqlalchemy import and_, case, or_, select, text, update
 from sqlalchemy import exc as sa_exc
 
+from ..config import secret_key_problem
 from ..extensions import db
 from ..storage.models import Job, JobState, utcnow
 from ..storage.statements import bind_insert_ignore_many, insert_ignore
@@ -487,6 +488,9 @@ def tick():
 def worker_command(poll_s, until_idle):
     """Run background jobs: order details, provisioning hooks, usage push."""
     _log_to_stderr()
+    problem = secret_key_problem(current_app.config.get("SECRET_KEY"))
+    if problem:  # the worker opens sealed secrets (a buyer's password for a provisioning hook)
+        log.warning(problem)
     log.info("worker %s started", worker_id())
     ran = work(poll_s=poll_s, until_idle=until_idle, tick=tick)
     click.echo(f"worker stopped after {ran} jobs")

@@ -9,7 +9,6 @@ orders, instances and products, never a buyer's credentials. Debugging orders (t
 not news.
 """
 
-import json
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -28,6 +27,7 @@ from ..storage.models import (
 )
 from ..storage.statements import insert_ignore
 from ..storage.transactions import write_transaction
+from ..texts import N_, Text
 from . import alerts, jobs, usage
 
 KINDS = ("new_order", "release", "expiring", "digest")
@@ -37,58 +37,42 @@ SCAN_LIMIT = 5000  # events looked at per scan; the rest wait for the next one
 SAMPLE = 5  # order ids named in a message
 DAY_MIN = 24 * 60
 
-TEXTS = {
-    "en": {
-        "new_order": (
-            "{n} new order(s)",
-            "{n} new real order(s) between {start} and {end} ({zone}). The first: "
-            "{sample}. The instances are on the merchant's pages (Instances).",
+# kind -> (subject, text): msgids, in Chinese in the catalog (isvapp/translations) like the pages'.
+MESSAGES = {
+    "new_order": (
+        N_("%(n)s new order(s)"),
+        N_(
+            "%(n)s new real order(s) between %(start_at)s and %(end_at)s (%(zone)s). The first: %(sample)s. "
+            "The instances are on the merchant's pages (Instances)."
         ),
-        "release": (
-            "{n} instance(s) released",
-            "{n} real instance(s) were released between {start} and {end} ({zone}). The first: {sample}.",
+    ),
+    "release": (
+        N_("%(n)s instance(s) released"),
+        N_(
+            "%(n)s real instance(s) were released between %(start_at)s and %(end_at)s (%(zone)s). The first: %(sample)s."
         ),
-        "expiring": (
-            "{n} instance(s) expire within {days} days",
-            "{n} live instance(s) expire within {days} "
-            "days. The first: {sample}. Buyers renew in the marketplace; the Instances page filters by "
-            "expiry.",
+    ),
+    "expiring": (
+        N_("%(n)s instance(s) expire within %(days)s days"),
+        N_(
+            "%(n)s live instance(s) expire within %(days)s days. The first: %(sample)s. Buyers renew in the "
+            "marketplace; the Instances page filters by expiry."
         ),
-        "digest": (
-            "Daily digest: {orders} new order(s), {releases} release(s)",
-            "The last 24 hours: {orders} new real order(s), {releases} release(s), {failed} marketplace "
-            "call(s) answered with an error, {usage} usage record(s) pushed ({late} late), {alerts} "
-            "alert(s). {live} instance(s) are live.",
+    ),
+    "digest": (
+        N_("Daily digest: %(orders)s new order(s), %(releases)s release(s)"),
+        N_(
+            "The last 24 hours: %(orders)s new real order(s), %(releases)s release(s), %(failed)s marketplace "
+            "call(s) answered with an error, %(usage)s usage record(s) pushed (%(late)s late), %(alerts)s "
+            "alert(s). %(live)s instance(s) are live."
         ),
-    },
-    "zh": {
-        "new_order": (
-            "{n} 个新订单",
-            "{start} 至 {end}（{zone}）收到 {n} 个真实新订单（不含调测订单）。"
-            "最早的：{sample}。实例见商家管理页面的“实例”。",
-        ),
-        "release": ("{n} 个实例已释放", "{start} 至 {end}（{zone}）有 {n} 个真实实例被释放。最早的：{sample}。"),
-        "expiring": (
-            "{n} 个实例将在 {days} 天内到期",
-            "{n} 个使用中的实例将在 {days} 天内到期。最早的：{sample}。买家在云商店续费；“实例”页面可按到期时间筛选。",
-        ),
-        "digest": (
-            "每日摘要：{orders} 个新订单，{releases} 个释放",
-            "最近 24 小时：{orders} 个真实新订单，{releases} 个释放，{failed} 次云商店调用返回错误，"
-            "已推送 {usage} 条使用量记录（其中 {late} 条迟到），{alerts} 条告警。当前 {live} 个实例在使用中。",
-        ),
-    },
+    ),
 }
-MORE = {"en": "{sample} and {more} more", "zh": "{sample} 等 {more} 个"}
 
 
 def enabled(config):
     chosen = {k.strip() for k in str(config.get("ALERT_NOTICES") or "").replace(" ", ",").split(",") if k.strip()}
     return [k for k in KINDS if k in chosen]
-
-
-def _language(config):
-    return "zh" if str(config.get("ALERT_LANGUAGE") or "zh").lower().startswith("zh") else "en"
 
 
 def _zone(config):
@@ -98,37 +82,31 @@ def _zone(config):
         return ZoneInfo("UTC")
 
 
-def _sample(names, count, language):
-    shown = ", ".join(alerts.inert(name) for name in names[:SAMPLE])
-    return MORE[language].format(sample=shown, more=count - SAMPLE) if count > SAMPLE else shown
+def _sample(names, count):
+    """The first orders a notice names, and how many more there were: a Text, rendered with the
+    notice (the names are data, the "and N more" words)."""
+    shown = Text("%(names)s", {"names": ", ".join(names[:SAMPLE])})
+    if count <= SAMPLE:
+        return shown
+    return Text(N_("%(sample)s and %(more)s more"), {"sample": shown, "more": count - SAMPLE})
 
 
-def render(alert, config):
-    """The message for a window's notice, written when it is sent: the window's whole count."""
-    language, zone = _language(config), _zone(config)
-    subject, body = TEXTS[language][alert.kind]
-    values = {**_stored(alert), "n": alert.count}
+def _more(alert, params, gettext):
+    """What a notice says beyond what it was raised with: the window's whole count, its bounds, and
+    a sample of the orders, written when the notice is read (sent, or shown on a page)."""
+    values = {"n": alert.count}
     if alert.kind in EVENT_KINDS.values():
         start = _window_start(alert.window)
         minutes = int(alert.window.rsplit("/", 1)[1].rstrip("m"))
-        values.update(
-            start=start.astimezone(zone).strftime("%Y-%m-%d %H:%M"),
-            end=(start + timedelta(minutes=minutes)).astimezone(zone).strftime("%H:%M"),
-            zone=str(zone),
-            sample=_sample(values.get("names", []), alert.count, language),
-        )
-    elif alert.kind == "expiring":
-        values["sample"] = _sample(values.get("names", []), alert.count, language)
-    return subject.format(**values), body.format(**values)
+        values.update(start_at=start, end_at=start + timedelta(minutes=minutes))
+    if alert.kind != "digest":
+        values["sample"] = _sample(params.get("names") or [], alert.count)
+    return values
 
 
-def _stored(alert):
-    """What the notice was raised with: kept as JSON in the alert's text (names, figures)."""
-    try:
-        found = json.loads(alert.text)
-    except ValueError:
-        return {}
-    return found if isinstance(found, dict) else {}
+def render(alert, config):
+    """A notice's (subject, text) as the channels send it: ALERT_LANGUAGE, DISPLAY_TIMEZONE."""
+    return alerts.message_for_channels(alert, config)
 
 
 def _window_start(window):
@@ -136,7 +114,8 @@ def _window_start(window):
 
 
 for _kind in KINDS:
-    alerts.RENDERERS[_kind] = render
+    alerts.RENDERERS[_kind] = _more
+    alerts.LEGACY[_kind] = MESSAGES[_kind]
 
 
 @jobs.periodic
@@ -190,8 +169,8 @@ def _events(config, chosen, now):
             if names:
                 alerts.raise_alert(
                     notice,
-                    notice,
-                    json.dumps({"names": names[:SAMPLE]}, ensure_ascii=False),
+                    *MESSAGES[notice],
+                    params={"names": names[:SAMPLE]},
                     now=now,
                     count=len(names),
                     window_min=group,
@@ -232,8 +211,8 @@ def _expiring(config, now):
         )
         alerts.raise_alert(
             "expiring",
-            "expiring",
-            json.dumps({"names": list(names), "days": days}),
+            *MESSAGES["expiring"],
+            params={"names": list(names), "days": days},
             now=now,
             count=count,
             window_min=DAY_MIN,
@@ -275,5 +254,5 @@ def _digest(config, now):
                 .where(Instance.state == InstanceState.ACTIVE, Instance.test_flag.is_(False))
             ).scalar_one(),
         }
-        alerts.raise_alert("digest", "digest", json.dumps(figures), now=now, window_min=DAY_MIN)
+        alerts.raise_alert("digest", *MESSAGES["digest"], params=figures, now=now, window_min=DAY_MIN)
     return figures

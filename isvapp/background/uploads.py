@@ -22,7 +22,7 @@ from . import jobs
 
 KIND = "license_upload"
 # Codes retrying cannot change: the call was refused as it stands (its size, the marketplace's
-# verdict on the event or the keys); the merchant fixes the cause, then `flask jobs retry`.
+# verdict on the event or the keys); the merchant fixes the cause, then `isvapp jobs retry`.
 PERMANENT_CODES = {"invalid", "config", "92020002", "MKT.0100", "MKT.0101", "MKT.0151", "MKT.0154"}
 
 

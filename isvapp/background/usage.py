@@ -23,6 +23,7 @@ from ..market import openapi
 from ..storage.models import Instance, Job, JobState, TokenScope, UsageRecord, UsageState, utcnow
 from ..storage.statements import insert_ignore
 from ..storage.transactions import write_transaction
+from ..texts import N_
 from . import alerts, jobs
 
 SDR_TIME = "%Y%m%dT%H%M%SZ"
@@ -223,12 +224,21 @@ def check_late(now=None):
         db.session.execute(update(UsageRecord).where(UsageRecord.id.in_(ids)).values(late=True))
         alerts.raise_alert(
             "usage_late",
-            f"{len(ids)} usage record(s) missed their hour's deadline",
-            f"{len(ids)} pay-per-use usage record(s) were not pushed to the marketplace within 15 "
-            f"minutes of the hour after their usage (the first: {alerts.inert(first.metering_sn)}, instance "
-            f"{alerts.inert(first.instance_id)}, usage up to {first.end_time:%Y-%m-%d %H:%M} UTC, due "
-            f"{first.due_at:%H:%M} UTC, state {first.state}). The buyer's charge is delayed. Check "
-            "that the worker runs and reaches the marketplace (`flask --app isvapp usage list`).",
+            N_("%(count)s usage record(s) missed their hour's deadline"),
+            N_(
+                "%(count)s pay-per-use usage record(s) were not pushed to the marketplace within 15 minutes of "
+                "the hour after their usage (the first: %(sn)s, instance %(instance)s, usage up to %(end_at)s, "
+                "due %(due_at)s %(zone)s, state %(state)s). The buyer's charge is delayed. Check that the worker "
+                "runs and reaches the marketplace (`.venv/bin/isvapp usage list`)."
+            ),
+            params={
+                "count": len(ids),
+                "sn": first.metering_sn,
+                "instance": first.instance_id,
+                "end_at": first.end_time,
+                "due_at": first.due_at,
+                "state": first.state,
+            },
             now=now,
         )
         return len(ids)

@@ -44,13 +44,28 @@ def _days(zone, start, count):
 
 
 def _render(chart, labels, series, gettext):
+    """Whole-number ticks (a count of 0.1 orders means nothing), and, when every day is zero, no
+    bars but the chart's ``no_data_text`` saying so."""
     chart.x_labels = [label[5:] for label in labels]  # MM-DD
+    tallest = max((sum(day) for day in zip(*(values for _, values in series), strict=True)), default=0)
+    if not tallest:
+        series = [(name, [None] * len(values)) for name, values in series]
+    else:
+        chart.y_labels = whole_ticks(tallest)
+        chart.range = (0, chart.y_labels[-1])
     for name, values in series:
         chart.add(gettext(name), values)
     return chart.render(is_unicode=True)
 
 
-def _chart(kind, title, gettext):
+def whole_ticks(tallest, most=6):
+    """0, step, 2 step ... up to the first tick at or above ``tallest``: a step of 1, 2 or 5 times
+    a power of ten, the smallest that needs at most ``most`` steps."""
+    step = next(m * 10**e for e in range(18) for m in (1, 2, 5) if -(-tallest // (m * 10**e)) <= most)
+    return list(range(0, -(-tallest // step) * step + 1, step))
+
+
+def _chart(kind, title, gettext, empty):
     return kind(
         js=[],
         disable_xml_declaration=True,
@@ -58,6 +73,7 @@ def _chart(kind, title, gettext):
         height=260,
         style=STYLE,
         title=gettext(title),
+        no_data_text=gettext(empty),
         legend_at_bottom=True,
         x_label_rotation=45,
         show_minor_x_labels=False,
@@ -87,7 +103,12 @@ def callbacks_per_day(zone_name, gettext):
         if str(when) in counts[group]:
             counts[group][str(when)] += n
     series = [(name, list(counts[name].values())) for name in ("succeeded", "refused (signature, fields)", "failed")]
-    return _render(_chart(pygal.StackedBar, "Callbacks per day, by result", gettext), labels, series, gettext)
+    return _render(
+        _chart(pygal.StackedBar, "Callbacks per day, by result", gettext, "No callbacks in this period"),
+        labels,
+        series,
+        gettext,
+    )
 
 
 def new_orders_per_day(zone_name, gettext):
@@ -102,7 +123,9 @@ def new_orders_per_day(zone_name, gettext):
     )
     labels = _days(zone, start, DAYS)
     series = [("new orders (real)", [rows.get(label, 0) for label in labels])]
-    return _render(_chart(pygal.Bar, "New orders per day", gettext), labels, series, gettext)
+    return _render(
+        _chart(pygal.Bar, "New orders per day", gettext, "No orders in this period"), labels, series, gettext
+    )
 
 
 def expiring_per_day(zone_name, gettext):
@@ -124,7 +147,14 @@ def expiring_per_day(zone_name, gettext):
     )
     labels = _days(zone, start, DAYS)
     series = [("instances expiring", [rows.get(label, 0) for label in labels])]
-    return _render(_chart(pygal.Bar, "Instances expiring per day, next 30 days", gettext), labels, series, gettext)
+    return _render(
+        _chart(
+            pygal.Bar, "Instances expiring per day, next 30 days", gettext, "No instance expires in the next 30 days"
+        ),
+        labels,
+        series,
+        gettext,
+    )
 
 
 CHARTS = {"callbacks": callbacks_per_day, "orders": new_orders_per_day, "expiring": expiring_per_day}

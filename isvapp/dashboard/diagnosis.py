@@ -87,7 +87,7 @@ CAUSES = [
         codes.APP_SECRET_ERROR,
         None,
         "The Kit clientSecret could not be decrypted: the public key in the Seller Console is not the one "
-        "isvapp holds. Run `flask --app isvapp kit-keygen` and paste the public key it prints.",
+        "isvapp holds. Run `.venv/bin/isvapp kit-keygen` and paste the public key it prints.",
     ),
     (
         "database",

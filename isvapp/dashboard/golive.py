@@ -22,7 +22,7 @@ from sqlalchemy import func, select, text
 
 from .. import outbound
 from ..background import alerts, status, usage
-from ..config import secret_key_problem
+from ..config import secret_key_problem_text
 from ..domain import simulation
 from ..extensions import db
 from ..koo.signing import key_fingerprint
@@ -39,6 +39,7 @@ from ..storage.models import (
     UsageState,
     utcnow,
 )
+from ..texts import Text
 from . import diagnosis
 
 SAAS, LICENSE, KIT = "saas", "license", "kit"
@@ -224,12 +225,19 @@ def checklists(config):
 
 @dataclass
 class Health:
+    """One row of the configuration's health. ``label``, ``state``, ``detail`` and ``fix`` are msgids
+    (literals here, so i18n.python_msgids hands them to the catalog), ``params`` the values of their
+    ``%(name)s`` parameters: the page renders them in its reader's language (isvapp.texts)."""
+
     key: str
     label: str
     state: str  # ok | warn | bad
     detail: str = ""
     fix: str = ""
     params: dict = field(default_factory=dict)
+
+    def text(self, msgid):
+        return Text(msgid, self.params)
 
 
 def _age(moment, now):
@@ -249,8 +257,9 @@ def health(app, settings, now=None, page_client=None):
             "keys",
             "Keys configured",
             "ok" if keys else "bad",
-            ", ".join(keys + [f"Kit {k}" for k in kit_keys]) or "none",
+            "%(keys)s" if keys else "none",
             "" if keys else "Set KOO_ACCESS_KEY to the Key the Seller Console shows for this product.",
+            {"keys": ", ".join(keys + [f"Kit {k}" for k in kit_keys])},
         )
     )
     instances, tenants = _unowned()
@@ -259,11 +268,12 @@ def health(app, settings, now=None, page_client=None):
             "unowned",
             "Instances without an owning key",
             "warn" if instances or tenants else "ok",
-            f"{instances} instances, {tenants} Kit tenants: usable by every key" if instances or tenants else "none",
+            "%(instances)s instances, %(tenants)s Kit tenants: usable by every key" if instances or tenants else "none",
             "Made before instances were tied to the key that created them: any configured key may "
             "act on them. Only a concern when several products share this server."
             if instances or tenants
             else "",
+            {"instances": instances, "tenants": tenants},
         )
     )
     if settings.share_instances_across_keys:
@@ -276,8 +286,17 @@ def health(app, settings, now=None, page_client=None):
                 "Turn it off once the key rotation is done.",
             )
         )
-    problem = secret_key_problem(app.config.get("SECRET_KEY"))
-    items.append(Health("secret", "SECRET_KEY", "bad" if problem else "ok", "" if problem else "sound", problem or ""))
+    problem = secret_key_problem_text(app.config.get("SECRET_KEY"))
+    items.append(
+        Health(
+            "secret",
+            "SECRET_KEY",
+            "bad" if problem else "ok",
+            "" if problem else "sound",
+            problem.msgid if problem else "",
+            problem.params if problem else {},
+        )
+    )
     skews = [
         abs(s)  # type: ignore[arg-type]  # IS NOT NULL
         for (s,) in db.session.execute(
@@ -297,8 +316,9 @@ def health(app, settings, now=None, page_client=None):
                 "clock",
                 "Clock skew",
                 state,
-                f"{worst:.1f} s at most in the last {len(skews)} signed requests",
+                "%(worst)s s at most in the last %(count)s signed requests",
                 "" if state == "ok" else "Turn on time synchronisation (NTP, e.g. chrony).",
+                {"worst": f"{worst:.1f}", "count": len(skews)},
             )
         )
     recent = [
@@ -316,11 +336,12 @@ def health(app, settings, now=None, page_client=None):
                 "https",
                 "HTTPS",
                 "ok" if not plain else "warn",
-                f"{len(recent) - plain} of the last {len(recent)} signed requests over https",
+                "%(secure)s of the last %(count)s signed requests over https",
                 ""
                 if not plain
                 else "Serve https through nginx and set PROXY_FIX_HOPS = 1 "
                 "so isvapp sees X-Forwarded-Proto (docs/deploy.md).",
+                {"secure": len(recent) - plain, "count": len(recent)},
             )
         )
     items.append(_proxy_health(app, page_client))
@@ -331,10 +352,11 @@ def health(app, settings, now=None, page_client=None):
             "worker",
             "Background worker",
             "ok" if beat is not None and beat < 120 else "bad",
-            "never seen" if beat is None else f"last heartbeat {beat:.0f} s ago",
+            "never seen" if beat is None else "last heartbeat %(age)s s ago",
             ""
             if beat is not None and beat < 120
-            else "Start `flask --app isvapp worker` (scripts/run.sh and the systemd unit do).",
+            else "Start `.venv/bin/isvapp worker` (scripts/run.sh and the systemd unit do).",
+            {"age": f"{beat:.0f}" if beat is not None else ""},
         )
     )
     pushed_at, on_time, late = usage.last_push()
@@ -344,9 +366,10 @@ def health(app, settings, now=None, page_client=None):
                 "usage_push",
                 "Usage push",
                 "bad",
-                f"{late} record(s) missed their hour's deadline in the last 24 h",
+                "%(late)s record(s) missed their hour's deadline in the last 24 h",
                 "Keep the worker running and reaching the marketplace: the rules want "
                 "each hour's usage within 15 minutes of the next hour.",
+                {"late": late},
             )
         )
     else:
@@ -357,7 +380,11 @@ def health(app, settings, now=None, page_client=None):
                 "ok",
                 "no usage pushed yet"
                 if pushed_at is None
-                else f"last push {pushed_at:%Y-%m-%d %H:%M} UTC, " + ("on time" if on_time else "late"),
+                else "last push %(pushed_at)s, on time"
+                if on_time
+                else "last push %(pushed_at)s, late",
+                "",
+                {"pushed_at": pushed_at},
             )
         )
     value, when = reported.get("order_query", (None, None))
@@ -378,8 +405,16 @@ def health(app, settings, now=None, page_client=None):
                 "order_query",
                 "Order-query API",
                 "ok" if good else "bad",
-                ("answered" if good else f"failed: {value.get('error', '')}") + f" ({when:%Y-%m-%d %H:%M} UTC)",
-                "" if good else ORDER_QUERY_FIXES["config" if _unconfigured(value) else "other"],
+                "answered (%(called_at)s)" if good else "failed: %(error)s (%(called_at)s)",
+                ""
+                if good
+                else "Set KOO_AK and KOO_SK (your seller AK/SK) in instance/config.py and restart isvapp and its "
+                "worker: the orders' details are fetched at their next retry, and "
+                "`.venv/bin/isvapp jobs retry --all-dead` sends again the ones that gave up."
+                if _unconfigured(value)
+                else "Check KOO_AK/KOO_SK and that this server reaches the marketplace API; "
+                "`.venv/bin/isvapp jobs retry --all-dead` sends again the orders that gave up.",
+                {"called_at": when, "error": str(value.get("error", ""))},
             )
         )
     backup_age = _age(reported.get("backup", (None, None))[1], now)
@@ -388,10 +423,11 @@ def health(app, settings, now=None, page_client=None):
             "backup",
             "Last backup",
             "ok" if backup_age is not None and backup_age < 2 * 86400 else "warn",
-            "never" if backup_age is None else f"{backup_age / 3600:.0f} h ago",
+            "never" if backup_age is None else "%(hours)s h ago",
             ""
             if backup_age is not None and backup_age < 2 * 86400
-            else "Run `flask --app isvapp backup PATH` daily (docs/deploy.md).",
+            else "Run `.venv/bin/isvapp backup PATH` daily (docs/deploy.md).",
+            {"hours": f"{backup_age / 3600:.0f}" if backup_age is not None else ""},
         )
     )
     channels = alerts.configured_channels(app.config)
@@ -400,11 +436,12 @@ def health(app, settings, now=None, page_client=None):
             "alerts",
             "Alert channels",
             "ok" if channels else "warn",
-            ", ".join(channels) if channels else "none: alerts are recorded and shown only on this page",
+            "%(channels)s" if channels else "none: alerts are recorded and shown only on this page",
             ""
             if channels
             else "Set ALERT_EMAIL_TO (with ALERT_SMTP_*) or a group robot URL "
             "(ALERT_WECOM_URL, ALERT_DINGTALK_URL, ALERT_FEISHU_URL).",
+            {"channels": [Text(alerts.CHANNEL_NAMES[c]) for c in channels]},
         )
     )
     disk = shutil.disk_usage(app.instance_path)
@@ -414,8 +451,9 @@ def health(app, settings, now=None, page_client=None):
             "disk",
             "Free disk and database size",
             "ok" if free_pct >= 10 else "bad",
-            f"{disk.free / 2**30:.1f} GiB free ({free_pct:.0f}%), database {_database_mib():.1f} MiB",
+            "%(free)s GiB free (%(percent)s%%), database %(database)s MiB",
             "" if free_pct >= 10 else "Free disk space: a full disk answers 000005 to the marketplace.",
+            {"free": f"{disk.free / 2**30:.1f}", "percent": f"{free_pct:.0f}", "database": f"{_database_mib():.1f}"},
         )
     )
     return items
@@ -423,13 +461,6 @@ def health(app, settings, now=None, page_client=None):
 
 # What the order-query row asks the merchant to do; a real order's job retries (JOB_MAX_ATTEMPTS,
 # backing off to JOB_RETRY_MAX_S) and then dies with a dead_job alert.
-ORDER_QUERY_FIXES = {
-    "config": "Set KOO_AK and KOO_SK (your seller AK/SK) in instance/config.py and restart isvapp and its "
-    "worker: the orders' details are fetched at their next retry, and "
-    "`.venv/bin/isvapp jobs retry --all-dead` sends again the ones that gave up.",
-    "other": "Check KOO_AK/KOO_SK and that this server reaches the marketplace API; "
-    "`.venv/bin/isvapp jobs retry --all-dead` sends again the orders that gave up.",
-}
 
 
 def _unconfigured(value):

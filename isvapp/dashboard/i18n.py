@@ -13,17 +13,21 @@ catalog as package data. tests/test_i18n.py fails when messages.mo and messages.
 """
 
 import ast
+import importlib
 import inspect
 import os
+import re
 import textwrap
 
 from flask import g, request
 from flask_babel import Babel, gettext, refresh  # noqa: F401  gettext: the pages' _ and the Python callers'
 
+from .. import texts
+
 LANGUAGES = ("en", "zh")
 LOCALES = {"en": "en", "zh": "zh"}  # a language of the pages -> its catalog's locale (translations/zh)
 COOKIE = "lang"
-TRANSLATIONS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "translations")
+TRANSLATIONS = texts.TRANSLATIONS
 
 
 def init_app(app):
@@ -76,22 +80,57 @@ def python_msgids():
     found = [(label, "golive.CHECKLISTS") for items in golive.CHECKLISTS.values() for _, label, _, _ in items]
     found += [(label, "golive.PRODUCT_LABELS") for label in golive.PRODUCT_LABELS.values()]
     found += [(text, "golive.health") for text in _call_strings(golive, "Health", (1, 2, 3, 4))]  # every Health()
-    found += [(text, "golive.ORDER_QUERY_FIXES") for text in golive.ORDER_QUERY_FIXES.values()]
     found += [(sentence, "diagnosis.CAUSES") for *_, sentence in diagnosis.CAUSES]
-    found += [(text, "charts") for f in charts.CHARTS.values() for text in _call_strings(f, "_chart", (1,))]
+    found += [(text, "charts") for f in charts.CHARTS.values() for text in _call_strings(f, "_chart", (1, 3))]
     found += [(text, "charts series") for f in charts.CHARTS.values() for text in _assigned_strings(f, "series")]
-    found += [(label, "labels.FIELD_LABELS") for label in labels.FIELD_LABELS.values()]
-    found += [(label, "labels.USAGE_STATE_LABELS") for label in labels.USAGE_STATE_LABELS.values()]
+    for table in LABEL_TABLES:
+        found += [(label, f"labels.{table}") for label in getattr(labels, table).values()]
+    found += [(label, "labels.FIELD_VALUES") for values in labels.FIELD_VALUES.values() for label in values.values()]
     found += [(label, "usage.timing") for label in (usage.ON_TIME, usage.LATE, usage.NOT_DUE)]
     found += [(f"details {state}", "views.field_value") for state in _constants(models.DetailsState)]
     for kind in (models.InstanceState, models.LicenseState, models.KitState, models.UploadState):
         found += [(state, f"models.{kind.__name__}") for state in _constants(kind)]
+    found += [(text, "oddities.note") for module in noting_modules() for text in _call_strings(module, "note", (0,))]
     seen, unique = set(), []
     for text, where in found:
-        if text and text not in seen:
+        if words(text) and text not in seen:
             seen.add(text)
             unique.append((text, where))
     return unique
+
+
+LABEL_TABLES = (
+    "FIELD_LABELS",
+    "EVENT_LABELS",
+    "JOB_LABELS",
+    "JOB_STATE_LABELS",
+    "RESULT_LABELS",
+    "LICENSE_CODE_STATES",
+    "ROLE_LABELS",
+    "USAGE_STATE_LABELS",
+)
+
+
+def words(text):
+    """What of a msgid is words, its ``%(name)s`` parameters left out: "%(keys)s" has none, and is
+    not a msgid to translate."""
+    return re.sub(r"%\(\w+\)s", "", text or "").strip(" ,.:;()")
+
+
+def noting_modules():
+    """The modules that note a request's oddities (isvapp.koo.oddities.note): every module of
+    isvapp whose source calls it."""
+    package = os.path.dirname(TRANSLATIONS)
+    found = []
+    for folder, _, files in os.walk(package):
+        for name in sorted(files):
+            if name.endswith(".py") and "migrations" not in folder:
+                path = os.path.join(folder, name)
+                with open(path, encoding="utf-8") as f:
+                    if "oddities.note(" in f.read():
+                        relative = os.path.relpath(path, os.path.dirname(package))[: -len(".py")]
+                        found.append(importlib.import_module(relative.replace(os.sep, ".")))
+    return found
 
 
 def extract_python_data(fileobj, keywords, comment_tags, options):

@@ -250,14 +250,32 @@ def secure_headers(response):
     return response
 
 
+MIN_PASSWORD_LENGTH = 10
+
+
+class AdminPassword(click.ParamType):
+    """A password of at least MIN_PASSWORD_LENGTH characters. A type, not a check after the
+    prompts: click converts the first answer before asking for it again, so a short one is
+    refused at once, and the prompt itself states the rule."""
+
+    name = "password"
+
+    def convert(self, value, param, ctx):
+        if len(value) < MIN_PASSWORD_LENGTH:
+            self.fail(f"use a password of at least {MIN_PASSWORD_LENGTH} characters")
+        return value
+
+
 @click.command("create-admin")
 @click.argument("name")
-@click.password_option(help="The new password (prompted when not given).")
+@click.password_option(
+    type=AdminPassword(),
+    prompt=f"Password (at least {MIN_PASSWORD_LENGTH} characters)",
+    help=f"The new password, at least {MIN_PASSWORD_LENGTH} characters (prompted when not given).",
+)
 @with_appcontext
 def create_admin_command(name, password):
     """Create the admin NAME for the pages, or reset its password (which ends its sessions)."""
-    if len(password) < 10:
-        raise click.ClickException("use a password of at least 10 characters")
     click.echo(f"admin {name}: {set_password(name, password)}")
 
 

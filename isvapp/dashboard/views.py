@@ -11,6 +11,7 @@ lists them. Every count on the overview links to the list of exactly those rows.
 import csv
 import io
 from datetime import datetime, timedelta
+from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 from flask import (
@@ -18,6 +19,7 @@ from flask import (
     Response,
     abort,
     current_app,
+    flash,
     redirect,
     render_template,
     request,
@@ -51,8 +53,9 @@ from ..storage.models import (
     Tenant,
     utcnow,
 )
-from . import charts, diagnosis, golive, i18n, security
-from .labels import FIELD_LABELS, USAGE_STATE_LABELS
+from ..texts import N_, Text
+from . import charts, diagnosis, display, golive, i18n, security
+from .labels import FIELD_LABELS, FIELD_VALUES, USAGE_STATE_LABELS
 
 bp = Blueprint(
     "dashboard",
@@ -83,12 +86,16 @@ TIME_FIELDS = {"expire_time", "created_at", "released_at"}
 def field_value(row, name):
     """A field as a person reads it: times in the merchant's zone, yes/no, states translated."""
     value = getattr(row, name)
+    if name == "expire_time":
+        return display.expiry(value)
     if name in TIME_FIELDS:
         return local_time(value)
     if isinstance(value, bool):
         return i18n.gettext("Yes") if value else i18n.gettext("No")
     if name == "details_state" and value:
         return i18n.gettext(f"details {value}")
+    if name in FIELD_VALUES:
+        return display.label(FIELD_VALUES[name], value)
     return "" if value is None else value
 
 
@@ -101,16 +108,13 @@ def _template_helpers():
         "lang": lambda: i18n.g.get("lang", "en"),
         "field_label": lambda name: FIELD_LABELS.get(name, name),
         "field_value": field_value,
+        **display.HELPERS,
     }
 
 
-@bp.app_template_filter("local")
-def local_time(moment):
-    """Stored times are naive UTC; shown in DISPLAY_TIMEZONE."""
-    if moment is None:
-        return ""
-    zone = ZoneInfo(current_app.config["DISPLAY_TIMEZONE"])
-    return moment.replace(tzinfo=ZoneInfo("UTC")).astimezone(zone).strftime("%Y-%m-%d %H:%M:%S")
+local_time = display.local_time
+bp.add_app_template_filter(display.local_time, "local")
+bp.add_app_template_filter(display.expiry, "expiry")
 
 
 def _zone():
@@ -180,8 +184,16 @@ def page_url(page):
     )
 
 
+def lang_url(code):
+    """This page in another language: its query string kept (filters, page), only ``lang`` replaced."""
+    args = [(name, value) for name, value in request.args.items(multi=True) if name != "lang"]
+    path = url_for(request.endpoint, **(request.view_args or {})) if request.endpoint else request.path
+    return path + "?" + urlencode([*args, ("lang", code)])
+
+
 bp.add_app_template_global(page_url)
 bp.add_app_template_global(filter_args)
+bp.add_app_template_global(lang_url)
 
 
 # --- login -------------------------------------------------------------------------------------
@@ -562,6 +574,25 @@ def app_handoff(tenant_pk, app_pk):
     problem = logins.set_handoff_url(app_pk, request.form.get("handoff_url"))
     if problem:
         return redirect(url_for(".tenant", tenant_pk=tenant_pk, bad="handoff"))
+    saved = db.session.get(KitApp, app_pk)
+    if saved is not None:
+        fallback = current_app.extensions["isvapp_login"].handoff_url
+        if saved.handoff_url:
+            said = Text(
+                N_("Saved: %(app)s's signed-in buyers are handed over to %(url)s."),
+                {"app": saved.app_id, "url": saved.handoff_url},
+            )
+        elif fallback:
+            said = Text(
+                N_("Saved: %(app)s's signed-in buyers are handed over to LOGIN_HANDOFF_URL, %(url)s."),
+                {"app": saved.app_id, "url": fallback},
+            )
+        else:
+            said = Text(
+                N_("Saved: %(app)s has no hand-off URL, and LOGIN_HANDOFF_URL is not set either."),
+                {"app": saved.app_id},
+            )
+        flash(display.say(said))
     return redirect(url_for(".tenant", tenant_pk=tenant_pk))
 
 

@@ -38,6 +38,7 @@ from ..koo import oddities
 from ..storage.models import Callback, StatusItem, utcnow
 from ..storage.statements import Write, bind_write, run_bound
 from ..storage.transactions import is_sqlite, write_transaction
+from ..texts import N_
 from . import simulation
 
 log = logging.getLogger("isvapp.callbacks")
@@ -96,6 +97,15 @@ def _dumps(value):
 # Every marketplace request passes through the functions below, several of them more than once: each
 # takes flask's ``g`` and ``request`` from their proxies once (_get_current_object), since every
 # attribute read through a werkzeug LocalProxy costs 1-2 us (profiled: 24 reads a newInstance here).
+
+
+# The callback log's ``note``: one of these, filled in (English in the row; the pages read the
+# values back out of it to show the note in their reader's language, display.note).
+NOTES = {
+    "signature_form": N_("signature matched the body's %(form)s form"),
+    "x_sign_form": N_("x-sign matched the body's %(form)s form"),
+    "g1_formula": N_("authToken formula: %(formula)s"),
+}
 
 
 def note(**fields):
@@ -336,7 +346,7 @@ def row_for(body, text):
             test_flag=info.get("test_flag"),
             simulated=simulation.current(),
             note=(info.get("note") or "")[:255] or None,
-            warnings="\n".join(ctx.get("callback_oddities") or ()) or None,
+            warnings=oddities.english(ctx.get("callback_oddities") or ()),
             key_fingerprint=info.get("key_fingerprint"),
             clock_skew_ms=info.get("clock_skew_ms"),
             https=req.is_secure,
@@ -346,6 +356,8 @@ def row_for(body, text):
             remote_addr=(req.remote_addr or "")[:64],
             request=text,
             response=_dumps(response) if body else "",
+            # Only when there are notes: a JSON column given None stores the JSON text null.
+            **({"warning_notes": [n.as_json() for n in notes]} if (notes := ctx.get("callback_oddities")) else {}),
         )
     )
 
@@ -394,10 +406,12 @@ def _alerts_after(row):
     if code == "000005":
         alerts.raise_alert_alone(
             "internal_error",
-            "isvapp answered 000005 to the marketplace",
-            f"{alerts.inert(row['method'])} {alerts.inert(row['path'])} {alerts.inert(row['activity'] or '')}: "
-            f"{alerts.inert(row['result_msg'] or '', 500)}. "
-            "The marketplace retries; see the callback log and the server log.",
+            N_("isvapp answered 000005 to the marketplace"),
+            N_("%(request)s: %(answer)s. The marketplace retries; see the callback log and the server log."),
+            params={
+                "request": f"{row['method']} {row['path']} {row['activity'] or ''}".strip(),
+                "answer": row["result_msg"] or "",
+            },
         )
     elif code == "000001":
         since = utcnow() - timedelta(minutes=SIGNATURE_FAILURES_MIN)
@@ -410,10 +424,12 @@ def _alerts_after(row):
         if failures >= SIGNATURE_FAILURES_ALERT:
             alerts.raise_alert_alone(
                 "signature_failures",
-                "Signature failures are repeating",
-                f"{failures} requests failed verification in {SIGNATURE_FAILURES_MIN} minutes "
-                f"(the last from {alerts.inert(row['remote_addr'])}): the Key in isvapp may not match the "
-                "Seller Console's, or someone is probing the production URL.",
+                N_("Signature failures are repeating"),
+                N_(
+                    "%(failures)s requests failed verification in %(minutes)s minutes (the last from %(address)s): "
+                    "the Key in isvapp may not match the Seller Console's, or someone is probing the production URL."
+                ),
+                params={"failures": failures, "minutes": SIGNATURE_FAILURES_MIN, "address": row["remote_addr"]},
             )
     if _heartbeat_check_due():
         alerts.check_worker_heartbeat()

@@ -53,7 +53,9 @@ def _another_keys_tenant(cfg, d):
     if row is None or asking.may_use(row[0]):
         return None
     if d.get("flag") == DELETE or d["testFlag"]:
-        oddities.note(f"tenant {d['tenantId']} belongs to another Kit key: answered success, nothing changed")
+        oddities.note(
+            "tenant %(tenant)s belongs to another Kit key: answered success, nothing changed", tenant=d["tenantId"]
+        )
         return envelope()
     raise KooError(codes.INSTANCE_NOT_FOUND, f"tenant {d['tenantId']} does not exist")
 
@@ -131,7 +133,7 @@ def rsa_private_key(path):
         raise KooError(
             codes.APP_SECRET_ERROR,
             "no RSA private key is configured to decrypt clientSecret "
-            "(KOO_KIT_RSA_PRIVATE_KEY; `flask kit-keygen` makes one)",
+            "(KOO_KIT_RSA_PRIVATE_KEY; `.venv/bin/isvapp kit-keygen` makes one)",
         )
     stamp = os.stat(path).st_mtime_ns
     cached = _rsa_keys.get(path)
@@ -267,13 +269,17 @@ def note_tree_oddities(orgs):
     """
     outside = sorted({parent for _, parent in orgs.values() if parent and parent not in orgs})
     if len(outside) > 1:
-        oddities.note(f"orgInfo: {len(outside)} parentCodes outside the list ({', '.join(outside[:3])})")
+        oddities.note(
+            "orgInfo: %(count)s parentCodes outside the list (%(codes)s)",
+            count=len(outside),
+            codes=", ".join(outside[:3]),
+        )
     state = {}  # code -> 1 visiting, 2 done
     for start in orgs:
         path, code = [], start
         while code in orgs and state.get(code) != 2:
             if state.get(code) == 1:
-                oddities.note(f"orgInfo: parentCode cycle through {code}")
+                oddities.note("orgInfo: parentCode cycle through %(code)s", code=code)
                 break
             state[code] = 1
             path.append(code)

@@ -235,23 +235,26 @@ def live_instance(instance_id, debug=False, asking=None):
     fail on what it cannot have known (the activity then answers success and changes nothing).
     """
     instance = find_instance(instance_id, asking)
-    missing = (
-        "does not exist"
-        if instance is None
-        else "has been released"
-        if instance.state == InstanceState.RELEASED
-        else None
-    )
-    if missing is None:
+    if instance is not None and instance.state != InstanceState.RELEASED:
         return instance
-    return _missing(instance_id, missing, debug)
+    return _missing(instance_id, debug, released=instance is not None)
 
 
-def _missing(instance_id, missing, debug):
+def _missing(instance_id, debug, released=False):
     """The answer to an instance that is not there: None and a note for a debugging call, else 000003."""
     if debug:
-        oddities.note(f"debugging call: instance {instance_id} {missing}; answered success, nothing changed")
+        if released:
+            oddities.note(
+                "debugging call: instance %(instance)s has been released; answered success, nothing changed",
+                instance=instance_id,
+            )
+        else:
+            oddities.note(
+                "debugging call: instance %(instance)s does not exist; answered success, nothing changed",
+                instance=instance_id,
+            )
         return None
+    missing = "has been released" if released else "does not exist"
     raise KooError(codes.INSTANCE_NOT_FOUND, f"instance {instance_id} {missing}")
 
 
@@ -359,7 +362,10 @@ def new_instance(
             return stored.body
         # The Seller Console debugs every round with the same MOCK order ids: a new round must
         # get a live instance, not the last round's released one.
-        oddities.note(f"debugging round again: test instance {stored.instance_id} was released; a new one made")
+        oddities.note(
+            "debugging round again: test instance %(instance)s was released; a new one made",
+            instance=stored.instance_id,
+        )
         _insert_instance(settings, plan, attrs)
         return _store(key, render(plan.instance), plan.instance.instance_id)
     if not _insert_instance(settings, plan, attrs) or plan.body is None:
@@ -434,9 +440,11 @@ def refresh_instance(
     ``render(instance)`` builds the answer when it carries more than the envelope (a license).
     """
     if scene not in SCENE_EVENTS:
-        oddities.note(f"scene {scene[:40]} is not a documented refreshInstance scene; handled as a renewal")
+        oddities.note(
+            "scene %(scene)s is not a documented refreshInstance scene; handled as a renewal", scene=scene[:40]
+        )
     if _owned_elsewhere(instance_id, asking):  # before the claim: another key neither gets nor takes its answer
-        _missing(instance_id, "does not exist", debug)
+        _missing(instance_id, debug)
         return envelope()
     key = idempotency_key("refreshInstance", instance_id, order_id, order_line_id or "", scene)
     stored = _claim(key, "refreshInstance", digest, instance_id)
@@ -504,7 +512,7 @@ def expire_instance(*, instance_id, order_id=None, debug=False, asking=None):
 def upgrade_instance(*, instance_id, order_id, order_line_id, digest, attrs=None, debug=False, asking=None):
     """An upgrade order was paid: same instanceId, new specification (fetched with the order)."""
     if _owned_elsewhere(instance_id, asking):  # before the claim, as in refresh_instance
-        _missing(instance_id, "does not exist", debug)
+        _missing(instance_id, debug)
         return envelope()
     key = idempotency_key("upgradeInstance", instance_id, order_id, order_line_id or "")
     stored = _claim(key, "upgradeInstance", digest, instance_id)
@@ -526,7 +534,9 @@ def release_instance(*, instance_id, order_id=None, debug=False, asking=None):
     instance = find_instance(instance_id, asking)
     if instance is None:
         if debug:
-            oddities.note(f"debugging call: instance {instance_id} does not exist; answered success")
+            oddities.note(
+                "debugging call: instance %(instance)s does not exist; answered success", instance=instance_id
+            )
             return envelope()
         raise KooError(codes.INSTANCE_NOT_FOUND, f"instance {instance_id} does not exist")
     if instance.state != InstanceState.RELEASED:

@@ -6,6 +6,8 @@ Sources: 查询授权码 (zh-cn_topic_0070649245, 2025-07-03) for the query, 授
 upload have a path and no stored field table: their bodies are the settings' readings.
 """
 
+from datetime import UTC, datetime, timedelta
+
 from .times import read_time
 
 ACTIVATE = "/api/mkp-openapi-public/global/v1/license/activate"
@@ -93,6 +95,20 @@ def usage_body(reports):
             raise Invalid(f"software_usage_Info carries 1 to {BATCH_MAX} entries")
         usage.append({"license": code(license_code), "software_usage_Info": [usage_entry(e) for e in entries]})
     return {"usage_info": usage}
+
+
+# "Never expires": the marketplace gives a license code without an end the expiry 2099-12-31
+# 23:59:59 (the fake marketplace's PLXXXXXX, as the Seller Console's test code showed on the walk:
+# 2100-01-01 07:59:59 in Asia/Shanghai, the same moment read as UTC). An expiry from that day on,
+# in any zone (UTC+14 begins it 14 hours early), is shown as never, and is never a real end.
+NEVER_FROM = datetime(2099, 12, 31, tzinfo=UTC) - timedelta(hours=14)
+
+
+def never_expires(moment):
+    """Whether an expiry (aware, or naive UTC as stored) is the marketplace's "never"."""
+    if not isinstance(moment, datetime):
+        return False
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)) >= NEVER_FROM
 
 
 STATE_KEYS = ("status", "state", "licenseStatus", "license_status")

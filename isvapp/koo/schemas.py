@@ -38,7 +38,7 @@ def strip_nul(text, attr):
     """Free text without NUL (PostgreSQL text cannot hold it; SQLite is read the same), with a note."""
     if NUL not in text:
         return text
-    oddities.note(f"{attr}: NUL character (U+0000) removed")
+    oddities.note("%(field)s: NUL character (U+0000) removed", field=attr)
     return text.replace(NUL, "")
 
 
@@ -82,7 +82,9 @@ class Str(fields.Field):
         if self.max_len and len(text) > self.max_len:
             if not self.cut:
                 raise ValidationError(f"Longer than maximum length {self.max_len}.")
-            oddities.note(f"{attr}: {len(text)} characters, cut to {self.max_len}")
+            oddities.note(
+                "%(field)s: %(length)s characters, cut to %(limit)s", field=attr, length=len(text), limit=self.max_len
+            )
             text = text[: self.max_len]
         return text
 
@@ -115,7 +117,7 @@ class Choice(Str):
         for choice in self.choices:
             if text.upper() == choice:
                 if text != choice:
-                    oddities.note(f"{attr}: {text} read as {choice}")
+                    oddities.note("%(field)s: %(value)s read as %(choice)s", field=attr, value=text, choice=choice)
                 return choice
         raise ValidationError(f"must be one of {', '.join(self.choices)}")
 
@@ -134,7 +136,7 @@ class Flag(fields.Field):
             strip_nul(value, attr)  # only the note: read_flag ignores a NUL itself
         flag = read_flag(value)
         if flag is None:
-            oddities.note(f"{attr}: {str(value)[:20]} is not 0 or 1; read as 0")
+            oddities.note("%(field)s: %(value)s is not 0 or 1; read as 0", field=attr, value=str(value)[:20])
         return bool(flag)
 
 
@@ -149,7 +151,7 @@ class Int(fields.Field):
         except ValueError:
             number = None
         if number is None or abs(number) > INT32:
-            oddities.note(f"{attr}: {str(value)[:30]} is not a storable integer; ignored")
+            oddities.note("%(field)s: %(value)s is not a storable integer; ignored", field=attr, value=str(value)[:30])
             return None
         return number
 
@@ -165,9 +167,14 @@ class KooTime(fields.Field):
             value = strip_nul(value, attr)
         stamp, documented = read_time(value)
         if stamp is None:
-            oddities.note(f"{attr}: {str(value)[:40]} is not a readable time; ignored")
+            oddities.note("%(field)s: %(value)s is not a readable time; ignored", field=attr, value=str(value)[:40])
         elif not documented:
-            oddities.note(f"{attr}: {str(value)[:40]} is not yyyyMMddHHmmss[SSS]; read as {format_time(stamp)}")
+            oddities.note(
+                "%(field)s: %(value)s is not yyyyMMddHHmmss[SSS]; read as %(time)s",
+                field=attr,
+                value=str(value)[:40],
+                time=format_time(stamp),
+            )
         return stamp
 
 
@@ -256,7 +263,7 @@ class OrderNotify(KooSchema):
         }
         extra = dict(list(extra.items())[: self.EXTRA_KEPT])
         if extra:
-            oddities.note(f"undocumented orderNotify fields kept as sent: {', '.join(sorted(extra))}")
+            oddities.note("undocumented orderNotify fields kept as sent: %(fields)s", fields=", ".join(sorted(extra)))
         return {**{k: v for k, v in data.items() if k in named}, "extra": extra or None}
 
 
@@ -269,10 +276,20 @@ class InstanceIdList(fields.Field):
         if not ids:
             raise ValidationError("must name at least one instance")
         if len(ids) > MAX_QUERY_IDS:
-            oddities.note(f"{attr}: {len(ids)} ids, more than the documented {MAX_QUERY_IDS}")
+            oddities.note(
+                "%(field)s: %(count)s ids, more than the documented %(limit)s",
+                field=attr,
+                count=len(ids),
+                limit=MAX_QUERY_IDS,
+            )
         long = [i for i in ids if len(i) > MAX_ID or NUL in i]  # neither can be an instance's id
         if long:
-            oddities.note(f"{attr}: {len(long)} ids longer than {MAX_ID} characters or with a NUL skipped")
+            oddities.note(
+                "%(field)s: %(count)s ids longer than %(limit)s characters or with a NUL skipped",
+                field=attr,
+                count=len(long),
+                limit=MAX_ID,
+            )
         return list(dict.fromkeys(i for i in ids if len(i) <= MAX_ID and NUL not in i))
 
 
@@ -310,7 +327,7 @@ class ExtendParams(fields.Field):
             return strip_nul_deep(decoded, attr)
         if isinstance(decoded, list) and all(isinstance(i, dict) and "name" in i for i in decoded):
             return strip_nul_deep({str(item["name"]): item.get("value") for item in decoded}, attr)
-        oddities.note(f"{attr}: not Base64 JSON name/value pairs; kept as sent")
+        oddities.note("%(field)s: not Base64 JSON name/value pairs; kept as sent", field=attr)
         return {"_unreadable": text[:8192]}
 
 
@@ -426,7 +443,7 @@ def _text_of(item, key, where, max_len, required=False, aliases=(), cut=False):
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
         if not cut:
             raise ValidationError(f"{where}.{key}: Not a valid string.")
-        oddities.note(f"{where}.{key}: not text; ignored")
+        oddities.note("%(field)s: not text; ignored", field=f"{where}.{key}")
         return None
     value = value if isinstance(value, str) else str(value)
     if NUL in value:  # ids (not cut) refuse it, text loses it: as Str does
@@ -436,7 +453,12 @@ def _text_of(item, key, where, max_len, required=False, aliases=(), cut=False):
     if len(value) > max_len:
         if not cut:
             raise ValidationError(f"{where}.{key}: Longer than maximum length {max_len}.")
-        oddities.note(f"{where}.{key}: {len(value)} characters, cut to {max_len}")
+        oddities.note(
+            "%(field)s: %(length)s characters, cut to %(limit)s",
+            field=f"{where}.{key}",
+            length=len(value),
+            limit=max_len,
+        )
         value = value[:max_len]
     return value
 
@@ -460,10 +482,14 @@ class OrgList(fields.Field):
                 repeated.append(code)
             name = _text_of(item, "name", where, 128, aliases=("orgName",), cut=True)
             if name is None:
-                oddities.note(f"{where}.name: missing; the orgCode stands in")
+                oddities.note("%(field)s: missing; the orgCode stands in", field=f"{where}.name")
             orgs[code] = (name or code, _text_of(item, "parentCode", where, MAX_ID))
         if repeated:
-            oddities.note(f"{attr}: orgCode {', '.join(sorted(set(repeated))[:3])} repeated; the last one kept")
+            oddities.note(
+                "%(field)s: orgCode %(codes)s repeated; the last one kept",
+                field=attr,
+                codes=", ".join(sorted(set(repeated))[:3]),
+            )
         return orgs
 
 
@@ -499,7 +525,9 @@ def _role(value, where):
         return None
     role = strip_nul(str(value), f"{where}.role").strip().lower()
     if role not in ROLES:
-        oddities.note(f"{where}.role: {str(value)[:16]} is neither user nor admin; kept as sent")
+        oddities.note(
+            "%(field)s: %(value)s is neither user nor admin; kept as sent", field=f"{where}.role", value=str(value)[:16]
+        )
     return role[:16]
 
 
@@ -511,7 +539,9 @@ def _enable(value, where):
         return True
     if text in ("false", "0", "no"):
         return False
-    oddities.note(f"{where}.enable: {str(value)[:16]} is not true or false; read as true")
+    oddities.note(
+        "%(field)s: %(value)s is not true or false; read as true", field=f"{where}.enable", value=str(value)[:16]
+    )
     return True
 
 
@@ -556,7 +586,7 @@ class KitSchema(Schema):
         if isinstance(data, dict) and str(data.get("flag", 1)) == "1":
             for name in self.EXPECTED_ON_ADD:
                 if name not in data:
-                    oddities.note(f"{name}: missing on an add")
+                    oddities.note("%(field)s: missing on an add", field=name)
         return data
 
     def _check_interface(self, data):

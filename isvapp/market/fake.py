@@ -1,7 +1,7 @@
 """A fake marketplace open API for development and tests: order query, usage push, and the
 License-code APIs (activation, query v1/v2, usage statistics, license upload).
 
-    flask --app isvapp fake-market --port 8900
+    .venv/bin/isvapp fake-market --port 8900
     # then, in isvapp's config: KOO_API_BASE_URL = "http://127.0.0.1:8900"
 
 It verifies the AK/SK signature of every call and the usage-push signature, answers the

@@ -5,7 +5,7 @@ redirects back with a code), token (code or refresh token for an access token), 
 The real IdP is only reachable with a tenant's test account, so this plays it on loopback for
 development and tests, the way ``fake.py`` plays the marketplace:
 
-    flask --app isvapp fake-idp --port 8901 [--password fake-password]
+    .venv/bin/isvapp fake-idp --port 8901 [--password fake-password]
     # then point the tenant's domainName (the IdP host) at http://127.0.0.1:8901
 
 The command registers every KitApp with a client id (its unsealed secret, one redirect URI:
@@ -337,7 +337,7 @@ def create_fake_idp(clients, users, password="fake-password", **config):
 
 
 def clients_and_users():
-    """What ``flask fake-idp`` registers, read from the database (in an app context).
+    """What ``isvapp fake-idp`` registers, read from the database (in an app context).
 
     Clients: every KitApp with a client id and a sealed secret (later rows win on a shared client
     id). Users: every ACTIVE KitUser (later rows win on a shared userName).

@@ -196,7 +196,7 @@ def verified():
     )
     payload = parse_json_object(raw)
     if form != "raw":
-        callbacklog.note(note=f"signature matched the body's {form} form")
+        callbacklog.note(note=callbacklog.NOTES["signature_form"] % {"form": form})
     return signed, payload
 
 

@@ -56,7 +56,7 @@ def sync_g2(name):
     )
     payload = parse_json_object(raw)
     if form != "raw":
-        callbacklog.note(note=f"x-sign matched the body's {form} form")
+        callbacklog.note(note=callbacklog.NOTES["x_sign_form"] % {"form": form})
     return serve(G2_KIT, {**payload, "activity": name}, signed)
 
 
@@ -80,5 +80,5 @@ def sync_g1(name):
         nonce=token[:128],
         fingerprint=request_fingerprint(request.path, token, raw),
     )
-    callbacklog.note(note=f"authToken formula: {formula}")
+    callbacklog.note(note=callbacklog.NOTES["g1_formula"] % {"formula": formula})
     return serve(G1_KIT, {**payload, "activity": name}, signed)

@@ -102,7 +102,9 @@ def parse_json_object(raw):
         raise KooError(codes.INVALID_PARAM, f"request body {error}") from None
     g.callback_payload = payload  # the callback log takes it from here rather than parse it again
     if request.mimetype != "application/json":
-        oddities.note(f"Content-Type is {request.mimetype or 'missing'}, not application/json; read as JSON")
+        oddities.note(
+            "Content-Type is %(type)s, not application/json; read as JSON", type=request.mimetype or "missing"
+        )
     return payload
 
 

@@ -185,8 +185,10 @@ class Callback(Model):
     duration_ms: Mapped[float | None] = mapped_column()
     remote_addr: Mapped[str | None] = mapped_column(String(64))
     note: Mapped[str | None] = mapped_column(String(255))
-    # What the request got wrong in shape but was accepted anyway (isvapp.koo.oddities), one a line.
+    # What the request got wrong in shape but was accepted anyway (isvapp.koo.oddities), one a line,
+    # in English; and the same notes as msgids with their parameters, which the pages translate.
     warnings: Mapped[str | None] = mapped_column(Text)
+    warning_notes: Mapped[list | None] = mapped_column(JSON)
     key_fingerprint: Mapped[str | None] = mapped_column(String(24))  # which configured key verified it
     clock_skew_ms: Mapped[int | None] = mapped_column(Integer)  # this server's clock minus the request's timestamp
     https: Mapped[bool | None] = mapped_column(Boolean)  # arrived over https (directly or per the proxy)
@@ -257,7 +259,7 @@ class License(Model):
 class UploadState:
     PENDING = "pending"  # an upload job is queued or retrying
     UPLOADED = "uploaded"
-    FAILED = "failed"  # the job is dead: an alert was raised, `flask jobs retry` sends it again
+    FAILED = "failed"  # the job is dead: an alert was raised, `isvapp jobs retry` sends it again
     # Not uploaded: a simulated order's document, whose eventId the marketplace never sent.
     SIMULATED = "simulated"
     ALL = (PENDING, UPLOADED, FAILED, SIMULATED)
@@ -431,7 +433,7 @@ class JobState:
     QUEUED = "queued"
     RUNNING = "running"  # claimed by a worker until locked_until; a dead worker's lease runs out
     DONE = "done"
-    DEAD = "dead"  # out of attempts; kept with its last error, retried by `flask jobs retry`
+    DEAD = "dead"  # out of attempts; kept with its last error, retried by `isvapp jobs retry`
     ALL = (QUEUED, RUNNING, DONE, DEAD)
 
 
@@ -583,8 +585,11 @@ class Alert(Model):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     kind: Mapped[str] = mapped_column(String(32))
     window: Mapped[str] = mapped_column(String(32))  # e.g. the hour it falls in
-    subject: Mapped[str] = mapped_column(String(255))
+    subject: Mapped[str] = mapped_column(String(255))  # in English, as raised
     text: Mapped[str] = mapped_column(Text)
+    # The subject's and text's msgids and their parameters (isvapp.texts): the pages show an alert in
+    # their reader's language, the channels in ALERT_LANGUAGE. NULL on rows from before (English).
+    message: Mapped[dict | None] = mapped_column(JSON)
     count: Mapped[int] = mapped_column(Integer, default=1)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow, index=True)
     sent_at: Mapped[datetime | None] = mapped_column(DateTime)

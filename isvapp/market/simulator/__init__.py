@@ -1,7 +1,7 @@
 """A marketplace simulator: plays KooGallery against any isvapp-compatible server.
 
     isvapp-sim https://isv.example.com --key KEY --kit-key KIT_KEY --kit-public-key kit_public.pem
-    flask --app isvapp simulate http://127.0.0.1:8000        # keys from this app's config
+    .venv/bin/isvapp simulate http://127.0.0.1:8000        # keys from this app's config
 
 It runs the Seller Console's debugging cases (and more) with only the keys the merchant has, and
 checks what the console checks, saying why a step failed: result code, required fields, Body-Sign,

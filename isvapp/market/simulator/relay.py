@@ -3,7 +3,7 @@
 
 The server makes the marketplace calls, so the code must be one the marketplace knows: the
 Seller Console's test code (申请测试授权码) against the real one, PLXXXXXX against the fake
-marketplace (`flask fake-market`). --license-code sets it.
+marketplace (`isvapp fake-market`). --license-code sets it.
 
 A server that cannot call the marketplace at all (no KOO_AK/KOO_SK: a fresh install) answers the
 activation 503 with the error ``relay_not_configured``; the suite is then skipped, with a line in

@@ -20,14 +20,14 @@ def target_metadata():
 
 
 def skip_empty_autogenerate(context, revision, directives):
-    """`flask db migrate` with no schema change writes no empty revision."""
+    """`isvapp db migrate` with no schema change writes no empty revision."""
     if getattr(config.cmd_opts, "autogenerate", False) and directives[0].upgrade_ops.is_empty():
         directives[:] = []
         log.info("No changes in schema detected.")
 
 
 def run_migrations_offline():
-    """`flask db upgrade --sql`: print the SQL instead of running it (for a DBA to review)."""
+    """`isvapp db upgrade --sql`: print the SQL instead of running it (for a DBA to review)."""
     engine = current_app.extensions["migrate"].db.engine
     context.configure(
         url=engine.url.render_as_string(hide_password=False),
