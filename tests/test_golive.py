@@ -179,3 +179,39 @@ def test_a_callback_from_another_host_is_warned_about_without_proxy_fix(browser,
     market.send("POST", "/produce", data=b"{}", environ_base={"REMOTE_ADDR": "198.51.100.4"})
     page = browser.get("/admin/go-live").get_data(as_text=True)
     assert re.search(r'data-health="proxy">.*?class="badge warn"', page, re.S)
+
+
+def login_row(app):
+    from isvapp.dashboard import golive
+    from isvapp.extensions import db
+
+    with app.app_context():
+        rows = [h for h in golive.health(app, app.extensions["isvapp"]) if h.key == "login"]
+        db.session.rollback()
+    return rows[0] if rows else None
+
+
+def test_the_buyers_login_row_asks_for_a_pinned_issuer_and_no_loopback_idp(app):
+    """Issue 33: with LOGIN_ISSUER or LOGIN_REDIRECT_URI unset they come from each request's Host
+    header, and LOGIN_ALLOW_LOOPBACK_IDP is a development setting: the page says so once an app
+    can use the login, and not before."""
+    from dataclasses import replace
+
+    from isvapp.extensions import db
+    from isvapp.storage.models import KitApp
+
+    assert login_row(app) is None  # no joint-operation app: nothing to say
+    with app.app_context():
+        db.session.add(KitApp(instance_key="I", tenant_id="T", app_id="A", client_id="c"))
+        db.session.commit()
+    row = login_row(app)
+    assert row.state == "warn" and row.params == {"names": "LOGIN_ISSUER, LOGIN_REDIRECT_URI"}
+    pinned = replace(
+        app.extensions["isvapp_login"],
+        issuer="https://isv.example.com",
+        redirect_uri="https://isv.example.com/login/callback",
+    )
+    app.extensions["isvapp_login"] = pinned
+    assert login_row(app).state == "ok"
+    app.extensions["isvapp_login"] = replace(pinned, allow_loopback_idp=True)
+    assert login_row(app).state == "bad" and "LOGIN_ALLOW_LOOPBACK_IDP" in login_row(app).detail

@@ -468,3 +468,12 @@ def test_an_idp_name_that_resolves_to_this_host_is_refused_when_connecting(idp):
     assert len(idp.app.extensions["fake_idp"]["calls"]) == before  # no request reached it
     assert outbound.is_public_address("8.8.8.8") and not outbound.is_public_address("::ffff:10.0.0.1")
     assert not outbound.is_public_address("169.254.169.254") and outbound.is_public_address("::1", allow_loopback=True)
+
+
+@pytest.mark.parametrize("body", [b"[" * 100_000 + b"]" * 100_000, b'{"a":' * 50_000 + b"1" + b"}" * 50_000])
+def test_an_idp_answer_nested_too_deeply_is_garbage_not_a_crash(body):
+    from isvapp.market import idp as idp_client
+
+    with pytest.raises(idp_client.IdpError, match="nested too deeply") as refused:
+        idp_client._json(200, body, "the IdP's token endpoint")
+    assert refused.value.kind == "garbage"

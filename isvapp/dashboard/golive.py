@@ -30,6 +30,7 @@ from ..storage.models import (
     Alert,
     Callback,
     Instance,
+    KitApp,
     KitUser,
     License,
     LicenseCode,
@@ -345,6 +346,9 @@ def health(app, settings, now=None, page_client=None):
             )
         )
     items.append(_proxy_health(app, page_client))
+    login = _login_health(app)
+    if login is not None:
+        items.append(login)
     reported = status.read("worker_heartbeat", "order_query", "backup")
     beat = _age(reported.get("worker_heartbeat", (None, None))[1], now)
     items.append(
@@ -500,6 +504,40 @@ def _proxy_health(app, page_client):
             "clients can hold both workers (docs/deploy.md).",
         )
     return Health("proxy", "Proxy in front", "ok", "every request came through this host")
+
+
+def _login_health(app):
+    """The buyer's login, once a joint-operation app can use it (an app synced with a clientId):
+    its issuer and redirect URI pinned, not taken from a request's Host header, and the
+    development setting that lets an IdP be on this host off."""
+    login = app.extensions["isvapp_login"]
+    in_use = db.session.execute(select(KitApp.id).where(KitApp.client_id.is_not(None)).limit(1)).first()
+    if in_use is None and not login.allow_loopback_idp:
+        return None
+    if login.allow_loopback_idp:
+        return Health(
+            "login",
+            "Buyer's login",
+            "bad",
+            "LOGIN_ALLOW_LOOPBACK_IDP is on: a tenant's IdP may be on this host, over plain http",
+            "A development setting, for the fake IdP: turn it off on a server the marketplace calls.",
+        )
+    unset = [
+        name
+        for name, value in (("LOGIN_ISSUER", login.issuer), ("LOGIN_REDIRECT_URI", login.redirect_uri))
+        if not value
+    ]
+    if unset:
+        return Health(
+            "login",
+            "Buyer's login",
+            "warn",
+            "%(names)s not set: taken from each request's Host header",
+            "Set LOGIN_ISSUER to this server's public base URL (https://your.domain) and LOGIN_REDIRECT_URI to "
+            "the redirect URI registered with the app's credentials; until then a login from another host is refused.",
+            {"names": ", ".join(unset)},
+        )
+    return Health("login", "Buyer's login", "ok", "issuer and redirect URI set")
 
 
 def _database_mib():

@@ -113,6 +113,8 @@ def _json(status, raw, what):
         answer = json.loads(raw)
     except ValueError:
         raise IdpError("garbage", f"{what} answered HTTP {status} with something that is not JSON") from None
+    except RecursionError:
+        raise IdpError("garbage", f"{what} answered HTTP {status} with JSON nested too deeply") from None
     if not isinstance(answer, dict):
         raise IdpError("garbage", f"{what} answered HTTP {status} with JSON that is not an object")
     if status != 200 or "error" in answer:
