@@ -210,6 +210,8 @@ def afternoon(tmp_path_factory):
     schema, uri = own_schema_uri("tour") if ON_POSTGRES else (None, None)
     market_port = free_port()
     server = LiveServer(folder, workers=2, env=merchant_env(f"http://127.0.0.1:{market_port}", uri))
+    # `isvapp fake-idp` registers the apps with LOGIN_REDIRECT_URI; its default is run.sh's port 8000
+    server.env["ISVAPP_LOGIN_REDIRECT_URI"] = server.url + "/login/callback"
     procs, timings = [], {}
     try:
         started = time.monotonic()
@@ -791,6 +793,62 @@ def test_the_chinese_pages_show_no_english_and_no_badge_or_header_wraps(afternoo
     assert not tour.english and not tour.wrapped, (
         f"English on the Chinese pages:\n{english}\nbroken over lines:\n{wrapped}"
     )
+
+
+# --- step 5b: the buyer's login, clicked ----------------------------------------------------------------
+
+
+def buyer_signs_in(page, user):
+    page.wait_for_selector("input[name=userName]", timeout=30000)
+    page.fill("input[name=userName]", user)
+    page.fill("input[name=password]", "fake-password")
+    page.click("button[type=submit]")
+    page.wait_for_url(lambda u: "/oauth2/" not in u, timeout=30000)
+    page.wait_for_load_state("load")
+
+
+@pytest.mark.parametrize("lang, locale", [("en", "en-US"), ("zh", "zh-CN")])
+def test_the_buyers_login_clicked_from_the_chooser_and_out_again_and_a_refused_buyer_switches(afternoon, lang, locale):
+    """README, "Trying the login on this host": `isvapp fake-idp-tenant`, `isvapp fake-idp`, then a
+    buyer in Chromium types the enterprise's code into the chooser, signs in at the IdP, lands on
+    the signed-in page and signs out; a disabled one is refused and signs in as someone else. Every
+    button clicked, none blocked by the pages' Content-Security-Policy."""
+    from playwright.sync_api import sync_playwright
+
+    server, folder = afternoon["server"], afternoon["folder"]
+    idp_port = free_port()
+    made = server.flask("fake-idp-tenant", server.url, "--idp-port", str(idp_port))
+    assert "FAIL" not in made.stdout and "/login/demo" in made.stdout, made.stdout
+    idp = Proc(folder, f"fake-idp-{lang}", ["fake-idp", "--port", str(idp_port)], server.env)
+    afternoon["procs"].append(idp)
+    wait_for_port(idp_port, idp)
+    messages = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
+        )
+        try:
+            for user, refused_first in (("alice", False), ("carol", True)):
+                page = browser.new_context(locale=locale).new_page()
+                page.on("console", lambda m: messages.append(f"{m.type}: {m.text}"))
+                page.on("pageerror", lambda e: messages.append(f"pageerror: {e}"))
+                page.goto(f"{server.url}/login?lang={lang}")
+                page.fill("#tenant", "demo")
+                page.click("button[type=submit]")
+                buyer_signs_in(page, user)
+                if refused_first:
+                    assert page.locator('[data-reason="user_disabled"]').count() == 1, page.inner_text("main")
+                    page.click("#switch")
+                    buyer_signs_in(page, "bob")
+                signed_out = page.locator("form[action='/logout'] button")
+                signed_out.wait_for(timeout=30000)
+                assert ("Bob" if refused_first else "Alice") in page.inner_text("main")
+                signed_out.click()
+                page.wait_for_url(f"{server.url}/login/logged-out", timeout=30000)
+                assert page.evaluate("document.documentElement.lang") == ("zh-CN" if lang == "zh" else "en")
+        finally:
+            browser.close()
+    assert not [m for m in messages if "Content Security Policy" in m or m.startswith("pageerror")], messages
 
 
 # --- step 6: the logs --------------------------------------------------------------------------------
