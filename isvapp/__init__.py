@@ -13,26 +13,34 @@ from .config import (
     default_database_uri,
     load_settings,
     login_settings,
+    operation_settings,
     secret_key_problem,
 )
 
 
-def create_app(test_config=None):
-    """Build the app: defaults, then instance/config.py, then ISVAPP_* environment (or test_config).
+def instance_folder(test_config=None):
+    """Where the app's instance folder is: INSTANCE_PATH in a test's config, ISVAPP_INSTANCE_PATH,
+    else Flask's own default for this package (gunicorn.conf.py asks too, before any app exists).
 
-    The instance folder is ISVAPP_INSTANCE_PATH when set: a non-editable install would otherwise
-    put it under the virtual environment.
+    ISVAPP_INSTANCE_PATH matters for a non-editable install, which would otherwise put the folder
+    under the virtual environment.
     """
-    instance_path = (test_config or {}).get("INSTANCE_PATH") or os.environ.get("ISVAPP_INSTANCE_PATH")
-    app = Flask(
-        __name__, instance_relative_config=True, instance_path=os.path.abspath(instance_path) if instance_path else None
-    )
+    path = (test_config or {}).get("INSTANCE_PATH") or os.environ.get("ISVAPP_INSTANCE_PATH")
+    if path:
+        return os.path.abspath(path)
+    return Flask(__name__, instance_relative_config=True).instance_path
+
+
+def create_app(test_config=None):
+    """Build the app: defaults, then instance/config.py, then ISVAPP_* environment (or test_config)."""
+    app = Flask(__name__, instance_relative_config=True, instance_path=instance_folder(test_config))
     app.config.from_mapping(DEFAULTS)
     if test_config is None:
         app.config.from_pyfile("config.py", silent=True)
         app.config.from_prefixed_env("ISVAPP")
     else:
         app.config.from_mapping(test_config)
+    register_operations(app)
     os.makedirs(app.instance_path, exist_ok=True)
     if not app.config["SQLALCHEMY_DATABASE_URI"]:
         app.config["SQLALCHEMY_DATABASE_URI"] = default_database_uri(app.instance_path)
@@ -55,6 +63,19 @@ def create_app(test_config=None):
     return app
 
 
+def register_operations(app):
+    """Logs, metrics and error reports (README, "Operating it"): first, so that what follows logs
+    in the format asked for."""
+    from . import errorreports, logs, metrics
+    from .domain.callbacklog import is_marketplace_path
+
+    ops = app.extensions["isvapp_ops"] = operation_settings(app.config)
+    if ops.log_format == "json":
+        logs.use_json(os.environ.get("ISVAPP_LOG_LEVEL", "info"))
+    metrics.enable(ops.metrics_enabled)
+    errorreports.init_app(app, is_marketplace_path)
+
+
 def register_extensions(app):
     from .domain import callbacklog
     from .storage import db
@@ -64,7 +85,7 @@ def register_extensions(app):
 
 
 def register_blueprints(app):
-    from . import health, login, produce, productapi
+    from . import health, login, monitoring, produce, productapi
     from .dashboard import views as dashboard
     from .productapi import relay
 
@@ -73,6 +94,7 @@ def register_blueprints(app):
     app.register_blueprint(productapi.bp)
     app.register_blueprint(relay.bp)
     app.register_blueprint(health.bp)
+    monitoring.init_app(app)
     dashboard.init_app(app)
     produce.register_error_answers(app)
     hops = int(app.config["PROXY_FIX_HOPS"] or 0)
@@ -84,7 +106,7 @@ def register_blueprints(app):
 
 def register_commands(app):
     from . import cli
-    from .background import jobs, maintenance, notices, provisioning, uploads, usage  # noqa: F401
+    from .background import failures, jobs, maintenance, notices, provisioning, uploads, usage  # noqa: F401
     from .domain import kit, licensecodes, licenses, orderdetails  # noqa: F401
     from .market import fake as fakemarket
     from .market import simulator

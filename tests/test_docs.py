@@ -37,6 +37,7 @@ ENVIRONMENT_ONLY = {
     "ISVAPP_LOG_LEVEL",
     "ISVAPP_FORWARDED_ALLOW_IPS",  # gunicorn.conf.py
     "ISVAPP_TEST_POSTGRES",  # scripts/test.sh
+    "PROMETHEUS_MULTIPROC_DIR",  # isvapp/metrics.py, prometheus-client: where the processes' counts are
 }
 # UPPER_CASE words in backticks that are protocol values, not settings.
 NOT_SETTINGS = {

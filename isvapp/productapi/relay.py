@@ -9,8 +9,9 @@ carries a license code and the installation token activation gave it, and isvapp
 signed marketplace calls. Answers are JSON; a refusal has ``error`` and a ``message`` naming it.
 """
 
-from flask import Blueprint, current_app, request
+from flask import Blueprint, current_app, g, request
 
+from .. import metrics
 from ..domain import licensecodes
 from ..koo.times import iso_utc
 from . import no_store_json
@@ -50,9 +51,18 @@ def _token():
 
 @bp.errorhandler(licensecodes.RelayError)
 def _refused(error):
+    g.relay_outcome = error.error
     response = no_store_json({"error": error.error, "message": error.message}, error.status)
     if error.status == 401:
         response.headers["WWW-Authenticate"] = 'Bearer realm="isvapp-relay"'
+    return response
+
+
+@bp.after_request
+def _count(response):
+    """Every call in the metrics: ok, the refusal's error name, or error (an answer 500)."""
+    outcome = g.get("relay_outcome") or ("ok" if response.status_code < 400 else "error")
+    metrics.relay_call((request.endpoint or "relay.unknown").rpartition(".")[2], outcome)
     return response
 
 
