@@ -17,6 +17,8 @@ One process, one app: the switch (METRICS_ENABLED) and the metrics are this modu
 per process, because the files they write are the process's.
 """
 
+import functools
+import logging
 import os
 import sys
 import threading
@@ -133,47 +135,74 @@ def _metrics():
 # --- counting: one call where each thing happens ---------------------------------------------------
 
 
+def _never_raises(count):
+    """A count that fails (its folder gone, a full disk) is logged once and forgotten: counting
+    must never change an answer or stop a job."""
+
+    @functools.wraps(count)
+    def counting(*args, **kwargs):
+        try:
+            count(*args, **kwargs)
+        except Exception:  # noqa: BLE001
+            if not _failed:
+                _failed.append(True)
+                logging.getLogger("isvapp.metrics").exception("counting failed; later failures are not logged")
+
+    return counting
+
+
+_failed: list = []
+
+
+@_never_raises
 def callback(interface, activity, result_code, seconds):
     if metrics := _metrics():
         metrics.child(metrics.callbacks, interface, activity, result_code).inc()
         metrics.child(metrics.answer_time, interface).observe(seconds)
 
 
+@_never_raises
 def job_run(kind, outcome):
     if metrics := _metrics():
-        metrics.job_runs.labels(kind, outcome).inc()
+        metrics.child(metrics.job_runs, kind, outcome).inc()
 
 
+@_never_raises
 def usage_pushed(on_time=0, late=0, rejected=0):
     if metrics := _metrics():
         for outcome, count in (("on_time", on_time), ("late", late), ("rejected", rejected)):
             if count:
-                metrics.usage.labels(outcome).inc(count)
+                metrics.child(metrics.usage, outcome).inc(count)
 
 
+@_never_raises
 def alert_raised(kind, count=1):
     if metrics := _metrics():
-        metrics.alerts_raised.labels(kind).inc(count)
+        metrics.child(metrics.alerts_raised, kind).inc(count)
 
 
+@_never_raises
 def alert_delivery(channel, outcome):
     if metrics := _metrics():
-        metrics.alert_deliveries.labels(channel, outcome).inc()
+        metrics.child(metrics.alert_deliveries, channel, outcome).inc()
 
 
+@_never_raises
 def buyer_login(outcome):
     if metrics := _metrics():
-        metrics.buyer_logins.labels(outcome).inc()
+        metrics.child(metrics.buyer_logins, outcome).inc()
 
 
+@_never_raises
 def relay_call(call, outcome):
     if metrics := _metrics():
-        metrics.relay_calls.labels(call, outcome).inc()
+        metrics.child(metrics.relay_calls, call, outcome).inc()
 
 
+@_never_raises
 def unexpected_error(source):
     if metrics := _metrics():
-        metrics.unexpected.labels(source).inc()
+        metrics.child(metrics.unexpected, source).inc()
 
 
 # --- the exposition --------------------------------------------------------------------------------

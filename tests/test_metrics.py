@@ -310,3 +310,14 @@ def test_a_real_servers_counts_add_up_across_its_workers_and_the_background_work
         assert requests.get(server.url + "/metrics", headers=proxied, timeout=30).status_code == 401
         with_token = {**proxied, "Authorization": f"Bearer {TOKEN}"}
         assert requests.get(server.url + "/metrics", headers=with_token, timeout=30).status_code == 200
+
+
+def test_a_count_that_fails_changes_no_answer(market, monkeypatch):
+    made = metrics._metrics()
+
+    def broken(*values):
+        raise OSError("the metrics folder is gone")
+
+    monkeypatch.setattr(made, "child", broken)
+    answer = market.g2(new_order("F"))
+    assert answer.status_code == 200 and json.loads(answer.data)["resultCode"] == "000000"
