@@ -2,6 +2,9 @@
 import gc
 import os
 
+from isvapp import instance_folder, logs, metrics
+from isvapp.config import is_true
+
 bind = os.environ.get("ISVAPP_BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("ISVAPP_WORKERS", "2"))
 # The marketplace gives up after 5 s; a request still running at 30 s is stuck.
@@ -15,6 +18,32 @@ errorlog = "-"
 loglevel = os.environ.get("ISVAPP_LOG_LEVEL", "info")
 # Behind nginx on the same host, trust its X-Forwarded-* headers.
 forwarded_allow_ips = os.environ.get("ISVAPP_FORWARDED_ALLOW_IPS", "127.0.0.1")
+
+if logs.wants_json(os.environ.get("ISVAPP_LOG_FORMAT")):
+    # One JSON object per line (isvapp/logs.py): gunicorn's error and access logs, wherever they
+    # go, and, through the root logger the workers inherit, the app's own lines.
+    from gunicorn.glogging import Logger
+
+    class JsonLogger(Logger):
+        def setup(self, cfg):
+            super().setup(cfg)
+            for handler in (*self.error_log.handlers, *self.access_log.handlers):
+                handler.setFormatter(logs.JsonFormatter())
+
+    logger_class = JsonLogger
+    logs.use_json(loglevel)
+
+
+def on_starting(server):
+    """Metrics are counted across the workers (and the background worker) in one folder of
+    files (isvapp/metrics.py): named here, before any worker starts, and cleaned of the files of
+    processes that are gone."""
+    if is_true(os.environ.get("ISVAPP_METRICS_ENABLED", "true")):
+        metrics.prepare_folder(instance_folder())
+
+
+def child_exit(server, worker):
+    metrics.process_gone(worker.pid)
 
 
 def post_worker_init(worker):

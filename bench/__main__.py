@@ -22,6 +22,7 @@ Every figure is measured next to its baseline in the same run (the machine is sh
    (bench/writepath.py).
 10. one hour's usage of 10,000 pay-per-use instances pushed by the worker, against the 15 minutes
    the rules allow and the open-API client alone (bench/usagepush.py).
+11. case 1 with the metrics counted and not (METRICS_ENABLED), alternating (bench/metrics.py).
 
 --quick runs everything at tiny sizes (the test suite does, so the benchmark cannot rot).
 """
@@ -47,7 +48,7 @@ from pathlib import Path
 import requests
 from isvapp.koo.signing import g2_signed_request
 
-from . import abuse, dashboard, kit_sync, tables, usagepush, writepath
+from . import abuse, dashboard, kit_sync, metrics, tables, usagepush, writepath
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -266,6 +267,7 @@ def run(quick, folder):
     results["tables"] = measure_tables(quick, folder)
     results["writepath"] = measure_writepath(quick, folder)
     results["usagepush"] = usagepush.measure(quick, folder)
+    results["metrics"] = measure_metrics(quick, folder)
     return results
 
 
@@ -277,7 +279,12 @@ def measure_writepath(quick, folder):
     return writepath.measure(quick, folder, LiveServer, ENV, wrk, request_file, new_order_body, KEY)
 
 
+def measure_metrics(quick, folder):
+    return metrics.measure(quick, folder, LiveServer, ENV, wrk, request_file, new_order_body, KEY)
+
+
 ONLY = {
+    "metrics": (measure_metrics, metrics.render),
     "tables": (measure_tables, tables.render),
     "writepath": (measure_writepath, writepath.render),
     "usagepush": (usagepush.measure, usagepush.render),
@@ -412,6 +419,7 @@ def render(r, quick):
     lines += tables.render(r["tables"])
     lines += writepath.render(r["writepath"])
     lines += usagepush.render(r["usagepush"])
+    lines += metrics.render(r["metrics"])
     notes = ROOT / "bench" / "NOTES.md"
     if notes.exists():
         lines += [notes.read_text()]

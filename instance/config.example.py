@@ -39,3 +39,7 @@ LOGIN_SIGNING_KEY = None                      # None: instance/login_ed25519.pem
 LOGIN_IDP_TIMEOUT_S = 5                       # one call to the tenant's IdP (at most 10)
 LOGIN_STATE_TTL_S = 600                       # a login must come back from the IdP within this
 LOGIN_WORKBENCH = False                       # True: accept logins the aPaaS workbench begins (code + tenant_id, no state)
+METRICS_ENABLED = True                        # GET /metrics counts (Prometheus); False: nothing is counted
+METRICS_TOKEN = None                          # another host (or anyone through a proxy) sends "Authorization: Bearer <token>"
+LOG_FORMAT = "text"                           # "json": one JSON object per log line (ISVAPP_LOG_FORMAT for gunicorn's own)
+SENTRY_DSN = None                             # errors also to Sentry (pip install 'isvapp[sentry]'), secrets scrubbed

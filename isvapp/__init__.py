@@ -4,22 +4,32 @@ import os
 
 from flask import Flask
 
-from .config import configure, load_settings, login_settings
+from .config import configure, load_settings, login_settings, operation_settings
+
+
+def instance_folder(test_config=None):
+    """Where the app's instance folder is: INSTANCE_PATH in a test's config, ISVAPP_INSTANCE_PATH,
+    else Flask's own default for this package (gunicorn.conf.py asks too, before any app exists).
+
+    ISVAPP_INSTANCE_PATH matters for a non-editable install, which would otherwise put the folder
+    under the virtual environment.
+    """
+    path = (test_config or {}).get("INSTANCE_PATH") or os.environ.get("ISVAPP_INSTANCE_PATH")
+    if path:
+        return os.path.abspath(path)
+    return Flask(__name__, instance_relative_config=True).instance_path
 
 
 def create_app(test_config=None):
     """Build the app: defaults, then instance/config.py, then ISVAPP_* environment (or test_config).
 
-    The instance folder is ISVAPP_INSTANCE_PATH when set: a non-editable install would otherwise
-    put it under the virtual environment. A weak SECRET_KEY is not warned about here: that
-    warned on every command, init-config too, just before it wrote the first key. gunicorn
-    (wsgi.py) refuses to serve with one, the worker warns as it starts, the go-live page shows it.
+    A weak SECRET_KEY is not warned about here: that warned on every command, init-config too,
+    just before it wrote the first key. gunicorn (wsgi.py) refuses to serve with one, the worker
+    warns as it starts, the go-live page shows it.
     """
-    instance_path = (test_config or {}).get("INSTANCE_PATH") or os.environ.get("ISVAPP_INSTANCE_PATH")
-    app = Flask(
-        __name__, instance_relative_config=True, instance_path=os.path.abspath(instance_path) if instance_path else None
-    )
+    app = Flask(__name__, instance_relative_config=True, instance_path=instance_folder(test_config))
     configure(app.config, app.instance_path, test_config)
+    register_operations(app)
     os.makedirs(app.instance_path, exist_ok=True)
     app.extensions["isvapp"] = load_settings(app.config)
     app.extensions["isvapp_login"] = login_settings(app.config)
@@ -28,6 +38,19 @@ def create_app(test_config=None):
     register_blueprints(app)
     register_commands(app)
     return app
+
+
+def register_operations(app):
+    """Logs, metrics and error reports (README, "Operating it"): first, so that what follows logs
+    in the format asked for."""
+    from . import errorreports, logs, metrics
+    from .domain.callbacklog import is_marketplace_path
+
+    ops = app.extensions["isvapp_ops"] = operation_settings(app.config)
+    if ops.log_format == "json":
+        logs.use_json(os.environ.get("ISVAPP_LOG_LEVEL", "info"))
+    metrics.enable(ops.metrics_enabled)
+    errorreports.init_app(app, is_marketplace_path)
 
 
 def register_extensions(app):
@@ -41,7 +64,7 @@ def register_extensions(app):
 
 
 def register_blueprints(app):
-    from . import health, login, produce, productapi
+    from . import health, login, monitoring, produce, productapi
     from .dashboard import views as dashboard
     from .productapi import relay
 
@@ -50,6 +73,7 @@ def register_blueprints(app):
     app.register_blueprint(productapi.bp)
     app.register_blueprint(relay.bp)
     app.register_blueprint(health.bp)
+    monitoring.init_app(app)
     dashboard.init_app(app)
     produce.register_error_answers(app)
     register_security_headers(app)
@@ -83,7 +107,7 @@ def register_security_headers(app):
 
 def register_commands(app):
     from . import backups, cli
-    from .background import jobs, maintenance, notices, provisioning, uploads, usage  # noqa: F401
+    from .background import failures, jobs, maintenance, notices, provisioning, uploads, usage  # noqa: F401
     from .domain import kit, licensecodes, licenses, orderdetails  # noqa: F401
     from .market import fake as fakemarket
     from .market import simulator

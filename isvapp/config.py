@@ -177,6 +177,17 @@ DEFAULTS = {
     "LOGIN_ALLOW_LOOPBACK_IDP": False,
     # How long a buyer's session lasts (isvapp's own, for /login/refresh; logout ends it sooner).
     "LOGIN_SESSION_TTL_S": 12 * 3600,
+    # Operating it (isvapp/metrics.py, isvapp/monitoring.py, isvapp/logs.py, isvapp/errorreports.py).
+    # GET /metrics, Prometheus' text format: counted unless this is False (then the page is empty).
+    "METRICS_ENABLED": True,
+    # /metrics answers loopback without a token; any other client (or a request through a proxy)
+    # must send "Authorization: Bearer <METRICS_TOKEN>", and is refused while it is unset.
+    "METRICS_TOKEN": None,
+    # "text" (default) or "json": one JSON object per log line (time, level, logger, message,
+    # request_id). gunicorn's own lines follow ISVAPP_LOG_FORMAT in its environment.
+    "LOG_FORMAT": "text",
+    # Errors also go to Sentry (sentry-sdk), secrets scrubbed first; None: nothing is sent.
+    "SENTRY_DSN": None,
 }
 
 DB_FILENAME = "isvapp.sqlite"
@@ -285,6 +296,25 @@ def login_settings(config):
         workbench=is_true(config.get("LOGIN_WORKBENCH")),
         allow_loopback_idp=is_true(config.get("LOGIN_ALLOW_LOOPBACK_IDP")),
         session_ttl_s=int(config["LOGIN_SESSION_TTL_S"]),
+    )
+
+
+@dataclass(frozen=True)
+class OperationSettings:
+    """Metrics, logs and error reports, typed (isvapp/monitoring.py, isvapp/logs.py)."""
+
+    metrics_enabled: bool
+    metrics_token: str | None
+    log_format: str
+    sentry_dsn: str | None
+
+
+def operation_settings(config):
+    return OperationSettings(
+        metrics_enabled=is_true(config.get("METRICS_ENABLED")),
+        metrics_token=_text(config.get("METRICS_TOKEN")),
+        log_format=_choice(config, "LOG_FORMAT", ("text", "json")),
+        sentry_dsn=_text(config.get("SENTRY_DSN")),
     )
 
 

@@ -8,7 +8,9 @@ so are those marked ``image`` (tests/test_image.py: minutes long, run once per t
 """
 
 import os
+import threading
 import uuid
+from contextlib import contextmanager
 from urllib.parse import urlencode
 
 import pytest
@@ -174,3 +176,53 @@ class Marketplace:
 @pytest.fixture
 def market(app, client):
     return Marketplace(app, client)
+
+
+def parse_metrics(text):
+    """A /metrics page read by prometheus-client's own parser: {(sample name, labels): value},
+    the labels as a sorted tuple of pairs."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def metric(samples, name, **labels):
+    """One sample's value in parse_metrics' result, 0 when it is not there (nothing counted yet)."""
+    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+def scrape(client):
+    """GET /metrics through the test client (from this host, so without a token), parsed."""
+    response = client.get("/metrics")
+    assert response.status_code == 200, response.data
+    return parse_metrics(response.get_data(as_text=True))
+
+
+def new_order(tag):
+    """A G2 newInstance body for a new order (test data: testFlag 1), its ids made from ``tag``."""
+    order = f"{tag}{uuid.uuid4().hex[:10]}"
+    return {
+        "activity": "newInstance",
+        "orderId": order,
+        "orderLineId": f"{order}-1",
+        "businessId": uuid.uuid4().hex,
+        "testFlag": "1",
+    }
+
+
+@contextmanager
+def serving(wsgi_app):
+    """A WSGI app (a robot, a stand-in for Sentry) served on loopback while the block runs: its base URL."""
+    from werkzeug.serving import make_server
+
+    server = make_server("127.0.0.1", 0, wsgi_app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()

@@ -291,7 +291,7 @@ def test_alert_test_fails_when_nothing_is_configured(runner):
 # --- triggers -------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("app_config", [{"JOB_RETRY_BASE_S": 0, "JOB_MAX_ATTEMPTS": 2}])
+@pytest.mark.parametrize("app_config", [{"JOB_RETRY_BASE_S": 0, "JOB_MAX_ATTEMPTS": 2, "ALERT_LANGUAGE": "en"}])
 def test_a_dead_job_raises_a_dead_job_alert(app, market, robots, monkeypatch):
     app.config.update(ALERT_WECOM_URL=robot_config(robots)["ALERT_WECOM_URL"])
 
@@ -307,8 +307,10 @@ def test_a_dead_job_raises_a_dead_job_alert(app, market, robots, monkeypatch):
     assert failed.state == JobState.DEAD
     [alert] = alert_rows(market, Alert.kind == "dead_job")
     assert "test_fails" in alert.subject and "the thing is down" in alert.text and alert.sent_at is not None
-    [message] = robots.received["wecom"]
-    assert "test_fails" in message["json"]["text"]["content"]
+    # the first attempt's failure raised job_failed (isvapp/background/failures.py), the last dead_job
+    first, last = robots.received["wecom"]
+    assert "failed and will be tried again: test_fails" in first["json"]["text"]["content"]
+    assert "failed for good: test_fails" in last["json"]["text"]["content"]
 
 
 def test_check_worker_heartbeat(app, market):

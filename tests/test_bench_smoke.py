@@ -26,8 +26,12 @@ def test_the_whole_benchmark_runs_quickly_and_writes_its_report(tmp_path):
     out = tmp_path / "BENCHMARKS.md"
     results = runner.main(["--quick", "--out", str(out)])
     text = out.read_text()
-    for heading in ("## 1.", "## 2.", "## 3.", "## 4.", "## 5.", "## 6.", "## 7.", "## 8.", "## 9."):
+    for heading in ("## 1.", "## 2.", "## 3.", "## 4.", "## 5.", "## 6.", "## 7.", "## 8.", "## 9.", "## 11."):
         assert heading in text
+    # the metrics' cost: both servers measured, only the counting one counted
+    cost = results["metrics"]
+    assert cost["on_rps"] > 0 and cost["off_rps"] > 0 and cost["count_us"] > 0
+    assert cost["counted_on"] >= cost["sent_on"] > 1 and cost["counted_off"] == 0
     assert results["new"]["rps"] > 0 and results["bare"]["rps"] > 0 and results["query"]["ids"] == 100
     assert results["paced"]["codes"] == {"000000": results["paced"]["requests"]}
     assert results["abuse"]["abused_peak_mib"] > 0 and results["abuse"]["db_growth_mib"] >= 0

@@ -44,8 +44,10 @@ def test_every_page_requires_login(app, client, admin):
     for rule in app.url_map.iter_rules():
         # the marketplace's routes verify their own signatures; the buyer's login is for strangers;
         # the entitlement API takes its own bearer tokens (tests/test_entitlements.py); the License
-        # relay, its installation tokens (tests/test_license_codes.py)
-        if rule.endpoint in open_endpoints or rule.endpoint.startswith(("produce.", "login.", "productapi.", "relay.")):
+        # relay, its installation tokens (tests/test_license_codes.py); /metrics, this host or its
+        # own token (tests/test_metrics.py)
+        prefixes = ("produce.", "login.", "productapi.", "relay.", "monitoring.")
+        if rule.endpoint in open_endpoints or rule.endpoint.startswith(prefixes):
             continue
         url = (
             rule.rule.replace("<instance_id>", "x")

@@ -38,6 +38,7 @@ ENVIRONMENT_ONLY = {
     "ISVAPP_FORWARDED_ALLOW_IPS",  # gunicorn.conf.py
     "ISVAPP_TEST_POSTGRES",  # scripts/test.sh
     "ISVAPP_PYTHON",  # scripts/venv.sh: the interpreter a new .venv is made with
+    "PROMETHEUS_MULTIPROC_DIR",  # isvapp/metrics.py, prometheus-client: where the processes' counts are
 }
 # UPPER_CASE words in backticks that are protocol values, not settings.
 NOT_SETTINGS = {

@@ -15,10 +15,9 @@ from isvapp.background import jobs, provisioning
 from isvapp.extensions import db
 from isvapp.storage.models import Job, JobState
 from isvapp.storage.schema import init_db
-from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
-from .conftest import KEY, KIT_KEY, Marketplace
+from .conftest import KEY, KIT_KEY, Marketplace, serving
 from .test_produce_g2 import new_order
 
 SECRET = "hook-secret"
@@ -44,17 +43,6 @@ def hook_event(kind="created"):
 
 def webhook(url, **config):
     return provisioning.WebhookProvisioner({"WEBHOOK_URL": url, "WEBHOOK_SECRET": SECRET, **config})
-
-
-@contextmanager
-def serving(wsgi_app):
-    server = make_server("127.0.0.1", 0, wsgi_app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
 
 
 class Redirecting:

@@ -37,7 +37,9 @@ def test_a_key_stored_before_the_escaping_is_rewritten_and_still_matches_its_ret
         downgrade(directory=MIGRATIONS, revision="0009")
         # Core, not the ORM: the model has columns (simulated) a schema at 0009 does not
         db.session.execute(
-            Instance.__table__.insert().values(instance_id="old-1", generation="G2", order_id="ORD|1", order_line_id="L")
+            Instance.__table__.insert().values(
+                instance_id="old-1", generation="G2", order_id="ORD|1", order_line_id="L"
+            )
         )
         db.session.add(
             Event(

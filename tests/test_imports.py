@@ -94,7 +94,17 @@ def test_no_module_of_isvapp_is_part_of_an_import_circle():
 # layer their role puts them in.
 LAYERS = [
     ("the factory and its commands", {"isvapp", "isvapp.cli", "isvapp.provisioning", "isvapp.backups"}),
-    ("the routes", {"isvapp.produce", "isvapp.dashboard", "isvapp.login", "isvapp.productapi", "isvapp.health"}),
+    (
+        "the routes",
+        {
+            "isvapp.produce",
+            "isvapp.dashboard",
+            "isvapp.login",
+            "isvapp.productapi",
+            "isvapp.health",
+            "isvapp.monitoring",
+        },
+    ),
     ("the domain", {"isvapp.domain"}),
     ("background work", {"isvapp.background"}),
     ("the other side of the wire", {"isvapp.market"}),
@@ -110,6 +120,9 @@ LAYERS = [
             "isvapp.selfcheck",
             "isvapp.archive",
             "isvapp.texts",
+            "isvapp.metrics",
+            "isvapp.logs",
+            "isvapp.errorreports",
         },
     ),
 ]

@@ -15,6 +15,8 @@ from isvapp.market.fakeidp import create_fake_idp
 from isvapp.storage import vault
 from isvapp.storage.models import Instance, InstanceState, KitApp, KitUser, SignedRequest, Tenant
 
+from .conftest import metric, scrape
+
 SECRET = "test-secret"  # the app fixture's SECRET_KEY
 CLIENT_ID, CLIENT_SECRET = "client-0001", "client-secret-0001"
 CALLBACK = "http://localhost/login/callback"
@@ -146,8 +148,10 @@ def test_the_login_goes_to_the_tenants_idp_with_state_and_pkce(client, tenant, i
 
 
 def test_a_login_hands_a_verifiable_short_lived_assertion_to_the_product(client, app, tenant):
+    before = metric(scrape(client), "isvapp_buyer_logins_total", outcome="admitted")
     page = log_in(client)
     assert page.status_code == 200, page.data
+    assert metric(scrape(client), "isvapp_buyer_logins_total", outcome="admitted") == before + 1
     html = page.get_data(as_text=True)
     assert (
         f'action="{HANDOFF}"' in html
@@ -165,7 +169,12 @@ def test_a_login_hands_a_verifiable_short_lived_assertion_to_the_product(client,
 
 @pytest.mark.parametrize("user, reason", [("lisi", "user_disabled"), ("outsider", "tenant_mismatch")])
 def test_someone_who_may_not_come_in_gets_a_page_saying_why_and_nothing_is_stored(client, app, tenant, user, reason):
+    before = scrape(client)
     page = log_in(client, user=user)
+    for outcome, counted in ((reason, 1), ("admitted", 0)):
+        assert metric(scrape(client), "isvapp_buyer_logins_total", outcome=outcome) == counted + metric(
+            before, "isvapp_buyer_logins_total", outcome=outcome
+        )
     assert page.status_code == 403 and f'data-reason="{reason}"' in page.get_data(as_text=True)
     assert "assertion" not in page.get_data(as_text=True)
     with app.app_context():

@@ -37,7 +37,7 @@ from flask import current_app
 from flask.cli import with_appcontext
 from sqlalchemy import func, select, update
 
-from .. import outbound
+from .. import metrics, outbound
 from ..extensions import db
 from ..storage.models import Alert, Job, JobState, utcnow
 from ..storage.statements import insert_ignore
@@ -126,6 +126,7 @@ def raise_alert(kind, subject, text, now=None, count=1, window_min=None, hold=Fa
             update(Alert).where(Alert.kind == kind, Alert.window == window).values(count=Alert.count + count)
         )
     alert_id = db.session.execute(select(Alert.id).where(Alert.kind == kind, Alert.window == window)).scalar_one()
+    metrics.alert_raised(kind, count)
     if inserted:
         delay_s = _window_left_s(now, window_min) if hold else 0
         jobs.enqueue("alert", f"{alert_id}:{kind}:{window}", {"alert_id": alert_id, "sent": []}, delay_s=delay_s)
@@ -630,7 +631,9 @@ def deliver(job):
         except ChannelError as error:
             failures.append(error)
             log.warning("alert %s not sent by %s", alert_id, error)
+            metrics.alert_delivery(channel, "failed")
             continue
+        metrics.alert_delivery(channel, "sent")
         sent.append(channel)
         _record_sent(job, sent)
     if failures:

@@ -33,6 +33,7 @@ from flask.cli import with_appcontext
 from sqlalchemy import and_, case, or_, select, text, update
 from sqlalchemy import exc as sa_exc
 
+from .. import metrics
 from ..config import secret_key_problem
 from ..extensions import db
 from ..storage.models import Job, JobState, utcnow
@@ -171,8 +172,10 @@ def _fail(job, error, permanent):
         if row is None or row.locked_by != job.worker or row.state != JobState.RUNNING:
             return
         row.last_error, row.updated_at, row.locked_until = error[-4000:], utcnow(), None
+        metrics.unexpected_error("job")
         if permanent or row.attempts >= row.max_attempts:
             row.state = JobState.DEAD
+            metrics.job_run(row.kind, "dead")
             log.error(
                 "job %s %s %s is dead after %d attempts: %s",
                 row.id,
@@ -191,6 +194,9 @@ def _fail(job, error, permanent):
             row.run_after = utcnow() + timedelta(
                 seconds=backoff_s(row.attempts, float(config["JOB_RETRY_BASE_S"]), float(config["JOB_RETRY_MAX_S"]))
             )
+            metrics.job_run(row.kind, "retry")
+            for watcher in FAILURE_WATCHERS:
+                watcher(row, error)
 
 
 DEAD_HANDLERS = {}  # kind -> function(job), run in the transaction that makes the job dead
@@ -202,6 +208,16 @@ DEAD_WATCHERS = []
 def watch_dead(function):
     """Register a function called, in its transaction, for every job that goes dead."""
     DEAD_WATCHERS.append(function)
+    return function
+
+
+# function(row, error) for every failure that queues the job again, in that transaction (alerts).
+FAILURE_WATCHERS = []
+
+
+def watch_failure(function):
+    """Register a function called, in its transaction, for every failure the job is retried after."""
+    FAILURE_WATCHERS.append(function)
     return function
 
 
@@ -261,6 +277,8 @@ def run_one(worker, lease_s=None, unfinished=None):
             action = "release" if isinstance(error, DATABASE_ERRORS) else "fail"
             unfinished.append(_Unfinished(action, job.id, worker, job, message, isinstance(error, Permanent)))
             raise
+        # Recorded: now logged with its traceback (and so sent to Sentry when it is set up).
+        log.error("job %s %s failed on attempt %d", job.id, job.kind, job.attempts, exc_info=error)
     else:
         try:
             db.session.rollback()  # end whatever the handler left open; complete() is a no-op if it completed
@@ -269,6 +287,7 @@ def run_one(worker, lease_s=None, unfinished=None):
         except DATABASE_ERRORS:
             unfinished.append(_Unfinished("complete", job.id, worker, job))
             raise
+        metrics.job_run(job.kind, "done")
     finally:
         db.session.remove()
     return job
@@ -283,6 +302,8 @@ def _finish(item):
             with write_transaction():
                 if not complete(item.job):
                     log.info("job %s: already done, or taken over by another worker during the outage", item.job_id)
+                    return
+            metrics.job_run(item.job.kind, "done")
         elif item.action == "fail":
             _fail(item.job, item.error, item.permanent)
         else:
@@ -491,6 +512,8 @@ def worker_command(poll_s, until_idle):
     problem = secret_key_problem(current_app.config.get("SECRET_KEY"))
     if problem:  # the worker opens sealed secrets (a buyer's password for a provisioning hook)
         log.warning(problem)
+    if current_app.extensions["isvapp_ops"].metrics_enabled:
+        metrics.share_folder(current_app.instance_path)  # its counts in the server's /metrics
     log.info("worker %s started", worker_id())
     ran = work(poll_s=poll_s, until_idle=until_idle, tick=tick)
     click.echo(f"worker stopped after {ran} jobs")

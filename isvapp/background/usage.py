@@ -15,8 +15,9 @@ from decimal import Decimal, InvalidOperation
 import click
 from flask import current_app
 from flask.cli import with_appcontext
-from sqlalchemy import Float, cast, exists, func, select, update
+from sqlalchemy import Float, case, cast, exists, func, select, update
 
+from .. import metrics
 from ..extensions import db
 from ..koo.times import ISO_UTC, naive_utc
 from ..market import openapi
@@ -420,11 +421,14 @@ def push(job):
                     .where(UsageRecord.batch == batch, UsageRecord.metering_sn == sn)
                     .values(state=UsageState.REJECTED, error_code=code, error_msg=message, pushed_at=now)
                 )
-            db.session.execute(
-                update(UsageRecord)
-                .where(UsageRecord.batch == batch, UsageRecord.state == UsageState.SENDING)
-                .values(state=UsageState.PUSHED, pushed_at=now)
-            )
+            sending = (UsageRecord.batch == batch, UsageRecord.state == UsageState.SENDING)
+            pushed, late = db.session.execute(
+                select(func.count(), func.count(case((UsageRecord.due_at < now, 1))))
+                .select_from(UsageRecord)
+                .where(*sending)
+            ).one()
+            db.session.execute(update(UsageRecord).where(*sending).values(state=UsageState.PUSHED, pushed_at=now))
+        metrics.usage_pushed(on_time=pushed - late, late=late, rejected=len(rows) - pushed)
 
 
 @click.group("usage")

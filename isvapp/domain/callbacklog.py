@@ -32,6 +32,7 @@ from sqlalchemy import bindparam, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from .. import metrics
 from ..background import alerts
 from ..extensions import db
 from ..koo import oddities
@@ -248,10 +249,33 @@ class GlobalRefusedBudget:
         return admitted, dropped
 
 
+def interface_of(path):
+    """The marketplace interface a path belongs to, for the metrics: kit, license or produce."""
+    if "/produceAPI/" in path:
+        return "kit"
+    return "license" if path.startswith("/license") else "produce"
+
+
+_RESULT_CODE = re.compile(rb'\{"resultCode":"([0-9A-Za-z]{1,8})"')
+
+
+def _count(ctx, info, response):
+    """The request in the metrics (isvapp/metrics.py): its interface, activity, result code and
+    time to answer. The code is read from the envelope's first bytes (resultCode comes first)."""
+    found = _RESULT_CODE.match(response.get_data())
+    metrics.callback(
+        interface_of(request.path),
+        info.get("activity") or "unknown",
+        found.group(1).decode() if found else "none",
+        time.perf_counter() - ctx.get("callback_t0", time.perf_counter()),
+    )
+
+
 def finish(response):
     """Collect the row now (request data is gone later) and write it once the answer is sent."""
     ctx = g._get_current_object()
     info = ctx.get("callback", {})
+    _count(ctx, info, response)
     verified = info.get("key_fingerprint") is not None
     dropped = 0
     if not verified:
@@ -354,6 +378,7 @@ def row_for(body, text):
             result_msg=str(answer.get("resultMsg", ""))[:255] or None,
             duration_ms=_elapsed_ms(),
             remote_addr=(req.remote_addr or "")[:64],
+            request_id=ctx.get("request_id"),
             request=text,
             response=_dumps(response) if body else "",
             # Only when there are notes: a JSON column given None stores the JSON text null.

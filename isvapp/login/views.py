@@ -28,7 +28,7 @@ from flask import current_app, g, jsonify, make_response, redirect, render_templ
 from flask_babel import gettext
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
-from .. import outbound
+from .. import metrics, outbound
 from ..dashboard import i18n
 from ..domain import handoff, logins, simulation
 from ..koo import jose
@@ -244,8 +244,9 @@ def _switch_url(target):
 
 
 def _refused(refusal, target=None):
-    reason = refusal.reason
-    what, ask = _reasons().get(reason, _reasons()["idp_failed"])
+    reason, reasons = refusal.reason, _reasons()
+    what, ask = reasons.get(reason, reasons["idp_failed"])
+    metrics.buyer_login(reason if reason in reasons else "idp_failed")
     if reason in LOGGED_ONLY:
         log.warning(
             "buyer login refused (%s) for tenant %s: %s", reason, target.tenant_id if target else "-", refusal.detail
@@ -342,6 +343,7 @@ def _logout_token(session_id):
 
 def _hand_off(target, facts, session_id):
     """Send an admitted user on: the assertion, and the buyer cookie for later."""
+    metrics.buyer_login("admitted")
     assertion = handoff.sign_assertion(
         signing_key(_settings().signing_key), issuer=_issuer(), audience=target.app_id, **facts
     )

@@ -11,6 +11,8 @@ from flask import Response, current_app, g, request
 from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
+from .. import metrics
+from ..background import failures
 from ..domain import callbacklog
 from ..koo import codes
 from ..koo.codes import KooError
@@ -79,6 +81,7 @@ def error_answer(error):
         log.error("database unavailable while answering %s %s: %s", request.method, request.path, error.orig)
         return answer(envelope(codes.INTERNAL_ERROR, "database busy or unavailable, please retry"))
     log.exception("unexpected error while answering %s %s", request.method, request.path)
+    metrics.unexpected_error("request")  # its 000005 raises the internal_error alert (domain.callbacklog)
     return answer(envelope(codes.INTERNAL_ERROR))
 
 
@@ -92,4 +95,6 @@ def register_error_answers(app):
         if isinstance(error, HTTPException):
             return error
         log.exception("unexpected error on %s %s", request.method, request.path)
+        metrics.unexpected_error("request")
+        failures.alert_request_error(request.method, request.path, error, g.get("request_id"))
         return Response("internal error", 500, content_type="text/plain")

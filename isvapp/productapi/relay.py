@@ -9,16 +9,23 @@ carries a license code and the installation token activation gave it, and isvapp
 signed marketplace calls. Answers are JSON; a refusal has ``error`` and a ``message`` naming it.
 """
 
-from flask import Blueprint, current_app, request
+from flask import Blueprint, current_app, g, request
 
-from .. import inbound
+from .. import inbound, metrics
 from ..domain import licensecodes, simulation
 from ..koo.times import iso_utc
 from . import BODY_REFUSALS, body_refused, no_store_json
 
 bp = Blueprint("relay", __name__, url_prefix="/relay/v1")
+
+
+def _body_refused(error):
+    g.relay_outcome = "invalid_request"  # counted as the refusal it is
+    return body_refused(error)
+
+
 for refusal in BODY_REFUSALS:  # over LICENSE_RELAY_MAX_BODY_BYTES, unreadable, not a JSON object
-    bp.register_error_handler(refusal, body_refused)
+    bp.register_error_handler(refusal, _body_refused)
 
 
 def _verdict(verdict, **extra):
@@ -49,9 +56,18 @@ def _token():
 
 @bp.errorhandler(licensecodes.RelayError)
 def _refused(error):
+    g.relay_outcome = error.error
     response = no_store_json({"error": error.error, "message": error.message}, error.status)
     if error.status == 401:
         response.headers["WWW-Authenticate"] = 'Bearer realm="isvapp-relay"'
+    return response
+
+
+@bp.after_request
+def _count(response):
+    """Every call in the metrics: ok, the refusal's error name, or error (an answer 500)."""
+    outcome = g.get("relay_outcome") or ("ok" if response.status_code < 400 else "error")
+    metrics.relay_call((request.endpoint or "relay.unknown").rpartition(".")[2], outcome)
     return response
 
 

@@ -192,6 +192,9 @@ class Callback(Model):
     key_fingerprint: Mapped[str | None] = mapped_column(String(24))  # which configured key verified it
     clock_skew_ms: Mapped[int | None] = mapped_column(Integer)  # this server's clock minus the request's timestamp
     https: Mapped[bool | None] = mapped_column(Boolean)  # arrived over https (directly or per the proxy)
+    # The answer's X-Request-Id, also on the request's log lines (isvapp/monitoring.py): not indexed,
+    # a log line leads here through the row's time.
+    request_id: Mapped[str | None] = mapped_column(String(64))
     request: Mapped[str | None] = mapped_column(Text)
     response: Mapped[str | None] = mapped_column(Text)
 
