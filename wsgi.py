@@ -6,6 +6,7 @@ are signed with it, and a guessable one lets anyone forge an admin session.
 import sys
 
 from isvapp import create_app
+from isvapp.background import watchdog
 from isvapp.config import secret_key_problem
 
 app = create_app()
@@ -14,3 +15,6 @@ if _problem:
     app.logger.critical(_problem)
     print(f"isvapp: {_problem}", file=sys.stderr)
     raise SystemExit(3)
+
+# The web process's own watch: the worker's silence is told even while the worker is down.
+watchdog.start(app)

@@ -143,6 +143,8 @@ DEFAULTS = {
     "ALERT_FEISHU_URL": None,  # Feishu custom bot: https://open.feishu.cn/open-apis/bot/v2/hook/...
     "ALERT_FEISHU_SECRET": None,  # the bot's signature-check secret (签名校验), if set
     "ALERT_WORKER_SILENT_S": 300,  # "worker_silent" when the worker heartbeat is older than this
+    # Each web process checks the worker, the disk and delivers those alerts itself this often (0: off).
+    "ALERT_WATCH_EVERY_S": 30,
     "ALERT_DISK_FREE_PCT": 10,  # "disk_low" when the instance folder's disk has less free than this
     # The merchant's notices (isvapp/background/notices.py), each switched on by name: new_order,
     # release, expiring, digest (comma-separated; none by default). New orders and releases are

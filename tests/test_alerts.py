@@ -478,3 +478,107 @@ def test_fields_in_robot_and_mail_texts_cannot_mention_everyone_or_forge_lines(t
         assert "2 new real order(s)" in text, text
         assert "<at" not in text and 'at user_id="all"' in text, text  # still readable, no longer markup
         assert "\nisvapp: all orders were refunded" not in text and "isvapp: all orders were refunded" in text
+
+
+# --- issue 35: alerts that do not depend on what they report -----------------------------------------
+
+
+def wecom_texts(robots):
+    return [message["json"]["text"]["content"] for message in robots.received["wecom"]]
+
+
+def wait_for_text(robots, words, timeout):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = [t for t in wecom_texts(robots) if words in t]
+        if found:
+            return time.monotonic(), found[0]
+        time.sleep(0.2)
+    raise AssertionError(f"no WeCom message with {words!r} within {timeout} s: {wecom_texts(robots)}")
+
+
+def test_a_stopped_worker_is_told_by_the_web_server_and_its_return_too(tmp_path, robots):
+    """A real gunicorn (2 workers) and a real worker, a local WeCom robot. The worker stops: the web
+    processes themselves raise and deliver worker_silent within ALERT_WORKER_SILENT_S plus a
+    minute, and /readyz answers 503; the worker starts again: "running again" follows and /readyz
+    answers 200. Before, the message waited in the queue for the worker it was about."""
+    import requests
+
+    from .conftest import KEY
+    from .live import LiveServer
+
+    silent_s = 4
+    env = {
+        "ISVAPP_KOO_ACCESS_KEY": KEY,
+        "ISVAPP_ALERT_WECOM_URL": robot_config(robots)["ALERT_WECOM_URL"],
+        "ISVAPP_ALERT_LANGUAGE": "en",
+        "ISVAPP_ALERT_WORKER_SILENT_S": str(silent_s),
+        "ISVAPP_ALERT_WATCH_EVERY_S": "1",
+        "ISVAPP_JOB_RETRY_BASE_S": "0",
+    }
+    server = LiveServer(tmp_path, workers=2, env=env)
+    server.flask("init-db")
+    with server:
+        worker = server.flask_popen("worker", "--poll", "0.2")
+        try:
+            deadline = time.monotonic() + 60
+            while requests.get(server.url + "/readyz", timeout=10).status_code != 200:
+                assert time.monotonic() < deadline, "the worker never reported"
+                time.sleep(0.3)
+        finally:
+            worker.terminate()
+            worker.wait(timeout=30)
+        stopped = time.monotonic()
+        told_at, told = wait_for_text(robots, "stopped reporting", silent_s + 60)
+        ready = requests.get(server.url + "/readyz", timeout=10)
+        assert ready.status_code == 503 and ready.json()["worker"]["heartbeat_age_s"] > silent_s
+        print(f"\n[watchdog] worker stopped -> alert at the receiver: {told_at - stopped:.1f} s")
+        worker = server.flask_popen("worker", "--poll", "0.2")
+        try:
+            wait_for_text(robots, "running again", 60)
+            assert requests.get(server.url + "/readyz", timeout=10).status_code == 200
+        finally:
+            worker.terminate()
+            worker.wait(timeout=30)
+    assert sum("stopped reporting" in t for t in wecom_texts(robots)) == 1  # one message, whichever process sent it
+
+
+def test_readyz_names_what_is_wrong_and_healthz_stays_the_cheap_check(app, client):
+    assert client.get("/healthz").status_code == 200
+    never = client.get("/readyz")
+    assert never.status_code == 503 and never.json["problems"] == ["no worker has ever reported"]
+    with app.app_context():
+        status.report("worker_heartbeat", {"worker": "host:1"})
+        with write_transaction():
+            jobs.enqueue("prune", "r-1")
+    ready = client.get("/readyz")
+    assert ready.status_code == 200 and ready.json["status"] == "ready"
+    assert ready.json["worker"]["worker"] == "host:1" and ready.json["queue"]["due"] == 1
+    assert ready.json["dead_jobs"] == 0 and ready.headers["Cache-Control"] == "no-store"
+
+
+def test_the_database_unreachable_is_said_without_the_database_once_per_window_and_host(app, robots, tmp_path):
+    app.config.update(ALERT_WECOM_URL=robot_config(robots)["ALERT_WECOM_URL"], ALERT_LANGUAGE="en")
+    error = RuntimeError("connection refused")
+    with app.app_context():
+        first = alerts.database_unreachable(app.config, str(tmp_path), "worker", error, now=NOW)
+        again = alerts.database_unreachable(app.config, str(tmp_path), "web", error, now=NOW)
+        later = alerts.database_unreachable(app.config, str(tmp_path), "web", error, now=NOW + timedelta(hours=1))
+    assert (first, again, later) == (True, False, True)
+    texts = wecom_texts(robots)
+    assert len(texts) == 2 and "cannot reach the database (RuntimeError)" in texts[0]
+    assert "connection refused" not in texts[0]  # the error's class, never its text
+
+
+def test_the_worker_reports_an_outage_once_after_a_minute(monkeypatch):
+    outage = jobs._Outage()
+    clock = [1000.0]
+    monkeypatch.setattr(jobs.time, "monotonic", lambda: clock[0])
+    outage.failed(RuntimeError("down"))
+    assert not outage.to_report()
+    clock[0] += jobs.OUTAGE_REPORT_S
+    assert outage.to_report() and not outage.to_report()  # once per outage
+    outage.over()
+    outage.failed(RuntimeError("down again"))
+    clock[0] += jobs.OUTAGE_REPORT_S
+    assert outage.to_report()

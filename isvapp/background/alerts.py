@@ -19,9 +19,11 @@ import hashlib
 import hmac
 import json
 import logging
+import os
 import re
 import shutil
 import smtplib
+import socket
 import ssl
 import time
 import urllib.error
@@ -129,8 +131,16 @@ def raise_alert(kind, subject, text, now=None, count=1, window_min=None, hold=Fa
     metrics.alert_raised(kind, count)
     if inserted:
         delay_s = _window_left_s(now, window_min) if hold else 0
-        jobs.enqueue("alert", f"{alert_id}:{kind}:{window}", {"alert_id": alert_id, "sent": []}, delay_s=delay_s)
+        job_kind = DIRECT_JOB if kind in DIRECT_KINDS else "alert"
+        jobs.enqueue(job_kind, f"{alert_id}:{kind}:{window}", {"alert_id": alert_id, "sent": []}, delay_s=delay_s)
     return alert_id
+
+
+# Alerts about the worker itself and the host (the worker silent, back again; the disk nearly
+# full): delivered by a job of their own kind, which the web processes run too (watchdog.py),
+# since a message about a stopped worker must not wait for that worker.
+DIRECT_KINDS = ("worker_silent", "worker_recovered", "disk_low")
+DIRECT_JOB = "direct_alert"
 
 
 def _window_left_s(now, window_min):
@@ -213,6 +223,49 @@ def check_worker_heartbeat(now=None):
         ),
         now=now,
         params={"worker": who, "age": int(age), "limit": f"{limit:g}", "queued": queued},
+    )
+
+
+def check_worker_recovered(now=None):
+    """Raise "worker_recovered" once a worker reports again after a "worker_silent" alert (and none
+    said so since): the merchant who was told it stopped hears that it runs again. Runs its own
+    transactions and never raises; returns the alert id, or None."""
+    try:
+        now = now or utcnow()
+        limit = float(current_app.config.get("ALERT_WORKER_SILENT_S") or 300)
+        latest = {
+            kind: at
+            for kind, at in db.session.execute(
+                select(Alert.kind, func.max(Alert.created_at))
+                .where(Alert.kind.in_(("worker_silent", "worker_recovered")))
+                .group_by(Alert.kind)
+            ).all()
+        }
+        beat = status.read("worker_heartbeat").get("worker_heartbeat")
+        queued = db.session.execute(
+            select(func.count()).select_from(Job).where(Job.state == JobState.QUEUED)
+        ).scalar_one()
+        db.session.rollback()
+    except Exception:  # noqa: BLE001
+        db.session.rollback()
+        log.exception("could not read the worker heartbeat")
+        return None
+    silent_at, recovered_at = latest.get("worker_silent"), latest.get("worker_recovered")
+    if silent_at is None or (recovered_at is not None and recovered_at >= silent_at) or beat is None:
+        return None
+    value, updated_at = beat
+    if updated_at <= silent_at or (now - updated_at).total_seconds() > limit:
+        return None
+    who = (value or {}).get("worker", "?") if isinstance(value, dict) else "?"
+    return raise_alert_alone(
+        "worker_recovered",
+        N_("The background worker is running again"),
+        N_(
+            "A worker (%(worker)s) reported at %(beat_at)s %(zone)s, after the silence alerted at %(silent_at)s "
+            "%(zone)s; %(queued)s job(s) are waiting and being done again."
+        ),
+        now=now,
+        params={"worker": who, "beat_at": updated_at, "silent_at": silent_at, "queued": queued},
     )
 
 
@@ -646,6 +699,69 @@ def deliver(job):
             db.session.execute(update(Alert).where(Alert.id == alert_id).values(sent_at=utcnow()))
         if not jobs.complete(job):
             raise RuntimeError("lost the job's lease; another worker finishes it")
+
+
+jobs.handler(DIRECT_JOB)(deliver)
+
+
+def send_without_database(config, marker_folder, kind, subject, text, params=None, now=None):
+    """A message when the database itself cannot be reached (and so no alert row, no job): sent
+    at once to every channel, in ALERT_LANGUAGE, once per alert window and host. The marker is a
+    file made exclusively in ``marker_folder`` (the instance folder's alerts/), so of the
+    processes on one host that notice, one sends; another host sends its own. Never raises."""
+    now = now or utcnow()
+    try:
+        folder = os.path.join(marker_folder, "alerts")
+        os.makedirs(folder, mode=0o700, exist_ok=True)
+        marker = os.path.join(folder, f"{kind}-{window_key(now).replace('/', '_').replace(':', '')}")
+        try:
+            os.close(os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600))
+        except FileExistsError:
+            return False
+        gettext, zone = translator(alert_language(config)), display_zone(config)
+        values = _inert_params({**(params or {}), "zone": zone_label(zone)})
+        subject_text, body = render(Text(subject, values), gettext, zone), render(Text(text, values), gettext, zone)
+        for channel in configured_channels(config):
+            try:
+                send(channel, config, subject_text, body)
+                metrics.alert_delivery(channel, "sent")
+            except ChannelError as error:
+                metrics.alert_delivery(channel, "failed")
+                log.warning("%s not sent by %s", kind, error)
+        return True
+    except Exception:  # noqa: BLE001  an alert about an outage must not add to it
+        log.exception("could not send the %s message", kind)
+        return False
+
+
+@jobs.watch_outage
+def worker_cannot_reach_the_database(error):
+    """The worker's outage, once it has lasted a minute (jobs.OUTAGE_REPORT_S)."""
+    database_unreachable(current_app.config, current_app.instance_path, "worker", error)
+
+
+UNREACHABLE = {
+    "worker": N_(
+        "The background worker on %(host)s cannot reach the database (%(error)s): no job runs until it is back."
+    ),
+    "web": N_(
+        "The web server on %(host)s cannot reach the database (%(error)s). The marketplace's calls are answered "
+        "000005 and retried by it; nothing can be recorded until the database is back."
+    ),
+}
+
+
+def database_unreachable(config, marker_folder, who, error, now=None):
+    """The database cannot be reached from ``who`` ("web" or "worker"): said directly."""
+    return send_without_database(
+        config,
+        marker_folder,
+        "database_unreachable",
+        N_("The database cannot be reached"),
+        UNREACHABLE[who],
+        {"host": socket.gethostname(), "error": type(error).__name__},
+        now,
+    )
 
 
 def _record_sent(job, sent):

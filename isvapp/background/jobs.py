@@ -119,8 +119,9 @@ class ClaimedJob:
         self.attempts, self.instance_id, self.worker = row.attempts, row.instance_id, worker
 
 
-def claim(worker, lease_s, taking=None):
+def claim(worker, lease_s, taking=None, kinds=None):
     """Take the next due job (or one whose worker's lease ran out); None when there is none.
+    ``kinds``: only jobs of these kinds (the web processes' watchdog takes only direct alerts).
 
     ``taking`` (a list) is given the job's id before the commit. Why: a commit that raises may
     still have been written (the server took the COMMIT and the connection died before its
@@ -129,14 +130,13 @@ def claim(worker, lease_s, taking=None):
     """
     now = utcnow()
     with write_transaction():
+        due = or_(
+            and_(Job.state == JobState.QUEUED, Job.run_after <= now),
+            and_(Job.state == JobState.RUNNING, Job.locked_until < now),
+        )
         row = db.session.execute(
             select(Job)
-            .where(
-                or_(
-                    and_(Job.state == JobState.QUEUED, Job.run_after <= now),
-                    and_(Job.state == JobState.RUNNING, Job.locked_until < now),
-                )
-            )
+            .where(due, *([Job.kind.in_(kinds)] if kinds else []))
             .order_by(Job.run_after, Job.id)
             .limit(1)
             .with_for_update(skip_locked=True)
@@ -213,6 +213,17 @@ def watch_dead(function):
 
 # function(row, error) for every failure that queues the job again, in that transaction (alerts).
 FAILURE_WATCHERS = []
+# function(error) once per outage that lasts OUTAGE_REPORT_S: the database cannot be reached (alerts,
+# which cannot record it there).
+OUTAGE_WATCHERS = []
+OUTAGE_REPORT_S = 60
+
+
+def watch_outage(function):
+    """Register a function called, outside any transaction, when the worker has not reached the
+    database for OUTAGE_REPORT_S seconds (once per outage)."""
+    OUTAGE_WATCHERS.append(function)
+    return function
 
 
 def watch_failure(function):
@@ -235,8 +246,8 @@ class _Unfinished(NamedTuple):
     permanent: bool = False
 
 
-def run_one(worker, lease_s=None, unfinished=None):
-    """Claim and run one job; returns the job, or None when nothing was due.
+def run_one(worker, lease_s=None, unfinished=None, kinds=None):
+    """Claim and run one job (of ``kinds``, when given); returns the job, or None when nothing was due.
 
     A database error in the worker's own steps (the claim, marking the job done, recording its
     failure) is raised, after noting in ``unfinished`` (a list; work() passes its own) what the
@@ -256,7 +267,7 @@ def run_one(worker, lease_s=None, unfinished=None):
     unfinished = [] if unfinished is None else unfinished
     taking = []
     try:
-        job = claim(worker, lease_s or float(current_app.config["JOB_LEASE_S"]), taking)
+        job = claim(worker, lease_s or float(current_app.config["JOB_LEASE_S"]), taking, kinds)
     except DATABASE_ERRORS:
         unfinished.extend(_Unfinished("release", job_id, worker) for job_id in taking)
         db.session.remove()
@@ -376,7 +387,11 @@ def _work(stopping, poll_s, max_jobs, until_idle, tick):
             job = run_one(me, unfinished=unfinished)
         except DATABASE_ERRORS as error:
             _drop_connections()
-            _pause(outage.failed(error), stopping)
+            wait = outage.failed(error)
+            if outage.to_report():
+                for watcher in OUTAGE_WATCHERS:
+                    watcher(error)
+            _pause(wait, stopping)
             continue
         outage.over()
         if job is not None:
@@ -401,12 +416,19 @@ class _Outage:
     a long outage one try every 10 s."""
 
     def __init__(self):
-        self.since, self.delay, self.tries = None, 0.0, 0
+        self.since, self.delay, self.tries, self.reported = None, 0.0, 0, False
+
+    def to_report(self):
+        """True once per outage, when it has lasted OUTAGE_REPORT_S."""
+        if self.since is None or self.reported or time.monotonic() - self.since < OUTAGE_REPORT_S:
+            return False
+        self.reported = True
+        return True
 
     def failed(self, error):
         """Note a failed try; returns how long to wait before the next."""
         if self.since is None:
-            self.since, self.delay, self.tries = time.monotonic(), float(OUTAGE_BACKOFF_S), 0
+            self.since, self.delay, self.tries, self.reported = time.monotonic(), float(OUTAGE_BACKOFF_S), 0, False
             log.warning(
                 "database unavailable (%s): the worker waits and tries again, at most every %g s",
                 type(error).__name__,

@@ -5,10 +5,10 @@ order-query API call: ok or its error), ``backup`` (the last `isvapp backup`), `
 last `isvapp selfcheck`: see :func:`last_selfcheck`).
 """
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from ..extensions import db
-from ..storage.models import StatusItem, utcnow
+from ..storage.models import Job, JobState, StatusItem, utcnow
 from ..storage.transactions import write_transaction
 
 HEARTBEAT_S = 15
@@ -29,6 +29,39 @@ def read(*names):
     """{name: (value, updated_at)} for the names that were ever reported."""
     rows = db.session.execute(select(StatusItem).where(StatusItem.name.in_(names))).scalars()
     return {row.name: (row.value, row.updated_at) for row in rows}
+
+
+def readiness(silent_s, now=None):
+    """What a monitor or a load balancer asks (GET /readyz), and the go-live page shows: the
+    worker's last heartbeat and its age, the jobs due and waiting, the oldest of them, the dead
+    ones; ``ready`` while a worker reported within ``silent_s`` (ALERT_WORKER_SILENT_S, the
+    worker_silent alert's threshold). Reads only; raises when the database cannot be read."""
+    now = now or utcnow()
+    beat = read("worker_heartbeat").get("worker_heartbeat")
+    age = None if beat is None else max(0.0, (now - beat[1]).total_seconds())
+    waiting, oldest = db.session.execute(
+        select(func.count(), func.min(Job.run_after)).where(Job.state == JobState.QUEUED, Job.run_after <= now)
+    ).one()
+    dead = db.session.execute(select(func.count()).where(Job.state == JobState.DEAD)).scalar_one()
+    problems = []
+    if age is None:
+        problems.append("no worker has ever reported")
+    elif age > silent_s:
+        problems.append(f"the worker's last heartbeat is {age:.0f} s old (limit {silent_s:g} s)")
+    return {
+        "ready": not problems,
+        "worker": {
+            "heartbeat_age_s": None if age is None else round(age, 1),
+            "limit_s": silent_s,
+            "worker": (beat[0] or {}).get("worker") if beat and isinstance(beat[0], dict) else None,
+        },
+        "queue": {
+            "due": waiting,
+            "oldest_waiting_s": None if oldest is None else round(max(0.0, (now - oldest).total_seconds()), 1),
+        },
+        "dead_jobs": dead,
+        "problems": problems,
+    }
 
 
 SELFCHECK = "selfcheck"

@@ -351,14 +351,15 @@ def health(app, settings, now=None, page_client=None):
         items.append(login)
     reported = status.read("worker_heartbeat", "order_query", "backup")
     beat = _age(reported.get("worker_heartbeat", (None, None))[1], now)
+    silent_s = float(app.config["ALERT_WORKER_SILENT_S"])  # the worker_silent alert's and /readyz's threshold
     items.append(
         Health(
             "worker",
             "Background worker",
-            "ok" if beat is not None and beat < 120 else "bad",
+            "ok" if beat is not None and beat <= silent_s else "bad",
             "never seen" if beat is None else "last heartbeat %(age)s s ago",
             ""
-            if beat is not None and beat < 120
+            if beat is not None and beat <= silent_s
             else "Start `.venv/bin/isvapp worker` (scripts/run.sh and the systemd unit do).",
             {"age": f"{beat:.0f}" if beat is not None else ""},
         )

@@ -69,6 +69,7 @@ JOB_LABELS = {
     "license_usage": "license usage report",
     "usage_push": "usage push",
     "alert": "alert delivery",
+    "direct_alert": "alert delivery (by the server)",
     "prune": "pruning",
 }
 JOB_STATE_LABELS = {"queued": "queued", "running": "running", "done": "done", "dead": "dead"}
