@@ -215,3 +215,33 @@ def test_the_buyers_login_row_asks_for_a_pinned_issuer_and_no_loopback_idp(app):
     assert login_row(app).state == "ok"
     app.extensions["isvapp_login"] = replace(pinned, allow_loopback_idp=True)
     assert login_row(app).state == "bad" and "LOGIN_ALLOW_LOOPBACK_IDP" in login_row(app).detail
+
+
+def selfcheck_row(app):
+    from isvapp.dashboard import golive
+    from isvapp.extensions import db
+
+    with app.app_context():
+        [row] = [h for h in golive.health(app, app.extensions["isvapp"]) if h.key == "selfcheck"]
+        db.session.rollback()
+    return row
+
+
+def test_the_go_live_page_shows_the_last_security_self_check(app):
+    """Issue 34: `isvapp selfcheck URL` records itself; the page says what the scan would flag."""
+    from isvapp import selfcheck
+
+    assert selfcheck_row(app).state == "warn" and selfcheck_row(app).detail == "never run"
+    findings = [
+        selfcheck.Finding("tls.tls1_0", selfcheck.BAD, "TLS 1.0 is offered", "Turn it off"),
+        selfcheck.Finding("http.hsts", selfcheck.WARN, "HSTS is short", "Make it a year"),
+        selfcheck.Finding("server.banner", selfcheck.OK, "no version", ""),
+    ]
+    with app.app_context():
+        status.record_selfcheck(selfcheck.summary("https://isv.example.com", findings))
+    row = selfcheck_row(app)
+    assert row.state == "bad" and row.params["bad"] == 1 and row.params["warn"] == 1
+    assert row.params["ids"] == "tls.tls1_0, http.hsts" and row.params["url"] == "https://isv.example.com"
+    with app.app_context():
+        status.record_selfcheck(selfcheck.summary("https://isv.example.com", findings[2:]))
+    assert selfcheck_row(app).state == "ok"

@@ -435,6 +435,7 @@ def health(app, settings, now=None, page_client=None):
             {"hours": f"{backup_age / 3600:.0f}" if backup_age is not None else ""},
         )
     )
+    items.append(_selfcheck_health())
     channels = alerts.configured_channels(app.config)
     items.append(
         Health(
@@ -505,6 +506,40 @@ def _proxy_health(app, page_client):
             "clients can hold both workers (docs/deploy.md).",
         )
     return Health("proxy", "Proxy in front", "ok", "every request came through this host")
+
+
+def _selfcheck_health():
+    """The last `isvapp selfcheck` of the public deployment (what the Seller Console's security
+    scan would flag), as it recorded itself (background.status.last_selfcheck)."""
+    last = status.last_selfcheck()
+    if last is None:
+        return Health(
+            "selfcheck",
+            "Security self-check",
+            "warn",
+            "never run",
+            "Run `.venv/bin/isvapp selfcheck https://your.domain` before the Seller Console's security scan "
+            "(docs/deploy.md).",
+        )
+    bad, warn = last["counts"].get("bad", 0), last["counts"].get("warn", 0)
+    ids = ", ".join(f["id"] for f in last["findings"][:6])
+    if bad:
+        return Health(
+            "selfcheck",
+            "Security self-check",
+            "bad",
+            "%(url)s at %(checked_at)s: %(bad)s finding(s) the scan would flag, %(warn)s warning(s): %(ids)s",
+            "Fix them as `.venv/bin/isvapp selfcheck` says, then run it again.",
+            {"url": last["url"], "checked_at": last["at"], "bad": bad, "warn": warn, "ids": ids},
+        )
+    return Health(
+        "selfcheck",
+        "Security self-check",
+        "warn" if warn else "ok",
+        "%(url)s at %(checked_at)s: nothing the scan would flag, %(warn)s warning(s) %(ids)s",
+        "",
+        {"url": last["url"], "checked_at": last["at"], "warn": warn, "ids": ids},
+    )
 
 
 def _login_health(app):
