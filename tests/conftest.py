@@ -7,21 +7,23 @@ gunicorn started by tests/live.py use it too. Tests marked ``sqlite_only`` are s
 """
 
 import os
+import threading
 import uuid
-from urllib.parse import urlencode
 
 import pytest
+from cryptography.hazmat.primitives import serialization
 from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
 from isvapp import create_app
+from isvapp.dashboard import security
 from isvapp.extensions import db
-from isvapp.koo.signing import g1_kit_signed_request, g1_signed_params, g2_signed_request, kit_signed_request
 from isvapp.storage.schema import init_db
-from sqlalchemy import create_engine, func, make_url, select, text
+from sqlalchemy import create_engine, make_url, text
 from sqlalchemy.pool import NullPool
+from werkzeug.serving import make_server
 
-KEY = "a1b2c3d4-0000-1111-2222-333344445555"  # the reference's made-up key
-KIT_KEY = "kit-0000-1111-2222-333344445555"
+from .helpers import KEY, KIT_KEY, ON_POSTGRES, PASSWORD, SERVER_URI, Mailbox, Marketplace, Robots, log_in
+from .live import free_port
 
 # Property-based tests are reproducible by default: derandomised (the same examples every run, on
 # any machine, whatever ran before) and with no example database carried between runs. The
@@ -47,9 +49,6 @@ hypothesis_settings.register_profile(
     print_blob=True,
 )
 hypothesis_settings.load_profile(os.environ.get("ISVAPP_HYPOTHESIS_PROFILE", "reproducible"))
-
-SERVER_URI = os.environ.get("ISVAPP_SQLALCHEMY_DATABASE_URI")
-ON_POSTGRES = bool(SERVER_URI) and SERVER_URI.startswith("postgresql")
 
 
 def pytest_collection_modifyitems(config, items):
@@ -123,50 +122,60 @@ def runner(app):
     return app.test_cli_runner()
 
 
-class Marketplace:
-    """Plays the marketplace against the test client: signs, sends, and closes each answer.
-
-    Closing matters: the callback log row is written when the answer is closed, as gunicorn does
-    after sending it.
-    """
-
-    def __init__(self, app, client):
-        self.app, self.client = app, client
-
-    def send(self, method, url, **kwargs):
-        response = self.client.open(url, method=method, **kwargs)
-        response.close()
-        return response
-
-    def g2(self, body, key=KEY, path="/produce", **sign):
-        raw, query = g2_signed_request(key, body, **sign)
-        return self.send("POST", path, query_string=query, data=raw, content_type="application/json")
-
-    def g1(self, params, key=KEY, path="/produce", **sign):
-        """A G1 GET: parameters signed, then URL-encoded on the wire the way Java's URLEncoder does."""
-        signed = g1_signed_params(key, params, **sign)
-        return self.send("GET", path + "?" + urlencode(signed))
-
-    def kit(self, name, body, key=KIT_KEY, **sign):
-        """A G2 Kit POST to /produce/produceAPI/v2/<name>, x-sign headers and all."""
-        raw, headers = kit_signed_request(key, body, **sign)
-        return self.send("POST", f"/produce/produceAPI/v2/{name}", data=raw, headers=headers)
-
-    def kit_g1(self, name, body, key=KIT_KEY, formula="body-hmac"):
-        raw, headers = g1_kit_signed_request(key, body, formula)
-        return self.send("POST", f"/produce/produceAPI/{name}", data=raw, headers=headers)
-
-    def count(self, model, *where):
-        with self.app.app_context():
-            return db.session.execute(select(func.count()).select_from(model).where(*where)).scalar_one()
-
-    def rows(self, model, *where):
-        with self.app.app_context():
-            rows = db.session.execute(select(model).where(*where)).scalars().all()
-            db.session.expunge_all()
-            return rows
-
-
 @pytest.fixture
 def market(app, client):
     return Marketplace(app, client)
+
+
+# --- fixtures several modules use --------------------------------------------------------------------
+
+
+@pytest.fixture
+def public_key(runner, app):
+    result = runner.invoke(args=["kit-keygen"])
+    assert result.exit_code == 0
+    return serialization.load_pem_public_key(result.stdout.encode())
+
+
+@pytest.fixture
+def admin(app):
+    with app.app_context():
+        security.set_password("boss", PASSWORD)
+    return "boss"
+
+
+@pytest.fixture
+def browser(client, admin):
+    assert log_in(client).status_code == 302
+    return client
+
+
+@pytest.fixture
+def admin_client(app, client):
+    with app.app_context():
+        security.set_password("boss", PASSWORD)
+    assert log_in(client).status_code == 302
+    return client
+
+
+@pytest.fixture
+def robots():
+    robots = Robots()
+    server = make_server("127.0.0.1", 0, robots, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    robots.base = f"http://127.0.0.1:{server.server_port}"
+    yield robots
+    server.shutdown()
+
+
+@pytest.fixture
+def mailbox():
+    from aiosmtpd.controller import Controller  # only the tests that send mail need aiosmtpd
+
+    box = Mailbox()
+    controller = Controller(box, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    box.port = controller.port
+    yield box
+    controller.stop()

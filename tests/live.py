@@ -8,17 +8,39 @@ import time
 from pathlib import Path
 
 import requests
+from isvapp.koo.signing import g2_signed_request
 from sqlalchemy import create_engine
 from sqlalchemy.pool import NullPool
 
+from .helpers import KEY
+
 ROOT = Path(__file__).resolve().parent.parent
 LIVE_SECRET_KEY = "live-test-secret-0123456789abcdefghijklmnop"  # wsgi.py refuses short ones
+LIVE_ENV = {"ISVAPP_KOO_ACCESS_KEY": KEY}
+WAIT_S = 60  # bounded waits for the worker (a loaded 2-core machine)
 
 
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def post_g2(session, url, body, timeout=10):
+    raw, query = g2_signed_request(KEY, body)
+    return session.post(
+        url + "/produce", params=query, data=raw, timeout=timeout, headers={"Content-Type": "application/json"}
+    )
+
+
+def wait_for(condition, what):
+    deadline = time.monotonic() + WAIT_S
+    while time.monotonic() < deadline:
+        found = condition()
+        if found:
+            return found
+        time.sleep(0.2)
+    raise AssertionError(f"{what}: not within {WAIT_S} s")
 
 
 def stop_process(proc):

@@ -16,9 +16,8 @@ from bench.abuse import MIB, peak_rss_mib, send_flood, tiny_objects, worker_pids
 from isvapp.koo import codes
 from isvapp.koo.signing import g1_auth_token, g1_signed_params, g2_signed_request
 
-from .conftest import KEY, KIT_KEY
+from .helpers import KEY, KIT_KEY, new_order
 from .live import LiveServer
-from .test_produce_g2 import new_order
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ import requests
 from isvapp.koo.signing import g1_signed_params, g2_signed_request
 from playwright.sync_api import sync_playwright
 
-from .conftest import KEY
+from .helpers import KEY
 from .live import ROOT, LiveServer
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"

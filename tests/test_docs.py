@@ -381,7 +381,7 @@ def test_the_architecture_maps_are_twins():
 
 
 def test_the_architecture_layers_are_the_ones_the_import_check_enforces():
-    from tests.test_imports import LAYERS
+    from .helpers import LAYERS
 
     def as_modules(paths):
         return {p.rstrip("/").removesuffix(".py").removesuffix("/__init__").replace("/", ".") for p in paths}

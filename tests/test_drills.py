@@ -25,10 +25,8 @@ from isvapp.storage.models import Answer, Callback, Instance, SignedRequest
 from isvapp.storage.schema import init_db
 from sqlalchemy import event, text
 
-from .conftest import KEY, Marketplace
-from .live import LiveServer
-from .test_concurrency import LIVE_ENV, post_g2
-from .test_produce_g2 import new_order
+from .helpers import KEY, Marketplace, new_order
+from .live import LIVE_ENV, LiveServer, post_g2
 
 
 def code_of(response):

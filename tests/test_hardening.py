@@ -18,8 +18,7 @@ from isvapp.storage.schema import init_db
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
-from .conftest import KEY, KIT_KEY, Marketplace
-from .test_produce_g2 import new_order
+from .helpers import KEY, KIT_KEY, Marketplace, new_order
 
 SECRET = "hook-secret"
 

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import isvapp
 
+from .helpers import LAYERS
+
 PACKAGE = Path(isvapp.__file__).resolve().parent
 
 
@@ -87,20 +89,6 @@ def test_no_module_of_isvapp_is_part_of_an_import_circle():
         len(graph) > 40 and "isvapp.background.alerts" in graph["isvapp.dashboard.golive"]
     )  # the walk sees the imports
     assert cycles(graph) == []
-
-
-# The layers of docs/architecture.md, top first: a module may import its own layer's modules and
-# any layer below, never one above. The top-level modules that are not the factory sit with the
-# layer their role puts them in.
-LAYERS = [
-    ("the factory and its commands", {"isvapp", "isvapp.cli", "isvapp.provisioning"}),
-    ("the routes", {"isvapp.produce", "isvapp.dashboard", "isvapp.login", "isvapp.productapi", "isvapp.health"}),
-    ("the domain", {"isvapp.domain"}),
-    ("background work", {"isvapp.background"}),
-    ("the other side of the wire", {"isvapp.market"}),
-    ("storage", {"isvapp.storage"}),
-    ("the base", {"isvapp.koo", "isvapp.config", "isvapp.extensions", "isvapp.outbound"}),
-]
 
 
 def layer_of(module):

@@ -16,27 +16,8 @@ from isvapp.storage.models import DetailsState, Event, Instance, Job, JobState, 
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
-from .conftest import KEY
+from .helpers import AK, KEY, RECORD_FILE, SK, hook_calls, new_order, run_until_idle
 from .live import ROOT
-from .test_produce_g2 import new_order
-
-AK, SK = "fake-ak", "fake-sk"
-RECORD_FILE = "ISVAPP_TEST_HOOK_LOG"
-
-
-class Recorder(provisioning.Provisioner):
-    """Appends every hook call to a file (shared by worker processes); sleeps on request."""
-
-    def handle(self, event):
-        path = os.environ[RECORD_FILE]
-        with open(path, "a") as f:
-            f.write(
-                json.dumps({"event": event.event_id, "kind": event.kind, "pid": os.getpid(), "start": time.time()})
-                + "\n"
-            )
-        time.sleep(float(os.environ.get("ISVAPP_TEST_HOOK_SLEEP", "0")))
-        with open(path, "a") as f:
-            f.write(json.dumps({"event": event.event_id, "done": True, "end": time.time()}) + "\n")
 
 
 @pytest.fixture
@@ -59,17 +40,8 @@ def app_config(market_api, hook_log):
         "KOO_AK": AK,
         "KOO_SK": SK,
         "JOB_RETRY_BASE_S": 0,
-        "PROVISIONER": "tests.test_jobs:Recorder",
+        "PROVISIONER": "tests.helpers:Recorder",
     }
-
-
-def run_until_idle(app, limit=200):
-    with app.app_context():
-        return jobs.work(until_idle=True, max_jobs=limit)
-
-
-def hook_calls(path):
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
 def test_order_details_are_filled_after_new_instance(app, market, hook_log):
@@ -165,7 +137,7 @@ def worker_env(app, **extra):
         "ISVAPP_INSTANCE_PATH": app.instance_path,
         "ISVAPP_SECRET_KEY": "test-secret",
         "ISVAPP_KOO_ACCESS_KEY": KEY,
-        "ISVAPP_PROVISIONER": "tests.test_jobs:Recorder",
+        "ISVAPP_PROVISIONER": "tests.helpers:Recorder",
         "ISVAPP_KOO_API_BASE_URL": app.config["KOO_API_BASE_URL"],
         "ISVAPP_KOO_AK": AK,
         "ISVAPP_KOO_SK": SK,

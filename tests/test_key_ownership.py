@@ -18,11 +18,8 @@ from isvapp.koo.signing import g1_signed_params, g2_signed_request, key_fingerpr
 from isvapp.storage.models import Instance, InstanceState, KitApp, License, LicenseState, Tenant
 from sqlalchemy import update
 
-from .conftest import KEY, KIT_KEY
+from .helpers import KEY, KIT_KEY, SCOPE, TENANT, auth, g1_order, new_order, users
 from .live import LiveServer
-from .test_kit import SCOPE, TENANT, auth, users
-from .test_produce_g1 import g1_order
-from .test_produce_g2 import new_order
 
 KEY_B = "b9b8b7b6-0000-1111-2222-bbbbbbbbbbbb"
 KIT_KEY_B = "kit-b-0000-1111-2222-bbbbbbbbbbbb"

@@ -14,9 +14,8 @@ from isvapp.koo.signing import g1_kit_signed_request, g1_time, g2_signed_request
 from isvapp.storage.models import Department, Instance, KitState, Tenant
 from sqlalchemy import func, select
 
-from .conftest import KEY, KIT_KEY
+from .helpers import KEY, KIT_KEY, SCOPE, TENANT
 from .live import LiveServer
-from .test_kit import SCOPE, TENANT
 
 
 @pytest.fixture

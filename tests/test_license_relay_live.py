@@ -8,7 +8,6 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 
 import pytest
 import requests
@@ -17,13 +16,11 @@ from isvapp.market.fake import Running, create_fake_market
 from isvapp.storage.models import Alert, License, LicenseCode, UploadState
 from sqlalchemy import select
 
-from .conftest import KEY
-from .live import ROOT, LiveServer, free_port, stop_process
-from .test_license import async_request, lic2_order
+from .helpers import KEY, async_request, lic2_order
+from .live import ROOT, LiveServer, free_port, stop_process, wait_for
 
 AK, SK = "relay-ak", "relay-sk"
 DOC = ROOT / "docs" / "license-relay.md"
-WAIT_S = 60  # bounded waits for the worker (a loaded 2-core machine)
 
 DRIVER = """
 import json, sys
@@ -44,16 +41,6 @@ except RuntimeError as error:
 def python_client():
     [block] = [b for tag, b in re.findall(r"^```(\w*)\n(.*?)^```$", DOC.read_text(), re.S | re.M) if tag == "python"]
     return block
-
-
-def wait_for(condition, what):
-    deadline = time.monotonic() + WAIT_S
-    while time.monotonic() < deadline:
-        found = condition()
-        if found:
-            return found
-        time.sleep(0.2)
-    raise AssertionError(f"{what}: not within {WAIT_S} s")
 
 
 @pytest.fixture

@@ -349,8 +349,8 @@ def test_the_go_live_kit_checklist_counts_a_finished_login(client, app, tenant):
 def test_the_tenants_page_shows_the_login_url_the_last_logins_and_sets_the_hand_off_url(client, app, tenant):
     from isvapp.dashboard import security
 
-    from tests.test_dashboard import PASSWORD, token
-    from tests.test_dashboard import log_in as admin_log_in
+    from .helpers import PASSWORD, token
+    from .helpers import log_in as admin_log_in
 
     with app.app_context():
         security.set_password("boss", PASSWORD)

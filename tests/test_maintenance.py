@@ -10,7 +10,7 @@ from isvapp.extensions import db
 from isvapp.storage.models import Answer, Callback, Event, Instance, SignedRequest, utcnow
 from sqlalchemy import create_engine, func, select, text
 
-from .test_produce_g2 import new_order
+from .helpers import new_order
 
 
 def age_rows(app, model, column, by):
@@ -104,7 +104,7 @@ def test_backup_is_a_checked_copy_that_restores_every_row(app, market, runner, t
 def test_restored_backup_serves_repeats_with_the_first_answer(app, market, runner, tmp_path):
     from isvapp import create_app
 
-    from .conftest import Marketplace
+    from .helpers import Marketplace
 
     first = market.g2(new_order(order="RESTORE1"))
     copy = tmp_path / "copy.sqlite"
@@ -148,8 +148,7 @@ def test_the_worker_schedules_one_prune_per_period(app, market):
 def test_prune_never_touches_licenses_or_tenants(app, market, runner):
     from isvapp.storage.models import License, Tenant
 
-    from .test_kit import TENANT
-    from .test_license import WIRE
+    from .helpers import TENANT, WIRE
 
     market.send("GET", "/license?" + WIRE)
     market.kit("tenantSync", TENANT)

@@ -18,23 +18,8 @@ from isvapp.storage.models import Instance
 from isvapp.storage.schema import BASELINE, MIGRATIONS, _migration_lock, init_db
 from sqlalchemy import inspect, make_url, text
 
-from .conftest import ON_POSTGRES, SERVER_URI
+from .helpers import ON_POSTGRES, SERVER_URI, current_revision, head_revision, schema_differences
 from .live import ROOT, LiveServer
-
-
-def schema_differences():
-    with db.engine.connect() as connection:
-        context = MigrationContext.configure(connection, opts={"compare_type": True})
-        return compare_metadata(context, db.metadata)
-
-
-def head_revision(app):
-    return ScriptDirectory(MIGRATIONS).get_current_head()
-
-
-def current_revision():
-    with db.engine.connect() as connection:
-        return MigrationContext.configure(connection).get_current_revision()
 
 
 def test_migrations_build_exactly_the_models_schema(app):

@@ -13,11 +13,8 @@ from isvapp.koo.signing import g2_signed_request, kit_signed_request, new_nonce
 from isvapp.storage.models import Instance, SignedRequest, Tenant
 from sqlalchemy import func, select
 
-from .conftest import KEY, KIT_KEY
+from .helpers import KEY, KIT_KEY, TENANT, answer_of, created, new_order
 from .live import LiveServer
-from .test_kit import TENANT
-from .test_live_marketplace import answer_of, created
-from .test_produce_g2 import new_order
 
 READ_ONLY = [
     ("/produce", lambda iid: {"activity": "queryInstance", "instanceId": iid}),

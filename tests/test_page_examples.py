@@ -13,7 +13,7 @@ import requests
 from isvapp.koo import codes
 from isvapp.koo.signing import g1_kit_signed_request, g1_signed_params, g2_signed_request, verify_body_sign
 
-from .conftest import KEY, KIT_KEY
+from .helpers import KEY, KIT_KEY
 from .live import LiveServer
 
 EXAMPLE_INSTANCE = "10e758d0-31ad-4c4b-8f1b-81d03469a10e"

@@ -14,7 +14,7 @@ from isvapp.market.fake import Running, create_fake_market
 from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
-from .conftest import KEY, KIT_KEY
+from .helpers import KEY, KIT_KEY
 from .live import ROOT, LiveServer
 
 

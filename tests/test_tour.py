@@ -50,7 +50,7 @@ from isvapp.storage.models import (
 from sqlalchemy import create_engine, make_url, select, text
 from sqlalchemy.pool import NullPool
 
-from .conftest import KEY, ON_POSTGRES, SERVER_URI
+from .helpers import KEY, ON_POSTGRES, SERVER_URI
 from .live import ROOT, LiveServer, free_port, stop_process
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
