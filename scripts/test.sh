@@ -4,13 +4,27 @@
 # ISVAPP_TEST_POSTGRES=0 skips that run), measuring coverage of isvapp/ in both (pyproject.toml
 # [tool.coverage.*]): one combined report, HTML in artifacts/coverage/. Extra arguments go to
 # pytest, in both runs; with none, the total must reach the floor.
+#
+#   scripts/test.sh --fast [PYTEST ARGS]   the static checks, then the in-process tier: every test
+#                                          not marked live (setup.cfg), on SQLite, no coverage
 set -euo pipefail
 cd "$(dirname "$0")/.."
+fast=""
+if [ "${1:-}" = --fast ]; then
+  fast=1
+  shift
+fi
 . scripts/venv.sh test
 echo "== static checks: ruff, ruff format, mypy" >&2
 .venv/bin/ruff check isvapp tests bench || { echo "test: ruff found problems (above); pyproject.toml [tool.ruff]" >&2; exit 1; }
 .venv/bin/ruff format --check isvapp tests bench || { echo "test: not formatted: run .venv/bin/ruff format isvapp tests bench" >&2; exit 1; }
 .venv/bin/mypy || { echo "test: mypy found problems (above); pyproject.toml [tool.mypy]" >&2; exit 1; }
+if [ -n "$fast" ]; then
+  # No server, process or browser starts here (tests/tiers.py fails a test that tries), so no
+  # Chromium, wrk or PostgreSQL is needed.
+  echo "== in-process tests on SQLite (not marked live)" >&2
+  exec env -u ISVAPP_SQLALCHEMY_DATABASE_URI .venv/bin/python -m pytest -m "not live" "$@"
+fi
 # The page tests drive Debian's Chromium (Playwright never downloads a browser here) with a CJK
 # font so Chinese pages render in the screenshots; the benchmark's smoke test drives wrk. All
 # come from Debian's packages when missing.

@@ -4,6 +4,9 @@ The database is a temporary SQLite file, or, when ISVAPP_SQLALCHEMY_DATABASE_URI
 PostgreSQL server (scripts/with-postgres.sh sets it), a fresh schema on it for every test: the
 fixture points ISVAPP_SQLALCHEMY_DATABASE_URI at that schema, so create_app() in a test and
 gunicorn started by tests/live.py use it too. Tests marked ``sqlite_only`` are skipped there.
+
+A test that starts a server, a process or a browser is marked ``live`` (tests/tiers.py); the
+others run under a guard that fails them if they listen on a socket or start a process.
 """
 
 import os
@@ -24,6 +27,7 @@ from werkzeug.serving import make_server
 
 from .helpers import KEY, KIT_KEY, ON_POSTGRES, PASSWORD, SERVER_URI, Mailbox, Marketplace, Robots, log_in
 from .live import free_port
+from .tiers import live_fixture, mark_live, pytest_runtest_call, pytest_runtest_setup  # noqa: F401  the guard (hook wrappers)
 
 # Property-based tests are reproducible by default: derandomised (the same examples every run, on
 # any machine, whatever ran before) and with no example database carried between runs. The
@@ -51,7 +55,9 @@ hypothesis_settings.register_profile(
 hypothesis_settings.load_profile(os.environ.get("ISVAPP_HYPOTHESIS_PROFILE", "reproducible"))
 
 
+@pytest.hookimpl(tryfirst=True)  # before -m deselects by mark
 def pytest_collection_modifyitems(config, items):
+    mark_live(items)
     if ON_POSTGRES:
         skip = pytest.mark.skip(reason="reads or breaks the SQLite file directly")
         for item in items:
@@ -158,7 +164,7 @@ def admin_client(app, client):
     return client
 
 
-@pytest.fixture
+@live_fixture
 def robots():
     robots = Robots()
     server = make_server("127.0.0.1", 0, robots, threaded=True)
@@ -169,7 +175,7 @@ def robots():
     server.shutdown()
 
 
-@pytest.fixture
+@live_fixture
 def mailbox():
     from aiosmtpd.controller import Controller  # only the tests that send mail need aiosmtpd
 

@@ -1,4 +1,5 @@
-"""A real gunicorn on loopback, for concurrency and failure tests: started, waited for, stopped."""
+"""A real gunicorn on loopback, for concurrency and failure tests: started, waited for, stopped.
+A test that uses it is marked live (tests/tiers.py)."""
 
 import os
 import socket

@@ -15,6 +15,7 @@ from playwright.sync_api import sync_playwright
 
 from .helpers import KEY
 from .live import ROOT, LiveServer
+from .tiers import live_fixture
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = ROOT / "artifacts"
@@ -50,7 +51,7 @@ def seed(url):
         session.post(url + "/produce", params=query, data=raw, headers={"Content-Type": "application/json"})
 
 
-@pytest.fixture(scope="module")
+@live_fixture(scope="module")
 def site(tmp_path_factory):
     folder = tmp_path_factory.mktemp("browser")
     server = LiveServer(folder, workers=2, env={"ISVAPP_KOO_ACCESS_KEY": KEY})

@@ -12,12 +12,15 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
 import requests
 from isvapp.koo.signing import g1_signed_params
 from sqlalchemy import text
 
 from .helpers import KEY
 from .live import LIVE_ENV, LiveServer, post_g2
+
+pytestmark = pytest.mark.live  # every test here starts gunicorn
 
 ORDERS, COPIES = 50, 32
 

@@ -45,6 +45,7 @@ def worker_pids(server):
 KILL_ORDERS = 240
 
 
+@pytest.mark.live
 def test_worker_killed_mid_load_loses_no_acknowledged_order_and_retries_converge(tmp_path):
     orders = [new_order(order=f"KILL{n:04d}", test_flag="1") for n in range(KILL_ORDERS)]
     outcome = {}  # orderId -> answer bytes (HTTP 200) or the exception's name
@@ -133,6 +134,7 @@ def database_locked(server):
         engine.dispose()
 
 
+@pytest.mark.live
 def test_locked_database_answers_000005_within_3_5_s_then_serves(tmp_path):
     session = requests.Session()
     with LiveServer(tmp_path, workers=2, env=LIVE_ENV) as server:

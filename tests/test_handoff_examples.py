@@ -26,6 +26,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from isvapp.domain import handoff
 
+from .tiers import live_fixture
+
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "handoff.md"
 DOC_ZH = ROOT / "docs" / "handoff.zh-CN.md"
@@ -86,7 +88,7 @@ def test_the_two_handoff_documents_are_twins():
 # --- the issuer: a JWK Set on 127.0.0.1, and tokens ------------------------------------------------
 
 
-@pytest.fixture(scope="module")
+@live_fixture(scope="module")
 def issuer():
     """(issuer URL, signing key), with the key's JWK Set served at <issuer>/.well-known/jwks.json."""
     key = Ed25519PrivateKey.generate()

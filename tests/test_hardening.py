@@ -74,6 +74,7 @@ class Redirecting:
 # --- webhooks: redirects ------------------------------------------------------------------------
 
 
+@pytest.mark.live
 def test_a_redirect_is_a_failed_delivery_and_never_followed():
     receiver = Redirecting()
     with serving(receiver) as base:
@@ -82,6 +83,7 @@ def test_a_redirect_is_a_failed_delivery_and_never_followed():
     assert receiver.seen == [("POST", "/hooks")]  # no GET (nor anything else) to /final
 
 
+@pytest.mark.live
 @pytest.mark.parametrize(
     "app_config", [{"KOO_API_BASE_URL": "http://127.0.0.1:9", "KOO_AK": "ak", "KOO_SK": "sk", "JOB_RETRY_BASE_S": 0}]
 )
@@ -203,6 +205,7 @@ def trickling(in_headers):
         server.server_close()
 
 
+@pytest.mark.live
 @pytest.mark.parametrize("in_headers", [False, True], ids=["body", "headers"])
 def test_a_trickling_receiver_cannot_hold_the_worker_past_the_deadline(in_headers):
     with trickling(in_headers) as url:

@@ -18,9 +18,10 @@ from werkzeug.wrappers import Request, Response
 
 from .helpers import AK, KEY, RECORD_FILE, SK, hook_calls, new_order, run_until_idle
 from .live import ROOT
+from .tiers import live_fixture
 
 
-@pytest.fixture
+@live_fixture
 def market_api():
     with Running(create_fake_market(AK, SK, KEY)) as running:
         yield running
@@ -88,6 +89,7 @@ def test_slow_marketplace_times_out_within_three_seconds(app, market, market_api
     assert market.rows(Instance)[0].details_state == DetailsState.FETCHED
 
 
+@pytest.mark.live
 @pytest.mark.parametrize(
     "app_config",
     [

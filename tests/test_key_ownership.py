@@ -338,6 +338,7 @@ def test_kit_b_cannot_touch_tenant_a(market):
 # --- the attack as the reviewer made it, through a real gunicorn -------------------------------------------
 
 
+@pytest.mark.live
 def test_live_product_b_key_cannot_read_product_a_password(tmp_path):
     env = {"ISVAPP_KOO_ACCESS_KEY": f"{KEY},{KEY_B}"}
     with LiveServer(tmp_path / "instance", workers=2, env=env) as live:

@@ -16,9 +16,10 @@ from sqlalchemy import func, select
 
 from .helpers import KEY, KIT_KEY, SCOPE, TENANT
 from .live import LiveServer
+from .tiers import live_fixture
 
 
-@pytest.fixture
+@live_fixture
 def server(tmp_path, database_uri):
     env = {"ISVAPP_KOO_ACCESS_KEY": KEY, "ISVAPP_KOO_KIT_ACCESS_KEY": KIT_KEY}
     with LiveServer(tmp_path, workers=2, env=env) as live:

@@ -20,6 +20,7 @@ from isvapp.storage.models import Alert, Job, JobState, License, LicenseCode, Up
 
 from .helpers import AK, KEY, SK, async_request, lic2_order, row_state, run_until_idle, signed
 from .live import free_port
+from .tiers import live_fixture
 
 # --- the pages' bodies ------------------------------------------------------------------------------
 
@@ -83,7 +84,7 @@ def test_answers_are_read_leniently():
 # --- the open-API client against fake marketplaces ----------------------------------------------------
 
 
-@pytest.fixture
+@live_fixture
 def fake():
     with Running(create_fake_market(AK, SK, KEY)) as running:
         yield running

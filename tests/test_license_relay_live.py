@@ -18,6 +18,7 @@ from sqlalchemy import select
 
 from .helpers import KEY, async_request, lic2_order
 from .live import ROOT, LiveServer, free_port, stop_process, wait_for
+from .tiers import live_fixture
 
 AK, SK = "relay-ak", "relay-sk"
 DOC = ROOT / "docs" / "license-relay.md"
@@ -43,7 +44,7 @@ def python_client():
     return block
 
 
-@pytest.fixture
+@live_fixture
 def stack(tmp_path):
     market_api = Running(create_fake_market(AK, SK, KEY)).__enter__()
     env = {

@@ -15,13 +15,15 @@ from isvapp.market.fakeidp import create_fake_idp
 from isvapp.storage import vault
 from isvapp.storage.models import Instance, InstanceState, KitApp, KitUser, SignedRequest, Tenant
 
+from .tiers import live_fixture
+
 SECRET = "test-secret"  # the app fixture's SECRET_KEY
 CLIENT_ID, CLIENT_SECRET = "client-0001", "client-secret-0001"
 CALLBACK = "http://localhost/login/callback"
 HANDOFF = "https://app.example.com/sso"
 
 
-@pytest.fixture
+@live_fixture
 def idp():
     users = {
         "zhangsan": {"name": "张三", "tenant": "T-0001", "organizationCode": "10000", "role": "user"},

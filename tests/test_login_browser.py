@@ -19,6 +19,7 @@ from playwright.sync_api import sync_playwright
 from sqlalchemy.orm import Session
 
 from .live import LIVE_SECRET_KEY, LiveServer
+from .tiers import live_fixture
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CLIENT_ID, CLIENT_SECRET = "browser-client", "browser-client-secret"
@@ -54,7 +55,7 @@ def receiver_app(issuer, audience, claims, refused):
     return app
 
 
-@pytest.fixture(scope="module")
+@live_fixture(scope="module")
 def world(tmp_path_factory):
     folder = tmp_path_factory.mktemp("login-browser")
     server = LiveServer(folder, workers=2)

@@ -9,7 +9,6 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 
-import pytest
 import requests
 from isvapp.dashboard import security
 from isvapp.storage.models import LoginAttempt
@@ -17,6 +16,7 @@ from sqlalchemy import func, select
 
 from .helpers import KEY, log_in_from
 from .live import LiveServer
+from .tiers import live_fixture
 
 PASSWORD = "the merchant's own password"
 
@@ -44,7 +44,7 @@ def counted(server):
         engine.dispose()
 
 
-@pytest.fixture
+@live_fixture
 def server(database_uri):
     with tempfile.TemporaryDirectory() as folder:
         live = LiveServer(Path(folder), workers=2, env={"ISVAPP_KOO_ACCESS_KEY": KEY, "ISVAPP_PROXY_FIX_HOPS": "1"})

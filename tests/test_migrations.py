@@ -8,7 +8,6 @@ import subprocess
 import sys
 import uuid
 
-import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
@@ -20,6 +19,7 @@ from sqlalchemy import inspect, make_url, text
 
 from .helpers import ON_POSTGRES, SERVER_URI, current_revision, head_revision, schema_differences
 from .live import ROOT, LiveServer
+from .tiers import live_fixture
 
 
 def test_migrations_build_exactly_the_models_schema(app):
@@ -67,7 +67,7 @@ def test_init_db_command_reports_the_revision_and_flask_db_is_there(app, runner)
 RACE_ROUNDS = 4
 
 
-@pytest.fixture
+@live_fixture
 def fresh_host(request, tmp_path):
     """Makes a host on an empty database of its own, each call: a new SQLite file (in its own
     instance folder), or on PostgreSQL a new schema, dropped after the test."""

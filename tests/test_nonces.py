@@ -90,6 +90,7 @@ def test_a_kit_nonce_serves_one_request(market):
     assert refused["resultCode"] == codes.AUTH_FAILED and market.count(Tenant) == 1
 
 
+@pytest.mark.live
 def test_across_hosts_a_querys_nonce_is_refused_on_the_other_host(database_uri):
     """Two gunicorn servers on one database (PostgreSQL, or one SQLite file two servers share)."""
     with tempfile.TemporaryDirectory() as folder:

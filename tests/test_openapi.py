@@ -74,6 +74,7 @@ def settings_for(base_url):
     )
 
 
+@pytest.mark.live
 @pytest.mark.parametrize("status", [301, 302, 307, 308])
 def test_a_redirect_is_not_followed_and_the_ak_stays_home(status):
     with Receiver() as elsewhere, Receiver(status, {"Location": elsewhere.url + "/steal"}) as market:
@@ -83,6 +84,7 @@ def test_a_redirect_is_not_followed_and_the_ak_stays_home(status):
     assert elsewhere.seen == []  # neither the request nor the signed Authorization went there
 
 
+@pytest.mark.live
 def test_the_answer_of_a_good_market_is_read():
     with Receiver() as market:
         assert openapi.query_order(settings_for(market.url), "CS1")["orderId"] == "FORGED"
@@ -121,6 +123,7 @@ def _self_signed(tmp_path):
     return context
 
 
+@pytest.mark.live
 def test_a_certificate_nobody_vouches_for_is_refused(tmp_path):
     with Receiver(tls=_self_signed(tmp_path)) as market:
         with pytest.raises(openapi.MarketError, match="CERTIFICATE_VERIFY_FAILED") as error:

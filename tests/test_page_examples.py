@@ -8,13 +8,13 @@ shape the marketplace documents is answered 000000. Sources are in docs/protocol
 import json
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
-import pytest
 import requests
 from isvapp.koo import codes
 from isvapp.koo.signing import g1_kit_signed_request, g1_signed_params, g2_signed_request, verify_body_sign
 
 from .helpers import KEY, KIT_KEY
 from .live import LiveServer
+from .tiers import live_fixture
 
 EXAMPLE_INSTANCE = "10e758d0-31ad-4c4b-8f1b-81d03469a10e"
 
@@ -94,7 +94,7 @@ KIT_G1 = [
 ]
 
 
-@pytest.fixture(scope="module")
+@live_fixture(scope="module")
 def server(tmp_path_factory):
     env = {
         "ISVAPP_KOO_ACCESS_KEY": KEY,

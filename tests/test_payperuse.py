@@ -304,6 +304,7 @@ def test_a_burst_of_500_orders_is_one_notice_per_channel(tmp_path, robots, mailb
     assert json.dumps(texts).count("BURST") == 5  # a sample of orders, not 500 lines
 
 
+@pytest.mark.live
 def test_through_real_processes_a_late_hour_alerts_and_a_refused_sdr_is_kept_with_its_code(tmp_path):
     """gunicorn takes the usage (the API), the worker pushes it to the fake marketplace: an hour
     recorded after its deadline is marked late and alerted, and the SDR the marketplace refuses

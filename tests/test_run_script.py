@@ -6,9 +6,12 @@ import socket
 import subprocess
 import time
 
+import pytest
 import requests
 
 from .live import ROOT, free_port
+
+pytestmark = pytest.mark.live  # every test here starts gunicorn
 
 
 def start(tmp_path, bind):

@@ -16,9 +16,10 @@ from werkzeug.wrappers import Request, Response
 
 from .helpers import KEY, KIT_KEY
 from .live import ROOT, LiveServer
+from .tiers import live_fixture
 
 
-@pytest.fixture(scope="module")
+@live_fixture(scope="module")
 def live(tmp_path_factory):
     """isvapp under gunicorn, with a fake marketplace for the License relay's calls."""
     folder = tmp_path_factory.mktemp("sim")
@@ -136,7 +137,7 @@ class BrokenServer:
         return Response(body, 200, headers=headers)(environ, start_response)
 
 
-@pytest.fixture
+@live_fixture
 def broken():
     server = make_server("127.0.0.1", 0, BrokenServer(), threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -227,6 +228,7 @@ class StrictServer:
         return Response(body, 200, headers=headers)(environ, start_response)
 
 
+@pytest.mark.live
 def test_tolerance_probes_catch_a_server_that_refuses_odd_requests():
     server = make_server("127.0.0.1", 0, StrictServer(), threaded=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()

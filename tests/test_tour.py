@@ -52,6 +52,7 @@ from sqlalchemy.pool import NullPool
 
 from .helpers import KEY, ON_POSTGRES, SERVER_URI
 from .live import ROOT, LiveServer, free_port, stop_process
+from .tiers import live_fixture
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 AK, SK = "tour-ak", "tour-sk"
@@ -199,7 +200,7 @@ def exceptions(path):
 # --- the afternoon: steps 1 to 4 ------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
+@live_fixture(scope="module")
 def afternoon(tmp_path_factory):
     folder = tmp_path_factory.mktemp("tour")
     schema, uri = own_schema_uri("tour") if ON_POSTGRES else (None, None)
@@ -777,6 +778,7 @@ def pgctl_module():
     return pgctl if pgctl.available() else None
 
 
+@pytest.mark.live
 @pytest.mark.skipif(not ON_POSTGRES, reason="two hosts on one PostgreSQL, restarted under load")
 def test_two_hosts_two_workers_carry_on_through_a_postgres_restart(tmp_path):
     pgctl = pgctl_module()

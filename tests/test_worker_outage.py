@@ -221,6 +221,7 @@ def test_sigterm_stops_the_worker_while_it_waits_for_the_database(app, caplog, m
 # --- a real worker process, a real PostgreSQL restart -------------------------------------------
 
 
+@pytest.mark.live
 @pytest.mark.skipif(not ON_POSTGRES, reason="restarts the PostgreSQL server (scripts/with-postgres.sh)")
 def test_a_worker_process_rides_out_a_postgresql_restart(app, market, tmp_path, monkeypatch):
     if not pgctl.available():
