@@ -1,23 +1,31 @@
 """Fixtures: an app on a temporary database, a client, and a marketplace that signs requests.
 
 The database is a temporary SQLite file, or, when ISVAPP_SQLALCHEMY_DATABASE_URI names a
-PostgreSQL server (scripts/with-postgres.sh sets it), a fresh schema on it for every test: the
-fixture points ISVAPP_SQLALCHEMY_DATABASE_URI at that schema, so create_app() in a test and
-gunicorn started by tests/live.py use it too. Tests marked ``sqlite_only`` are skipped there.
+PostgreSQL server (scripts/with-postgres.sh sets it), a fresh database on it for every test: the
+fixture points ISVAPP_SQLALCHEMY_DATABASE_URI at that database, so create_app() in a test and
+gunicorn started by tests/live.py use it too (the server's user must be allowed to create
+databases, as with-postgres.sh's is). Tests marked ``sqlite_only`` are skipped there.
+
+Migrations run once per session, into a template: each test's database is a copy of it (a copied
+SQLite file; on PostgreSQL, CREATE DATABASE ... TEMPLATE). A copy takes a third of the time of the
+migrations, and the schema a test runs on is still the one the migrations made.
 
 A test that starts a server, a process or a browser is marked ``live`` (tests/tiers.py); the
 others run under a guard that fails them if they listen on a socket or start a process.
 """
 
 import os
+import sqlite3
 import threading
 import uuid
+from contextlib import closing
 
 import pytest
 from cryptography.hazmat.primitives import serialization
 from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
 from isvapp import create_app
+from isvapp.config import DB_FILENAME
 from isvapp.dashboard import security
 from isvapp.extensions import db
 from isvapp.storage.schema import init_db
@@ -72,24 +80,67 @@ def server_engine():
     engine.dispose()
 
 
+def migrate(instance_path, database_uri):
+    """Run init_db, as the `app` fixture's app would, on ``database_uri`` (None: the instance
+    folder's SQLite file)."""
+    app = create_app(
+        {
+            "TESTING": True,
+            "INSTANCE_PATH": str(instance_path),
+            "SECRET_KEY": "test-secret",
+            "SQLALCHEMY_DATABASE_URI": database_uri,
+        }
+    )
+    with app.app_context():
+        init_db()
+        db.engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def migrated_sqlite(tmp_path_factory):
+    """The bytes of an SQLite database file init_db migrated to the newest revision."""
+    folder = tmp_path_factory.mktemp("migrated")
+    migrate(folder, None)
+    path = folder / DB_FILENAME
+    with closing(sqlite3.connect(path)) as conn:  # everything in the file itself, none in a -wal
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    assert not os.path.exists(f"{path}-wal") or os.path.getsize(f"{path}-wal") == 0
+    return path.read_bytes()
+
+
+@pytest.fixture(scope="session")
+def migrated_postgres(server_engine, tmp_path_factory):
+    """The name of a database init_db migrated to the newest revision, on the PostgreSQL server."""
+    name = f"t_template_{uuid.uuid4().hex[:12]}"
+    with server_engine.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    migrate(
+        tmp_path_factory.mktemp("migrated"),
+        make_url(SERVER_URI).set(database=name).render_as_string(hide_password=False),
+    )
+    yield name
+    with server_engine.connect() as conn:
+        conn.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+
+
 @pytest.fixture(autouse=True)
 def database_uri(request, monkeypatch):
-    """None on SQLite (the instance folder's file); on PostgreSQL, a new schema's URI, dropped after."""
+    """None on SQLite (the instance folder's file); on PostgreSQL, a new database's URI, a copy of
+    the migrated template, dropped after."""
     if not ON_POSTGRES:
         monkeypatch.delenv("ISVAPP_SQLALCHEMY_DATABASE_URI", raising=False)
         yield None
         return
     engine = request.getfixturevalue("server_engine")
-    schema = f"t_{uuid.uuid4().hex[:16]}"
+    template = request.getfixturevalue("migrated_postgres")
+    name = f"t_{uuid.uuid4().hex[:16]}"
     with engine.connect() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    uri = make_url(SERVER_URI).update_query_dict({"options": f"-csearch_path={schema}"})
-    uri = uri.render_as_string(hide_password=False)
+        conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
+    uri = make_url(SERVER_URI).set(database=name).render_as_string(hide_password=False)
     monkeypatch.setenv("ISVAPP_SQLALCHEMY_DATABASE_URI", uri)
     yield uri
-    with engine.connect() as conn:
-        conn.execute(text("SET lock_timeout = '10s'"))
-        conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+    with engine.connect() as conn:  # FORCE: a connection a test left open cannot hold it up
+        conn.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
 
 
 @pytest.fixture
@@ -99,11 +150,19 @@ def app_config():
 
 
 @pytest.fixture
-def app(tmp_path, database_uri, app_config):
+def app(request, tmp_path, database_uri, app_config):
+    """The app on this test's database, migrated: on PostgreSQL database_uri's copy of the template;
+    on SQLite a copy of the migrated file, made private as the app makes its own."""
+    instance = tmp_path / "instance"
+    own_database = app_config.get("SQLALCHEMY_DATABASE_URI")  # none today: migrated in place
+    if database_uri is None and not own_database:
+        instance.mkdir(exist_ok=True)
+        with open(os.open(instance / DB_FILENAME, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as copy:
+            copy.write(request.getfixturevalue("migrated_sqlite"))
     app = create_app(
         {
             "TESTING": True,
-            "INSTANCE_PATH": str(tmp_path / "instance"),
+            "INSTANCE_PATH": str(instance),
             "SECRET_KEY": "test-secret",
             "KOO_ACCESS_KEY": KEY,
             "KOO_KIT_ACCESS_KEY": KIT_KEY,
@@ -111,8 +170,9 @@ def app(tmp_path, database_uri, app_config):
             **app_config,
         }
     )
-    with app.app_context():
-        init_db()
+    if own_database:
+        with app.app_context():
+            init_db()
     yield app
     with app.app_context():
         db.engine.dispose()  # each test's pool would otherwise keep its connections open
