@@ -16,7 +16,6 @@ others run under a guard that fails them if they listen on a socket or start a p
 
 import os
 import sqlite3
-import threading
 import uuid
 from contextlib import closing
 
@@ -28,10 +27,10 @@ from isvapp import create_app
 from isvapp.config import DB_FILENAME
 from isvapp.dashboard import security
 from isvapp.extensions import db
+from isvapp.market.fake import Running
 from isvapp.storage.schema import init_db
 from sqlalchemy import create_engine, make_url, text
 from sqlalchemy.pool import NullPool
-from werkzeug.serving import make_server
 
 from .helpers import KEY, KIT_KEY, ON_POSTGRES, PASSWORD, SERVER_URI, Mailbox, Marketplace, Robots, log_in
 from .live import free_port
@@ -227,12 +226,9 @@ def admin_client(app, client):
 @live_fixture
 def robots():
     robots = Robots()
-    server = make_server("127.0.0.1", 0, robots, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    robots.base = f"http://127.0.0.1:{server.server_port}"
-    yield robots
-    server.shutdown()
+    with Running(robots) as running:
+        robots.base = running.url
+        yield robots
 
 
 @live_fixture

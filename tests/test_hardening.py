@@ -13,9 +13,9 @@ import pytest
 from isvapp import create_app
 from isvapp.background import jobs, provisioning
 from isvapp.extensions import db
+from isvapp.market.fake import Running
 from isvapp.storage.models import Job, JobState
 from isvapp.storage.schema import init_db
-from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
 from .helpers import KEY, KIT_KEY, Marketplace, new_order
@@ -47,13 +47,8 @@ def webhook(url, **config):
 
 @contextmanager
 def serving(wsgi_app):
-    server = make_server("127.0.0.1", 0, wsgi_app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
+    with Running(wsgi_app) as running:
+        yield running.url
 
 
 class Redirecting:
@@ -195,7 +190,7 @@ class TrickleHandler(socketserver.BaseRequestHandler):
 @contextmanager
 def trickling(in_headers):
     server = Trickler(in_headers)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}/hooks"

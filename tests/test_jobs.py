@@ -5,7 +5,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from datetime import UTC
 
@@ -13,7 +12,6 @@ import pytest
 from isvapp.background import jobs, provisioning, usage
 from isvapp.market.fake import Running, create_fake_market
 from isvapp.storage.models import DetailsState, Event, Instance, Job, JobState, UsageRecord, UsageState
-from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
 from .helpers import AK, KEY, RECORD_FILE, SK, hook_calls, new_order, run_until_idle
@@ -217,19 +215,14 @@ class Receiver:
 @pytest.mark.parametrize("secret", ["whsec_" + "c2VjcmV0LWJ5dGVzLWZvci10ZXN0cw==", "plain-secret"])
 def test_webhook_provisioner_delivers_signed_events_and_retries(app, market, secret):
     receiver = Receiver(secret)
-    server = make_server("127.0.0.1", 0, receiver, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with Running(receiver) as running:
         app.config.update(
             PROVISIONER="isvapp.provisioning:WebhookProvisioner",
-            WEBHOOK_URL=f"http://127.0.0.1:{server.server_port}/hooks",
+            WEBHOOK_URL=f"{running.url}/hooks",
             WEBHOOK_SECRET=secret,
         )
         market.g2(new_order(business="inst-6"))
         run_until_idle(app)
-    finally:
-        server.shutdown()
     deliveries = [d for d in receiver.received if d]
     assert [d["type"] for d in deliveries] == ["created", "details_fetched"] and receiver.refused == 0
     created = deliveries[0]["data"]

@@ -3,7 +3,6 @@
 import json
 import subprocess
 import sys
-import threading
 import uuid
 
 import pytest
@@ -11,7 +10,6 @@ from isvapp.koo.envelope import envelope
 from isvapp.koo.signing import body_sign
 from isvapp.market import simulator
 from isvapp.market.fake import Running, create_fake_market
-from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
 from .helpers import KEY, KIT_KEY
@@ -139,11 +137,8 @@ class BrokenServer:
 
 @live_fixture
 def broken():
-    server = make_server("127.0.0.1", 0, BrokenServer(), threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
+    with Running(BrokenServer()) as running:
+        yield running.url
 
 
 def test_the_broken_server_is_reported_exactly(broken):
@@ -230,14 +225,8 @@ class StrictServer:
 
 @pytest.mark.live
 def test_tolerance_probes_catch_a_server_that_refuses_odd_requests():
-    server = make_server("127.0.0.1", 0, StrictServer(), threaded=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        sim = simulator.run(
-            simulator.Simulator(f"http://127.0.0.1:{server.server_port}", KEY), [], "g2", with_tolerance=True
-        )
-    finally:
-        server.shutdown()
+    with Running(StrictServer()) as running:
+        sim = simulator.run(simulator.Simulator(running.url, KEY), [], "g2", with_tolerance=True)
     failures = {s.step: s.reason for s in sim.failed}
     assert set(failures) == {
         "body sent with Content-Type text/plain",
