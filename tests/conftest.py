@@ -4,7 +4,9 @@ The database is a temporary SQLite file, or, when ISVAPP_SQLALCHEMY_DATABASE_URI
 PostgreSQL server (scripts/with-postgres.sh sets it), a fresh database on it for every test: the
 fixture points ISVAPP_SQLALCHEMY_DATABASE_URI at that database, so create_app() in a test and
 gunicorn started by tests/live.py use it too (the server's user must be allowed to create
-databases, as with-postgres.sh's is). Tests marked ``sqlite_only`` are skipped there.
+databases, as with-postgres.sh's is). Tests marked ``sqlite_only`` are skipped there, and those
+marked ``any_database`` (they test nothing that depends on the database) are left out: they ran
+in the SQLite run.
 
 Migrations run once per session, into a template: each test's database is a copy of it (a copied
 SQLite file; on PostgreSQL, CREATE DATABASE ... TEMPLATE). A copy takes a third of the time of the
@@ -70,6 +72,11 @@ def pytest_collection_modifyitems(config, items):
         for item in items:
             if "sqlite_only" in item.keywords:
                 item.add_marker(skip)
+        # What tests nothing that depends on the database has run in the SQLite run.
+        elsewhere = [item for item in items if item.get_closest_marker("any_database")]
+        if elsewhere:
+            config.hook.pytest_deselected(items=elsewhere)
+            items[:] = [item for item in items if not item.get_closest_marker("any_database")]
 
 
 @pytest.fixture(scope="session")

@@ -276,6 +276,7 @@ def test_access_log_never_records_query_strings(server):
     assert "authToken" not in log and "signature" not in log and query["nonce"] not in log
 
 
+@pytest.mark.any_database  # it refuses before it opens the database
 @pytest.mark.live
 @pytest.mark.parametrize("secret", [None, "change-me", "short-secret"])
 def test_gunicorn_refuses_to_start_with_a_weak_secret_key(tmp_path, secret):

@@ -54,6 +54,7 @@ def test_the_whole_benchmark_runs_quickly_and_writes_its_report(tmp_path):
         assert f"| {writepath.LABELS[piece]} | {figures['as_is_rps']:.0f} | {figures['simpler_rps']:.0f} |" in text
 
 
+@pytest.mark.any_database  # SQLite files of its own
 @pytest.mark.live  # bench.tables writes its one real order in a process of its own
 def test_prefill_copies_the_shape_of_a_real_order(tmp_path):
     """The bulk fill writes every table one real newInstance writes, as many rows per order, except

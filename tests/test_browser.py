@@ -17,6 +17,9 @@ from .helpers import KEY
 from .live import ROOT, LiveServer
 from .tiers import live_fixture
 
+# pages in Chromium: what the pages query runs on both databases in test_dashboard and test_golive
+pytestmark = pytest.mark.any_database
+
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = ROOT / "artifacts"
 PASSWORD = "browser test password"

@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 from isvapp.config import DEFAULTS
 
+pytestmark = pytest.mark.any_database  # the documents against the code
+
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
 README_ZH = ROOT / "README.zh-CN.md"

@@ -7,8 +7,11 @@ import re
 from pathlib import Path
 
 import isvapp
+import pytest
 
 from .helpers import LAYERS
+
+pytestmark = pytest.mark.any_database  # the import graph
 
 PACKAGE = Path(isvapp.__file__).resolve().parent
 

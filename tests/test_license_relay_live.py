@@ -172,6 +172,7 @@ public class Driver {
 """
 
 
+@pytest.mark.any_database
 def test_the_java_client_as_printed_activates_and_verifies(stack, tmp_path):
     if not (shutil.which("java") and shutil.which("javac")):
         pytest.skip("java/javac are not on PATH")
@@ -199,6 +200,7 @@ def test_the_java_client_as_printed_activates_and_verifies(stack, tmp_path):
     wait_for(lambda: market_api.app.extensions["fake_market"]["software_usage"], "the Java client's usage report")
 
 
+@pytest.mark.any_database
 def test_the_chinese_guide_carries_the_same_code():
     chinese = (ROOT / "docs" / "license-relay.zh-CN.md").read_text()
     for tag, block in re.findall(r"^```(\w*)\n(.*?)^```$", DOC.read_text(), re.S | re.M):

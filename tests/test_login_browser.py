@@ -21,6 +21,8 @@ from sqlalchemy.orm import Session
 from .live import LIVE_SECRET_KEY, LiveServer
 from .tiers import live_fixture
 
+pytestmark = pytest.mark.any_database  # the login in Chromium: its database work runs on both databases in test_login
+
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CLIENT_ID, CLIENT_SECRET = "browser-client", "browser-client-secret"
 

@@ -16,6 +16,8 @@ from cryptography.x509.oid import NameOID
 from isvapp.config import load_settings
 from isvapp.market import openapi
 
+pytestmark = pytest.mark.any_database  # the open API client against local receivers
+
 ORDER = {
     "resultCode": "MKT.0000",
     "resultMsg": "success",

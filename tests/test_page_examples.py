@@ -8,6 +8,7 @@ shape the marketplace documents is answered 000000. Sources are in docs/protocol
 import json
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
+import pytest
 import requests
 from isvapp.koo import codes
 from isvapp.koo.signing import g1_kit_signed_request, g1_signed_params, g2_signed_request, verify_body_sign
@@ -15,6 +16,9 @@ from isvapp.koo.signing import g1_kit_signed_request, g1_signed_params, g2_signe
 from .helpers import KEY, KIT_KEY
 from .live import LiveServer
 from .tiers import live_fixture
+
+# the pages' examples answered as printed: the callbacks' database work runs on both databases in process
+pytestmark = pytest.mark.any_database
 
 EXAMPLE_INSTANCE = "10e758d0-31ad-4c4b-8f1b-81d03469a10e"
 

@@ -11,7 +11,8 @@ import requests
 
 from .live import ROOT, free_port
 
-pytestmark = pytest.mark.live  # every test here starts gunicorn
+# every test here starts gunicorn; any_database: how run.sh announces itself
+pytestmark = [pytest.mark.live, pytest.mark.any_database]
 
 
 def start(tmp_path, bind):

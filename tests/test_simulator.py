@@ -16,6 +16,9 @@ from .helpers import KEY, KIT_KEY
 from .live import ROOT, LiveServer
 from .tiers import live_fixture
 
+# the simulator's suites, probes and report: the callbacks' database work runs on both databases in process
+pytestmark = pytest.mark.any_database
+
 
 @live_fixture(scope="module")
 def live(tmp_path_factory):

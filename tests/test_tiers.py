@@ -2,7 +2,10 @@
 a server or a process without the mark. Played in a pytest session of its own (pytester), in this
 process."""
 
+import pytest
+
 pytest_plugins = ["pytester"]
+pytestmark = pytest.mark.any_database  # the tiers' marks and guard
 
 INNER_CONFTEST = """
 from tests.tiers import mark_live, pytest_runtest_call, pytest_runtest_setup  # noqa: F401
