@@ -58,8 +58,9 @@ else
 fi
 echo "== coverage of isvapp/ (lines and branches, subprocesses included)" >&2
 .venv/bin/python -m coverage combine -q
-.venv/bin/python -m coverage html -q -d artifacts/coverage
-.venv/bin/python -m coverage json -q -o artifacts/coverage/coverage.json
+# The floor is checked below, for the whole suite only: html and json would apply it to any run.
+.venv/bin/python -m coverage html -q --fail-under=0 -d artifacts/coverage
+.venv/bin/python -m coverage json -q --fail-under=0 -o artifacts/coverage/coverage.json
 .venv/bin/python - <<'PY'
 import json
 totals = json.load(open("artifacts/coverage/coverage.json"))["totals"]
