@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Run the static checks (ruff, mypy), then the whole test suite in .venv (made on first use): once
-# on SQLite, then once more on a throwaway PostgreSQL server (scripts/with-postgres.sh;
-# ISVAPP_TEST_POSTGRES=0 skips that run), measuring coverage of isvapp/ in both (pyproject.toml
-# [tool.coverage.*]): one combined report, HTML in artifacts/coverage/. Extra arguments go to
-# pytest, in both runs; with none, the total must reach the floor.
+# Run the static checks (ruff, mypy), then the whole test suite in .venv (made on first use): on
+# SQLite, and beside it on a throwaway PostgreSQL server (scripts/with-postgres.sh; tests marked
+# any_database run on SQLite only; ISVAPP_TEST_POSTGRES=0 skips the PostgreSQL run,
+# ISVAPP_TEST_PARALLEL=0 runs it after the SQLite run instead of beside it), measuring coverage of
+# isvapp/ in both (pyproject.toml [tool.coverage.*]): one combined report, HTML in
+# artifacts/coverage/. Extra arguments go to pytest, in both runs; with none, the total must reach
+# the floor.
 #
 #   scripts/test.sh --fast [PYTEST ARGS]   the static checks, then the in-process tier: every test
 #                                          not marked live (setup.cfg), on SQLite, no coverage
@@ -47,14 +49,33 @@ fi
 export COVERAGE_FILE="$PWD/.coverage"
 rm -f .coverage .coverage.*
 rm -rf artifacts/coverage
-echo "== tests on SQLite" >&2
-env -u ISVAPP_SQLALCHEMY_DATABASE_URI .venv/bin/python -m coverage run -m pytest "$@"
-if [ "${ISVAPP_TEST_POSTGRES:-1}" != 0 ]; then
-  echo "== tests on PostgreSQL" >&2
-  bash scripts/with-postgres.sh .venv/bin/python -m coverage run -m pytest "$@"
-  floor=""  # pyproject.toml [tool.coverage.report] fail_under, for both runs combined
-else
+sqlite_run() { env -u ISVAPP_SQLALCHEMY_DATABASE_URI .venv/bin/python -m coverage run -m pytest "$@"; }
+postgres_run() { bash scripts/with-postgres.sh .venv/bin/python -m coverage run -m pytest "$@"; }
+floor=""  # pyproject.toml [tool.coverage.report] fail_under, for both runs combined
+if [ "${ISVAPP_TEST_POSTGRES:-1}" = 0 ]; then
+  echo "== tests on SQLite" >&2
+  sqlite_run "$@"
   floor="--fail-under=88"  # SQLite alone (89.4 % reached): the PostgreSQL-only paths are not run
+elif [ "${ISVAPP_TEST_PARALLEL:-1}" = 0 ]; then
+  echo "== tests on SQLite" >&2
+  sqlite_run "$@"
+  echo "== tests on PostgreSQL" >&2
+  postgres_run "$@"
+else
+  # Side by side: much of each run is waiting (for servers, workers, a browser, timeouts), so on
+  # two cores both take little longer than the longer one. Each line says which run it is from.
+  echo "== tests on SQLite and on PostgreSQL, side by side (ISVAPP_TEST_PARALLEL=0: one after the other)" >&2
+  (sqlite_run "$@" 2>&1 | sed -u 's/^/sqlite   | /') &
+  sqlite=$!
+  (postgres_run "$@" 2>&1 | sed -u 's/^/postgres | /') &
+  postgres=$!
+  failed=""
+  wait "$sqlite" || failed="$failed SQLite"
+  wait "$postgres" || failed="$failed PostgreSQL"
+  if [ -n "$failed" ]; then
+    echo "test: tests failed on$failed (above)" >&2
+    exit 1
+  fi
 fi
 echo "== coverage of isvapp/ (lines and branches, subprocesses included)" >&2
 .venv/bin/python -m coverage combine -q
