@@ -16,6 +16,10 @@ from isvapp.storage.models import KitApp, KitState, KitUser
 
 from .tiers import live_fixture
 
+# The fake IdP is a development stand-in holding its state in memory; its two reads of KitApp and
+# KitUser rows are plain ORM queries, which the login's tests run on both databases.
+pytestmark = pytest.mark.any_database
+
 CALLBACK = "http://127.0.0.1:8000/login/callback"
 CLIENTS = {
     "client-1": {"secret": "s3cret", "redirect_uris": [CALLBACK, "https://isv.example.com/cb?x=1"]},
