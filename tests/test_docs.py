@@ -30,6 +30,7 @@ ENVIRONMENT_ONLY = {
     "ISVAPP_LOG_LEVEL",
     "ISVAPP_FORWARDED_ALLOW_IPS",  # gunicorn.conf.py
     "ISVAPP_TEST_POSTGRES",  # scripts/test.sh
+    "ISVAPP_TEST_PARALLEL",  # scripts/test.sh
 }
 # UPPER_CASE words in backticks that are protocol values, not settings.
 NOT_SETTINGS = {
