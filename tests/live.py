@@ -73,6 +73,7 @@ class LiveServer:
             **(env or {}),
         }
         self.proc, self.app = None, app
+        self.initialised = False  # init-db has run for this server (start runs it, unless a test did)
 
     @property
     def database_uri(self):
@@ -86,7 +87,7 @@ class LiveServer:
         return create_engine(self.database_uri, poolclass=NullPool)
 
     def flask(self, *args):
-        return subprocess.run(
+        result = subprocess.run(
             [sys.executable, "-m", "flask", "--app", "isvapp", *args],
             cwd=ROOT,
             env=self.env,
@@ -95,6 +96,8 @@ class LiveServer:
             text=True,
             timeout=60,
         )
+        self.initialised = self.initialised or args[:1] == ("init-db",)
+        return result
 
     def flask_popen(self, *args):
         """A long-running ``flask`` command (a worker) with this server's settings; stop it after."""
@@ -107,7 +110,8 @@ class LiveServer:
         )
 
     def start(self, timeout=90):  # generous: a loaded 2-core machine starts slowly
-        self.flask("init-db")
+        if not self.initialised:
+            self.flask("init-db")
         self.log = open(self.instance_path / "gunicorn.log", "w")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "gunicorn.conf.py"), self.app],
