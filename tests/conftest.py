@@ -19,6 +19,8 @@ others run under a guard that fails them if they listen on a socket or start a p
 import os
 import sqlite3
 import uuid
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 
 import pytest
@@ -32,6 +34,7 @@ from isvapp.extensions import db
 from isvapp.market.fake import Running
 from isvapp.storage.schema import init_db
 from sqlalchemy import create_engine, make_url, text
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
 from .helpers import KEY, KIT_KEY, ON_POSTGRES, PASSWORD, SERVER_URI, Mailbox, Marketplace, Robots, log_in
@@ -114,19 +117,65 @@ def migrated_sqlite(tmp_path_factory):
     return path.read_bytes()
 
 
+class PostgresCopies:
+    """Copies of the migrated template database, made and dropped in a thread of their own: the
+    copy the next test will take is made while this one runs, so no test waits for its CREATE
+    DATABASE. Each test still gets a copy no other test touched."""
+
+    AHEAD = 2
+
+    def __init__(self, engine, template):
+        self.engine, self.template = engine, template
+        self.thread = ThreadPoolExecutor(self.AHEAD, thread_name_prefix="postgres-copies")
+        self.ahead = deque(self.thread.submit(self._create) for _ in range(self.AHEAD))
+
+    def _create(self):
+        name = f"t_{uuid.uuid4().hex[:16]}"
+        with self.engine.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{self.template}"'))
+        return name
+
+    def _drop(self, name):
+        with self.engine.connect() as conn:  # FORCE: a connection a test left open cannot hold it up
+            conn.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+
+    def take(self):
+        """A fresh copy's name; the one made ahead, unless making it failed (a test restarted the
+        server meanwhile): then one made now."""
+        made = self.ahead.popleft()
+        self.ahead.append(self.thread.submit(self._create))
+        try:
+            return made.result()
+        except SQLAlchemyError:
+            return self._create()
+
+    def give_back(self, name):
+        self.thread.submit(self._drop, name)
+
+    def close(self):
+        for made in self.ahead:
+            try:
+                self._drop(made.result())
+            except SQLAlchemyError:
+                pass
+        self.thread.shutdown(wait=True)
+
+
 @pytest.fixture(scope="session")
-def migrated_postgres(server_engine, tmp_path_factory):
-    """The name of a database init_db migrated to the newest revision, on the PostgreSQL server."""
-    name = f"t_template_{uuid.uuid4().hex[:12]}"
+def postgres_copies(server_engine, tmp_path_factory):
+    """Copies of a database init_db migrated to the newest revision, on the PostgreSQL server."""
+    template = f"t_template_{uuid.uuid4().hex[:12]}"
     with server_engine.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
+        conn.execute(text(f'CREATE DATABASE "{template}"'))
     migrate(
         tmp_path_factory.mktemp("migrated"),
-        make_url(SERVER_URI).set(database=name).render_as_string(hide_password=False),
+        make_url(SERVER_URI).set(database=template).render_as_string(hide_password=False),
     )
-    yield name
+    copies = PostgresCopies(server_engine, template)
+    yield copies
+    copies.close()
     with server_engine.connect() as conn:
-        conn.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+        conn.execute(text(f'DROP DATABASE "{template}" WITH (FORCE)'))
 
 
 @pytest.fixture(autouse=True)
@@ -137,16 +186,12 @@ def database_uri(request, monkeypatch):
         monkeypatch.delenv("ISVAPP_SQLALCHEMY_DATABASE_URI", raising=False)
         yield None
         return
-    engine = request.getfixturevalue("server_engine")
-    template = request.getfixturevalue("migrated_postgres")
-    name = f"t_{uuid.uuid4().hex[:16]}"
-    with engine.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{template}"'))
+    copies = request.getfixturevalue("postgres_copies")
+    name = copies.take()
     uri = make_url(SERVER_URI).set(database=name).render_as_string(hide_password=False)
     monkeypatch.setenv("ISVAPP_SQLALCHEMY_DATABASE_URI", uri)
     yield uri
-    with engine.connect() as conn:  # FORCE: a connection a test left open cannot hold it up
-        conn.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+    copies.give_back(name)
 
 
 @pytest.fixture
