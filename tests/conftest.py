@@ -9,8 +9,9 @@ marked ``any_database`` (they test nothing that depends on the database) are lef
 in the SQLite run.
 
 Migrations run once per session, into a template: each test's database is a copy of it (a copied
-SQLite file; on PostgreSQL, CREATE DATABASE ... TEMPLATE). A copy takes a third of the time of the
-migrations, and the schema a test runs on is still the one the migrations made.
+SQLite file; on PostgreSQL, CREATE DATABASE ... TEMPLATE, made ahead in a thread). A copy takes a
+third (SQLite) to a half (PostgreSQL) of the migrations' time, and the schema a test runs on is
+still the one the migrations made.
 
 A test that starts a server, a process or a browser is marked ``live`` (tests/tiers.py); the
 others run under a guard that fails them if they listen on a socket or start a process.
