@@ -1,30 +1,47 @@
 """Fixtures: an app on a temporary database, a client, and a marketplace that signs requests.
 
 The database is a temporary SQLite file, or, when ISVAPP_SQLALCHEMY_DATABASE_URI names a
-PostgreSQL server (scripts/with-postgres.sh sets it), a fresh schema on it for every test: the
-fixture points ISVAPP_SQLALCHEMY_DATABASE_URI at that schema, so create_app() in a test and
-gunicorn started by tests/live.py use it too. Tests marked ``sqlite_only`` are skipped there, and
-so are those marked ``image`` (tests/test_image.py: minutes long, run once per test command).
+PostgreSQL server (scripts/with-postgres.sh sets it), a fresh database on it for every test: the
+fixture points ISVAPP_SQLALCHEMY_DATABASE_URI at that database, so create_app() in a test and
+gunicorn started by tests/live.py use it too (the server's user must be allowed to create
+databases, as with-postgres.sh's is). Tests marked ``sqlite_only`` are skipped there, and those
+marked ``any_database`` (they test nothing that depends on the database) are left out: they ran
+in the SQLite run. So are those marked ``image`` (tests/test_image.py: minutes long, run
+once per test command).
+
+Migrations run once per session, into a template: each test's database is a copy of it (a copied
+SQLite file; on PostgreSQL, CREATE DATABASE ... TEMPLATE, made ahead in a thread). A copy takes a
+third (SQLite) to a half (PostgreSQL) of the migrations' time, and the schema a test runs on is
+still the one the migrations made.
+
+A test that starts a server, a process or a browser is marked ``live`` (tests/tiers.py); the
+others run under a guard that fails them if they listen on a socket or start a process.
 """
 
 import os
-import threading
+import sqlite3
 import uuid
-from contextlib import contextmanager
-from urllib.parse import urlencode
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 
 import pytest
+from cryptography.hazmat.primitives import serialization
 from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
 from isvapp import create_app
+from isvapp.config import DB_FILENAME
+from isvapp.dashboard import security
 from isvapp.extensions import db
-from isvapp.koo.signing import g1_kit_signed_request, g1_signed_params, g2_signed_request, kit_signed_request
+from isvapp.market.fake import Running
 from isvapp.storage.schema import init_db
-from sqlalchemy import create_engine, func, make_url, select, text
+from sqlalchemy import create_engine, make_url, text
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
-KEY = "a1b2c3d4-0000-1111-2222-333344445555"  # the reference's made-up key
-KIT_KEY = "kit-0000-1111-2222-333344445555"
+from .helpers import KEY, KIT_KEY, ON_POSTGRES, PASSWORD, SERVER_URI, Mailbox, Marketplace, Robots, log_in
+from .live import free_port
+from .tiers import live_fixture, mark_live, pytest_runtest_call, pytest_runtest_setup  # noqa: F401  the guard (hook wrappers)
 
 # Property-based tests are reproducible by default: derandomised (the same examples every run, on
 # any machine, whatever ran before) and with no example database carried between runs. The
@@ -51,11 +68,10 @@ hypothesis_settings.register_profile(
 )
 hypothesis_settings.load_profile(os.environ.get("ISVAPP_HYPOTHESIS_PROFILE", "reproducible"))
 
-SERVER_URI = os.environ.get("ISVAPP_SQLALCHEMY_DATABASE_URI")
-ON_POSTGRES = bool(SERVER_URI) and SERVER_URI.startswith("postgresql")
 
-
+@pytest.hookimpl(tryfirst=True)  # before -m deselects by mark
 def pytest_collection_modifyitems(config, items):
+    mark_live(items)
     if ON_POSTGRES:
         skip = pytest.mark.skip(reason="reads or breaks the SQLite file directly")
         once = pytest.mark.skip(reason="the image test runs once per test command, in the SQLite run")
@@ -64,6 +80,11 @@ def pytest_collection_modifyitems(config, items):
                 item.add_marker(skip)
             if item.get_closest_marker("image"):
                 item.add_marker(once)
+        # What tests nothing that depends on the database has run in the SQLite run.
+        elsewhere = [item for item in items if item.get_closest_marker("any_database")]
+        if elsewhere:
+            config.hook.pytest_deselected(items=elsewhere)
+            items[:] = [item for item in items if not item.get_closest_marker("any_database")]
 
 
 @pytest.fixture(scope="session")
@@ -73,24 +94,109 @@ def server_engine():
     engine.dispose()
 
 
+def migrate(instance_path, database_uri):
+    """Run init_db, as the `app` fixture's app would, on ``database_uri`` (None: the instance
+    folder's SQLite file)."""
+    app = create_app(
+        {
+            "TESTING": True,
+            "INSTANCE_PATH": str(instance_path),
+            "SECRET_KEY": "test-secret",
+            "SQLALCHEMY_DATABASE_URI": database_uri,
+        }
+    )
+    with app.app_context():
+        init_db()
+        db.engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def migrated_sqlite(tmp_path_factory):
+    """The bytes of an SQLite database file init_db migrated to the newest revision."""
+    folder = tmp_path_factory.mktemp("migrated")
+    migrate(folder, None)
+    path = folder / DB_FILENAME
+    with closing(sqlite3.connect(path)) as conn:  # everything in the file itself, none in a -wal
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    assert not os.path.exists(f"{path}-wal") or os.path.getsize(f"{path}-wal") == 0
+    return path.read_bytes()
+
+
+class PostgresCopies:
+    """Copies of the migrated template database, made and dropped in a thread of their own: the
+    copy the next test will take is made while this one runs, so no test waits for its CREATE
+    DATABASE. Each test still gets a copy no other test touched."""
+
+    AHEAD = 2
+
+    def __init__(self, engine, template):
+        self.engine, self.template = engine, template
+        self.thread = ThreadPoolExecutor(self.AHEAD, thread_name_prefix="postgres-copies")
+        self.ahead = deque(self.thread.submit(self._create) for _ in range(self.AHEAD))
+
+    def _create(self):
+        name = f"t_{uuid.uuid4().hex[:16]}"
+        with self.engine.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{self.template}"'))
+        return name
+
+    def _drop(self, name):
+        with self.engine.connect() as conn:  # FORCE: a connection a test left open cannot hold it up
+            conn.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+
+    def take(self):
+        """A fresh copy's name; the one made ahead, unless making it failed (a test restarted the
+        server meanwhile): then one made now."""
+        made = self.ahead.popleft()
+        self.ahead.append(self.thread.submit(self._create))
+        try:
+            return made.result()
+        except SQLAlchemyError:
+            return self._create()
+
+    def give_back(self, name):
+        self.thread.submit(self._drop, name)
+
+    def close(self):
+        for made in self.ahead:
+            try:
+                self._drop(made.result())
+            except SQLAlchemyError:
+                pass
+        self.thread.shutdown(wait=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_copies(server_engine, tmp_path_factory):
+    """Copies of a database init_db migrated to the newest revision, on the PostgreSQL server."""
+    template = f"t_template_{uuid.uuid4().hex[:12]}"
+    with server_engine.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{template}"'))
+    migrate(
+        tmp_path_factory.mktemp("migrated"),
+        make_url(SERVER_URI).set(database=template).render_as_string(hide_password=False),
+    )
+    copies = PostgresCopies(server_engine, template)
+    yield copies
+    copies.close()
+    with server_engine.connect() as conn:
+        conn.execute(text(f'DROP DATABASE "{template}" WITH (FORCE)'))
+
+
 @pytest.fixture(autouse=True)
 def database_uri(request, monkeypatch):
-    """None on SQLite (the instance folder's file); on PostgreSQL, a new schema's URI, dropped after."""
+    """None on SQLite (the instance folder's file); on PostgreSQL, a new database's URI, a copy of
+    the migrated template, dropped after."""
     if not ON_POSTGRES:
         monkeypatch.delenv("ISVAPP_SQLALCHEMY_DATABASE_URI", raising=False)
         yield None
         return
-    engine = request.getfixturevalue("server_engine")
-    schema = f"t_{uuid.uuid4().hex[:16]}"
-    with engine.connect() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    uri = make_url(SERVER_URI).update_query_dict({"options": f"-csearch_path={schema}"})
-    uri = uri.render_as_string(hide_password=False)
+    copies = request.getfixturevalue("postgres_copies")
+    name = copies.take()
+    uri = make_url(SERVER_URI).set(database=name).render_as_string(hide_password=False)
     monkeypatch.setenv("ISVAPP_SQLALCHEMY_DATABASE_URI", uri)
     yield uri
-    with engine.connect() as conn:
-        conn.execute(text("SET lock_timeout = '10s'"))
-        conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+    copies.give_back(name)
 
 
 @pytest.fixture
@@ -100,11 +206,19 @@ def app_config():
 
 
 @pytest.fixture
-def app(tmp_path, database_uri, app_config):
+def app(request, tmp_path, database_uri, app_config):
+    """The app on this test's database, migrated: on PostgreSQL database_uri's copy of the template;
+    on SQLite a copy of the migrated file, made private as the app makes its own."""
+    instance = tmp_path / "instance"
+    own_database = app_config.get("SQLALCHEMY_DATABASE_URI")  # none today: migrated in place
+    if database_uri is None and not own_database:
+        instance.mkdir(exist_ok=True)
+        with open(os.open(instance / DB_FILENAME, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as copy:
+            copy.write(request.getfixturevalue("migrated_sqlite"))
     app = create_app(
         {
             "TESTING": True,
-            "INSTANCE_PATH": str(tmp_path / "instance"),
+            "INSTANCE_PATH": str(instance),
             "SECRET_KEY": "test-secret",
             "KOO_ACCESS_KEY": KEY,
             "KOO_KIT_ACCESS_KEY": KIT_KEY,
@@ -112,8 +226,9 @@ def app(tmp_path, database_uri, app_config):
             **app_config,
         }
     )
-    with app.app_context():
-        init_db()
+    if own_database:
+        with app.app_context():
+            init_db()
     yield app
     with app.app_context():
         db.engine.dispose()  # each test's pool would otherwise keep its connections open
@@ -129,100 +244,57 @@ def runner(app):
     return app.test_cli_runner()
 
 
-class Marketplace:
-    """Plays the marketplace against the test client: signs, sends, and closes each answer.
-
-    Closing matters: the callback log row is written when the answer is closed, as gunicorn does
-    after sending it.
-    """
-
-    def __init__(self, app, client):
-        self.app, self.client = app, client
-
-    def send(self, method, url, **kwargs):
-        response = self.client.open(url, method=method, **kwargs)
-        response.close()
-        return response
-
-    def g2(self, body, key=KEY, path="/produce", **sign):
-        raw, query = g2_signed_request(key, body, **sign)
-        return self.send("POST", path, query_string=query, data=raw, content_type="application/json")
-
-    def g1(self, params, key=KEY, path="/produce", **sign):
-        """A G1 GET: parameters signed, then URL-encoded on the wire the way Java's URLEncoder does."""
-        signed = g1_signed_params(key, params, **sign)
-        return self.send("GET", path + "?" + urlencode(signed))
-
-    def kit(self, name, body, key=KIT_KEY, **sign):
-        """A G2 Kit POST to /produce/produceAPI/v2/<name>, x-sign headers and all."""
-        raw, headers = kit_signed_request(key, body, **sign)
-        return self.send("POST", f"/produce/produceAPI/v2/{name}", data=raw, headers=headers)
-
-    def kit_g1(self, name, body, key=KIT_KEY, formula="body-hmac"):
-        raw, headers = g1_kit_signed_request(key, body, formula)
-        return self.send("POST", f"/produce/produceAPI/{name}", data=raw, headers=headers)
-
-    def count(self, model, *where):
-        with self.app.app_context():
-            return db.session.execute(select(func.count()).select_from(model).where(*where)).scalar_one()
-
-    def rows(self, model, *where):
-        with self.app.app_context():
-            rows = db.session.execute(select(model).where(*where)).scalars().all()
-            db.session.expunge_all()
-            return rows
-
-
 @pytest.fixture
 def market(app, client):
     return Marketplace(app, client)
 
 
-def parse_metrics(text):
-    """A /metrics page read by prometheus-client's own parser: {(sample name, labels): value},
-    the labels as a sorted tuple of pairs."""
-    from prometheus_client.parser import text_string_to_metric_families
-
-    return {
-        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-    }
+# --- fixtures several modules use --------------------------------------------------------------------
 
 
-def metric(samples, name, **labels):
-    """One sample's value in parse_metrics' result, 0 when it is not there (nothing counted yet)."""
-    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+@pytest.fixture
+def public_key(runner, app):
+    result = runner.invoke(args=["kit-keygen"])
+    assert result.exit_code == 0
+    return serialization.load_pem_public_key(result.stdout.encode())
 
 
-def scrape(client):
-    """GET /metrics through the test client (from this host, so without a token), parsed."""
-    response = client.get("/metrics")
-    assert response.status_code == 200, response.data
-    return parse_metrics(response.get_data(as_text=True))
+@pytest.fixture
+def admin(app):
+    with app.app_context():
+        security.set_password("boss", PASSWORD)
+    return "boss"
 
 
-def new_order(tag):
-    """A G2 newInstance body for a new order (test data: testFlag 1), its ids made from ``tag``."""
-    order = f"{tag}{uuid.uuid4().hex[:10]}"
-    return {
-        "activity": "newInstance",
-        "orderId": order,
-        "orderLineId": f"{order}-1",
-        "businessId": uuid.uuid4().hex,
-        "testFlag": "1",
-    }
+@pytest.fixture
+def browser(client, admin):
+    assert log_in(client).status_code == 302
+    return client
 
 
-@contextmanager
-def serving(wsgi_app):
-    """A WSGI app (a robot, a stand-in for Sentry) served on loopback while the block runs: its base URL."""
-    from werkzeug.serving import make_server
+@pytest.fixture
+def admin_client(app, client):
+    with app.app_context():
+        security.set_password("boss", PASSWORD)
+    assert log_in(client).status_code == 302
+    return client
 
-    server = make_server("127.0.0.1", 0, wsgi_app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
+
+@live_fixture
+def robots():
+    robots = Robots()
+    with Running(robots) as running:
+        robots.base = running.url
+        yield robots
+
+
+@live_fixture
+def mailbox():
+    from aiosmtpd.controller import Controller  # only the tests that send mail need aiosmtpd
+
+    box = Mailbox()
+    controller = Controller(box, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    box.port = controller.port
+    yield box
+    controller.stop()

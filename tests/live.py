@@ -1,4 +1,5 @@
-"""A real gunicorn on loopback, for concurrency and failure tests: started, waited for, stopped."""
+"""A real gunicorn on loopback, for concurrency and failure tests: started, waited for, stopped.
+A test that uses it is marked live (tests/tiers.py)."""
 
 import os
 import socket
@@ -8,17 +9,39 @@ import time
 from pathlib import Path
 
 import requests
+from isvapp.koo.signing import g2_signed_request
 from sqlalchemy import create_engine
 from sqlalchemy.pool import NullPool
 
+from .helpers import KEY
+
 ROOT = Path(__file__).resolve().parent.parent
 LIVE_SECRET_KEY = "live-test-secret-0123456789abcdefghijklmnop"  # wsgi.py refuses short ones
+LIVE_ENV = {"ISVAPP_KOO_ACCESS_KEY": KEY}
+WAIT_S = 60  # bounded waits for the worker (a loaded 2-core machine)
 
 
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def post_g2(session, url, body, timeout=10):
+    raw, query = g2_signed_request(KEY, body)
+    return session.post(
+        url + "/produce", params=query, data=raw, timeout=timeout, headers={"Content-Type": "application/json"}
+    )
+
+
+def wait_for(condition, what):
+    deadline = time.monotonic() + WAIT_S
+    while time.monotonic() < deadline:
+        found = condition()
+        if found:
+            return found
+        time.sleep(0.2)
+    raise AssertionError(f"{what}: not within {WAIT_S} s")
 
 
 def stop_process(proc):
@@ -50,6 +73,7 @@ class LiveServer:
             **(env or {}),
         }
         self.proc, self.app = None, app
+        self.initialised = False  # init-db has run for this server (start runs it, unless a test did)
 
     @property
     def database_uri(self):
@@ -63,7 +87,7 @@ class LiveServer:
         return create_engine(self.database_uri, poolclass=NullPool)
 
     def flask(self, *args):
-        return subprocess.run(
+        result = subprocess.run(
             [sys.executable, "-m", "flask", "--app", "isvapp", *args],
             cwd=ROOT,
             env=self.env,
@@ -72,6 +96,8 @@ class LiveServer:
             text=True,
             timeout=60,
         )
+        self.initialised = self.initialised or args[:1] == ("init-db",)
+        return result
 
     def flask_popen(self, *args):
         """A long-running ``flask`` command (a worker) with this server's settings; stop it after."""
@@ -84,7 +110,8 @@ class LiveServer:
         )
 
     def start(self, timeout=90):  # generous: a loaded 2-core machine starts slowly
-        self.flask("init-db")
+        if not self.initialised:
+            self.flask("init-db")
         self.log = open(self.instance_path / "gunicorn.log", "w")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "gunicorn.conf.py"), self.app],

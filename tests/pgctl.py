@@ -4,7 +4,7 @@ with-postgres.sh exports ISVAPP_TEST_PG_CTL (pg_ctl), ISVAPP_TEST_PG_DATA (the c
 ISVAPP_TEST_PG_LOG, ISVAPP_TEST_PG_OPTIONS (the options it was started with: port, socket folder,
 settings; `pg_ctl start` does not remember them) and ISVAPP_TEST_PG_RUNUSER (the cluster's owner
 when we are root, who pg_ctl must run as; empty otherwise). The server comes back on the same port
-with the same data, so every test's schema (conftest: a search_path in the URI) is still there.
+with the same data, so every test's database (conftest: one a test) is still there.
 """
 
 import os

@@ -16,12 +16,12 @@ from bench.abuse import MIB, peak_rss_mib, send_flood, tiny_objects, worker_pids
 from isvapp.koo import codes
 from isvapp.koo.signing import g1_auth_token, g1_signed_params, g2_signed_request
 
-from .conftest import KEY, KIT_KEY
+from .helpers import KEY, KIT_KEY, new_order
 from .live import LiveServer
-from .test_produce_g2 import new_order
+from .tiers import live_fixture
 
 
-@pytest.fixture(scope="module")
+@live_fixture(scope="module")
 def server(tmp_path_factory):
     folder = tmp_path_factory.mktemp("abuse")
     env = {
@@ -127,6 +127,7 @@ def test_unsigned_requests_barely_grow_the_database(server):
     assert logged <= 2 * 20 * 2 + 2 or noted >= 1  # 20 a minute per worker; the rest counted
 
 
+@pytest.mark.live
 def test_refused_requests_from_many_addresses_are_bounded_by_the_global_budget(tmp_path):
     """600 refused ~5 KB requests (4 KB query string), each from an address of its own, into 2 workers:
     the per-address budget never drops one; the global budget (120 a minute, in the database, shared
@@ -275,6 +276,8 @@ def test_access_log_never_records_query_strings(server):
     assert "authToken" not in log and "signature" not in log and query["nonce"] not in log
 
 
+@pytest.mark.any_database  # it refuses before it opens the database
+@pytest.mark.live
 @pytest.mark.parametrize("secret", [None, "change-me", "short-secret"])
 def test_gunicorn_refuses_to_start_with_a_weak_secret_key(tmp_path, secret):
     env = {"ISVAPP_KOO_ACCESS_KEY": KEY, "ISVAPP_SECRET_KEY": secret or ""}

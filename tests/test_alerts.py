@@ -1,32 +1,23 @@
 """Alerts: one row per kind and window, delivered once per channel by a job, over real local receivers."""
 
 import base64
-import email
-import email.policy
 import hashlib
 import hmac
 import json
 import socket
-import threading
 import time
 from datetime import datetime, timedelta
 from email.header import decode_header, make_header
 
 import pytest
-from aiosmtpd.controller import Controller
 from isvapp.background import alerts, jobs, status
 from isvapp.extensions import db
 from isvapp.storage.models import Alert, Job, JobState
 from isvapp.storage.transactions import write_transaction
 from sqlalchemy import select
-from werkzeug.serving import make_server
-from werkzeug.wrappers import Request, Response
 
-WECOM_KEY = "wecom-key-0123456789abcdef"
-DING_TOKEN = "ding-token-0123456789abcdef"
-DING_SECRET = "SECding0123456789abcdefsecret"
-FEISHU_HOOK = "feishu-hook-0123456789abcdef"
-FEISHU_SECRET = "feishu-secret-0123456789"
+from .helpers import DING_SECRET, DING_TOKEN, FEISHU_HOOK, FEISHU_SECRET, WECOM_KEY, live_alert_env, robot_config
+
 NOW = datetime(2026, 11, 25, 5, 17)
 
 
@@ -34,101 +25,6 @@ def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-class Robots:
-    """WeCom, DingTalk and Feishu on one local server: records each POST, answers from a script."""
-
-    def __init__(self):
-        self.received = {"wecom": [], "dingtalk": [], "feishu": []}
-        self.script = {"wecom": [], "dingtalk": [], "feishu": []}  # answers to give before the ok one
-
-    OK = {
-        "wecom": {"errcode": 0, "errmsg": "ok"},
-        "dingtalk": {"errcode": 0, "errmsg": "ok"},
-        "feishu": {"StatusCode": 0, "StatusMessage": "success", "code": 0, "data": {}, "msg": "success"},
-    }
-
-    def __call__(self, environ, start_response):
-        request = Request(environ)
-        channel = request.path.strip("/").split("/")[0]
-        self.received[channel].append(
-            {
-                "path": request.path,
-                "args": request.args.to_dict(),
-                "json": json.loads(request.get_data()),
-                "content_type": request.content_type,
-                "at": time.time(),
-            }
-        )
-        answer = self.script[channel].pop(0) if self.script[channel] else self.OK[channel]
-        if isinstance(answer, int):
-            return Response("boom", answer)(environ, start_response)
-        return Response(json.dumps(answer), 200, content_type="application/json")(environ, start_response)
-
-
-@pytest.fixture
-def robots():
-    robots = Robots()
-    server = make_server("127.0.0.1", 0, robots, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    robots.base = f"http://127.0.0.1:{server.server_port}"
-    yield robots
-    server.shutdown()
-
-
-def robot_config(robots):
-    return {
-        "ALERT_WECOM_URL": f"{robots.base}/wecom/cgi-bin/webhook/send?key={WECOM_KEY}",
-        "ALERT_DINGTALK_URL": f"{robots.base}/dingtalk/robot/send?access_token={DING_TOKEN}",
-        "ALERT_DINGTALK_SECRET": DING_SECRET,
-        "ALERT_FEISHU_URL": f"{robots.base}/feishu/open-apis/bot/v2/hook/{FEISHU_HOOK}",
-        "ALERT_FEISHU_SECRET": FEISHU_SECRET,
-        "JOB_RETRY_BASE_S": 0,
-    }
-
-
-def live_alert_env(robots, mailbox, **extra):
-    """A live server's environment: every robot, and e-mail to the local SMTP server."""
-    from .conftest import KEY
-
-    env = {f"ISVAPP_{k}": str(v) for k, v in robot_config(robots).items()}
-    env.update(
-        ISVAPP_KOO_ACCESS_KEY=KEY,
-        ISVAPP_ALERT_EMAIL_TO="merchant@example.com",
-        ISVAPP_ALERT_SMTP_HOST="127.0.0.1",
-        ISVAPP_ALERT_SMTP_PORT=str(mailbox.port),
-        ISVAPP_ALERT_SMTP_TLS="none",
-        ISVAPP_ALERT_SMTP_FROM="isvapp@example.com",
-        ISVAPP_ALERT_LANGUAGE="en",  # the texts below are the English ones (zh is the default)
-    )
-    return {**env, **{f"ISVAPP_{k}": str(v) for k, v in extra.items()}}
-
-
-class Mailbox:
-    def __init__(self):
-        self.messages = []
-
-    async def handle_DATA(self, server, session, envelope):  # noqa: N802  aiosmtpd's hook name
-        self.messages.append(
-            (
-                envelope.mail_from,
-                list(envelope.rcpt_tos),
-                email.message_from_bytes(envelope.content, policy=email.policy.default),
-            )
-        )
-        return "250 OK"
-
-
-@pytest.fixture
-def mailbox():
-    box = Mailbox()
-    controller = Controller(box, hostname="127.0.0.1", port=free_port())
-    controller.start()
-    box.port = controller.port
-    yield box
-    controller.stop()
 
 
 def raise_in_transaction(app, kind="test", subject="Something broke", text="Details here.", now=NOW):
@@ -368,7 +264,7 @@ def test_a_000005_answer_and_repeated_signature_failures_raise_alerts(app, marke
     from isvapp.storage.models import Alert
     from sqlalchemy.exc import OperationalError
 
-    from .test_produce_g2 import new_order
+    from .helpers import new_order
 
     def locked(*args, **kwargs):
         raise OperationalError("INSERT", {}, Exception("database is locked"))
@@ -420,7 +316,7 @@ def test_with_no_channel_an_alert_is_recorded_shown_and_its_job_done(app, market
     cause); the alert waits on the go-live page instead."""
     from isvapp.dashboard import security
 
-    from .test_dashboard import log_in
+    from .helpers import log_in
 
     raise_in_transaction(app, kind="internal_error", subject="isvapp answered 000005 to the marketplace")
     run(app)
@@ -446,10 +342,8 @@ def test_fields_in_robot_and_mail_texts_cannot_mention_everyone_or_forge_lines(t
     from isvapp.storage.models import Job
     from sqlalchemy import update
 
-    from .conftest import KEY
+    from .helpers import KEY, g1_order, new_order
     from .live import LiveServer
-    from .test_produce_g1 import g1_order
-    from .test_produce_g2 import new_order
 
     mention = '<at user_id="all">所有人</at>'
     env = live_alert_env(robots, mailbox, ALERT_NOTICES="new_order", ALERT_LANGUAGE="en")
@@ -504,7 +398,7 @@ def test_a_stopped_worker_is_told_by_the_web_server_and_its_return_too(tmp_path,
     answers 200. Before, the message waited in the queue for the worker it was about."""
     import requests
 
-    from .conftest import KEY
+    from .helpers import KEY
     from .live import LiveServer
 
     silent_s = 4

@@ -8,6 +8,8 @@ from huaweicloudsdkcore.sdk_request import SdkRequest
 from huaweicloudsdkcore.signer.signer import Signer
 from isvapp.koo import apig
 
+pytestmark = pytest.mark.any_database  # pure: APIG signing against the official signer
+
 AK, SK = "QTWAOYTTINDUT2QVKYUC", "MFyfvK41ba2giqM7Uio6PznpdUKGpownRZlmVmHc"
 WHEN = datetime(2026, 11, 24, 6, 0, 0, tzinfo=UTC)
 

@@ -12,7 +12,7 @@ from isvapp.extensions import db
 from isvapp.koo.signing import g2_signed_request
 from isvapp.storage.models import Instance
 
-from .conftest import KEY
+from .helpers import KEY
 
 
 def test_config_from_instance_file_then_environment(tmp_path, monkeypatch):
@@ -32,7 +32,7 @@ def test_kit_key_defaults_to_basic_key():
 
 
 def test_init_db_twice_keeps_data(app, runner, market):
-    from .test_produce_g2 import new_order
+    from .helpers import new_order
 
     market.g2(new_order())
     assert "Initialised" in runner.invoke(args=["init-db"]).output
@@ -101,7 +101,7 @@ def test_init_config_writes_once_with_mode_600(tmp_path, monkeypatch):
 
 @pytest.mark.sqlite_only
 def test_locked_database_answers_000005_within_budget_and_leaves_nothing(app, market):
-    from .test_produce_g2 import new_order
+    from .helpers import new_order
 
     # Another process holds the write lock on the app's SQLite file for longer than the busy timeout.
     path = app.config["SQLALCHEMY_DATABASE_URI"].removeprefix("sqlite:///")

@@ -24,10 +24,10 @@ from isvapp.storage.models import Instance, StatusItem
 from isvapp.storage.schema import init_db
 from sqlalchemy import create_engine, select, text
 
-from .conftest import KEY, ON_POSTGRES, Marketplace
+from .helpers import KEY, ON_POSTGRES, Marketplace, g1_order, new_order
 from .live import ROOT
-from .test_produce_g1 import g1_order
-from .test_produce_g2 import new_order
+
+pytestmark = pytest.mark.live  # every test here starts a server, a process or a browser
 
 SECRET = "backup-test-secret-0123456789abcdefghijklmnop"
 PASSPHRASE = "correct horse battery staple"

@@ -21,6 +21,7 @@ def test_dashboard_benchmark_runs_every_page():
     assert figures["instances"] == 300 and all(figures[f"{name} ms"] > 0 for name in dashboard.PAGES)
 
 
+@pytest.mark.live
 @pytest.mark.skipif(not shutil.which("wrk"), reason="wrk is installed by scripts/test.sh")
 def test_the_whole_benchmark_runs_quickly_and_writes_its_report(tmp_path):
     out = tmp_path / "BENCHMARKS.md"
@@ -57,6 +58,8 @@ def test_the_whole_benchmark_runs_quickly_and_writes_its_report(tmp_path):
         assert f"| {writepath.LABELS[piece]} | {figures['as_is_rps']:.0f} | {figures['simpler_rps']:.0f} |" in text
 
 
+@pytest.mark.any_database  # SQLite files of its own
+@pytest.mark.live  # bench.tables writes its one real order in a process of its own
 def test_prefill_copies_the_shape_of_a_real_order(tmp_path):
     """The bulk fill writes every table one real newInstance writes, as many rows per order, except
     what the prune job deletes: of orders spread over a year, the pruned tables keep the newest."""

@@ -19,7 +19,7 @@ from isvapp.domain import apitokens
 from isvapp.koo import codes
 from isvapp.koo.signing import g2_signed_request, kit_signed_request
 
-from .conftest import KEY, KIT_KEY
+from .helpers import KEY, KIT_KEY
 from .live import LIVE_SECRET_KEY, LiveServer
 
 ANSWER_WAIT_S = 20  # a bounded wait for an answer; the refusal comes long before it

@@ -13,8 +13,12 @@ import requests
 from isvapp.koo.signing import g1_signed_params, g2_signed_request
 from playwright.sync_api import sync_playwright
 
-from .conftest import KEY
+from .helpers import KEY
 from .live import ROOT, LiveServer
+from .tiers import live_fixture
+
+# pages in Chromium: what the pages query runs on both databases in test_dashboard and test_golive
+pytestmark = pytest.mark.any_database
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = ROOT / "artifacts"
@@ -50,7 +54,7 @@ def seed(url):
         session.post(url + "/produce", params=query, data=raw, headers={"Content-Type": "application/json"})
 
 
-@pytest.fixture(scope="module")
+@live_fixture(scope="module")
 def site(tmp_path_factory):
     folder = tmp_path_factory.mktemp("browser")
     server = LiveServer(folder, workers=2, env={"ISVAPP_KOO_ACCESS_KEY": KEY})

@@ -13,7 +13,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from .live import ROOT
+
+pytestmark = pytest.mark.live  # every test here starts a server, a process or a browser
 
 OLD = re.compile(r"flask --app isvapp(?! COMMAND)")
 # Where a merchant reads a command: the pages, every Python string (messages, hints, --help, the

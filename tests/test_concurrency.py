@@ -12,22 +12,17 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
+import pytest
 import requests
-from isvapp.koo.signing import g1_signed_params, g2_signed_request
+from isvapp.koo.signing import g1_signed_params
 from sqlalchemy import text
 
-from .conftest import KEY
-from .live import LiveServer
+from .helpers import KEY
+from .live import LIVE_ENV, LiveServer, post_g2
+
+pytestmark = pytest.mark.live  # every test here starts gunicorn
 
 ORDERS, COPIES = 50, 32
-LIVE_ENV = {"ISVAPP_KOO_ACCESS_KEY": KEY}
-
-
-def post_g2(session, url, body, timeout=10):
-    raw, query = g2_signed_request(KEY, body)
-    return session.post(
-        url + "/produce", params=query, data=raw, timeout=timeout, headers={"Content-Type": "application/json"}
-    )
 
 
 def get_g1(session, url, params, timeout=10):

@@ -5,41 +5,13 @@ import io
 import re
 
 import pytest
-from isvapp.dashboard import security
 from isvapp.storage.models import Callback, LoginAttempt
 
-from .test_kit import TENANT
-from .test_kit import ok as kit_ok
-from .test_produce_g1 import g1_order
-from .test_produce_g2 import new_order
-
-PASSWORD = "correct horse battery"
-
-
-@pytest.fixture
-def admin(app):
-    with app.app_context():
-        security.set_password("boss", PASSWORD)
-    return "boss"
-
-
-def token(html):
-    return re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
-
-
-def log_in(client, name="boss", password=PASSWORD):
-    page = client.get("/admin/login").get_data(as_text=True)
-    return client.post("/admin/login", data={"name": name, "password": password, "csrf_token": token(page)})
-
-
-@pytest.fixture
-def browser(client, admin):
-    assert log_in(client).status_code == 302
-    return client
+from .helpers import PASSWORD, TENANT, g1_order, kit_ok, log_in, log_in_from, new_order, token
 
 
 def test_every_page_requires_login(app, client, admin):
-    open_endpoints = {"dashboard.login", "dashboard.static", "static", "health.healthz"}
+    open_endpoints = {"dashboard.login", "dashboard.static", "static", "health.healthz", "health.readyz"}
     checked = 0
     for rule in app.url_map.iter_rules():
         # the marketplace's routes verify their own signatures; the buyer's login is for strangers;
@@ -230,15 +202,6 @@ def test_the_callback_log_filters_by_result_code(app, browser):
             sql = str(statement.compile(db.engine, compile_kwargs={"literal_binds": True}))
             plan = " ".join(row[-1] for row in db.session.execute(text("EXPLAIN QUERY PLAN " + sql)))
             assert "ix_callbacks_failed_received" in plan, plan
-
-
-def log_in_from(client, addr, name="boss", password=PASSWORD):
-    page = client.get("/admin/login", environ_base={"REMOTE_ADDR": addr}).get_data(as_text=True)
-    return client.post(
-        "/admin/login",
-        data={"name": name, "password": password, "csrf_token": token(page)},
-        environ_base={"REMOTE_ADDR": addr},
-    )
 
 
 def test_a_strangers_failures_do_not_lock_the_admin_out_elsewhere(app, admin):

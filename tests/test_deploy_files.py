@@ -25,6 +25,8 @@ import yaml
 
 from .live import ROOT, LiveServer, free_port, stop_process
 
+pytestmark = pytest.mark.live  # every test here starts a server, a process or a browser
+
 DEPLOY = ROOT / "deploy"
 UNITS = sorted((DEPLOY / "systemd").iterdir())
 SERVICES = [unit for unit in UNITS if unit.suffix == ".service"]

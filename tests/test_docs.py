@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 from isvapp.config import DEFAULTS
 
+pytestmark = pytest.mark.any_database  # the documents against the code
+
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
 README_ZH = ROOT / "README.zh-CN.md"
@@ -39,6 +41,7 @@ ENVIRONMENT_ONLY = {
     "ISVAPP_TEST_POSTGRES",  # scripts/test.sh
     "ISVAPP_PYTHON",  # scripts/venv.sh: the interpreter a new .venv is made with
     "PROMETHEUS_MULTIPROC_DIR",  # isvapp/metrics.py, prometheus-client: where the processes' counts are
+    "ISVAPP_TEST_PARALLEL",  # scripts/test.sh
 }
 # UPPER_CASE words in backticks that are protocol values, not settings.
 NOT_SETTINGS = {
@@ -482,7 +485,7 @@ def test_the_architecture_maps_are_twins():
 
 
 def test_the_architecture_layers_are_the_ones_the_import_check_enforces():
-    from tests.test_imports import LAYERS
+    from .helpers import LAYERS
 
     def as_modules(paths):
         return {p.rstrip("/").removesuffix(".py").removesuffix("/__init__").replace("/", ".") for p in paths}

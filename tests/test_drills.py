@@ -25,10 +25,8 @@ from isvapp.storage.models import Answer, Callback, Instance, SignedRequest
 from isvapp.storage.schema import init_db
 from sqlalchemy import event, text
 
-from .conftest import KEY, Marketplace
-from .live import LiveServer
-from .test_concurrency import LIVE_ENV, post_g2
-from .test_produce_g2 import new_order
+from .helpers import KEY, Marketplace, new_order
+from .live import LIVE_ENV, LiveServer, post_g2
 
 
 def code_of(response):
@@ -47,6 +45,7 @@ def worker_pids(server):
 KILL_ORDERS = 240
 
 
+@pytest.mark.live
 def test_worker_killed_mid_load_loses_no_acknowledged_order_and_retries_converge(tmp_path):
     orders = [new_order(order=f"KILL{n:04d}", test_flag="1") for n in range(KILL_ORDERS)]
     outcome = {}  # orderId -> answer bytes (HTTP 200) or the exception's name
@@ -135,6 +134,7 @@ def database_locked(server):
         engine.dispose()
 
 
+@pytest.mark.live
 def test_locked_database_answers_000005_within_3_5_s_then_serves(tmp_path):
     session = requests.Session()
     with LiveServer(tmp_path, workers=2, env=LIVE_ENV) as server:

@@ -8,7 +8,7 @@ from isvapp.extensions import db
 from isvapp.storage.models import Instance
 from sqlalchemy import event
 
-from .test_produce_g2 import new_order, result
+from .helpers import new_order, result
 
 pytestmark = pytest.mark.sqlite_only
 

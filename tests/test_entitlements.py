@@ -1,24 +1,12 @@
 """The entitlement API the merchant's product calls, and its tokens made on the pages."""
 
-import re
 from datetime import datetime, timedelta
 
 import pytest
-from isvapp.dashboard import security
 from isvapp.extensions import db
-from isvapp.koo.signing import key_fingerprint
 from isvapp.storage.models import ApiToken, Instance, InstanceState, Tenant
 
-from .conftest import KEY
-from .test_dashboard import PASSWORD, log_in, token
-
-
-@pytest.fixture
-def admin_client(app, client):
-    with app.app_context():
-        security.set_password("boss", PASSWORD)
-    assert log_in(client).status_code == 302
-    return client
+from .helpers import make_token, token
 
 
 @pytest.fixture
@@ -39,15 +27,6 @@ def rows(app):
             ]
         )
         db.session.commit()
-
-
-def make_token(admin_client, name="crm", scopes=("entitlements", "usage"), product_id="", key=None):
-    """A token made on the page: for both scopes and this server's key unless told otherwise."""
-    page = admin_client.get("/admin/api-tokens").get_data(as_text=True)
-    key = key_fingerprint(KEY) if key is None and not product_id else key or ""
-    form = {"name": name, "scope": list(scopes), "product_id": product_id, "key": key, "csrf_token": token(page)}
-    made = admin_client.post("/admin/api-tokens", data=form)
-    return re.search(r'<code id="new-token">([^<]+)</code>', made.get_data(as_text=True)).group(1)
 
 
 def ask(client, path, bearer):

@@ -17,7 +17,7 @@ from isvapp.koo.signing import key_fingerprint
 from isvapp.storage.models import Alert, TokenScope
 from werkzeug.wrappers import Request, Response
 
-from .conftest import KEY, metric, scrape, serving
+from .helpers import KEY, metric, scrape, serving
 from .live import LIVE_SECRET_KEY, LiveServer
 
 FINGERPRINT = key_fingerprint(KEY)
@@ -135,6 +135,7 @@ def sentry():
         yield stand_in
 
 
+@pytest.mark.live
 def test_an_error_reaches_sentry_without_the_requests_secrets(tmp_path, sentry):
     signature, token, cookie = "sig-0f1e2d3c4b5a6978", "install-token-8a7b6c5d4e", "cookie-value-1a2b3c4d5e"
     env = {"ISVAPP_KOO_ACCESS_KEY": KEY, "ISVAPP_SENTRY_DSN": sentry.dsn, "ISVAPP_WORKERS": "1"}

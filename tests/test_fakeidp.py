@@ -14,6 +14,12 @@ from isvapp.market.fakeidp import DEFAULT_REDIRECT_URI, clients_and_users, creat
 from isvapp.storage import vault
 from isvapp.storage.models import KitApp, KitState, KitUser
 
+from .tiers import live_fixture
+
+# The fake IdP is a development stand-in holding its state in memory; its two reads of KitApp and
+# KitUser rows are plain ORM queries, which the login's tests run on both databases.
+pytestmark = pytest.mark.any_database
+
 CALLBACK = "http://127.0.0.1:8000/login/callback"
 CLIENTS = {
     "client-1": {"secret": "s3cret", "redirect_uris": [CALLBACK, "https://isv.example.com/cb?x=1"]},
@@ -34,7 +40,7 @@ def challenge_of(verifier):
     return base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
 
 
-@pytest.fixture
+@live_fixture
 def idp():
     with Running(create_fake_idp(CLIENTS, USERS)) as running:
         yield running
@@ -307,6 +313,7 @@ def test_logout_refuses_a_foreign_redirect(idp, url):
     assert answer.status_code == 200 and "Location" not in answer.headers and "Logged out" in answer.text
 
 
+@pytest.mark.live
 def test_clients_and_users_come_from_the_database(app):
     app.config["LOGIN_REDIRECT_URI"] = "https://isv.example.com/login/callback"
     with app.app_context():

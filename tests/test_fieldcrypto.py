@@ -9,6 +9,8 @@ from isvapp.koo import codes
 from isvapp.koo.codes import KooError
 from isvapp.koo.fieldcrypto import aes_key, decrypt_field, encrypt_field, rsa_oaep_decrypt
 
+pytestmark = pytest.mark.any_database  # pure: field encryption on the reference's vectors
+
 KEY = "a1b2c3d4-0000-1111-2222-333344445555"
 IV = "Ab3dEf7hIj1LmN0p"
 

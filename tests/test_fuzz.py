@@ -24,7 +24,7 @@ from isvapp.storage.models import (
 )
 from sqlalchemy import func, select
 
-from .conftest import KEY, KIT_KEY
+from .helpers import KEY, KIT_KEY
 
 STATE_TABLES = (Instance, Answer, Conflict, SignedRequest, Event, Job, License, Tenant, KitApp, KitUser, Department)
 KNOWN_CODES = {

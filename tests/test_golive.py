@@ -8,18 +8,10 @@ from isvapp.dashboard import diagnosis
 from isvapp.koo import codes
 from isvapp.storage.models import Callback
 
-from .conftest import KEY
-from .test_dashboard import admin, browser  # noqa: F401  (fixtures)
-from .test_live_marketplace import debug_round
-from .test_produce_g2 import new_order
+from .helpers import KEY, debug_round, new_order, row_state
 
 
-def row_state(html, scenario):
-    row = re.search(rf'data-scenario="{scenario}">(.*?)</tr>', html, re.S).group(1)
-    return re.search(r'class="badge[^"]*">([^<]+)<', row).group(1)
-
-
-def test_the_checklist_turns_green_as_a_debugging_round_passes(browser, market):  # noqa: F811
+def test_the_checklist_turns_green_as_a_debugging_round_passes(browser, market):
     page = browser.get("/admin/go-live").get_data(as_text=True)
     assert row_state(page, "period-new") == "not debugged yet"
     debug_round(market)
@@ -30,7 +22,7 @@ def test_the_checklist_turns_green_as_a_debugging_round_passes(browser, market):
     assert "http://localhost/produce" in page and "http://localhost/license" in page
 
 
-def test_a_failed_debugging_call_says_why_and_links_the_callback(browser, market):  # noqa: F811
+def test_a_failed_debugging_call_says_why_and_links_the_callback(browser, market):
     debug_round(market)
     bad = {**new_order(test_flag="1"), "orderLineId": None}
     market.g2({k: v for k, v in bad.items() if v is not None})
@@ -42,20 +34,20 @@ def test_a_failed_debugging_call_says_why_and_links_the_callback(browser, market
     assert "接口所需的字段缺失" in chinese and "上线检查" in chinese
 
 
-def test_real_orders_do_not_count_as_debugging(browser, market):  # noqa: F811
+def test_real_orders_do_not_count_as_debugging(browser, market):
     market.g2(new_order())  # testFlag 0
     assert row_state(browser.get("/admin/go-live").get_data(as_text=True), "period-new") == "not debugged yet"
 
 
-def test_kinds_of_product_appear_when_the_marketplace_debugs_them(browser, market):  # noqa: F811
-    from .test_kit import TENANT
+def test_kinds_of_product_appear_when_the_marketplace_debugs_them(browser, market):
+    from .helpers import TENANT
 
     market.kit("tenantSync", {**TENANT, "testFlag": 1})
     page = browser.get("/admin/go-live").get_data(as_text=True)
     assert row_state(page, "kit-tenant") == "passed" and row_state(page, "kit-auth") == "not debugged yet"
 
 
-def test_health_shows_keys_by_fingerprint_clock_worker_and_disk(app, browser, market):  # noqa: F811
+def test_health_shows_keys_by_fingerprint_clock_worker_and_disk(app, browser, market):
     market.g2(new_order(), timestamp=int(__import__("time").time() * 1000) - 20_000)  # 20 s behind
     with app.app_context():
         status.report("order_query", {"ok": False, "error": "MKT.0154: Illegal token"})
@@ -88,7 +80,7 @@ def test_each_failure_has_one_fixed_explanation(code, message, cause):
     assert diagnosis.explain("000000", "success.") is None
 
 
-def test_a_failed_callbacks_page_explains_it(browser, market):  # noqa: F811
+def test_a_failed_callbacks_page_explains_it(browser, market):
     market.g2(new_order(), key="not-the-key")
     [row] = market.rows(Callback)
     page = browser.get(f"/admin/callbacks/{row.id}").get_data(as_text=True)
@@ -96,7 +88,7 @@ def test_a_failed_callbacks_page_explains_it(browser, market):  # noqa: F811
 
 
 @pytest.mark.parametrize("name", ["callbacks", "orders", "expiring"])
-def test_overview_charts_are_server_rendered_svg_without_script_reach(browser, market, name):  # noqa: F811
+def test_overview_charts_are_server_rendered_svg_without_script_reach(browser, market, name):
     debug_round(market)
     market.g2(new_order(order="REALCHART"))
     market.g2(new_order(), key="wrong")
@@ -111,7 +103,7 @@ def test_overview_charts_are_server_rendered_svg_without_script_reach(browser, m
     assert f"/admin/charts/{name}.svg" in overview and "<script" not in overview
 
 
-def test_the_callbacks_chart_counts_by_result(browser, market):  # noqa: F811
+def test_the_callbacks_chart_counts_by_result(browser, market):
     market.g2(new_order(order="C1"))
     market.g2(new_order(order="C2"), key="wrong")
     svg = browser.get("/admin/charts/callbacks.svg?lang=zh").get_data(as_text=True)
@@ -120,7 +112,7 @@ def test_the_callbacks_chart_counts_by_result(browser, market):  # noqa: F811
     assert sorted(int(v) for v in values if v != "0")[-2:] == [1, 1]
 
 
-def test_the_page_after_a_pay_per_use_debugging_round_shows_the_usage_push(app, browser, market):  # noqa: F811
+def test_the_page_after_a_pay_per_use_debugging_round_shows_the_usage_push(app, browser, market):
     """The page run.sh sends a merchant to first: `flask simulate`'s pay-per-use suite must not break it."""
     from datetime import datetime, timedelta
 
@@ -129,7 +121,7 @@ def test_the_page_after_a_pay_per_use_debugging_round_shows_the_usage_push(app, 
     from isvapp.storage.models import Instance, UsageRecord, UsageState
     from sqlalchemy import update
 
-    from .test_produce_g1 import g1_order, signed_result
+    from .helpers import g1_order, signed_result
 
     iid = signed_result(market.g1(g1_order(order="PPU1", chargingMode="ON_DEMAND")))["instanceId"]
     assert (
@@ -163,8 +155,8 @@ def test_the_page_after_a_pay_per_use_debugging_round_shows_the_usage_push(app, 
 
 
 @pytest.mark.parametrize("app_config", [{"PROXY_FIX_HOPS": 1}])
-def test_a_request_from_another_host_with_no_proxy_in_front_is_warned_about(app, client, admin):  # noqa: F811
-    from .test_dashboard import log_in_from
+def test_a_request_from_another_host_with_no_proxy_in_front_is_warned_about(app, client, admin):
+    from .helpers import log_in_from
 
     assert log_in_from(client, "127.0.0.1").status_code == 302
     page = client.get("/admin/go-live", headers={"X-Forwarded-For": "203.0.113.8"}).get_data(as_text=True)
@@ -174,7 +166,7 @@ def test_a_request_from_another_host_with_no_proxy_in_front_is_warned_about(app,
     assert "two slow clients can hold both workers" in page
 
 
-def test_a_callback_from_another_host_is_warned_about_without_proxy_fix(browser, market):  # noqa: F811
+def test_a_callback_from_another_host_is_warned_about_without_proxy_fix(browser, market):
     assert 'data-health="proxy">' in browser.get("/admin/go-live").get_data(as_text=True)
     market.send("POST", "/produce", data=b"{}", environ_base={"REMOTE_ADDR": "198.51.100.4"})
     page = browser.get("/admin/go-live").get_data(as_text=True)

@@ -27,6 +27,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from isvapp.domain import handoff
 from isvapp.koo import jose
 
+from .tiers import live_fixture
+
+pytestmark = pytest.mark.any_database  # verifiers in other languages, against the hand-off's signatures
+
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "handoff.md"
 DOC_ZH = ROOT / "docs" / "handoff.zh-CN.md"
@@ -87,7 +91,7 @@ def test_the_two_handoff_documents_are_twins():
 # --- the issuer: a JWK Set on 127.0.0.1, and tokens ------------------------------------------------
 
 
-@pytest.fixture(scope="module")
+@live_fixture(scope="module")
 def issuer():
     """(issuer URL, signing key), with the key's JWK Set served at <issuer>/.well-known/jwks.json."""
     key = Ed25519PrivateKey.generate()
@@ -109,7 +113,7 @@ def issuer():
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}", key

@@ -17,8 +17,7 @@ from isvapp.storage.models import Job, JobState
 from isvapp.storage.schema import init_db
 from werkzeug.wrappers import Request, Response
 
-from .conftest import KEY, KIT_KEY, Marketplace, serving
-from .test_produce_g2 import new_order
+from .helpers import KEY, KIT_KEY, Marketplace, new_order, serving
 
 SECRET = "hook-secret"
 
@@ -63,6 +62,7 @@ class Redirecting:
 # --- webhooks: redirects ------------------------------------------------------------------------
 
 
+@pytest.mark.live
 def test_a_redirect_is_a_failed_delivery_and_never_followed():
     receiver = Redirecting()
     with serving(receiver) as base:
@@ -71,6 +71,7 @@ def test_a_redirect_is_a_failed_delivery_and_never_followed():
     assert receiver.seen == [("POST", "/hooks")]  # no GET (nor anything else) to /final
 
 
+@pytest.mark.live
 @pytest.mark.parametrize(
     "app_config", [{"KOO_API_BASE_URL": "http://127.0.0.1:9", "KOO_AK": "ak", "KOO_SK": "sk", "JOB_RETRY_BASE_S": 0}]
 )
@@ -182,7 +183,7 @@ class TrickleHandler(socketserver.BaseRequestHandler):
 @contextmanager
 def trickling(in_headers):
     server = Trickler(in_headers)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}/hooks"
@@ -192,6 +193,7 @@ def trickling(in_headers):
         server.server_close()
 
 
+@pytest.mark.live
 @pytest.mark.parametrize("in_headers", [False, True], ids=["body", "headers"])
 def test_a_trickling_receiver_cannot_hold_the_worker_past_the_deadline(in_headers):
     with trickling(in_headers) as url:

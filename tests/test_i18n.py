@@ -21,8 +21,6 @@ from isvapp.extensions import db
 from isvapp.storage import models
 from jinja2 import Environment
 
-from .test_dashboard import admin, browser  # noqa: F401  fixtures
-
 PACKAGE = Path(i18n.__file__).resolve().parents[1]
 TEMPLATES = PACKAGE / "dashboard" / "templates"
 MESSAGES = PACKAGE / "translations" / "zh" / "LC_MESSAGES"
@@ -183,7 +181,7 @@ def test_templates_and_python_translate_through_flask_babel(app):
         assert flask_babel.gettext("Overview") == "Overview"
 
 
-def test_a_page_asked_for_in_chinese_is_in_chinese(browser):  # noqa: F811
+def test_a_page_asked_for_in_chinese_is_in_chinese(browser):
     page = browser.get("/admin/?lang=zh").get_data(as_text=True)
     assert "<h1>概览</h1>" in page and "各状态实例数" in page and 'alt="每日回调（按结果）"' in page
     assert "<h1>Overview</h1>" not in page
@@ -194,7 +192,7 @@ def test_a_page_asked_for_in_chinese_is_in_chinese(browser):  # noqa: F811
     assert "<h1>Overview</h1>" in browser.get("/admin/?lang=en").get_data(as_text=True)
 
 
-def test_the_language_is_chosen_again_for_each_request_in_one_app_context(app, browser):  # noqa: F811
+def test_the_language_is_chosen_again_for_each_request_in_one_app_context(app, browser):
     """Flask-Babel caches the locale on g, which a test's (or a command's) app context keeps."""
     with app.app_context():
         assert "<h1>概览</h1>" in browser.get("/admin/?lang=zh").get_data(as_text=True)

@@ -9,8 +9,7 @@ from isvapp.extensions import db
 from isvapp.storage.models import Answer, Event, Instance
 from isvapp.storage.schema import MIGRATIONS
 
-from .test_migrations import current_revision, head_revision, schema_differences
-from .test_produce_g2 import new_order
+from .helpers import current_revision, head_revision, new_order, schema_differences
 
 
 def test_parts_are_escaped_and_plain_keys_are_what_they_were():

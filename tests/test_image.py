@@ -30,10 +30,10 @@ import pytest
 import requests
 from isvapp.market.simulator import SUITES
 
-from .conftest import KEY
+from .helpers import KEY
 from .live import ROOT, free_port, stop_process
 
-pytestmark = pytest.mark.image
+pytestmark = [pytest.mark.image, pytest.mark.live]
 
 PODMAN = ROOT / "scripts" / "podman.sh"
 BASE = "docker.io/library/debian:bookworm-slim"

@@ -3,9 +3,15 @@ imports made inside functions too (a lazy import hides a circle; it does not rem
 modules that need each other want what both need moved below them."""
 
 import ast
+import re
 from pathlib import Path
 
 import isvapp
+import pytest
+
+from .helpers import LAYERS
+
+pytestmark = pytest.mark.any_database  # the import graph
 
 PACKAGE = Path(isvapp.__file__).resolve().parent
 
@@ -89,45 +95,6 @@ def test_no_module_of_isvapp_is_part_of_an_import_circle():
     assert cycles(graph) == []
 
 
-# The layers of docs/architecture.md, top first: a module may import its own layer's modules and
-# any layer below, never one above. The top-level modules that are not the factory sit with the
-# layer their role puts them in.
-LAYERS = [
-    ("the factory and its commands", {"isvapp", "isvapp.cli", "isvapp.provisioning", "isvapp.backups"}),
-    (
-        "the routes",
-        {
-            "isvapp.produce",
-            "isvapp.dashboard",
-            "isvapp.login",
-            "isvapp.productapi",
-            "isvapp.health",
-            "isvapp.monitoring",
-        },
-    ),
-    ("the domain", {"isvapp.domain"}),
-    ("background work", {"isvapp.background"}),
-    ("the other side of the wire", {"isvapp.market"}),
-    ("storage", {"isvapp.storage"}),
-    (
-        "the base",
-        {
-            "isvapp.koo",
-            "isvapp.config",
-            "isvapp.extensions",
-            "isvapp.outbound",
-            "isvapp.inbound",
-            "isvapp.selfcheck",
-            "isvapp.archive",
-            "isvapp.texts",
-            "isvapp.metrics",
-            "isvapp.logs",
-            "isvapp.errorreports",
-        },
-    ),
-]
-
-
 def layer_of(module):
     """The index in LAYERS of ``module``: its own entry, or its nearest package's."""
     parts = module.split(".")
@@ -181,3 +148,73 @@ def test_the_public_paths_a_merchant_names_still_work(app):
     assert app.config["PROVISIONER"] == "isvapp.provisioning:TemplateProvisioner"
     (script,) = [e for e in importlib.metadata.entry_points(group="console_scripts") if e.name == "isvapp-sim"]
     assert script.load() is simulator.main
+
+
+# --- the tests' own modules ---------------------------------------------------------------------
+
+TESTS = Path(__file__).resolve().parent
+# A config value naming an object in a test module ("tests.test_jobs:Recorder") imports it too.
+NAMED_IN_A_STRING = re.compile(r"tests\.(conftest|test_\w+)(?::[\w.]+)?")
+
+
+def imported_test_modules(source, own):
+    """The test modules (and conftest) that ``source`` imports, anywhere in it, or names in a
+    string for the app to import; ``own`` (the module's own name) is left out."""
+    found = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level == 0 and node.module != "tests":
+                names = [node.module or ""]
+            elif node.module in (None, "tests"):
+                names = [f"tests.{alias.name}" for alias in node.names]  # from . import test_x
+            else:
+                names = [f"tests.{node.module}"]
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+            named = NAMED_IN_A_STRING.fullmatch(node.value)
+            names = [f"tests.{named.group(1)}"] if named else []
+        else:
+            continue
+        for name in names:
+            module = name.removeprefix("tests.")
+            if module != name and (module == "conftest" or module.startswith("test_")):
+                found.add(module.split(".")[0])
+    return found - {own}
+
+
+def test_the_test_import_check_finds_each_form():
+    source = """
+from .test_produce_g2 import new_order
+from tests.test_kit import TENANT
+from . import test_dashboard
+import tests.test_alerts
+from .conftest import KEY
+from .helpers import KEY
+from .live import LiveServer
+def f():
+    from .test_license import WIRE
+CONFIG = {"PROVISIONER": "tests.test_jobs:Recorder", "OWN": "tests.test_self:thing"}
+"""
+    assert imported_test_modules(source, "test_self") == {
+        "test_produce_g2",
+        "test_kit",
+        "test_dashboard",
+        "test_alerts",
+        "conftest",
+        "test_license",
+        "test_jobs",
+    }
+
+
+def test_no_test_module_imports_another():
+    """Shared helpers live in tests/helpers.py (and live.py, pgctl.py), shared fixtures in
+    conftest.py: a test module that imports another runs that module's imports (aiosmtpd, a
+    browser driver) just to be collected, and couples two files that change for different
+    reasons. conftest.py is pytest's to load, never imported."""
+    found = {
+        path.name: sorted(imported_test_modules(path.read_text(encoding="utf-8"), path.stem))
+        for path in sorted(TESTS.glob("*.py"))
+    }
+    assert len(found) > 40 and "helpers.py" in found  # the walk sees the suite
+    assert {name: named for name, named in found.items() if named} == {}

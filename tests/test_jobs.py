@@ -5,7 +5,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from datetime import UTC, timedelta
 
@@ -15,33 +14,14 @@ from isvapp.extensions import db
 from isvapp.market.fake import Running, create_fake_market
 from isvapp.storage.models import DetailsState, Event, Instance, Job, JobState, UsageRecord, UsageState, utcnow
 from sqlalchemy import update
-from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
-from .conftest import KEY
+from .helpers import AK, KEY, RECORD_FILE, SK, hook_calls, new_order, run_until_idle
 from .live import ROOT
-from .test_produce_g2 import new_order
-
-AK, SK = "fake-ak", "fake-sk"
-RECORD_FILE = "ISVAPP_TEST_HOOK_LOG"
+from .tiers import live_fixture
 
 
-class Recorder(provisioning.Provisioner):
-    """Appends every hook call to a file (shared by worker processes); sleeps on request."""
-
-    def handle(self, event):
-        path = os.environ[RECORD_FILE]
-        with open(path, "a") as f:
-            f.write(
-                json.dumps({"event": event.event_id, "kind": event.kind, "pid": os.getpid(), "start": time.time()})
-                + "\n"
-            )
-        time.sleep(float(os.environ.get("ISVAPP_TEST_HOOK_SLEEP", "0")))
-        with open(path, "a") as f:
-            f.write(json.dumps({"event": event.event_id, "done": True, "end": time.time()}) + "\n")
-
-
-@pytest.fixture
+@live_fixture
 def market_api():
     with Running(create_fake_market(AK, SK, KEY)) as running:
         yield running
@@ -61,17 +41,8 @@ def app_config(market_api, hook_log):
         "KOO_AK": AK,
         "KOO_SK": SK,
         "JOB_RETRY_BASE_S": 0,
-        "PROVISIONER": "tests.test_jobs:Recorder",
+        "PROVISIONER": "tests.helpers:Recorder",
     }
-
-
-def run_until_idle(app, limit=200):
-    with app.app_context():
-        return jobs.work(until_idle=True, max_jobs=limit)
-
-
-def hook_calls(path):
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
 def test_order_details_are_filled_after_new_instance(app, market, hook_log):
@@ -118,6 +89,7 @@ def test_slow_marketplace_times_out_within_three_seconds(app, market, market_api
     assert market.rows(Instance)[0].details_state == DetailsState.FETCHED
 
 
+@pytest.mark.live
 @pytest.mark.parametrize(
     "app_config",
     [
@@ -167,7 +139,7 @@ def worker_env(app, **extra):
         "ISVAPP_INSTANCE_PATH": app.instance_path,
         "ISVAPP_SECRET_KEY": "test-secret",
         "ISVAPP_KOO_ACCESS_KEY": KEY,
-        "ISVAPP_PROVISIONER": "tests.test_jobs:Recorder",
+        "ISVAPP_PROVISIONER": "tests.helpers:Recorder",
         "ISVAPP_KOO_API_BASE_URL": app.config["KOO_API_BASE_URL"],
         "ISVAPP_KOO_AK": AK,
         "ISVAPP_KOO_SK": SK,
@@ -245,19 +217,14 @@ class Receiver:
 @pytest.mark.parametrize("secret", ["whsec_" + "c2VjcmV0LWJ5dGVzLWZvci10ZXN0cw==", "plain-secret"])
 def test_webhook_provisioner_delivers_signed_events_and_retries(app, market, secret):
     receiver = Receiver(secret)
-    server = make_server("127.0.0.1", 0, receiver, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with Running(receiver) as running:
         app.config.update(
             PROVISIONER="isvapp.provisioning:WebhookProvisioner",
-            WEBHOOK_URL=f"http://127.0.0.1:{server.server_port}/hooks",
+            WEBHOOK_URL=f"{running.url}/hooks",
             WEBHOOK_SECRET=secret,
         )
         market.g2(new_order(business="inst-6"))
         run_until_idle(app)
-    finally:
-        server.shutdown()
     deliveries = [d for d in receiver.received if d]
     assert [d["type"] for d in deliveries] == ["created", "details_fetched"] and receiver.refused == 0
     created = deliveries[0]["data"]

@@ -9,32 +9,11 @@ import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding
 from isvapp.koo import codes
-from isvapp.koo.signing import verify_body_sign
 from isvapp.storage import vault
 from isvapp.storage.models import Callback, Department, Event, KitApp, KitState, KitUser, SignedRequest, Tenant
 
-from .conftest import KIT_KEY
-
-TENANT = {
-    "instanceId": "huaiweitest123456",
-    "orderId": "CS1906666666ABCDE",
-    "tenantId": "68cbc86abc2018ab880d92f36422fa0e",
-    "tenantCode": "huawei",
-    "name": "huaiweitest",
-    "domainName": "https://example.tenantaccount.com",
-    "flag": 1,
-    "testFlag": 0,
-}
-SCOPE = {"instanceId": "huaiweitest123456", "tenantId": TENANT["tenantId"]}
-
-
-def ok(response, code=codes.SUCCESS):
-    assert response.status_code == 200
-    assert verify_body_sign(KIT_KEY, response.data, response.headers["Body-Sign"])
-    answer = json.loads(response.data)
-    assert answer["resultCode"] == code, answer
-    return answer
-
+from .helpers import SCOPE, TENANT, auth, users
+from .helpers import kit_ok as ok
 
 # --- tenantSync --------------------------------------------------------------------------------
 
@@ -67,13 +46,6 @@ def test_delete_of_an_unknown_tenant_and_instance_succeeds(market):
 
 
 # --- applicationSync ---------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def public_key(runner, app):
-    result = runner.invoke(args=["kit-keygen"])
-    assert result.exit_code == 0
-    return serialization.load_pem_public_key(result.stdout.encode())
 
 
 def rsa_encrypt(public_key, text, digest=hashes.SHA256):
@@ -134,24 +106,6 @@ def test_app_delete_needs_no_secret_and_repeats(market):
 
 
 # --- authSync ---------------------------------------------------------------------------------------
-
-
-def users(*names, **fields):
-    return [
-        {"userName": n, "name": n.title(), "orgCode": "d1", "role": "user", "enable": "true", **fields} for n in names
-    ]
-
-
-def auth(flag, user_list, **extra):
-    return {
-        **SCOPE,
-        "appId": "app-1",
-        "userList": user_list,
-        "flag": flag,
-        "testFlag": 0,
-        "currentSyncTime": "20240101120000000",
-        **extra,
-    }
 
 
 def test_users_add_repeat_modify_revoke_delete_repeat(market):

@@ -14,15 +14,17 @@ from isvapp.koo.signing import g1_kit_signed_request, g1_time, g2_signed_request
 from isvapp.storage.models import Department, Instance, KitState, Tenant
 from sqlalchemy import func, select
 
-from .conftest import KEY, KIT_KEY
+from .helpers import KEY, KIT_KEY, SCOPE, TENANT
 from .live import LiveServer
-from .test_kit import SCOPE, TENANT
+from .tiers import live_fixture
 
 
-@pytest.fixture
-def server(tmp_path, database_uri):
+@live_fixture(scope="module")
+def server(tmp_path_factory):
+    """One server for the module: each test sends its own tenants and orders, and counts only those
+    (or what its own requests added)."""
     env = {"ISVAPP_KOO_ACCESS_KEY": KEY, "ISVAPP_KOO_KIT_ACCESS_KEY": KIT_KEY}
-    with LiveServer(tmp_path, workers=2, env=env) as live:
+    with LiveServer(tmp_path_factory.mktemp("kit-replays"), workers=2, env=env) as live:
         yield live
 
 
@@ -57,6 +59,7 @@ def test_a_repeated_key_is_refused_on_every_signed_route(server):
         b'{"activity":"newInstance","orderId":"CS-DUP-A","orderLineId":"CS-DUP-A-1","businessId":"b-dup",'
         b'"testFlag":"0","orderId":"CS-DUP-B"}'
     )
+    instances = rows(server, Instance)
     _, query = g2_signed_request(KEY, raw)
     answer = requests.post(server.url + "/produce", params=query, data=raw, timeout=10).json()
     assert answer["resultCode"] == codes.INVALID_PARAM and 'repeats the key "orderId"' in answer["resultMsg"]
@@ -64,7 +67,7 @@ def test_a_repeated_key_is_refused_on_every_signed_route(server):
     _, headers = kit_signed_request(KIT_KEY, kit_raw)
     answer = post(server, "/produce/produceAPI/v2/tenantSync", kit_raw, headers)
     assert answer["resultCode"] == codes.INVALID_PARAM and 'repeats the key "flag"' in answer["resultMsg"]
-    assert rows(server, Instance) == 0 and rows(server, Tenant, Tenant.tenant_id == "tenant-dup") == 0
+    assert rows(server, Instance) == instances and rows(server, Tenant, Tenant.tenant_id == "tenant-dup") == 0
 
 
 def test_a_sorted_fields_value_that_reads_as_two_fields_is_refused(server):

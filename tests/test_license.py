@@ -4,25 +4,15 @@ import base64
 import json
 import os
 import stat
-import uuid
 from datetime import datetime
 
 import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from isvapp.koo import codes, licensedoc
-from isvapp.koo.signing import verify_body_sign
 from isvapp.storage.models import Answer, Event, Instance, InstanceState, License, LicenseState
 
-from .conftest import KEY
-
-# §3.2's second example exactly as it travels (Java URLEncoder), key a1b2c3d4-...
-WIRE = (
-    "activity=getLicense&businessId=b-0001&customerId=c-0001&customerName=Zhang+San+%E5%BC%A0%E4%B8%89"
-    "&orderId=CS2301010000ABCDE&productId=00301-666666-0--0&saasExtendParams=W3sibmFtZSI6Im1hY2hpbmVD"
-    "b2RlIiwidmFsdWUiOiJBQkNERUZHSElKS0xNTk9QUVJTVFVWV1gifV0%3D&testFlag=1&timeStamp=20230101080000123"
-    "&authToken=NZNyzj44TLp4eqPZnvN6%2B5BRn2LVjoODyRZk2ToKozk%3D"
-)
+from .helpers import WIRE, async_request, lic2_order, signed
 
 # The reference's License-G1 examples were signed in 2023: the G1 window is widened to take them.
 REFERENCE_WINDOW_S = 20 * 365 * 86400
@@ -31,12 +21,6 @@ REFERENCE_WINDOW_S = 20 * 365 * 86400
 @pytest.fixture
 def app_config():
     return {"KOO_G1_WINDOW_S": REFERENCE_WINDOW_S}
-
-
-def signed(response):
-    assert response.status_code == 200
-    assert verify_body_sign(KEY, response.data, response.headers["Body-Sign"])
-    return json.loads(response.data)
 
 
 def public_key(runner):
@@ -179,30 +163,6 @@ def test_wrong_token_and_unknown_path_are_signed_envelopes(market):
 
 
 # --- License-2.0 ----------------------------------------------------------------------------------
-
-
-def lic2_order(order="CS2310270000LIC", business=None):
-    return {
-        "activity": "newInstance",
-        "orderId": order,
-        "orderLineId": f"{order}-000001",
-        "businessId": business or str(uuid.uuid4()),
-        "testFlag": "0",
-    }
-
-
-def async_request(instance_id, event="evt-1", fingerprint="FP-AAAA"):
-    body = {
-        "activity": "getLicenseAsync",
-        "instanceId": instance_id,
-        "effectiveTime": "2023-10-27 10:30:15 z",
-        "expireTime": "2024-10-27 10:30:15 z",
-        "eventId": event,
-        "testFlag": "0",
-    }
-    if fingerprint:
-        body["deviceFingerprint"] = fingerprint
-    return body
 
 
 def test_license_2_lifecycle_and_async_license(market, runner):

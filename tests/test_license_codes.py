@@ -18,12 +18,9 @@ from isvapp.market import openapi
 from isvapp.market.fake import Running, create_fake_market
 from isvapp.storage.models import Alert, Job, JobState, License, LicenseCode, UploadState
 
-from .conftest import KEY
+from .helpers import AK, KEY, SK, async_request, lic2_order, row_state, run_until_idle, signed
 from .live import free_port
-from .test_dashboard import admin, browser  # noqa: F401  (fixtures)
-from .test_golive import row_state
-from .test_jobs import AK, SK, run_until_idle
-from .test_license import async_request, lic2_order, signed
+from .tiers import live_fixture
 
 # --- the pages' bodies ------------------------------------------------------------------------------
 
@@ -87,7 +84,7 @@ def test_answers_are_read_leniently():
 # --- the open-API client against fake marketplaces ----------------------------------------------------
 
 
-@pytest.fixture
+@live_fixture
 def fake():
     with Running(create_fake_market(AK, SK, KEY)) as running:
         yield running
@@ -332,7 +329,7 @@ def test_the_relay_is_rate_limited_per_code(app, client, monkeypatch):
 # --- the merchant's pages -------------------------------------------------------------------------------
 
 
-def test_the_go_live_license_checklist_and_the_pages_show_upload_activation_query_and_usage(app, browser, market):  # noqa: F811
+def test_the_go_live_license_checklist_and_the_pages_show_upload_activation_query_and_usage(app, browser, market):
     signed(market.g2({**lic2_order(business="lic-page"), "testFlag": "1"}, path="/license"))  # a debugging call
     page = browser.get("/admin/go-live").get_data(as_text=True)
     for scenario in ("upload", "activation", "verification", "statistics"):
@@ -411,7 +408,7 @@ def db_count(model):
     return db.session.execute(select(func.count()).select_from(model)).scalar_one()
 
 
-def test_the_instance_page_lists_the_instances_own_jobs(app, browser, market):  # noqa: F811
+def test_the_instance_page_lists_the_instances_own_jobs(app, browser, market):
     """Found through the instance's events and licenses (the jobs table keeps no instance index):
     the order's jobs and its license's upload, none of another instance's."""
     signed(market.g2(lic2_order(business="lic-jobs"), path="/license"))

@@ -20,6 +20,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from isvapp.koo import jose, licensedoc
 
+pytestmark = pytest.mark.live  # every test here starts a server, a process or a browser
+
 ROOT = Path(__file__).resolve().parent.parent
 DOC = ROOT / "docs" / "license-documents.md"
 DOC_ZH = ROOT / "docs" / "license-documents.zh-CN.md"

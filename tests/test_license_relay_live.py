@@ -8,7 +8,6 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 
 import pytest
 import requests
@@ -17,13 +16,14 @@ from isvapp.market.fake import Running, create_fake_market
 from isvapp.storage.models import Alert, License, LicenseCode, UploadState
 from sqlalchemy import select
 
-from .conftest import KEY
-from .live import ROOT, LiveServer, free_port, stop_process
-from .test_license import async_request, lic2_order
+from .helpers import KEY, async_request, lic2_order
+from .live import ROOT, LiveServer, free_port, stop_process, wait_for
+from .tiers import live_fixture
+
+pytestmark = pytest.mark.live  # every test here starts a server, a process or a browser
 
 AK, SK = "relay-ak", "relay-sk"
 DOC = ROOT / "docs" / "license-relay.md"
-WAIT_S = 60  # bounded waits for the worker (a loaded 2-core machine)
 
 DRIVER = """
 import json, sys
@@ -46,17 +46,7 @@ def python_client():
     return block
 
 
-def wait_for(condition, what):
-    deadline = time.monotonic() + WAIT_S
-    while time.monotonic() < deadline:
-        found = condition()
-        if found:
-            return found
-        time.sleep(0.2)
-    raise AssertionError(f"{what}: not within {WAIT_S} s")
-
-
-@pytest.fixture
+@live_fixture
 def stack(tmp_path):
     market_api = Running(create_fake_market(AK, SK, KEY)).__enter__()
     env = {
@@ -184,6 +174,7 @@ public class Driver {
 """
 
 
+@pytest.mark.any_database
 def test_the_java_client_as_printed_activates_and_verifies(stack, tmp_path):
     if not (shutil.which("java") and shutil.which("javac")):
         pytest.skip("java/javac are not on PATH")
@@ -211,6 +202,7 @@ def test_the_java_client_as_printed_activates_and_verifies(stack, tmp_path):
     wait_for(lambda: market_api.app.extensions["fake_market"]["software_usage"], "the Java client's usage report")
 
 
+@pytest.mark.any_database
 def test_the_chinese_guide_carries_the_same_code():
     chinese = (ROOT / "docs" / "license-relay.zh-CN.md").read_text()
     for tag, block in re.findall(r"^```(\w*)\n(.*?)^```$", DOC.read_text(), re.S | re.M):

@@ -10,6 +10,8 @@ from isvapp.koo import schemas
 from isvapp.storage.models import Department, Instance, KitApp, KitUser, License, Tenant
 from sqlalchemy import Integer, String
 
+pytestmark = pytest.mark.any_database  # the schemas' caps against the models' columns, read from the models
+
 # (schema, field) -> the column that stores it.
 STORED = [
     (schemas.G2NewInstance, "orderId", Instance.order_id),

@@ -38,25 +38,7 @@ from isvapp.storage.models import (
     Tenant,
 )
 
-from .conftest import KEY, KIT_KEY
-from .test_kit import SCOPE, TENANT, public_key  # noqa: F401  (fixture)
-from .test_produce_g2 import new_order
-
-
-def answer_of(response, key=KEY):
-    assert response.status_code == 200
-    assert verify_body_sign(key, response.data, response.headers["Body-Sign"])
-    return json.loads(response.data)
-
-
-def last_log(market, activity=None):
-    rows = market.rows(Callback, *([Callback.activity == activity] if activity else []))
-    return rows[-1]
-
-
-def created(market, **order):
-    return answer_of(market.g2(new_order(**order)))["instanceId"]
-
+from .helpers import KEY, KIT_KEY, SCOPE, TENANT, answer_of, created, debug_round, last_log, new_order, refresh
 
 # --- 1. changeInstanceCheck --------------------------------------------------------------------
 
@@ -131,18 +113,6 @@ def test_order_notify_is_acknowledged_and_the_order_fetched_later(market):
 
 
 # --- 3. refreshInstance scenes ----------------------------------------------------------------------
-
-
-def refresh(iid, scene, expire="20301231235959", **extra):
-    return {
-        "activity": "refreshInstance",
-        "instanceId": iid,
-        "orderId": "R1",
-        "orderLineId": "R1-1",
-        "scene": scene,
-        "expireTime": expire,
-        **extra,
-    }
 
 
 def test_renewal_change_updates_expiry_and_fetches_the_order(market):
@@ -278,26 +248,6 @@ def test_a_recut_nonce_and_timestamp_is_refused(market):
 # --- 10. Seller Console debugging, again and again ------------------------------------------------------
 
 
-def debug_round(market):
-    order, line = "MOCKPERIODYEARNEW", "MOCKPERIODYEARNEW-000001"
-    iid = answer_of(market.g2(new_order(order=order, line=line, test_flag="1")))["instanceId"]
-    steps = [
-        refresh(iid, "RENEWAL", testFlag="1", orderId="MOCKMONTYRENEW", orderLineId="MOCKMONTYRENEW-000001"),
-        {"activity": "updateInstanceStatus", "instanceId": iid, "status": "FREEZE", "testFlag": "1"},
-        {"activity": "updateInstanceStatus", "instanceId": iid, "status": "UNFREEZE", "testFlag": "1"},
-        {
-            "activity": "upgradeInstance",
-            "instanceId": iid,
-            "orderId": "MOCKMONTYCHANGE",
-            "orderLineId": "MOCKMONTYCHANGE-000001",
-            "testFlag": "1",
-        },
-        {"activity": "queryInstance", "instanceId": iid, "testFlag": "1"},
-        {"activity": "releaseInstance", "instanceId": iid, "testFlag": "1"},
-    ]
-    return iid, [answer_of(market.g2(step))["resultCode"] for step in steps]
-
-
 def test_seller_console_debugging_can_be_run_again_and_again(market):
     first, codes1 = debug_round(market)
     second, codes2 = debug_round(market)
@@ -342,7 +292,7 @@ def java_oaep_sha256(key, text):
         lambda c: base64.urlsafe_b64encode(c).decode().rstrip("="),
     ],
 )
-def test_client_secret_from_java_defaults_and_any_base64(market, public_key, encode):  # noqa: F811
+def test_client_secret_from_java_defaults_and_any_base64(market, public_key, encode):
     secret = encode(java_oaep_sha256(public_key, "s3cret"))
     body = {**SCOPE, "appId": "app-1", "clientId": "client-1", "clientSecret": secret, "flag": 1, "testFlag": 0}
     assert answer_of(market.kit("applicationSync", body), KIT_KEY)["resultCode"] == codes.SUCCESS

@@ -15,7 +15,8 @@ from isvapp.market.fakeidp import create_fake_idp
 from isvapp.storage import vault
 from isvapp.storage.models import Instance, InstanceState, KitApp, KitUser, SignedRequest, Tenant
 
-from .conftest import metric, scrape
+from .helpers import metric, scrape
+from .tiers import live_fixture
 
 SECRET = "test-secret"  # the app fixture's SECRET_KEY
 CLIENT_ID, CLIENT_SECRET = "client-0001", "client-secret-0001"
@@ -23,7 +24,7 @@ CALLBACK = "http://localhost/login/callback"
 HANDOFF = "https://app.example.com/sso"
 
 
-@pytest.fixture
+@live_fixture
 def idp():
     users = {
         "zhangsan": {"name": "张三", "tenant": "T-0001", "organizationCode": "10000", "role": "user"},
@@ -378,8 +379,8 @@ def test_the_go_live_kit_checklist_counts_a_finished_login(client, app, tenant):
 def test_the_tenants_page_shows_the_login_url_the_last_logins_and_sets_the_hand_off_url(client, app, tenant):
     from isvapp.dashboard import security
 
-    from tests.test_dashboard import PASSWORD, token
-    from tests.test_dashboard import log_in as admin_log_in
+    from .helpers import PASSWORD, token
+    from .helpers import log_in as admin_log_in
 
     with app.app_context():
         security.set_password("boss", PASSWORD)

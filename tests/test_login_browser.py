@@ -19,6 +19,9 @@ from playwright.sync_api import sync_playwright
 from sqlalchemy.orm import Session
 
 from .live import LIVE_SECRET_KEY, LiveServer
+from .tiers import live_fixture
+
+pytestmark = pytest.mark.any_database  # the login in Chromium: its database work runs on both databases in test_login
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CLIENT_ID, CLIENT_SECRET = "browser-client", "browser-client-secret"
@@ -103,7 +106,7 @@ IDP_USERS = {
 }
 
 
-@pytest.fixture(scope="module")
+@live_fixture(scope="module")
 def world(tmp_path_factory):
     """A real gunicorn that allows the fake IdP on this host, two tenants: ``browser``, whose app
     hands off to a local receiver, and ``plain``, whose app has no hand-off URL (its users land

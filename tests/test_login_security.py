@@ -22,8 +22,10 @@ from isvapp.storage.models import Instance, InstanceState, KitApp, KitUser, Tena
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from .conftest import KEY
+from .helpers import KEY
 from .live import LIVE_SECRET_KEY, LiveServer, free_port, stop_process
+
+pytestmark = pytest.mark.live  # every test here starts a server, a process or a browser
 
 CLIENT_ID, CLIENT_SECRET = "sec-client", "sec-client-secret"
 USERS = {"zhangsan": {"name": "张三", "tenant": "T-S", "organizationCode": "10000", "role": "user"}}

@@ -9,15 +9,14 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 
-import pytest
 import requests
 from isvapp.dashboard import security
 from isvapp.storage.models import LoginAttempt
 from sqlalchemy import func, select
 
-from .conftest import KEY
+from .helpers import KEY, log_in_from
 from .live import LiveServer
-from .test_dashboard import admin, log_in_from  # noqa: F401  (fixture)
+from .tiers import live_fixture
 
 PASSWORD = "the merchant's own password"
 
@@ -45,7 +44,7 @@ def counted(server):
         engine.dispose()
 
 
-@pytest.fixture
+@live_fixture
 def server(database_uri):
     with tempfile.TemporaryDirectory() as folder:
         live = LiveServer(Path(folder), workers=2, env={"ISVAPP_KOO_ACCESS_KEY": KEY, "ISVAPP_PROXY_FIX_HOPS": "1"})
@@ -76,7 +75,7 @@ def test_guesses_from_forty_addresses_meet_a_growing_delay_per_name(server):
     assert attempt(server.url, PASSWORD, "192.0.2.7") == 401  # right password, new address: wait first
 
 
-def test_the_merchant_gets_in_once_the_delay_has_passed(app, admin, monkeypatch):  # noqa: F811
+def test_the_merchant_gets_in_once_the_delay_has_passed(app, admin, monkeypatch):
     clock = [security.utcnow()]
     monkeypatch.setattr(security, "utcnow", lambda: clock[0])
     client = app.test_client()

@@ -8,13 +8,14 @@ import re
 import sys
 import time
 
+import pytest
 import requests
 from isvapp import logs
 from isvapp.koo.signing import g2_signed_request
 from isvapp.storage.models import Callback
 from sqlalchemy import select
 
-from .conftest import KEY, new_order
+from .helpers import KEY, tagged_order
 from .live import LiveServer
 
 FIELDS = {"time", "level", "logger", "message"}
@@ -70,7 +71,7 @@ def test_a_sane_request_id_is_kept_and_anything_else_replaced(client, market):
 
 
 def test_the_callback_row_has_the_answers_request_id(market):
-    raw, query = g2_signed_request(KEY, new_order("row"))
+    raw, query = g2_signed_request(KEY, tagged_order("row"))
     answer = market.send(
         "POST",
         "/produce",
@@ -79,7 +80,7 @@ def test_the_callback_row_has_the_answers_request_id(market):
         content_type="application/json",
         headers={"X-Request-Id": "mkt-7"},
     )
-    generated = market.g2(new_order("gen")).headers["X-Request-Id"]
+    generated = market.g2(tagged_order("gen")).headers["X-Request-Id"]
     assert answer.headers["X-Request-Id"] == "mkt-7"
     assert sorted(row.request_id for row in market.rows(Callback)) == sorted(["mkt-7", generated])
 
@@ -97,6 +98,7 @@ def json_lines(text, where):
     return entries
 
 
+@pytest.mark.live
 def test_gunicorn_the_app_and_the_worker_write_json_lines_with_the_request_id(tmp_path):
     env = {
         "ISVAPP_KOO_ACCESS_KEY": KEY,
@@ -107,7 +109,7 @@ def test_gunicorn_the_app_and_the_worker_write_json_lines_with_the_request_id(tm
     server = LiveServer(tmp_path / "instance", env=env)
     secrets = []
     with server:
-        raw, query = g2_signed_request(KEY, new_order("live"))
+        raw, query = g2_signed_request(KEY, tagged_order("live"))
         secrets += [query["signature"], query["nonce"]]
         answer = requests.post(
             server.url + "/produce",
@@ -119,7 +121,7 @@ def test_gunicorn_the_app_and_the_worker_write_json_lines_with_the_request_id(tm
         assert answer.headers["X-Request-Id"] == "live-1" and json.loads(answer.content)["resultCode"] == "000000"
         # a request with a stale timestamp: the app logs a warning about the clock, while serving it
         stale_raw, stale_query = g2_signed_request(
-            KEY, new_order("stale"), timestamp=int(time.time() * 1000) - 3_600_000
+            KEY, tagged_order("stale"), timestamp=int(time.time() * 1000) - 3_600_000
         )
         secrets += [stale_query["signature"], stale_query["nonce"]]
         stale = requests.post(

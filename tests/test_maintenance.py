@@ -8,7 +8,7 @@ from isvapp.background.maintenance import prune
 from isvapp.extensions import db
 from isvapp.storage.models import Answer, Callback, Event, Instance, SignedRequest, utcnow
 
-from .test_produce_g2 import new_order
+from .helpers import new_order
 
 
 def age_rows(app, model, column, by):
@@ -108,8 +108,7 @@ def test_the_worker_schedules_one_prune_per_period(app, market):
 def test_prune_never_touches_licenses_or_tenants(app, market, runner):
     from isvapp.storage.models import License, Tenant
 
-    from .test_kit import TENANT
-    from .test_license import WIRE
+    from .helpers import TENANT, WIRE
 
     market.send("GET", "/license?" + WIRE)
     market.kit("tenantSync", TENANT)

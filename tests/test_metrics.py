@@ -20,7 +20,7 @@ from isvapp.storage.transactions import write_transaction
 from sqlalchemy import func, select, update
 from werkzeug.wrappers import Request, Response
 
-from .conftest import KEY, metric, new_order, parse_metrics, scrape, serving
+from .helpers import KEY, metric, parse_metrics, scrape, serving, tagged_order
 from .live import LiveServer
 
 TOKEN = "metrics-token-0123456789abcdef"
@@ -66,10 +66,10 @@ def test_behind_a_trusted_proxy_the_clients_address_decides(client):
 
 def test_callbacks_are_counted_by_interface_activity_and_result_code(client, market):
     before = scrape(client)
-    made = [json.loads(market.g2(new_order(f"A{n}")).data)["instanceId"] for n in range(3)]
-    market.g2(new_order("W"), key="not-the-key")
+    made = [json.loads(market.g2(tagged_order(f"A{n}")).data)["instanceId"] for n in range(3)]
+    market.g2(tagged_order("W"), key="not-the-key")
     market.g2({"activity": "queryInstance", "instanceId": made[0]})
-    market.g2({**new_order("L"), "testFlag": "0"}, path="/license")
+    market.g2({**tagged_order("L"), "testFlag": "0"}, path="/license")
     market.kit("tenantSync", {"instanceId": "never-created", "tenantId": "t-x", "flag": 0, "testFlag": 0})
     after = scrape(client)
     counted = {
@@ -99,7 +99,7 @@ def job_table(app):
 
 
 def test_jobs_waiting_are_read_from_the_database_and_their_runs_counted(app, client, market):
-    market.g2(new_order("J"))  # the order's jobs (order details, provisioning)
+    market.g2(tagged_order("J"))  # the order's jobs (order details, provisioning)
     with app.app_context(), write_transaction():
         jobs.enqueue("test_fails", "k1")
         db.session.execute(update(Job).values(run_after=utcnow() - timedelta(seconds=90)))
@@ -152,6 +152,7 @@ def robot():
         yield robot
 
 
+@pytest.mark.live
 def test_alerts_raised_and_their_deliveries_are_counted(app, client, robot):
     app.config.update(ALERT_WECOM_URL=robot.url, ALERT_DINGTALK_URL="http://127.0.0.1:9/robot/send", JOB_RETRY_BASE_S=0)
     before = scrape(client)
@@ -175,7 +176,7 @@ def market_api():
 def test_usage_pushed_is_counted_on_time_late_and_rejected(app, client, market, market_api):
     app.config.update(KOO_API_BASE_URL=market_api.url, KOO_AK="ak", KOO_SK="sk")
     app.extensions["isvapp"] = load_settings(app.config)
-    market.g2({**new_order("U"), "businessId": "meter-1"})
+    market.g2({**tagged_order("U"), "businessId": "meter-1"})
     now = datetime.now(UTC).replace(microsecond=0)
     with app.app_context():  # pay-per-use (the order details say so) and made before its oldest usage
         db.session.execute(
@@ -222,7 +223,7 @@ def test_a_buyer_login_refused_is_counted_with_its_reason(client):
 def test_with_metrics_off_nothing_is_counted(app, client, market):
     try:
         before = scrape(client)
-        market.g2(new_order("off"))
+        market.g2(tagged_order("off"))
         assert (
             change(
                 scrape(client),
@@ -247,16 +248,17 @@ def signed_post(url, body, key=KEY, path="/produce"):
     return json.loads(answer.content)["resultCode"]
 
 
+@pytest.mark.live
 def test_a_real_servers_counts_add_up_across_its_workers_and_the_background_worker(tmp_path):
     orders, refused, licenses = 40, 6, 4
     server = LiveServer(
         tmp_path / "instance", workers=2, env={"ISVAPP_KOO_ACCESS_KEY": KEY, "ISVAPP_METRICS_TOKEN": TOKEN}
     )
     with server, ThreadPoolExecutor(8) as pool:
-        sent = [pool.submit(signed_post, server.url, new_order(f"L{n}")) for n in range(orders)]
-        sent += [pool.submit(signed_post, server.url, new_order(f"R{n}"), "not-the-key") for n in range(refused)]
+        sent = [pool.submit(signed_post, server.url, tagged_order(f"L{n}")) for n in range(orders)]
+        sent += [pool.submit(signed_post, server.url, tagged_order(f"R{n}"), "not-the-key") for n in range(refused)]
         sent += [
-            pool.submit(signed_post, server.url, {**new_order(f"C{n}"), "testFlag": "0"}, KEY, "/license")
+            pool.submit(signed_post, server.url, {**tagged_order(f"C{n}"), "testFlag": "0"}, KEY, "/license")
             for n in range(licenses)
         ]
         codes = [future.result() for future in sent]
@@ -326,5 +328,5 @@ def test_a_count_that_fails_changes_no_answer(market, monkeypatch):
         raise OSError("the metrics folder is gone")
 
     monkeypatch.setattr(made, "child", broken)
-    answer = market.g2(new_order("F"))
+    answer = market.g2(tagged_order("F"))
     assert answer.status_code == 200 and json.loads(answer.data)["resultCode"] == "000000"

@@ -8,7 +8,6 @@ import subprocess
 import sys
 import uuid
 
-import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
@@ -16,25 +15,12 @@ from flask_migrate import downgrade, upgrade
 from isvapp.extensions import db, migrate
 from isvapp.storage.models import Instance
 from isvapp.storage.schema import BASELINE, MIGRATIONS, _migration_lock, init_db
-from sqlalchemy import inspect, make_url, text
+from sqlalchemy import create_engine, inspect, make_url, text
+from sqlalchemy.pool import NullPool
 
-from .conftest import ON_POSTGRES, SERVER_URI
+from .helpers import ON_POSTGRES, current_revision, head_revision, schema_differences
 from .live import ROOT, LiveServer
-
-
-def schema_differences():
-    with db.engine.connect() as connection:
-        context = MigrationContext.configure(connection, opts={"compare_type": True})
-        return compare_metadata(context, db.metadata)
-
-
-def head_revision(app):
-    return ScriptDirectory(MIGRATIONS).get_current_head()
-
-
-def current_revision():
-    with db.engine.connect() as connection:
-        return MigrationContext.configure(connection).get_current_revision()
+from .tiers import live_fixture
 
 
 def test_migrations_build_exactly_the_models_schema(app):
@@ -82,33 +68,29 @@ def test_init_db_command_reports_the_revision_and_flask_db_is_there(app, runner)
 RACE_ROUNDS = 4
 
 
-@pytest.fixture
-def fresh_host(request, tmp_path):
+@live_fixture
+def fresh_host(tmp_path, database_uri):
     """Makes a host on an empty database of its own, each call: a new SQLite file (in its own
-    instance folder), or on PostgreSQL a new schema, dropped after the test."""
-    schemas = []
+    instance folder), or on PostgreSQL a new schema in this test's database (the `app` fixture's,
+    in its public schema), dropped with that database after the test."""
+    hosts = []
 
     def make():
-        folder = tmp_path / f"host{len(schemas)}"
+        folder = tmp_path / f"host{len(hosts)}"
         folder.mkdir()
         env = {}
         if ON_POSTGRES:
             schema = f"t_{uuid.uuid4().hex[:16]}"
-            with request.getfixturevalue("server_engine").connect() as conn:
+            engine = create_engine(database_uri, poolclass=NullPool, isolation_level="AUTOCOMMIT")
+            with engine.connect() as conn:
                 conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-            schemas.append(schema)
-            uri = make_url(SERVER_URI).update_query_dict({"options": f"-csearch_path={schema}"})
+            engine.dispose()
+            uri = make_url(database_uri).update_query_dict({"options": f"-csearch_path={schema}"})
             env["ISVAPP_SQLALCHEMY_DATABASE_URI"] = uri.render_as_string(hide_password=False)
-        else:
-            schemas.append(None)
-        return LiveServer(folder, env=env)
+        hosts.append(LiveServer(folder, env=env))
+        return hosts[-1]
 
-    yield make
-    if ON_POSTGRES:
-        with request.getfixturevalue("server_engine").connect() as conn:
-            conn.execute(text("SET lock_timeout = '10s'"))
-            for schema in schemas:
-                conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+    return make
 
 
 def race_init_db(host, runners=2):

@@ -13,11 +13,8 @@ from isvapp.koo.signing import g2_signed_request, kit_signed_request, new_nonce
 from isvapp.storage.models import Instance, SignedRequest, Tenant
 from sqlalchemy import func, select
 
-from .conftest import KEY, KIT_KEY
+from .helpers import KEY, KIT_KEY, TENANT, answer_of, created, new_order
 from .live import LiveServer
-from .test_kit import TENANT
-from .test_live_marketplace import answer_of, created
-from .test_produce_g2 import new_order
 
 READ_ONLY = [
     ("/produce", lambda iid: {"activity": "queryInstance", "instanceId": iid}),
@@ -93,6 +90,7 @@ def test_a_kit_nonce_serves_one_request(market):
     assert refused["resultCode"] == codes.AUTH_FAILED and market.count(Tenant) == 1
 
 
+@pytest.mark.live
 def test_across_hosts_a_querys_nonce_is_refused_on_the_other_host(database_uri):
     """Two gunicorn servers on one database (PostgreSQL, or one SQLite file two servers share)."""
     with tempfile.TemporaryDirectory() as folder:

@@ -11,9 +11,7 @@ from isvapp.koo import codes
 from isvapp.storage.models import Callback, Event, Instance, KitUser, License, Tenant
 from sqlalchemy import select
 
-from .test_kit import TENANT, auth, users
-from .test_produce_g1 import g1_order
-from .test_produce_g2 import new_order
+from .helpers import TENANT, auth, g1_order, new_order, users
 
 NUL = "\x00"
 

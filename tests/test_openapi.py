@@ -16,6 +16,8 @@ from cryptography.x509.oid import NameOID
 from isvapp.config import load_settings
 from isvapp.market import openapi
 
+pytestmark = pytest.mark.any_database  # the open API client against local receivers
+
 ORDER = {
     "resultCode": "MKT.0000",
     "resultMsg": "success",
@@ -51,7 +53,7 @@ class Receiver:
         if tls:
             self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
         self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
 
     def __enter__(self):
         self.thread.start()
@@ -75,6 +77,7 @@ def settings_for(base_url, backup_url=""):
     )
 
 
+@pytest.mark.live
 @pytest.mark.parametrize("status", [301, 302, 307, 308])
 def test_a_redirect_is_not_followed_and_the_ak_stays_home(status):
     with Receiver() as elsewhere, Receiver(status, {"Location": elsewhere.url + "/steal"}) as market:
@@ -84,6 +87,7 @@ def test_a_redirect_is_not_followed_and_the_ak_stays_home(status):
     assert elsewhere.seen == []  # neither the request nor the signed Authorization went there
 
 
+@pytest.mark.live
 def test_the_answer_of_a_good_market_is_read():
     with Receiver() as market:
         assert openapi.query_order(settings_for(market.url), "CS1")["orderId"] == "FORGED"
@@ -122,6 +126,7 @@ def _self_signed(tmp_path):
     return context
 
 
+@pytest.mark.live
 def test_a_certificate_nobody_vouches_for_is_refused(tmp_path):
     with Receiver(tls=_self_signed(tmp_path)) as market:
         with pytest.raises(openapi.MarketError, match="CERTIFICATE_VERIFY_FAILED") as error:
@@ -143,6 +148,7 @@ PAGE_500_ROWS = [
 ]
 
 
+@pytest.mark.live
 @pytest.mark.parametrize("code, message", PAGE_500_ROWS)
 def test_a_5xx_that_carries_a_result_code_is_the_marketplaces_answer_and_is_never_sent_to_the_backup(code, message):
     with Receiver() as backup, Receiver(500, body={"resultCode": code, "resultMsg": message}) as main:
@@ -152,6 +158,7 @@ def test_a_5xx_that_carries_a_result_code_is_the_marketplaces_answer_and_is_neve
     assert len(main.seen) == 1 and backup.seen == []
 
 
+@pytest.mark.live
 @pytest.mark.parametrize(
     "status, body",
     [
@@ -166,6 +173,7 @@ def test_no_answer_from_the_marketplace_goes_to_the_backup(status, body):
     assert len(main.seen) == 1 and len(backup.seen) == 1
 
 
+@pytest.mark.live
 def test_the_failures_result_msg_and_extra_info_are_kept_as_sent_beside_isvapps_reading():
     """The page: resultMsg carries the failure's detail beyond the field description, to be read
     with extra_info (sent for MKT.0100, 0150, 0250, 9001, 9002, 9004, 9005) to find the problem."""

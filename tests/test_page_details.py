@@ -12,7 +12,7 @@ from isvapp.dashboard import charts
 from isvapp.extensions import db
 from isvapp.storage.models import Instance, KitApp, KitUser, Tenant, utcnow
 
-from .test_dashboard import admin, browser, token  # noqa: F401  fixtures
+from .helpers import token
 
 SWITCH = re.compile(r'<a href="([^"]*)" lang="(en|zh-CN)"[^>]*>')
 

@@ -12,8 +12,7 @@ from isvapp.extensions import db
 from isvapp.storage.models import Alert, Callback, Job, LicenseCode, utcnow
 from sqlalchemy import select
 
-from .test_dashboard import admin, browser  # noqa: F401  fixtures
-from .test_produce_g2 import new_order
+from .helpers import new_order
 
 PACKAGE = Path(alerts.__file__).resolve().parents[1]
 

@@ -6,8 +6,7 @@ import re
 
 import pytest
 
-from .test_dashboard import admin, browser  # noqa: F401  (fixtures)
-from .test_produce_g2 import new_order
+from .helpers import new_order
 
 
 @pytest.mark.parametrize("path", ["/admin/instances", "/admin/licenses", "/admin/callbacks"])
@@ -21,7 +20,7 @@ from .test_produce_g2 import new_order
         "endpoint=dashboard.logout",
     ],
 )
-def test_url_for_arguments_in_the_query_string_are_ignored(browser, market, path, attack):  # noqa: F811
+def test_url_for_arguments_in_the_query_string_are_ignored(browser, market, path, attack):
     for n in range(55):
         market.g2(new_order(order=f"LINK{n:03d}", business=f"link-{n:03d}", test_flag="0"))
     response = browser.get(f"{path}?state=ACTIVE&q=&{attack}")

@@ -11,8 +11,6 @@ from isvapp.extensions import db
 from isvapp.storage.models import LicenseCode, UsageRecord, UsageState
 from isvapp.texts import N_
 
-from .test_dashboard import admin, browser  # noqa: F401  fixtures
-
 PAGES = [
     "/admin/",
     "/admin/go-live",

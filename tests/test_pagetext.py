@@ -43,6 +43,7 @@ def test_english_words(text, english):
     assert pagetext.english_words(text) == english
 
 
+@pytest.mark.live
 def test_the_reader_finds_english_outside_data_and_a_badge_or_header_that_wraps():
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])

@@ -18,13 +18,18 @@ from isvapp.market.fake import Running, create_fake_market
 from isvapp.storage.models import Alert, Event, Instance, Job, UsageRecord, UsageState, utcnow
 from sqlalchemy import update
 
-from .conftest import KEY
-from .test_alerts import live_alert_env, mailbox, robots  # noqa: F401  (fixtures)
-from .test_entitlements import admin_client, make_token  # noqa: F401  (fixture)
-from .test_jobs import AK, SK
-from .test_live_marketplace import answer_of, last_log
-from .test_produce_g1 import g1_order, signed_result
-from .test_produce_g2 import new_order
+from .helpers import (
+    AK,
+    KEY,
+    SK,
+    answer_of,
+    g1_order,
+    last_log,
+    live_alert_env,
+    make_token,
+    new_order,
+    signed_result,
+)
 
 # An hour of usage two days ago: the marketplace takes usage up to 21 days old (USAGE_MAX_AGE_DAYS).
 HOUR = utcnow().replace(minute=0, second=0, microsecond=0) - timedelta(days=2)
@@ -133,7 +138,7 @@ def test_license_2_query_answers_usage_and_order_notify_is_answered_on_license(m
 # --- the usage API and the hour's deadline -----------------------------------------------------------
 
 
-def test_the_usage_api_records_usage_with_a_token(app, admin_client, market):  # noqa: F811
+def test_the_usage_api_records_usage_with_a_token(app, admin_client, market):
     iid = created(market, "PPU-API", "ON_DEMAND")
     bearer = make_token(admin_client)
     api = app.test_client()
@@ -265,11 +270,11 @@ def test_notices_are_off_by_default(app, market):
 # --- 500 orders, one message per channel, through real processes -----------------------------------------
 
 
-def notice_texts(robots):  # noqa: F811
+def notice_texts(robots):
     return [r["json"]["text"]["content"] for r in robots.received["wecom"] if "新订单" in r["json"]["text"]["content"]]
 
 
-def test_a_burst_of_500_orders_is_one_notice_per_channel(tmp_path, robots, mailbox):  # noqa: F811
+def test_a_burst_of_500_orders_is_one_notice_per_channel(tmp_path, robots, mailbox):
     import requests
     from isvapp.koo.signing import g2_signed_request
 
@@ -313,6 +318,7 @@ def test_a_burst_of_500_orders_is_one_notice_per_channel(tmp_path, robots, mailb
     assert json.dumps(texts).count("BURST") == 5  # a sample of orders, not 500 lines
 
 
+@pytest.mark.live
 def test_through_real_processes_a_late_hour_alerts_and_a_refused_sdr_is_kept_with_its_code(tmp_path):
     """gunicorn takes the usage (the API), the worker pushes it to the fake marketplace: an hour
     recorded after its deadline is marked late and alerted, and the SDR the marketplace refuses
@@ -321,8 +327,7 @@ def test_through_real_processes_a_late_hour_alerts_and_a_refused_sdr_is_kept_wit
     from isvapp.koo.signing import g2_signed_request
     from sqlalchemy import select
 
-    from .live import LiveServer, stop_process
-    from .test_license_relay_live import wait_for
+    from .live import LiveServer, stop_process, wait_for
 
     with Running(create_fake_market(AK, SK, KEY)) as market_api:
         env = {

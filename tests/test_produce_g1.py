@@ -1,43 +1,15 @@
 """GET /produce (G1): authToken, Body-Sign on every answer, inline order details, shared lifecycle."""
 
 import json
-import uuid
 
 import pytest
 from isvapp.koo import codes
 from isvapp.koo.fieldcrypto import decrypt_field, encrypt_field
-from isvapp.koo.signing import verify_body_sign
 from isvapp.storage.models import Answer, Callback, Conflict, Event, Instance, InstanceState
 
-from .conftest import KEY
-from .test_produce_g2 import new_order
+from .helpers import KEY, g1_order, new_order, signed_result
 
 EXTEND = "W3sibmFtZSI6Im1hY2hpbmVDb2RlIiwidmFsdWUiOiJBQkNERUZHSElKS0xNTk9QUVJTVFVWV1gifV0="
-
-
-def g1_order(order="CS1906666666ABCDE", business=None, **extra):
-    params = {
-        "activity": "newInstance",
-        "businessId": business or str(uuid.uuid4()),
-        "customerId": "68cbc86abc2018ab880d92f36422fa0e",
-        "customerName": "Zhang San 张三",
-        "orderId": order,
-        "productId": "00301-666666-0--0",
-        "skuCode": "sku-1",
-        "expireTime": "20300727153156",
-        "periodType": "month",
-        "periodNumber": "1",
-        "testFlag": "1",
-    }
-    params.update(extra)
-    return params
-
-
-def signed_result(response):
-    """Every G1 answer, errors included, is HTTP 200 with a Body-Sign over its exact bytes."""
-    assert response.status_code == 200
-    assert verify_body_sign(KEY, response.data, response.headers["Body-Sign"])
-    return json.loads(response.data)
 
 
 @pytest.fixture

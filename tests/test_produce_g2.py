@@ -2,32 +2,14 @@
 
 import json
 import time
-import uuid
 
 import pytest
 from isvapp.koo import codes
 from isvapp.koo.fieldcrypto import decrypt_field
-from isvapp.koo.signing import g2_signed_request, verify_body_sign
+from isvapp.koo.signing import g2_signed_request
 from isvapp.storage.models import Answer, Callback, Conflict, Event, Instance, InstanceState, SignedRequest
 
-from .conftest import KEY
-
-
-def new_order(order="CS2211181819B4LVS", line=None, business=None, test_flag="0"):
-    return {
-        "activity": "newInstance",
-        "orderId": order,
-        "orderLineId": line or f"{order}-000001",
-        "businessId": business or str(uuid.uuid4()),
-        "testFlag": test_flag,
-    }
-
-
-def result(response):
-    assert response.status_code == 200
-    assert response.headers["Content-Type"] == "application/json;charset=UTF-8"
-    assert verify_body_sign(KEY, response.data, response.headers["Body-Sign"])
-    return json.loads(response.data)
+from .helpers import KEY, new_order, result
 
 
 @pytest.fixture

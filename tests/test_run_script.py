@@ -6,9 +6,13 @@ import socket
 import subprocess
 import time
 
+import pytest
 import requests
 
 from .live import ROOT, free_port
+
+# every test here starts gunicorn; any_database: how run.sh announces itself
+pytestmark = [pytest.mark.live, pytest.mark.any_database]
 
 
 def start(tmp_path, bind):

@@ -29,6 +29,8 @@ from isvapp.selfcheck import BAD, OK, WARN, Finding, tls, web
 
 from .live import ROOT, LiveServer, free_port, stop_process
 
+pytestmark = pytest.mark.live  # every test here starts a server, a process or a browser
+
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 needs_nginx = pytest.mark.skipif(not os.path.exists(NGINX), reason="nginx is not installed (apt-get install nginx)")
 HOST = "localhost"

@@ -4,7 +4,7 @@
 import pytest
 from isvapp.dashboard import security
 
-from .test_dashboard import admin, log_in  # noqa: F401  (fixture)
+from .helpers import log_in
 
 
 class Clock:
@@ -26,7 +26,7 @@ def clock(monkeypatch):
     return Clock(monkeypatch)
 
 
-def test_an_idle_session_ends_after_30_minutes(client, admin, clock):  # noqa: F811
+def test_an_idle_session_ends_after_30_minutes(client, admin, clock):
     assert log_in(client).status_code == 302
     clock.advance(29)
     assert logged_in(client)[0]
@@ -40,13 +40,13 @@ def test_an_idle_session_ends_after_30_minutes(client, admin, clock):  # noqa: F
 
 
 @pytest.mark.parametrize("app_config", [{"SESSION_IDLE_MIN": 5}])
-def test_the_idle_timeout_is_a_setting(client, admin, clock):  # noqa: F811
+def test_the_idle_timeout_is_a_setting(client, admin, clock):
     log_in(client)
     clock.advance(6)
     assert not logged_in(client)[0]
 
 
-def test_a_busy_session_still_ends_12_hours_after_its_login(client, admin, clock):  # noqa: F811
+def test_a_busy_session_still_ends_12_hours_after_its_login(client, admin, clock):
     log_in(client)
     for _ in range(12 * 60 // 20 - 1):  # a page every 20 minutes for just under 12 h
         clock.advance(20)

@@ -21,6 +21,8 @@ from isvapp.koo.signing import (
     verify_kit_request,
 )
 
+pytestmark = pytest.mark.any_database  # pure: signatures on the reference's vectors
+
 KEY = "a1b2c3d4-0000-1111-2222-333344445555"
 G2_PAYLOAD = (
     '{"activity":"newInstance","businessId":"8a2c4e6f-405a-4f8d-8e24-f41090522646",'

@@ -35,8 +35,10 @@ from isvapp.storage.models import Alert, Callback, Instance, Job, JobState, utcn
 from playwright.sync_api import sync_playwright
 from sqlalchemy import func, select
 
-from .conftest import KEY, KIT_KEY
+from .helpers import KEY, KIT_KEY
 from .live import ROOT, LiveServer
+
+pytestmark = pytest.mark.live  # every test here starts a server, a process or a browser
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 DEV_KEY = "0123456789abcdef0123456789abcdef"  # what init-config writes: 32 hex characters

@@ -3,7 +3,6 @@
 import json
 import subprocess
 import sys
-import threading
 import uuid
 
 import pytest
@@ -13,14 +12,17 @@ from isvapp.market import simulator
 from isvapp.market.fake import Running, create_fake_market
 from isvapp.storage.models import KitUser, StatusItem
 from sqlalchemy import func, select
-from werkzeug.serving import make_server
 from werkzeug.wrappers import Request, Response
 
-from .conftest import KEY, KIT_KEY
+from .helpers import KEY, KIT_KEY
 from .live import ROOT, LiveServer
+from .tiers import live_fixture
+
+# the simulator's suites, probes and report: the callbacks' database work runs on both databases in process
+pytestmark = pytest.mark.any_database
 
 
-@pytest.fixture(scope="module")
+@live_fixture(scope="module")
 def live(tmp_path_factory):
     """isvapp under gunicorn, with a fake marketplace for the License relay's calls."""
     folder = tmp_path_factory.mktemp("sim")
@@ -76,6 +78,7 @@ def test_every_suite_and_probe_passes_against_isvapp(live):
     engine.dispose()
 
 
+@pytest.mark.live
 def test_on_default_settings_the_account_login_is_skipped_saying_how_to_run_it(tmp_path):
     """LOGIN_ALLOW_LOOPBACK_IDP off (production's setting): the server refuses the simulator's IdP
     on this host, so the login is not played, and the report says why and how (not a failure)."""
@@ -158,13 +161,10 @@ class BrokenServer:
         return Response(body, 200, headers=headers)(environ, start_response)
 
 
-@pytest.fixture
+@live_fixture
 def broken():
-    server = make_server("127.0.0.1", 0, BrokenServer(), threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
+    with Running(BrokenServer()) as running:
+        yield running.url
 
 
 def test_the_broken_server_is_reported_exactly(broken):
@@ -249,15 +249,10 @@ class StrictServer:
         return Response(body, 200, headers=headers)(environ, start_response)
 
 
+@pytest.mark.live
 def test_tolerance_probes_catch_a_server_that_refuses_odd_requests():
-    server = make_server("127.0.0.1", 0, StrictServer(), threaded=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        sim = simulator.run(
-            simulator.Simulator(f"http://127.0.0.1:{server.server_port}", KEY), [], "g2", with_tolerance=True
-        )
-    finally:
-        server.shutdown()
+    with Running(StrictServer()) as running:
+        sim = simulator.run(simulator.Simulator(running.url, KEY), [], "g2", with_tolerance=True)
     failures = {s.step: s.reason for s in sim.failed}
     assert set(failures) == {
         "body sent with Content-Type text/plain",

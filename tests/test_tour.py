@@ -12,6 +12,7 @@ fake marketplace here) and the seller AK/SK. Then, in the order a merchant goes:
    every filter, detail pages from the lists, CSV exports and charts: all 200, no traceback;
 6. no "Traceback" in any process's log.
 
+Steps 1 to 6 run on the default database, SQLite, in the SQLite run only (marked any_database).
 The PostgreSQL variant (skipped on SQLite) runs two gunicorn servers and two workers on one
 database and restarts PostgreSQL in the middle of signed newInstance load (tests/pgctl.py): both
 hosts and both workers carry on, nothing acknowledged is lost, no job is lost or doubled.
@@ -53,8 +54,9 @@ from sqlalchemy import create_engine, func, make_url, select, text
 from sqlalchemy.pool import NullPool
 
 from . import pagetext
-from .conftest import KEY, ON_POSTGRES, SERVER_URI
+from .helpers import KEY, ON_POSTGRES, SERVER_URI
 from .live import ROOT, LiveServer, free_port, stop_process
+from .tiers import live_fixture
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 AK, SK = "tour-ak", "tour-sk"
@@ -204,7 +206,7 @@ def exceptions(path):
 # --- the afternoon: steps 1 to 4 ------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
+@live_fixture(scope="module")
 def afternoon(tmp_path_factory):
     folder = tmp_path_factory.mktemp("tour")
     schema, uri = own_schema_uri("tour") if ON_POSTGRES else (None, None)
@@ -281,6 +283,7 @@ def afternoon(tmp_path_factory):
             drop_schema(schema)
 
 
+@pytest.mark.any_database
 def test_simulate_every_suite_both_generations_probes_and_tolerance_pass(afternoon):
     sim = afternoon["sim"]
     assert sim.stdout.lstrip().startswith("{"), f"exit {sim.returncode}\n{sim.stdout[-3000:]}\n{sim.stderr[-3000:]}"
@@ -303,6 +306,7 @@ def test_simulate_every_suite_both_generations_probes_and_tolerance_pass(afterno
     )
 
 
+@pytest.mark.any_database
 def test_the_worker_settles_with_no_job_dead_or_failing(afternoon):
     engine, problems = afternoon["engine"], []
     if afternoon["settle_error"]:
@@ -331,6 +335,7 @@ def test_the_worker_settles_with_no_job_dead_or_failing(afternoon):
     assert not problems, "\n\n".join(problems)
 
 
+@pytest.mark.any_database
 def test_the_license_suites_reached_the_marketplace_uploads_activation_query_and_usage(afternoon):
     """The joints of License products: getLicenseAsync's license uploaded by the worker, and the
     simulator's installed software activated, verified and reported usage through the relay, all
@@ -344,6 +349,7 @@ def test_the_license_suites_reached_the_marketplace_uploads_activation_query_and
     ]
 
 
+@pytest.mark.any_database
 def test_a_pay_per_use_instance_reports_recorded_usage_in_its_query_and_the_worker_pushes_it(afternoon):
     """The pay-per-use joint: usage recorded with the merchant's command, answered in queryInstance
     at once, pushed by the running worker to the (fake) marketplace before its hour's deadline."""
@@ -660,6 +666,7 @@ def walk(tour, kinds, urls):
     return details, chosen, unlinked
 
 
+@pytest.mark.any_database
 @pytest.mark.parametrize("lang", ["en", "zh"])
 def test_every_page_filter_detail_export_and_chart_in_both_languages(afternoon, lang):
     from playwright.sync_api import sync_playwright
@@ -854,6 +861,7 @@ def test_the_buyers_login_clicked_from_the_chooser_and_out_again_and_a_refused_b
 # --- step 6: the logs --------------------------------------------------------------------------------
 
 
+@pytest.mark.any_database
 def test_no_traceback_in_any_log(afternoon):
     """Last in the module: after the simulator, the worker and the pages."""
     server, folder = afternoon["server"], afternoon["folder"]
@@ -936,6 +944,7 @@ def pgctl_module():
     return pgctl if pgctl.available() else None
 
 
+@pytest.mark.live
 @pytest.mark.skipif(not ON_POSTGRES, reason="two hosts on one PostgreSQL, restarted under load")
 def test_two_hosts_two_workers_carry_on_through_a_postgres_restart(tmp_path):
     pgctl = pgctl_module()

@@ -19,7 +19,7 @@ from isvapp.koo.signing import g2_signed_request, key_fingerprint
 from isvapp.storage.models import ApiToken, Instance, InstanceState, TokenScope, UsageRecord
 from sqlalchemy import func, insert, select, update
 
-from .conftest import KEY
+from .helpers import KEY
 from .live import LIVE_SECRET_KEY, LiveServer
 
 NOW = datetime.now(UTC).replace(tzinfo=None, minute=0, second=0, microsecond=0)
@@ -225,8 +225,8 @@ def test_a_token_made_before_scopes_keeps_every_scope_for_any_product(server):
 def page_session(server):
     from isvapp.dashboard import security
 
-    from .test_dashboard import PASSWORD
-    from .test_dashboard import token as form_token
+    from .helpers import PASSWORD
+    from .helpers import token as form_token
 
     with server.app.app_context():
         security.set_password("boss", PASSWORD)

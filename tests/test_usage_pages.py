@@ -13,7 +13,7 @@ from isvapp.koo.signing import g2_signed_request
 from isvapp.storage.models import Instance, UsageRecord, UsageState, utcnow
 from sqlalchemy import update
 
-from .conftest import KEY
+from .helpers import KEY
 
 PASSWORD = "usage pages password"
 
@@ -41,7 +41,11 @@ def pay_per_use_instance(market, order):
     market.send("POST", "/produce", query_string=query, data=raw, content_type="application/json")
     iid = f"biz-{order}"
     with market.app.app_context():
-        db.session.execute(update(Instance).where(Instance.instance_id == iid).values(charging_mode="ON_DEMAND"))
+        # pay-per-use (the order details say so), and made before the usage the tests record
+        made = utcnow() - timedelta(days=3)
+        db.session.execute(
+            update(Instance).where(Instance.instance_id == iid).values(charging_mode="ON_DEMAND", created_at=made)
+        )
         db.session.commit()
     return iid
 

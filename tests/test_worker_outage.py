@@ -24,10 +24,8 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 
 from . import pgctl
-from .conftest import KEY, ON_POSTGRES
+from .helpers import AK, KEY, ON_POSTGRES, RECORD_FILE, SK, hook_calls, new_order
 from .live import ROOT
-from .test_jobs import AK, RECORD_FILE, SK, hook_calls
-from .test_produce_g2 import new_order
 
 KIND = "outage_test"
 LOST = "server closed the connection unexpectedly"
@@ -223,6 +221,7 @@ def test_sigterm_stops_the_worker_while_it_waits_for_the_database(app, caplog, m
 # --- a real worker process, a real PostgreSQL restart -------------------------------------------
 
 
+@pytest.mark.live
 @pytest.mark.skipif(not ON_POSTGRES, reason="restarts the PostgreSQL server (scripts/with-postgres.sh)")
 def test_a_worker_process_rides_out_a_postgresql_restart(app, market, tmp_path, monkeypatch):
     if not pgctl.available():
@@ -238,7 +237,7 @@ def test_a_worker_process_rides_out_a_postgresql_restart(app, market, tmp_path, 
             "ISVAPP_INSTANCE_PATH": app.instance_path,
             "ISVAPP_SECRET_KEY": "test-secret",
             "ISVAPP_KOO_ACCESS_KEY": KEY,
-            "ISVAPP_PROVISIONER": "tests.test_jobs:Recorder",
+            "ISVAPP_PROVISIONER": "tests.helpers:Recorder",
             "ISVAPP_KOO_API_BASE_URL": market_api.url,
             "ISVAPP_KOO_AK": AK,
             "ISVAPP_KOO_SK": SK,

@@ -10,7 +10,7 @@ from isvapp.extensions import db
 from isvapp.produce import pipeline
 from isvapp.storage.models import Answer, Callback, Conflict, Event, Instance, Job, SignedRequest
 
-from .test_produce_g2 import new_order, result
+from .helpers import new_order, result
 
 pytestmark = pytest.mark.sqlite_only  # PostgreSQL always takes the session path
 
