@@ -21,12 +21,13 @@ from isvapp.koo.signing import g2_signed_request, kit_signed_request
 
 from .helpers import KEY, KIT_KEY
 from .live import LIVE_SECRET_KEY, LiveServer
+from .tiers import live_fixture
 
 ANSWER_WAIT_S = 20  # a bounded wait for an answer; the refusal comes long before it
 NESTED = b'{"license":' + b"[" * 1100 + b"]" * 1100 + b"}"  # 2.2 KB, 1,100 deep
 
 
-@pytest.fixture(scope="module")
+@live_fixture(scope="module")
 def server(tmp_path_factory):
     folder = tmp_path_factory.mktemp("limits")
     env = {

@@ -22,6 +22,8 @@ from sqlalchemy import func, insert, select, update
 from .helpers import KEY
 from .live import LIVE_SECRET_KEY, LiveServer
 
+pytestmark = pytest.mark.live  # every test here talks to a real gunicorn
+
 NOW = datetime.now(UTC).replace(tzinfo=None, minute=0, second=0, microsecond=0)
 MADE = NOW - timedelta(days=2)  # when the instances below were made
 HOUR = NOW - timedelta(days=1)  # usage for this hour is inside every instance's life
