@@ -43,7 +43,12 @@ def on_starting(server):
 
 
 def child_exit(server, worker):
-    metrics.process_gone(worker.pid)
+    """A worker is gone: its metrics files are merged away. Never raises: an exception here would
+    stop gunicorn's arbiter, and with it every worker and the requests they are serving."""
+    try:
+        metrics.process_gone(worker.pid)
+    except Exception:  # noqa: BLE001
+        server.log.exception("could not tidy the metrics of worker %s", worker.pid)
 
 
 def post_worker_init(worker):

@@ -26,11 +26,12 @@ import os
 import tarfile
 import time
 import unicodedata
-import uuid
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
+
+from .privatefiles import create_private, write_private_file
 
 FORMAT, VERSION = "isvapp-backup", 1
 MANIFEST = "manifest.json"
@@ -163,28 +164,21 @@ def write(path, files, manifest, passphrase=None):
     path = os.path.abspath(path)
     members = {name: {"size": os.path.getsize(source), "sha256": _digest(source)} for name, source in files.items()}
     body = json.dumps({**manifest, "format": FORMAT, "version": VERSION, "members": members}, indent=2).encode()
-    temporary = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.{uuid.uuid4().hex}.tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+
+    def pack(raw):
+        sink = _EncryptingWriter(raw, passphrase) if passphrase else raw
+        with tarfile.open(fileobj=sink, mode="w|gz", format=tarfile.PAX_FORMAT) as tar:
+            tar.addfile(_info(MANIFEST, len(body)), io.BytesIO(body))
+            for name, source in files.items():
+                with open(source, "rb") as f:
+                    tar.addfile(_info(name, members[name]["size"]), f)
+        if isinstance(sink, _EncryptingWriter):
+            sink.finish()
+
     try:
-        with os.fdopen(fd, "wb") as raw:
-            os.fchmod(raw.fileno(), 0o600)
-            sink = _EncryptingWriter(raw, passphrase) if passphrase else raw
-            with tarfile.open(fileobj=sink, mode="w|gz", format=tarfile.PAX_FORMAT) as tar:
-                tar.addfile(_info(MANIFEST, len(body)), io.BytesIO(body))
-                for name, source in files.items():
-                    with open(source, "rb") as f:
-                        tar.addfile(_info(name, members[name]["size"]), f)
-            if isinstance(sink, _EncryptingWriter):
-                sink.finish()
-            raw.flush()
-            os.fsync(raw.fileno())
-        try:
-            os.link(temporary, path, follow_symlinks=False)
-        except FileExistsError:
-            raise ArchiveError(f"{path} exists: a backup never overwrites a file; choose a new name") from None
-        return os.path.getsize(path)
-    finally:
-        os.unlink(temporary)
+        return write_private_file(path, pack)
+    except FileExistsError:
+        raise ArchiveError(f"{path} exists: a backup never overwrites a file; choose a new name") from None
 
 
 def read(path, staging, passphrase=None, allowed=lambda name: True):
@@ -246,8 +240,7 @@ def _manifest(data):
 
 def _stage(handle, target):
     sha, size = hashlib.sha256(), 0
-    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-    with os.fdopen(fd, "wb") as out:
+    with os.fdopen(create_private(target), "wb") as out:
         while block := handle.read(CHUNK):
             sha.update(block)
             size += len(block)

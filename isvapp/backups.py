@@ -40,6 +40,7 @@ from .background.maintenance import backup_sqlite
 from .config import KEY_FILES, configure
 from .extensions import db
 from .koo.signing import canonical_payload, g1_signed_params, g2_signed_request, key_fingerprint, verify_body_sign
+from .privatefiles import create_private, write_private_file
 from .storage import vault
 from .storage.models import Answer, Callback, Instance, InstanceState, KitApp
 from .storage.schema import init_db
@@ -171,7 +172,7 @@ def _gather(app, secret, staging):
             "pg_dump --format=custom --file=isvapp-$(date +%F).dump <database> (docs/deploy.md, Backup and restore)"
         )
     secret_file = os.path.join(staging, "SECRET_KEY")
-    with open(os.open(secret_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as f:
+    with os.fdopen(create_private(secret_file), "w") as f:
         f.write(secret)
     files["SECRET_KEY"] = secret_file
     manifest["secret_key"] = {"source": _secret_source(app), "fingerprint": key_fingerprint(secret)}
@@ -334,13 +335,7 @@ def _install(content, destination, stamp):
     if isinstance(content, str):
         shutil.move(content, destination)  # staged in the instance folder: a rename, unless it lives elsewhere
     else:
-        temporary = f"{destination}.restore-{stamp}.tmp"
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(content)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temporary, destination)
+        write_private_file(destination, content, replace=True)
     os.chmod(destination, 0o600)
     return kept
 

@@ -477,6 +477,8 @@ LAYERS = [
             "isvapp.metrics",
             "isvapp.logs",
             "isvapp.errorreports",
+            "isvapp.privatefiles",
+            "isvapp.throttle",
         },
     ),
 ]

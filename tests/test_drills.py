@@ -23,6 +23,7 @@ from isvapp.extensions import db
 from isvapp.koo.signing import g2_signed_request
 from isvapp.storage.models import Answer, Callback, Instance, SignedRequest
 from isvapp.storage.schema import init_db
+from isvapp.throttle import Throttle
 from sqlalchemy import event, text
 
 from .helpers import KEY, Marketplace, new_order
@@ -244,7 +245,7 @@ def test_read_only_database_file_answers_000005_logs_it_and_recovers(caplog):
 def test_clock_skew_beyond_the_window_is_000002_and_the_log_says_the_clock_is_off(market, caplog, skew_s, monkeypatch):
     from isvapp.produce import answers
 
-    monkeypatch.setattr(answers, "_last_clock_warning", [float("-inf")])  # this worker has not said it yet
+    monkeypatch.setattr(answers, "CLOCK_WARNINGS", Throttle(60))  # this worker has not said it yet
     raw, query = g2_signed_request(KEY, new_order(), timestamp=int(time.time() * 1000) + skew_s * 1000)
     with caplog.at_level(logging.WARNING, logger="isvapp.produce"):
         answer = json.loads(
@@ -261,7 +262,7 @@ def test_a_flood_of_stale_timestamps_says_so_once_a_minute(market, caplog, monke
     """Anyone can send a stale timestamp; the server log has no budget of its own."""
     from isvapp.produce import answers
 
-    monkeypatch.setattr(answers, "_last_clock_warning", [float("-inf")])
+    monkeypatch.setattr(answers, "CLOCK_WARNINGS", Throttle(60))
     stale = int(time.time() * 1000) - 3_600_000
     with caplog.at_level(logging.WARNING, logger="isvapp.produce"):
         for n in range(30):

@@ -41,10 +41,12 @@ from sqlalchemy import func, select, update
 
 from .. import metrics, outbound
 from ..extensions import db
+from ..privatefiles import create_private
 from ..storage.models import Alert, Job, JobState, utcnow
 from ..storage.statements import insert_ignore
 from ..storage.transactions import write_transaction
 from ..texts import N_, Text, render, translator, untranslated, zone_label
+from ..throttle import Throttle
 from . import jobs, status
 
 log = logging.getLogger("isvapp.alerts")
@@ -295,16 +297,13 @@ def check_disk(path=None, now=None, usage=shutil.disk_usage):
     )
 
 
-DISK_CHECK_EVERY_S = 300
-_last_disk_check = []
+DISK_CHECKS = Throttle(300)  # the worker's disk check, at most every 5 minutes per worker
 
 
 @jobs.periodic
 def check_disk_periodically(force=False):
-    """The worker's disk check: at most every 5 minutes per worker."""
-    if not force and _last_disk_check and time.monotonic() - _last_disk_check[0] < DISK_CHECK_EVERY_S:
+    if not (DISK_CHECKS.due() or force):
         return None
-    _last_disk_check[:] = [time.monotonic()]
     return check_disk()
 
 
@@ -715,7 +714,7 @@ def send_without_database(config, marker_folder, kind, subject, text, params=Non
         os.makedirs(folder, mode=0o700, exist_ok=True)
         marker = os.path.join(folder, f"{kind}-{window_key(now).replace('/', '_').replace(':', '')}")
         try:
-            os.close(os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600))
+            os.close(create_private(marker))
         except FileExistsError:
             return False
         gettext, zone = translator(alert_language(config)), display_zone(config)

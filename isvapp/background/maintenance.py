@@ -19,6 +19,7 @@ from flask.cli import with_appcontext
 from sqlalchemy import delete, select
 
 from ..extensions import db
+from ..privatefiles import create_private
 from ..storage.models import Callback, RelayBudget, SignedRequest, utcnow
 from ..storage.transactions import write_transaction
 from . import jobs
@@ -148,7 +149,7 @@ def backup_sqlite(path):
     if os.path.lexists(partial):
         os.remove(partial)  # removes a symlink itself, never its target
     try:
-        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        fd = create_private(partial)
     except FileExistsError:
         raise click.ClickException(
             f"{partial} appeared while the backup started (another backup running?); try again"

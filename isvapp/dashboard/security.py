@@ -42,6 +42,7 @@ from ..domain.callbacklog import is_marketplace_path
 from ..extensions import db
 from ..storage.models import AdminUser, LoginAttempt, utcnow
 from ..storage.transactions import serialise, write_transaction
+from ..throttle import once
 
 LOGIN_WINDOW = timedelta(minutes=15)
 MAX_FAILURES = 5  # per (address, name) in LOGIN_WINDOW
@@ -178,19 +179,18 @@ def log_out():
     session.clear()
 
 
-_warned_proxy = []
+PROXY_WARNING = once()
 
 
 def warn_about_an_untrusted_proxy():
     """Behind nginx without PROXY_FIX_HOPS every client is 127.0.0.1: login throttling then sees
     one address for everyone. Say so in the log, once per worker."""
     if (
-        not _warned_proxy
-        and not current_app.config.get("PROXY_FIX_HOPS")
+        not current_app.config.get("PROXY_FIX_HOPS")
         and request.remote_addr in ("127.0.0.1", "::1")
         and request.headers.get("X-Forwarded-For")
+        and PROXY_WARNING.due()
     ):
-        _warned_proxy.append(True)
         current_app.logger.warning(
             "requests come from %s with X-Forwarded-For set, but PROXY_FIX_HOPS is not set: every client "
             "looks like the proxy (login throttling included); set PROXY_FIX_HOPS = 1 behind nginx "

@@ -40,6 +40,7 @@ from ..storage.models import Callback, StatusItem, utcnow
 from ..storage.statements import Write, bind_write, run_bound
 from ..storage.transactions import is_sqlite, write_transaction
 from ..texts import N_
+from ..throttle import Throttle
 from . import simulation
 
 log = logging.getLogger("isvapp.callbacks")
@@ -284,7 +285,7 @@ def finish(response):
         if not admitted:
             return response
     if ctx.get("callback_logged"):  # written with the request's own transaction (log_in_transaction)
-        if _heartbeat_check_due():
+        if HEARTBEAT_CHECKS.due():
             app = current_app._get_current_object()  # type: ignore[attr-defined]  # a proxy
             response.call_on_close(lambda: _check_heartbeat(app))
         return response
@@ -389,8 +390,9 @@ def row_for(body, text):
 
 SIGNATURE_FAILURES_ALERT = 10  # refused signatures within SIGNATURE_FAILURES_MIN minutes: a wrong key, or an attack
 SIGNATURE_FAILURES_MIN = 10
-HEARTBEAT_CHECK_S = 60
-_last_heartbeat_check = [0.0]
+# The worker check after answers, at most once a minute per process (each web process's watchdog
+# also checks every ALERT_WATCH_EVERY_S: this one still runs where the watch is off).
+HEARTBEAT_CHECKS = Throttle(60)
 
 
 def _write(app, row, refused=None):
@@ -414,7 +416,7 @@ def _write(app, row, refused=None):
             log.exception("could not store the callback log row for %s %s", row["method"], row["path"])
         try:
             if not admitted:  # counted, not stored: the rows that were stored raise the alerts
-                if _heartbeat_check_due():
+                if HEARTBEAT_CHECKS.due():
                     alerts.check_worker_heartbeat()
                 return
             _alerts_after(row)
@@ -456,17 +458,8 @@ def _alerts_after(row):
                 ),
                 params={"failures": failures, "minutes": SIGNATURE_FAILURES_MIN, "address": row["remote_addr"]},
             )
-    if _heartbeat_check_due():
+    if HEARTBEAT_CHECKS.due():
         alerts.check_worker_heartbeat()
-
-
-def _heartbeat_check_due():
-    """True at most once a HEARTBEAT_CHECK_S per process: the worker check runs after answers."""
-    now = time.monotonic()
-    if now - _last_heartbeat_check[0] <= HEARTBEAT_CHECK_S:
-        return False
-    _last_heartbeat_check[0] = now
-    return True
 
 
 def _check_heartbeat(app):

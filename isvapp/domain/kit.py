@@ -20,6 +20,7 @@ from ..koo import codes, oddities
 from ..koo.codes import KooError
 from ..koo.envelope import envelope
 from ..koo.fieldcrypto import rsa_oaep_decrypt
+from ..privatefiles import write_private_file
 from ..storage import vault
 from ..storage.models import Department, KitApp, KitState, KitUser, Tenant, utcnow
 from ..storage.statements import batches, upsert_rows
@@ -334,37 +335,16 @@ def all_org_sync(cfg, d):
 
 
 def _write_private_key(path, pem):
-    """Write ``pem`` to ``path`` (mode 0600), never through a symlink.
-
-    The bytes go to ``<path>.new``, created exclusively (O_CREAT|O_EXCL|O_NOFOLLOW, 0600): a file
-    or symlink already there is refused, not followed or truncated. It is then renamed over
-    ``path``; ``path`` itself must not be a symlink (rename would replace the link, and a key
-    kept elsewhere through a link is the operator's to replace).
-    """
-    if os.path.islink(path):
+    """Write ``pem`` to ``path`` (mode 0600, whole), never through a symlink (write_private_file:
+    ``path`` itself must not be one; a key kept elsewhere through a link is the operator's to
+    replace)."""
+    try:
+        write_private_file(path, pem, replace=True)
+    except IsADirectoryError:
         raise click.ClickException(
             f"{path} is a symbolic link; not written through it. Remove it, or set "
             "KOO_KIT_RSA_PRIVATE_KEY to the file's real path."
-        )
-    temporary = f"{path}.new"
-    try:
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-    except FileExistsError:
-        raise click.ClickException(
-            f"{temporary} already exists (left by an interrupted kit-keygen, or "
-            "planted); not written through it. Check it, remove it and run again."
         ) from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            os.fchmod(f.fileno(), 0o600)
-            f.write(pem)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.lexists(temporary):
-            os.unlink(temporary)
-        raise
 
 
 @click.command("kit-keygen")

@@ -5,7 +5,6 @@ a request refused before that, with the first configured key of its kind (basic 
 """
 
 import logging
-import time
 
 from flask import Response, current_app, g, request
 from sqlalchemy.exc import OperationalError
@@ -18,6 +17,7 @@ from ..koo import codes
 from ..koo.codes import KooError
 from ..koo.envelope import envelope
 from ..koo.signing import body_sign
+from ..throttle import Throttle
 
 log = logging.getLogger("isvapp.produce")
 
@@ -43,24 +43,15 @@ def answer(body):
     return response
 
 
-CLOCK_WARNING_EVERY_S = 60
-_last_clock_warning = [float("-inf")]
-
-
-def _clock_warning_due():
-    """At most one clock warning a minute per worker: anyone can send a stale timestamp, and the
-    server log has no budget of its own (the callback log's budgets keep the rows)."""
-    now = time.monotonic()
-    if now - _last_clock_warning[0] < CLOCK_WARNING_EVERY_S:
-        return False
-    _last_clock_warning[0] = now
-    return True
+# At most one clock warning a minute per worker: anyone can send a stale timestamp, and the server
+# log has no budget of its own (the callback log's budgets keep the rows).
+CLOCK_WARNINGS = Throttle(60)
 
 
 def error_answer(error):
     """The one place a refusal or failure becomes an envelope."""
     if isinstance(error, KooError):
-        if error.code == codes.INVALID_PARAM and "window" in error.message and _clock_warning_due():
+        if error.code == codes.INVALID_PARAM and "window" in error.message and CLOCK_WARNINGS.due():
             log.warning(
                 "refused %s %s: %s; check this server's clock (NTP) (said at most once a minute "
                 "per worker: a stranger's stale timestamps must not fill the log)",

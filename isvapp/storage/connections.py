@@ -16,6 +16,8 @@ import time
 
 from sqlalchemy import event
 
+from ..privatefiles import create_private
+
 # Execution options a write transaction sets on its connection (transactions.write_transaction);
 # the "begin" event below reads them.
 IMMEDIATE = "isvapp_immediate"
@@ -39,10 +41,9 @@ def create_private_file(path):
     new database). Never follows or replaces a symlink, never touches an existing file; any
     other failure (a missing folder...) is left for SQLite to report as it always did."""
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        os.close(create_private(path))
     except OSError:
         return False
-    os.close(fd)
     return True
 
 
