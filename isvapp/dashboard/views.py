@@ -641,16 +641,21 @@ OPEN_STATES = tuple(s for s in JobState.ALL if s != JobState.DONE)
 
 
 def job_query():
-    """The jobs the filters ask for (state, kind), newest first."""
-    statement = select(Job)
+    """The jobs the filters ask for (state, kind, key), newest first."""
+    statement, newest_first = select(Job), Job.id.desc()
     if request.args.get("state") in JobState.ALL:
         statement = statement.where(Job.state == request.args["state"])
+        if request.args["state"] in OPEN_STATES:
+            # Few rows, found through the states' index, then sorted. Ordered by the bare id,
+            # SQLite walks every job newest first looking for them (it cannot know dead jobs are
+            # rare): 76 ms against 13 at 300,000 jobs.
+            newest_first = (Job.id + 0).desc()
     if request.args.get("kind"):
         statement = statement.where(Job.kind == request.args["kind"])
     q = (request.args.get("q") or "").strip()
     if q:
         statement = statement.where(Job.key == q)
-    return statement.order_by(Job.id.desc())
+    return statement.order_by(newest_first)
 
 
 def job_counts():
@@ -684,6 +689,7 @@ def jobs_page():
         return redirect(url_for(".jobs", state=JobState.QUEUED))
     rows, page, has_next = paged(job_query())
     counts, totals = job_counts()
+    instances = known_instances([r.instance_id for r in rows if r.instance_id])
     kinds = sorted(set(JOB_LABELS) | set(jobs.HANDLERS) | {kind for _, kind in counts})
     open_kinds = sorted({kind for _, kind in counts})
     return render_template(
@@ -696,7 +702,17 @@ def jobs_page():
         kinds=kinds,
         open_kinds=open_kinds,
         open_states=OPEN_STATES,
+        instances=instances,
     )
+
+
+def known_instances(instance_ids):
+    """The ids among ``instance_ids`` that are instances here: a job names the instance its request
+    named, which may not exist (a call about an instance this server never made)."""
+    if not instance_ids:
+        return set()
+    found = select(Instance.instance_id).where(Instance.instance_id.in_(set(instance_ids)))
+    return set(db.session.execute(found).scalars())
 
 
 # A refused retry or give-up's answer: its status code, by jobs.Refused.problem.
@@ -733,7 +749,14 @@ def job(job_id):
     said = openapi.said_in(row.last_error)
     if said is not None:  # extra_info as readable JSON, Chinese and all
         said = (said[0], None if said[1] is None else json.dumps(said[1], ensure_ascii=False, indent=2))
-    page = render_template("dashboard/job.html", row=row, said=said, problem=problem, form=request.form)
+    page = render_template(
+        "dashboard/job.html",
+        row=row,
+        said=said,
+        problem=problem,
+        form=request.form,
+        instances=known_instances([row.instance_id] if row.instance_id else []),
+    )
     return page, REFUSED_STATUS.get(problem or "", 200)
 
 
