@@ -313,7 +313,7 @@ def test_failing_callbacks_reach_the_local_receivers_through_a_real_gunicorn_and
 
 def test_with_no_channel_an_alert_is_recorded_shown_and_its_job_done(app, market, client):
     """Default settings: nowhere to send. The job must not fail (a dead job the merchant did not
-    cause); the alert waits on the go-live page instead."""
+    cause); the alert waits on the alerts page instead, which the go-live page links."""
     from isvapp.dashboard import security
 
     from .helpers import log_in
@@ -327,10 +327,12 @@ def test_with_no_channel_an_alert_is_recorded_shown_and_its_job_done(app, market
     with app.app_context():
         security.set_password("boss", "a-long-enough-password-1")
     assert log_in(client, password="a-long-enough-password-1").status_code == 302
-    page = client.get("/admin/go-live").get_data(as_text=True)
+    page = client.get("/admin/alerts").get_data(as_text=True)
     assert 'data-alert="internal_error"' in page and "isvapp answered 000005 to the marketplace" in page
-    assert "not sent" in page and 'data-health="alerts"' in page
-    assert "未发送" in client.get("/admin/go-live?lang=zh").get_data(as_text=True)
+    assert "not sent" in page
+    assert "未发送" in client.get("/admin/alerts?lang=zh").get_data(as_text=True)
+    go_live = client.get("/admin/go-live").get_data(as_text=True)
+    assert 'data-health="alerts"' in go_live and 'href="/admin/alerts"' in go_live
 
 
 def test_fields_in_robot_and_mail_texts_cannot_mention_everyone_or_forge_lines(tmp_path, robots, mailbox):

@@ -27,6 +27,7 @@ def test_every_page_requires_login(app, client, admin):
             .replace("<int:tenant_pk>", "1")
             .replace("<int:callback_id>", "1")
             .replace("<int:app_pk>", "1")
+            .replace("<int:job_id>", "1")
         )
         for method in rule.methods - {"HEAD", "OPTIONS"}:
             response = client.open(url, method=method)

@@ -44,8 +44,8 @@ def test_a_stored_alert_reads_in_the_readers_language_and_goes_out_in_alert_lang
         in_english = alerts.message_for_channels(row, app.config)
     assert to_channels[0] == "磁盘空间不足" and "剩余 1.0%" in to_channels[1]
     assert in_english[0] == "Disk space is low" and "has 1.0% free" in in_english[1]
-    english = browser.get("/admin/go-live?lang=en").get_data(as_text=True)
-    chinese = browser.get("/admin/go-live?lang=zh").get_data(as_text=True)
+    english = browser.get("/admin/alerts?lang=en").get_data(as_text=True)
+    chinese = browser.get("/admin/alerts?lang=zh").get_data(as_text=True)
     assert "Disk space is low" in english and "磁盘空间不足" in chinese and "Disk space is low" not in chinese
     assert '<span translate="no">/srv</span>' in chinese  # the values are data, marked as such
 

@@ -389,7 +389,8 @@ def test_a_simulated_order_is_not_fetched_and_leaves_no_retry_no_status_and_no_a
 
 def test_a_real_order_without_ak_sk_retries_and_the_go_live_row_says_what_to_do(app, market, client):
     """A real problem the merchant must see: the job retries (it dies after JOB_MAX_ATTEMPTS, with
-    an alert), and the go-live page's row is bad and names the settings and the command."""
+    an alert), and the go-live page's row is bad, names the settings and links the dead fetches
+    on the jobs page."""
     send_g2(market, g2_new("REALFETCH", test_flag="0"))
     _, fetches = run_jobs(app, "fetch_order")
     [job] = fetches
@@ -397,4 +398,5 @@ def test_a_real_order_without_ak_sk_retries_and_the_go_live_row_says_what_to_do(
     assert job.max_attempts == 12
     page = go_live(client)
     row = re.search(r'data-health="order_query">(.*?)</tr>', page, re.S).group(1)
-    assert 'class="badge bad"' in row and "KOO_AK" in row and "jobs retry --all-dead" in row
+    assert 'class="badge bad"' in row and "KOO_AK" in row and "the Jobs page retries" in row
+    assert 'href="/admin/jobs?state=dead&amp;kind=fetch_order"' in row and "jobs retry" not in row

@@ -408,6 +408,8 @@ NAV = [
     "/admin/license-codes",
     "/admin/tenants",
     "/admin/callbacks",
+    "/admin/jobs",
+    "/admin/alerts",
 ]
 WORDS = {"en": ("en", "Overview"), "zh": ("zh-CN", "概览")}
 DETAIL_PREFIXES = {
@@ -415,6 +417,7 @@ DETAIL_PREFIXES = {
     "licenses": "/admin/licenses/",
     "tenants": "/admin/tenants/",
     "callbacks": "/admin/callbacks/",
+    "jobs": "/admin/jobs/",
 }
 
 
@@ -438,7 +441,10 @@ def kinds_from_database(engine):
                 Callback.path,
             ).order_by(Callback.id)
         ).all()
+        jobs = conn.execute(select(Job.id, Job.kind, Job.state).order_by(Job.id)).all()
     kinds = defaultdict(dict)
+    for r in jobs:
+        kinds["jobs"].setdefault((r.kind, r.state), f"/admin/jobs/{r.id}")
     for r in instances:
         kinds["instances"].setdefault(
             (r.state, r.generation, r.product_type, r.test_flag), f"/admin/instances/{r.instance_id}"

@@ -368,17 +368,26 @@ def _mask(text, config):
 
 
 CHANNEL_NAMES = {"email": N_("e-mail"), "wecom": N_("WeCom"), "dingtalk": N_("DingTalk"), "feishu": N_("Feishu")}
+# Each channel's settings; the first one switches the channel on.
+SETTINGS = {
+    "email": (
+        "ALERT_EMAIL_TO",
+        "ALERT_SMTP_HOST",
+        "ALERT_SMTP_PORT",
+        "ALERT_SMTP_USER",
+        "ALERT_SMTP_PASSWORD",
+        "ALERT_SMTP_FROM",
+        "ALERT_SMTP_TLS",
+    ),
+    "wecom": ("ALERT_WECOM_URL",),
+    "dingtalk": ("ALERT_DINGTALK_URL", "ALERT_DINGTALK_SECRET"),
+    "feishu": ("ALERT_FEISHU_URL", "ALERT_FEISHU_SECRET"),
+}
 
 
 def configured_channels(config):
     """The channels with settings, in a fixed order."""
-    names = {
-        "email": "ALERT_EMAIL_TO",
-        "wecom": "ALERT_WECOM_URL",
-        "dingtalk": "ALERT_DINGTALK_URL",
-        "feishu": "ALERT_FEISHU_URL",
-    }
-    return [name for name in CHANNELS if str(config.get(names[name]) or "").strip()]
+    return [name for name in CHANNELS if str(config.get(SETTINGS[name][0]) or "").strip()]
 
 
 def _recipients(config):
@@ -417,7 +426,7 @@ def send_email(config, subject, text):
                 smtp.starttls(context=context)
             if user:
                 smtp.login(str(user), str(password or ""))
-            smtp.send_message(message, from_addr=sender, to_addrs=_recipients(config))
+            refused = smtp.send_message(message, from_addr=sender, to_addrs=_recipients(config))
     except smtplib.SMTPAuthenticationError as error:
         raise ChannelError(f"email: the SMTP server refused ALERT_SMTP_USER's login ({error.smtp_code})") from None
     except smtplib.SMTPNotSupportedError as error:
@@ -426,6 +435,7 @@ def send_email(config, subject, text):
         raise ChannelError(
             f"email: {type(error).__name__}: {_mask(error, config)} (server {host}:{port}, {mode})"
         ) from None
+    return {"server": f"{host}:{port}", "accepted": [a for a in _recipients(config) if a not in refused]}
 
 
 def _check_url(channel, setting, url):
@@ -492,6 +502,7 @@ def send_wecom(config, content):
     )
     if answer.get("errcode") != 0:
         _robot_error("wecom", config, answer, "errcode", "errmsg")
+    return answer
 
 
 def dingtalk_sign(secret, timestamp_ms):
@@ -515,6 +526,7 @@ def send_dingtalk(config, content, now_ms=None):
     )
     if answer.get("errcode") != 0:
         _robot_error("dingtalk", config, answer, "errcode", "errmsg")
+    return answer
 
 
 def feishu_sign(secret, timestamp_s):
@@ -538,10 +550,12 @@ def send_feishu(config, content, now_s=None):
             _robot_error("feishu", config, answer, "code", "msg")
     elif answer.get("StatusCode") != 0:
         _robot_error("feishu", config, answer, "StatusCode", "StatusMessage")
+    return answer
 
 
 def send(channel, config, subject, text):
-    """Send one message to one channel; raises ChannelError (naming the channel) when it fails."""
+    """Send one message to one channel; raises ChannelError (naming the channel) when it fails.
+    Returns the channel's answer: a robot's JSON, or the mail server and the recipients it took."""
     try:
         if channel == "email":
             return send_email(config, subject, text)
@@ -679,7 +693,7 @@ def deliver(job):
         if channel in sent:
             continue
         try:
-            send(channel, config, subject, text)
+            send_recorded(channel, config, subject, text)
         except ChannelError as error:
             failures.append(error)
             log.warning("alert %s not sent by %s", alert_id, error)
@@ -792,15 +806,7 @@ def alert_test_command():
     failed = 0
     for channel in channels:
         try:
-            zone, gettext = display_zone(config), translator(alert_language(config))
-            test = Text.of(
-                N_(
-                    "A test alert from isvapp, sent at %(sent_at)s %(zone)s by `.venv/bin/isvapp alert-test`. Alerts reach you here."
-                ),
-                sent_at=utcnow(),
-                zone=zone_label(zone),
-            )
-            send(channel, config, gettext(N_("Test alert")), render(test, gettext, zone))
+            send_test(channel, config)
             click.echo(f"{channel}: ok")
         except ChannelError as error:
             failed += 1
@@ -808,6 +814,84 @@ def alert_test_command():
             click.echo(message if message.startswith(f"{channel}:") else f"{channel}: {message}")
     if failed:
         raise SystemExit(1)
+
+
+def send_test(channel, config, by=None):
+    """Send one test message to ``channel`` now (not through the queue), in ALERT_LANGUAGE: from
+    `isvapp alert-test`, or from the alerts page when ``by`` (the admin who clicked) is given.
+    Returns the channel's answer as :func:`send_recorded` keeps it, raises ChannelError; recorded
+    as the channel's last delivery or failure, marked as a test."""
+    zone, gettext = display_zone(config), translator(alert_language(config))
+    if by is None:
+        test = Text.of(
+            N_(
+                "A test alert from isvapp, sent at %(sent_at)s %(zone)s by `.venv/bin/isvapp alert-test`. Alerts reach you here."
+            ),
+            sent_at=utcnow(),
+            zone=zone_label(zone),
+        )
+    else:
+        test = Text.of(
+            N_(
+                "A test alert from isvapp, sent at %(sent_at)s %(zone)s by %(admin)s from the Alerts page. "
+                "Alerts reach you here."
+            ),
+            sent_at=utcnow(),
+            zone=zone_label(zone),
+            admin=inert(by, 64),
+        )
+    return send_recorded(channel, config, gettext(N_("Test alert")), render(test, gettext, zone), test=True)
+
+
+# --- each channel's last delivery and failure --------------------------------------------------------
+
+DELIVERED, FAILED = "alert_delivered:", "alert_failed:"  # status items, + the channel's name
+
+
+def send_recorded(channel, config, subject, text, test=False):
+    """:func:`send`, and the outcome kept as the channel's last delivery (with its answer) or last
+    failure (with its error), for the alerts page: one status item each per channel, shared by
+    every host. Keeping it never fails the sending (a database error is logged). Returns the
+    answer as kept: the mail server and its recipients, or a robot's JSON as text, secrets masked."""
+    try:
+        answer = send(channel, config, subject, text)
+    except ChannelError as error:
+        _keep(FAILED + channel, {"test": test, "error": str(error)})
+        raise
+    kept = answer if channel == "email" else _mask(json.dumps(answer, ensure_ascii=False), config)
+    _keep(DELIVERED + channel, {"test": test, "answer": kept})
+    return kept
+
+
+def _keep(name, value):
+    try:
+        status.report(name, value)
+    except Exception:  # noqa: BLE001  the message went (or failed) either way
+        db.session.rollback()
+        log.warning("could not keep %s", name, exc_info=True)
+
+
+def channel_states(config):
+    """Each channel, for the alerts page: its settings (name, set or not: never a value), whether
+    it is on, and its last delivery and last failure as recorded by :func:`send_recorded`
+    ({"at", "test", "answer"} / {"at", "test", "error"}, or None)."""
+    kept = status.read(*[prefix + c for c in CHANNELS for prefix in (DELIVERED, FAILED)])
+    states = []
+    for channel in CHANNELS:
+        last = {}
+        for key, prefix in (("delivered", DELIVERED), ("failed", FAILED)):
+            value, at = kept.get(prefix + channel, (None, None))
+            last[key] = None if value is None else {**value, "at": at}
+        states.append(
+            {
+                "channel": channel,
+                "name": CHANNEL_NAMES[channel],
+                "on": channel in configured_channels(config),
+                "settings": [(name, str(config.get(name) or "").strip() != "") for name in SETTINGS[channel]],
+                **last,
+            }
+        )
+    return states
 
 
 def init_app(app):

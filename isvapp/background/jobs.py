@@ -587,15 +587,62 @@ def jobs_retry(job_ids, all_dead):
     """Queue dead jobs again, with a fresh set of attempts."""
     if not job_ids and not all_dead:
         raise click.UsageError("name job ids or use --all-dead")
-    where = [Job.state == JobState.DEAD] + ([] if all_dead else [Job.id.in_(job_ids)])
-    with write_transaction():
-        count = db.session.execute(
-            update(Job)
-            .where(*where)
-            .values(state=JobState.QUEUED, attempts=0, run_after=utcnow(), updated_at=utcnow())
-            .returning(Job.id)
-        ).all()
+    count = retry_dead(None if all_dead else job_ids)
     click.echo(f"queued again: {len(count)} job(s)")
+
+
+def retry_dead(job_ids=None):
+    """Queue dead jobs again, due now, with a fresh set of attempts: ``job_ids``, or every dead
+    job when None. A job that is not dead (done, queued, given up) is left as it is. Returns the
+    ids queued. `isvapp jobs retry` and the jobs page both come here."""
+    where = [Job.state == JobState.DEAD] + ([] if job_ids is None else [Job.id.in_(list(job_ids))])
+    with write_transaction():
+        return (
+            db.session.execute(
+                update(Job)
+                .where(*where)
+                .values(state=JobState.QUEUED, attempts=0, run_after=utcnow(), updated_at=utcnow())
+                .returning(Job.id)
+            )
+            .scalars()
+            .all()
+        )
+
+
+GIVE_UP_REASON_MAX = 500
+# Kinds that are one job for all of their work (the usage push: one job pushes every pending
+# record, and recording usage queues it again): giving one up would stop all later work of that
+# kind, so the jobs page refuses it. Registered by the module that owns the kind.
+NOT_GIVEN_UP = set()
+
+
+class Refused(Exception):
+    """What the jobs page asked cannot be done to a job; ``problem`` says why: "reason" (none, or
+    too long), "missing", "state" (the job is not dead: ``state`` holds its state) or "kind"."""
+
+    def __init__(self, problem, state=None):
+        super().__init__(problem)
+        self.problem, self.state = problem, state
+
+
+def give_up(job_id, reason, by, now=None):
+    """Give up a dead job for good: its state becomes "given_up" (no worker claims it, and
+    `jobs retry --all-dead` leaves it), with who did it, when and why. Only a dead job: one that is
+    queued or running is still being tried. Raises Refused and changes nothing otherwise."""
+    reason = (reason or "").strip()
+    if not reason or len(reason) > GIVE_UP_REASON_MAX:
+        raise Refused("reason")
+    now = now or utcnow()
+    with write_transaction():
+        row = db.session.get(Job, job_id)
+        if row is None:
+            raise Refused("missing")
+        if row.state != JobState.DEAD:
+            raise Refused("state", row.state)
+        if row.kind in NOT_GIVEN_UP:
+            raise Refused("kind")
+        row.state, row.given_up_by, row.given_up_at = JobState.GIVEN_UP, str(by)[:64], now
+        row.given_up_reason, row.updated_at = reason, now
 
 
 def init_app(app):

@@ -7,8 +7,13 @@ in windows of ALERT_NOTICE_GROUP_MIN minutes and sent when the window closes, so
 orders is one message that says 500. Messages are written in ALERT_LANGUAGE (zh or en) and name
 orders, instances and products, never a buyer's credentials. Debugging orders (testFlag=1) are
 not news.
+
+Which notices are on: ALERT_NOTICES is the default; a choice made on the alerts page is kept in
+the database (the status item "notices_choice"), shared by every host and worker, and wins over
+the file until the page hands the choice back to it (:func:`in_force`).
 """
 
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -28,7 +33,7 @@ from ..storage.models import (
 from ..storage.statements import insert_ignore
 from ..storage.transactions import write_transaction
 from ..texts import N_, Text
-from . import alerts, jobs, usage
+from . import alerts, jobs, status, usage
 
 KINDS = ("new_order", "release", "expiring", "digest")
 EVENT_KINDS = {"created": "new_order", "released": "release"}
@@ -71,8 +76,53 @@ MESSAGES = {
 
 
 def enabled(config):
+    """The notices the file switches on (ALERT_NOTICES): the default, see :func:`in_force`."""
     chosen = {k.strip() for k in str(config.get("ALERT_NOTICES") or "").replace(" ", ",").split(",") if k.strip()}
     return [k for k in KINDS if k in chosen]
+
+
+CHOICE = "notices_choice"  # status item: the notices chosen on the alerts page
+
+
+@dataclass
+class InForce:
+    """The notices on now, and where that comes from: ``source`` "page" (chosen on the alerts page
+    ``at``, by the admin ``by``) or "file" (ALERT_NOTICES). ``since``: for a kind the page switched
+    on, the last event id when it did, so what happened before is not news."""
+
+    kinds: list
+    source: str
+    file_kinds: list
+    at: object = None
+    by: str | None = None
+    since: dict = field(default_factory=dict)
+
+
+def in_force(config):
+    """The notices on now: the page's choice when one was made, else the file's (ALERT_NOTICES)."""
+    file_kinds = enabled(config)
+    value, at = status.read(CHOICE).get(CHOICE, (None, None))
+    if not isinstance(value, dict):
+        return InForce(file_kinds, "file", file_kinds)
+    since = {k: int(v) for k, v in (value.get("since") or {}).items() if k in KINDS}
+    if value.get("kinds") is None:  # handed back to the file on the page (use_file)
+        return InForce(file_kinds, "file", file_kinds, at, value.get("by"), since)
+    chosen = set(value["kinds"])
+    return InForce([k for k in KINDS if k in chosen], "page", file_kinds, at, value.get("by"), since)
+
+
+def choose(config, kinds, by, now=None):
+    """Keep the notices chosen on the alerts page (unknown names are ignored), for every host.
+    ``kinds`` None hands the choice back to the file (ALERT_NOTICES). Either way, a kind that is
+    switched on by it (off before) counts events from now on, not the ones it missed."""
+    before = in_force(config)
+    after = enabled(config) if kinds is None else [k for k in KINDS if k in set(kinds)]
+    last = db.session.execute(select(func.max(Event.id))).scalar() or 0
+    db.session.rollback()
+    since = {k: before.since[k] for k in after if k in before.since and k in before.kinds}
+    since.update({k: last for k in after if k not in before.kinds})
+    status.report(CHOICE, {"kinds": kinds if kinds is None else after, "by": str(by)[:64], "since": since}, now=now)
+    return in_force(config)
 
 
 def _zone(config):
@@ -122,13 +172,15 @@ for _kind in KINDS:
 def scan(now=None):
     """The worker's look for news (about every 30 s); nothing when no notice is switched on."""
     config = current_app.config
-    chosen = enabled(config)
+    force = in_force(config)
+    db.session.rollback()
+    chosen = force.kinds
     if not chosen:
         return None
     now = now or utcnow()
     found = {}
     if "new_order" in chosen or "release" in chosen:
-        found.update(_events(config, chosen, now))
+        found.update(_events(config, chosen, now, force.since))
     if "expiring" in chosen:
         found["expiring"] = _expiring(config, now)
     if "digest" in chosen:
@@ -136,10 +188,12 @@ def scan(now=None):
     return found
 
 
-def _events(config, chosen, now):
+def _events(config, chosen, now, since=None):
     """New real orders and releases since the last scan, each kind one grouped notice. The cursor
     (the last event looked at) moves in the transaction that raises the notices, under a lock on
-    its row: an event is counted once, by one worker."""
+    its row: an event is counted once, by one worker. ``since``: a kind's events up to this id are
+    not news (it was switched on after them, on the alerts page)."""
+    since = since or {}
     group = int(config.get("ALERT_NOTICE_GROUP_MIN") or 10)
     counts = {}
     # A look first, with no write lock: most ticks find no event past the cursor.
@@ -165,7 +219,11 @@ def _events(config, chosen, now):
         for kind, notice in EVENT_KINDS.items():
             if notice not in chosen:
                 continue
-            names = [f"{r.order_id}" + (f" ({r.product_id})" if r.product_id else "") for r in rows if r.kind == kind]
+            names = [
+                f"{r.order_id}" + (f" ({r.product_id})" if r.product_id else "")
+                for r in rows
+                if r.kind == kind and r.id > since.get(notice, 0)
+            ]
             if names:
                 alerts.raise_alert(
                     notice,

@@ -29,6 +29,7 @@ from . import alerts, jobs
 
 SDR_TIME = "%Y%m%dT%H%M%SZ"
 JOB_KEY = "usage"
+jobs.NOT_GIVEN_UP.add("usage_push")  # one job pushes every record: giving it up would stop them all
 # sp_topic_0000120 (2024-11-22): hourly SDRs, "reported within the first 15 minutes of the next
 # hour after a customer uses the resources" (used at 13:25: reported between 14:00 and 14:15).
 DUE_AFTER_HOUR = timedelta(minutes=15)

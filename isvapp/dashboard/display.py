@@ -17,6 +17,7 @@ from ..background import alerts
 from ..domain import callbacklog
 from ..koo import codes
 from ..koo.licensecodes import never_expires
+from ..texts import N_
 from . import i18n, labels
 
 
@@ -107,6 +108,19 @@ def alert(row):
     return alerts.message(row, i18n.gettext, zone_name(), repeats=False, html=True)
 
 
+def channel_answer(channel, answer):
+    """What an alert channel answered a message it took (alerts.send_recorded keeps it), as
+    Markup: the mail server and the recipients it took it for, or a robot's JSON as it came."""
+    if channel == "email" and isinstance(answer, dict):
+        text = texts.Text(
+            N_("The mail server %(server)s took it for %(recipients)s."),
+            {"server": answer.get("server", ""), "recipients": ", ".join(answer.get("accepted") or [])},
+        )
+    else:
+        text = texts.Text(N_("The channel answered: %(answer)s"), {"answer": str(answer)})
+    return say(text)
+
+
 HELPERS = {
     "say": say,
     "label": label,
@@ -119,4 +133,5 @@ HELPERS = {
     "alert": alert,
     "zone_label": zone_label,
     "expiry": expiry,
+    "channel_answer": channel_answer,
 }

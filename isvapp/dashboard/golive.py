@@ -27,9 +27,10 @@ from ..domain import simulation
 from ..extensions import db
 from ..koo.signing import key_fingerprint
 from ..storage.models import (
-    Alert,
     Callback,
     Instance,
+    Job,
+    JobState,
     KitApp,
     KitUser,
     License,
@@ -414,14 +415,15 @@ def health(app, settings, now=None, page_client=None):
                 ""
                 if good
                 else "Set KOO_AK and KOO_SK (your seller AK/SK) in instance/config.py and restart isvapp and its "
-                "worker: the orders' details are fetched at their next retry, and "
-                "`.venv/bin/isvapp jobs retry --all-dead` sends again the ones that gave up."
+                "worker: the orders' details are fetched at their next retry, and the Jobs page retries "
+                "the ones that died."
                 if _unconfigured(value)
-                else "Check KOO_AK/KOO_SK and that this server reaches the marketplace API; "
-                "`.venv/bin/isvapp jobs retry --all-dead` sends again the orders that gave up.",
+                else "Check KOO_AK/KOO_SK and that this server reaches the marketplace API; the Jobs page "
+                "retries the orders that died.",
                 {"called_at": when, "error": str(value.get("error", ""))},
             )
         )
+    items.append(_dead_jobs_health())
     backup_age = _age(reported.get("backup", (None, None))[1], now)
     items.append(
         Health(
@@ -442,7 +444,7 @@ def health(app, settings, now=None, page_client=None):
             "alerts",
             "Alert channels",
             "ok" if channels else "warn",
-            "%(channels)s" if channels else "none: alerts are recorded and shown only on this page",
+            "%(channels)s" if channels else "none: alerts are recorded and shown only on the Alerts page",
             ""
             if channels
             else "Set ALERT_EMAIL_TO (with ALERT_SMTP_*) or a group robot URL "
@@ -467,6 +469,21 @@ def health(app, settings, now=None, page_client=None):
 
 # What the order-query row asks the merchant to do; a real order's job retries (JOB_MAX_ATTEMPTS,
 # backing off to JOB_RETRY_MAX_S) and then dies with a dead_job alert.
+
+
+def _dead_jobs_health():
+    """Jobs out of attempts: each waits for the merchant, on the jobs page (retry or give up)."""
+    dead = db.session.execute(select(func.count()).select_from(Job).where(Job.state == JobState.DEAD)).scalar_one()
+    if not dead:
+        return Health("jobs", "Dead jobs", "ok", "none")
+    return Health(
+        "jobs",
+        "Dead jobs",
+        "bad",
+        "%(dead)s job(s) out of attempts",
+        "Open each on the Jobs page: read its error, mend the cause, then retry it, or give it up with a reason.",
+        {"dead": dead},
+    )
 
 
 def _unconfigured(value):
@@ -594,15 +611,6 @@ def recent_failures(days=7):
             .order_by(Callback.received_at.desc())
             .limit(10)
         )
-        .scalars()
-        .all()
-    )
-
-
-def recent_alerts(limit=20):
-    """The newest alerts, sent or not: with no channel configured this is where the merchant sees them."""
-    return (
-        db.session.execute(select(Alert).order_by(Alert.created_at.desc(), Alert.id.desc()).limit(limit))
         .scalars()
         .all()
     )

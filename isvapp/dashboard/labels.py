@@ -72,7 +72,14 @@ JOB_LABELS = {
     "direct_alert": "alert delivery (by the server)",
     "prune": "pruning",
 }
-JOB_STATE_LABELS = {"queued": "queued", "running": "running", "done": "done", "dead": "dead"}
+JOB_STATE_LABELS = {"queued": "queued", "running": "running", "done": "done", "dead": "dead", "given_up": "given up"}
+# The merchant's notices (isvapp/background/notices.py), as the alerts page names them.
+NOTICE_LABELS = {
+    "new_order": "New orders",
+    "release": "Releases",
+    "expiring": "Instances about to expire",
+    "digest": "Daily digest",
+}
 RESULT_LABELS = {code: message.rstrip(".") for code, message in codes.MESSAGES.items()}
 # A license code's status (docs/protocol.md 13.6): NORMAL when in use; the ones that end it.
 LICENSE_CODE_STATES = {

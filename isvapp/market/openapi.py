@@ -77,6 +77,35 @@ class MarketError(Exception):
         return self.elsewhere or self.code in ("network", "http") or self.code in TRY_LATER
 
 
+SAID, EXTRA = '; the marketplace said: "', "; extra_info: "
+
+
+def said_in(text):
+    """(resultMsg, extra_info) as the marketplace sent them, read back out of an error text that
+    holds ``str(MarketError)`` (a job's last error keeps only text); None when it holds neither.
+    resultMsg is what stands between the quotes :attr:`MarketError.words` put around it (None when
+    absent); extra_info, the JSON :attr:`MarketError.detail` wrote after it (None when absent)."""
+    head = (text or "").split("\nTraceback (most recent call last):", 1)[0]
+    start = head.find(SAID)
+    rest = head[start + len(SAID) :] if start >= 0 else head
+    said, extra = (rest if start >= 0 else None), None
+    cut = rest.find(EXTRA)
+    while cut >= 0:  # the first "; extra_info: " that JSON follows (a resultMsg may hold the words)
+        try:
+            extra = json.loads(rest[cut + len(EXTRA) :].strip())
+        except ValueError:
+            cut = rest.find(EXTRA, cut + 1)
+            continue
+        said = rest[:cut] if start >= 0 else None
+        break
+    if said is None and extra is None:
+        return None
+    if said is not None:
+        said = said.rstrip()
+        said = said[:-1] if said.endswith('"') else said
+    return said, extra
+
+
 # Codes that say "not now" rather than "not this": MKT.0999 "System internal error.", MKT.0250
 # "Access frequency overlimit", 92020001 internal error (docs/protocol.md §13.2).
 TRY_LATER = {"MKT.0999", "MKT.0250", "92020001"}

@@ -437,7 +437,9 @@ class JobState:
     RUNNING = "running"  # claimed by a worker until locked_until; a dead worker's lease runs out
     DONE = "done"
     DEAD = "dead"  # out of attempts; kept with its last error, retried by `isvapp jobs retry`
-    ALL = (QUEUED, RUNNING, DONE, DEAD)
+    # A dead job the merchant gave up on the jobs page, with a reason: kept, never run again.
+    GIVEN_UP = "given_up"
+    ALL = (QUEUED, RUNNING, DONE, DEAD, GIVEN_UP)
 
 
 class Job(Model):
@@ -460,6 +462,10 @@ class Job(Model):
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # Who gave the job up, when and why (JobState.GIVEN_UP): the jobs page records it.
+    given_up_by: Mapped[str | None] = mapped_column(String(64))
+    given_up_at: Mapped[datetime | None] = mapped_column(DateTime)
+    given_up_reason: Mapped[str | None] = mapped_column(Text)
     __table_args__ = (
         UniqueConstraint("key", "kind", name="uq_jobs_key_kind"),
         Index("ix_jobs_due", "state", "run_after"),
