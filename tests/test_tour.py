@@ -760,6 +760,8 @@ def make_a_token_and_save_a_hand_off_url(tour, engine):
     page = tour.page
     page.goto(tour.absolute("/admin/api-tokens"))
     page.fill("input[name=name]", "tour")
+    page.check("input[name=scope][value=entitlements]")  # a token is for a scope and a product or key
+    page.fill("input[name=product_id]", "00301-666666-0--0")
     with page.expect_navigation():
         page.click("main form button[type=submit]:not([name])")
     tour.check_html("/admin/api-tokens (token made)")
