@@ -22,6 +22,8 @@ ALLOWED = {
     "URL",
     "HTTPS",
     "https",
+    "http",  # the protocol's name, beside https (plain http to this host only)
+    "IdP",  # the tenant's identity provider, as the Kit login's pages write it
     "CSV",
     "ID",
     "IAM",
