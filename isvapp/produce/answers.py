@@ -36,8 +36,8 @@ def answer(body):
     response.headers["Cache-Control"] = "no-store"
     key = g.get("koo_key")
     if key is None:
-        cfg = current_app.extensions["isvapp"]
-        key = cfg.kit_access_key if is_kit_path(request.path) else cfg.access_key
+        settings = current_app.extensions["isvapp"]
+        key = settings.kit_access_key if is_kit_path(request.path) else settings.access_key
     if key:
         response.headers["Body-Sign"] = body_sign(key, body)
     return response
