@@ -198,14 +198,13 @@ def test_the_buyers_login_row_asks_for_a_pinned_issuer_and_no_loopback_idp(app):
         db.session.commit()
     row = login_row(app)
     assert row.state == "warn" and row.params == {"names": "LOGIN_ISSUER, LOGIN_REDIRECT_URI"}
+    settings = app.extensions["isvapp"]
     pinned = replace(
-        app.extensions["isvapp_login"],
-        issuer="https://isv.example.com",
-        redirect_uri="https://isv.example.com/login/callback",
+        settings.login, issuer="https://isv.example.com", redirect_uri="https://isv.example.com/login/callback"
     )
-    app.extensions["isvapp_login"] = pinned
+    app.extensions["isvapp"] = replace(settings, login=pinned)
     assert login_row(app).state == "ok"
-    app.extensions["isvapp_login"] = replace(pinned, allow_loopback_idp=True)
+    app.extensions["isvapp"] = replace(settings, login=replace(pinned, allow_loopback_idp=True))
     assert login_row(app).state == "bad" and "LOGIN_ALLOW_LOOPBACK_IDP" in login_row(app).detail
 
 

@@ -16,6 +16,7 @@ from flask import current_app
 from sqlalchemy import func, select
 
 from ..extensions import db
+from ..settings import settings_of
 from ..storage.models import (
     Alert,
     Callback,
@@ -70,16 +71,13 @@ MESSAGES = {
 }
 
 
-def enabled(config):
-    chosen = {k.strip() for k in str(config.get("ALERT_NOTICES") or "").replace(" ", ",").split(",") if k.strip()}
+def enabled(settings):
+    chosen = set(settings.alerts.notices)
     return [k for k in KINDS if k in chosen]
 
 
-def _zone(config):
-    try:
-        return ZoneInfo(str(config.get("DISPLAY_TIMEZONE") or "UTC"))
-    except (KeyError, ValueError):
-        return ZoneInfo("UTC")
+def _zone(settings):
+    return ZoneInfo(alerts.display_zone(settings))
 
 
 def _sample(names, count):
@@ -104,9 +102,9 @@ def _more(alert, params, gettext):
     return values
 
 
-def render(alert, config):
+def render(alert, settings):
     """A notice's (subject, text) as the channels send it: ALERT_LANGUAGE, DISPLAY_TIMEZONE."""
-    return alerts.message_for_channels(alert, config)
+    return alerts.message_for_channels(alert, settings)
 
 
 def _window_start(window):
@@ -121,26 +119,26 @@ for _kind in KINDS:
 @jobs.periodic
 def scan(now=None):
     """The worker's look for news (about every 30 s); nothing when no notice is switched on."""
-    config = current_app.config
-    chosen = enabled(config)
+    settings = settings_of(current_app)
+    chosen = enabled(settings)
     if not chosen:
         return None
     now = now or utcnow()
     found = {}
     if "new_order" in chosen or "release" in chosen:
-        found.update(_events(config, chosen, now))
+        found.update(_events(settings, chosen, now))
     if "expiring" in chosen:
-        found["expiring"] = _expiring(config, now)
+        found["expiring"] = _expiring(settings, now)
     if "digest" in chosen:
-        found["digest"] = _digest(config, now)
+        found["digest"] = _digest(settings, now)
     return found
 
 
-def _events(config, chosen, now):
+def _events(settings, chosen, now):
     """New real orders and releases since the last scan, each kind one grouped notice. The cursor
     (the last event looked at) moves in the transaction that raises the notices, under a lock on
     its row: an event is counted once, by one worker."""
-    group = int(config.get("ALERT_NOTICE_GROUP_MIN") or 10)
+    group = settings.alerts.notice_group_min
     counts = {}
     # A look first, with no write lock: most ticks find no event past the cursor.
     last = db.session.execute(select(func.max(Event.id))).scalar() or 0
@@ -188,11 +186,11 @@ def _already(kind, now, window_min):
     return found is not None
 
 
-def _expiring(config, now):
+def _expiring(settings, now):
     """Once a day: the live, real instances that expire within ALERT_EXPIRING_DAYS days."""
     if _already("expiring", now, DAY_MIN):
         return None
-    days = int(config.get("ALERT_EXPIRING_DAYS") or 7)
+    days = settings.alerts.expiring_days
     where = (
         Instance.state.in_((InstanceState.ACTIVE, InstanceState.FROZEN)),
         Instance.test_flag.is_(False),
@@ -220,11 +218,10 @@ def _expiring(config, now):
     return count
 
 
-def _digest(config, now):
+def _digest(settings, now):
     """Once a day, from ALERT_DIGEST_HOUR (in DISPLAY_TIMEZONE): the last 24 hours in figures."""
-    local = now.replace(tzinfo=UTC).astimezone(_zone(config))
-    hour = config.get("ALERT_DIGEST_HOUR")
-    if local.hour < int(9 if hour in (None, "") else hour) or _already("digest", now, DAY_MIN):
+    local = now.replace(tzinfo=UTC).astimezone(_zone(settings))
+    if local.hour < settings.alerts.digest_hour or _already("digest", now, DAY_MIN):
         return None
     since = now - timedelta(days=1)
     real_events = (

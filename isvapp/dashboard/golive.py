@@ -203,9 +203,9 @@ def _scenario(key, label, activities, place):
     return scenario
 
 
-def products(config):
+def products(settings):
     """The configured product types, and any kind debugging calls were seen for."""
-    chosen = [p.strip() for p in str(config.get("GO_LIVE_PRODUCTS") or "").split(",") if p.strip() in CHECKLISTS]
+    chosen = [p for p in settings.pages.go_live_products if p in CHECKLISTS]
     seen = {
         "license": _where(CHECKLISTS["license"][0][2], LICENSE),
         "kit": _where(("tenantSync",), KIT),
@@ -217,8 +217,8 @@ def products(config):
     return chosen or ["period"]
 
 
-def checklists(config):
-    return [Checklist(p, PRODUCT_LABELS[p], [_scenario(*item) for item in CHECKLISTS[p]]) for p in products(config)]
+def checklists(settings):
+    return [Checklist(p, PRODUCT_LABELS[p], [_scenario(*item) for item in CHECKLISTS[p]]) for p in products(settings)]
 
 
 # --- the configuration's health -------------------------------------------------------------------
@@ -287,7 +287,7 @@ def health(app, settings, now=None, page_client=None):
                 "Turn it off once the key rotation is done.",
             )
         )
-    problem = secret_key_problem_text(app.config.get("SECRET_KEY"))
+    problem = secret_key_problem_text(settings.secret_key)
     items.append(
         Health(
             "secret",
@@ -345,13 +345,13 @@ def health(app, settings, now=None, page_client=None):
                 {"secure": len(recent) - plain, "count": len(recent)},
             )
         )
-    items.append(_proxy_health(app, page_client))
-    login = _login_health(app)
+    items.append(_proxy_health(settings, page_client))
+    login = _login_health(settings)
     if login is not None:
         items.append(login)
     reported = status.read("worker_heartbeat", "order_query", "backup")
     beat = _age(reported.get("worker_heartbeat", (None, None))[1], now)
-    silent_s = float(app.config["ALERT_WORKER_SILENT_S"])  # the worker_silent alert's and /readyz's threshold
+    silent_s = settings.alerts.worker_silent_s  # the worker_silent alert's and /readyz's threshold
     items.append(
         Health(
             "worker",
@@ -436,7 +436,7 @@ def health(app, settings, now=None, page_client=None):
         )
     )
     items.append(_selfcheck_health())
-    channels = alerts.configured_channels(app.config)
+    channels = alerts.configured_channels(settings)
     items.append(
         Health(
             "alerts",
@@ -483,13 +483,13 @@ def _unowned():
     )
 
 
-def _proxy_health(app, page_client):
+def _proxy_health(settings, page_client):
     """A request from another host with no proxy in front means gunicorn's port is open to the
     network: its synchronous workers are then held by any slow client (docs/deploy.md). Without
     PROXY_FIX_HOPS the callback log's addresses are the connections' own, so a non-loopback one
     among the recent callbacks says it as well as this page's own request does."""
     seen = [page_client] if page_client else []
-    if not app.config.get("PROXY_FIX_HOPS"):
+    if not settings.ops.proxy_fix_hops:
         seen += [
             a
             for (a,) in db.session.execute(select(Callback.remote_addr).order_by(Callback.id.desc()).limit(50)).all()
@@ -542,11 +542,11 @@ def _selfcheck_health():
     )
 
 
-def _login_health(app):
+def _login_health(settings):
     """The buyer's login, once a joint-operation app can use it (an app synced with a clientId):
     its issuer and redirect URI pinned, not taken from a request's Host header, and the
     development setting that lets an IdP be on this host off."""
-    login = app.extensions["isvapp_login"]
+    login = settings.login
     in_use = db.session.execute(select(KitApp.id).where(KitApp.client_id.is_not(None)).limit(1)).first()
     if in_use is None and not login.allow_loopback_idp:
         return None

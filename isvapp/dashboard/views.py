@@ -34,6 +34,7 @@ from ..domain import apitokens, logins
 from ..extensions import db
 from ..koo import codes
 from ..koo.signing import key_fingerprint
+from ..settings import settings_of
 from ..storage import vault
 from ..storage.models import (
     Callback,
@@ -118,7 +119,7 @@ bp.add_app_template_filter(display.expiry, "expiry")
 
 
 def _zone():
-    return ZoneInfo(current_app.config["DISPLAY_TIMEZONE"])
+    return ZoneInfo(settings_of(current_app).pages.timezone)
 
 
 MAX_PAGE = 100_000
@@ -278,7 +279,7 @@ EXPIRING_DAYS = 7  # the overview's "expiring soon"
 @security.login_required
 def chart(name):
     draw = charts.CHARTS.get(name) or abort(404)
-    response = Response(draw(current_app.config["DISPLAY_TIMEZONE"], i18n.gettext), mimetype="image/svg+xml")
+    response = Response(draw(settings_of(current_app).pages.timezone, i18n.gettext), mimetype="image/svg+xml")
     response.headers["Content-Security-Policy"] = charts.CSP
     return response
 
@@ -293,10 +294,10 @@ def go_live():
     urls = {"produce": root + "produce", "license": root + "license", "https": request.is_secure}
     return render_template(
         "dashboard/go_live.html",
-        checklists=golive.checklists(current_app.config),
+        checklists=golive.checklists(settings_of(current_app)),
         health=golive.health(
             current_app._get_current_object(),  # type: ignore[attr-defined]  # a proxy
-            current_app.extensions["isvapp"],
+            settings_of(current_app),
             page_client=_connection_address(),
         ),
         urls=urls,
@@ -423,7 +424,7 @@ def instance(instance_id):
     row = _instance(instance_id)
     password = None
     if request.method == "POST" and row.admin_password_sealed:
-        password = vault.unseal(current_app.config["SECRET_KEY"], row.admin_password_sealed)
+        password = vault.unseal(settings_of(current_app).secret_key, row.admin_password_sealed)
     licenses = (
         db.session.execute(
             select(License).where(License.instance_id == row.instance_id).order_by(License.issued_at.desc())
@@ -561,8 +562,8 @@ def tenant(tenant_pk):
         tree=department_tree(departments[:TREE_LIMIT]),
         truncated=len(departments) > TREE_LIMIT,
         tree_limit=TREE_LIMIT,
-        redirect_uri=current_app.extensions["isvapp_login"].redirect_uri or url_for("login.callback", _external=True),
-        handoff_default=current_app.extensions["isvapp_login"].handoff_url,
+        redirect_uri=settings_of(current_app).login.redirect_uri or url_for("login.callback", _external=True),
+        handoff_default=settings_of(current_app).login.handoff_url,
         bad_handoff=request.args.get("bad") == "handoff",
     )
 
@@ -576,7 +577,7 @@ def app_handoff(tenant_pk, app_pk):
         return redirect(url_for(".tenant", tenant_pk=tenant_pk, bad="handoff"))
     saved = db.session.get(KitApp, app_pk)
     if saved is not None:
-        fallback = current_app.extensions["isvapp_login"].handoff_url
+        fallback = settings_of(current_app).login.handoff_url
         if saved.handoff_url:
             said = Text(
                 N_("Saved: %(app)s's signed-in buyers are handed over to %(url)s."),
@@ -605,7 +606,7 @@ def api_tokens():
     """POST name, scope (one or both), product_id and/or key: a new token, shown on this answer
     only; POST revoke: that token stops working."""
     made = problem = None
-    keys = [key_fingerprint(k) for k in current_app.extensions["isvapp"].access_keys]
+    keys = [key_fingerprint(k) for k in settings_of(current_app).access_keys]
     if request.method == "POST":
         if request.form.get("revoke"):
             apitokens.revoke_token(int(request.form["revoke"]))

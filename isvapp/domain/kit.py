@@ -21,6 +21,7 @@ from ..koo.codes import KooError
 from ..koo.envelope import envelope
 from ..koo.fieldcrypto import rsa_oaep_decrypt
 from ..privatefiles import write_private_file
+from ..settings import settings_of
 from ..storage import vault
 from ..storage.models import Department, KitApp, KitState, KitUser, Tenant, utcnow
 from ..storage.statements import batches, upsert_rows
@@ -356,7 +357,7 @@ def _write_private_key(path, pem):
 @with_appcontext
 def kit_keygen_command(force):
     """Make the RSA-3072 key pair for applicationSync and print the public key for the Seller Console."""
-    path = current_app.extensions["isvapp"].kit_rsa_private_key
+    path = settings_of(current_app).kit_rsa_private_key
     if os.path.exists(path) and not force:
         key = rsa_private_key(path)
         click.echo(f"{path} exists; kept (use --force to replace it). Its public key:", err=True)

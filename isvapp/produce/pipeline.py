@@ -16,12 +16,12 @@ from typing import NamedTuple
 from flask import current_app, g, request
 from marshmallow import Schema, ValidationError
 
-from ..config import Settings
 from ..domain import callbacklog, replays, simulation
 from ..koo import codes, oddities, schemas, strictjson
 from ..koo.codes import KooError
 from ..koo.signing import key_fingerprint
 from ..koo.times import read_time
+from ..settings import Settings, settings_of
 from ..storage import plans
 from ..storage.statements import Write
 from ..storage.transactions import SessionRequired, lean_available, lean_write_transaction, write_transaction
@@ -53,7 +53,7 @@ class Signed:
 
 
 def current_settings():
-    return current_app.extensions["isvapp"]
+    return settings_of(current_app)
 
 
 def now_ms():
