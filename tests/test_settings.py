@@ -1,15 +1,17 @@
 """The settings registry (isvapp/settings): each setting declared once and read once, as its kind;
-0 stays 0; names nobody declared are reported; and no module reads a setting from the config
-itself."""
+0 stays 0; names nobody declared are reported; the documents made from it are in step; and no
+module reads a setting from the config itself."""
 
 import ast
 import logging
+import runpy
 from pathlib import Path
 
 import pytest
 from isvapp import create_app
 from isvapp.config import DEFAULTS
-from isvapp.settings import SettingError, every_setting, load
+from isvapp.settings import SettingError, documents, every_setting, load
+from isvapp.settings.sections import ENVIRONMENT_ONLY
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "isvapp"
@@ -178,6 +180,40 @@ def test_each_unknown_name_is_logged_once_per_process(tmp_path, monkeypatch, cap
 def test_known_names_are_not_reported(tmp_path, monkeypatch):
     app = unknown_app(tmp_path, monkeypatch, 'SECRET_KEY = "x" * 40\nKOO_ACCESS_KEY = "k"\n', ISVAPP_WORKERS="3")
     assert app.extensions["isvapp_unknown_settings"] == []
+
+
+# --- the documents -------------------------------------------------------------------------------------
+
+
+def test_the_readme_tables_and_the_example_config_are_made_from_the_registry():
+    stale = [str(path.relative_to(ROOT)) for path in documents.stale()]
+    assert not stale, f"{stale}: run `.venv/bin/python -m isvapp.settings --write`"
+
+
+def test_the_check_finds_a_setting_added_without_writing_the_documents(monkeypatch):
+    from isvapp.settings import sections
+    from isvapp.settings.registry import WHOLE, Setting
+
+    extra = Setting("ALERT_SOMETHING_NEW", WHOLE, 1, "new", "新")
+    real = sections.declared_in
+    monkeypatch.setattr(documents, "declared_in", lambda group: real(group) + [extra] * (group is sections.Marketplace))
+    assert len(documents.stale()) == 3  # both READMEs and the example
+
+
+def test_the_example_config_holds_every_default():
+    found = runpy.run_path(str(ROOT / "instance" / "config.example.py"))
+    placeholders = {"SECRET_KEY", "KOO_ACCESS_KEY"}  # what a merchant must set: shown as placeholders
+    for declared in every_setting():
+        if declared.name not in placeholders:
+            assert found[declared.name] == declared.default, declared.name
+    assert {name for name in found if name.isupper()} == {declared.name for declared in every_setting()}
+
+
+def test_the_tables_list_every_setting_and_environment_variable_in_both_languages():
+    names = [declared.name for declared in every_setting()] + [variable.name for variable in ENVIRONMENT_ONLY]
+    for language in ("en", "zh"):
+        table = documents.table(language)
+        assert all(f"| `{name}` |" in table for name in names), language
 
 
 # --- nothing reads a setting but the registry ----------------------------------------------------------

@@ -3,6 +3,8 @@ sections on ``app.extensions["isvapp"]``, and read from there as ``settings.aler
 
     registry.py   how a setting is declared and typed (Setting, the kinds, read), and names nobody declared
     sections.py   the declarations: the root Settings and its sections, in the documents' order
+    documents.py  README's configuration tables and instance/config.example.py, made from them
+                  (``python -m isvapp.settings --write``; a test keeps them in step)
 
 Where the values come from (defaults, instance/config.py, ``ISVAPP_*``) is isvapp.config's business;
 this package only reads them. Nothing else reads ``app.config`` for a setting.
