@@ -12,7 +12,9 @@ this package only reads them. Nothing else reads ``app.config`` for a setting.
 
 import dataclasses
 import logging
+from collections import defaultdict
 
+from ..throttle import Throttle, once
 from .registry import SettingError, is_true, read, unknown_names
 from .sections import ENVIRONMENT_ONLY, SECTIONS, TOOL_VARIABLES, Settings, every_setting
 
@@ -68,9 +70,9 @@ def settings_of(app) -> Settings:
     return app.extensions["isvapp"]
 
 
-# Names already reported by this process: create_app runs more than once in one (tests, commands
-# that make a second app), and one line per name is enough.
-_reported: set[str] = set()
+# One warning per name and process: create_app runs more than once in one (tests, commands that
+# make a second app), and one line per name is enough.
+_REPORT_ONCE: defaultdict[str, Throttle] = defaultdict(once)
 
 
 def init_app(app):
@@ -88,8 +90,7 @@ def report_unknown(app, named=(), environment=()):
     unknown = unknown_names(named, environment, known, environment_only + tools)
     app.extensions["isvapp_unknown_settings"] = unknown
     for name, close in unknown:
-        if name not in _reported:
-            _reported.add(name)
+        if _REPORT_ONCE[name].due():
             where = "the environment" if name.startswith("ISVAPP_") else "instance/config.py"
             log.warning(
                 "%s (from %s) is not a setting isvapp knows%s: it is ignored",
