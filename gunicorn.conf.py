@@ -1,4 +1,5 @@
 """gunicorn settings for isvapp; each can be overridden with an ISVAPP_* environment variable."""
+
 import gc
 import os
 

@@ -4,7 +4,8 @@ import os
 
 from flask import Flask
 
-from .config import configure, load_settings, login_settings, operation_settings
+from . import settings
+from .config import configure
 
 
 def instance_folder(test_config=None):
@@ -28,11 +29,13 @@ def create_app(test_config=None):
     warns as it starts, the go-live page shows it.
     """
     app = Flask(__name__, instance_relative_config=True, instance_path=instance_folder(test_config))
-    configure(app.config, app.instance_path, test_config)
+    named: set[str] = set()
+    configure(app.config, app.instance_path, test_config, named=named)
+    settings.init_app(app)
     register_operations(app)
+    environment = [name for name in os.environ if name.startswith("ISVAPP_")] if test_config is None else []
+    settings.report_unknown(app, named, environment)
     os.makedirs(app.instance_path, exist_ok=True)
-    app.extensions["isvapp"] = load_settings(app.config)
-    app.extensions["isvapp_login"] = login_settings(app.config)
 
     register_extensions(app)
     register_blueprints(app)
@@ -46,7 +49,7 @@ def register_operations(app):
     from . import errorreports, logs, metrics
     from .domain.callbacklog import is_marketplace_path
 
-    ops = app.extensions["isvapp_ops"] = operation_settings(app.config)
+    ops = settings.settings_of(app).ops
     if ops.log_format == "json":
         logs.use_json(os.environ.get("ISVAPP_LOG_LEVEL", "info"))
     metrics.enable(ops.metrics_enabled)
@@ -77,7 +80,7 @@ def register_blueprints(app):
     dashboard.init_app(app)
     produce.register_error_answers(app)
     register_security_headers(app)
-    hops = int(app.config["PROXY_FIX_HOPS"] or 0)
+    hops = settings.settings_of(app).ops.proxy_fix_hops
     if hops:
         from werkzeug.middleware.proxy_fix import ProxyFix
 

@@ -41,6 +41,7 @@ from .config import KEY_FILES, configure
 from .extensions import db
 from .koo.signing import canonical_payload, g1_signed_params, g2_signed_request, key_fingerprint, verify_body_sign
 from .privatefiles import create_private, write_private_file
+from .settings import load, settings_of
 from .storage import vault
 from .storage.models import Answer, Callback, Instance, InstanceState, KitApp
 from .storage.schema import init_db
@@ -96,8 +97,8 @@ def _destination(path, encrypted):
 
 def _secret_source(app):
     """Where the SECRET_KEY in force comes from: instance/config.py, or the environment."""
-    from_file = configure(Config(app.instance_path), app.instance_path, environment=False)
-    return "instance/config.py" if from_file["SECRET_KEY"] == app.config["SECRET_KEY"] else "the environment"
+    from_file = load(configure(Config(app.instance_path), app.instance_path, environment=False))
+    return "instance/config.py" if from_file.secret_key == settings_of(app).secret_key else "the environment"
 
 
 @click.command("backup")
@@ -113,7 +114,7 @@ def backup_command(path, passphrase_file, encrypt):
     """Write ONE archive at PATH (or a dated one inside the folder PATH): the database, SECRET_KEY,
     the key files and instance/config.py, mode 600. On PostgreSQL the database is pg_dump's job."""
     app = current_app._get_current_object()  # type: ignore[attr-defined]  # a proxy
-    secret = app.config["SECRET_KEY"]
+    secret = settings_of(app).secret_key
     if not secret:
         raise click.ClickException("SECRET_KEY is not set: a backup without it could not read back what it seals")
     target = _destination(path, encrypted=bool(passphrase_file or encrypt))
@@ -156,7 +157,8 @@ def _gather(app, secret, staging):
         "instance_path": app.instance_path,
         "keys": {},
     }
-    database = _sqlite_path(app.config["SQLALCHEMY_DATABASE_URI"])
+    settings = settings_of(app)
+    database = _sqlite_path(settings.database.uri)
     if database is not None:
         copy = os.path.join(staging, "isvapp.sqlite")
         counts = backup_sqlite(copy)
@@ -177,8 +179,7 @@ def _gather(app, secret, staging):
     files["SECRET_KEY"] = secret_file
     manifest["secret_key"] = {"source": _secret_source(app), "fingerprint": key_fingerprint(secret)}
     lines.append(f"SECRET_KEY {key_fingerprint(secret)} (from {manifest['secret_key']['source']})")
-    for setting in KEY_FILES:
-        key_path = app.config[setting]
+    for setting, key_path in settings.key_files().items():
         if not os.path.isfile(key_path):
             continue
         with open(key_path, "rb") as f:
@@ -267,10 +268,10 @@ def _worker_seen(path):
 def _plan(plan, force):
     refusals = []
     config = _restored_config(plan)
-    without_environment = _restored_config(plan, environment=False)
+    restored, without_environment = load(config), load(_restored_config(plan, environment=False))
     # SECRET_KEY: what the server will read must be the backup's.
-    if config["SECRET_KEY"] != plan.secret:
-        if config["SECRET_KEY"] != without_environment["SECRET_KEY"]:
+    if restored.secret_key != plan.secret:
+        if restored.secret_key != without_environment.secret_key:
             refusals.append(
                 "ISVAPP_SECRET_KEY in this environment is not the SECRET_KEY of the backup: the stored passwords "
                 "could not be read. Unset it (the restored instance/config.py then holds the key) or set it to "
@@ -283,11 +284,12 @@ def _plan(plan, force):
             )
             plan.notes.append("SECRET_KEY written into instance/config.py (it came from the environment)")
             config = _restored_config(plan)
+            restored = load(config)
     if plan.config_text is not None and plan.config_text != plan.existing_config:
         plan.writes.append((plan.config_text.encode("utf-8"), plan.config_path, "instance/config.py"))
     for setting in plan.manifest.get("keys", {}):
         pem = plan.staged(_key_member(setting))
-        destination = config[setting]
+        destination = restored.key_files()[setting]
         if os.path.exists(destination):
             with open(destination, "rb") as f:
                 if f.read() == pem:
@@ -297,7 +299,7 @@ def _plan(plan, force):
                     f"{setting} exists at {destination} and differs from the backup's (--force replaces it)"
                 )
         plan.writes.append((pem, destination, setting))
-    database = _sqlite_path(config["SQLALCHEMY_DATABASE_URI"])
+    database = _sqlite_path(restored.database.uri)
     kind = plan.manifest.get("database", {}).get("kind")
     if kind == "sqlite" and database is None:
         refusals.append("the archive holds a SQLite database but this instance is configured for PostgreSQL")
@@ -370,7 +372,7 @@ def restore_command(archive_path, passphrase_file, force):
         config, refusals = _plan(plan, force)
         if refusals:
             raise click.ClickException("nothing was restored:\n  " + "\n  ".join(refusals))
-        database = _sqlite_path(config["SQLALCHEMY_DATABASE_URI"])
+        database = _sqlite_path(load(config).database.uri)
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         for content, destination, what in plan.writes:
             kept = _install(content, destination, stamp)
@@ -401,12 +403,13 @@ def _check(config, database, manifest, staging):
         failures += 0 if ok else 1
         click.echo(f"{'ok    ' if ok else 'FAILED'} {text}")
 
+    key_files = load(config).key_files()
     for setting, kept in manifest.get("keys", {}).items():
         try:
-            with open(config[setting], "rb") as f:
+            with open(key_files[setting], "rb") as f:
                 fingerprint = public_fingerprint(f.read())
         except (OSError, ValueError) as error:
-            say(False, f"{setting} at {config[setting]} cannot be read: {error}")
+            say(False, f"{setting} at {key_files[setting]} cannot be read: {error}")
             continue
         say(fingerprint == kept["fingerprint"], f"{setting} loads: {fingerprint} (backed up: {kept['fingerprint']})")
     overrides = {}
@@ -439,7 +442,7 @@ SAMPLE = 50
 
 
 def _check_secrets(app, say):
-    secret = app.config["SECRET_KEY"]
+    secret = settings_of(app).secret_key
     sealed = [
         *db.session.execute(
             select(Instance.admin_password_sealed)
@@ -501,7 +504,7 @@ def _resend(client, row, key):
 
 
 def _check_resend(app, say):
-    keys = {key_fingerprint(k): k for k in app.extensions["isvapp"].access_keys}
+    keys = {key_fingerprint(k): k for k in settings_of(app).access_keys}
     candidates = _candidate()
     db.session.remove()  # the resend's request runs its own transactions
     for row, stored in candidates:

@@ -25,6 +25,8 @@ from urllib.parse import urlsplit
 
 from flask import has_request_context, request
 
+from .settings import settings_of
+
 log = logging.getLogger("isvapp.errorreports")
 
 FILTERED = "[Filtered]"
@@ -40,6 +42,8 @@ SHORTEST_SECRET = 6  # shorter values (a "1", "true") would blank innocent text
 
 
 def _setting_secrets(config):
+    """Every value in ``config`` whose name says secret: the declared settings' and any other a
+    merchant's own hook reads (so the mapping is scanned, not isvapp.settings' sections)."""
     values = []
     for name, value in config.items():
         if not isinstance(name, str) or value in (None, ""):
@@ -47,10 +51,10 @@ def _setting_secrets(config):
         if SECRET_SETTING.search(name) or name in SECRET_URL_SETTINGS:
             items = value if isinstance(value, (list, tuple)) else str(value).replace(",", " ").split() + [str(value)]
             values += [str(item).strip() for item in items]
-    uri = str(config.get("SQLALCHEMY_DATABASE_URI") or "")
-    password = urlsplit(uri).password if "://" in uri else None
-    if password:
-        values.append(password)
+        elif name == "SQLALCHEMY_DATABASE_URI" and "://" in str(value):
+            password = urlsplit(str(value)).password
+            if password:
+                values.append(password)
     return values
 
 
@@ -103,7 +107,7 @@ def _scrub(value, secrets):
 def init_app(app, is_marketplace_path):
     """Start reporting to Sentry when SENTRY_DSN is set (once per process: sentry-sdk's client is
     the process's)."""
-    dsn = app.extensions["isvapp_ops"].sentry_dsn
+    dsn = settings_of(app).ops.sentry_dsn
     if not dsn:
         return
     try:

@@ -7,6 +7,7 @@ from sqlalchemy import text
 
 from .background import status
 from .extensions import db
+from .settings import settings_of
 
 bp = Blueprint("health", __name__)
 
@@ -26,7 +27,7 @@ def readyz():
     """200 while the database answers and a worker reported within ALERT_WORKER_SILENT_S, else
     503; the JSON names the heartbeat's age, the queue, its oldest job and the dead jobs."""
     try:
-        found = status.readiness(float(current_app.config["ALERT_WORKER_SILENT_S"]))
+        found = status.readiness(settings_of(current_app).alerts.worker_silent_s)
         db.session.rollback()
     except Exception as error:  # a monitor wants a body it can read
         db.session.rollback()

@@ -1,6 +1,6 @@
 """Inbound HTTP bodies: how much each route reads, chunked bodies included, and how a JSON body is read.
 
-Every blueprint that reads a body has a limit of its own (``BODY_LIMITS``, one setting each),
+Every blueprint that reads a body has a limit of its own (one setting each, ``settings.bodies``),
 applied in one place before any view runs:
 
 - a Content-Length over the limit is refused before a byte of the body is read;
@@ -23,17 +23,9 @@ from flask import current_app, request
 from werkzeug.exceptions import ClientDisconnected, RequestEntityTooLarge
 
 from .koo import strictjson
+from .settings import settings_of
 
-# blueprint -> the setting that limits the bodies its routes read. The produce blueprint's Kit
-# sync routes (KIT_MARK in the path) take KOO_KIT_MAX_BODY_BYTES instead.
-BODY_LIMITS = {
-    "produce": "KOO_MAX_BODY_BYTES",
-    "relay": "LICENSE_RELAY_MAX_BODY_BYTES",
-    "productapi": "API_MAX_BODY_BYTES",
-    "dashboard": "ADMIN_MAX_BODY_BYTES",
-    "login": "LOGIN_MAX_BODY_BYTES",
-}
-KIT_MARK, KIT_LIMIT = "/produceAPI/", "KOO_KIT_MAX_BODY_BYTES"
+KIT_MARK = "/produceAPI/"  # the produce blueprint's Kit sync routes: KOO_KIT_MAX_BODY_BYTES
 UNREADABLE = "the body could not be read to its end (a chunk that is not well formed, or the sender went away)"
 
 
@@ -42,11 +34,17 @@ class TooLarge(RequestEntityTooLarge):
         super().__init__(f"the body is over {limit} bytes, the most this address takes")
 
 
-def body_limits(config):
+def body_limits(settings):
     """{blueprint: bytes, "kit": bytes}, read once when the app is made."""
-    found = {name: int(config[setting]) for name, setting in BODY_LIMITS.items()}
-    found["kit"] = int(config.get(KIT_LIMIT) or config["MAX_CONTENT_LENGTH"])
-    return found
+    bodies = settings.bodies
+    return {
+        "produce": bodies.produce,
+        "relay": bodies.relay,
+        "productapi": bodies.productapi,
+        "dashboard": bodies.dashboard,
+        "login": bodies.login,
+        "kit": bodies.other if bodies.kit is None else bodies.kit,
+    }
 
 
 def limit_body():
@@ -83,5 +81,5 @@ def json_object():
 
 def init_app(app):
     """After the callback log's own start (a refusal here is logged like any other)."""
-    app.extensions["isvapp_body_limits"] = body_limits(app.config)
+    app.extensions["isvapp_body_limits"] = body_limits(settings_of(app))
     app.before_request(limit_body)

@@ -21,6 +21,7 @@ from sqlalchemy import func, select
 
 from . import metrics, outbound
 from .extensions import db
+from .settings import settings_of
 from .storage.models import Job, JobState, utcnow
 
 bp = Blueprint("monitoring", __name__)
@@ -88,7 +89,7 @@ def _from_this_host():
 
 def _refusal():
     """None when the request may read the metrics, else the answer that says why not."""
-    token = current_app.extensions["isvapp_ops"].metrics_token
+    token = settings_of(current_app).ops.metrics_token
     scheme, _, sent = request.headers.get("Authorization", "").partition(" ")
     if token and scheme.lower() == "bearer" and hmac.compare_digest(sent.strip().encode(), token.encode()):
         return None

@@ -468,6 +468,7 @@ LAYERS = [
         {
             "isvapp.koo",
             "isvapp.config",
+            "isvapp.settings",
             "isvapp.extensions",
             "isvapp.outbound",
             "isvapp.inbound",

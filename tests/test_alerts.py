@@ -9,6 +9,7 @@ import time
 from datetime import datetime, timedelta
 from email.header import decode_header, make_header
 
+import isvapp.settings
 import pytest
 from isvapp.background import alerts, jobs, status
 from isvapp.extensions import db
@@ -53,6 +54,7 @@ def test_email_is_delivered_over_smtp(app, market, mailbox):
         ALERT_SMTP_TLS="none",
         ALERT_SMTP_FROM="isvapp@example.com",
     )
+    isvapp.settings.init_app(app)  # read once per app: read them again
     raise_in_transaction(app, subject="Order query failing 订单", text="The order API answered 401.")
     run(app)
     [(sender, recipients, message)] = mailbox.messages
@@ -70,6 +72,7 @@ def test_plain_smtp_is_refused_to_a_remote_host(app, market):
         ALERT_SMTP_TLS="none",
         ALERT_SMTP_PASSWORD="hunter2-very-secret",
     )
+    isvapp.settings.init_app(app)  # read once per app: read them again
     raise_in_transaction(app)
     run(app)
     [job] = market.rows(Job, Job.kind == "alert")
@@ -84,6 +87,7 @@ def test_plain_smtp_is_refused_to_a_remote_host(app, market):
 
 def test_robots_get_their_documented_json_and_valid_signatures(app, market, robots):
     app.config.update(robot_config(robots))
+    isvapp.settings.init_app(app)  # read once per app: read them again
     raise_in_transaction(app, subject="Disk low", text="3% free.")
     started = time.time()
     run(app)
@@ -114,6 +118,7 @@ def test_robots_get_their_documented_json_and_valid_signatures(app, market, robo
 
 def test_thirty_alike_in_one_window_make_one_alert_and_one_message(app, market, robots):
     app.config.update(ALERT_WECOM_URL=robot_config(robots)["ALERT_WECOM_URL"])
+    isvapp.settings.init_app(app)  # read once per app: read them again
     for i in range(30):
         raise_in_transaction(
             app, kind="order_query", subject="Order query failed", text=f"failure {i}", now=NOW + timedelta(seconds=i)
@@ -130,6 +135,7 @@ def test_thirty_alike_in_one_window_make_one_alert_and_one_message(app, market, 
 
 def test_a_failing_channel_retries_without_resending_to_the_others(app, market, robots):
     app.config.update(robot_config(robots))
+    isvapp.settings.init_app(app)  # read once per app: read them again
     robots.script["dingtalk"] = [{"errcode": 310000, "errmsg": "sign not match"}]
     robots.script["feishu"] = [500]
     raise_in_transaction(app)
@@ -150,6 +156,7 @@ def test_a_failing_channel_retries_without_resending_to_the_others(app, market, 
 
 def test_https_is_required_except_to_loopback(app, market):
     app.config.update(ALERT_WECOM_URL="http://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=" + WECOM_KEY)
+    isvapp.settings.init_app(app)  # read once per app: read them again
     raise_in_transaction(app)
     run(app)
     [job] = market.rows(Job, Job.kind == "alert")
@@ -167,6 +174,7 @@ def test_alert_test_sends_to_every_channel_now(app, runner, robots, mailbox, mar
         ALERT_SMTP_PORT=mailbox.port,
         ALERT_SMTP_TLS="none",
     )
+    isvapp.settings.init_app(app)  # read once per app: read them again
     result = runner.invoke(args=["alert-test"])
     assert result.exit_code == 0, result.output
     assert result.output.splitlines() == ["email: ok", "wecom: ok", "dingtalk: ok", "feishu: ok"]
@@ -190,6 +198,7 @@ def test_alert_test_fails_when_nothing_is_configured(runner):
 @pytest.mark.parametrize("app_config", [{"JOB_RETRY_BASE_S": 0, "JOB_MAX_ATTEMPTS": 2, "ALERT_LANGUAGE": "en"}])
 def test_a_dead_job_raises_a_dead_job_alert(app, market, robots, monkeypatch):
     app.config.update(ALERT_WECOM_URL=robot_config(robots)["ALERT_WECOM_URL"])
+    isvapp.settings.init_app(app)  # read once per app: read them again
 
     def always_fails(job):
         raise RuntimeError("the thing is down")
@@ -455,11 +464,14 @@ def test_readyz_names_what_is_wrong_and_healthz_stays_the_cheap_check(app, clien
 
 def test_the_database_unreachable_is_said_without_the_database_once_per_window_and_host(app, robots, tmp_path):
     app.config.update(ALERT_WECOM_URL=robot_config(robots)["ALERT_WECOM_URL"], ALERT_LANGUAGE="en")
+    isvapp.settings.init_app(app)  # read once per app: read them again
     error = RuntimeError("connection refused")
     with app.app_context():
-        first = alerts.database_unreachable(app.config, str(tmp_path), "worker", error, now=NOW)
-        again = alerts.database_unreachable(app.config, str(tmp_path), "web", error, now=NOW)
-        later = alerts.database_unreachable(app.config, str(tmp_path), "web", error, now=NOW + timedelta(hours=1))
+        first = alerts.database_unreachable(app.extensions["isvapp"], str(tmp_path), "worker", error, now=NOW)
+        again = alerts.database_unreachable(app.extensions["isvapp"], str(tmp_path), "web", error, now=NOW)
+        later = alerts.database_unreachable(
+            app.extensions["isvapp"], str(tmp_path), "web", error, now=NOW + timedelta(hours=1)
+        )
     assert (first, again, later) == (True, False, True)
     texts = wecom_texts(robots)
     assert len(texts) == 2 and "cannot reach the database (RuntimeError)" in texts[0]

@@ -6,9 +6,10 @@ import json
 import re
 
 import pytest
-from isvapp import create_app
+from isvapp import create_app, settings
 from isvapp.background import alerts, jobs, notices, status
 from isvapp.extensions import db
+from isvapp.settings import settings_of
 from isvapp.storage.models import Alert, Instance, Job, StatusItem
 from isvapp.storage.transactions import write_transaction
 
@@ -39,6 +40,7 @@ def channels(app, robots, mailbox):
         ALERT_SMTP_FROM="isvapp@example.com",
         ALERT_SMTP_PASSWORD=SMTP_PASSWORD,  # set, unused (no ALERT_SMTP_USER): never shown
     )
+    settings.init_app(app)  # the settings are read when the app is made: again
     return robots, mailbox
 
 
@@ -98,6 +100,7 @@ def test_a_test_message_per_channel_arrives_now_and_the_page_says_what_the_chann
 ):
     robots, mailbox = channels
     app.config["ALERT_LANGUAGE"] = "en"
+    settings.init_app(app)  # the settings are read when the app is made: again
     for channel in alerts.CHANNELS:
         answer = send_test(admin_client, channel)
         assert answer.status_code == 200, channel
@@ -126,6 +129,7 @@ def test_a_test_message_per_channel_arrives_now_and_the_page_says_what_the_chann
     assert "dingtalk: errcode 310000: sign not match" in tested and DING_SECRET not in page
     assert "测试消息" in text_of(cell(page, "dingtalk", "failed"))
     app.config["ALERT_LANGUAGE"] = "zh"
+    settings.init_app(app)  # the settings are read when the app is made: again
     assert send_test(admin_client, "wecom", lang="zh").status_code == 200
     assert "由 boss 于" in robots.received["wecom"][-1]["json"]["text"]["content"]  # ALERT_LANGUAGE's words
 
@@ -142,6 +146,7 @@ def test_a_test_message_to_a_channel_not_configured_is_refused_and_sends_nothing
     app, market, admin_client, robots, channel, says
 ):
     app.config.update({k: v for k, v in robot_config(robots).items() if k != "ALERT_WECOM_URL"})
+    settings.init_app(app)  # the settings are read when the app is made: again
     page = admin_client.get("/admin/alerts").get_data(as_text=True)
     assert 'value="wecom"' not in page and 'value="dingtalk"' in page  # a button per configured channel
     answer = send_test(admin_client, channel)
@@ -190,7 +195,7 @@ def test_notices_chosen_on_the_page_win_over_the_file_for_every_host_until_hande
         }
     )
     with other.app_context():
-        assert notices.in_force(other.config).kinds == ["new_order"]
+        assert notices.in_force(settings_of(other)).kinds == ["new_order"]
         assert notices.scan() == {}  # the first look starts from now
     iid = created(market, "NOTICED-1")
     market.g2({"activity": "releaseInstance", "instanceId": iid, "testFlag": "0"})
@@ -203,14 +208,14 @@ def test_notices_chosen_on_the_page_win_over_the_file_for_every_host_until_hande
     page = admin_client.get("/admin/alerts").get_data(as_text=True)
     assert checked(page) == ["release"] and 'data-source="file"' in page and "handed back to it" in page
     with app.app_context():
-        assert notices.in_force(app.config).kinds == ["release"]
+        assert notices.in_force(settings_of(app)).kinds == ["release"]
 
 
 def test_an_unknown_notice_is_refused_and_changes_nothing(app, market, admin_client):
     answer = choose(admin_client, "new_order", "sms")
     assert answer.status_code == 400 and "Unknown notice" in answer.get_data(as_text=True)
     with app.app_context():
-        assert notices.in_force(app.config).source == "file" and status.read(notices.CHOICE) == {}
+        assert notices.in_force(settings_of(app)).source == "file" and status.read(notices.CHOICE) == {}
 
 
 def test_a_notice_switched_on_again_does_not_report_what_happened_while_it_was_off(app, market, admin_client):
@@ -228,6 +233,6 @@ def test_a_notice_switched_on_again_does_not_report_what_happened_while_it_was_o
     with app.app_context():
         assert notices.scan() == {"new_order": 1}
         [notice] = db.session.execute(db.select(Alert)).scalars().all()
-        subject, text = notices.render(notice, app.config)
+        subject, text = notices.render(notice, settings_of(app))
     assert "AFTER-ON" in text and "WHILE-OFF" not in text
     assert market.count(Instance, Instance.instance_id == missed) == 1

@@ -7,9 +7,9 @@ import time
 
 import pytest
 from isvapp import create_app
-from isvapp.config import load_settings
 from isvapp.extensions import db
 from isvapp.koo.signing import g2_signed_request
+from isvapp.settings import load as load_settings
 from isvapp.storage.models import Instance
 
 from .helpers import KEY

@@ -227,7 +227,7 @@ def test_every_route_that_reads_a_body_has_its_own_limit(app, path, setting):
 def test_the_kit_limit_is_max_content_length_unless_set(app):
     from isvapp.inbound import body_limits
 
-    assert body_limits(app.config)["kit"] == app.config["MAX_CONTENT_LENGTH"] == 16 * MIB
+    assert body_limits(app.extensions["isvapp"])["kit"] == app.config["MAX_CONTENT_LENGTH"] == 16 * MIB
 
 
 def test_api_bodies_over_the_limit_or_not_an_object_are_refused_by_name(app):

@@ -6,6 +6,7 @@ import secrets
 import time
 from urllib.parse import parse_qs, urlsplit
 
+import isvapp.settings
 import pytest
 import requests
 from isvapp.extensions import db
@@ -316,6 +317,7 @@ def test_logout_refuses_a_foreign_redirect(idp, url):
 @pytest.mark.live
 def test_clients_and_users_come_from_the_database(app):
     app.config["LOGIN_REDIRECT_URI"] = "https://isv.example.com/login/callback"
+    isvapp.settings.init_app(app)  # read once per app: read them again
     with app.app_context():
         keys = {"instance_key": "i-1", "tenant_id": "tenant-1"}
         db.session.add_all(

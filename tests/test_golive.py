@@ -198,14 +198,13 @@ def test_the_buyers_login_row_asks_for_a_pinned_issuer_and_no_loopback_idp(app):
         db.session.commit()
     row = login_row(app)
     assert row.state == "warn" and row.params == {"names": "LOGIN_ISSUER, LOGIN_REDIRECT_URI"}
+    settings = app.extensions["isvapp"]
     pinned = replace(
-        app.extensions["isvapp_login"],
-        issuer="https://isv.example.com",
-        redirect_uri="https://isv.example.com/login/callback",
+        settings.login, issuer="https://isv.example.com", redirect_uri="https://isv.example.com/login/callback"
     )
-    app.extensions["isvapp_login"] = pinned
+    app.extensions["isvapp"] = replace(settings, login=pinned)
     assert login_row(app).state == "ok"
-    app.extensions["isvapp_login"] = replace(pinned, allow_loopback_idp=True)
+    app.extensions["isvapp"] = replace(settings, login=replace(pinned, allow_loopback_idp=True))
     assert login_row(app).state == "bad" and "LOGIN_ALLOW_LOOPBACK_IDP" in login_row(app).detail
 
 
@@ -237,3 +236,58 @@ def test_the_go_live_page_shows_the_last_security_self_check(app):
     with app.app_context():
         status.record_selfcheck(selfcheck.summary("https://isv.example.com", findings[2:]))
     assert selfcheck_row(app).state == "ok"
+
+
+def health_row(app, key):
+    from isvapp.dashboard import golive
+    from isvapp.extensions import db
+
+    with app.app_context():
+        rows = [h for h in golive.health(app, app.extensions["isvapp"]) if h.key == key]
+        db.session.rollback()
+    return rows[0] if rows else None
+
+
+def test_the_health_checks_take_their_thresholds_from_the_settings(app, market):
+    """Issue 36 point 7: the disk row turns bad below ALERT_DISK_FREE_PCT (it was a hard-coded 10 %),
+    the worker row past ALERT_WORKER_SILENT_S, the backup row past GO_LIVE_BACKUP_MAX_AGE_H, the
+    clock row from GO_LIVE_CLOCK_SKEW_S: the thresholds the alerts and /readyz use, or declared ones."""
+    import time
+    from datetime import timedelta
+
+    import isvapp.settings
+    from isvapp.storage.models import utcnow
+
+    now = utcnow()
+    with app.app_context():
+        status.report("worker_heartbeat", {"worker": "w1"}, now=now - timedelta(seconds=200))
+        status.report("backup", {"path": "/b"}, now=now - timedelta(hours=30))
+    market.g2(new_order(), timestamp=int(time.time() * 1000) - 3_000)  # 3 s behind
+    states = {key: health_row(app, key).state for key in ("disk", "worker", "backup", "clock")}
+    assert states == {"disk": "ok", "worker": "ok", "backup": "ok", "clock": "ok"}  # 200 s, 30 h, 3 s
+    app.config.update(
+        ALERT_DISK_FREE_PCT=100, ALERT_WORKER_SILENT_S=100, GO_LIVE_BACKUP_MAX_AGE_H=24, GO_LIVE_CLOCK_SKEW_S=1
+    )
+    isvapp.settings.init_app(app)  # read once per app: read them again
+    states = {key: health_row(app, key).state for key in ("disk", "worker", "backup", "clock")}
+    assert states == {"disk": "bad", "worker": "bad", "backup": "warn", "clock": "warn"}
+    app.config.update(ALERT_DISK_FREE_PCT=0)  # 0: never (no disk has less than 0 % free)
+    isvapp.settings.init_app(app)
+    assert health_row(app, "disk").state == "ok"
+
+
+def test_a_setting_name_nobody_declared_is_a_health_row_with_the_nearest_name(app, browser):  # noqa: F811
+    import isvapp.settings
+
+    assert health_row(app, "names") is None  # every name known: nothing to say
+    isvapp.settings.report_unknown(app, {"ALERT_DINGTALK_UR"}, ["ISVAPP_KOO_API_TIMEOUT"])
+    row = health_row(app, "names")
+    assert row.state == "warn" and row.params == {
+        "names": "ALERT_DINGTALK_UR, ISVAPP_KOO_API_TIMEOUT",
+        "nearest": "ALERT_DINGTALK_URL, ISVAPP_KOO_API_TIMEOUT_S",
+    }
+    page = browser.get("/admin/go-live?lang=en").get_data(as_text=True)
+    health = dict(re.findall(r'data-health="(\w+)">.*?class="badge (\w+)"', page, re.S))
+    assert health["names"] == "warn" and "ISVAPP_KOO_API_TIMEOUT_S" in page
+    chinese = browser.get("/admin/go-live?lang=zh").get_data(as_text=True)
+    assert "配置项名称" in chinese and "最接近的已知名称" in chinese

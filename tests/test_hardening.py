@@ -9,6 +9,7 @@ import threading
 import time
 from contextlib import contextmanager
 
+import isvapp.settings
 import pytest
 from isvapp import create_app
 from isvapp.background import jobs, provisioning
@@ -81,6 +82,7 @@ def test_a_redirected_hook_job_is_retried(app, market):
         app.config.update(
             PROVISIONER="isvapp.provisioning:WebhookProvisioner", WEBHOOK_URL=base + "/hooks", WEBHOOK_SECRET=SECRET
         )
+        isvapp.settings.init_app(app)  # read once per app: read them again
         market.g2(new_order(business="inst-redirect"))
         with app.app_context():
             for _ in range(2):  # the "created" hook and the order query (refused at once)

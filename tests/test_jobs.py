@@ -8,6 +8,7 @@ import sys
 import time
 from datetime import UTC, timedelta
 
+import isvapp.settings
 import pytest
 from isvapp.background import jobs, provisioning, usage
 from isvapp.extensions import db
@@ -112,9 +113,7 @@ def test_dead_job_is_kept_with_its_error_and_can_be_retried(app, market, runner,
     assert "dead" in runner.invoke(args=["jobs", "list", "--state", "dead"]).output
     with Running(create_fake_market(AK, SK, KEY)) as market_api:
         app.config["KOO_API_BASE_URL"] = market_api.url
-        from isvapp.config import load_settings
-
-        app.extensions["isvapp"] = load_settings(app.config)
+        isvapp.settings.init_app(app)  # read once per app: read them again
         assert "1 job(s)" in runner.invoke(args=["jobs", "retry", str(job.id)]).output
         run_until_idle(app)
     assert market.rows(Job, Job.kind == "fetch_order")[0].state == JobState.DONE
@@ -223,6 +222,7 @@ def test_webhook_provisioner_delivers_signed_events_and_retries(app, market, sec
             WEBHOOK_URL=f"{running.url}/hooks",
             WEBHOOK_SECRET=secret,
         )
+        isvapp.settings.init_app(app)  # read once per app: read them again
         market.g2(new_order(business="inst-6"))
         run_until_idle(app)
     deliveries = [d for d in receiver.received if d]
@@ -288,11 +288,10 @@ def test_usage_is_pushed_in_batches_once_and_rejections_are_kept(app, market, ma
 
 
 def test_fake_market_refuses_bad_signatures(app, market_api):
-    from isvapp.config import load_settings
     from isvapp.market import openapi
 
-    settings = load_settings({**app.config, "KOO_SK": "wrong"})
+    settings = isvapp.settings.load({**app.config, "KOO_SK": "wrong"})
     with pytest.raises(openapi.MarketError, match="MKT.0154"):
         openapi.query_order(settings, "MOCKONETIMENEW")
-    good = load_settings(app.config)
+    good = isvapp.settings.load(app.config)
     assert openapi.query_order(good, "MOCKONETIMENEW")["orderLine"][0]["chargingMode"] == "ONE_TIME"

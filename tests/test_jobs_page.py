@@ -5,6 +5,7 @@ import json
 import re
 
 import pytest
+from isvapp import settings
 from isvapp.background import jobs
 from isvapp.extensions import db
 from isvapp.market import openapi
@@ -228,9 +229,7 @@ class RefusingMarket:
 def test_the_marketplaces_result_msg_and_extra_info_are_shown_beside_the_error(app, market, admin_client):
     with Running(RefusingMarket()) as refusing:
         app.config.update(KOO_API_BASE_URL=refusing.url, KOO_AK="ak", KOO_SK="sk")
-        from isvapp.config import load_settings
-
-        app.extensions["isvapp"] = load_settings(app.config)
+        settings.init_app(app)  # the settings are read when the app is made: again
         assert json.loads(market.g2(new_order(order="DEADMKT")).data)["resultCode"] == "000000"
         run_worker(app)
     [fetch] = market.rows(Job, Job.kind == "fetch_order")

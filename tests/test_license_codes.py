@@ -10,12 +10,14 @@ import re
 from dataclasses import replace
 from datetime import datetime, timedelta
 
+import isvapp.settings
 import pytest
 from isvapp.background import uploads
-from isvapp.config import DEFAULTS, load_settings
+from isvapp.config import DEFAULTS
 from isvapp.koo import licensecodes
 from isvapp.market import openapi
 from isvapp.market.fake import Running, create_fake_market
+from isvapp.settings import load as load_settings
 from isvapp.storage.models import Alert, Job, JobState, License, LicenseCode, UploadState
 
 from .helpers import AK, KEY, SK, async_request, lic2_order, row_state, run_until_idle, signed
@@ -324,6 +326,15 @@ def test_the_relay_is_rate_limited_per_code(app, client, monkeypatch):
     assert relay(client, "activate", {"license": "PLEXPIRED"})[0] == 200  # another code has its own budget
     minute += timedelta(minutes=1)
     assert relay(client, "activate", {"license": "PLXXXXXX"})[0] == 200  # the next minute, a new budget
+
+
+def test_a_relay_budget_of_0_refuses_every_call(app, client):
+    """LICENSE_RELAY_PER_MINUTE = 0 is 0 calls a minute (read as the default, 30, before the
+    settings registry: `or 30`)."""
+    app.config["LICENSE_RELAY_PER_MINUTE"] = 0
+    isvapp.settings.init_app(app)  # read once per app: read them again
+    answer = relay(client, "activate", {"license": "PLXXXXXX"})
+    assert answer[0] == 429 and answer[1]["error"] == "rate_limited"
 
 
 # --- the merchant's pages -------------------------------------------------------------------------------

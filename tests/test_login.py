@@ -4,6 +4,7 @@ tenant, app, user and instance stored as the Kit sync and newInstance would stor
 import re
 import time
 import urllib.parse
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 import jwt
@@ -12,6 +13,7 @@ import requests
 from isvapp.extensions import db
 from isvapp.market.fake import Running
 from isvapp.market.fakeidp import create_fake_idp
+from isvapp.settings import load as load_settings
 from isvapp.storage import vault
 from isvapp.storage.models import Instance, InstanceState, KitApp, KitUser, SignedRequest, Tenant
 
@@ -292,9 +294,8 @@ def test_a_token_endpoint_that_fails_or_a_tenant_that_does_not_match_gives_a_cle
 
 
 def test_a_token_endpoint_that_does_not_answer_in_time_gives_a_clear_page(client, app, tenant, idp, caplog):
-    app.extensions["isvapp_login"] = app.extensions["isvapp_login"].__class__(
-        **{**app.extensions["isvapp_login"].__dict__, "idp_timeout_s": 0.5}
-    )
+    settings = app.extensions["isvapp"]
+    app.extensions["isvapp"] = replace(settings, login=replace(settings.login, idp_timeout_s=0.5))
     start = client.get("/login/acme")
     location = at_idp(start.headers["Location"])
     idp.app.config["FAKE_IDP_DELAY_S"] = 2
@@ -348,9 +349,8 @@ def test_logout_ends_the_session_and_goes_to_the_idps_logout(client, tenant, idp
 
 
 def test_without_a_hand_off_url_the_signed_in_user_is_told_whom_to_ask(client, app, tenant):
-    app.extensions["isvapp_login"] = app.extensions["isvapp_login"].__class__(
-        **{**app.extensions["isvapp_login"].__dict__, "handoff_url": None}
-    )
+    settings = app.extensions["isvapp"]
+    app.extensions["isvapp"] = replace(settings, login=replace(settings.login, handoff_url=None))
     page = log_in(client)
     assert page.status_code == 200 and "assertion" not in page.get_data(as_text=True)
     assert "has not yet set where to go" in page.get_data(as_text=True)
@@ -366,7 +366,7 @@ def test_the_go_live_kit_checklist_counts_a_finished_login(client, app, tenant):
 
     def login_item():
         with app.app_context():
-            (kit,) = [c for c in golive.checklists({"GO_LIVE_PRODUCTS": "kit"}) if c.product == "kit"]
+            (kit,) = [c for c in golive.checklists(load_settings({"GO_LIVE_PRODUCTS": "kit"})) if c.product == "kit"]
             return next(s for s in kit.scenarios if s.key == "login")
 
     assert login_item().passed_at is None
@@ -458,9 +458,8 @@ def test_with_the_issuer_unpinned_only_a_login_from_this_host_may_start(app, cli
     assert page.status_code == 503
     shown_and_logged(page, "not_configured", caplog, "LOGIN_ISSUER is not set")
     assert client.get("/login/acme").status_code == 302  # from 127.0.0.1
-    app.extensions["isvapp_login"] = app.extensions["isvapp_login"].__class__(
-        **{**app.extensions["isvapp_login"].__dict__, "issuer": "https://isv.example.com"}
-    )
+    settings = app.extensions["isvapp"]
+    app.extensions["isvapp"] = replace(settings, login=replace(settings.login, issuer="https://isv.example.com"))
     assert client.get("/login/acme", environ_base=elsewhere).status_code == 302
 
 

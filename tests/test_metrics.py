@@ -7,11 +7,11 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
+import isvapp.settings
 import pytest
 import requests
 from isvapp import metrics
 from isvapp.background import alerts, jobs, usage
-from isvapp.config import load_settings
 from isvapp.extensions import db
 from isvapp.koo.signing import g2_signed_request
 from isvapp.market.fake import Running, create_fake_market
@@ -155,6 +155,7 @@ def robot():
 @pytest.mark.live
 def test_alerts_raised_and_their_deliveries_are_counted(app, client, robot):
     app.config.update(ALERT_WECOM_URL=robot.url, ALERT_DINGTALK_URL="http://127.0.0.1:9/robot/send", JOB_RETRY_BASE_S=0)
+    isvapp.settings.init_app(app)  # read once per app: read them again
     before = scrape(client)
     with app.app_context():
         for _ in range(3):  # one alert, counted three times
@@ -175,7 +176,7 @@ def market_api():
 
 def test_usage_pushed_is_counted_on_time_late_and_rejected(app, client, market, market_api):
     app.config.update(KOO_API_BASE_URL=market_api.url, KOO_AK="ak", KOO_SK="sk")
-    app.extensions["isvapp"] = load_settings(app.config)
+    isvapp.settings.init_app(app)  # read once per app: read them again
     market.g2({**tagged_order("U"), "businessId": "meter-1"})
     now = datetime.now(UTC).replace(microsecond=0)
     with app.app_context():  # pay-per-use (the order details say so) and made before its oldest usage

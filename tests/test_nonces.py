@@ -6,6 +6,7 @@ import json
 import tempfile
 from pathlib import Path
 
+import isvapp.settings
 import pytest
 import requests
 from isvapp.koo import codes
@@ -51,6 +52,7 @@ def test_a_read_only_requests_nonce_cannot_serve_a_different_request(market, pat
 
 def test_an_identical_resend_of_a_query_gets_the_first_answer_byte_for_byte(market, app):
     app.config["KOO_V2_PLAINTEXT_APPINFO"] = False  # encrypted appInfo: a fresh answer would differ
+    isvapp.settings.init_app(app)  # read once per app: read them again
     iid = created(market)
     raw, query = g2_signed_request(KEY, {"activity": "queryInstance", "instanceId": iid})
     first = market.send("POST", "/produce", query_string=query, data=raw, content_type="application/json")

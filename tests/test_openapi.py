@@ -13,8 +13,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from isvapp.config import load_settings
 from isvapp.market import openapi
+from isvapp.settings import load as load_settings
 
 pytestmark = pytest.mark.any_database  # the open API client against local receivers
 

@@ -7,6 +7,7 @@ import ast
 import re
 from pathlib import Path
 
+import isvapp.settings
 from isvapp.background import alerts, status
 from isvapp.extensions import db
 from isvapp.storage.models import Alert, Callback, Job, LicenseCode, utcnow
@@ -39,9 +40,10 @@ def test_a_stored_alert_reads_in_the_readers_language_and_goes_out_in_alert_lang
         alerts.check_disk(path="/srv", usage=lambda path: (1000 * 2**20, 990 * 2**20, 10 * 2**20))
         row = db.session.execute(select(Alert)).scalar_one()
         assert row.subject == "Disk space is low" and row.message["params"]["percent"] == "1.0"
-        to_channels = alerts.message_for_channels(row, app.config)  # ALERT_LANGUAGE: zh by default
+        to_channels = alerts.message_for_channels(row, app.extensions["isvapp"])  # ALERT_LANGUAGE: zh by default
         app.config["ALERT_LANGUAGE"] = "en"
-        in_english = alerts.message_for_channels(row, app.config)
+        isvapp.settings.init_app(app)  # read once per app: read them again
+        in_english = alerts.message_for_channels(row, app.extensions["isvapp"])
     assert to_channels[0] == "磁盘空间不足" and "剩余 1.0%" in to_channels[1]
     assert in_english[0] == "Disk space is low" and "has 1.0% free" in in_english[1]
     english = browser.get("/admin/alerts?lang=en").get_data(as_text=True)

@@ -229,7 +229,7 @@ def test_new_real_orders_and_releases_are_one_held_notice_each(app, market):
     window_end = now.replace(minute=now.minute - now.minute % 10, second=0, microsecond=0) + timedelta(minutes=10)
     assert window_end <= job.run_after <= window_end + timedelta(seconds=2)  # held until the window closes
     with app.app_context():
-        subject, text = notices.render(db.session.get(Alert, order_alert.id), app.config)
+        subject, text = notices.render(db.session.get(Alert, order_alert.id), app.extensions["isvapp"])
     assert subject == "7 new order(s)" and "NOTE-0, NOTE-1, NOTE-2, NOTE-3, NOTE-4 and 2 more" in text
     assert "password" not in text.lower()
 
@@ -253,9 +253,9 @@ def test_expiring_instances_and_the_digest_once_a_day_in_chinese(app, market):
         assert found["expiring"] == 1 and found["digest"]["orders"] == 2
         assert notices.scan(now=now) == {"expiring": None, "digest": None}  # once a day
         expiring = db.session.execute(db.select(Alert).where(Alert.kind == "expiring")).scalar_one()
-        subject, text = notices.render(expiring, app.config)
+        subject, text = notices.render(expiring, app.extensions["isvapp"])
         digest = db.session.execute(db.select(Alert).where(Alert.kind == "digest")).scalar_one()
-        digest_subject, _ = notices.render(digest, app.config)
+        digest_subject, _ = notices.render(digest, app.extensions["isvapp"])
     assert subject == "1 个实例将在 7 天内到期" and soon in text and later not in text
     assert digest_subject == "每日摘要：2 个新订单，0 个释放"
 

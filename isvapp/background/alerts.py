@@ -42,6 +42,7 @@ from sqlalchemy import func, select, update
 from .. import metrics, outbound
 from ..extensions import db
 from ..privatefiles import create_private
+from ..settings import settings_of, value_of
 from ..storage.models import Alert, Job, JobState, utcnow
 from ..storage.statements import insert_ignore
 from ..storage.transactions import write_transaction
@@ -95,7 +96,7 @@ def window_key(now=None, window_min=None):
 
 def _window(now, window_min):
     """(the epoch second the window holding ``now`` starts at, its length in minutes)."""
-    minutes = int(window_min or current_app.config.get("ALERT_WINDOW_MIN") or 60)
+    minutes = window_min or settings_of(current_app).alerts.window_min
     aware = now if now.tzinfo else now.replace(tzinfo=UTC)
     return int(aware.timestamp() // (minutes * 60)) * minutes * 60, minutes
 
@@ -186,7 +187,7 @@ def check_worker_heartbeat(now=None):
         return None
     try:
         now = now or utcnow()
-        limit = float(current_app.config.get("ALERT_WORKER_SILENT_S") or 300)
+        limit = settings_of(current_app).alerts.worker_silent_s
         beat = status.read("worker_heartbeat").get("worker_heartbeat")
         queued, oldest = db.session.execute(
             select(func.count(), func.min(Job.created_at)).select_from(Job).where(Job.state == JobState.QUEUED)
@@ -234,7 +235,7 @@ def check_worker_recovered(now=None):
     transactions and never raises; returns the alert id, or None."""
     try:
         now = now or utcnow()
-        limit = float(current_app.config.get("ALERT_WORKER_SILENT_S") or 300)
+        limit = settings_of(current_app).alerts.worker_silent_s
         latest = {
             kind: at
             for kind, at in db.session.execute(
@@ -274,7 +275,7 @@ def check_worker_recovered(now=None):
 def check_disk(path=None, now=None, usage=shutil.disk_usage):
     """Raise "disk_low" when the instance folder's disk has under ALERT_DISK_FREE_PCT % free."""
     path = path or current_app.instance_path
-    limit = float(current_app.config.get("ALERT_DISK_FREE_PCT") or 10)
+    limit = settings_of(current_app).alerts.disk_free_pct
     total, _used, free = usage(path)
     percent = 100.0 * free / total if total else 100.0
     if percent >= limit:
@@ -347,11 +348,11 @@ def alert_dead_job(row, error):
 # --- channels --------------------------------------------------------------------------------------
 
 
-def _secrets(config):
+def _secrets(settings):
     """Every configured secret, to mask in anything a channel reports."""
-    values = [config.get(k) for k in ("ALERT_SMTP_PASSWORD", "ALERT_DINGTALK_SECRET", "ALERT_FEISHU_SECRET")]
-    for name in ("ALERT_WECOM_URL", "ALERT_DINGTALK_URL", "ALERT_FEISHU_URL"):
-        url = config.get(name)
+    alerts = settings.alerts
+    values: list = [alerts.smtp_password, alerts.dingtalk_secret, alerts.feishu_secret]
+    for url in (alerts.wecom_url, alerts.dingtalk_url, alerts.feishu_url):
         if url:
             parts = urllib.parse.urlsplit(str(url))
             values += [url, parts.query, parts.path]
@@ -360,9 +361,9 @@ def _secrets(config):
     return sorted({str(v) for v in values if v and len(str(v)) >= 6}, key=len, reverse=True)
 
 
-def _mask(text, config):
+def _mask(text, settings):
     text = str(text)
-    for secret in _secrets(config):
+    for secret in _secrets(settings):
         text = text.replace(secret, "***")
     return text[:500]
 
@@ -385,18 +386,26 @@ SETTINGS = {
 }
 
 
-def configured_channels(config):
+def configured_channels(settings):
     """The channels with settings, in a fixed order."""
-    return [name for name in CHANNELS if str(config.get(SETTINGS[name][0]) or "").strip()]
+    alerts = settings.alerts
+    addresses = {
+        "email": ",".join(alerts.email_to),
+        "wecom": alerts.wecom_url,
+        "dingtalk": alerts.dingtalk_url,
+        "feishu": alerts.feishu_url,
+    }
+    return [name for name in CHANNELS if (addresses[name] or "").strip()]
 
 
-def _recipients(config):
-    return [a.strip() for a in str(config.get("ALERT_EMAIL_TO") or "").split(",") if a.strip()]
+def _recipients(settings):
+    return list(settings.alerts.email_to)
 
 
-def send_email(config, subject, text):
-    host = str(config.get("ALERT_SMTP_HOST") or "").strip()
-    mode = str(config.get("ALERT_SMTP_TLS") or "starttls").strip().lower()
+def send_email(settings, subject, text):
+    alerts = settings.alerts
+    host = (alerts.smtp_host or "").strip()
+    mode = alerts.smtp_tls
     if not host:
         raise ChannelConfigError("email: ALERT_SMTP_HOST is not set")
     if mode not in ("starttls", "ssl", "none"):
@@ -406,12 +415,12 @@ def send_email(config, subject, text):
             "email: ALERT_SMTP_TLS = none is only allowed to a loopback host "
             "(the password and the alert would cross the network in the clear)"
         )
-    port = int(config.get("ALERT_SMTP_PORT") or (465 if mode == "ssl" else 587))
-    user, password = config.get("ALERT_SMTP_USER"), config.get("ALERT_SMTP_PASSWORD")
-    sender = str(config.get("ALERT_SMTP_FROM") or user or f"isvapp@{host}")
+    port = alerts.smtp_port if alerts.smtp_port is not None else 465 if mode == "ssl" else 587
+    user, password = alerts.smtp_user, alerts.smtp_password
+    sender = alerts.smtp_from or user or f"isvapp@{host}"
     message = EmailMessage()
     message["Subject"] = "[isvapp] " + " ".join(str(subject).split())
-    message["From"], message["To"] = sender, ", ".join(_recipients(config))
+    message["From"], message["To"] = sender, ", ".join(_recipients(settings))
     message["Date"], message["Message-ID"] = formatdate(localtime=False), make_msgid(domain="isvapp")
     message.set_content(text)
     context = ssl.create_default_context()
@@ -426,16 +435,16 @@ def send_email(config, subject, text):
                 smtp.starttls(context=context)
             if user:
                 smtp.login(str(user), str(password or ""))
-            refused = smtp.send_message(message, from_addr=sender, to_addrs=_recipients(config))
+            refused = smtp.send_message(message, from_addr=sender, to_addrs=_recipients(settings))
     except smtplib.SMTPAuthenticationError as error:
         raise ChannelError(f"email: the SMTP server refused ALERT_SMTP_USER's login ({error.smtp_code})") from None
     except smtplib.SMTPNotSupportedError as error:
-        raise ChannelError(f"email: {_mask(error, config)}") from None
+        raise ChannelError(f"email: {_mask(error, settings)}") from None
     except (smtplib.SMTPException, OSError) as error:
         raise ChannelError(
-            f"email: {type(error).__name__}: {_mask(error, config)} (server {host}:{port}, {mode})"
+            f"email: {type(error).__name__}: {_mask(error, settings)} (server {host}:{port}, {mode})"
         ) from None
-    return {"server": f"{host}:{port}", "accepted": [a for a in _recipients(config) if a not in refused]}
+    return {"server": f"{host}:{port}", "accepted": [a for a in _recipients(settings) if a not in refused]}
 
 
 def _check_url(channel, setting, url):
@@ -444,7 +453,7 @@ def _check_url(channel, setting, url):
     raise ChannelConfigError(f"{channel}: {setting} must be an https:// URL (plain http only to a loopback host)")
 
 
-def _post_json(channel, config, url, body):
+def _post_json(channel, settings, url, body):
     """POST ``body`` as JSON; returns the JSON answer. No redirects, TIMEOUT_S in all."""
     data = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
     request = urllib.request.Request(
@@ -466,17 +475,17 @@ def _post_json(channel, config, url, body):
         if delivery.expired or delivery.remaining() <= 0:
             raise ChannelError(f"{channel}: no answer within {TIMEOUT_S} s") from None
         reason = getattr(error, "reason", error)
-        raise ChannelError(f"{channel}: {type(error).__name__}: {_mask(reason, config)}") from None
+        raise ChannelError(f"{channel}: {type(error).__name__}: {_mask(reason, settings)}") from None
     finally:
         delivery.finish()
     try:
         answer = json.loads(raw)
     except ValueError:
         raise ChannelError(
-            f"{channel}: the answer is not JSON: {_mask(raw[:200].decode('utf-8', 'replace'), config)}"
+            f"{channel}: the answer is not JSON: {_mask(raw[:200].decode('utf-8', 'replace'), settings)}"
         ) from None
     if not isinstance(answer, dict):
-        raise ChannelError(f"{channel}: unexpected answer {_mask(str(answer)[:200], config)}")
+        raise ChannelError(f"{channel}: unexpected answer {_mask(str(answer)[:200], settings)}")
     return answer
 
 
@@ -487,21 +496,22 @@ def _truncate(text, limit):
     return data[: limit - 3].decode("utf-8", "ignore") + "..."
 
 
-def _robot_error(channel, config, answer, code_key, message_key):
+def _robot_error(channel, settings, answer, code_key, message_key):
     raise ChannelError(
-        f"{channel}: {code_key} {_mask(answer.get(code_key), config)}: {_mask(answer.get(message_key) or '', config)}"
+        f"{channel}: {code_key} {_mask(answer.get(code_key), settings)}: "
+        f"{_mask(answer.get(message_key) or '', settings)}"
     )
 
 
-def send_wecom(config, content):
+def send_wecom(settings, content):
     """WeCom group robot: {"msgtype": "text", "text": {"content": ...}}; ok when errcode is 0."""
-    url = str(config.get("ALERT_WECOM_URL")).strip()
+    url = str(settings.alerts.wecom_url).strip()
     _check_url("wecom", "ALERT_WECOM_URL", url)
     answer = _post_json(
-        "wecom", config, url, {"msgtype": "text", "text": {"content": _truncate(content, WECOM_CONTENT_BYTES)}}
+        "wecom", settings, url, {"msgtype": "text", "text": {"content": _truncate(content, WECOM_CONTENT_BYTES)}}
     )
     if answer.get("errcode") != 0:
-        _robot_error("wecom", config, answer, "errcode", "errmsg")
+        _robot_error("wecom", settings, answer, "errcode", "errmsg")
     return answer
 
 
@@ -511,21 +521,21 @@ def dingtalk_sign(secret, timestamp_ms):
     return base64.b64encode(digest).decode("ascii")
 
 
-def send_dingtalk(config, content, now_ms=None):
+def send_dingtalk(settings, content, now_ms=None):
     """DingTalk robot: {"msgtype": "text", "text": {"content": ...}}, &timestamp=&sign= when a secret is set."""
-    url = str(config.get("ALERT_DINGTALK_URL")).strip()
+    url = str(settings.alerts.dingtalk_url).strip()
     _check_url("dingtalk", "ALERT_DINGTALK_URL", url)
-    secret = str(config.get("ALERT_DINGTALK_SECRET") or "").strip()
+    secret = (settings.alerts.dingtalk_secret or "").strip()
     if secret:
         timestamp = now_ms or int(time.time() * 1000)
         url += ("&" if urllib.parse.urlsplit(url).query else "?") + urllib.parse.urlencode(
             {"timestamp": timestamp, "sign": dingtalk_sign(secret, timestamp)}
         )
     answer = _post_json(
-        "dingtalk", config, url, {"msgtype": "text", "text": {"content": _truncate(content, ROBOT_CONTENT_BYTES)}}
+        "dingtalk", settings, url, {"msgtype": "text", "text": {"content": _truncate(content, ROBOT_CONTENT_BYTES)}}
     )
     if answer.get("errcode") != 0:
-        _robot_error("dingtalk", config, answer, "errcode", "errmsg")
+        _robot_error("dingtalk", settings, answer, "errcode", "errmsg")
     return answer
 
 
@@ -535,36 +545,36 @@ def feishu_sign(secret, timestamp_s):
     return base64.b64encode(hmac.new(key, b"", hashlib.sha256).digest()).decode("ascii")
 
 
-def send_feishu(config, content, now_s=None):
+def send_feishu(settings, content, now_s=None):
     """Feishu custom bot: {"msg_type": "text", "content": {"text": ...}} (+ timestamp, sign); ok when code is 0."""
-    url = str(config.get("ALERT_FEISHU_URL")).strip()
+    url = str(settings.alerts.feishu_url).strip()
     _check_url("feishu", "ALERT_FEISHU_URL", url)
     body = {"msg_type": "text", "content": {"text": _truncate(content, ROBOT_CONTENT_BYTES)}}
-    secret = str(config.get("ALERT_FEISHU_SECRET") or "").strip()
+    secret = (settings.alerts.feishu_secret or "").strip()
     if secret:
         timestamp = str(now_s or int(time.time()))
         body = {"timestamp": timestamp, "sign": feishu_sign(secret, timestamp), **body}
-    answer = _post_json("feishu", config, url, body)
+    answer = _post_json("feishu", settings, url, body)
     if "code" in answer:
         if answer["code"] != 0:
-            _robot_error("feishu", config, answer, "code", "msg")
+            _robot_error("feishu", settings, answer, "code", "msg")
     elif answer.get("StatusCode") != 0:
-        _robot_error("feishu", config, answer, "StatusCode", "StatusMessage")
+        _robot_error("feishu", settings, answer, "StatusCode", "StatusMessage")
     return answer
 
 
-def send(channel, config, subject, text):
+def send(channel, settings, subject, text):
     """Send one message to one channel; raises ChannelError (naming the channel) when it fails.
     Returns the channel's answer: a robot's JSON, or the mail server and the recipients it took."""
     try:
         if channel == "email":
-            return send_email(config, subject, text)
+            return send_email(settings, subject, text)
         content = f"[isvapp] {subject}\n\n{text}".translate(_MARKUP)  # no markup of isvapp's either
-        return {"wecom": send_wecom, "dingtalk": send_dingtalk, "feishu": send_feishu}[channel](config, content)
+        return {"wecom": send_wecom, "dingtalk": send_dingtalk, "feishu": send_feishu}[channel](settings, content)
     except ChannelError:
         raise
     except Exception as error:  # noqa: BLE001  anything unforeseen: still no secret in the message
-        raise ChannelError(f"{channel}: {type(error).__name__}: {_mask(error, config)}") from None
+        raise ChannelError(f"{channel}: {type(error).__name__}: {_mask(error, settings)}") from None
 
 
 # kind -> function(alert, params, gettext) -> more parameters, for kinds whose message is written
@@ -639,17 +649,18 @@ def _json_object(text):
     return found if isinstance(found, dict) else {}
 
 
-def message_for_channels(alert, config):
+def message_for_channels(alert, settings):
     """The message the channels send: in ALERT_LANGUAGE, times in DISPLAY_TIMEZONE."""
-    return message(alert, translator(alert_language(config)), display_zone(config), inert_values=True)
+    return message(alert, translator(alert_language(settings)), display_zone(settings), inert_values=True)
 
 
-def alert_language(config):
-    return "zh" if str(config.get("ALERT_LANGUAGE") or "zh").lower().startswith("zh") else "en"
+def alert_language(settings):
+    return settings.alerts.language
 
 
-def display_zone(config):
-    name = str(config.get("DISPLAY_TIMEZONE") or "UTC")
+def display_zone(settings):
+    """DISPLAY_TIMEZONE, or UTC when it names no zone (an alert is sent whatever the setting says)."""
+    name = settings.pages.timezone or "UTC"
     try:
         ZoneInfo(name)
     except (KeyError, ValueError):
@@ -673,18 +684,18 @@ def deliver(job):
     A channel failure raises, and the job retries with the queue's backoff; settings errors
     (http:// to another host, ALERT_SMTP_TLS=none to another host) fail for good at once.
     """
-    config = current_app.config
+    settings = settings_of(current_app)
     alert_id = int(job.payload["alert_id"])
     alert = db.session.get(Alert, alert_id)
     if alert is None:
         db.session.rollback()
         return  # pruned meanwhile: nothing left to say
-    subject, text = message_for_channels(alert, config)
+    subject, text = message_for_channels(alert, settings)
     # No transaction held while talking to the channels. Only the plain values above are used
     # after this: reading the expired ``alert`` again would silently begin a new transaction.
     db.session.rollback()
     sent = list(job.payload.get("sent") or [])
-    channels = configured_channels(config)
+    channels = configured_channels(settings)
     if not channels:
         # Recorded and shown on the pages; with nowhere to send it, the job is simply done.
         log.info("alert %s (%s) recorded; no alert channel is configured to send it", alert_id, subject)
@@ -693,7 +704,7 @@ def deliver(job):
         if channel in sent:
             continue
         try:
-            send_recorded(channel, config, subject, text)
+            send_recorded(channel, settings, subject, text)
         except ChannelError as error:
             failures.append(error)
             log.warning("alert %s not sent by %s", alert_id, error)
@@ -717,7 +728,7 @@ def deliver(job):
 jobs.handler(DIRECT_JOB)(deliver)
 
 
-def send_without_database(config, marker_folder, kind, subject, text, params=None, now=None):
+def send_without_database(settings, marker_folder, kind, subject, text, params=None, now=None):
     """A message when the database itself cannot be reached (and so no alert row, no job): sent
     at once to every channel, in ALERT_LANGUAGE, once per alert window and host. The marker is a
     file made exclusively in ``marker_folder`` (the instance folder's alerts/), so of the
@@ -731,12 +742,12 @@ def send_without_database(config, marker_folder, kind, subject, text, params=Non
             os.close(create_private(marker))
         except FileExistsError:
             return False
-        gettext, zone = translator(alert_language(config)), display_zone(config)
+        gettext, zone = translator(alert_language(settings)), display_zone(settings)
         values = _inert_params({**(params or {}), "zone": zone_label(zone)})
         subject_text, body = render(Text(subject, values), gettext, zone), render(Text(text, values), gettext, zone)
-        for channel in configured_channels(config):
+        for channel in configured_channels(settings):
             try:
-                send(channel, config, subject_text, body)
+                send(channel, settings, subject_text, body)
                 metrics.alert_delivery(channel, "sent")
             except ChannelError as error:
                 metrics.alert_delivery(channel, "failed")
@@ -750,7 +761,7 @@ def send_without_database(config, marker_folder, kind, subject, text, params=Non
 @jobs.watch_outage
 def worker_cannot_reach_the_database(error):
     """The worker's outage, once it has lasted a minute (jobs.OUTAGE_REPORT_S)."""
-    database_unreachable(current_app.config, current_app.instance_path, "worker", error)
+    database_unreachable(settings_of(current_app), current_app.instance_path, "worker", error)
 
 
 UNREACHABLE = {
@@ -764,10 +775,10 @@ UNREACHABLE = {
 }
 
 
-def database_unreachable(config, marker_folder, who, error, now=None):
+def database_unreachable(settings, marker_folder, who, error, now=None):
     """The database cannot be reached from ``who`` ("web" or "worker"): said directly."""
     return send_without_database(
-        config,
+        settings,
         marker_folder,
         "database_unreachable",
         N_("The database cannot be reached"),
@@ -794,8 +805,8 @@ def _record_sent(job, sent):
 @with_appcontext
 def alert_test_command():
     """Send a test alert now to every configured channel (not through the queue)."""
-    config = current_app.config
-    channels = configured_channels(config)
+    settings = settings_of(current_app)
+    channels = configured_channels(settings)
     if not channels:
         click.echo(
             "no alert channel is configured: set ALERT_EMAIL_TO (and ALERT_SMTP_*), ALERT_WECOM_URL, "
@@ -806,7 +817,7 @@ def alert_test_command():
     failed = 0
     for channel in channels:
         try:
-            send_test(channel, config)
+            send_test(channel, settings)
             click.echo(f"{channel}: ok")
         except ChannelError as error:
             failed += 1
@@ -816,12 +827,12 @@ def alert_test_command():
         raise SystemExit(1)
 
 
-def send_test(channel, config, by=None):
+def send_test(channel, settings, by=None):
     """Send one test message to ``channel`` now (not through the queue), in ALERT_LANGUAGE: from
     `isvapp alert-test`, or from the alerts page when ``by`` (the admin who clicked) is given.
     Returns the channel's answer as :func:`send_recorded` keeps it, raises ChannelError; recorded
     as the channel's last delivery or failure, marked as a test."""
-    zone, gettext = display_zone(config), translator(alert_language(config))
+    zone, gettext = display_zone(settings), translator(alert_language(settings))
     if by is None:
         test = Text.of(
             N_(
@@ -840,7 +851,7 @@ def send_test(channel, config, by=None):
             zone=zone_label(zone),
             admin=inert(by, 64),
         )
-    return send_recorded(channel, config, gettext(N_("Test alert")), render(test, gettext, zone), test=True)
+    return send_recorded(channel, settings, gettext(N_("Test alert")), render(test, gettext, zone), test=True)
 
 
 # --- each channel's last delivery and failure --------------------------------------------------------
@@ -848,17 +859,17 @@ def send_test(channel, config, by=None):
 DELIVERED, FAILED = "alert_delivered:", "alert_failed:"  # status items, + the channel's name
 
 
-def send_recorded(channel, config, subject, text, test=False):
+def send_recorded(channel, settings, subject, text, test=False):
     """:func:`send`, and the outcome kept as the channel's last delivery (with its answer) or last
     failure (with its error), for the alerts page: one status item each per channel, shared by
     every host. Keeping it never fails the sending (a database error is logged). Returns the
     answer as kept: the mail server and its recipients, or a robot's JSON as text, secrets masked."""
     try:
-        answer = send(channel, config, subject, text)
+        answer = send(channel, settings, subject, text)
     except ChannelError as error:
         _keep(FAILED + channel, {"test": test, "error": str(error)})
         raise
-    kept = answer if channel == "email" else _mask(json.dumps(answer, ensure_ascii=False), config)
+    kept = answer if channel == "email" else _mask(json.dumps(answer, ensure_ascii=False), settings)
     _keep(DELIVERED + channel, {"test": test, "answer": kept})
     return kept
 
@@ -871,7 +882,7 @@ def _keep(name, value):
         log.warning("could not keep %s", name, exc_info=True)
 
 
-def channel_states(config):
+def channel_states(settings):
     """Each channel, for the alerts page: its settings (name, set or not: never a value), whether
     it is on, and its last delivery and last failure as recorded by :func:`send_recorded`
     ({"at", "test", "answer"} / {"at", "test", "error"}, or None)."""
@@ -886,12 +897,16 @@ def channel_states(config):
             {
                 "channel": channel,
                 "name": CHANNEL_NAMES[channel],
-                "on": channel in configured_channels(config),
-                "settings": [(name, str(config.get(name) or "").strip() != "") for name in SETTINGS[channel]],
+                "on": channel in configured_channels(settings),
+                "settings": [(name, _is_set(value_of(settings, name))) for name in SETTINGS[channel]],
                 **last,
             }
         )
     return states
+
+
+def _is_set(value):
+    return bool(value) if not isinstance(value, str) else bool(value.strip())
 
 
 def init_app(app):

@@ -36,6 +36,7 @@ from sqlalchemy import exc as sa_exc
 from .. import metrics
 from ..config import secret_key_problem
 from ..extensions import db
+from ..settings import settings_of
 from ..storage.models import Job, JobState, utcnow
 from ..storage.statements import bind_insert_ignore_many, insert_ignore
 from ..storage.transactions import write_transaction
@@ -87,7 +88,7 @@ def job_row(kind, key, payload=None, instance_id=None, delay_s=0):
         instance_id=instance_id,
         state=JobState.QUEUED,
         attempts=0,
-        max_attempts=int(current_app.config["JOB_MAX_ATTEMPTS"]),
+        max_attempts=settings_of(current_app).jobs.max_attempts,
         run_after=now + timedelta(seconds=delay_s),
         created_at=now,
         updated_at=now,
@@ -166,7 +167,7 @@ def complete(job):
 
 
 def _fail(job, error, permanent):
-    config = current_app.config
+    retries = settings_of(current_app).jobs
     with write_transaction():
         row = db.session.get(Job, job.id)
         if row is None or row.locked_by != job.worker or row.state != JobState.RUNNING:
@@ -192,7 +193,7 @@ def _fail(job, error, permanent):
         else:
             row.state = JobState.QUEUED
             row.run_after = utcnow() + timedelta(
-                seconds=backoff_s(row.attempts, float(config["JOB_RETRY_BASE_S"]), float(config["JOB_RETRY_MAX_S"]))
+                seconds=backoff_s(row.attempts, retries.retry_base_s, retries.retry_max_s)
             )
             metrics.job_run(row.kind, "retry")
             for watcher in FAILURE_WATCHERS:
@@ -267,7 +268,7 @@ def run_one(worker, lease_s=None, unfinished=None, kinds=None):
     unfinished = [] if unfinished is None else unfinished
     taking = []
     try:
-        job = claim(worker, lease_s or float(current_app.config["JOB_LEASE_S"]), taking, kinds)
+        job = claim(worker, lease_s or settings_of(current_app).jobs.lease_s, taking, kinds)
     except DATABASE_ERRORS:
         unfinished.extend(_Unfinished("release", job_id, worker) for job_id in taking)
         db.session.remove()
@@ -531,10 +532,11 @@ def tick():
 def worker_command(poll_s, until_idle):
     """Run background jobs: order details, provisioning hooks, usage push."""
     _log_to_stderr()
-    problem = secret_key_problem(current_app.config.get("SECRET_KEY"))
+    settings = settings_of(current_app)
+    problem = secret_key_problem(settings.secret_key)
     if problem:  # the worker opens sealed secrets (a buyer's password for a provisioning hook)
         log.warning(problem)
-    if current_app.extensions["isvapp_ops"].metrics_enabled:
+    if settings.ops.metrics_enabled:
         metrics.share_folder(current_app.instance_path)  # its counts in the server's /metrics
     log.info("worker %s started", worker_id())
     ran = work(poll_s=poll_s, until_idle=until_idle, tick=tick)

@@ -20,6 +20,7 @@ from sqlalchemy import delete, select
 
 from ..extensions import db
 from ..privatefiles import create_private
+from ..settings import settings_of
 from ..storage.models import Callback, RelayBudget, SignedRequest, utcnow
 from ..storage.transactions import write_transaction
 from . import jobs
@@ -103,13 +104,14 @@ def prune(settings, callback_days, now=None):
 
 @jobs.handler("prune")
 def prune_job(job):
-    prune(current_app.extensions["isvapp"], int(current_app.config["CALLBACK_LOG_RETENTION_DAYS"] or 0))
+    settings = settings_of(current_app)
+    prune(settings, settings.callbacks.retention_days)
 
 
 @jobs.periodic
 def schedule_prune(now=None):
     """One prune job per PRUNE_EVERY_H period, whichever worker (or host) sees the period first."""
-    hours = float(current_app.config["PRUNE_EVERY_H"] or 0)
+    hours = settings_of(current_app).callbacks.prune_every_h
     if hours <= 0:
         return
     period = int((now or utcnow()).timestamp() // (hours * 3600))
@@ -121,8 +123,9 @@ def schedule_prune(now=None):
 @with_appcontext
 def prune_command():
     """Delete expired nonces and old callback log rows (run it daily from cron or a systemd timer)."""
-    days = int(current_app.config["CALLBACK_LOG_RETENTION_DAYS"] or 0)
-    counts = prune(current_app.extensions["isvapp"], days)
+    settings = settings_of(current_app)
+    days = settings.callbacks.retention_days
+    counts = prune(settings, days)
     click.echo(
         f"Pruned {counts['nonces']} nonces and {counts['callbacks']} callback log rows "
         f"(callback log kept {days or 'forever'}{' days' if days else ''})."

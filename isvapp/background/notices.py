@@ -21,6 +21,7 @@ from flask import current_app
 from sqlalchemy import func, select
 
 from ..extensions import db
+from ..settings import settings_of
 from ..storage.models import (
     Alert,
     Callback,
@@ -75,9 +76,9 @@ MESSAGES = {
 }
 
 
-def enabled(config):
+def enabled(settings):
     """The notices the file switches on (ALERT_NOTICES): the default, see :func:`in_force`."""
-    chosen = {k.strip() for k in str(config.get("ALERT_NOTICES") or "").replace(" ", ",").split(",") if k.strip()}
+    chosen = set(settings.alerts.notices)
     return [k for k in KINDS if k in chosen]
 
 
@@ -98,9 +99,9 @@ class InForce:
     since: dict = field(default_factory=dict)
 
 
-def in_force(config):
+def in_force(settings):
     """The notices on now: the page's choice when one was made, else the file's (ALERT_NOTICES)."""
-    file_kinds = enabled(config)
+    file_kinds = enabled(settings)
     value, at = status.read(CHOICE).get(CHOICE, (None, None))
     if not isinstance(value, dict):
         return InForce(file_kinds, "file", file_kinds)
@@ -111,25 +112,22 @@ def in_force(config):
     return InForce([k for k in KINDS if k in chosen], "page", file_kinds, at, value.get("by"), since)
 
 
-def choose(config, kinds, by, now=None):
+def choose(settings, kinds, by, now=None):
     """Keep the notices chosen on the alerts page (unknown names are ignored), for every host.
     ``kinds`` None hands the choice back to the file (ALERT_NOTICES). Either way, a kind that is
     switched on by it (off before) counts events from now on, not the ones it missed."""
-    before = in_force(config)
-    after = enabled(config) if kinds is None else [k for k in KINDS if k in set(kinds)]
+    before = in_force(settings)
+    after = enabled(settings) if kinds is None else [k for k in KINDS if k in set(kinds)]
     last = db.session.execute(select(func.max(Event.id))).scalar() or 0
     db.session.rollback()
     since = {k: before.since[k] for k in after if k in before.since and k in before.kinds}
     since.update({k: last for k in after if k not in before.kinds})
     status.report(CHOICE, {"kinds": kinds if kinds is None else after, "by": str(by)[:64], "since": since}, now=now)
-    return in_force(config)
+    return in_force(settings)
 
 
-def _zone(config):
-    try:
-        return ZoneInfo(str(config.get("DISPLAY_TIMEZONE") or "UTC"))
-    except (KeyError, ValueError):
-        return ZoneInfo("UTC")
+def _zone(settings):
+    return ZoneInfo(alerts.display_zone(settings))
 
 
 def _sample(names, count):
@@ -154,9 +152,9 @@ def _more(alert, params, gettext):
     return values
 
 
-def render(alert, config):
+def render(alert, settings):
     """A notice's (subject, text) as the channels send it: ALERT_LANGUAGE, DISPLAY_TIMEZONE."""
-    return alerts.message_for_channels(alert, config)
+    return alerts.message_for_channels(alert, settings)
 
 
 def _window_start(window):
@@ -171,8 +169,8 @@ for _kind in KINDS:
 @jobs.periodic
 def scan(now=None):
     """The worker's look for news (about every 30 s); nothing when no notice is switched on."""
-    config = current_app.config
-    force = in_force(config)
+    settings = settings_of(current_app)
+    force = in_force(settings)
     db.session.rollback()
     chosen = force.kinds
     if not chosen:
@@ -180,21 +178,21 @@ def scan(now=None):
     now = now or utcnow()
     found = {}
     if "new_order" in chosen or "release" in chosen:
-        found.update(_events(config, chosen, now, force.since))
+        found.update(_events(settings, chosen, now, force.since))
     if "expiring" in chosen:
-        found["expiring"] = _expiring(config, now)
+        found["expiring"] = _expiring(settings, now)
     if "digest" in chosen:
-        found["digest"] = _digest(config, now)
+        found["digest"] = _digest(settings, now)
     return found
 
 
-def _events(config, chosen, now, since=None):
+def _events(settings, chosen, now, since=None):
     """New real orders and releases since the last scan, each kind one grouped notice. The cursor
     (the last event looked at) moves in the transaction that raises the notices, under a lock on
     its row: an event is counted once, by one worker. ``since``: a kind's events up to this id are
     not news (it was switched on after them, on the alerts page)."""
     since = since or {}
-    group = int(config.get("ALERT_NOTICE_GROUP_MIN") or 10)
+    group = settings.alerts.notice_group_min
     counts = {}
     # A look first, with no write lock: most ticks find no event past the cursor.
     last = db.session.execute(select(func.max(Event.id))).scalar() or 0
@@ -246,11 +244,11 @@ def _already(kind, now, window_min):
     return found is not None
 
 
-def _expiring(config, now):
+def _expiring(settings, now):
     """Once a day: the live, real instances that expire within ALERT_EXPIRING_DAYS days."""
     if _already("expiring", now, DAY_MIN):
         return None
-    days = int(config.get("ALERT_EXPIRING_DAYS") or 7)
+    days = settings.alerts.expiring_days
     where = (
         Instance.state.in_((InstanceState.ACTIVE, InstanceState.FROZEN)),
         Instance.test_flag.is_(False),
@@ -278,11 +276,10 @@ def _expiring(config, now):
     return count
 
 
-def _digest(config, now):
+def _digest(settings, now):
     """Once a day, from ALERT_DIGEST_HOUR (in DISPLAY_TIMEZONE): the last 24 hours in figures."""
-    local = now.replace(tzinfo=UTC).astimezone(_zone(config))
-    hour = config.get("ALERT_DIGEST_HOUR")
-    if local.hour < int(9 if hour in (None, "") else hour) or _already("digest", now, DAY_MIN):
+    local = now.replace(tzinfo=UTC).astimezone(_zone(settings))
+    if local.hour < settings.alerts.digest_hour or _already("digest", now, DAY_MIN):
         return None
     since = now - timedelta(days=1)
     real_events = (

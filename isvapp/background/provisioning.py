@@ -28,6 +28,9 @@ from sqlalchemy import select
 
 from .. import outbound
 from ..extensions import db
+from ..settings import SettingError, settings_of
+from ..settings.registry import read
+from ..settings.sections import ProvisioningSettings
 from ..storage import vault
 from ..storage.models import Event, Instance
 from . import jobs
@@ -192,7 +195,6 @@ def verify_webhook(secret, headers, body, tolerance_s=300, now=None):
     return any(hmac.compare_digest(expected, candidate) for candidate in headers.get("webhook-signature", "").split())
 
 
-WEBHOOK_TIMEOUT_S = 10  # default total time for one delivery (WEBHOOK_TIMEOUT_S overrides it)
 _ANSWER_READ_LIMIT = 64 * 1024  # the answer's body is not used: read this much at most, then hang up
 
 
@@ -220,22 +222,24 @@ class WebhookProvisioner(Provisioner):
     delivery, answer included, takes at most WEBHOOK_TIMEOUT_S seconds (default 10).
     """
 
-    def timeout_s(self):
-        value = self.config.get("WEBHOOK_TIMEOUT_S")
+    def webhook_settings(self):
+        """WEBHOOK_* of the configuration this hook was given, typed (isvapp.settings); a value that
+        cannot be read fails the delivery for good, naming the setting."""
         try:
-            timeout = float(WEBHOOK_TIMEOUT_S if value in (None, "") else value)
-        except (TypeError, ValueError):
-            raise jobs.Permanent(f"WEBHOOK_TIMEOUT_S must be a number of seconds, not {value!r}") from None
-        if not timeout > 0:
-            raise jobs.Permanent(f"WEBHOOK_TIMEOUT_S must be more than 0, not {value!r}")
-        return timeout
+            return read(ProvisioningSettings, self.config)
+        except SettingError as error:
+            raise jobs.Permanent(str(error)) from None
+
+    def timeout_s(self):
+        return self.webhook_settings().webhook_timeout_s
 
     def handle(self, event):
-        url, secret = self.config.get("WEBHOOK_URL"), self.config.get("WEBHOOK_SECRET")
+        webhook = self.webhook_settings()
+        url, secret = webhook.webhook_url, webhook.webhook_secret
         if not url or not secret:
             raise jobs.Permanent("WEBHOOK_URL and WEBHOOK_SECRET must both be set")
         check_webhook_url(url)
-        timeout = self.timeout_s()
+        timeout = webhook.webhook_timeout_s
         body = json.dumps(
             {"type": event.kind, "id": event.event_id, "timestamp": event.created_at, "data": asdict(event)},
             ensure_ascii=False,
@@ -294,7 +298,9 @@ def instance_fields(row):
 
 
 def load_provisioner(config):
-    module, _, name = str(config["PROVISIONER"]).partition(":")
+    """The PROVISIONER class, given ``config`` (the app's, or any mapping of settings): a merchant's
+    hook reads its own keys from it."""
+    module, _, name = read(ProvisioningSettings, config).provisioner.partition(":")
     return getattr(importlib.import_module(module), name)(config)
 
 
@@ -306,7 +312,9 @@ def hook_event(event_id):
         if row is not None:
             instance = instance_fields(row)
             if event.kind == "created" and row.admin_password_sealed:
-                instance["admin_password"] = vault.unseal(current_app.config["SECRET_KEY"], row.admin_password_sealed)
+                instance["admin_password"] = vault.unseal(
+                    settings_of(current_app).secret_key, row.admin_password_sealed
+                )
     return HookEvent(
         event_id=event.event_id,
         kind=event.kind,

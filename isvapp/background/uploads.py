@@ -16,6 +16,7 @@ from sqlalchemy import select, update
 
 from ..extensions import db
 from ..market import openapi
+from ..settings import settings_of
 from ..storage.models import License, UploadState, utcnow
 from ..storage.transactions import write_transaction
 from . import jobs
@@ -38,7 +39,7 @@ def _set(license_id, **values):
 
 @jobs.handler(KIND)
 def upload(job):
-    settings = current_app.extensions["isvapp"]
+    settings = settings_of(current_app)
     row = db.session.execute(
         select(License.event_id, License.document).where(License.license_id == job.key)
     ).one_or_none()

@@ -21,6 +21,7 @@ from .. import metrics
 from ..extensions import db
 from ..koo.times import ISO_UTC, naive_utc
 from ..market import openapi
+from ..settings import settings_of
 from ..storage.models import Instance, Job, JobState, TokenScope, UsageRecord, UsageState, utcnow
 from ..storage.statements import insert_ignore
 from ..storage.transactions import write_transaction
@@ -142,7 +143,7 @@ def add(instance_id, usage_value, begin_time, end_time, metering_sn=None, relate
     the first time, whatever became of the instance since). Refused (a ValueError) names what is
     wrong and stores nothing; ``token``, the API token that sent it, must cover the instance.
     """
-    settings = current_app.extensions["isvapp"]
+    settings = settings_of(current_app)
     value = _value(usage_value)
     if relate_pkg_instance is not None and (not isinstance(relate_pkg_instance, str) or len(relate_pkg_instance) > 64):
         raise ValueError("the package instance id is text of at most 64 characters")
@@ -407,7 +408,7 @@ def _record_errors(answer):
 
 @jobs.handler("usage_push")
 def push(job):
-    settings = current_app.extensions["isvapp"]
+    settings = settings_of(current_app)
     while True:
         batch, rows = _next_batch(settings.usage_push_batch)
         if not rows:

@@ -15,6 +15,7 @@ import threading
 import time
 
 from ..extensions import db
+from ..settings import settings_of
 from . import alerts, jobs
 
 log = logging.getLogger("isvapp.watchdog")
@@ -27,7 +28,7 @@ class Watchdog:
 
     def __init__(self, app):
         self.app, self.me = app, f"{jobs.worker_id()}:web"
-        self.every_s = float(app.config["ALERT_WATCH_EVERY_S"])
+        self.every_s = settings_of(app).alerts.watch_every_s
         self.stopping = threading.Event()
         self.last_disk = None
 
@@ -43,7 +44,7 @@ class Watchdog:
                     if jobs.run_one(self.me, kinds=(alerts.DIRECT_JOB,)) is None:
                         break
             except jobs.DATABASE_ERRORS as error:
-                alerts.database_unreachable(self.app.config, self.app.instance_path, "web", error)
+                alerts.database_unreachable(settings_of(self.app), self.app.instance_path, "web", error)
             except Exception:  # noqa: BLE001  the watch must go on
                 log.exception("watchdog turn failed")
             finally:
@@ -60,7 +61,7 @@ class Watchdog:
 def start(app):
     """Start this process's watch (a daemon thread: it ends with the process). None when
     ALERT_WATCH_EVERY_S is 0 (off)."""
-    if not float(app.config["ALERT_WATCH_EVERY_S"]):
+    if not settings_of(app).alerts.watch_every_s:
         return None
     watchdog = Watchdog(app)
     threading.Thread(target=watchdog.run, name="isvapp-watchdog", daemon=True).start()

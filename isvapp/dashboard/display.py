@@ -17,12 +17,13 @@ from ..background import alerts
 from ..domain import callbacklog
 from ..koo import codes
 from ..koo.licensecodes import never_expires
+from ..settings import settings_of
 from ..texts import N_
 from . import i18n, labels
 
 
 def zone_name():
-    return current_app.config["DISPLAY_TIMEZONE"]
+    return settings_of(current_app).pages.timezone
 
 
 def local_time(moment):

@@ -16,8 +16,9 @@ activated, and the simulator's buyer login.
 import os
 import shutil
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
+from flask import Flask
 from sqlalchemy import func, select, text
 
 from .. import outbound
@@ -26,6 +27,7 @@ from ..config import secret_key_problem_text
 from ..domain import simulation
 from ..extensions import db
 from ..koo.signing import key_fingerprint
+from ..settings import Settings
 from ..storage.models import (
     Callback,
     Instance,
@@ -204,9 +206,9 @@ def _scenario(key, label, activities, place):
     return scenario
 
 
-def products(config):
+def products(settings):
     """The configured product types, and any kind debugging calls were seen for."""
-    chosen = [p.strip() for p in str(config.get("GO_LIVE_PRODUCTS") or "").split(",") if p.strip() in CHECKLISTS]
+    chosen = [p for p in settings.pages.go_live_products if p in CHECKLISTS]
     seen = {
         "license": _where(CHECKLISTS["license"][0][2], LICENSE),
         "kit": _where(("tenantSync",), KIT),
@@ -218,8 +220,8 @@ def products(config):
     return chosen or ["period"]
 
 
-def checklists(config):
-    return [Checklist(p, PRODUCT_LABELS[p], [_scenario(*item) for item in CHECKLISTS[p]]) for p in products(config)]
+def checklists(settings):
+    return [Checklist(p, PRODUCT_LABELS[p], [_scenario(*item) for item in CHECKLISTS[p]]) for p in products(settings)]
 
 
 # --- the configuration's health -------------------------------------------------------------------
@@ -242,63 +244,113 @@ class Health:
         return Text(msgid, self.params)
 
 
-def _age(moment, now):
-    return None if moment is None else (now - moment).total_seconds()
+@dataclass
+class Look:
+    """What every check may look at: the app, its settings, the time, the address this page's own
+    request came from before any proxy header was applied (the view knows it; this module does not
+    read the request), and the status the worker and the commands reported (read once)."""
+
+    app: Flask
+    settings: Settings
+    now: datetime
+    page_client: str | None = None
+    _reported: dict | None = None
+
+    @property
+    def reported(self):
+        if self._reported is None:
+            self._reported = status.read("worker_heartbeat", "order_query", "backup")
+        return self._reported
+
+    def age_s(self, name):
+        """Seconds since ``name`` was reported, or None when it never was."""
+        moment = self.reported.get(name, (None, None))[1]
+        return None if moment is None else (self.now - moment).total_seconds()
 
 
 def health(app, settings, now=None, page_client=None):
-    """The configuration's health; ``page_client`` is the address this page's own request came
-    from before any proxy header was applied (the view knows it; this module does not read the
-    request)."""
-    now = now or utcnow()
-    items = []
+    """The configuration's health: each check's row, in CHECKS' order (a check with nothing to
+    say gives none)."""
+    look = Look(app, settings, now or utcnow(), page_client)
+    return [row for check in CHECKS if (row := check(look)) is not None]
+
+
+def keys_check(look):
+    settings = look.settings
     keys = [key_fingerprint(k) for k in settings.access_keys]
     kit_keys = [key_fingerprint(k) for k in settings.kit_access_keys if k not in settings.access_keys]
-    items.append(
-        Health(
-            "keys",
-            "Keys configured",
-            "ok" if keys else "bad",
-            "%(keys)s" if keys else "none",
-            "" if keys else "Set KOO_ACCESS_KEY to the Key the Seller Console shows for this product.",
-            {"keys": ", ".join(keys + [f"Kit {k}" for k in kit_keys])},
-        )
+    return Health(
+        "keys",
+        "Keys configured",
+        "ok" if keys else "bad",
+        "%(keys)s" if keys else "none",
+        "" if keys else "Set KOO_ACCESS_KEY to the Key the Seller Console shows for this product.",
+        {"keys": ", ".join(keys + [f"Kit {k}" for k in kit_keys])},
     )
+
+
+def unowned_check(look):
     instances, tenants = _unowned()
-    items.append(
-        Health(
-            "unowned",
-            "Instances without an owning key",
-            "warn" if instances or tenants else "ok",
-            "%(instances)s instances, %(tenants)s Kit tenants: usable by every key" if instances or tenants else "none",
-            "Made before instances were tied to the key that created them: any configured key may "
-            "act on them. Only a concern when several products share this server."
-            if instances or tenants
-            else "",
-            {"instances": instances, "tenants": tenants},
-        )
+    return Health(
+        "unowned",
+        "Instances without an owning key",
+        "warn" if instances or tenants else "ok",
+        "%(instances)s instances, %(tenants)s Kit tenants: usable by every key" if instances or tenants else "none",
+        "Made before instances were tied to the key that created them: any configured key may "
+        "act on them. Only a concern when several products share this server."
+        if instances or tenants
+        else "",
+        {"instances": instances, "tenants": tenants},
     )
-    if settings.share_instances_across_keys:
-        items.append(
-            Health(
-                "shared",
-                "Instances shared across keys",
-                "warn",
-                "KOO_SHARE_INSTANCES_ACROSS_KEYS is on: every configured key acts on every instance",
-                "Turn it off once the key rotation is done.",
-            )
-        )
-    problem = secret_key_problem_text(app.config.get("SECRET_KEY"))
-    items.append(
-        Health(
-            "secret",
-            "SECRET_KEY",
-            "bad" if problem else "ok",
-            "" if problem else "sound",
-            problem.msgid if problem else "",
-            problem.params if problem else {},
-        )
+
+
+def shared_check(look):
+    if not look.settings.share_instances_across_keys:
+        return None
+    return Health(
+        "shared",
+        "Instances shared across keys",
+        "warn",
+        "KOO_SHARE_INSTANCES_ACROSS_KEYS is on: every configured key acts on every instance",
+        "Turn it off once the key rotation is done.",
     )
+
+
+def secret_check(look):
+    problem = secret_key_problem_text(look.settings.secret_key)
+    return Health(
+        "secret",
+        "SECRET_KEY",
+        "bad" if problem else "ok",
+        "" if problem else "sound",
+        problem.msgid if problem else "",
+        problem.params if problem else {},
+    )
+
+
+def names_check(look):
+    """Names in instance/config.py or ISVAPP_* variables that no setting declares (isvapp.settings
+    reports them when the app is made): a misspelt setting is otherwise ignored without a word."""
+    unknown = look.app.extensions.get("isvapp_unknown_settings") or []
+    if not unknown:
+        return None
+    return Health(
+        "names",
+        "Setting names",
+        "warn",
+        "not settings isvapp knows, so ignored: %(names)s",
+        "Correct the spelling (the nearest known names: %(nearest)s) in instance/config.py or the environment, "
+        "then restart isvapp and its worker.",
+        {
+            "names": ", ".join(name for name, _ in unknown),
+            "nearest": ", ".join(close for _, close in unknown if close) or "-",
+        },
+    )
+
+
+def clock_check(look):
+    """Fine below GO_LIVE_CLOCK_SKEW_S; bad from half the signature window, where requests start to
+    be refused."""
     skews = [
         abs(s)  # type: ignore[arg-type]  # IS NOT NULL
         for (s,) in db.session.execute(
@@ -309,20 +361,22 @@ def health(app, settings, now=None, page_client=None):
         ).all()
     ]
     if not skews:
-        items.append(Health("clock", "Clock skew", "warn", "no signed request seen yet"))
-    else:
-        worst = max(skews) / 1000
-        state = "ok" if worst < 5 else "warn" if worst < settings.signature_window_s / 2 else "bad"
-        items.append(
-            Health(
-                "clock",
-                "Clock skew",
-                state,
-                "%(worst)s s at most in the last %(count)s signed requests",
-                "" if state == "ok" else "Turn on time synchronisation (NTP, e.g. chrony).",
-                {"worst": f"{worst:.1f}", "count": len(skews)},
-            )
-        )
+        return Health("clock", "Clock skew", "warn", "no signed request seen yet")
+    worst = max(skews) / 1000
+    settings = look.settings
+    ok_below, bad_from = settings.pages.clock_skew_ok_s, settings.signature_window_s / 2
+    state = "ok" if worst < ok_below else "warn" if worst < bad_from else "bad"
+    return Health(
+        "clock",
+        "Clock skew",
+        state,
+        "%(worst)s s at most in the last %(count)s signed requests",
+        "" if state == "ok" else "Turn on time synchronisation (NTP, e.g. chrony).",
+        {"worst": f"{worst:.1f}", "count": len(skews)},
+    )
+
+
+def https_check(look):
     recent = [
         h
         for (h,) in db.session.execute(
@@ -330,183 +384,27 @@ def health(app, settings, now=None, page_client=None):
         ).all()
     ]
     if not recent:
-        items.append(Health("https", "HTTPS", "warn", "no signed request seen yet"))
-    else:
-        plain = sum(1 for h in recent if not h)
-        items.append(
-            Health(
-                "https",
-                "HTTPS",
-                "ok" if not plain else "warn",
-                "%(secure)s of the last %(count)s signed requests over https",
-                ""
-                if not plain
-                else "Serve https through nginx and set PROXY_FIX_HOPS = 1 "
-                "so isvapp sees X-Forwarded-Proto (docs/deploy.md).",
-                {"secure": len(recent) - plain, "count": len(recent)},
-            )
-        )
-    items.append(_proxy_health(app, page_client))
-    login = _login_health(app)
-    if login is not None:
-        items.append(login)
-    reported = status.read("worker_heartbeat", "order_query", "backup")
-    beat = _age(reported.get("worker_heartbeat", (None, None))[1], now)
-    silent_s = float(app.config["ALERT_WORKER_SILENT_S"])  # the worker_silent alert's and /readyz's threshold
-    items.append(
-        Health(
-            "worker",
-            "Background worker",
-            "ok" if beat is not None and beat <= silent_s else "bad",
-            "never seen" if beat is None else "last heartbeat %(age)s s ago",
-            ""
-            if beat is not None and beat <= silent_s
-            else "Start `.venv/bin/isvapp worker` (scripts/run.sh and the systemd unit do).",
-            {"age": f"{beat:.0f}" if beat is not None else ""},
-        )
-    )
-    pushed_at, on_time, late = usage.last_push()
-    if late:
-        items.append(
-            Health(
-                "usage_push",
-                "Usage push",
-                "bad",
-                "%(late)s record(s) missed their hour's deadline in the last 24 h",
-                "Keep the worker running and reaching the marketplace: the rules want "
-                "each hour's usage within 15 minutes of the next hour.",
-                {"late": late},
-            )
-        )
-    else:
-        items.append(
-            Health(
-                "usage_push",
-                "Usage push",
-                "ok",
-                "no usage pushed yet"
-                if pushed_at is None
-                else "last push %(pushed_at)s, on time"
-                if on_time
-                else "last push %(pushed_at)s, late",
-                "",
-                {"pushed_at": pushed_at},
-            )
-        )
-    value, when = reported.get("order_query", (None, None))
-    if value is None:
-        items.append(
-            Health(
-                "order_query",
-                "Order-query API",
-                "warn",
-                "not called yet",
-                "Set KOO_API_BASE_URL, KOO_AK and KOO_SK; G2 orders' details come from it.",
-            )
-        )
-    else:
-        good = bool(value.get("ok"))
-        items.append(
-            Health(
-                "order_query",
-                "Order-query API",
-                "ok" if good else "bad",
-                "answered (%(called_at)s)" if good else "failed: %(error)s (%(called_at)s)",
-                ""
-                if good
-                else "Set KOO_AK and KOO_SK (your seller AK/SK) in instance/config.py and restart isvapp and its "
-                "worker: the orders' details are fetched at their next retry, and the Jobs page retries "
-                "the ones that died."
-                if _unconfigured(value)
-                else "Check KOO_AK/KOO_SK and that this server reaches the marketplace API; the Jobs page "
-                "retries the orders that died.",
-                {"called_at": when, "error": str(value.get("error", ""))},
-            )
-        )
-    items.append(_dead_jobs_health())
-    backup_age = _age(reported.get("backup", (None, None))[1], now)
-    items.append(
-        Health(
-            "backup",
-            "Last backup",
-            "ok" if backup_age is not None and backup_age < 2 * 86400 else "warn",
-            "never" if backup_age is None else "%(hours)s h ago",
-            ""
-            if backup_age is not None and backup_age < 2 * 86400
-            else "Run `.venv/bin/isvapp backup PATH` daily (docs/deploy.md).",
-            {"hours": f"{backup_age / 3600:.0f}" if backup_age is not None else ""},
-        )
-    )
-    items.append(_selfcheck_health())
-    channels = alerts.configured_channels(app.config)
-    items.append(
-        Health(
-            "alerts",
-            "Alert channels",
-            "ok" if channels else "warn",
-            "%(channels)s" if channels else "none: alerts are recorded and shown only on the Alerts page",
-            ""
-            if channels
-            else "Set ALERT_EMAIL_TO (with ALERT_SMTP_*) or a group robot URL "
-            "(ALERT_WECOM_URL, ALERT_DINGTALK_URL, ALERT_FEISHU_URL).",
-            {"channels": [Text(alerts.CHANNEL_NAMES[c]) for c in channels]},
-        )
-    )
-    disk = shutil.disk_usage(app.instance_path)
-    free_pct = 100 * disk.free / disk.total
-    items.append(
-        Health(
-            "disk",
-            "Free disk and database size",
-            "ok" if free_pct >= 10 else "bad",
-            "%(free)s GiB free (%(percent)s%%), database %(database)s MiB",
-            "" if free_pct >= 10 else "Free disk space: a full disk answers 000005 to the marketplace.",
-            {"free": f"{disk.free / 2**30:.1f}", "percent": f"{free_pct:.0f}", "database": f"{_database_mib():.1f}"},
-        )
-    )
-    return items
-
-
-# What the order-query row asks the merchant to do; a real order's job retries (JOB_MAX_ATTEMPTS,
-# backing off to JOB_RETRY_MAX_S) and then dies with a dead_job alert.
-
-
-def _dead_jobs_health():
-    """Jobs out of attempts: each waits for the merchant, on the jobs page (retry or give up)."""
-    dead = db.session.execute(select(func.count()).select_from(Job).where(Job.state == JobState.DEAD)).scalar_one()
-    if not dead:
-        return Health("jobs", "Dead jobs", "ok", "none")
+        return Health("https", "HTTPS", "warn", "no signed request seen yet")
+    plain = sum(1 for h in recent if not h)
     return Health(
-        "jobs",
-        "Dead jobs",
-        "bad",
-        "%(dead)s job(s) out of attempts",
-        "Open each on the Jobs page: read its error, mend the cause, then retry it, or give it up with a reason.",
-        {"dead": dead},
+        "https",
+        "HTTPS",
+        "ok" if not plain else "warn",
+        "%(secure)s of the last %(count)s signed requests over https",
+        ""
+        if not plain
+        else "Serve https through nginx and set PROXY_FIX_HOPS = 1 so isvapp sees X-Forwarded-Proto (docs/deploy.md).",
+        {"secure": len(recent) - plain, "count": len(recent)},
     )
 
 
-def _unconfigured(value):
-    """The last order query never left this server: no AK/SK (openapi.MarketError code "config")."""
-    return str(value.get("error", "")).startswith("config:")
-
-
-def _unowned():
-    """Instances and Kit tenants from before rows belonged to the key that created them (NULL):
-    every key may act on them (docs/protocol.md, "Key ownership")."""
-    return tuple(
-        db.session.execute(select(func.count()).select_from(model).where(model.key_fingerprint.is_(None))).scalar_one()
-        for model in (Instance, Tenant)
-    )
-
-
-def _proxy_health(app, page_client):
+def proxy_check(look):
     """A request from another host with no proxy in front means gunicorn's port is open to the
     network: its synchronous workers are then held by any slow client (docs/deploy.md). Without
     PROXY_FIX_HOPS the callback log's addresses are the connections' own, so a non-loopback one
     among the recent callbacks says it as well as this page's own request does."""
-    seen = [page_client] if page_client else []
-    if not app.config.get("PROXY_FIX_HOPS"):
+    seen = [look.page_client] if look.page_client else []
+    if not look.settings.ops.proxy_fix_hops:
         seen += [
             a
             for (a,) in db.session.execute(select(Callback.remote_addr).order_by(Callback.id.desc()).limit(50)).all()
@@ -525,7 +423,138 @@ def _proxy_health(app, page_client):
     return Health("proxy", "Proxy in front", "ok", "every request came through this host")
 
 
-def _selfcheck_health():
+def login_check(look):
+    """The buyer's login, once a joint-operation app can use it (an app synced with a clientId):
+    its issuer and redirect URI pinned, not taken from a request's Host header, and the
+    development setting that lets an IdP be on this host off."""
+    login = look.settings.login
+    in_use = db.session.execute(select(KitApp.id).where(KitApp.client_id.is_not(None)).limit(1)).first()
+    if in_use is None and not login.allow_loopback_idp:
+        return None
+    if login.allow_loopback_idp:
+        return Health(
+            "login",
+            "Buyer's login",
+            "bad",
+            "LOGIN_ALLOW_LOOPBACK_IDP is on: a tenant's IdP may be on this host, over plain http",
+            "A development setting, for the fake IdP: turn it off on a server the marketplace calls.",
+        )
+    unset = [
+        name
+        for name, value in (("LOGIN_ISSUER", login.issuer), ("LOGIN_REDIRECT_URI", login.redirect_uri))
+        if not value
+    ]
+    if unset:
+        return Health(
+            "login",
+            "Buyer's login",
+            "warn",
+            "%(names)s not set: taken from each request's Host header",
+            "Set LOGIN_ISSUER to this server's public base URL (https://your.domain) and LOGIN_REDIRECT_URI to "
+            "the redirect URI registered with the app's credentials; until then a login from another host is refused.",
+            {"names": ", ".join(unset)},
+        )
+    return Health("login", "Buyer's login", "ok", "issuer and redirect URI set")
+
+
+def worker_check(look):
+    """Bad past ALERT_WORKER_SILENT_S: the worker_silent alert's and /readyz's threshold."""
+    beat = look.age_s("worker_heartbeat")
+    fine = beat is not None and beat <= look.settings.alerts.worker_silent_s
+    return Health(
+        "worker",
+        "Background worker",
+        "ok" if fine else "bad",
+        "never seen" if beat is None else "last heartbeat %(age)s s ago",
+        "" if fine else "Start `.venv/bin/isvapp worker` (scripts/run.sh and the systemd unit do).",
+        {"age": f"{beat:.0f}" if beat is not None else ""},
+    )
+
+
+def usage_push_check(look):
+    pushed_at, on_time, late = usage.last_push()
+    if late:
+        return Health(
+            "usage_push",
+            "Usage push",
+            "bad",
+            "%(late)s record(s) missed their hour's deadline in the last 24 h",
+            "Keep the worker running and reaching the marketplace: the rules want "
+            "each hour's usage within 15 minutes of the next hour.",
+            {"late": late},
+        )
+    return Health(
+        "usage_push",
+        "Usage push",
+        "ok",
+        "no usage pushed yet"
+        if pushed_at is None
+        else "last push %(pushed_at)s, on time"
+        if on_time
+        else "last push %(pushed_at)s, late",
+        "",
+        {"pushed_at": pushed_at},
+    )
+
+
+def order_query_check(look):
+    value, when = look.reported.get("order_query", (None, None))
+    if value is None:
+        return Health(
+            "order_query",
+            "Order-query API",
+            "warn",
+            "not called yet",
+            "Set KOO_API_BASE_URL, KOO_AK and KOO_SK; G2 orders' details come from it.",
+        )
+    good = bool(value.get("ok"))
+    return Health(
+        "order_query",
+        "Order-query API",
+        "ok" if good else "bad",
+        "answered (%(called_at)s)" if good else "failed: %(error)s (%(called_at)s)",
+        ""
+        if good
+        else "Set KOO_AK and KOO_SK (your seller AK/SK) in instance/config.py and restart isvapp and its "
+        "worker: the orders' details are fetched at their next retry, and the Jobs page retries "
+        "the ones that died."
+        if _unconfigured(value)
+        else "Check KOO_AK/KOO_SK and that this server reaches the marketplace API; the Jobs page "
+        "retries the orders that died.",
+        {"called_at": when, "error": str(value.get("error", ""))},
+    )
+
+
+def dead_jobs_check(look):
+    """Jobs out of attempts: each waits for the merchant, on the jobs page (retry or give up)."""
+    dead = db.session.execute(select(func.count()).select_from(Job).where(Job.state == JobState.DEAD)).scalar_one()
+    if not dead:
+        return Health("jobs", "Dead jobs", "ok", "none")
+    return Health(
+        "jobs",
+        "Dead jobs",
+        "bad",
+        "%(dead)s job(s) out of attempts",
+        "Open each on the Jobs page: read its error, mend the cause, then retry it, or give it up with a reason.",
+        {"dead": dead},
+    )
+
+
+def backup_check(look):
+    """A warning once the last backup is older than GO_LIVE_BACKUP_MAX_AGE_H."""
+    backup_age = look.age_s("backup")
+    fine = backup_age is not None and backup_age < look.settings.pages.backup_max_age_h * 3600
+    return Health(
+        "backup",
+        "Last backup",
+        "ok" if fine else "warn",
+        "never" if backup_age is None else "%(hours)s h ago",
+        "" if fine else "Run `.venv/bin/isvapp backup PATH` daily (docs/deploy.md).",
+        {"hours": f"{backup_age / 3600:.0f}" if backup_age is not None else ""},
+    )
+
+
+def selfcheck_check(look):
     """The last `isvapp selfcheck` of the public deployment (what the Seller Console's security
     scan would flag), as it recorded itself (background.status.last_selfcheck)."""
     last = status.last_selfcheck()
@@ -559,38 +588,75 @@ def _selfcheck_health():
     )
 
 
-def _login_health(app):
-    """The buyer's login, once a joint-operation app can use it (an app synced with a clientId):
-    its issuer and redirect URI pinned, not taken from a request's Host header, and the
-    development setting that lets an IdP be on this host off."""
-    login = app.extensions["isvapp_login"]
-    in_use = db.session.execute(select(KitApp.id).where(KitApp.client_id.is_not(None)).limit(1)).first()
-    if in_use is None and not login.allow_loopback_idp:
-        return None
-    if login.allow_loopback_idp:
-        return Health(
-            "login",
-            "Buyer's login",
-            "bad",
-            "LOGIN_ALLOW_LOOPBACK_IDP is on: a tenant's IdP may be on this host, over plain http",
-            "A development setting, for the fake IdP: turn it off on a server the marketplace calls.",
-        )
-    unset = [
-        name
-        for name, value in (("LOGIN_ISSUER", login.issuer), ("LOGIN_REDIRECT_URI", login.redirect_uri))
-        if not value
-    ]
-    if unset:
-        return Health(
-            "login",
-            "Buyer's login",
-            "warn",
-            "%(names)s not set: taken from each request's Host header",
-            "Set LOGIN_ISSUER to this server's public base URL (https://your.domain) and LOGIN_REDIRECT_URI to "
-            "the redirect URI registered with the app's credentials; until then a login from another host is refused.",
-            {"names": ", ".join(unset)},
-        )
-    return Health("login", "Buyer's login", "ok", "issuer and redirect URI set")
+def alerts_check(look):
+    channels = alerts.configured_channels(look.settings)
+    return Health(
+        "alerts",
+        "Alert channels",
+        "ok" if channels else "warn",
+        "%(channels)s" if channels else "none: alerts are recorded and shown only on the Alerts page",
+        ""
+        if channels
+        else "Set ALERT_EMAIL_TO (with ALERT_SMTP_*) or a group robot URL "
+        "(ALERT_WECOM_URL, ALERT_DINGTALK_URL, ALERT_FEISHU_URL).",
+        {"channels": [Text(alerts.CHANNEL_NAMES[c]) for c in channels]},
+    )
+
+
+def disk_check(look):
+    """Bad below ALERT_DISK_FREE_PCT free: the disk_low alert's threshold."""
+    disk = shutil.disk_usage(look.app.instance_path)
+    free_pct = 100 * disk.free / disk.total
+    fine = free_pct >= look.settings.alerts.disk_free_pct
+    return Health(
+        "disk",
+        "Free disk and database size",
+        "ok" if fine else "bad",
+        "%(free)s GiB free (%(percent)s%%), database %(database)s MiB",
+        "" if fine else "Free disk space: a full disk answers 000005 to the marketplace.",
+        {"free": f"{disk.free / 2**30:.1f}", "percent": f"{free_pct:.0f}", "database": f"{_database_mib():.1f}"},
+    )
+
+
+# The rows of the go-live page's health, in their order: each a function of a Look that gives one
+# Health row, or None when it has nothing to say. A new check is a function here and a line below.
+CHECKS = [
+    keys_check,
+    unowned_check,
+    shared_check,
+    secret_check,
+    names_check,
+    clock_check,
+    https_check,
+    proxy_check,
+    login_check,
+    worker_check,
+    usage_push_check,
+    order_query_check,
+    dead_jobs_check,
+    backup_check,
+    selfcheck_check,
+    alerts_check,
+    disk_check,
+]
+
+
+# What the order-query row asks the merchant to do; a real order's job retries (JOB_MAX_ATTEMPTS,
+# backing off to JOB_RETRY_MAX_S) and then dies with a dead_job alert.
+
+
+def _unconfigured(value):
+    """The last order query never left this server: no AK/SK (openapi.MarketError code "config")."""
+    return str(value.get("error", "")).startswith("config:")
+
+
+def _unowned():
+    """Instances and Kit tenants from before rows belonged to the key that created them (NULL):
+    every key may act on them (docs/protocol.md, "Key ownership")."""
+    return tuple(
+        db.session.execute(select(func.count()).select_from(model).where(model.key_fingerprint.is_(None))).scalar_one()
+        for model in (Instance, Tenant)
+    )
 
 
 def _database_mib():

@@ -40,6 +40,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from ..domain.callbacklog import is_marketplace_path
 from ..extensions import db
+from ..settings import settings_of
 from ..storage.models import AdminUser, LoginAttempt, utcnow
 from ..storage.transactions import serialise, write_transaction
 from ..throttle import once
@@ -63,7 +64,7 @@ class SessionInterface(SecureCookieSessionInterface):
     """Secure cookies whenever the request came over https (directly or via the proxy's header)."""
 
     def get_cookie_secure(self, app):
-        return bool(app.config["SESSION_COOKIE_SECURE"]) or request.is_secure
+        return settings_of(app).pages.cookie_secure or request.is_secure
 
     def open_session(self, app, request):
         """The marketplace's calls carry no session: none is opened for them (opening one builds a
@@ -158,7 +159,7 @@ SEEN_EVERY_S = 60  # the activity is noted at most once a minute: not a new cook
 def _session_alive(now):
     """False once the session passed its idle timeout or its lifetime since the login; notes the
     activity otherwise."""
-    idle_s = 60 * float(current_app.config.get("SESSION_IDLE_MIN") or 30)
+    idle_s = 60 * settings_of(current_app).pages.session_idle_min
     lifetime_s = current_app.permanent_session_lifetime.total_seconds()
     at, seen = session.get("at"), session.get("seen")
     if not isinstance(at, int) or not isinstance(seen, int) or now - seen > idle_s or now - at > lifetime_s:
@@ -186,7 +187,7 @@ def warn_about_an_untrusted_proxy():
     """Behind nginx without PROXY_FIX_HOPS every client is 127.0.0.1: login throttling then sees
     one address for everyone. Say so in the log, once per worker."""
     if (
-        not current_app.config.get("PROXY_FIX_HOPS")
+        not settings_of(current_app).ops.proxy_fix_hops
         and request.remote_addr in ("127.0.0.1", "::1")
         and request.headers.get("X-Forwarded-For")
         and PROXY_WARNING.due()
@@ -282,5 +283,5 @@ def create_admin_command(name, password):
 def init_app(app):
     app.session_interface = SessionInterface()
     app.config.setdefault("SESSION_COOKIE_HTTPONLY", True)
-    app.config["SESSION_COOKIE_SAMESITE"] = app.config.get("SESSION_COOKIE_SAMESITE") or "Lax"
+    app.config["SESSION_COOKIE_SAMESITE"] = settings_of(app).pages.cookie_samesite  # typed: "Lax" unless set
     app.cli.add_command(create_admin_command)

@@ -36,6 +36,7 @@ from ..extensions import db
 from ..koo import codes
 from ..koo.signing import key_fingerprint
 from ..market import openapi
+from ..settings import settings_of
 from ..storage import vault
 from ..storage.models import (
     Alert,
@@ -121,7 +122,7 @@ bp.add_app_template_filter(display.expiry, "expiry")
 
 
 def _zone():
-    return ZoneInfo(current_app.config["DISPLAY_TIMEZONE"])
+    return ZoneInfo(settings_of(current_app).pages.timezone)
 
 
 MAX_PAGE = 100_000
@@ -282,7 +283,7 @@ EXPIRING_DAYS = 7  # the overview's "expiring soon"
 @security.login_required
 def chart(name):
     draw = charts.CHARTS.get(name) or abort(404)
-    response = Response(draw(current_app.config["DISPLAY_TIMEZONE"], i18n.gettext), mimetype="image/svg+xml")
+    response = Response(draw(settings_of(current_app).pages.timezone, i18n.gettext), mimetype="image/svg+xml")
     response.headers["Content-Security-Policy"] = charts.CSP
     return response
 
@@ -297,10 +298,10 @@ def go_live():
     urls = {"produce": root + "produce", "license": root + "license", "https": request.is_secure}
     return render_template(
         "dashboard/go_live.html",
-        checklists=golive.checklists(current_app.config),
+        checklists=golive.checklists(settings_of(current_app)),
         health=golive.health(
             current_app._get_current_object(),  # type: ignore[attr-defined]  # a proxy
-            current_app.extensions["isvapp"],
+            settings_of(current_app),
             page_client=_connection_address(),
         ),
         urls=urls,
@@ -426,7 +427,7 @@ def instance(instance_id):
     row = _instance(instance_id)
     password = None
     if request.method == "POST" and row.admin_password_sealed:
-        password = vault.unseal(current_app.config["SECRET_KEY"], row.admin_password_sealed)
+        password = vault.unseal(settings_of(current_app).secret_key, row.admin_password_sealed)
     licenses = (
         db.session.execute(
             select(License).where(License.instance_id == row.instance_id).order_by(License.issued_at.desc())
@@ -564,8 +565,8 @@ def tenant(tenant_pk):
         tree=department_tree(departments[:TREE_LIMIT]),
         truncated=len(departments) > TREE_LIMIT,
         tree_limit=TREE_LIMIT,
-        redirect_uri=current_app.extensions["isvapp_login"].redirect_uri or url_for("login.callback", _external=True),
-        handoff_default=current_app.extensions["isvapp_login"].handoff_url,
+        redirect_uri=settings_of(current_app).login.redirect_uri or url_for("login.callback", _external=True),
+        handoff_default=settings_of(current_app).login.handoff_url,
         bad_handoff=request.args.get("bad") == "handoff",
     )
 
@@ -579,7 +580,7 @@ def app_handoff(tenant_pk, app_pk):
         return redirect(url_for(".tenant", tenant_pk=tenant_pk, bad="handoff"))
     saved = db.session.get(KitApp, app_pk)
     if saved is not None:
-        fallback = current_app.extensions["isvapp_login"].handoff_url
+        fallback = settings_of(current_app).login.handoff_url
         if saved.handoff_url:
             said = Text(
                 N_("Saved: %(app)s's signed-in buyers are handed over to %(url)s."),
@@ -608,7 +609,7 @@ def api_tokens():
     """POST name, scope (one or both), product_id and/or key: a new token, shown on this answer
     only; POST revoke: that token stops working."""
     made = problem = None
-    keys = [key_fingerprint(k) for k in current_app.extensions["isvapp"].access_keys]
+    keys = [key_fingerprint(k) for k in settings_of(current_app).access_keys]
     if request.method == "POST":
         if request.form.get("revoke"):
             apitokens.revoke_token(int(request.form["revoke"]))
@@ -769,7 +770,7 @@ def alerts_page():
     """POST test=<channel>: one test message through that channel now, and what it answered shown
     here. POST notices: the notices switched on and off (kept in the database for every host), or,
     with use_file, handed back to ALERT_NOTICES."""
-    config, tested, problem = current_app.config, None, None
+    settings, tested, problem = settings_of(current_app), None, None
     if request.method == "POST" and "test" in request.form:
         tested, problem = _send_test(request.form["test"])
     elif request.method == "POST":
@@ -779,7 +780,7 @@ def alerts_page():
         else:
             db.session.rollback()
             use_file = bool(request.form.get("use_file"))
-            notices.choose(config, None if use_file else chosen, security.current_admin())
+            notices.choose(settings, None if use_file else chosen, security.current_admin())
             flash(
                 display.say(
                     Text(N_("Saved: the notices follow ALERT_NOTICES in the configuration file again."))
@@ -791,8 +792,8 @@ def alerts_page():
     rows, page, has_next = paged(select(Alert).order_by(Alert.created_at.desc(), Alert.id.desc()))
     html = render_template(
         "dashboard/alerts.html",
-        channels=alerts.channel_states(config),
-        notices=notices.in_force(config),
+        channels=alerts.channel_states(settings),
+        notices=notices.in_force(settings),
         notice_kinds=notices.KINDS,
         tested=tested,
         problem=problem,
@@ -808,11 +809,11 @@ def _send_test(channel):
     if channel not in alerts.CHANNELS:
         return None, "channel"
     tested = {"channel": channel, "name": alerts.CHANNEL_NAMES[channel]}
-    if channel not in alerts.configured_channels(current_app.config):
+    if channel not in alerts.configured_channels(settings_of(current_app)):
         return tested, "unconfigured"
     db.session.rollback()  # no transaction held while the channel answers (up to 10 s)
     try:
-        answer = alerts.send_test(channel, current_app.config, by=security.current_admin())
+        answer = alerts.send_test(channel, settings_of(current_app), by=security.current_admin())
     except alerts.ChannelError as error:
         return {**tested, "ok": False, "error": str(error)}, None
     return {**tested, "ok": True, "answer": answer}, None

@@ -36,6 +36,7 @@ from .. import metrics
 from ..background import alerts
 from ..extensions import db
 from ..koo import oddities
+from ..settings import settings_of
 from ..storage.models import Callback, StatusItem, utcnow
 from ..storage.statements import Write, bind_write, run_bound
 from ..storage.transactions import is_sqlite, write_transaction
@@ -472,10 +473,9 @@ def _check_heartbeat(app):
 
 
 def init_app(app):
-    app.extensions["isvapp_refused_budget"] = RefusedBudget(int(app.config["CALLBACK_REFUSED_PER_MINUTE"]))
-    app.extensions["isvapp_refused_global_budget"] = GlobalRefusedBudget(
-        int(app.config["CALLBACK_REFUSED_GLOBAL_PER_MINUTE"])
-    )
+    callbacks = settings_of(app).callbacks
+    app.extensions["isvapp_refused_budget"] = RefusedBudget(callbacks.refused_per_minute)
+    app.extensions["isvapp_refused_global_budget"] = GlobalRefusedBudget(callbacks.refused_global_per_minute)
 
     @app.before_request
     def _start():

@@ -21,6 +21,7 @@ from ..koo.codes import KooError
 from ..koo.envelope import envelope
 from ..koo.fieldcrypto import rsa_oaep_decrypt
 from ..privatefiles import write_private_file
+from ..settings import settings_of
 from ..storage import vault
 from ..storage.models import Department, KitApp, KitState, KitUser, Tenant, utcnow
 from ..storage.statements import batches, upsert_rows
@@ -31,21 +32,21 @@ RSA_BITS = 3072
 TENANT_FIELDS = {"tenantCode": "tenant_code", "name": "name", "domainName": "domain_name"}
 
 
-def _keys(d):
-    return {"instance_key": d.get("instanceId") or "", "tenant_id": d["tenantId"]}
+def _keys(data):
+    return {"instance_key": data.get("instanceId") or "", "tenant_id": data["tenantId"]}
 
 
-def _another_keys_tenant(cfg, d):
+def _another_keys_tenant(settings, data):
     """Another Kit key's tenant is, to this key, a tenant that does not exist (docs/protocol.md,
     "Key ownership"): a delete or a debugging call is answered success and changes nothing, any
     other sync 000003. None when the tenant is this key's, nobody's yet, or shared by setting.
 
     A tenant belongs to the Kit key that created it (KOO_KIT_ACCESS_KEY keys are not the basic
     keys, so the instance's key cannot tell); its apps, users and departments go with it."""
-    asking = lifecycle.owner(cfg, kit=True)
+    asking = lifecycle.owner(settings, kit=True)
     if asking.shared:
         return None
-    keys = _keys(d)
+    keys = _keys(data)
     row = db.session.execute(
         select(Tenant.key_fingerprint).where(
             Tenant.instance_key == keys["instance_key"], Tenant.tenant_id == keys["tenant_id"]
@@ -53,43 +54,47 @@ def _another_keys_tenant(cfg, d):
     ).first()
     if row is None or asking.may_use(row[0]):
         return None
-    if d.get("flag") == DELETE or d["testFlag"]:
+    if data.get("flag") == DELETE or data["testFlag"]:
         oddities.note(
-            "tenant %(tenant)s belongs to another Kit key: answered success, nothing changed", tenant=d["tenantId"]
+            "tenant %(tenant)s belongs to another Kit key: answered success, nothing changed", tenant=data["tenantId"]
         )
         return envelope()
-    raise KooError(codes.INSTANCE_NOT_FOUND, f"tenant {d['tenantId']} does not exist")
+    raise KooError(codes.INSTANCE_NOT_FOUND, f"tenant {data['tenantId']} does not exist")
 
 
-def _event(kind, d, **payload):
-    lifecycle.record_event(kind, d.get("instanceId"), d.get("orderId"), {"tenant_id": d["tenantId"], **payload})
+def _event(kind, data, **payload):
+    lifecycle.record_event(
+        kind, data.get("instanceId"), data.get("orderId"), {"tenant_id": data["tenantId"], **payload}
+    )
 
 
 # --- tenantSync ----------------------------------------------------------------------------------
 
 
-def tenant_sync(cfg, d):
+def tenant_sync(settings, data):
     """Add (1) writes every field; modify (2) only the fields it carries; delete (0) marks the tenant."""
-    refused = _another_keys_tenant(cfg, d)
+    refused = _another_keys_tenant(settings, data)
     if refused is not None:
         return refused
-    keys, now = _keys(d), utcnow()
-    if d["flag"] == DELETE:
+    keys, now = _keys(data), utcnow()
+    if data["flag"] == DELETE:
         db.session.execute(
             update(Tenant)
             .where(*(getattr(Tenant, k) == v for k, v in keys.items()))
             .values(state=KitState.DELETED, updated_at=now)
         )
     else:
-        carried = {column: d.get(field) for field, column in TENANT_FIELDS.items() if d["flag"] == ADD or field in d}
-        if d.get("orderId") or d["flag"] == ADD:
-            carried["order_id"] = d.get("orderId") or None
+        carried = {
+            column: data.get(field) for field, column in TENANT_FIELDS.items() if data["flag"] == ADD or field in data
+        }
+        if data.get("orderId") or data["flag"] == ADD:
+            carried["order_id"] = data.get("orderId") or None
         if (
-            d["flag"] == MODIFY
+            data["flag"] == MODIFY
             and not keys["instance_key"]
-            and _modify_every_instance(cfg, d["tenantId"], carried, now)
+            and _modify_every_instance(settings, data["tenantId"], carried, now)
         ):
-            _event("tenant_synced", d)
+            _event("tenant_synced", data)
             return envelope()
         upsert_rows(
             Tenant,
@@ -98,23 +103,23 @@ def tenant_sync(cfg, d):
                     keys,
                     **carried,
                     state=KitState.ACTIVE,
-                    test_flag=d["testFlag"],
+                    test_flag=data["testFlag"],
                     created_at=now,
                     updated_at=now,
-                    key_fingerprint=lifecycle.owner(cfg, kit=True).fingerprint,
+                    key_fingerprint=lifecycle.owner(settings, kit=True).fingerprint,
                 )
             ],
             keys=list(keys),
             update=[*carried, "state", "test_flag", "updated_at"],
         )
-    _event("tenant_deleted" if d["flag"] == DELETE else "tenant_synced", d)
+    _event("tenant_deleted" if data["flag"] == DELETE else "tenant_synced", data)
     return envelope()
 
 
-def _modify_every_instance(cfg, tenant_id, carried, now):
+def _modify_every_instance(settings, tenant_id, carried, now):
     """A modify that names no instance changes the tenant under whichever instances it has (of
     this Kit key's), rather than starting a second, partial row; False when there is no such tenant yet."""
-    asking = lifecycle.owner(cfg, kit=True)
+    asking = lifecycle.owner(settings, kit=True)
     owned = [] if asking.shared else [Tenant.key_fingerprint.is_(None) | (Tenant.key_fingerprint == asking.fingerprint)]
     changed = db.session.execute(
         update(Tenant).where(Tenant.tenant_id == tenant_id, *owned).values(**carried, updated_at=now)
@@ -144,33 +149,33 @@ def rsa_private_key(path):
     return cached[1]
 
 
-def application_sync(cfg, d, encrypted_secret=True):
+def application_sync(settings, data, encrypted_secret=True):
     """G2 sends clientSecret RSA-OAEP-encrypted (§1.2 item 7); it is stored sealed, never shown."""
-    refused = _another_keys_tenant(cfg, d)
+    refused = _another_keys_tenant(settings, data)
     if refused is not None:
         return refused
-    keys, now = dict(_keys(d), app_id=d["appId"]), utcnow()
-    if d["flag"] == DELETE:
+    keys, now = dict(_keys(data), app_id=data["appId"]), utcnow()
+    if data["flag"] == DELETE:
         db.session.execute(
             update(KitApp)
             .where(*(getattr(KitApp, k) == v for k, v in keys.items()))
             .values(state=KitState.DELETED, updated_at=now)
         )
     else:
-        secret = d.get("clientSecret")
+        secret = data.get("clientSecret")
         if encrypted_secret and secret:
-            secret = rsa_oaep_decrypt(rsa_private_key(cfg.kit_rsa_private_key), secret)
+            secret = rsa_oaep_decrypt(rsa_private_key(settings.kit_rsa_private_key), secret)
         upsert_rows(
             KitApp,
             [
                 dict(
                     keys,
-                    name=d.get("name"),
-                    client_id=d.get("clientId"),
-                    client_secret_sealed=vault.seal(cfg.secret_key, secret) if secret else None,
-                    order_id=d.get("orderId") or None,
+                    name=data.get("name"),
+                    client_id=data.get("clientId"),
+                    client_secret_sealed=vault.seal(settings.secret_key, secret) if secret else None,
+                    order_id=data.get("orderId") or None,
                     state=KitState.ACTIVE,
-                    test_flag=d["testFlag"],
+                    test_flag=data["testFlag"],
                     created_at=now,
                     updated_at=now,
                 )
@@ -178,7 +183,7 @@ def application_sync(cfg, d, encrypted_secret=True):
             keys=list(keys),
             update=["name", "client_id", "client_secret_sealed", "order_id", "state", "test_flag", "updated_at"],
         )
-    _event("app_deleted" if d["flag"] == DELETE else "app_synced", d, app_id=d["appId"])
+    _event("app_deleted" if data["flag"] == DELETE else "app_synced", data, app_id=data["appId"])
     return envelope()
 
 
@@ -196,12 +201,12 @@ USER_COLUMNS = {
 }
 
 
-def auth_sync(cfg, d):
-    refused = _another_keys_tenant(cfg, d)
+def auth_sync(settings, data):
+    refused = _another_keys_tenant(settings, data)
     if refused is not None:
         return refused
-    keys, now = dict(_keys(d), app_id=d["appId"]), utcnow()
-    users, flag = d["userList"], d["flag"]
+    keys, now = dict(_keys(data), app_id=data["appId"]), utcnow()
+    users, flag = data["userList"], data["flag"]
     where = [getattr(KitUser, k) == v for k, v in keys.items()]
     names = [u["userName"] for u in users]
     if flag in (ADD, MODIFY):
@@ -230,19 +235,19 @@ def auth_sync(cfg, d):
                 .where(*where, KitUser.user_name.in_(batch))
                 .values(state=KitState.REVOKED, updated_at=now)
             )
-    _event("users_synced", d, app_id=d["appId"], flag=flag, users=len(users))
+    _event("users_synced", data, app_id=data["appId"], flag=flag, users=len(users))
     return envelope()
 
 
 # --- singleOrgSync / allOrgSync ------------------------------------------------------------------------
 
 
-def single_org_sync(cfg, d):
-    refused = _another_keys_tenant(cfg, d)
+def single_org_sync(settings, data):
+    refused = _another_keys_tenant(settings, data)
     if refused is not None:
         return refused
-    keys = dict(_keys(d), org_code=d["orgCode"])
-    if d["flag"] == DELETE:
+    keys = dict(_keys(data), org_code=data["orgCode"])
+    if data["flag"] == DELETE:
         db.session.execute(delete(Department).where(*(getattr(Department, k) == v for k, v in keys.items())))
     else:
         upsert_rows(
@@ -250,15 +255,15 @@ def single_org_sync(cfg, d):
             [
                 dict(
                     keys,
-                    org_name=d.get("orgName") or d["orgCode"],
-                    parent_code=d.get("parentCode") or None,
+                    org_name=data.get("orgName") or data["orgCode"],
+                    parent_code=data.get("parentCode") or None,
                     updated_at=utcnow(),
                 )
             ],
             keys=list(keys),
             update=["org_name", "parent_code", "updated_at"],
         )
-    _event("department_synced", d, org_code=d["orgCode"], flag=d["flag"])
+    _event("department_synced", data, org_code=data["orgCode"], flag=data["flag"])
     return envelope()
 
 
@@ -289,14 +294,14 @@ def note_tree_oddities(orgs):
             state[done] = 2
 
 
-def all_org_sync(cfg, d):
+def all_org_sync(settings, data):
     """Replace the tenant's tree with the list, in this one transaction; a repeat writes nothing."""
-    refused = _another_keys_tenant(cfg, d)
+    refused = _another_keys_tenant(settings, data)
     if refused is not None:
         return refused
-    orgs = d["orgInfo"]
+    orgs = data["orgInfo"]
     note_tree_oddities(orgs)
-    keys, now = _keys(d), utcnow()
+    keys, now = _keys(data), utcnow()
     where = [getattr(Department, k) == v for k, v in keys.items()]
     existing = {
         code: (name, parent)
@@ -327,7 +332,7 @@ def all_org_sync(cfg, d):
         )
         for batch in batches(changed):
             db.session.execute(statement, batch)
-    _event("departments_replaced", d, total=len(orgs), added=len(added), changed=len(changed), removed=len(gone))
+    _event("departments_replaced", data, total=len(orgs), added=len(added), changed=len(changed), removed=len(gone))
     return envelope()
 
 
@@ -352,7 +357,7 @@ def _write_private_key(path, pem):
 @with_appcontext
 def kit_keygen_command(force):
     """Make the RSA-3072 key pair for applicationSync and print the public key for the Seller Console."""
-    path = current_app.extensions["isvapp"].kit_rsa_private_key
+    path = settings_of(current_app).kit_rsa_private_key
     if os.path.exists(path) and not force:
         key = rsa_private_key(path)
         click.echo(f"{path} exists; kept (use --force to replace it). Its public key:", err=True)

@@ -29,6 +29,7 @@ from ..koo import licensecodes
 from ..koo.signing import secret_digest
 from ..koo.times import iso_utc, naive_utc
 from ..market import openapi
+from ..settings import settings_of
 from ..storage.models import LicenseCode, LicenseInstallation, RelayBudget, utcnow
 from ..storage.statements import insert_ignore
 from ..storage.transactions import write_transaction
@@ -263,7 +264,7 @@ def report_usage(settings, code, token, entry, address=""):
 
 @jobs.handler(USAGE_JOB)
 def push_usage(job):
-    settings = current_app.extensions["isvapp"]
+    settings = settings_of(current_app)
     try:
         openapi.report_software_usage(settings, [(job.payload["license"], job.payload["entries"])])
     except (licensecodes.Invalid, openapi.MarketError) as error:
@@ -318,7 +319,7 @@ def list_command():
 @with_appcontext
 def query_command(codes):
     """Ask the marketplace (v2 batch query) about CODES, or every code seen so far."""
-    settings = current_app.extensions["isvapp"]
+    settings = settings_of(current_app)
     codes = codes or db.session.execute(select(LicenseCode.code).order_by(LicenseCode.id)).scalars().all()
     db.session.rollback()
     if not codes:

@@ -21,6 +21,7 @@ from ..extensions import db
 from ..koo import jose, licensedoc
 from ..koo.signing import key_fingerprint
 from ..koo.times import iso_utc
+from ..settings import settings_of
 from ..storage.keys import signing_key
 from ..storage.models import Instance, License, LicenseState, UploadState, utcnow
 from . import simulation
@@ -151,7 +152,7 @@ def instance_of(instance_id):
 @with_appcontext
 def license_key_command(as_jwks):
     """Print the public key that verifies this server's license documents (PEM, or a JWK Set)."""
-    settings = current_app.extensions["isvapp"]
+    settings = settings_of(current_app)
     if settings.license_generator:
         click.echo(
             f"LICENSE_GENERATOR is {settings.license_generator}: licenses are made by that "

@@ -18,6 +18,7 @@ from ..background import jobs, status
 from ..extensions import db
 from ..koo.times import read_time
 from ..market import openapi
+from ..settings import settings_of
 from ..storage.models import DetailsState, Instance
 from ..storage.transactions import write_transaction
 from . import lifecycle
@@ -73,7 +74,7 @@ def apply_order(instance, order, order_line_id):
 
 @jobs.handler("fetch_order")
 def fetch_order(job):
-    settings = current_app.extensions["isvapp"]
+    settings = settings_of(current_app)
     simulated = bool(job.payload.get("simulated"))
     try:
         order = openapi.query_order(settings, job.payload["order_id"], job.payload.get("order_line_id"))

@@ -27,7 +27,7 @@ SEALED = b"sealed:"  # an answer kept sealed; a plain one is a JSON object, neve
 
 def sealed(signed, answer):
     """``answer`` as stored for a read-only request: sealed, as it may carry credentials."""
-    return SEALED + vault.seal(signed.cfg.secret_key, answer.decode("utf-8")).encode("ascii")
+    return SEALED + vault.seal(signed.settings.secret_key, answer.decode("utf-8")).encode("ascii")
 
 
 def stored_answer(signed):
@@ -43,7 +43,7 @@ def stored_answer(signed):
     if row.fingerprint != signed.fingerprint:
         raise KooError(codes.AUTH_FAILED, "nonce has been used before (replayed request)")
     if row.answer.startswith(SEALED):
-        return vault.unseal(signed.cfg.secret_key, row.answer[len(SEALED) :].decode("ascii")).encode("utf-8")
+        return vault.unseal(signed.settings.secret_key, row.answer[len(SEALED) :].decode("ascii")).encode("utf-8")
     return row.answer
 
 

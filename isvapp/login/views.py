@@ -33,6 +33,7 @@ from ..dashboard import i18n
 from ..domain import handoff, logins, simulation
 from ..koo import jose
 from ..market import idp
+from ..settings import settings_of
 from ..storage import vault
 from ..storage.keys import signing_key
 from . import bp
@@ -183,11 +184,12 @@ def _language_links():
 
 
 def _settings():
-    return current_app.extensions["isvapp_login"]
+    """The login's section of the settings (LOGIN_*)."""
+    return settings_of(current_app).login
 
 
 def _secret():
-    return current_app.extensions["isvapp"].secret_key or ""
+    return settings_of(current_app).secret_key or ""
 
 
 def _signer(purpose):

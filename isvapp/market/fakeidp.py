@@ -342,13 +342,13 @@ def clients_and_users():
     Clients: every KitApp with a client id and a sealed secret (later rows win on a shared client
     id). Users: every ACTIVE KitUser (later rows win on a shared userName).
     """
-    cfg = current_app.config
-    redirect_uris = [cfg.get("LOGIN_REDIRECT_URI") or DEFAULT_REDIRECT_URI]
+    settings = current_app.extensions["isvapp"]
+    redirect_uris = [settings.login.redirect_uri or DEFAULT_REDIRECT_URI]
     clients = {}
     for row in db.session.execute(select(KitApp).where(KitApp.client_id.is_not(None)).order_by(KitApp.id)).scalars():
         if row.client_id and row.client_secret_sealed:
             clients[row.client_id] = {
-                "secret": vault.unseal(cfg["SECRET_KEY"], row.client_secret_sealed),
+                "secret": vault.unseal(settings.secret_key, row.client_secret_sealed),
                 "redirect_uris": list(redirect_uris),
             }
     users = {}

@@ -17,6 +17,7 @@ from ..koo import codes
 from ..koo.codes import KooError
 from ..koo.envelope import envelope
 from ..koo.signing import body_sign
+from ..settings import settings_of
 from ..throttle import Throttle
 
 log = logging.getLogger("isvapp.produce")
@@ -36,8 +37,8 @@ def answer(body):
     response.headers["Cache-Control"] = "no-store"
     key = g.get("koo_key")
     if key is None:
-        cfg = current_app.extensions["isvapp"]
-        key = cfg.kit_access_key if is_kit_path(request.path) else cfg.access_key
+        settings = settings_of(current_app)
+        key = settings.kit_access_key if is_kit_path(request.path) else settings.access_key
     if key:
         response.headers["Body-Sign"] = body_sign(key, body)
     return response

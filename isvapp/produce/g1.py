@@ -15,7 +15,7 @@ from ..koo.fieldcrypto import decrypt_field
 from ..koo.signing import g1_string_to_sign, replay_token, request_fingerprint, verify_g1_request
 from ..storage.models import DetailsState
 from .g2 import instance_info, query_answer
-from .pipeline import Activity, g1_sent_ms, now_ms, require_keys, serve, settings, signed_by
+from .pipeline import Activity, current_settings, g1_sent_ms, now_ms, require_keys, serve, signed_by
 
 ONE_TIME_MODES = {"3", "ONE_TIME"}
 
@@ -23,133 +23,141 @@ ONE_TIME_MODES = {"3", "ONE_TIME"}
 EXTRA_FIELDS = ("provisionType", "amount", "diskSize", "bandWidth", "orderAmount")
 
 
-def is_pay_per_use(cfg, d):
-    mode = d.get("chargingMode")
-    return mode in cfg.g1_pay_per_use_modes or (
-        d.get("expireTime") is None and mode is not None and mode not in ONE_TIME_MODES
+def is_pay_per_use(settings, data):
+    mode = data.get("chargingMode")
+    return mode in settings.g1_pay_per_use_modes or (
+        data.get("expireTime") is None and mode is not None and mode not in ONE_TIME_MODES
     )
 
 
-def buyer_contact(cfg, value):
+def buyer_contact(settings, value):
     """``mobilePhone``/``email`` may arrive AES-encrypted with the Key (§3.7); else they are plain."""
     if not value:
         return None
     try:
-        return decrypt_field(cfg.access_key, value, cfg.encrypt_type)
+        return decrypt_field(settings.access_key, value, settings.encrypt_type)
     except (ValueError, KooError):
         return value
 
 
-def order_attrs(cfg, d, generation):
+def order_attrs(settings, data, generation):
     """Instance columns from a G1-style order (G1 newInstance, License-G1 getLicense)."""
-    extra = {k: d[k] for k in EXTRA_FIELDS if d.get(k) is not None}
-    if d.get("saasExtendParams") is not None:
-        extra["saasExtendParams"] = d["saasExtendParams"]
+    extra = {k: data[k] for k in EXTRA_FIELDS if data.get(k) is not None}
+    if data.get("saasExtendParams") is not None:
+        extra["saasExtendParams"] = data["saasExtendParams"]
     for name in ("mobilePhone", "email"):
-        if d.get(name):
-            extra[name] = buyer_contact(cfg, d[name])
+        if data.get(name):
+            extra[name] = buyer_contact(settings, data[name])
     return dict(
         generation=generation,
-        order_id=d["orderId"],
-        order_line_id=d.get("orderLineId"),
-        product_id=d.get("productId"),
-        sku_code=d.get("skuCode"),
-        customer_id=d.get("customerId"),
-        customer_name=d.get("customerName"),
-        user_id=d.get("userId"),
-        user_name=d.get("userName"),
-        charging_mode=d.get("chargingMode"),
-        period_type=d.get("periodType"),
-        period_number=d.get("periodNumber"),
-        expire_time=d["expireTime"].replace(tzinfo=None) if d.get("expireTime") else None,
-        trial=d["trialFlag"],
-        test_flag=d["testFlag"],
+        order_id=data["orderId"],
+        order_line_id=data.get("orderLineId"),
+        product_id=data.get("productId"),
+        sku_code=data.get("skuCode"),
+        customer_id=data.get("customerId"),
+        customer_name=data.get("customerName"),
+        user_id=data.get("userId"),
+        user_name=data.get("userName"),
+        charging_mode=data.get("chargingMode"),
+        period_type=data.get("periodType"),
+        period_number=data.get("periodNumber"),
+        expire_time=data["expireTime"].replace(tzinfo=None) if data.get("expireTime") else None,
+        trial=data["trialFlag"],
+        test_flag=data["testFlag"],
         details_state=DetailsState.INLINE,
         product_type="license" if generation.startswith("LIC") else "saas",
         extra=extra or None,
-        key_fingerprint=lifecycle.owner(cfg).fingerprint,
+        key_fingerprint=lifecycle.owner(settings).fingerprint,
     )
 
 
-def g1_order_key(cfg, d):
+def g1_order_key(settings, data):
     return lifecycle.order_key(
-        d["orderId"], d.get("orderLineId"), d.get("productId"), pay_per_use=is_pay_per_use(cfg, d)
+        data["orderId"], data.get("orderLineId"), data.get("productId"), pay_per_use=is_pay_per_use(settings, data)
     )
 
 
-def g1_digest(d):
+def g1_digest(data):
     """Every order field but businessId (it differs on each retry) and the request's signature."""
-    return lifecycle.request_digest({k: v for k, v in d.items() if k not in ("businessId", "activity")})
+    return lifecycle.request_digest({k: v for k, v in data.items() if k not in ("businessId", "activity")})
 
 
-def g1_new_instance(cfg, d, generation="G1", render=None):
+def g1_new_instance(settings, data, generation="G1", render=None):
     """``render``: a License's answer, which issues the document (so it runs after the claim)."""
     return lifecycle.new_instance(
-        cfg,
-        key=g1_order_key(cfg, d),
-        digest=g1_digest(d),
-        business_id=d["businessId"],
-        attrs=order_attrs(cfg, d, generation),
+        settings,
+        key=g1_order_key(settings, data),
+        digest=g1_digest(data),
+        business_id=data["businessId"],
+        attrs=order_attrs(settings, data, generation),
         render_writes=render is not None,
-        render=render or (lambda instance: envelope(**instance_info(cfg, instance, encrypted=True))),
+        render=render or (lambda instance: envelope(**instance_info(settings, instance, encrypted=True))),
     )
 
 
-def g1_refresh_instance(cfg, d, render=None):
-    expire = d.get("expireTime")
+def g1_refresh_instance(settings, data, render=None):
+    expire = data.get("expireTime")
     return lifecycle.refresh_instance(
-        instance_id=d["instanceId"],
-        order_id=d["orderId"],
+        instance_id=data["instanceId"],
+        order_id=data["orderId"],
         order_line_id=None,
-        scene="TRIAL_TO_FORMAL" if d["trialToFormal"] else "RENEWAL",
+        scene="TRIAL_TO_FORMAL" if data["trialToFormal"] else "RENEWAL",
         expire_time=expire,
-        product_id=d.get("productId"),
-        digest=lifecycle.request_digest({"expireTime": expire, "productId": d.get("productId")}),
+        product_id=data.get("productId"),
+        digest=lifecycle.request_digest({"expireTime": expire, "productId": data.get("productId")}),
         render=render,
-        debug=d["testFlag"],
-        asking=lifecycle.owner(cfg),
+        debug=data["testFlag"],
+        asking=lifecycle.owner(settings),
     )
 
 
-def g1_expire_instance(cfg, d):
+def g1_expire_instance(settings, data):
     return lifecycle.expire_instance(
-        instance_id=d["instanceId"], order_id=d.get("orderId"), debug=d["testFlag"], asking=lifecycle.owner(cfg)
+        instance_id=data["instanceId"],
+        order_id=data.get("orderId"),
+        debug=data["testFlag"],
+        asking=lifecycle.owner(settings),
     )
 
 
-def g1_release_instance(cfg, d):
+def g1_release_instance(settings, data):
     return lifecycle.release_instance(
-        instance_id=d["instanceId"], order_id=d.get("orderId"), debug=d["testFlag"], asking=lifecycle.owner(cfg)
+        instance_id=data["instanceId"],
+        order_id=data.get("orderId"),
+        debug=data["testFlag"],
+        asking=lifecycle.owner(settings),
     )
 
 
-def g1_upgrade(cfg, d):
-    attrs = {"product_id": d.get("productId"), "sku_code": d.get("skuCode")}
+def g1_upgrade(settings, data):
+    attrs = {"product_id": data.get("productId"), "sku_code": data.get("skuCode")}
     return lifecycle.upgrade_instance(
-        instance_id=d["instanceId"],
-        order_id=d["orderId"],
+        instance_id=data["instanceId"],
+        order_id=data["orderId"],
         order_line_id=None,
         digest=lifecycle.request_digest(
-            {k: d.get(k) for k in ("productId", "skuCode", "amount", "diskSize", "bandWidth")}
+            {k: data.get(k) for k in ("productId", "skuCode", "amount", "diskSize", "bandWidth")}
         ),
         attrs={k: v for k, v in attrs.items() if v is not None},
-        debug=d["testFlag"],
-        asking=lifecycle.owner(cfg),
+        debug=data["testFlag"],
+        asking=lifecycle.owner(settings),
     )
 
 
-def g1_instance_status(cfg, d):
+def g1_instance_status(settings, data):
     return lifecycle.set_frozen(
-        instance_id=d["instanceId"],
-        frozen=d["instanceStatus"] == "FREEZE",
-        debug=d["testFlag"],
-        asking=lifecycle.owner(cfg),
+        instance_id=data["instanceId"],
+        frozen=data["instanceStatus"] == "FREEZE",
+        debug=data["testFlag"],
+        asking=lifecycle.owner(settings),
     )
 
 
-def g1_query_instance(cfg, d):
+def g1_query_instance(settings, data):
     """G1 puts encryptType at the top of the answer, beside resultCode (zh-cn topic_0070649185)."""
-    return envelope(encryptType=cfg.encrypt_type, info=query_answer(cfg, d, encrypted=True, type_inside=False))
+    return envelope(
+        encryptType=settings.encrypt_type, info=query_answer(settings, data, encrypted=True, type_inside=False)
+    )
 
 
 G1_ACTIVITIES = {
@@ -166,9 +174,11 @@ G1_ACTIVITIES = {
 def verified():
     """The query parameters, URL-decoded once, after checking authToken and timeStamp (§3.2); (Signed, params)."""
     callbacklog.note(generation="G1")
-    cfg = settings()
+    settings = current_settings()
     params = request.args.to_dict(flat=True)
-    key = verify_g1_request(require_keys(cfg.access_keys, "KOO_ACCESS_KEY"), params, now_ms(), cfg.g1_window_s)
+    key = verify_g1_request(
+        require_keys(settings.access_keys, "KOO_ACCESS_KEY"), params, now_ms(), settings.g1_window_s
+    )
     token = params["authToken"].replace(" ", "+")
     signed = signed_by(
         key,

@@ -14,14 +14,14 @@ from ..koo.codes import KooError
 from ..koo.envelope import envelope
 from ..koo.signing import replay_token, request_fingerprint, verify_g2_request
 from ..storage.models import DetailsState
-from .pipeline import PREPARED, Activity, now_ms, parse_json_object, require_keys, serve, settings, signed_by
+from .pipeline import PREPARED, Activity, current_settings, now_ms, parse_json_object, require_keys, serve, signed_by
 
 
 def _compact(mapping):
     return {k: v for k, v in mapping.items() if v is not None}
 
 
-def instance_info(cfg, instance, encrypted, type_inside=True, usage=None):
+def instance_info(settings, instance, encrypted, type_inside=True, usage=None):
     """One ``info`` element: instanceId, appInfo, and encryptType when the credentials are encrypted
     (inside the element in G2; G1's queryInstance puts it at the top of the answer instead), and
     a pay-per-use or package instance's usage (``usage``: its UsageInfo list) under
@@ -29,30 +29,30 @@ def instance_info(cfg, instance, encrypted, type_inside=True, usage=None):
     info = _compact(
         {
             "instanceId": instance.instance_id,
-            "encryptType": cfg.encrypt_type if encrypted and type_inside else None,
-            "appInfo": _compact(lifecycle.app_info(cfg, instance, encrypted)),
+            "encryptType": settings.encrypt_type if encrypted and type_inside else None,
+            "appInfo": _compact(lifecycle.app_info(settings, instance, encrypted)),
         }
     )
-    if usage is not None and cfg.query_usage_field:
-        info[cfg.query_usage_field] = usage
+    if usage is not None and settings.query_usage_field:
+        info[settings.query_usage_field] = usage
     return info
 
 
-def _new_instance_args(cfg, d, generation, product_type):
+def _new_instance_args(settings, data, generation, product_type):
     """What identifies a G2 (or License-2.0) newInstance: its order line's key and payload digest,
     the businessId, and the instance's columns from the request (the key that verified it owns it)."""
     return dict(
-        key=lifecycle.order_key(d["orderId"], d["orderLineId"]),
-        digest=lifecycle.request_digest({k: d[k] for k in ("orderId", "orderLineId", "testFlag")}),
-        business_id=d["businessId"],
+        key=lifecycle.order_key(data["orderId"], data["orderLineId"]),
+        digest=lifecycle.request_digest({k: data[k] for k in ("orderId", "orderLineId", "testFlag")}),
+        business_id=data["businessId"],
         attrs=dict(
             generation=generation,
             product_type=product_type,
-            order_id=d["orderId"],
-            order_line_id=d["orderLineId"],
-            test_flag=d["testFlag"],
+            order_id=data["orderId"],
+            order_line_id=data["orderLineId"],
+            test_flag=data["testFlag"],
             details_state=DetailsState.PENDING,
-            key_fingerprint=lifecycle.owner(cfg).fingerprint,
+            key_fingerprint=lifecycle.owner(settings).fingerprint,
         ),
     )
 
@@ -61,97 +61,107 @@ def _render_new(instance):
     return envelope(instanceId=instance.instance_id)
 
 
-def prepare_new_instance(cfg, d, generation="G2", product_type="saas"):
+def prepare_new_instance(settings, data, generation="G2", product_type="saas"):
     return lifecycle.prepare_new_instance(
-        cfg, render=_render_new, **_new_instance_args(cfg, d, generation, product_type)
+        settings, render=_render_new, **_new_instance_args(settings, data, generation, product_type)
     )
 
 
-def new_instance(cfg, d, generation="G2", product_type="saas"):
+def new_instance(settings, data, generation="G2", product_type="saas"):
     return lifecycle.new_instance(
-        cfg, render=_render_new, prepared=d.get(PREPARED) or prepare_new_instance(cfg, d, generation, product_type)
+        settings,
+        render=_render_new,
+        prepared=data.get(PREPARED) or prepare_new_instance(settings, data, generation, product_type),
     )
 
 
-def refresh_instance(cfg, d, render=None):
-    expire = d.get("expireTime")
+def refresh_instance(settings, data, render=None):
+    expire = data.get("expireTime")
     return lifecycle.refresh_instance(
-        instance_id=d["instanceId"],
-        order_id=d["orderId"],
-        order_line_id=d.get("orderLineId"),
-        scene=d["scene"],
+        instance_id=data["instanceId"],
+        order_id=data["orderId"],
+        order_line_id=data.get("orderLineId"),
+        scene=data["scene"],
         expire_time=expire,
-        product_id=d.get("productId"),
-        digest=lifecycle.request_digest({"expireTime": expire, "productId": d.get("productId")}),
+        product_id=data.get("productId"),
+        digest=lifecycle.request_digest({"expireTime": expire, "productId": data.get("productId")}),
         render=render,
-        debug=d["testFlag"],
-        asking=lifecycle.owner(cfg),
+        debug=data["testFlag"],
+        asking=lifecycle.owner(settings),
     )
 
 
-def update_instance_status(cfg, d):
+def update_instance_status(settings, data):
     return lifecycle.set_frozen(
-        instance_id=d["instanceId"], frozen=d["status"] == "FREEZE", debug=d["testFlag"], asking=lifecycle.owner(cfg)
+        instance_id=data["instanceId"],
+        frozen=data["status"] == "FREEZE",
+        debug=data["testFlag"],
+        asking=lifecycle.owner(settings),
     )
 
 
-def upgrade_instance(cfg, d):
+def upgrade_instance(settings, data):
     return lifecycle.upgrade_instance(
-        instance_id=d["instanceId"],
-        order_id=d["orderId"],
-        order_line_id=d.get("orderLineId"),
-        digest=lifecycle.request_digest({"testFlag": d["testFlag"]}),
-        debug=d["testFlag"],
-        asking=lifecycle.owner(cfg),
+        instance_id=data["instanceId"],
+        order_id=data["orderId"],
+        order_line_id=data.get("orderLineId"),
+        digest=lifecycle.request_digest({"testFlag": data["testFlag"]}),
+        debug=data["testFlag"],
+        asking=lifecycle.owner(settings),
     )
 
 
-def release_instance(cfg, d):
+def release_instance(settings, data):
     return lifecycle.release_instance(
-        instance_id=d["instanceId"], order_id=d.get("orderId"), debug=d["testFlag"], asking=lifecycle.owner(cfg)
+        instance_id=data["instanceId"],
+        order_id=data.get("orderId"),
+        debug=data["testFlag"],
+        asking=lifecycle.owner(settings),
     )
 
 
-def query_answer(cfg, d, encrypted, type_inside=True):
+def query_answer(settings, data, encrypted, type_inside=True):
     """queryInstance for every generation: the known instances' info; none known -> 000003
     (a debugging call gets an empty list and a note). Another key's instances are not known here."""
-    found = lifecycle.find_instances(d["instanceId"], asking=lifecycle.owner(cfg))
+    found = lifecycle.find_instances(data["instanceId"], asking=lifecycle.owner(settings))
     if not found:
-        if not d["testFlag"]:
+        if not data["testFlag"]:
             raise KooError(codes.INSTANCE_NOT_FOUND, "none of the instances exist")
         oddities.note("debugging call: none of the instances exist; answered an empty list")
-    usage = usage_info(cfg, found) if cfg.query_usage_field else {}
-    return [instance_info(cfg, instance, encrypted, type_inside, usage.get(instance.instance_id)) for instance in found]
+    usage = usage_info(settings, found) if settings.query_usage_field else {}
+    return [
+        instance_info(settings, instance, encrypted, type_inside, usage.get(instance.instance_id)) for instance in found
+    ]
 
 
-def query_instance(cfg, d):
-    return envelope(info=query_answer(cfg, d, encrypted=not cfg.v2_plaintext_appinfo))
+def query_instance(settings, data):
+    return envelope(info=query_answer(settings, data, encrypted=not settings.v2_plaintext_appinfo))
 
 
-def change_instance_check(cfg, d):
+def change_instance_check(settings, data):
     provisioner = load_provisioner(current_app.config)
     return lifecycle.check_change(
-        instance_id=d["instanceId"],
-        product_info=d.get("productInfo"),
-        debug=d["testFlag"],
-        asking=lifecycle.owner(cfg),
+        instance_id=data["instanceId"],
+        product_info=data.get("productInfo"),
+        debug=data["testFlag"],
+        asking=lifecycle.owner(settings),
         decide=lambda instance, product: provisioner.change_allowed(instance_fields(instance), product),
     )
 
 
-def order_notify(cfg, d):
-    notice = {k: d[k] for k in ("notifyType", "orderStatus") if d.get(k)}
+def order_notify(settings, data):
+    notice = {k: data[k] for k in ("notifyType", "orderStatus") if data.get(k)}
     return lifecycle.once(
         key=lifecycle.idempotency_key(
-            "orderNotify", d["orderId"], d.get("orderLineId") or "", lifecycle.request_digest(notice)[:16]
+            "orderNotify", data["orderId"], data.get("orderLineId") or "", lifecycle.request_digest(notice)[:16]
         ),
         activity="orderNotify",
         digest=lifecycle.request_digest(notice),
         instance_id=None,
         make=lambda: lifecycle.order_notified(
-            order_id=d["orderId"],
-            order_line_id=d.get("orderLineId"),
-            notice={**notice, **({"fields": d["extra"]} if d.get("extra") else {})},
+            order_id=data["orderId"],
+            order_line_id=data.get("orderLineId"),
+            notice={**notice, **({"fields": data["extra"]} if data.get("extra") else {})},
         ),
     )
 
@@ -171,20 +181,20 @@ ACTIVITIES = {
 def verified():
     """Verify a G2-signed POST against every configured key; (Signed, its JSON object)."""
     callbacklog.note(generation="G2")
-    cfg = settings()
+    settings = current_settings()
     # Read five times: each read through the proxy costs 1-2 us. (Typed as the Request it stands for.)
     req = request._get_current_object()  # type: ignore[attr-defined]
     raw = req.get_data(cache=True)
     args = req.args
     nonce, timestamp = args.get("nonce"), args.get("timestamp")
     key, form = verify_g2_request(
-        require_keys(cfg.access_keys, "KOO_ACCESS_KEY"),
+        require_keys(settings.access_keys, "KOO_ACCESS_KEY"),
         raw,
         args.get("signature"),
         timestamp,
         nonce,
         now_ms(),
-        cfg.signature_window_s,
+        settings.signature_window_s,
     )
     signed = signed_by(
         key,

@@ -13,7 +13,7 @@ from flask import request
 from ..domain import callbacklog, kit
 from ..koo import schemas
 from ..koo.signing import replay_token, request_fingerprint, verify_g1_kit_request, verify_kit_request
-from .pipeline import Activity, g1_sent_ms, now_ms, parse_json_object, require_keys, serve, settings, signed_by
+from .pipeline import Activity, current_settings, g1_sent_ms, now_ms, parse_json_object, require_keys, serve, signed_by
 
 G2_KIT = {
     "tenantSync": Activity(schemas.TenantSync, kit.tenant_sync),
@@ -31,18 +31,18 @@ G1_KIT = {
 
 def sync_g2(name):
     callbacklog.note(generation="G2")
-    cfg = settings()
+    settings = current_settings()
     raw = request.get_data(cache=True)
     headers = request.headers
     sign, timestamp, nonce = headers.get("x-sign"), headers.get("x-timestamp"), headers.get("x-nonce")
     key, form = verify_kit_request(
-        require_keys(cfg.kit_access_keys, "KOO_KIT_ACCESS_KEY"),
+        require_keys(settings.kit_access_keys, "KOO_KIT_ACCESS_KEY"),
         raw,
         sign,
         timestamp,
         nonce,
         now_ms(),
-        cfg.signature_window_s,
+        settings.signature_window_s,
     )
     # verify_kit_request refused a missing header, as verify_g1_kit_request a missing authToken.
     signed = signed_by(
@@ -63,11 +63,11 @@ def sync_g2(name):
 def sync_g1(name):
     """G1 Kit: the authToken header's formula is undocumented; either candidate is accepted (§3.3)."""
     callbacklog.note(generation="G1")
-    cfg = settings()
+    settings = current_settings()
     raw = request.get_data(cache=True)
     token = request.headers.get("authToken")
     key, formula = verify_g1_kit_request(
-        require_keys(cfg.kit_access_keys, "KOO_KIT_ACCESS_KEY"), raw, token, now_ms(), cfg.g1_window_s
+        require_keys(settings.kit_access_keys, "KOO_KIT_ACCESS_KEY"), raw, token, now_ms(), settings.g1_window_s
     )
     payload = parse_json_object(raw)
     token = token.strip().replace(" ", "+")  # type: ignore[union-attr]  # verified: present

@@ -26,31 +26,33 @@ def license_answer(texts):
 # --- License-G1: GET /license -------------------------------------------------------------------
 
 
-def get_license(cfg, d):
+def get_license(settings, data):
     """getLicense: the order's license; the same order always gets the same text back (replayed)."""
-    extend = d.get("saasExtendParams") or {}
+    extend = data.get("saasExtendParams") or {}
     fingerprint = next((str(extend[k]) for k in FINGERPRINT_PARAMS if extend.get(k)), None)
     return g1_new_instance(
-        cfg,
-        d,
+        settings,
+        data,
         generation="LIC1",
-        render=lambda instance: license_answer([licenses.issue(cfg, instance, fingerprint=fingerprint)]),
+        render=lambda instance: license_answer([licenses.issue(settings, instance, fingerprint=fingerprint)]),
     )
 
 
-def refresh_license(cfg, d):
-    return g1_refresh_instance(cfg, d, render=lambda instance: license_answer(licenses.renew(cfg, instance)))
+def refresh_license(settings, data):
+    return g1_refresh_instance(
+        settings, data, render=lambda instance: license_answer(licenses.renew(settings, instance))
+    )
 
 
-def expire_license(cfg, d):
-    body = g1_expire_instance(cfg, d)
-    licenses.mark(d["instanceId"], LicenseState.EXPIRED, lifecycle.owner(cfg))
+def expire_license(settings, data):
+    body = g1_expire_instance(settings, data)
+    licenses.mark(data["instanceId"], LicenseState.EXPIRED, lifecycle.owner(settings))
     return body
 
 
-def release_license(cfg, d):
-    body = g1_release_instance(cfg, d)
-    licenses.mark(d["instanceId"], LicenseState.RELEASED, lifecycle.owner(cfg))
+def release_license(settings, data):
+    body = g1_release_instance(settings, data)
+    licenses.mark(data["instanceId"], LicenseState.RELEASED, lifecycle.owner(settings))
     return body
 
 
@@ -70,49 +72,49 @@ def license_g1():
 # --- License-2.0: POST /license (G2 signing) ----------------------------------------------------
 
 
-def lic2_new_instance(cfg, d):
-    return g2.new_instance(cfg, d, generation="LIC2", product_type="license")
+def lic2_new_instance(settings, data):
+    return g2.new_instance(settings, data, generation="LIC2", product_type="license")
 
 
-def lic2_refresh_instance(cfg, d):
+def lic2_refresh_instance(settings, data):
     def renew(instance):
-        licenses.renew(cfg, instance)  # renewed documents are stored for upload; the answer is G2's
+        licenses.renew(settings, instance)  # renewed documents are stored for upload; the answer is G2's
         return envelope()
 
-    return g2.refresh_instance(cfg, d, render=renew)
+    return g2.refresh_instance(settings, data, render=renew)
 
 
-def lic2_release_instance(cfg, d):
-    body = g2.release_instance(cfg, d)
-    licenses.mark(d["instanceId"], LicenseState.RELEASED, lifecycle.owner(cfg))
+def lic2_release_instance(settings, data):
+    body = g2.release_instance(settings, data)
+    licenses.mark(data["instanceId"], LicenseState.RELEASED, lifecycle.owner(settings))
     return body
 
 
-def get_license_async(cfg, d):
+def get_license_async(settings, data):
     """The same (eventId, deviceFingerprint) always gets the same license (reference §2.E)."""
-    fingerprint = d.get("deviceFingerprint") or None
-    instance = lifecycle.live_instance(d["instanceId"], debug=d["testFlag"], asking=lifecycle.owner(cfg))
+    fingerprint = data.get("deviceFingerprint") or None
+    instance = lifecycle.live_instance(data["instanceId"], debug=data["testFlag"], asking=lifecycle.owner(settings))
     if instance is None:
         return envelope()
-    effective = d.get("effectiveTime") or datetime.now(UTC)  # unreadable: noted, issued from now
+    effective = data.get("effectiveTime") or datetime.now(UTC)  # unreadable: noted, issued from now
     device = hashlib.sha256((fingerprint or "").encode("utf-8")).hexdigest()
 
     def make():
         text = licenses.issue(
-            cfg,
+            settings,
             instance,
             fingerprint=fingerprint,
-            event_id=d["eventId"],
+            event_id=data["eventId"],
             effective_time=effective.replace(tzinfo=None),
-            expire_time=d["expireTime"].replace(tzinfo=None) if d.get("expireTime") else None,
+            expire_time=data["expireTime"].replace(tzinfo=None) if data.get("expireTime") else None,
         )
-        lifecycle.emit("license_issued", instance, event_id=d["eventId"], fingerprint=fingerprint)
+        lifecycle.emit("license_issued", instance, event_id=data["eventId"], fingerprint=fingerprint)
         return envelope(license=text)
 
     return lifecycle.once(
-        key=lifecycle.idempotency_key("getLicenseAsync", instance.instance_id, d["eventId"], device),
+        key=lifecycle.idempotency_key("getLicenseAsync", instance.instance_id, data["eventId"], device),
         activity="getLicenseAsync",
-        digest=lifecycle.request_digest({k: d.get(k) for k in ("effectiveTime", "expireTime")}),
+        digest=lifecycle.request_digest({k: data.get(k) for k in ("effectiveTime", "expireTime")}),
         instance_id=instance.instance_id,
         make=make,
     )

@@ -16,12 +16,12 @@ from typing import NamedTuple
 from flask import current_app, g, request
 from marshmallow import Schema, ValidationError
 
-from ..config import Settings
 from ..domain import callbacklog, replays, simulation
 from ..koo import codes, oddities, schemas, strictjson
 from ..koo.codes import KooError
 from ..koo.signing import key_fingerprint
 from ..koo.times import read_time
+from ..settings import Settings, settings_of
 from ..storage import plans
 from ..storage.statements import Write
 from ..storage.transactions import SessionRequired, lean_available, lean_write_transaction, write_transaction
@@ -45,15 +45,15 @@ PREPARED = "_prepared"
 class Signed:
     """What verification established: who sent the request, and its identity in the replay store."""
 
-    cfg: Settings  # the settings, with access_key (or kit_access_key) the key that verified it
+    settings: Settings  # the settings, with access_key (or kit_access_key) the key that verified it
     scope: str
     token: str
     nonce: str  # G1: the authToken, its only unique part
     fingerprint: str
 
 
-def settings():
-    return current_app.extensions["isvapp"]
+def current_settings():
+    return settings_of(current_app)
 
 
 def now_ms():
@@ -77,13 +77,13 @@ def signed_by(key, sent_ms, kit=False, **identity):
     simulation.mark()  # only now: a mark on a request that did not verify counts for nothing
     skew = int(now_ms() - sent_ms)  # a timestamp years off (a widened G1 window) still fits the column
     callbacklog.note(key_fingerprint=key_fingerprint(key), clock_skew_ms=max(-schemas.INT32, min(schemas.INT32, skew)))
-    return Signed(cfg=_settings_for(settings(), key, kit), **identity)
+    return Signed(settings=_settings_for(current_settings(), key, kit), **identity)
 
 
 @functools.lru_cache(maxsize=64)
-def _settings_for(cfg, key, kit):
+def _settings_for(settings, key, kit):
     """The settings as seen by a request one of the keys verified (few keys: made once each)."""
-    return replace(cfg, kit_access_key=key) if kit else replace(cfg, access_key=key)
+    return replace(settings, kit_access_key=key) if kit else replace(settings, access_key=key)
 
 
 def g1_sent_ms(text):
@@ -174,7 +174,7 @@ def perform(spec, data, signed):
     text = callbacklog.request_text()
     early = None
     if spec.prepare is not None:
-        plan = spec.prepare(signed.cfg, data)
+        plan = spec.prepare(signed.settings, data)
         data = {**data, PREPARED: plan}
         if plan.body is not None:  # the usual answer is known: its replay claim and log row too
             early = Early(plan.body, replays.claim_write(signed, plan.body), callbacklog.row_write(plan.body, text))
@@ -197,7 +197,7 @@ def perform(spec, data, signed):
 
 
 def _perform_in_transaction(spec, data, signed, text, early):
-    body = spec.handler(signed.cfg, data)
+    body = spec.handler(signed.settings, data)
     usual = early is not None and body is early.body
     if not replays.record(signed, body, early.replay if usual else None):
         raise _Raced()
@@ -213,7 +213,7 @@ def perform_read_only(spec, data, signed):
         with write_transaction(durable=False):
             if replays.stored_answer(signed) is not None:  # a replay raises 000001 here, before any answer
                 raise _Raced()
-            body = spec.handler(signed.cfg, data)
+            body = spec.handler(signed.settings, data)
             if not replays.record(signed, replays.sealed(signed, body)):
                 raise _Raced()
         return body

@@ -14,6 +14,7 @@ from flask import Blueprint, current_app, g, request
 from .. import inbound, metrics
 from ..domain import licensecodes, simulation
 from ..koo.times import iso_utc
+from ..settings import settings_of
 from . import BODY_REFUSALS, body_refused, no_store_json
 
 bp = Blueprint("relay", __name__, url_prefix="/relay/v1")
@@ -72,7 +73,7 @@ def _count(response):
 
 
 def _settings():
-    return current_app.extensions["isvapp"]
+    return settings_of(current_app)
 
 
 @bp.post("/activate")

@@ -89,14 +89,12 @@ def lean_write_transaction():
     detached from it. An error rolls back and is reported as SQLAlchemy reports it (000005); a
     connection a broken file made unusable is closed, and the next transaction opens a fresh one.
     """
-    config = current_app.extensions["isvapp_lean"]
-    raw = _lean_connection(config)
+    lean = current_app.extensions["isvapp_lean"]
+    raw = _lean_connection(lean)
     token = transaction_connection.set(Lean(raw))
     try:
         try:
-            retry_begin_immediate(
-                raw, config["busy_timeout_s"], lambda: raw.execute("BEGIN IMMEDIATE"), handler_off=True
-            )
+            retry_begin_immediate(raw, lean["busy_timeout_s"], lambda: raw.execute("BEGIN IMMEDIATE"), handler_off=True)
             yield
             raw.execute("COMMIT")
         except sqlite3.Error as error:
@@ -114,14 +112,14 @@ def lean_write_transaction():
         transaction_connection.reset(token)
 
 
-def _lean_connection(config):
+def _lean_connection(lean):
     """This thread's driver connection for lean transactions (per app: tests make several; per
     process: a connection never crosses a fork). Disposing of the engine's pool (a connection's
     settings changed, a file replaced) retires it too."""
     connections: dict = _lean_connections.__dict__
-    key = (config["key"], os.getpid())
+    key = (lean["key"], os.getpid())
     raw, generation, _ = connections.get(key, (None, None, None))
-    if raw is not None and generation != config["generation"]:
+    if raw is not None and generation != lean["generation"]:
         _drop_lean_connection(raw)
         raw = None
     if raw is None:
@@ -136,7 +134,7 @@ def _lean_connection(config):
         except sqlite3.Error as error:
             raise wrapped("connect", error, db.engine.dialect) from error
         # The pool's handle is kept with it, so nothing finalises the connection.
-        connections[key] = (raw, config["generation"], fairy)
+        connections[key] = (raw, lean["generation"], fairy)
     return raw
 
 

@@ -88,5 +88,5 @@ def fake_idp_tenant_command(base_url, idp_port):
         "The server must allow an IdP on this host: start it with ISVAPP_LOGIN_ALLOW_LOOPBACK_IDP=true "
         "(development only; never in production)."
     )
-    if not current_app.extensions["isvapp_login"].allow_loopback_idp:
+    if not current_app.extensions["isvapp"].login.allow_loopback_idp:
         click.echo("Note: LOGIN_ALLOW_LOOPBACK_IDP is off in this configuration.", err=True)
