@@ -18,7 +18,7 @@ from isvapp import create_app
 from isvapp.background import jobs, usage
 from isvapp.extensions import db
 from isvapp.market import openapi
-from isvapp.market.fake import Running, create_fake_market
+from isvapp.standins.fakemarket import Running, create_fake_market
 from isvapp.storage.models import Instance, UsageRecord, UsageState, utcnow
 from isvapp.storage.schema import init_db
 from isvapp.storage.transactions import write_transaction

@@ -109,13 +109,12 @@ def register_commands(app):
     from . import backups, cli
     from .background import failures, jobs, maintenance, notices, provisioning, uploads, usage  # noqa: F401
     from .domain import kit, licensecodes, licenses, orderdetails  # noqa: F401
-    from .market import fake as fakemarket
-    from .market import simulator
+    from .standins import fakemarket, simulator
 
     cli.init_app(app)
     backups.init_app(app)
     fakemarket.init_app(app)
-    from .market import fakeidp
+    from .standins import fakeidp
 
     fakeidp.init_app(app)  # noqa: E702  `isvapp fake-idp`, the 联营 login's IdP
     jobs.init_app(app)

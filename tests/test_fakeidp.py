@@ -1,4 +1,4 @@
-"""The fake tenant IdP (isvapp.market.fakeidp), over real HTTP on 127.0.0.1."""
+"""The fake tenant IdP (isvapp.standins.fakeidp), over real HTTP on 127.0.0.1."""
 
 import base64
 import hashlib
@@ -9,8 +9,8 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import requests
 from isvapp.extensions import db
-from isvapp.market.fake import Running
-from isvapp.market.fakeidp import DEFAULT_REDIRECT_URI, clients_and_users, create_fake_idp
+from isvapp.standins.fakeidp import DEFAULT_REDIRECT_URI, clients_and_users, create_fake_idp
+from isvapp.standins.fakemarket import Running
 from isvapp.storage import vault
 from isvapp.storage.models import KitApp, KitState, KitUser
 

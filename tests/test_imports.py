@@ -107,6 +107,7 @@ LAYERS = [
     ),
     ("the domain", {"isvapp.domain"}),
     ("background work", {"isvapp.background"}),
+    ("the stand-ins", {"isvapp.standins"}),
     ("the other side of the wire", {"isvapp.market"}),
     ("storage", {"isvapp.storage"}),
     (
@@ -165,7 +166,7 @@ def test_the_public_paths_a_merchant_names_still_work(app):
 
     import isvapp.provisioning as public
     from isvapp.background import provisioning
-    from isvapp.market import simulator
+    from isvapp.standins import simulator
 
     for name in (
         "Provisioner",

@@ -12,7 +12,7 @@ from datetime import UTC, timedelta
 import pytest
 from isvapp.background import jobs, provisioning, usage
 from isvapp.extensions import db
-from isvapp.market.fake import Running, create_fake_market
+from isvapp.standins.fakemarket import Running, create_fake_market
 from isvapp.storage.models import DetailsState, Event, Instance, Job, JobState, UsageRecord, UsageState, utcnow
 from sqlalchemy import update
 from werkzeug.serving import make_server

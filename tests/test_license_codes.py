@@ -15,7 +15,7 @@ from isvapp.background import uploads
 from isvapp.config import DEFAULTS, load_settings
 from isvapp.koo import licensecodes
 from isvapp.market import openapi
-from isvapp.market.fake import Running, create_fake_market
+from isvapp.standins.fakemarket import Running, create_fake_market
 from isvapp.storage.models import Alert, Job, JobState, License, LicenseCode, UploadState
 
 from .conftest import KEY

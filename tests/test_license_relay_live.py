@@ -13,7 +13,7 @@ import time
 import pytest
 import requests
 from isvapp.koo.signing import g2_signed_request
-from isvapp.market.fake import Running, create_fake_market
+from isvapp.standins.fakemarket import Running, create_fake_market
 from isvapp.storage.models import Alert, License, LicenseCode, UploadState
 from sqlalchemy import select
 

@@ -10,8 +10,8 @@ import jwt
 import pytest
 import requests
 from isvapp.extensions import db
-from isvapp.market.fake import Running
-from isvapp.market.fakeidp import create_fake_idp
+from isvapp.standins.fakeidp import create_fake_idp
+from isvapp.standins.fakemarket import Running
 from isvapp.storage import vault
 from isvapp.storage.models import Instance, InstanceState, KitApp, KitUser, SignedRequest, Tenant
 

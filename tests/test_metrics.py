@@ -14,7 +14,7 @@ from isvapp.background import alerts, jobs, usage
 from isvapp.config import load_settings
 from isvapp.extensions import db
 from isvapp.koo.signing import g2_signed_request
-from isvapp.market.fake import Running, create_fake_market
+from isvapp.standins.fakemarket import Running, create_fake_market
 from isvapp.storage.models import Instance, Job, JobState, utcnow
 from isvapp.storage.transactions import write_transaction
 from sqlalchemy import func, select, update

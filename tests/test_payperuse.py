@@ -14,7 +14,7 @@ import pytest
 from isvapp.background import notices, usage
 from isvapp.extensions import db
 from isvapp.koo.times import iso_utc
-from isvapp.market.fake import Running, create_fake_market
+from isvapp.standins.fakemarket import Running, create_fake_market
 from isvapp.storage.models import Alert, Event, Instance, Job, UsageRecord, UsageState, utcnow
 from sqlalchemy import update
 

@@ -9,8 +9,8 @@ import uuid
 import pytest
 from isvapp.koo.envelope import envelope
 from isvapp.koo.signing import body_sign
-from isvapp.market import simulator
-from isvapp.market.fake import Running, create_fake_market
+from isvapp.standins import simulator
+from isvapp.standins.fakemarket import Running, create_fake_market
 from isvapp.storage.models import KitUser, StatusItem
 from sqlalchemy import func, select
 from werkzeug.serving import make_server
@@ -95,7 +95,7 @@ def test_console_script_prints_json_and_exits_zero(live):
         [
             sys.executable,
             "-c",
-            "from isvapp.market.simulator import main; main()",
+            "from isvapp.standins.simulator import main; main()",
             server.url,
             "--suite",
             "onetime",
@@ -119,7 +119,7 @@ def test_wrong_key_makes_every_step_fail_with_a_non_zero_exit(live):
         [
             sys.executable,
             "-c",
-            "from isvapp.market.simulator import main; main()",
+            "from isvapp.standins.simulator import main; main()",
             server.url,
             "--suite",
             "onetime",

@@ -17,7 +17,7 @@ import time
 import pytest
 from isvapp.background import jobs, status
 from isvapp.extensions import db
-from isvapp.market.fake import Running, create_fake_market
+from isvapp.standins.fakemarket import Running, create_fake_market
 from isvapp.storage.models import Event, Job, JobState
 from isvapp.storage.transactions import write_transaction
 from sqlalchemy import func, select

@@ -3,7 +3,7 @@
 A 联营 buyer logs in to the SaaS product through the tenant's IdP: authorize (a login page that
 redirects back with a code), token (code or refresh token for an access token), userinfo, logout.
 The real IdP is only reachable with a tenant's test account, so this plays it on loopback for
-development and tests, the way ``fake.py`` plays the marketplace:
+development and tests, the way ``fakemarket`` plays the marketplace:
 
     .venv/bin/isvapp fake-idp --port 8901 [--password fake-password]
     # then point the tenant's domainName (the IdP host) at http://127.0.0.1:8901
@@ -34,9 +34,9 @@ from markupsafe import escape
 from sqlalchemy import select
 from werkzeug.serving import make_server
 
-from ..extensions import db
-from ..storage import vault
-from ..storage.models import KitApp, KitState, KitUser
+from ...extensions import db
+from ...storage import vault
+from ...storage.models import KitApp, KitState, KitUser
 
 AUTHORIZE = "/api/v1/oauth2/authorize"
 TOKEN = "/api/v1/oauth2/token"
@@ -101,7 +101,7 @@ def create_fake_idp(clients, users, password="fake-password", **config):
     users: {userName: {"name", "tenant", "organizationCode", "role", "password" (optional)}};
     a user without a password of its own logs in with ``password``.
     """
-    app = Flask("isvapp.market.fakeidp")
+    app = Flask("isvapp.standins.fakeidp")
     app.config.update(
         FAKE_IDP_CODE_TTL_S=60,
         FAKE_IDP_TOKEN_TTL_S=7200,

@@ -22,8 +22,8 @@ from flask import Flask, Response, current_app, request
 from flask.cli import with_appcontext
 from werkzeug.serving import make_server
 
-from ..koo import apig, licensecodes
-from .openapi import ORDER_QUERY, USAGE_PUSH
+from ...koo import apig, licensecodes
+from ...market.openapi import ORDER_QUERY, USAGE_PUSH
 
 MOCK_ORDERS = {
     "MOCKPERIODYEARNEW": ("NEW", "PERIOD", "year", 1),
@@ -89,7 +89,7 @@ def order_info(order_id, order_line_id=None, now=None):
 
 
 def create_fake_market(ak, sk, usage_key, **config):
-    app = Flask("isvapp.market.fake")
+    app = Flask("isvapp.standins.fakemarket")
     app.config.update(
         FAKE_AK=ak,
         FAKE_SK=sk,
