@@ -11,7 +11,7 @@ import jwt
 import pytest
 from flask import Flask, request
 from isvapp.standins.fakeidp import create_fake_idp
-from isvapp.standins.fakemarket import Running
+from isvapp.standins.serving import Running
 from isvapp.storage import vault
 from isvapp.storage.models import Instance, KitApp, KitUser, Tenant
 from markupsafe import escape

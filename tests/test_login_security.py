@@ -16,7 +16,7 @@ from isvapp import create_app
 from isvapp.domain import apitokens
 from isvapp.koo.signing import key_fingerprint
 from isvapp.standins.fakeidp import create_fake_idp
-from isvapp.standins.fakemarket import Running
+from isvapp.standins.serving import Running
 from isvapp.storage import vault
 from isvapp.storage.models import Instance, InstanceState, KitApp, KitUser, Tenant, TokenScope
 from sqlalchemy import func, select

@@ -14,7 +14,8 @@ from isvapp.background import alerts, jobs, usage
 from isvapp.config import load_settings
 from isvapp.extensions import db
 from isvapp.koo.signing import g2_signed_request
-from isvapp.standins.fakemarket import Running, create_fake_market
+from isvapp.standins.fakemarket import create_fake_market
+from isvapp.standins.serving import Running
 from isvapp.storage.models import Instance, Job, JobState, utcnow
 from isvapp.storage.transactions import write_transaction
 from sqlalchemy import func, select, update
@@ -184,7 +185,7 @@ def test_usage_pushed_is_counted_on_time_late_and_rejected(app, client, market, 
             .values(charging_mode="ON_DEMAND", created_at=(now - timedelta(days=3)).replace(tzinfo=None))
         )
         db.session.commit()
-    market_api.app.extensions["fake_market"]["usage"]["dup-sn"] = {}  # the marketplace has it: refused
+    market_api.app.extensions["fake_market"].usage["dup-sn"] = {}  # the marketplace has it: refused
     with app.app_context():
         usage.add("meter-1", "1", now - timedelta(minutes=30), now, metering_sn="on-time")
         usage.add("meter-1", "1", now - timedelta(days=2, hours=1), now - timedelta(days=2), metering_sn="late")

@@ -10,7 +10,8 @@ import pytest
 from isvapp.koo.envelope import envelope
 from isvapp.koo.signing import body_sign
 from isvapp.standins import simulator
-from isvapp.standins.fakemarket import Running, create_fake_market
+from isvapp.standins.fakemarket import create_fake_market
+from isvapp.standins.serving import Running
 from isvapp.storage.models import KitUser, StatusItem
 from sqlalchemy import func, select
 from werkzeug.serving import make_server

@@ -17,7 +17,8 @@ import time
 import pytest
 from isvapp.background import jobs, status
 from isvapp.extensions import db
-from isvapp.standins.fakemarket import Running, create_fake_market
+from isvapp.standins.fakemarket import create_fake_market
+from isvapp.standins.serving import Running
 from isvapp.storage.models import Event, Job, JobState
 from isvapp.storage.transactions import write_transaction
 from sqlalchemy import func, select

@@ -17,7 +17,7 @@ import urllib.request
 import jwt
 
 from ..fakeidp import create_fake_idp
-from ..fakemarket import Running
+from ..serving import Running
 from .client import Step
 
 PASSWORD = "sim-password"
