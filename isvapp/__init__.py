@@ -109,19 +109,13 @@ def register_commands(app):
     from . import backups, cli
     from .background import failures, jobs, maintenance, notices, provisioning, uploads, usage  # noqa: F401
     from .domain import kit, licensecodes, licenses, orderdetails  # noqa: F401
-    from .standins import fakemarket, simulator
 
     cli.init_app(app)
     backups.init_app(app)
-    fakemarket.init_app(app)
-    from .standins import fakeidp
-
-    fakeidp.init_app(app)  # noqa: E702  `isvapp fake-idp`, the 联营 login's IdP
     jobs.init_app(app)
     kit.init_app(app)
     licenses.init_app(app)
     licensecodes.init_app(app)
-    simulator.init_app(app)
     usage.init_app(app)
     maintenance.init_app(app)
     from .background import alerts

@@ -3,6 +3,9 @@ imports made inside functions too (a lazy import hides a circle; it does not rem
 modules that need each other want what both need moved below them."""
 
 import ast
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import isvapp
@@ -158,6 +161,73 @@ def test_every_import_points_down_the_layers():
     known = modules()
     graph = {name: imports_of(name, path, known) for name, path in known.items()}
     assert upward_imports(graph) == []
+
+
+# The stand-ins (isvapp/standins: the fake marketplace, the fake IdP, the simulator) are tools: in
+# the layer order above they may import what lies below them (market's paths, storage, koo), and
+# besides that rule nothing outside them may import them, the factory included. Their commands
+# reach the command line through setup.cfg's flask.commands entry points.
+STANDINS = "isvapp.standins"
+
+
+def imports_of_the_standins(graph):
+    return sorted(
+        f"{name} imports {target}"
+        for name, targets in graph.items()
+        if not (name == STANDINS or name.startswith(STANDINS + "."))
+        for target in targets
+        if target == STANDINS or target.startswith(STANDINS + ".")
+    )
+
+
+def test_the_stand_in_check_finds_a_runtime_import():
+    graph = {
+        "isvapp": {"isvapp.standins.fakemarket"},
+        "isvapp.standins.simulator.login": {"isvapp.standins.fakeidp"},
+    }
+    assert imports_of_the_standins(graph) == ["isvapp imports isvapp.standins.fakemarket"]
+
+
+def test_no_runtime_module_imports_the_stand_ins():
+    known = modules()
+    graph = {name: imports_of(name, path, known) for name, path in known.items()}
+    assert "isvapp.standins.fakeidp" in graph["isvapp.standins.simulator.login"]  # the walk sees them
+    assert imports_of_the_standins(graph) == []
+
+
+STAND_IN_COMMANDS = {"fake-market", "fake-idp", "fake-idp-tenant", "simulate"}
+
+
+def test_the_production_app_holds_no_stand_in_and_loads_none(tmp_path):
+    """The app gunicorn serves, built as wsgi.py builds it in a fresh interpreter: none of the
+    stand-ins' modules is imported and none of their commands is the app's own."""
+    probe = (
+        "import sys; from isvapp import create_app; app = create_app(); "
+        "print(sorted(m for m in sys.modules if m.startswith('isvapp.standins'))); "
+        f"print(sorted(set(app.cli.commands) & set({sorted(STAND_IN_COMMANDS)!r})))"
+    )
+    env = {**os.environ, "ISVAPP_INSTANCE_PATH": str(tmp_path / "instance"), "ISVAPP_SECRET_KEY": "s" * 40}
+    result = subprocess.run(
+        [sys.executable, "-c", probe], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["[]", "[]"], result.stdout
+
+
+def test_the_command_line_has_the_stand_ins_commands():
+    """Flask's command line loads them from the entry points (pip install -e . registers them)."""
+    import importlib.metadata
+
+    from isvapp.standins import fakeidp, fakemarket, simulator
+    from isvapp.standins.simulator import demotenant
+
+    found = {e.name: e.load() for e in importlib.metadata.entry_points(group="flask.commands")}
+    assert {name: found.get(name) for name in STAND_IN_COMMANDS} == {
+        "fake-market": fakemarket.fake_market_command,
+        "fake-idp": fakeidp.fake_idp_command,
+        "fake-idp-tenant": demotenant.fake_idp_tenant_command,
+        "simulate": simulator.simulate_command,
+    }
 
 
 def test_the_public_paths_a_merchant_names_still_work(app):

@@ -199,7 +199,9 @@ def test_the_broken_server_is_reported_exactly(broken):
 
 def test_flask_simulate_uses_the_apps_own_keys(live, runner):
     server, _ = live
-    result = runner.invoke(args=["simulate", server.url, "--suite", "kit", "--suite", "trial", "--generation", "g1"])
+    result = runner.invoke(
+        simulator.simulate_command, [server.url, "--suite", "kit", "--suite", "trial", "--generation", "g1"]
+    )
     assert result.exit_code == 0, result.output
     assert "kit tenantSync add" in result.output and "refreshInstance trialToFormal" in result.output
 
@@ -278,6 +280,6 @@ def test_cli_lists_the_new_suite_and_option():
 
 def test_flask_simulate_takes_tolerance_and_the_seller_console_suite(live, runner):
     server, _ = live
-    result = runner.invoke(args=["simulate", server.url, "--suite", "seller-console", "--tolerance"])
+    result = runner.invoke(simulator.simulate_command, [server.url, "--suite", "seller-console", "--tolerance"])
     assert result.exit_code == 0, result.output
     assert "round 2 one-time releaseInstance" in result.output and "tolerance probes" in result.output

@@ -97,7 +97,3 @@ def fake_idp_command(port, password):
         f"redirect URI {next(iter(clients.values()))['redirect_uris'][0] if clients else '-'} (Ctrl-C stops)"
     )
     serve_forever(idp, port)
-
-
-def init_app(app):
-    app.cli.add_command(fake_idp_command)

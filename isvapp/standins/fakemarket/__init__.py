@@ -65,7 +65,3 @@ def fake_market_command(port):
     market = create_fake_market(settings.api_ak, settings.api_sk, settings.usage_key or "")
     click.echo(f"fake marketplace on http://127.0.0.1:{port}; set KOO_API_BASE_URL to it (Ctrl-C stops)")
     serve_forever(market, port)
-
-
-def init_app(app):
-    app.cli.add_command(fake_market_command)
