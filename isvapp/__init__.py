@@ -64,8 +64,7 @@ def register_extensions(app):
 
 
 def register_blueprints(app):
-    from . import health, login, monitoring, produce, productapi
-    from .dashboard import views as dashboard
+    from . import dashboard, health, login, monitoring, produce, productapi
     from .productapi import relay
 
     app.register_blueprint(produce.bp)

@@ -15,7 +15,6 @@ from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 from flask import (
-    Blueprint,
     Response,
     abort,
     current_app,
@@ -54,17 +53,9 @@ from ..storage.models import (
     utcnow,
 )
 from ..texts import N_, Text
-from . import charts, diagnosis, display, golive, i18n, security
+from . import bp, charts, diagnosis, display, golive, i18n, security
 from .labels import FIELD_LABELS, FIELD_VALUES, USAGE_STATE_LABELS
 
-bp = Blueprint(
-    "dashboard",
-    __name__,
-    url_prefix="/admin",
-    template_folder="templates",
-    static_folder="static",
-    static_url_path="/static",
-)
 PAGE = 50
 TREE_LIMIT = 5000
 
@@ -790,12 +781,3 @@ def licenses_csv():
 @security.login_required
 def callbacks_csv():
     return csv_response("callbacks.csv", CALLBACK_COLUMNS, callback_query())
-
-
-def init_app(app):
-    app.register_blueprint(bp)
-    security.init_app(app)
-
-    @app.get("/")
-    def _home():
-        return redirect(url_for("dashboard.overview"))
