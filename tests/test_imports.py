@@ -230,6 +230,57 @@ def test_the_command_line_has_the_stand_ins_commands():
     }
 
 
+# One shape for every blueprint (flaskr, cookiecutter-flask): ``bp = Blueprint(...)`` in a package's
+# __init__.py, the routes in that package's views.py, which __init__.py imports once bp exists. Two
+# top-level modules of a route or two are a blueprint each, whole.
+ONE_MODULE_BLUEPRINTS = {"isvapp.health", "isvapp.monitoring"}
+ROUTE_CALLS = {"route", "get", "post", "put", "patch", "delete", "add_url_rule"}
+
+
+def blueprint_shape_problems(sources):
+    """What breaks the shape in ``sources`` ({module name: (is it a package, its source)})."""
+    problems = []
+    for name, (is_package, text) in sorted(sources.items()):
+        if name in ONE_MODULE_BLUEPRINTS:
+            continue
+        calls = [node for node in ast.walk(ast.parse(text)) if isinstance(node, ast.Call)]
+        makes = any(getattr(call.func, "id", getattr(call.func, "attr", None)) == "Blueprint" for call in calls)
+        routes = any(
+            isinstance(call.func, ast.Attribute)
+            and call.func.attr in ROUTE_CALLS
+            and isinstance(call.func.value, ast.Name)
+            and call.func.value.id == "bp"
+            for call in calls
+        )
+        if makes and not is_package:
+            problems.append(f"{name} makes a Blueprint: bp belongs in its package's __init__.py")
+        if makes and is_package and f"{name}.views" not in sources:
+            problems.append(f"{name} makes a Blueprint but has no views.py for its routes")
+        if routes and not name.endswith(".views"):
+            problems.append(f"{name} adds routes to bp: they belong in views.py")
+    return problems
+
+
+def test_the_shape_check_finds_a_blueprint_out_of_shape():
+    sources = {
+        "isvapp.pages": (True, "from . import views"),
+        "isvapp.pages.views": (False, "bp = Blueprint('pages', __name__)\n@bp.get('/')\ndef home(): pass"),
+        "isvapp.market": (True, "bp = Blueprint('m', __name__)\nbp.add_url_rule('/', 'x', print)"),
+    }
+    assert blueprint_shape_problems(sources) == [
+        "isvapp.market makes a Blueprint but has no views.py for its routes",
+        "isvapp.market adds routes to bp: they belong in views.py",
+        "isvapp.pages.views makes a Blueprint: bp belongs in its package's __init__.py",
+    ]
+
+
+def test_every_blueprint_is_bp_in_its_packages_init_with_its_routes_in_views():
+    sources = {name: (path.name == "__init__.py", path.read_text(encoding="utf-8")) for name, path in modules().items()}
+    packages = {n for n, (is_package, text) in sources.items() if is_package and "Blueprint(" in text}
+    assert {"isvapp.produce", "isvapp.dashboard", "isvapp.login", "isvapp.productapi"} <= packages  # it sees them
+    assert blueprint_shape_problems(sources) == []
+
+
 def test_the_public_paths_a_merchant_names_still_work(app):
     """What merchants write in configuration and in their own code, from before the layout moved."""
     import importlib.metadata

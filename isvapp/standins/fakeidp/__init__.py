@@ -21,7 +21,7 @@ tokens and sessions it hands out) and views (the routes, thin).
 """
 
 import click
-from flask import Flask, current_app
+from flask import Blueprint, Flask, current_app
 from flask.cli import with_appcontext
 from sqlalchemy import select
 
@@ -29,10 +29,10 @@ from ...extensions import db
 from ...storage import vault
 from ...storage.models import KitApp, KitState, KitUser
 from ..serving import serve_forever
-from . import views
 from .directory import Directory
 from .state import IdpState
 
+bp = Blueprint("fake_idp", __name__)
 DEFAULT_REDIRECT_URI = "http://127.0.0.1:8000/login/callback"
 
 
@@ -52,7 +52,7 @@ def create_fake_idp(clients, users, password="fake-password", **config):
     )
     app.extensions["fake_idp_directory"] = Directory(clients, users, password)
     app.extensions["fake_idp"] = IdpState()
-    app.register_blueprint(views.bp)
+    app.register_blueprint(bp)
     return app
 
 
@@ -97,3 +97,6 @@ def fake_idp_command(port, password):
         f"redirect URI {next(iter(clients.values()))['redirect_uris'][0] if clients else '-'} (Ctrl-C stops)"
     )
     serve_forever(idp, port)
+
+
+from . import views  # noqa: E402, F401  the routes, decorated on bp: imported once bp exists

@@ -7,12 +7,11 @@ import json
 import time
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
-from flask import Blueprint, Response, current_app, request
+from flask import Response, current_app, request
 from markupsafe import escape
 
+from . import bp
 from .directory import AUTHORIZE_FIELDS, verifier_matches
-
-bp = Blueprint("fake_idp", __name__)
 
 AUTHORIZE = "/api/v1/oauth2/authorize"
 TOKEN = "/api/v1/oauth2/token"

@@ -18,13 +18,13 @@ between calls) and views (the routes, thin: they check a call and hand it to the
 """
 
 import click
-from flask import Flask, current_app
+from flask import Blueprint, Flask, current_app
 from flask.cli import with_appcontext
 
 from ..serving import serve_forever
-from . import views
 from .state import MarketState
 
+bp = Blueprint("fake_market", __name__)
 FAKE_LICENSES = {
     "PLXXXXXX": {"status": "NORMAL", "expireTime": "20991231235959"},
     "PLEXPIRED": {"status": "EXPIRED", "expireTime": "20200101000000"},
@@ -50,7 +50,7 @@ def create_fake_market(ak, sk, usage_key, **config):
     )
     app.config.setdefault("FAKE_LICENSES", {code: dict(v) for code, v in FAKE_LICENSES.items()})
     app.extensions["fake_market"] = MarketState()
-    app.register_blueprint(views.bp)
+    app.register_blueprint(bp)
     return app
 
 
@@ -65,3 +65,6 @@ def fake_market_command(port):
     market = create_fake_market(settings.api_ak, settings.api_sk, settings.usage_key or "")
     click.echo(f"fake marketplace on http://127.0.0.1:{port}; set KOO_API_BASE_URL to it (Ctrl-C stops)")
     serve_forever(market, port)
+
+
+from . import views  # noqa: E402, F401  the routes, decorated on bp: imported once bp exists

@@ -6,13 +6,12 @@ asked for are played (:func:`injected_fault`), and the AK/SK signature is checke
 import json
 import time
 
-from flask import Blueprint, Response, current_app, request
+from flask import Response, current_app, request
 
 from ...koo import apig, licensecodes
 from ...market.openapi import ORDER_QUERY, USAGE_PUSH
+from . import bp
 from .orders import order_info
-
-bp = Blueprint("fake_market", __name__)
 
 UPLOAD_MAX_BYTES = 10 * 2**20
 
