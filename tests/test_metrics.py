@@ -115,7 +115,7 @@ def test_jobs_waiting_are_read_from_the_database_and_their_runs_counted(app, cli
         raise RuntimeError("down")
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setitem(jobs.HANDLERS, "test_fails", fails)
+        patch.setitem(app.extensions["isvapp_jobs"].handlers, "test_fails", fails)
         run_jobs(app)
     after, table = scrape(client), job_table(app)
     assert metric(after, "isvapp_jobs_oldest_waiting_seconds") == 0  # what failed waits for its retry

@@ -67,7 +67,7 @@ def fast_backoff(monkeypatch):
 
 
 @pytest.fixture
-def ran(monkeypatch):
+def ran(app, monkeypatch):
     """The test kind's handler: records (key, attempts); ``ran.fail`` holds errors to raise first."""
 
     class Calls(list):
@@ -82,7 +82,7 @@ def ran(monkeypatch):
 
     handle.fail = []
     calls.handler = handle
-    monkeypatch.setitem(jobs.HANDLERS, KIND, handle)
+    monkeypatch.setitem(app.extensions["isvapp_jobs"].handlers, KIND, handle)
     return calls
 
 

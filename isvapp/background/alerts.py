@@ -44,6 +44,7 @@ from ..storage.statements import insert_ignore
 from ..storage.transactions import write_transaction
 from ..texts import N_, Text, render, translator, untranslated, zone_label
 from . import jobs, status
+from .registry import current as current_registry
 
 log = logging.getLogger("isvapp.alerts")
 
@@ -246,7 +247,6 @@ DISK_CHECK_EVERY_S = 300
 _last_disk_check = []
 
 
-@jobs.periodic
 def check_disk_periodically(force=False):
     """The worker's disk check: at most every 5 minutes per worker."""
     if not force and _last_disk_check and time.monotonic() - _last_disk_check[0] < DISK_CHECK_EVERY_S:
@@ -255,7 +255,6 @@ def check_disk_periodically(force=False):
     return check_disk()
 
 
-@jobs.watch_dead
 def alert_dead_job(row, error):
     """Raise a "dead_job" alert in the transaction that makes the job dead (a savepoint: a failure
     here is logged and never keeps the job from being marked dead). An alert job that dies raises
@@ -501,27 +500,21 @@ def send(channel, config, subject, text):
         raise ChannelError(f"{channel}: {type(error).__name__}: {_mask(error, config)}") from None
 
 
-# kind -> function(alert, params, gettext) -> more parameters, for kinds whose message is written
-# when it is read, from the whole window (registered by the modules above, e.g. notices).
-RENDERERS = {}
-# kind -> (subject msgid, text msgid) of rows from before alerts kept their message (notices).
-LEGACY = {}
-
-
 def message(alert, gettext=untranslated, zone_name="UTC", repeats=True, html=False, inert_values=False):
     """(subject, text) of ``alert`` in ``gettext``'s language, its times in ``zone_name``. A row from
     before alerts kept their msgids is shown in the English it was stored in. ``repeats``: add how
     many times it happened in its window (the channels' message; the pages have a column for it).
     ``html``: Markup for a page, its values marked as data (isvapp.texts.render). ``inert_values``:
     every text value on one line and without markup (:func:`inert`), for a robot's or a mail's text."""
-    stored = alert.message or {}
+    stored, kinds = alert.message or {}, current_registry()
     if stored.get("subject"):
         subject_id, text_id, params = stored["subject"], stored.get("text", ""), dict(stored.get("params") or {})
-    elif alert.kind in LEGACY:
-        (subject_id, text_id), params = LEGACY[alert.kind], _json_object(alert.text)
+    elif alert.kind in kinds.legacy_messages:
+        (subject_id, text_id), params = kinds.legacy_messages[alert.kind], _json_object(alert.text)
     else:
         subject_id, text_id, params = None, None, {}
-    more = RENDERERS.get(alert.kind)
+    # A kind whose message is written when it is read, from its whole window (notices).
+    more = kinds.renderers.get(alert.kind)
     if more:
         params.update(more(alert, params, gettext))
     params.setdefault("zone", zone_label(zone_name))
@@ -594,7 +587,6 @@ def display_zone(config):
 # --- delivery --------------------------------------------------------------------------------------
 
 
-@jobs.handler("alert")
 def deliver(job):
     """Send the alert to every configured channel, then set its ``sent_at``.
 
@@ -693,6 +685,14 @@ def alert_test_command():
             click.echo(message if message.startswith(f"{channel}:") else f"{channel}: {message}")
     if failed:
         raise SystemExit(1)
+
+
+def register_jobs(registry):
+    """The alert job, the disk check (a periodic task) and the dead-job alert (isvapp/__init__.py,
+    register_jobs)."""
+    registry.periodic(check_disk_periodically)
+    registry.watch_dead(alert_dead_job)
+    registry.handler("alert", deliver)
 
 
 def init_app(app):

@@ -100,12 +100,10 @@ def prune(settings, callback_days, now=None):
     return counts
 
 
-@jobs.handler("prune")
 def prune_job(job):
     prune(current_app.extensions["isvapp"], int(current_app.config["CALLBACK_LOG_RETENTION_DAYS"] or 0))
 
 
-@jobs.periodic
 def schedule_prune(now=None):
     """One prune job per PRUNE_EVERY_H period, whichever worker (or host) sees the period first."""
     hours = float(current_app.config["PRUNE_EVERY_H"] or 0)
@@ -186,6 +184,12 @@ def backup_sqlite(path):
         source.close()
     os.replace(partial, path)
     return counts
+
+
+def register_jobs(registry):
+    """The prune job and its schedule (isvapp/__init__.py, register_jobs)."""
+    registry.handler("prune", prune_job)
+    registry.periodic(schedule_prune)
 
 
 def init_app(app):
