@@ -18,7 +18,8 @@ from isvapp import create_app
 from isvapp.background import jobs, usage
 from isvapp.extensions import db
 from isvapp.market import openapi
-from isvapp.market.fake import Running, create_fake_market
+from isvapp.standins.fakemarket import create_fake_market
+from isvapp.standins.serving import Running
 from isvapp.storage.models import Instance, UsageRecord, UsageState, utcnow
 from isvapp.storage.schema import init_db
 from isvapp.storage.transactions import write_transaction
@@ -109,7 +110,7 @@ def measure(quick, folder=None):
             for start in range(0, len(sdrs), size):
                 openapi.push_usage(settings, sdrs[start : start + size])
             baseline_s = time.perf_counter() - started
-        received = len(market.app.extensions["fake_market"]["usage"])
+        received = len(market.app.extensions["fake_market"].usage)
     return {
         "instances": count,
         "pushed": pushed,

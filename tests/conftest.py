@@ -33,7 +33,7 @@ from isvapp import create_app
 from isvapp.config import DB_FILENAME
 from isvapp.dashboard import security
 from isvapp.extensions import db
-from isvapp.market.fake import Running
+from isvapp.standins.serving import Running
 from isvapp.storage.schema import init_db
 from sqlalchemy import create_engine, make_url, text
 from sqlalchemy.exc import SQLAlchemyError

@@ -461,6 +461,7 @@ LAYERS = [
     ),
     ("the domain", {"isvapp.domain"}),
     ("background work", {"isvapp.background"}),
+    ("the stand-ins", {"isvapp.standins"}),
     ("the other side of the wire", {"isvapp.market"}),
     ("storage", {"isvapp.storage"}),
     (

@@ -203,7 +203,7 @@ def test_a_dead_job_raises_a_dead_job_alert(app, market, robots, monkeypatch):
     def always_fails(job):
         raise RuntimeError("the thing is down")
 
-    monkeypatch.setitem(jobs.HANDLERS, "test_fails", always_fails)
+    monkeypatch.setitem(app.extensions["isvapp_jobs"].handlers, "test_fails", always_fails)
     with app.app_context():
         with write_transaction():
             jobs.enqueue("test_fails", "k1")

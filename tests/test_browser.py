@@ -180,7 +180,7 @@ def test_every_page_in_both_languages_with_screenshots(site, lang, word):
 
 
 def test_the_go_live_page_turns_green_as_a_debugging_round_passes(site):
-    from isvapp.market import simulator
+    from isvapp.standins import simulator
 
     with sync_playwright() as p:
         browser = launch(p)

@@ -65,6 +65,7 @@ def test_the_isvapp_command_in_the_virtual_environment_lists_the_commands(tmp_pa
         "simulate",
         "fake-market",
         "fake-idp",
+        "fake-idp-tenant",
         "backup",
         "prune",
         "usage",

@@ -60,7 +60,7 @@ def test_a_500_from_any_route_raises_one_alert_per_window_that_counts_them(app, 
     [alert] = market.rows(Alert)
     assert (alert.kind, alert.count) == ("unexpected_error", 5)
     assert "POST /relay/v1/verify failed with RuntimeError at tests/" not in alert.text  # isvapp's own frame
-    assert "POST /relay/v1/verify failed with RuntimeError at isvapp/productapi/relay.py:" in alert.text
+    assert "POST /relay/v1/verify failed with RuntimeError at isvapp/productapi/relay/views.py:" in alert.text
     assert f"request id {answers[0].headers['X-Request-Id']}" in alert.text
     assert LEAK not in alert.text and LEAK not in alert.subject  # an error's text may hold anything
     assert (

@@ -1,4 +1,5 @@
-"""The fake tenant IdP (isvapp.market.fakeidp), over real HTTP on 127.0.0.1."""
+"""The fake tenant IdP (isvapp.standins.fakeidp): its parts alone (the directory's rules, the codes
+and tokens it hands out), then the app over real HTTP on 127.0.0.1."""
 
 import base64
 import hashlib
@@ -10,8 +11,10 @@ import isvapp.settings
 import pytest
 import requests
 from isvapp.extensions import db
-from isvapp.market.fake import Running
-from isvapp.market.fakeidp import DEFAULT_REDIRECT_URI, clients_and_users, create_fake_idp
+from isvapp.standins.fakeidp import DEFAULT_REDIRECT_URI, clients_and_users, create_fake_idp, fake_idp_command
+from isvapp.standins.fakeidp.directory import Directory, s256, verifier_matches
+from isvapp.standins.fakeidp.state import IdpState
+from isvapp.standins.serving import Running
 from isvapp.storage import vault
 from isvapp.storage.models import KitApp, KitState, KitUser
 
@@ -39,6 +42,100 @@ USERS = {
 
 def challenge_of(verifier):
     return base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+
+
+# --- the parts ------------------------------------------------------------------------------------
+
+DIRECTORY = Directory(CLIENTS, USERS)
+
+
+def authorize_query(**extra):
+    return {
+        "response_type": "code",
+        "client_id": "client-1",
+        "redirect_uri": CALLBACK,
+        "scope": "get_user_info",
+        "state": "",
+        "code_challenge": "",
+        "code_challenge_method": "",
+        **extra,
+    }
+
+
+@pytest.mark.parametrize(
+    "extra, problem",
+    [
+        ({}, None),
+        ({"client_id": "nobody"}, "unknown client_id"),
+        ({"redirect_uri": "http://127.0.0.1:8000/other"}, "redirect_uri is not one registered for this client"),
+        ({"response_type": "token"}, "response_type must be code"),
+        ({"code_challenge": "x" * 43, "code_challenge_method": "plain"}, "code_challenge_method must be S256"),
+        (
+            {"code_challenge": "short", "code_challenge_method": "S256"},
+            "code_challenge must be 43 base64url characters",
+        ),
+    ],
+)
+def test_the_directory_says_why_an_authorize_request_is_refused(extra, problem):
+    assert DIRECTORY.authorize_problem(authorize_query(**extra)) == problem
+
+
+def test_a_user_logs_in_with_its_own_password_or_else_the_shared_one():
+    assert DIRECTORY.password_ok("zhangsan", "fake-password") and not DIRECTORY.password_ok("zhangsan", "own")
+    assert DIRECTORY.password_ok("boss", "own") and not DIRECTORY.password_ok("boss", "fake-password")
+    assert not DIRECTORY.password_ok("nobody", "fake-password")
+
+
+def test_a_client_needs_its_secret_and_a_client_without_one_never_passes():
+    assert DIRECTORY.client_ok("client-1", "s3cret") and not DIRECTORY.client_ok("client-1", "other")
+    assert not Directory({"c": {"secret": "", "redirect_uris": []}}, {}).client_ok("c", "")
+    assert not DIRECTORY.client_ok("nobody", "s3cret")
+
+
+def test_the_directory_redirects_a_logout_only_to_loopback_or_a_registered_host():
+    assert DIRECTORY.safe_redirect("https://isv.example.com/after")
+    assert DIRECTORY.safe_redirect("http://localhost:9/bye")
+    assert not DIRECTORY.safe_redirect("https://evil.example.com/")
+    assert not DIRECTORY.safe_redirect("http://127.0.0.1\\@evil.example.com/")
+    assert not DIRECTORY.safe_redirect("")
+
+
+def test_a_pkce_verifier_matches_only_its_challenge_and_only_at_43_to_128_characters():
+    verifier = "v" * 43
+    assert s256(verifier) == challenge_of(verifier) and verifier_matches(verifier, s256(verifier))
+    assert not verifier_matches("w" * 43, s256(verifier))
+    assert not verifier_matches("v" * 42, s256("v" * 42)) and not verifier_matches("v" * 129, s256("v" * 129))
+
+
+def test_a_code_is_taken_once_by_its_own_client_before_it_expires():
+    state = IdpState()
+    code = state.new_code(authorize_query(), "zhangsan", ttl_s=60, now=1000.0)
+    assert state.take("codes", code, "client-2", now=1001.0) is None  # another client's: left where it is
+    grant = state.take("codes", code, "client-1", now=1001.0)
+    assert grant["user"] == "zhangsan" and grant["challenge"] is None
+    assert state.take("codes", code, "client-1", now=1001.0) is None  # single use
+    late = state.new_code(authorize_query(), "zhangsan", ttl_s=60, now=1000.0)
+    assert state.take("codes", late, "client-1", now=1060.0) is None and state.codes == {}
+
+
+def test_tokens_expire_and_a_refresh_token_is_single_use():
+    state = IdpState()
+    access, refresh = state.issue("client-1", "boss", "get_user_info", 10, 100, now=50.0)
+    assert state.access_grant(access, now=59.0)["user"] == "boss" and state.access_grant(access, now=60.0) is None
+    assert state.take("refresh", refresh, "client-1", now=149.0)["scope"] == "get_user_info"
+    assert state.take("refresh", refresh, "client-1", now=149.0) is None
+
+
+def test_a_session_is_remembered_until_it_ends():
+    state = IdpState()
+    sid = state.start_session("zhangsan")
+    assert state.session_user(sid) == "zhangsan"
+    state.end_session(sid)
+    state.end_session(sid)  # a second logout is harmless
+    assert state.session_user(sid) is None
+
+
+# --- the app, over HTTP ---------------------------------------------------------------------------
 
 
 @live_fixture
@@ -101,7 +198,7 @@ def test_code_flow_with_pkce_then_userinfo(idp):
         "organizationCode": "10000",
         "role": "user",
     }
-    assert ("POST", "/api/v1/oauth2/token") in idp.app.extensions["fake_idp"]["calls"]
+    assert ("POST", "/api/v1/oauth2/token") in idp.app.extensions["fake_idp"].calls
 
 
 def test_state_is_left_out_when_not_given_and_the_uri_query_is_kept(idp):
@@ -354,7 +451,7 @@ def test_clients_and_users_come_from_the_database(app):
         assert userinfo(idp, got.json()["access_token"]).json()["role"] == "admin"
 
 
-def test_default_redirect_uri_and_the_command_is_registered(app):
+def test_default_redirect_uri_and_the_command_is_the_clis_not_the_apps(app):
     with app.app_context():
         db.session.add(
             KitApp(
@@ -368,6 +465,6 @@ def test_default_redirect_uri_and_the_command_is_registered(app):
         db.session.commit()
         clients, _ = clients_and_users()
     assert clients["c"]["redirect_uris"] == [DEFAULT_REDIRECT_URI]
-    assert "fake-idp" in app.cli.commands
-    result = app.test_cli_runner().invoke(args=["fake-idp", "--help"])
+    assert "fake-idp" not in app.cli.commands  # the command line's (setup.cfg flask.commands), not the app's
+    result = app.test_cli_runner().invoke(fake_idp_command, ["--help"])
     assert result.exit_code == 0 and "--password" in result.output

@@ -28,7 +28,7 @@ import uuid
 
 import pytest
 import requests
-from isvapp.market.simulator import SUITES
+from isvapp.standins.simulator import SUITES
 
 from .helpers import KEY
 from .live import ROOT, free_port, stop_process

@@ -3,7 +3,10 @@ imports made inside functions too (a lazy import hides a circle; it does not rem
 modules that need each other want what both need moved below them."""
 
 import ast
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import isvapp
@@ -126,13 +129,132 @@ def test_every_import_points_down_the_layers():
     assert upward_imports(graph) == []
 
 
+# The stand-ins (isvapp/standins: the fake marketplace, the fake IdP, the simulator) are tools: in
+# the layer order above they may import what lies below them (market's paths, storage, koo), and
+# besides that rule nothing outside them may import them, the factory included. Their commands
+# reach the command line through setup.cfg's flask.commands entry points.
+STANDINS = "isvapp.standins"
+
+
+def imports_of_the_standins(graph):
+    return sorted(
+        f"{name} imports {target}"
+        for name, targets in graph.items()
+        if not (name == STANDINS or name.startswith(STANDINS + "."))
+        for target in targets
+        if target == STANDINS or target.startswith(STANDINS + ".")
+    )
+
+
+def test_the_stand_in_check_finds_a_runtime_import():
+    graph = {
+        "isvapp": {"isvapp.standins.fakemarket"},
+        "isvapp.standins.simulator.login": {"isvapp.standins.fakeidp"},
+    }
+    assert imports_of_the_standins(graph) == ["isvapp imports isvapp.standins.fakemarket"]
+
+
+def test_no_runtime_module_imports_the_stand_ins():
+    known = modules()
+    graph = {name: imports_of(name, path, known) for name, path in known.items()}
+    assert "isvapp.standins.fakeidp" in graph["isvapp.standins.simulator.login"]  # the walk sees them
+    assert imports_of_the_standins(graph) == []
+
+
+STAND_IN_COMMANDS = {"fake-market", "fake-idp", "fake-idp-tenant", "simulate"}
+
+
+@pytest.mark.live  # a fresh interpreter
+def test_the_production_app_holds_no_stand_in_and_loads_none(tmp_path):
+    """The app gunicorn serves, built as wsgi.py builds it in a fresh interpreter: none of the
+    stand-ins' modules is imported and none of their commands is the app's own."""
+    probe = (
+        "import sys; from isvapp import create_app; app = create_app(); "
+        "print(sorted(m for m in sys.modules if m.startswith('isvapp.standins'))); "
+        f"print(sorted(set(app.cli.commands) & set({sorted(STAND_IN_COMMANDS)!r})))"
+    )
+    env = {**os.environ, "ISVAPP_INSTANCE_PATH": str(tmp_path / "instance"), "ISVAPP_SECRET_KEY": "s" * 40}
+    result = subprocess.run(
+        [sys.executable, "-c", probe], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["[]", "[]"], result.stdout
+
+
+def test_the_command_line_has_the_stand_ins_commands():
+    """Flask's command line loads them from the entry points (pip install -e . registers them)."""
+    import importlib.metadata
+
+    from isvapp.standins import fakeidp, fakemarket, simulator
+    from isvapp.standins.simulator import demotenant
+
+    found = {e.name: e.load() for e in importlib.metadata.entry_points(group="flask.commands")}
+    assert {name: found.get(name) for name in STAND_IN_COMMANDS} == {
+        "fake-market": fakemarket.fake_market_command,
+        "fake-idp": fakeidp.fake_idp_command,
+        "fake-idp-tenant": demotenant.fake_idp_tenant_command,
+        "simulate": simulator.simulate_command,
+    }
+
+
+# One shape for every blueprint (flaskr, cookiecutter-flask): ``bp = Blueprint(...)`` in a package's
+# __init__.py, the routes in that package's views.py, which __init__.py imports once bp exists. Two
+# top-level modules of a route or two are a blueprint each, whole.
+ONE_MODULE_BLUEPRINTS = {"isvapp.health", "isvapp.monitoring"}
+ROUTE_CALLS = {"route", "get", "post", "put", "patch", "delete", "add_url_rule"}
+
+
+def blueprint_shape_problems(sources):
+    """What breaks the shape in ``sources`` ({module name: (is it a package, its source)})."""
+    problems = []
+    for name, (is_package, text) in sorted(sources.items()):
+        if name in ONE_MODULE_BLUEPRINTS:
+            continue
+        calls = [node for node in ast.walk(ast.parse(text)) if isinstance(node, ast.Call)]
+        makes = any(getattr(call.func, "id", getattr(call.func, "attr", None)) == "Blueprint" for call in calls)
+        routes = any(
+            isinstance(call.func, ast.Attribute)
+            and call.func.attr in ROUTE_CALLS
+            and isinstance(call.func.value, ast.Name)
+            and call.func.value.id == "bp"
+            for call in calls
+        )
+        if makes and not is_package:
+            problems.append(f"{name} makes a Blueprint: bp belongs in its package's __init__.py")
+        if makes and is_package and f"{name}.views" not in sources:
+            problems.append(f"{name} makes a Blueprint but has no views.py for its routes")
+        if routes and not name.endswith(".views"):
+            problems.append(f"{name} adds routes to bp: they belong in views.py")
+    return problems
+
+
+def test_the_shape_check_finds_a_blueprint_out_of_shape():
+    sources = {
+        "isvapp.pages": (True, "from . import views"),
+        "isvapp.pages.views": (False, "bp = Blueprint('pages', __name__)\n@bp.get('/')\ndef home(): pass"),
+        "isvapp.market": (True, "bp = Blueprint('m', __name__)\nbp.add_url_rule('/', 'x', print)"),
+    }
+    assert blueprint_shape_problems(sources) == [
+        "isvapp.market makes a Blueprint but has no views.py for its routes",
+        "isvapp.market adds routes to bp: they belong in views.py",
+        "isvapp.pages.views makes a Blueprint: bp belongs in its package's __init__.py",
+    ]
+
+
+def test_every_blueprint_is_bp_in_its_packages_init_with_its_routes_in_views():
+    sources = {name: (path.name == "__init__.py", path.read_text(encoding="utf-8")) for name, path in modules().items()}
+    packages = {n for n, (is_package, text) in sources.items() if is_package and "Blueprint(" in text}
+    assert {"isvapp.produce", "isvapp.dashboard", "isvapp.login", "isvapp.productapi"} <= packages  # it sees them
+    assert blueprint_shape_problems(sources) == []
+
+
 def test_the_public_paths_a_merchant_names_still_work(app):
     """What merchants write in configuration and in their own code, from before the layout moved."""
     import importlib.metadata
 
     import isvapp.provisioning as public
     from isvapp.background import provisioning
-    from isvapp.market import simulator
+    from isvapp.standins import simulator
 
     for name in (
         "Provisioner",

@@ -12,7 +12,8 @@ import isvapp.settings
 import pytest
 from isvapp.background import jobs, provisioning, usage
 from isvapp.extensions import db
-from isvapp.market.fake import Running, create_fake_market
+from isvapp.standins.fakemarket import create_fake_market
+from isvapp.standins.serving import Running
 from isvapp.storage.models import DetailsState, Event, Instance, Job, JobState, UsageRecord, UsageState, utcnow
 from sqlalchemy import update
 from werkzeug.wrappers import Request, Response
@@ -248,7 +249,7 @@ def test_usage_is_pushed_in_batches_once_and_rejections_are_kept(app, market, ma
             .values(charging_mode="ON_DEMAND", created_at=utcnow() - timedelta(days=3))
         )
         db.session.commit()
-    market_api.app.extensions["fake_market"]["usage"]["dup-sn"] = {}
+    market_api.app.extensions["fake_market"].usage["dup-sn"] = {}
     with app.app_context():
         for i in range(1100):
             usage.add("meter-1", "1.5", begin, end, metering_sn=f"sn-{i}")
@@ -274,9 +275,9 @@ def test_usage_is_pushed_in_batches_once_and_rejections_are_kept(app, market, ma
     )
     assert result.exit_code == 0, result.output
     run_until_idle(app)
-    calls = [c for c in market_api.app.extensions["fake_market"]["calls"] if c[1].endswith("usage-data")]
+    calls = [c for c in market_api.app.extensions["fake_market"].calls if c[1].endswith("usage-data")]
     assert len(calls) == 12  # 1102 records: 11 batches of 100 (KOO_USAGE_PUSH_BATCH) and one of 2
-    pushed = market_api.app.extensions["fake_market"]["usage"]
+    pushed = market_api.app.extensions["fake_market"].usage
     assert len(pushed) == 1102 and pushed["sn-0"]["usage_value"] == "1.5"
     assert pushed["sn-0"]["begin_time"] == f"{begin:%Y%m%dT%H%M%SZ}"
     assert market.count(UsageRecord, UsageRecord.state == UsageState.PUSHED) == 1101
@@ -284,7 +285,7 @@ def test_usage_is_pushed_in_batches_once_and_rejections_are_kept(app, market, ma
     assert (rejected.metering_sn, rejected.error_code) == ("dup-sn", "005")
     assert market.count(Job, Job.kind == "usage_push", Job.attempts > 1) == 0  # no batch refused (MKT.9003)
     run_until_idle(app)
-    assert len([c for c in market_api.app.extensions["fake_market"]["calls"] if c[1].endswith("usage-data")]) == 12
+    assert len([c for c in market_api.app.extensions["fake_market"].calls if c[1].endswith("usage-data")]) == 12
 
 
 def test_fake_market_refuses_bad_signatures(app, market_api):

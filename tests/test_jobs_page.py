@@ -9,7 +9,7 @@ from isvapp import settings
 from isvapp.background import jobs
 from isvapp.extensions import db
 from isvapp.market import openapi
-from isvapp.market.fake import Running
+from isvapp.standins.serving import Running
 from isvapp.storage.models import Instance, Job, JobState, utcnow
 from werkzeug.wrappers import Request, Response
 

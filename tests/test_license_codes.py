@@ -16,8 +16,9 @@ from isvapp.background import uploads
 from isvapp.config import DEFAULTS
 from isvapp.koo import licensecodes
 from isvapp.market import openapi
-from isvapp.market.fake import Running, create_fake_market
 from isvapp.settings import load as load_settings
+from isvapp.standins.fakemarket import create_fake_market
+from isvapp.standins.serving import Running
 from isvapp.storage.models import Alert, Job, JobState, License, LicenseCode, UploadState
 
 from .helpers import AK, KEY, SK, async_request, lic2_order, row_state, run_until_idle, signed
@@ -119,7 +120,7 @@ def test_every_call_goes_to_the_backup_domain_when_the_main_one_is_down(fake):
     assert openapi.query_order(settings, "MOCKONETIMENEW")["orderId"] == "MOCKONETIMENEW"
     assert openapi.report_software_usage(settings, [("PLXXXXXX", [{"active_num": 3}])])["error_code"] == "92020000"
     # Each call was signed for the host it reached: the fake verified every signature.
-    assert [path for _, path in fake.app.extensions["fake_market"]["calls"]] == [
+    assert [path for _, path in fake.app.extensions["fake_market"].calls] == [
         licensecodes.ACTIVATE,
         licensecodes.ACTIVATE,
         licensecodes.QUERY_V1,
@@ -133,14 +134,14 @@ def test_a_main_domain_answering_without_a_result_code_is_tried_on_the_backup_bu
         settings = settings_for(main.url, fake.url)
         main.app.config["FAKE_MARKET_ANSWER_NEXT"] = [(502, b"<html>502 Bad Gateway</html>")]
         assert openapi.query_license(settings, "PLXXXXXX")[0] == "NORMAL"
-        assert len(fake.app.extensions["fake_market"]["calls"]) == 1
+        assert len(fake.app.extensions["fake_market"].calls) == 1
         with pytest.raises(openapi.MarketError, match="92020002") as error:
             openapi.query_license(settings, "PLNOSUCHCODE")  # the main domain answered: no second try
-        assert not error.value.elsewhere and len(fake.app.extensions["fake_market"]["calls"]) == 1
+        assert not error.value.elsewhere and len(fake.app.extensions["fake_market"].calls) == 1
         main.app.config["FAKE_MARKET_FAIL_NEXT"] = 1  # HTTP 500 with MKT.0999: the marketplace's answer too
         with pytest.raises(openapi.MarketError, match="MKT.0999") as error:
             openapi.query_license(settings, "PLXXXXXX")
-        assert error.value.later and len(fake.app.extensions["fake_market"]["calls"]) == 1
+        assert error.value.later and len(fake.app.extensions["fake_market"].calls) == 1
 
 
 @pytest.mark.parametrize(
@@ -175,7 +176,7 @@ def test_the_upload_sends_the_same_bytes_every_time_as_a_file_or_a_string(fake):
     openapi.upload_license(settings, "evt-1", document)
     openapi.upload_license(settings, "evt-1", document)
     openapi.upload_license(replace(settings, license_upload_mode="string"), "evt-2", document)
-    uploads_seen = fake.app.extensions["fake_market"]["uploads"]
+    uploads_seen = fake.app.extensions["fake_market"].uploads
     assert uploads_seen == {"evt-1": [document.encode()] * 2, "evt-2": [document.encode()]}
     first = openapi.multipart("file", document.encode(), True, "b")[0]
     assert first == openapi.multipart("file", document.encode(), True, "b")[0]
@@ -185,7 +186,7 @@ def test_an_oversize_license_is_refused_before_it_is_sent(fake):
     settings = replace(settings_for(fake.url), license_upload_max_bytes=100)
     with pytest.raises(openapi.MarketError, match="over KOO_LICENSE_UPLOAD_MAX_BYTES") as error:
         openapi.upload_license(settings, "evt-1", "x" * 101)
-    assert error.value.code == "invalid" and fake.app.extensions["fake_market"]["calls"] == []
+    assert error.value.code == "invalid" and fake.app.extensions["fake_market"].calls == []
 
 
 # --- getLicenseAsync's upload, a durable job ------------------------------------------------------------
@@ -204,7 +205,7 @@ def test_an_async_license_is_uploaded_by_the_worker(app, market, fake):
     run_until_idle(app)
     [row] = market.rows(License)
     assert row.upload_state == UploadState.UPLOADED and row.uploaded_at and row.upload_error is None
-    assert fake.app.extensions["fake_market"]["uploads"] == {"evt-up": [answer["license"].encode()]}
+    assert fake.app.extensions["fake_market"].uploads == {"evt-up": [answer["license"].encode()]}
 
 
 def test_a_renewal_uploads_its_new_document_for_the_same_event(app, market, fake):
@@ -226,7 +227,7 @@ def test_a_renewal_uploads_its_new_document_for_the_same_event(app, market, fake
     )
     run_until_idle(app)
     documents = {r.document.encode(): r.upload_state for r in market.rows(License)}
-    sent = fake.app.extensions["fake_market"]["uploads"]["evt-rn"]
+    sent = fake.app.extensions["fake_market"].uploads["evt-rn"]
     assert len(documents) == 2 and sorted(sent) == sorted(documents)
     assert set(documents.values()) == {UploadState.UPLOADED}
 
@@ -252,7 +253,7 @@ def test_an_upload_the_marketplace_could_not_take_is_retried(app, market, fake):
     run_until_idle(app)
     [job] = market.rows(Job, Job.kind == uploads.KIND)
     assert (job.state, job.attempts) == (JobState.DONE, 2)
-    assert len(fake.app.extensions["fake_market"]["uploads"]["evt-retry"]) == 1
+    assert len(fake.app.extensions["fake_market"].uploads["evt-retry"]) == 1
     assert market.rows(License)[0].upload_state == UploadState.UPLOADED
 
 
@@ -274,7 +275,7 @@ def test_the_relay_activates_verifies_and_reports(app, client, market, fake, mon
     token = activated["installationToken"]
     status, verified = relay(client, "verify", {"license": "PLXXXXXX", "account": "myaccount1"}, token)
     assert status == 200 and verified["source"] == "marketplace"
-    assert fake.app.extensions["fake_market"]["queries"][-1] == {
+    assert fake.app.extensions["fake_market"].queries[-1] == {
         "license": "PLXXXXXX",
         "heartbeatInfo": {"thirdPartyAccount": "myaccount1"},
     }
@@ -284,7 +285,7 @@ def test_the_relay_activates_verifies_and_reports(app, client, market, fake, mon
     )
     assert relay(client, "usage", {"license": "PLXXXXXX", "id": "account1"}, token)[1]["already"] is True
     run_until_idle(app)
-    assert fake.app.extensions["fake_market"]["software_usage"] == [
+    assert fake.app.extensions["fake_market"].software_usage == [
         {"usage_info": [{"license": "PLXXXXXX", "software_usage_Info": [{"id": "account1"}]}]}
     ]
     [code] = market.rows(LicenseCode)
@@ -371,7 +372,7 @@ def test_the_v2_batch_query_refreshes_the_stored_codes(client, market, runner, f
         "PLXXXXXX FROZEN 2099-12-31T23:59:59Z",
         "PLEXPIRED EXPIRED 2020-01-01T00:00:00Z",
     ]
-    assert fake.app.extensions["fake_market"]["queries"][-1] == {"licenses": ["PLXXXXXX", "PLEXPIRED"]}
+    assert fake.app.extensions["fake_market"].queries[-1] == {"licenses": ["PLXXXXXX", "PLEXPIRED"]}
     assert {c.code: c.state for c in market.rows(LicenseCode)} == {"PLXXXXXX": "FROZEN", "PLEXPIRED": "EXPIRED"}
     assert "PLNOSUCH not in the answer" in runner.invoke(args=["license-codes", "query", "PLNOSUCH"]).output
     assert "license is longer than 64" in runner.invoke(args=["license-codes", "query", "P" * 65]).output
@@ -405,7 +406,7 @@ def test_one_address_trying_codes_is_stopped_before_the_marketplace_and_old_budg
     app.extensions["isvapp"] = replace(app.extensions["isvapp"], relay_per_address_minute=2)
     answers = [relay(client, "activate", {"license": f"PLGUESS{n}"}) for n in range(3)]
     assert [status for status, _ in answers] == [404, 404, 429] and "from this address" in answers[2][1]["message"]
-    assert len(fake.app.extensions["fake_market"]["calls"]) == 2  # the third never reached the marketplace
+    assert len(fake.app.extensions["fake_market"].calls) == 2  # the third never reached the marketplace
     with app.app_context():
         assert db_count(RelayBudget) == 3  # the address's, and the two codes tried
         assert prune(app.extensions["isvapp"], 0, now=minute + timedelta(hours=2))["relay_budgets"] == 3

@@ -12,7 +12,8 @@ import sys
 import pytest
 import requests
 from isvapp.koo.signing import g2_signed_request
-from isvapp.market.fake import Running, create_fake_market
+from isvapp.standins.fakemarket import create_fake_market
+from isvapp.standins.serving import Running
 from isvapp.storage.models import Alert, License, LicenseCode, UploadState
 from sqlalchemy import select
 
@@ -117,7 +118,7 @@ def test_async_licenses_are_uploaded_through_the_backup_domain_and_a_dead_one_al
     server, market_api, engine = stack
     send(server, lic2_order(business="live-lic"))
     issued = send(server, async_request("live-lic", event="evt-live"))
-    uploads = market_api.app.extensions["fake_market"]["uploads"]
+    uploads = market_api.app.extensions["fake_market"].uploads
     wait_for(lambda: uploads.get("evt-live"), "the upload")
     assert uploads["evt-live"] == [issued["license"].encode()]
     wait_for(
@@ -140,7 +141,7 @@ def test_the_installed_software_activates_verifies_reports_and_rides_out_an_outa
     assert activated == {"ok": True, "status": "NORMAL", "token_len": activated["token_len"]}
     assert activated["token_len"] > 40 and (tmp_path / "token").stat().st_mode & 0o077 == 0
     assert software(tmp_path, server, "verify") == {"ok": True, "valid": True, "source": "marketplace"}
-    reported = market_api.app.extensions["fake_market"]["software_usage"]
+    reported = market_api.app.extensions["fake_market"].software_usage
     wait_for(lambda: reported, "the usage report")
     assert reported == [{"usage_info": [{"license": "PLXXXXXX", "software_usage_Info": [{"id": "myaccount1"}]}]}]
     wait_for(lambda: rows(engine, LicenseCode.usage_reports) == [(1,)], "the usage counted")
@@ -153,7 +154,7 @@ def test_the_installed_software_activates_verifies_reports_and_rides_out_an_outa
 
     market_api.__exit__(None, None, None)  # the marketplace goes away, both domains
     assert software(tmp_path, server, "verify") == {"ok": True, "valid": True, "source": "cache"}
-    assert [q["license"] for q in market_api.app.extensions["fake_market"]["queries"]] == ["PLXXXXXX"]
+    assert [q["license"] for q in market_api.app.extensions["fake_market"].queries] == ["PLXXXXXX"]
     assert token.split(".")[1] not in (tmp_path / "gunicorn.log").read_text()
 
 
@@ -199,7 +200,7 @@ def test_the_java_client_as_printed_activates_and_verifies(stack, tmp_path):
     )
     assert ran.returncode == 0, ran.stderr
     assert ran.stdout.split("\n")[:2] == ["licensed true", "wrong secret refused true"]
-    wait_for(lambda: market_api.app.extensions["fake_market"]["software_usage"], "the Java client's usage report")
+    wait_for(lambda: market_api.app.extensions["fake_market"].software_usage, "the Java client's usage report")
 
 
 @pytest.mark.any_database

@@ -11,9 +11,9 @@ import jwt
 import pytest
 import requests
 from isvapp.extensions import db
-from isvapp.market.fake import Running
-from isvapp.market.fakeidp import create_fake_idp
 from isvapp.settings import load as load_settings
+from isvapp.standins.fakeidp import create_fake_idp
+from isvapp.standins.serving import Running
 from isvapp.storage import vault
 from isvapp.storage.models import Instance, InstanceState, KitApp, KitUser, SignedRequest, Tenant
 
@@ -469,12 +469,12 @@ def test_an_idp_name_that_resolves_to_this_host_is_refused_when_connecting(idp):
     from isvapp import outbound
     from isvapp.market import idp as idp_client
 
-    before = len(idp.app.extensions["fake_idp"]["calls"])
+    before = len(idp.app.extensions["fake_idp"].calls)
     client = idp_client.Client(idp.url, CLIENT_ID, CLIENT_SECRET, CALLBACK, 5.0, allow_loopback=False)
     with pytest.raises(idp_client.IdpError, match="is not a public address") as refused:
         idp_client.exchange_code(client, "a-code")
     assert refused.value.kind == "network"
-    assert len(idp.app.extensions["fake_idp"]["calls"]) == before  # no request reached it
+    assert len(idp.app.extensions["fake_idp"].calls) == before  # no request reached it
     assert outbound.is_public_address("8.8.8.8") and not outbound.is_public_address("::ffff:10.0.0.1")
     assert not outbound.is_public_address("169.254.169.254") and outbound.is_public_address("::1", allow_loopback=True)
 

@@ -10,8 +10,8 @@ from types import SimpleNamespace
 import jwt
 import pytest
 from flask import Flask, request
-from isvapp.market.fake import Running
-from isvapp.market.fakeidp import create_fake_idp
+from isvapp.standins.fakeidp import create_fake_idp
+from isvapp.standins.serving import Running
 from isvapp.storage import vault
 from isvapp.storage.models import Instance, KitApp, KitUser, Tenant
 from markupsafe import escape

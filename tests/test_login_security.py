@@ -15,8 +15,8 @@ import requests
 from isvapp import create_app
 from isvapp.domain import apitokens
 from isvapp.koo.signing import key_fingerprint
-from isvapp.market.fake import Running
-from isvapp.market.fakeidp import create_fake_idp
+from isvapp.standins.fakeidp import create_fake_idp
+from isvapp.standins.serving import Running
 from isvapp.storage import vault
 from isvapp.storage.models import Instance, InstanceState, KitApp, KitUser, Tenant, TokenScope
 from sqlalchemy import func, select

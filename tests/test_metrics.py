@@ -14,7 +14,8 @@ from isvapp import metrics
 from isvapp.background import alerts, jobs, usage
 from isvapp.extensions import db
 from isvapp.koo.signing import g2_signed_request
-from isvapp.market.fake import Running, create_fake_market
+from isvapp.standins.fakemarket import create_fake_market
+from isvapp.standins.serving import Running
 from isvapp.storage.models import Instance, Job, JobState, utcnow
 from isvapp.storage.transactions import write_transaction
 from sqlalchemy import func, select, update
@@ -114,7 +115,7 @@ def test_jobs_waiting_are_read_from_the_database_and_their_runs_counted(app, cli
         raise RuntimeError("down")
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setitem(jobs.HANDLERS, "test_fails", fails)
+        patch.setitem(app.extensions["isvapp_jobs"].handlers, "test_fails", fails)
         run_jobs(app)
     after, table = scrape(client), job_table(app)
     assert metric(after, "isvapp_jobs_oldest_waiting_seconds") == 0  # what failed waits for its retry
@@ -186,7 +187,7 @@ def test_usage_pushed_is_counted_on_time_late_and_rejected(app, client, market, 
             .values(charging_mode="ON_DEMAND", created_at=(now - timedelta(days=3)).replace(tzinfo=None))
         )
         db.session.commit()
-    market_api.app.extensions["fake_market"]["usage"]["dup-sn"] = {}  # the marketplace has it: refused
+    market_api.app.extensions["fake_market"].usage["dup-sn"] = {}  # the marketplace has it: refused
     with app.app_context():
         usage.add("meter-1", "1", now - timedelta(minutes=30), now, metering_sn="on-time")
         usage.add("meter-1", "1", now - timedelta(days=2, hours=1), now - timedelta(days=2), metering_sn="late")

@@ -19,7 +19,8 @@ from contextlib import contextmanager
 import pytest
 import requests
 from isvapp.koo.signing import g2_signed_request
-from isvapp.market.fake import Running, create_fake_market
+from isvapp.standins.fakemarket import create_fake_market
+from isvapp.standins.serving import Running
 from isvapp.storage.models import Alert, Event, Instance, Job, JobState, StatusItem
 from playwright.sync_api import sync_playwright
 from sqlalchemy import func, select

@@ -14,7 +14,8 @@ import pytest
 from isvapp.background import notices, usage
 from isvapp.extensions import db
 from isvapp.koo.times import iso_utc
-from isvapp.market.fake import Running, create_fake_market
+from isvapp.standins.fakemarket import create_fake_market
+from isvapp.standins.serving import Running
 from isvapp.storage.models import Alert, Event, Instance, Job, UsageRecord, UsageState, utcnow
 from sqlalchemy import update
 
@@ -367,7 +368,7 @@ def test_through_real_processes_a_late_hour_alerts_and_a_refused_sdr_is_kept_wit
                     "--sn",
                     sn,
                 )
-            market_api.app.extensions["fake_market"]["usage"]["live-refused"] = {}  # it has one by that id
+            market_api.app.extensions["fake_market"].usage["live-refused"] = {}  # it has one by that id
             worker = server.flask_popen("worker", "--poll", "0.3")
             try:
 
@@ -394,4 +395,4 @@ def test_through_real_processes_a_late_hour_alerts_and_a_refused_sdr_is_kept_wit
         ("live-refused", "rejected", "005"),
     ]
     assert alert == [("2 usage record(s) missed their hour's deadline", 1)]
-    assert "live-late" in market_api.app.extensions["fake_market"]["usage"]
+    assert "live-late" in market_api.app.extensions["fake_market"].usage

@@ -8,8 +8,9 @@ import uuid
 import pytest
 from isvapp.koo.envelope import envelope
 from isvapp.koo.signing import body_sign
-from isvapp.market import simulator
-from isvapp.market.fake import Running, create_fake_market
+from isvapp.standins import simulator
+from isvapp.standins.fakemarket import create_fake_market
+from isvapp.standins.serving import Running
 from isvapp.storage.models import KitUser, StatusItem
 from sqlalchemy import func, select
 from werkzeug.wrappers import Request, Response
@@ -98,7 +99,7 @@ def test_console_script_prints_json_and_exits_zero(live):
         [
             sys.executable,
             "-c",
-            "from isvapp.market.simulator import main; main()",
+            "from isvapp.standins.simulator import main; main()",
             server.url,
             "--suite",
             "onetime",
@@ -122,7 +123,7 @@ def test_wrong_key_makes_every_step_fail_with_a_non_zero_exit(live):
         [
             sys.executable,
             "-c",
-            "from isvapp.market.simulator import main; main()",
+            "from isvapp.standins.simulator import main; main()",
             server.url,
             "--suite",
             "onetime",
@@ -198,7 +199,9 @@ def test_the_broken_server_is_reported_exactly(broken):
 
 def test_flask_simulate_uses_the_apps_own_keys(live, runner):
     server, _ = live
-    result = runner.invoke(args=["simulate", server.url, "--suite", "kit", "--suite", "trial", "--generation", "g1"])
+    result = runner.invoke(
+        simulator.simulate_command, [server.url, "--suite", "kit", "--suite", "trial", "--generation", "g1"]
+    )
     assert result.exit_code == 0, result.output
     assert "kit tenantSync add" in result.output and "refreshInstance trialToFormal" in result.output
 
@@ -272,6 +275,6 @@ def test_cli_lists_the_new_suite_and_option():
 
 def test_flask_simulate_takes_tolerance_and_the_seller_console_suite(live, runner):
     server, _ = live
-    result = runner.invoke(args=["simulate", server.url, "--suite", "seller-console", "--tolerance"])
+    result = runner.invoke(simulator.simulate_command, [server.url, "--suite", "seller-console", "--tolerance"])
     assert result.exit_code == 0, result.output
     assert "round 2 one-time releaseInstance" in result.output and "tolerance probes" in result.output

@@ -36,7 +36,7 @@ from urllib.parse import urlencode, urljoin, urlsplit
 import pytest
 import requests
 from isvapp.koo.signing import g1_signed_params, g2_signed_request
-from isvapp.market.simulator import SUITES
+from isvapp.standins.simulator import SUITES
 from isvapp.storage.models import (
     Alert,
     Callback,

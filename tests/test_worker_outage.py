@@ -17,7 +17,8 @@ import time
 import pytest
 from isvapp.background import jobs, status
 from isvapp.extensions import db
-from isvapp.market.fake import Running, create_fake_market
+from isvapp.standins.fakemarket import create_fake_market
+from isvapp.standins.serving import Running
 from isvapp.storage.models import Event, Job, JobState
 from isvapp.storage.transactions import write_transaction
 from sqlalchemy import func, select
@@ -64,7 +65,7 @@ def fast_backoff(monkeypatch):
 
 
 @pytest.fixture
-def ran(monkeypatch):
+def ran(app, monkeypatch):
     """The test kind's handler: records (key, attempts); ``ran.fail`` holds errors to raise first."""
 
     class Calls(list):
@@ -79,7 +80,7 @@ def ran(monkeypatch):
 
     handle.fail = []
     calls.handler = handle
-    monkeypatch.setitem(jobs.HANDLERS, KIND, handle)
+    monkeypatch.setitem(app.extensions["isvapp_jobs"].handlers, KIND, handle)
     return calls
 
 

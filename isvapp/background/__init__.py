@@ -4,5 +4,6 @@ hooks, usage pushes, alerts, status counters and upkeep.
 The worker process (`isvapp worker`) runs it. background imports storage, the outbound rules and,
 for the usage push, the open-API client in market; never the domain, which enqueues into it
 (and whose job handlers, such as the order-details fetch, live in the domain). jobs imports
-none of its neighbours: periodic work registers with it (jobs.periodic).
+none of the modules whose work it runs: each registers its handlers, periodic tasks and watchers
+on the app's registry (registry.py, ``register_jobs``), from one list in create_app.
 """

@@ -49,6 +49,7 @@ from ..storage.transactions import write_transaction
 from ..texts import N_, Text, render, translator, untranslated, zone_label
 from ..throttle import Throttle
 from . import jobs, status
+from .registry import current as current_registry
 
 log = logging.getLogger("isvapp.alerts")
 
@@ -301,14 +302,12 @@ def check_disk(path=None, now=None, usage=shutil.disk_usage):
 DISK_CHECKS = Throttle(300)  # the worker's disk check, at most every 5 minutes per worker
 
 
-@jobs.periodic
 def check_disk_periodically(force=False):
     if not (DISK_CHECKS.due() or force):
         return None
     return check_disk()
 
 
-@jobs.watch_dead
 def alert_dead_job(row, error):
     """Raise a "dead_job" alert in the transaction that makes the job dead (a savepoint: a failure
     here is logged and never keeps the job from being marked dead). An alert job that dies raises
@@ -577,27 +576,21 @@ def send(channel, settings, subject, text):
         raise ChannelError(f"{channel}: {type(error).__name__}: {_mask(error, settings)}") from None
 
 
-# kind -> function(alert, params, gettext) -> more parameters, for kinds whose message is written
-# when it is read, from the whole window (registered by the modules above, e.g. notices).
-RENDERERS = {}
-# kind -> (subject msgid, text msgid) of rows from before alerts kept their message (notices).
-LEGACY = {}
-
-
 def message(alert, gettext=untranslated, zone_name="UTC", repeats=True, html=False, inert_values=False):
     """(subject, text) of ``alert`` in ``gettext``'s language, its times in ``zone_name``. A row from
     before alerts kept their msgids is shown in the English it was stored in. ``repeats``: add how
     many times it happened in its window (the channels' message; the pages have a column for it).
     ``html``: Markup for a page, its values marked as data (isvapp.texts.render). ``inert_values``:
     every text value on one line and without markup (:func:`inert`), for a robot's or a mail's text."""
-    stored = alert.message or {}
+    stored, kinds = alert.message or {}, current_registry()
     if stored.get("subject"):
         subject_id, text_id, params = stored["subject"], stored.get("text", ""), dict(stored.get("params") or {})
-    elif alert.kind in LEGACY:
-        (subject_id, text_id), params = LEGACY[alert.kind], _json_object(alert.text)
+    elif alert.kind in kinds.legacy_messages:
+        (subject_id, text_id), params = kinds.legacy_messages[alert.kind], _json_object(alert.text)
     else:
         subject_id, text_id, params = None, None, {}
-    more = RENDERERS.get(alert.kind)
+    # A kind whose message is written when it is read, from its whole window (notices).
+    more = kinds.renderers.get(alert.kind)
     if more:
         params.update(more(alert, params, gettext))
     params.setdefault("zone", zone_label(zone_name))
@@ -671,7 +664,6 @@ def display_zone(settings):
 # --- delivery --------------------------------------------------------------------------------------
 
 
-@jobs.handler("alert")
 def deliver(job):
     """Send the alert to every configured channel, then set its ``sent_at``.
 
@@ -725,9 +717,6 @@ def deliver(job):
             raise RuntimeError("lost the job's lease; another worker finishes it")
 
 
-jobs.handler(DIRECT_JOB)(deliver)
-
-
 def send_without_database(settings, marker_folder, kind, subject, text, params=None, now=None):
     """A message when the database itself cannot be reached (and so no alert row, no job): sent
     at once to every channel, in ALERT_LANGUAGE, once per alert window and host. The marker is a
@@ -758,7 +747,6 @@ def send_without_database(settings, marker_folder, kind, subject, text, params=N
         return False
 
 
-@jobs.watch_outage
 def worker_cannot_reach_the_database(error):
     """The worker's outage, once it has lasted a minute (jobs.OUTAGE_REPORT_S)."""
     database_unreachable(settings_of(current_app), current_app.instance_path, "worker", error)
@@ -907,6 +895,16 @@ def channel_states(settings):
 
 def _is_set(value):
     return bool(value) if not isinstance(value, str) else bool(value.strip())
+
+
+def register_jobs(registry):
+    """The alert job, the disk check (a periodic task), the dead-job alert and the worker's
+    database outage (isvapp/__init__.py, register_jobs)."""
+    registry.periodic(check_disk_periodically)
+    registry.watch_dead(alert_dead_job)
+    registry.watch_outage(worker_cannot_reach_the_database)
+    registry.handler("alert", deliver)
+    registry.handler(DIRECT_JOB, deliver)  # the same delivery, run by the web processes' watchdog
 
 
 def init_app(app):

@@ -20,7 +20,7 @@ import traceback
 
 from ..extensions import db
 from ..texts import N_
-from . import alerts, jobs
+from . import alerts
 
 log = logging.getLogger("isvapp.alerts")
 
@@ -63,7 +63,6 @@ def alert_request_error(method, path, error, request_id=None):
     )
 
 
-@jobs.watch_failure
 def alert_failed_job(row, error):
     """Raise "job_failed" in the transaction that queues the failed job again (a savepoint: a
     failure here is logged and never keeps the job from being retried)."""
@@ -92,3 +91,8 @@ def alert_failed_job(row, error):
             )
     except Exception:  # noqa: BLE001
         log.exception("could not raise the job_failed alert for job %s", row.id)
+
+
+def register_jobs(registry):
+    """The job_failed alert, a watcher of failing jobs (isvapp/__init__.py, register_jobs)."""
+    registry.watch_failure(alert_failed_job)

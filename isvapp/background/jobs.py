@@ -40,7 +40,7 @@ from ..settings import settings_of
 from ..storage.models import Job, JobState, utcnow
 from ..storage.statements import bind_insert_ignore_many, insert_ignore
 from ..storage.transactions import write_transaction
-from . import status
+from . import registry, status
 
 log = logging.getLogger("isvapp.jobs")
 
@@ -57,26 +57,9 @@ DATABASE_ERRORS = (sa_exc.DBAPIError, sqlite3.Error) + ((psycopg.Error,) if psyc
 OUTAGE_BACKOFF_S = 0.5  # the worker's first wait after a database error; it doubles...
 OUTAGE_BACKOFF_MAX_S = 10.0  # ...up to this, so a restarted database is noticed within 10 s
 
-HANDLERS = {}  # kind -> function(job) ; registered by the modules that own the work
-TICKS = []  # functions the worker calls about every 30 s to schedule periodic work
-
 
 class Permanent(Exception):
     """A failure retrying cannot fix: the job goes dead at once."""
-
-
-def handler(kind):
-    def register(function):
-        HANDLERS[kind] = function
-        return function
-
-    return register
-
-
-def periodic(function):
-    """Register a function the worker calls about every 30 s (to schedule periodic jobs)."""
-    TICKS.append(function)
-    return function
 
 
 def job_row(kind, key, payload=None, instance_id=None, delay_s=0):
@@ -185,10 +168,10 @@ def _fail(job, error, permanent):
                 row.attempts,
                 error.splitlines()[-1] if error else "",
             )
-            on_dead = DEAD_HANDLERS.get(row.kind)
+            on_dead = registry.current().on_dead.get(row.kind)
             if on_dead:
                 on_dead(job)
-            for watcher in DEAD_WATCHERS:
+            for watcher in registry.current().dead_watchers:
                 watcher(row, error)
         else:
             row.state = JobState.QUEUED
@@ -196,41 +179,12 @@ def _fail(job, error, permanent):
                 seconds=backoff_s(row.attempts, retries.retry_base_s, retries.retry_max_s)
             )
             metrics.job_run(row.kind, "retry")
-            for watcher in FAILURE_WATCHERS:
+            for watcher in registry.current().failure_watchers:
                 watcher(row, error)
 
 
-DEAD_HANDLERS = {}  # kind -> function(job), run in the transaction that makes the job dead
-# function(row, error) for every job that dies, in that transaction: how the modules above the
-# queue (alerts) hear of it without the queue importing them.
-DEAD_WATCHERS = []
-
-
-def watch_dead(function):
-    """Register a function called, in its transaction, for every job that goes dead."""
-    DEAD_WATCHERS.append(function)
-    return function
-
-
-# function(row, error) for every failure that queues the job again, in that transaction (alerts).
-FAILURE_WATCHERS = []
-# function(error) once per outage that lasts OUTAGE_REPORT_S: the database cannot be reached (alerts,
-# which cannot record it there).
-OUTAGE_WATCHERS = []
+# How long the worker goes without reaching the database before its outage watchers hear of it.
 OUTAGE_REPORT_S = 60
-
-
-def watch_outage(function):
-    """Register a function called, outside any transaction, when the worker has not reached the
-    database for OUTAGE_REPORT_S seconds (once per outage)."""
-    OUTAGE_WATCHERS.append(function)
-    return function
-
-
-def watch_failure(function):
-    """Register a function called, in its transaction, for every failure the job is retried after."""
-    FAILURE_WATCHERS.append(function)
-    return function
 
 
 class _Unfinished(NamedTuple):
@@ -276,7 +230,7 @@ def run_one(worker, lease_s=None, unfinished=None, kinds=None):
     if job is None:
         return None
     try:
-        function = HANDLERS.get(job.kind)
+        function = registry.current().handlers.get(job.kind)
         if function is None:
             raise Permanent(f"no handler for job kind {job.kind}")
         function(job)
@@ -390,7 +344,7 @@ def _work(stopping, poll_s, max_jobs, until_idle, tick):
             _drop_connections()
             wait = outage.failed(error)
             if outage.to_report():
-                for watcher in OUTAGE_WATCHERS:
+                for watcher in registry.current().outage_watchers:
                     watcher(error)
             _pause(wait, stopping)
             continue
@@ -513,7 +467,7 @@ def tick():
     """Run the periodic functions; one that fails is logged and the rest still run, except when the
     database is gone: then the outage is raised for work() to wait out, and tick() runs again after
     (the functions only schedule idempotent work, so the ones that ran before are harmless again)."""
-    for function in TICKS:
+    for function in registry.current().ticks:
         try:
             function()
         except DATABASE_ERRORS as error:

@@ -102,13 +102,11 @@ def prune(settings, callback_days, now=None):
     return counts
 
 
-@jobs.handler("prune")
 def prune_job(job):
     settings = settings_of(current_app)
     prune(settings, settings.callbacks.retention_days)
 
 
-@jobs.periodic
 def schedule_prune(now=None):
     """One prune job per PRUNE_EVERY_H period, whichever worker (or host) sees the period first."""
     hours = settings_of(current_app).callbacks.prune_every_h
@@ -190,6 +188,12 @@ def backup_sqlite(path):
         source.close()
     os.replace(partial, path)
     return counts
+
+
+def register_jobs(registry):
+    """The prune job and its schedule (isvapp/__init__.py, register_jobs)."""
+    registry.handler("prune", prune_job)
+    registry.periodic(schedule_prune)
 
 
 def init_app(app):

@@ -34,7 +34,7 @@ from ..storage.models import (
 from ..storage.statements import insert_ignore
 from ..storage.transactions import write_transaction
 from ..texts import N_, Text
-from . import alerts, jobs, status, usage
+from . import alerts, status, usage
 
 KINDS = ("new_order", "release", "expiring", "digest")
 EVENT_KINDS = {"created": "new_order", "released": "release"}
@@ -161,12 +161,14 @@ def _window_start(window):
     return datetime.strptime(window.split("/")[0], "%Y-%m-%dT%H:%MZ").replace(tzinfo=UTC)
 
 
-for _kind in KINDS:
-    alerts.RENDERERS[_kind] = _more
-    alerts.LEGACY[_kind] = MESSAGES[_kind]
+def register_jobs(registry):
+    """The scan (a periodic task) and each notice's message, written when it is read
+    (isvapp/__init__.py, register_jobs)."""
+    registry.periodic(scan)
+    for kind in KINDS:
+        registry.renderer(kind, _more, legacy=MESSAGES[kind])
 
 
-@jobs.periodic
 def scan(now=None):
     """The worker's look for news (about every 30 s); nothing when no notice is switched on."""
     settings = settings_of(current_app)

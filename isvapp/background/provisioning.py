@@ -326,8 +326,12 @@ def hook_event(event_id):
     )
 
 
-@jobs.handler("provision")
 def provision(job):
     event = hook_event(job.key)
     db.session.rollback()  # no transaction held open while the merchant's code runs
     load_provisioner(current_app.config).handle(event)
+
+
+def register_jobs(registry):
+    """The provisioning hook's job (isvapp/__init__.py, register_jobs)."""
+    registry.handler("provision", provision)

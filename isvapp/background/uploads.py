@@ -37,7 +37,6 @@ def _set(license_id, **values):
     db.session.execute(update(License).where(License.license_id == license_id).values(updated_at=utcnow(), **values))
 
 
-@jobs.handler(KIND)
 def upload(job):
     settings = settings_of(current_app)
     row = db.session.execute(
@@ -70,4 +69,6 @@ def _dead(job):
     _set(job.key, upload_state=UploadState.FAILED)
 
 
-jobs.DEAD_HANDLERS[KIND] = _dead
+def register_jobs(registry):
+    """The license upload; a dead one marks the license failed (isvapp/__init__.py, register_jobs)."""
+    registry.handler(KIND, upload, on_dead=_dead)

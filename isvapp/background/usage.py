@@ -190,7 +190,6 @@ def _wake():
         )
 
 
-@jobs.periodic
 def schedule():
     """Called by the worker now and then: usage left pending (say, added while a push ran) gets
     pushed, and usage that missed its hour's deadline raises one "usage_late" alert."""
@@ -406,7 +405,6 @@ def _record_errors(answer):
     }
 
 
-@jobs.handler("usage_push")
 def push(job):
     settings = settings_of(current_app)
     while True:
@@ -471,6 +469,12 @@ def usage_list(limit):
     for r in db.session.execute(select(UsageRecord).order_by(UsageRecord.id.desc()).limit(limit)).scalars():
         refused = f" {r.error_code}: {r.error_msg or ''}" if r.error_code else ""
         click.echo(f"{r.metering_sn} {r.instance_id} {r.usage_value} {r.state}{refused}")
+
+
+def register_jobs(registry):
+    """The usage push and its schedule (isvapp/__init__.py, register_jobs)."""
+    registry.periodic(schedule)
+    registry.handler("usage_push", push)
 
 
 def init_app(app):

@@ -16,7 +16,6 @@ from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 from flask import (
-    Blueprint,
     Response,
     abort,
     current_app,
@@ -30,7 +29,7 @@ from flask import (
 from sqlalchemy import and_, func, literal, or_, select
 from werkzeug.datastructures import MultiDict
 
-from ..background import alerts, jobs, notices, uploads, usage
+from ..background import alerts, jobs, notices, registry, uploads, usage
 from ..domain import apitokens, logins
 from ..extensions import db
 from ..koo import codes
@@ -58,17 +57,9 @@ from ..storage.models import (
     utcnow,
 )
 from ..texts import N_, Text
-from . import charts, diagnosis, display, golive, i18n, security
+from . import bp, charts, diagnosis, display, golive, i18n, security
 from .labels import FIELD_LABELS, FIELD_VALUES, JOB_LABELS, USAGE_STATE_LABELS
 
-bp = Blueprint(
-    "dashboard",
-    __name__,
-    url_prefix="/admin",
-    template_folder="templates",
-    static_folder="static",
-    static_url_path="/static",
-)
 PAGE = 50
 TREE_LIMIT = 5000
 
@@ -691,7 +682,7 @@ def jobs_page():
     rows, page, has_next = paged(job_query())
     counts, totals = job_counts()
     instances = known_instances([r.instance_id for r in rows if r.instance_id])
-    kinds = sorted(set(JOB_LABELS) | set(jobs.HANDLERS) | {kind for _, kind in counts})
+    kinds = sorted(set(JOB_LABELS) | set(registry.current().handlers) | {kind for _, kind in counts})
     open_kinds = sorted({kind for _, kind in counts})
     return render_template(
         "dashboard/jobs.html",
@@ -978,12 +969,3 @@ def licenses_csv():
 @security.login_required
 def callbacks_csv():
     return csv_response("callbacks.csv", CALLBACK_COLUMNS, callback_query())
-
-
-def init_app(app):
-    app.register_blueprint(bp)
-    security.init_app(app)
-
-    @app.get("/")
-    def _home():
-        return redirect(url_for("dashboard.overview"))

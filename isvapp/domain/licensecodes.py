@@ -262,7 +262,6 @@ def report_usage(settings, code, token, entry, address=""):
         return bool(jobs.enqueue(USAGE_JOB, key, payload={"license": code, "entries": [entry]}))
 
 
-@jobs.handler(USAGE_JOB)
 def push_usage(job):
     settings = settings_of(current_app)
     try:
@@ -331,6 +330,11 @@ def query_command(codes):
     for code in codes:
         status, expiry = found.get(code, (None, None))
         click.echo(f"{code} {status or 'not in the answer'} {iso_utc(expiry) or ''}")
+
+
+def register_jobs(registry):
+    """The relay's usage report to the marketplace (isvapp/__init__.py, register_jobs)."""
+    registry.handler(USAGE_JOB, push_usage)
 
 
 def init_app(app):

@@ -72,7 +72,6 @@ def apply_order(instance, order, order_line_id):
     instance.details_state = DetailsState.FETCHED
 
 
-@jobs.handler("fetch_order")
 def fetch_order(job):
     settings = settings_of(current_app)
     simulated = bool(job.payload.get("simulated"))
@@ -124,4 +123,7 @@ def _gave_up(job):
         lifecycle.emit("details_failed", instance, order_id=job.payload.get("order_id"))
 
 
-jobs.DEAD_HANDLERS["fetch_order"] = _gave_up
+def register_jobs(registry):
+    """The order-details fetch; a dead one marks the details failed (isvapp/__init__.py,
+    register_jobs). A job of the domain's: it changes the instance."""
+    registry.handler("fetch_order", fetch_order, on_dead=_gave_up)

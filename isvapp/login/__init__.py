@@ -16,4 +16,4 @@ from flask import Blueprint
 
 bp = Blueprint("login", __name__, template_folder="templates", static_folder="static", static_url_path="/login/static")
 
-from . import views  # noqa: E402,F401  the routes register themselves on bp
+from . import views  # noqa: E402, F401  the routes, decorated on bp: imported once bp exists

@@ -1,5 +1,6 @@
 """The one marketplace blueprint, a module per generation (docs/protocol.md):
 
+    views.py    the routes: each path and method to the view of its generation
     g2.py       POST /produce                      G2 SaaS (signature/timestamp/nonce)
     g1.py       GET  /produce                      G1 SaaS (authToken)
     license.py  GET and POST /license              License-G1, License-2.0
@@ -13,28 +14,8 @@ Bodies are limited in isvapp/inbound.py: KOO_MAX_BODY_BYTES, and KOO_KIT_MAX_BOD
 
 from flask import Blueprint
 
-from . import g1, g2, kit, license
 from .answers import register_error_answers  # noqa: F401  (used by create_app)
 
 bp = Blueprint("produce", __name__)
 
-ROUTES = [  # (path, endpoint, view, method)
-    ("/produce", "g2", g2.produce, "POST"),
-    ("/produce", "g1", g1.produce, "GET"),
-    ("/license", "license_2", license.license_2, "POST"),
-    ("/license", "license_g1", license.license_g1, "GET"),
-]
-for path, endpoint, view, method in ROUTES:
-    bp.add_url_rule(path, endpoint, view, methods=[method])
-    bp.add_url_rule(path + "/", endpoint + "_slash", view, methods=[method])
-for base in ("/produce", "/license"):
-    for slash in ("", "/"):
-        bp.add_url_rule(
-            base + "/produceAPI/v2/<name>" + slash,
-            f"kit_g2{base}{slash}".replace("/", "_"),
-            kit.sync_g2,
-            methods=["POST"],
-        )
-        bp.add_url_rule(
-            base + "/produceAPI/<name>" + slash, f"kit_g1{base}{slash}".replace("/", "_"), kit.sync_g1, methods=["POST"]
-        )
+from . import views  # noqa: E402, F401  the routes, on bp: imported once bp exists

@@ -270,7 +270,7 @@ class UploadState:
 
 class LicenseCode(Model):
     """A license code (授权码) the marketplace issued to a buyer, as the merchant's installed software
-    last saw it through the relay (isvapp/productapi/relay.py). The marketplace owns the code and its
+    last saw it through the relay (isvapp/productapi/relay/). The marketplace owns the code and its
     state: this row is the last verified answer, which the relay serves during an outage."""
 
     __tablename__ = "license_codes"

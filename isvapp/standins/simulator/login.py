@@ -16,8 +16,8 @@ import urllib.request
 
 import jwt
 
-from ..fake import Running
 from ..fakeidp import create_fake_idp
+from ..serving import Running
 from .client import Step
 
 PASSWORD = "sim-password"

@@ -1,23 +1,14 @@
-"""The License relay: the API the merchant's installed software calls (docs/license-relay.md).
+"""The License relay's routes (the package's docstring says what they answer): each reads the
+request and calls the domain (licensecodes); a refusal is JSON naming it."""
 
-    POST /relay/v1/activate   {"license": "PL..."}                        -> an installation token
-    POST /relay/v1/verify     {"license": "PL...", "account"?, "ip"?}      Authorization: Bearer <token>
-    POST /relay/v1/usage      {"license": "PL...", "id" | "active_num"}    Authorization: Bearer <token>
+from flask import current_app, g, request
 
-Software at a buyer's site can be taken apart, so it never carries the merchant's AK/SK: it
-carries a license code and the installation token activation gave it, and isvapp makes the
-signed marketplace calls. Answers are JSON; a refusal has ``error`` and a ``message`` naming it.
-"""
-
-from flask import Blueprint, current_app, g, request
-
-from .. import inbound, metrics
-from ..domain import licensecodes, simulation
-from ..koo.times import iso_utc
-from ..settings import settings_of
-from . import BODY_REFUSALS, body_refused, no_store_json
-
-bp = Blueprint("relay", __name__, url_prefix="/relay/v1")
+from ... import inbound, metrics
+from ...domain import licensecodes, simulation
+from ...koo.times import iso_utc
+from ...settings import settings_of
+from ..views import BODY_REFUSALS, body_refused, no_store_json
+from . import bp
 
 
 def _body_refused(error):

@@ -253,10 +253,3 @@ def kit_public_key_pem(settings):
     return private.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
-
-
-def init_app(app):
-    from .demotenant import fake_idp_tenant_command
-
-    app.cli.add_command(simulate_command)
-    app.cli.add_command(fake_idp_tenant_command)
