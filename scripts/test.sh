@@ -2,8 +2,9 @@
 # Run the static checks (ruff, ruff format, mypy), then the whole test suite in .venv (made on first
 # use): on SQLite (with the image test, tests/test_image.py, which runs once per command), and beside
 # it on a throwaway PostgreSQL server (scripts/with-postgres.sh; tests marked any_database run on
-# SQLite only; ISVAPP_TEST_POSTGRES=0 skips the PostgreSQL run, ISVAPP_TEST_PARALLEL=0 runs it after
-# the SQLite run instead of beside it), measuring coverage of isvapp/ in both (pyproject.toml
+# SQLite only, and those marked once_beside on PostgreSQL only when the runs are side by side;
+# ISVAPP_TEST_POSTGRES=0 skips the PostgreSQL run, ISVAPP_TEST_PARALLEL=0 runs it after the SQLite
+# run instead of beside it), measuring coverage of isvapp/ in both (pyproject.toml
 # [tool.coverage.*]): one combined report, HTML in artifacts/coverage/. Extra arguments go to
 # pytest, in both runs; with none, the total must reach the floor.
 #
@@ -82,7 +83,7 @@ else
   # Side by side: much of each run is waiting (for servers, workers, a browser, timeouts), so on
   # two cores both take little longer than the longer one. Each line says which run it is from.
   echo "== tests on SQLite and on PostgreSQL, side by side (ISVAPP_TEST_PARALLEL=0: one after the other)" >&2
-  (sqlite_run "$@" 2>&1 | sed -u 's/^/sqlite   | /') &
+  (ISVAPP_TEST_POSTGRES_BESIDE=1 sqlite_run "$@" 2>&1 | sed -u 's/^/sqlite   | /') &
   sqlite=$!
   (postgres_run "$@" 2>&1 | sed -u 's/^/postgres | /') &
   postgres=$!

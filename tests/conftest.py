@@ -72,6 +72,12 @@ hypothesis_settings.load_profile(os.environ.get("ISVAPP_HYPOTHESIS_PROFILE", "re
 @pytest.hookimpl(tryfirst=True)  # before -m deselects by mark
 def pytest_collection_modifyitems(config, items):
     mark_live(items)
+    if not ON_POSTGRES and os.environ.get("ISVAPP_TEST_POSTGRES_BESIDE") == "1":
+        # scripts/test.sh runs the PostgreSQL run beside this one: what is marked once_beside runs there.
+        there = [item for item in items if item.get_closest_marker("once_beside")]
+        if there:
+            config.hook.pytest_deselected(items=there)
+            items[:] = [item for item in items if not item.get_closest_marker("once_beside")]
     if ON_POSTGRES:
         skip = pytest.mark.skip(reason="reads or breaks the SQLite file directly")
         once = pytest.mark.skip(reason="the image test runs once per test command, in the SQLite run")

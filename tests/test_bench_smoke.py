@@ -22,6 +22,7 @@ def test_dashboard_benchmark_runs_every_page():
 
 
 @pytest.mark.live
+@pytest.mark.once_beside  # its SQLite sections run in the PostgreSQL run too (bench/__main__.py)
 @pytest.mark.skipif(not shutil.which("wrk"), reason="wrk is installed by scripts/test.sh")
 def test_the_whole_benchmark_runs_quickly_and_writes_its_report(tmp_path):
     out = tmp_path / "BENCHMARKS.md"
