@@ -19,6 +19,7 @@ from flask.cli import with_appcontext
 from sqlalchemy import delete, select
 
 from ..extensions import db
+from ..koo.generations import Generation, ReplayScope
 from ..privatefiles import create_private
 from ..settings import settings_of
 from ..storage.models import Callback, RelayBudget, SignedRequest, utcnow
@@ -53,7 +54,7 @@ def _delete_older(model, column, cutoff, batch=PRUNE_BATCH, where=()):
             return total
 
 
-G1_SCOPES = ("g1", "g1kit")  # authToken identities, kept for the (longer) G1 window
+G1_SCOPES = tuple(s for s in ReplayScope if s.signing is Generation.G1)  # authTokens: the (longer) G1 window
 # How far two hosts' clocks may disagree (NTP keeps them within milliseconds; this is for a host
 # whose time sync broke): a replay entry outlives its window by this much too.
 HOST_CLOCK_MARGIN_S = 600

@@ -27,6 +27,7 @@ from ..koo import codes, oddities
 from ..koo.codes import KooError
 from ..koo.envelope import envelope
 from ..koo.fieldcrypto import encrypt_field
+from ..koo.generations import Generation
 from ..koo.signing import key_fingerprint
 from ..storage import vault
 from ..storage.models import Answer, Conflict, DetailsState, Event, Instance, InstanceState, Job, utcnow
@@ -125,7 +126,7 @@ def _event_writes(kind, instance, payload):
     """An instance's event and its jobs, as writes (run now by :func:`emit`, or later, under the
     lock, by a prepared newInstance): the order is fetched again after the events that change it."""
     more = []
-    if kind in FETCH_AFTER and instance.generation in ("G2", "LIC2"):
+    if kind in FETCH_AFTER and Generation(instance.generation).fetches_order_details:
         order = {
             "order_id": payload.get("order_id") or instance.order_id,
             "order_line_id": payload.get("order_line_id") or instance.order_line_id,

@@ -12,6 +12,7 @@ from ..koo import schemas
 from ..koo.codes import KooError
 from ..koo.envelope import envelope
 from ..koo.fieldcrypto import decrypt_field
+from ..koo.generations import Generation, ReplayScope
 from ..koo.signing import g1_string_to_sign, replay_token, request_fingerprint, verify_g1_request
 from ..storage.models import DetailsState
 from .g2 import instance_info, query_answer
@@ -65,7 +66,7 @@ def order_attrs(settings, data, generation):
         trial=data["trialFlag"],
         test_flag=data["testFlag"],
         details_state=DetailsState.INLINE,
-        product_type="license" if generation.startswith("LIC") else "saas",
+        product_type=generation.product_type,
         extra=extra or None,
         key_fingerprint=lifecycle.owner(settings).fingerprint,
     )
@@ -82,7 +83,7 @@ def g1_digest(data):
     return lifecycle.request_digest({k: v for k, v in data.items() if k not in ("businessId", "activity")})
 
 
-def g1_new_instance(settings, data, generation="G1", render=None):
+def g1_new_instance(settings, data, generation=Generation.G1, render=None):
     """``render``: a License's answer, which issues the document (so it runs after the claim)."""
     return lifecycle.new_instance(
         settings,
@@ -173,7 +174,7 @@ G1_ACTIVITIES = {
 
 def verified():
     """The query parameters, URL-decoded once, after checking authToken and timeStamp (§3.2); (Signed, params)."""
-    callbacklog.note(generation="G1")
+    callbacklog.note(generation=Generation.G1)
     settings = current_settings()
     params = request.args.to_dict(flat=True)
     key = verify_g1_request(
@@ -183,8 +184,8 @@ def verified():
     signed = signed_by(
         key,
         g1_sent_ms(params.get("timeStamp")),
-        scope="g1",
-        token=replay_token("g1", token),
+        scope=ReplayScope.G1,
+        token=replay_token(ReplayScope.G1, token),
         nonce=token[:128],
         fingerprint=request_fingerprint(request.path, g1_string_to_sign(params), token),
     )

@@ -12,6 +12,7 @@ from ..domain import callbacklog, lifecycle
 from ..koo import codes, oddities, schemas
 from ..koo.codes import KooError
 from ..koo.envelope import envelope
+from ..koo.generations import Generation, ReplayScope
 from ..koo.signing import replay_token, request_fingerprint, verify_g2_request
 from ..storage.models import DetailsState
 from .pipeline import PREPARED, Activity, current_settings, now_ms, parse_json_object, require_keys, serve, signed_by
@@ -38,7 +39,7 @@ def instance_info(settings, instance, encrypted, type_inside=True, usage=None):
     return info
 
 
-def _new_instance_args(settings, data, generation, product_type):
+def _new_instance_args(settings, data, generation):
     """What identifies a G2 (or License-2.0) newInstance: its order line's key and payload digest,
     the businessId, and the instance's columns from the request (the key that verified it owns it)."""
     return dict(
@@ -47,7 +48,7 @@ def _new_instance_args(settings, data, generation, product_type):
         business_id=data["businessId"],
         attrs=dict(
             generation=generation,
-            product_type=product_type,
+            product_type=generation.product_type,
             order_id=data["orderId"],
             order_line_id=data["orderLineId"],
             test_flag=data["testFlag"],
@@ -61,17 +62,17 @@ def _render_new(instance):
     return envelope(instanceId=instance.instance_id)
 
 
-def prepare_new_instance(settings, data, generation="G2", product_type="saas"):
+def prepare_new_instance(settings, data, generation=Generation.G2):
     return lifecycle.prepare_new_instance(
-        settings, render=_render_new, **_new_instance_args(settings, data, generation, product_type)
+        settings, render=_render_new, **_new_instance_args(settings, data, generation)
     )
 
 
-def new_instance(settings, data, generation="G2", product_type="saas"):
+def new_instance(settings, data, generation=Generation.G2):
     return lifecycle.new_instance(
         settings,
         render=_render_new,
-        prepared=data.get(PREPARED) or prepare_new_instance(settings, data, generation, product_type),
+        prepared=data.get(PREPARED) or prepare_new_instance(settings, data, generation),
     )
 
 
@@ -180,7 +181,7 @@ ACTIVITIES = {
 
 def verified():
     """Verify a G2-signed POST against every configured key; (Signed, its JSON object)."""
-    callbacklog.note(generation="G2")
+    callbacklog.note(generation=Generation.G2)
     settings = current_settings()
     # Read five times: each read through the proxy costs 1-2 us. (Typed as the Request it stands for.)
     req = request._get_current_object()  # type: ignore[attr-defined]
@@ -199,8 +200,8 @@ def verified():
     signed = signed_by(
         key,
         int(timestamp),
-        scope="g2",  # verified: present
-        token=replay_token("g2", nonce, timestamp),
+        scope=ReplayScope.G2,
+        token=replay_token(ReplayScope.G2, nonce, timestamp),  # verified: present
         nonce=nonce,
         fingerprint=request_fingerprint(req.method, req.path, req.query_string, raw),
     )

@@ -12,6 +12,7 @@ from flask import request
 
 from ..domain import callbacklog, kit
 from ..koo import schemas
+from ..koo.generations import Generation, ReplayScope
 from ..koo.signing import replay_token, request_fingerprint, verify_g1_kit_request, verify_kit_request
 from .pipeline import Activity, current_settings, g1_sent_ms, now_ms, parse_json_object, require_keys, serve, signed_by
 
@@ -30,7 +31,7 @@ G1_KIT = {
 
 
 def sync_g2(name):
-    callbacklog.note(generation="G2")
+    callbacklog.note(generation=Generation.G2)
     settings = current_settings()
     raw = request.get_data(cache=True)
     headers = request.headers
@@ -48,9 +49,8 @@ def sync_g2(name):
     signed = signed_by(
         key,
         int(timestamp),  # type: ignore[arg-type]
-        kit=True,
-        scope="kit",
-        token=replay_token(f"kit:{name}", nonce, timestamp),
+        scope=ReplayScope.KIT,
+        token=replay_token(f"{ReplayScope.KIT}:{name}", nonce, timestamp),
         nonce=nonce,
         fingerprint=request_fingerprint(request.path, sign, timestamp, nonce, raw),
     )
@@ -62,7 +62,7 @@ def sync_g2(name):
 
 def sync_g1(name):
     """G1 Kit: the authToken header's formula is undocumented; either candidate is accepted (§3.3)."""
-    callbacklog.note(generation="G1")
+    callbacklog.note(generation=Generation.G1)
     settings = current_settings()
     raw = request.get_data(cache=True)
     token = request.headers.get("authToken")
@@ -74,9 +74,8 @@ def sync_g1(name):
     signed = signed_by(
         key,
         g1_sent_ms(payload.get("timeStamp")),
-        kit=True,
-        scope="g1kit",
-        token=replay_token(f"g1kit:{name}", token),
+        scope=ReplayScope.G1_KIT,
+        token=replay_token(f"{ReplayScope.G1_KIT}:{name}", token),
         nonce=token[:128],
         fingerprint=request_fingerprint(request.path, token, raw),
     )

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from ..domain import licenses, lifecycle
 from ..koo import schemas
 from ..koo.envelope import envelope
+from ..koo.generations import Generation
 from ..storage.models import LicenseState
 from . import g1, g2
 from .g1 import g1_expire_instance, g1_new_instance, g1_refresh_instance, g1_release_instance
@@ -33,7 +34,7 @@ def get_license(settings, data):
     return g1_new_instance(
         settings,
         data,
-        generation="LIC1",
+        generation=Generation.LIC1,
         render=lambda instance: license_answer([licenses.issue(settings, instance, fingerprint=fingerprint)]),
     )
 
@@ -73,7 +74,7 @@ def license_g1():
 
 
 def lic2_new_instance(settings, data):
-    return g2.new_instance(settings, data, generation="LIC2", product_type="license")
+    return g2.new_instance(settings, data, generation=Generation.LIC2)
 
 
 def lic2_refresh_instance(settings, data):

@@ -19,6 +19,7 @@ from marshmallow import Schema, ValidationError
 from ..domain import callbacklog, replays, simulation
 from ..koo import codes, oddities, schemas, strictjson
 from ..koo.codes import KooError
+from ..koo.generations import ReplayScope
 from ..koo.signing import key_fingerprint
 from ..koo.times import read_time
 from ..settings import Settings, settings_of
@@ -46,7 +47,7 @@ class Signed:
     """What verification established: who sent the request, and its identity in the replay store."""
 
     settings: Settings  # the settings, with access_key (or kit_access_key) the key that verified it
-    scope: str
+    scope: ReplayScope
     token: str
     nonce: str  # G1: the authToken, its only unique part
     fingerprint: str
@@ -67,7 +68,7 @@ def require_keys(keys, name):
     return keys
 
 
-def signed_by(key, sent_ms, kit=False, **identity):
+def signed_by(key, sent_ms, scope, **identity):
     """The Signed for a request ``key`` verified: answers are signed with it, appInfo encrypted with it.
 
     ``sent_ms`` is the request's own timestamp: the difference to this server's clock is logged,
@@ -77,7 +78,7 @@ def signed_by(key, sent_ms, kit=False, **identity):
     simulation.mark()  # only now: a mark on a request that did not verify counts for nothing
     skew = int(now_ms() - sent_ms)  # a timestamp years off (a widened G1 window) still fits the column
     callbacklog.note(key_fingerprint=key_fingerprint(key), clock_skew_ms=max(-schemas.INT32, min(schemas.INT32, skew)))
-    return Signed(settings=_settings_for(current_settings(), key, kit), **identity)
+    return Signed(settings=_settings_for(current_settings(), key, scope.is_kit), scope=scope, **identity)
 
 
 @functools.lru_cache(maxsize=64)

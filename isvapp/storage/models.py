@@ -50,7 +50,7 @@ class Instance(Model):
     __tablename__ = "instances"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     instance_id: Mapped[str] = mapped_column(String(64), unique=True)
-    generation: Mapped[str] = mapped_column(String(8))  # G1, G2, LIC1, LIC2
+    generation: Mapped[str] = mapped_column(String(8))  # a koo.generations.Generation value
     product_type: Mapped[str] = mapped_column(String(16), default="saas")  # saas | license
     state: Mapped[str] = mapped_column(String(16), default=InstanceState.ACTIVE)
     details_state: Mapped[str] = mapped_column(String(16), default=DetailsState.PENDING)
@@ -132,7 +132,7 @@ class SignedRequest(Model):
 
     __tablename__ = "signed_requests"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    scope: Mapped[str] = mapped_column(String(8))  # g2 | kit | g1 | g1kit
+    scope: Mapped[str] = mapped_column(String(8))  # a koo.generations.ReplayScope value
     token: Mapped[str] = mapped_column(String(64))
     nonce: Mapped[str] = mapped_column(String(128))  # a nonce reused with another timestamp is a replay too
     fingerprint: Mapped[str] = mapped_column(String(64))

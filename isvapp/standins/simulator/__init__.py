@@ -37,6 +37,7 @@ import click
 from cryptography.hazmat.primitives import serialization
 from flask.cli import with_appcontext
 
+from ...koo.generations import Generation
 from .client import DEADLINE_S, Reply, Simulator, Step  # noqa: F401
 from .g1 import g1_onetime, g1_payperuse, g1_period, g1_trial
 from .g2 import g2_cancel, g2_change, g2_onetime, g2_payperuse, g2_period, g2_trial, seller_console
@@ -83,7 +84,8 @@ def run(sim, suites=SUITES, generation="g2", with_probes=False, with_tolerance=F
     """Run the chosen suites; G1 has no cancel-renewal scene (G2's UNSUBSCRIBE_RENEWAL_PERIOD only),
     and change and seller-console are G2's. ``with_probes``: requests the server must refuse;
     ``with_tolerance``: odd but correctly signed requests it must accept."""
-    tables = {"g2": [("G2", G2_SAAS)], "g1": [("G1", G1_SAAS)], "both": [("G2", G2_SAAS), ("G1", G1_SAAS)]}
+    g2, g1 = (Generation.G2, G2_SAAS), (Generation.G1, G1_SAAS)
+    tables = {"g2": [g2], "g1": [g1], "both": [g2, g1]}
     for label, table in tables[generation]:
         for name in suites:
             if name in table:

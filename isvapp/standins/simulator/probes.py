@@ -5,6 +5,7 @@ accept (--tolerance).
 import time
 import uuid
 
+from ...koo.generations import Generation
 from ...koo.signing import canonical_payload, g2_signed_request, string_map_payload
 from .client import expire_time
 from .g1 import g1_new
@@ -71,7 +72,7 @@ def tolerance(sim):
         }
         iid = sim.check(step, sim.g2_as(body, **send), fields=["instanceId"]).get("instanceId")
         if iid:
-            made.append(("g2", iid))
+            made.append((Generation.G2, iid))
         return iid
 
     iid = new_g2("newInstance (the instance the probes use)")
@@ -134,7 +135,7 @@ def tolerance(sim):
             appinfo=True,
         ).get("instanceId")
         if got:
-            made.append(("g1", got))
+            made.append((Generation.G1, got))
     scope = {"instanceId": order, "tenantId": f"tenant-tol-{sim.run_id}"}
     users = [{"userName": "sim-tol-admin", "name": "Admin", "role": "ADMIN", "enable": "TRUE"}]
     sim.check(
@@ -175,8 +176,8 @@ def tolerance(sim):
     )
     for generation, instance in made:
         release = {"activity": "releaseInstance", "instanceId": instance}
-        reply = sim.g2(release) if generation == "g2" else sim.g1({**release, "orderId": order})
-        sim.check(f"releaseInstance {instance} (clean-up)", reply, signed=generation == "g1")
+        reply = sim.g2(release) if generation is Generation.G2 else sim.g1({**release, "orderId": order})
+        sim.check(f"releaseInstance {instance} (clean-up)", reply, signed=generation is Generation.G1)
     sim.check("kit tenantSync delete (clean-up)", sim.kit("tenantSync", {**scope, "flag": 0}), signed=True)
 
 
