@@ -149,7 +149,7 @@ def test_a_completion_failing_is_retried_and_the_job_does_not_run_again(app, cap
 @pytest.mark.parametrize("app_config", [{"JOB_RETRY_BASE_S": 0, "JOB_MAX_ATTEMPTS": 1}])
 def test_a_handler_cut_off_by_the_outage_runs_again_and_is_not_made_dead(app, caplog, monkeypatch, ran, queued):
     ran.handler.fail = [db_down()]  # the handler's own statement hit the outage...
-    monkeypatch.setattr(jobs, "_fail", flaky(jobs._fail, 1))  # ...and so did recording its failure
+    monkeypatch.setattr(jobs, "fail", flaky(jobs.fail, 1))  # ...and so did recording its failure
     assert work(app, caplog) == 2  # two runs of the handler
     assert ran == [("k1", 1), ("k1", 1)]  # at least once, same key; its only attempt is not spent
     [job] = job_rows(app)
@@ -159,7 +159,7 @@ def test_a_handler_cut_off_by_the_outage_runs_again_and_is_not_made_dead(app, ca
 
 def test_a_real_handler_failure_during_an_outage_still_counts(app, caplog, monkeypatch, ran, queued):
     ran.handler.fail = [RuntimeError("the merchant's app said no")]
-    monkeypatch.setattr(jobs, "_fail", flaky(jobs._fail, 2))
+    monkeypatch.setattr(jobs, "fail", flaky(jobs.fail, 2))
     assert work(app, caplog) == 3  # the job twice, and the job_failed alert its failure raised
     assert ran == [("k1", 1), ("k1", 2)]
     [job] = [row for row in job_rows(app) if row.kind == KIND]

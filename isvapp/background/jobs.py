@@ -149,7 +149,10 @@ def complete(job):
     return result.first() is not None
 
 
-def _fail(job, error, permanent):
+def fail(job, error, permanent):
+    """Record a failed try of a job this worker holds, in a transaction of its own: queued again
+    after the retries' backoff, or dead (at once when ``permanent``, else after its last attempt),
+    with its watchers told. A job whose lease was lost meanwhile is left as it is."""
     retries = settings_of(current_app).jobs
     with write_transaction():
         row = db.session.get(Job, job.id)
@@ -238,7 +241,7 @@ def run_one(worker, lease_s=None, unfinished=None, kinds=None):
         message = f"{type(error).__name__}: {error}\n{traceback.format_exc(limit=5)}"
         try:
             db.session.rollback()
-            _fail(job, message, isinstance(error, Permanent))
+            fail(job, message, isinstance(error, Permanent))
         except DATABASE_ERRORS:
             action = "release" if isinstance(error, DATABASE_ERRORS) else "fail"
             unfinished.append(_Unfinished(action, job.id, worker, job, message, isinstance(error, Permanent)))
@@ -271,7 +274,7 @@ def _finish(item):
                     return
             metrics.job_run(item.job.kind, "done")
         elif item.action == "fail":
-            _fail(item.job, item.error, item.permanent)
+            fail(item.job, item.error, item.permanent)
         else:
             _release(item)
     finally:
