@@ -19,7 +19,7 @@ from urllib.parse import urlencode
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from isvapp.background import jobs, provisioning
+from isvapp.background import provisioning, worker
 from isvapp.extensions import db
 from isvapp.koo import codes
 from isvapp.koo.signing import (
@@ -352,7 +352,7 @@ class Recorder(provisioning.Provisioner):
 
 def run_until_idle(app, limit=200):
     with app.app_context():
-        return jobs.work(until_idle=True, max_jobs=limit)
+        return worker.work(until_idle=True, max_jobs=limit)
 
 
 def hook_calls(path):

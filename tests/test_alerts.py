@@ -11,7 +11,7 @@ from email.header import decode_header, make_header
 
 import isvapp.settings
 import pytest
-from isvapp.background import alerts, jobs, status
+from isvapp.background import alerts, jobs, status, worker
 from isvapp.extensions import db
 from isvapp.storage.models import Alert, Job, JobState
 from isvapp.storage.transactions import write_transaction
@@ -36,7 +36,7 @@ def raise_in_transaction(app, kind="test", subject="Something broke", text="Deta
 
 def run(app):
     with app.app_context():
-        return jobs.work(until_idle=True, max_jobs=50)
+        return worker.work(until_idle=True, max_jobs=50)
 
 
 def alert_rows(market, *where):
@@ -140,7 +140,7 @@ def test_a_failing_channel_retries_without_resending_to_the_others(app, market, 
     robots.script["feishu"] = [500]
     raise_in_transaction(app)
     with app.app_context():
-        assert jobs.run_one("w1").kind == "alert"
+        assert worker.run_one("w1").kind == "alert"
     [job] = market.rows(Job, Job.kind == "alert")
     assert job.state == JobState.QUEUED and job.payload["sent"] == ["wecom"]
     assert "dingtalk: errcode 310000" in job.last_error and "feishu: answered HTTP 500" in job.last_error
@@ -242,9 +242,9 @@ def test_check_worker_heartbeat(app, market):
 
 def test_the_worker_reports_a_heartbeat(app):
     with app.app_context():
-        jobs.work(until_idle=True)
+        worker.work(until_idle=True)
         value, updated_at = status.read("worker_heartbeat")["worker_heartbeat"]
-    assert value["worker"] == jobs.worker_id() and value["pid"] > 0
+    assert value["worker"] == worker.worker_id() and value["pid"] > 0
 
 
 def test_low_disk_raises_disk_low(app, market):
@@ -479,14 +479,14 @@ def test_the_database_unreachable_is_said_without_the_database_once_per_window_a
 
 
 def test_the_worker_reports_an_outage_once_after_a_minute(monkeypatch):
-    outage = jobs._Outage()
+    outage = worker._Outage()
     clock = [1000.0]
-    monkeypatch.setattr(jobs.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(worker.time, "monotonic", lambda: clock[0])
     outage.failed(RuntimeError("down"))
     assert not outage.to_report()
-    clock[0] += jobs.OUTAGE_REPORT_S
+    clock[0] += worker.OUTAGE_REPORT_S
     assert outage.to_report() and not outage.to_report()  # once per outage
     outage.over()
     outage.failed(RuntimeError("down again"))
-    clock[0] += jobs.OUTAGE_REPORT_S
+    clock[0] += worker.OUTAGE_REPORT_S
     assert outage.to_report()

@@ -12,7 +12,7 @@ from contextlib import contextmanager
 import isvapp.settings
 import pytest
 from isvapp import create_app
-from isvapp.background import jobs, provisioning
+from isvapp.background import jobs, provisioning, worker
 from isvapp.extensions import db
 from isvapp.storage.models import Job, JobState
 from isvapp.storage.schema import init_db
@@ -86,7 +86,7 @@ def test_a_redirected_hook_job_is_retried(app, market):
         market.g2(new_order(business="inst-redirect"))
         with app.app_context():
             for _ in range(2):  # the "created" hook and the order query (refused at once)
-                jobs.run_one("w1")
+                worker.run_one("w1")
     [job] = market.rows(Job, Job.kind == "provision")
     assert (job.state, job.attempts) == (JobState.QUEUED, 1)
     assert "HTTP 302" in job.last_error and "redirects are not followed" in job.last_error

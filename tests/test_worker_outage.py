@@ -15,7 +15,7 @@ import threading
 import time
 
 import pytest
-from isvapp.background import jobs, status
+from isvapp.background import jobs, status, worker
 from isvapp.extensions import db
 from isvapp.standins.fakemarket import create_fake_market
 from isvapp.standins.serving import Running
@@ -60,8 +60,8 @@ def app_config():
 
 @pytest.fixture(autouse=True)
 def fast_backoff(monkeypatch):
-    monkeypatch.setattr(jobs, "OUTAGE_BACKOFF_S", 0.001, raising=False)
-    monkeypatch.setattr(jobs, "OUTAGE_BACKOFF_MAX_S", 0.004, raising=False)
+    monkeypatch.setattr(worker, "OUTAGE_BACKOFF_S", 0.001, raising=False)
+    monkeypatch.setattr(worker, "OUTAGE_BACKOFF_MAX_S", 0.004, raising=False)
 
 
 @pytest.fixture
@@ -95,7 +95,7 @@ def queued(app):
 def work(app, caplog, **kwargs):
     caplog.set_level(logging.INFO, logger="isvapp.jobs")
     with app.app_context():
-        return jobs.work(**{"until_idle": True, "max_jobs": 20, **kwargs})
+        return worker.work(**{"until_idle": True, "max_jobs": 20, **kwargs})
 
 
 def job_rows(app):
@@ -169,11 +169,11 @@ def test_a_real_handler_failure_during_an_outage_still_counts(app, caplog, monke
 
 def test_a_heartbeat_failing_in_an_outage_is_waited_out(app, caplog, monkeypatch, ran, queued):
     monkeypatch.setattr(status, "report", flaky(status.report, 2))
-    monkeypatch.setattr(jobs, "_database_reachable", lambda: False, raising=False)
+    monkeypatch.setattr(worker, "_database_reachable", lambda: False, raising=False)
     assert work(app, caplog) == 1
     assert ran == [("k1", 1)]
     with app.app_context():
-        assert status.read("worker_heartbeat")["worker_heartbeat"][0]["worker"] == jobs.worker_id()
+        assert status.read("worker_heartbeat")["worker_heartbeat"][0]["worker"] == worker.worker_id()
     assert_one_outage_logged(caplog)
 
 
@@ -188,8 +188,8 @@ def test_a_heartbeat_failing_on_a_reachable_database_is_only_logged(app, caplog,
 
 @pytest.mark.skipif(threading.current_thread() is not threading.main_thread(), reason="needs signals")
 def test_sigterm_stops_the_worker_while_it_waits_for_the_database(app, caplog, monkeypatch, ran, queued):
-    monkeypatch.setattr(jobs, "OUTAGE_BACKOFF_S", 30, raising=False)
-    monkeypatch.setattr(jobs, "OUTAGE_BACKOFF_MAX_S", 30, raising=False)
+    monkeypatch.setattr(worker, "OUTAGE_BACKOFF_S", 30, raising=False)
+    monkeypatch.setattr(worker, "OUTAGE_BACKOFF_MAX_S", 30, raising=False)
     timers = []
 
     def claim(*args, **kwargs):

@@ -748,7 +748,7 @@ def send_without_database(settings, marker_folder, kind, subject, text, params=N
 
 
 def worker_cannot_reach_the_database(error):
-    """The worker's outage, once it has lasted a minute (jobs.OUTAGE_REPORT_S)."""
+    """The worker's outage, once it has lasted a minute (worker.OUTAGE_REPORT_S)."""
     database_unreachable(settings_of(current_app), current_app.instance_path, "worker", error)
 
 
