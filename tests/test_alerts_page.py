@@ -8,6 +8,7 @@ import re
 import pytest
 from isvapp import create_app, settings
 from isvapp.background import alerts, notices, status, worker
+from isvapp.background.channels import CHANNELS
 from isvapp.extensions import db
 from isvapp.settings import settings_of
 from isvapp.storage.models import Alert, Instance, Job, StatusItem
@@ -101,7 +102,7 @@ def test_a_test_message_per_channel_arrives_now_and_the_page_says_what_the_chann
     robots, mailbox = channels
     app.config["ALERT_LANGUAGE"] = "en"
     settings.init_app(app)  # the settings are read when the app is made: again
-    for channel in alerts.CHANNELS:
+    for channel in CHANNELS:
         answer = send_test(admin_client, channel)
         assert answer.status_code == 200, channel
         tested = text_of(re.search(r'id="tested"[^>]*>(.*?)</p>', answer.get_data(as_text=True), re.S).group(1))
