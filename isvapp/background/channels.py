@@ -16,7 +16,6 @@ import re
 import smtplib
 import ssl
 import time
-import urllib.error
 import urllib.parse
 import urllib.request
 from email.message import EmailMessage
@@ -173,30 +172,20 @@ def _check_url(channel, setting, url):
 
 
 def _post_json(channel, settings, url, body):
-    """POST ``body`` as JSON; returns the JSON answer. No redirects, TIMEOUT_S in all."""
+    """POST ``body`` as JSON through outbound.exchange (no redirects, TIMEOUT_S in all, strict TLS,
+    plain http only to an address of this host); returns the JSON answer."""
     data = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
     request = urllib.request.Request(
         url, data=data, method="POST", headers={"Content-Type": "application/json; charset=utf-8"}
     )
-    delivery = outbound.Delivery(TIMEOUT_S)
-    opener = outbound.opener_for(delivery)
-    delivery.start()
     try:
-        with opener.open(request, timeout=TIMEOUT_S) as response:
-            raw = response.read(ANSWER_LIMIT)
-        if delivery.expired:
-            raise TimeoutError
-    except urllib.error.HTTPError as error:
-        error.close()
-        kind = "a redirect, not followed" if 300 <= error.code < 400 else "not 2xx"
-        raise ChannelError(f"{channel}: answered HTTP {error.code} ({kind})") from None
-    except Exception as error:  # noqa: BLE001  never the URL: it holds the robot's key
-        if delivery.expired or delivery.remaining() <= 0:
-            raise ChannelError(f"{channel}: no answer within {TIMEOUT_S} s") from None
-        reason = getattr(error, "reason", error)
-        raise ChannelError(f"{channel}: {type(error).__name__}: {_mask(reason, settings)}") from None
-    finally:
-        delivery.finish()
+        status, raw = outbound.exchange(request, TIMEOUT_S, ANSWER_LIMIT, channel)
+    except outbound.Unanswered as error:  # never the URL: it holds the robot's key
+        if error.kind == "redirect":
+            raise ChannelError(f"{channel}: answered HTTP {error.status} (a redirect, not followed)") from None
+        raise ChannelError(_mask(error, settings)) from None  # "<channel>: what happened"
+    if not 200 <= status < 300:
+        raise ChannelError(f"{channel}: answered HTTP {status} (not 2xx)")
     try:
         answer = json.loads(raw)
     except ValueError:
