@@ -2,7 +2,7 @@
 
 The pay-per-use rules (sp_topic_0000120) want each hour's SDRs within the first 15 minutes of the
 next hour. The records are put in place in bulk (outside the timing); then the worker's push job
-runs in-process (``jobs.work(until_idle=True)``) against the fake marketplace on loopback, which
+runs in-process (``worker.work(until_idle=True)``) against the fake marketplace on loopback, which
 verifies both signatures of every batch. The baseline, in the same run: the same records sent to
 the same fake marketplace by the open-API client alone (batches of KOO_USAGE_PUSH_BATCH, 100, no database).
 
@@ -15,7 +15,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from isvapp import create_app
-from isvapp.background import jobs, usage
+from isvapp.background import usage, worker
 from isvapp.extensions import db
 from isvapp.market import openapi
 from isvapp.standins.fakemarket import create_fake_market
@@ -88,7 +88,7 @@ def measure(quick, folder=None):
             with write_transaction():
                 usage._wake()  # what usage.add does for each record: the one push job, queued
             started = time.perf_counter()
-            jobs.work(until_idle=True)
+            worker.work(until_idle=True)
             pushed_s = time.perf_counter() - started
             pushed = db.session.execute(
                 db.select(db.func.count()).select_from(UsageRecord).where(UsageRecord.state == UsageState.PUSHED)

@@ -126,12 +126,13 @@ def register_jobs(app):
 
 def register_commands(app):
     from . import backups, cli
-    from .background import alerts, jobs, maintenance, usage
+    from .background import alerts, jobs, maintenance, usage, worker
     from .domain import kit, licensecodes, licenses
 
     cli.init_app(app)
     backups.init_app(app)
     jobs.init_app(app)
+    worker.init_app(app)
     kit.init_app(app)
     licenses.init_app(app)
     licensecodes.init_app(app)

@@ -1,13 +1,15 @@
 """Outbound HTTP (webhooks, alert robots, the marketplace's open API, the tenant's IdP): the same rules for all.
 
 - https only, except to this host (127.0.0.0/8, ::1, localhost): bodies carry buyers' passwords
-  and robot keys;
+  and robot keys. Checked on the URL, and again on the address a plain http connection reached:
+  a hosts file or resolver may point the name localhost elsewhere;
 - redirects are never followed: a 3xx is a failed delivery, retried by the durable job (urllib
   would turn a POST into a bodiless GET that "succeeds", and the message would be lost);
 - one total deadline per delivery, not only per socket read: a receiver trickling bytes cannot
   hold the worker.
 """
 
+import http.client
 import ipaddress
 import socket
 import ssl
@@ -81,7 +83,7 @@ class Delivery:
         return self.deadline - time.monotonic()
 
     def connection_class(self, base):
-        delivery = self
+        delivery, plain = self, not issubclass(base, http.client.HTTPSConnection)
 
         class Connection(base):  # type: ignore[valid-type, misc]  # whichever class is passed in
             def connect(self):
@@ -95,6 +97,11 @@ class Delivery:
                 super().connect()
                 delivery._track(self.sock)
                 peer = self.sock.getpeername()[0]
+                if plain and not is_loopback(peer):  # before a byte of the request is sent
+                    self.sock.close()
+                    raise ConnectionRefusedError(
+                        f"{self.host} is not this host: plain http goes only to a loopback address"
+                    )
                 if delivery.peer_allowed is not None and not delivery.peer_allowed(peer):
                     self.sock.close()
                     # the name, not the address: the message may reach a page
@@ -170,12 +177,13 @@ def verifying_context():
 
 
 class Unanswered(Exception):
-    """No usable HTTP answer: ``kind`` is "network" (unreachable, or the deadline passed) or
-    "redirect" (a 3xx, never followed); the message names what happened."""
+    """No usable HTTP answer: ``kind`` is "network" (unreachable, or the deadline passed:
+    ``timed_out``) or "redirect" (a 3xx, never followed: its ``status`` and ``location``); the
+    message names what happened."""
 
-    def __init__(self, kind, message):
+    def __init__(self, kind, message, timed_out=False, status=None, location=None):
         super().__init__(message)
-        self.kind = kind
+        self.kind, self.timed_out, self.status, self.location = kind, timed_out, status, location
 
 
 def exchange(request, timeout_s, limit, what, peer_allowed=None):
@@ -196,8 +204,14 @@ def exchange(request, timeout_s, limit, what, peer_allowed=None):
         return status, raw
     except urllib.error.HTTPError as error:
         if 300 <= error.code < 400:
+            location = (error.headers.get("Location") or "?")[:200]
             error.close()
-            raise Unanswered("redirect", f"HTTP {error.code} from {what}: a redirect, not followed") from None
+            raise Unanswered(
+                "redirect",
+                f"HTTP {error.code} from {what}: a redirect, not followed",
+                status=error.code,
+                location=location,
+            ) from None
         raw = error.read(limit)
         error.close()
         return error.code, raw
@@ -207,7 +221,7 @@ def exchange(request, timeout_s, limit, what, peer_allowed=None):
             or isinstance(error, TimeoutError)
             or isinstance(getattr(error, "reason", None), TimeoutError)
         ):
-            raise Unanswered("network", f"{what}: no answer within {timeout_s:g} s") from None
+            raise Unanswered("network", f"{what}: no answer within {timeout_s:g} s", timed_out=True) from None
         raise Unanswered("network", f"{what}: {getattr(error, 'reason', error)}") from None
     finally:
         delivery.finish()

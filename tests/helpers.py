@@ -5,11 +5,15 @@ Fixtures live in conftest.py; live processes in live.py. A test module imports f
 from another test module (tests/test_imports.py checks it).
 """
 
+import datetime
 import email
 import email.policy
+import ipaddress
 import json
 import os
 import re
+import socket
+import ssl
 import threading
 import time
 import uuid
@@ -19,7 +23,11 @@ from urllib.parse import urlencode
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from isvapp.background import jobs, provisioning
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from isvapp.background import provisioning, worker
 from isvapp.extensions import db
 from isvapp.koo import codes
 from isvapp.koo.signing import (
@@ -352,7 +360,7 @@ class Recorder(provisioning.Provisioner):
 
 def run_until_idle(app, limit=200):
     with app.app_context():
-        return jobs.work(until_idle=True, max_jobs=limit)
+        return worker.work(until_idle=True, max_jobs=limit)
 
 
 def hook_calls(path):
@@ -526,14 +534,70 @@ def tagged_order(tag):
 
 
 @contextmanager
-def serving(wsgi_app):
-    """A WSGI app (a robot, a stand-in for Sentry) served on loopback while the block runs: its base URL."""
+def serving(wsgi_app, host="127.0.0.1", tls=None):
+    """A WSGI app (a robot, a stand-in for Sentry) served on loopback (or ``host``; over https with
+    the server context ``tls``) while the block runs: its base URL."""
     from werkzeug.serving import make_server
 
-    server = make_server("127.0.0.1", 0, wsgi_app, threaded=True)
+    server = make_server(host, 0, wsgi_app, threaded=True, ssl_context=tls)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        yield f"http://127.0.0.1:{server.server_port}"
+        yield f"{'https' if tls else 'http'}://{host}:{server.server_port}"
     finally:
         server.shutdown()
+        server.server_close()
+
+
+def self_signed_tls(tmp_path):
+    """A server's TLS context for 127.0.0.1 with a certificate nobody vouches for (written in ``tmp_path``)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    (tmp_path / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (tmp_path / "key.pem").write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")
+    return context
+
+
+def other_local_address():
+    """An IPv4 address of this host that is not a loopback one (the one its default route leaves
+    from), or None. A UDP socket's connect sends nothing: it only picks the source address."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("192.0.2.1", 9))  # TEST-NET-1: never reached
+        except OSError:
+            return None
+        address = probe.getsockname()[0]
+    return None if ipaddress.ip_address(address).is_loopback or address == "0.0.0.0" else address
+
+
+@contextmanager
+def localhost_resolving_to(monkeypatch, address):
+    """The name localhost resolved to ``address``, as a hosts file or resolver pointed elsewhere
+    would: only that name, only in this process, while the block runs."""
+    resolve = socket.getaddrinfo
+
+    def getaddrinfo(host, *args, **kwargs):
+        return resolve(address if host == "localhost" else host, *args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(socket, "getaddrinfo", getaddrinfo)
+        yield

@@ -5,19 +5,33 @@ import hashlib
 import hmac
 import json
 import socket
+import ssl
 import time
 from datetime import datetime, timedelta
 from email.header import decode_header, make_header
 
 import isvapp.settings
 import pytest
-from isvapp.background import alerts, jobs, status
+from isvapp.background import alerts, channels, jobs, status, worker
 from isvapp.extensions import db
 from isvapp.storage.models import Alert, Job, JobState
 from isvapp.storage.transactions import write_transaction
 from sqlalchemy import select
 
-from .helpers import DING_SECRET, DING_TOKEN, FEISHU_HOOK, FEISHU_SECRET, WECOM_KEY, live_alert_env, robot_config
+from .helpers import (
+    DING_SECRET,
+    DING_TOKEN,
+    FEISHU_HOOK,
+    FEISHU_SECRET,
+    WECOM_KEY,
+    Robots,
+    live_alert_env,
+    localhost_resolving_to,
+    other_local_address,
+    robot_config,
+    self_signed_tls,
+    serving,
+)
 
 NOW = datetime(2026, 11, 25, 5, 17)
 
@@ -36,7 +50,7 @@ def raise_in_transaction(app, kind="test", subject="Something broke", text="Deta
 
 def run(app):
     with app.app_context():
-        return jobs.work(until_idle=True, max_jobs=50)
+        return worker.work(until_idle=True, max_jobs=50)
 
 
 def alert_rows(market, *where):
@@ -140,7 +154,7 @@ def test_a_failing_channel_retries_without_resending_to_the_others(app, market, 
     robots.script["feishu"] = [500]
     raise_in_transaction(app)
     with app.app_context():
-        assert jobs.run_one("w1").kind == "alert"
+        assert worker.run_one("w1").kind == "alert"
     [job] = market.rows(Job, Job.kind == "alert")
     assert job.state == JobState.QUEUED and job.payload["sent"] == ["wecom"]
     assert "dingtalk: errcode 310000" in job.last_error and "feishu: answered HTTP 500" in job.last_error
@@ -161,6 +175,40 @@ def test_https_is_required_except_to_loopback(app, market):
     run(app)
     [job] = market.rows(Job, Job.kind == "alert")
     assert job.state == JobState.DEAD and "https" in job.last_error and WECOM_KEY not in job.last_error
+
+
+@pytest.mark.live
+def test_a_plain_http_robot_url_whose_localhost_resolves_elsewhere_is_refused_before_sending(app, monkeypatch):
+    """http://localhost passes the URL's check, but the name may resolve to another address (a hosts
+    file gone wrong): the robot's key and the alert would cross the network in the clear. The
+    address the connection reached is checked (outbound.exchange), and nothing is sent."""
+    address = other_local_address()
+    if address is None:
+        pytest.skip("this host has no address but loopback")
+    receiver = Robots()
+    with serving(receiver, host=address) as base, localhost_resolving_to(monkeypatch, address):
+        url = base.replace(address, "localhost") + "/wecom/cgi-bin/webhook/send?key=" + WECOM_KEY
+        app.config.update(ALERT_WECOM_URL=url)
+        isvapp.settings.init_app(app)  # read once per app: read them again
+        with app.app_context(), pytest.raises(channels.ChannelError) as refused:
+            channels.send("wecom", app.extensions["isvapp"], "Disk space is low", "1% free")
+    assert "wecom: localhost is not this host" in str(refused.value) and WECOM_KEY not in str(refused.value)
+    assert receiver.received["wecom"] == []
+
+
+@pytest.mark.live
+def test_a_robot_certificate_nobody_vouches_for_is_refused_whatever_the_process_default(app, monkeypatch, tmp_path):
+    """A robot's TLS is checked with outbound.exchange's own verifying context, not the process's
+    default: one turned off (PEP 493's opt-out, which PYTHONHTTPSVERIFY=0 or a sitecustomize use)
+    must not let a certificate nobody vouches for take the robot's key."""
+    monkeypatch.setattr(ssl, "_create_default_https_context", ssl._create_unverified_context)
+    receiver = Robots()
+    with serving(receiver, tls=self_signed_tls(tmp_path)) as base:
+        app.config.update(ALERT_WECOM_URL=base + "/wecom/cgi-bin/webhook/send?key=" + WECOM_KEY)
+        isvapp.settings.init_app(app)  # read once per app: read them again
+        with app.app_context(), pytest.raises(channels.ChannelError, match="CERTIFICATE_VERIFY_FAILED") as refused:
+            channels.send("wecom", app.extensions["isvapp"], "Disk space is low", "1% free")
+    assert WECOM_KEY not in str(refused.value) and receiver.received["wecom"] == []
 
 
 # --- alert-test -----------------------------------------------------------------------------------
@@ -242,9 +290,9 @@ def test_check_worker_heartbeat(app, market):
 
 def test_the_worker_reports_a_heartbeat(app):
     with app.app_context():
-        jobs.work(until_idle=True)
+        worker.work(until_idle=True)
         value, updated_at = status.read("worker_heartbeat")["worker_heartbeat"]
-    assert value["worker"] == jobs.worker_id() and value["pid"] > 0
+    assert value["worker"] == worker.worker_id() and value["pid"] > 0
 
 
 def test_low_disk_raises_disk_low(app, market):
@@ -479,14 +527,14 @@ def test_the_database_unreachable_is_said_without_the_database_once_per_window_a
 
 
 def test_the_worker_reports_an_outage_once_after_a_minute(monkeypatch):
-    outage = jobs._Outage()
+    outage = worker._Outage()
     clock = [1000.0]
-    monkeypatch.setattr(jobs.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(worker.time, "monotonic", lambda: clock[0])
     outage.failed(RuntimeError("down"))
     assert not outage.to_report()
-    clock[0] += jobs.OUTAGE_REPORT_S
+    clock[0] += worker.OUTAGE_REPORT_S
     assert outage.to_report() and not outage.to_report()  # once per outage
     outage.over()
     outage.failed(RuntimeError("down again"))
-    clock[0] += jobs.OUTAGE_REPORT_S
+    clock[0] += worker.OUTAGE_REPORT_S
     assert outage.to_report()

@@ -7,7 +7,8 @@ import re
 
 import pytest
 from isvapp import create_app, settings
-from isvapp.background import alerts, jobs, notices, status
+from isvapp.background import alerts, notices, status, worker
+from isvapp.background.channels import CHANNELS
 from isvapp.extensions import db
 from isvapp.settings import settings_of
 from isvapp.storage.models import Alert, Instance, Job, StatusItem
@@ -67,7 +68,7 @@ def test_each_channel_shows_its_settings_last_delivery_and_last_failure_and_neve
     with app.app_context():
         with write_transaction():
             alerts.raise_alert("internal_error", "isvapp answered 000005", "A database error.")
-        assert jobs.work(until_idle=True, max_jobs=10) == 2  # WeCom failed once; the retry sent it
+        assert worker.work(until_idle=True, max_jobs=10) == 2  # WeCom failed once; the retry sent it
     assert len(robots.received["wecom"]) == 2 and len(mailbox.messages) == 1
     page = admin_client.get("/admin/alerts").get_data(as_text=True)
     failed, delivered = text_of(cell(page, "wecom", "failed")), text_of(cell(page, "wecom", "delivered"))
@@ -101,7 +102,7 @@ def test_a_test_message_per_channel_arrives_now_and_the_page_says_what_the_chann
     robots, mailbox = channels
     app.config["ALERT_LANGUAGE"] = "en"
     settings.init_app(app)  # the settings are read when the app is made: again
-    for channel in alerts.CHANNELS:
+    for channel in CHANNELS:
         answer = send_test(admin_client, channel)
         assert answer.status_code == 200, channel
         tested = text_of(re.search(r'id="tested"[^>]*>(.*?)</p>', answer.get_data(as_text=True), re.S).group(1))

@@ -12,13 +12,13 @@ from contextlib import contextmanager
 import isvapp.settings
 import pytest
 from isvapp import create_app
-from isvapp.background import jobs, provisioning
+from isvapp.background import jobs, provisioning, worker
 from isvapp.extensions import db
 from isvapp.storage.models import Job, JobState
 from isvapp.storage.schema import init_db
 from werkzeug.wrappers import Request, Response
 
-from .helpers import KEY, KIT_KEY, Marketplace, new_order, serving
+from .helpers import KEY, KIT_KEY, Marketplace, localhost_resolving_to, new_order, other_local_address, serving
 
 SECRET = "hook-secret"
 
@@ -86,7 +86,7 @@ def test_a_redirected_hook_job_is_retried(app, market):
         market.g2(new_order(business="inst-redirect"))
         with app.app_context():
             for _ in range(2):  # the "created" hook and the order query (refused at once)
-                jobs.run_one("w1")
+                worker.run_one("w1")
     [job] = market.rows(Job, Job.kind == "provision")
     assert (job.state, job.attempts) == (JobState.QUEUED, 1)
     assert "HTTP 302" in job.last_error and "redirects are not followed" in job.last_error
@@ -94,6 +94,21 @@ def test_a_redirected_hook_job_is_retried(app, market):
 
 
 # --- webhooks: https only --------------------------------------------------------------------------
+
+
+@pytest.mark.live
+def test_a_plain_http_webhook_whose_localhost_resolves_elsewhere_is_refused_before_sending(monkeypatch):
+    """WEBHOOK_URL's http://localhost passes check_webhook_url, but the name may resolve to another
+    address (a hosts file gone wrong): the buyer's first password would cross the network in the
+    clear. The address the connection reached is checked (outbound.exchange), and nothing is sent."""
+    address = other_local_address()
+    if address is None:
+        pytest.skip("this host has no address but loopback")
+    receiver = Redirecting()  # /final answers 200 to anything
+    with serving(receiver, host=address) as base, localhost_resolving_to(monkeypatch, address):
+        with pytest.raises(RuntimeError, match="localhost is not this host"):
+            webhook(base.replace(address, "localhost") + "/final").handle(hook_event())
+    assert receiver.seen == []
 
 
 def test_plain_http_to_another_host_is_refused_before_connecting(monkeypatch):

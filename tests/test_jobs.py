@@ -10,7 +10,7 @@ from datetime import UTC, timedelta
 
 import isvapp.settings
 import pytest
-from isvapp.background import jobs, provisioning, usage
+from isvapp.background import jobs, provisioning, usage, worker
 from isvapp.extensions import db
 from isvapp.standins.fakemarket import create_fake_market
 from isvapp.standins.serving import Running
@@ -82,7 +82,7 @@ def test_slow_marketplace_times_out_within_three_seconds(app, market, market_api
     market_api.app.config["FAKE_MARKET_DELAY_S"] = 3.5
     market.g2(new_order(business="inst-3"))
     with app.app_context():
-        ran = [jobs.run_one("w1").kind for _ in range(2)]  # the "created" hook, then the order query
+        ran = [worker.run_one("w1").kind for _ in range(2)]  # the "created" hook, then the order query
     assert ran == ["provision", "fetch_order"]
     [job] = market.rows(Job, Job.kind == "fetch_order")
     assert job.state == JobState.QUEUED and "network" in job.last_error

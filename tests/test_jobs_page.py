@@ -6,7 +6,7 @@ import re
 
 import pytest
 from isvapp import settings
-from isvapp.background import jobs
+from isvapp.background import jobs, worker
 from isvapp.extensions import db
 from isvapp.market import openapi
 from isvapp.standins.serving import Running
@@ -43,7 +43,7 @@ class Hooks:
 
 def run_worker(app):
     with app.app_context():
-        return jobs.work(until_idle=True, max_jobs=50)
+        return worker.work(until_idle=True, max_jobs=50)
 
 
 def dead_order(app, market, order="DEADJOB1"):

@@ -90,7 +90,7 @@ def test_backup_archives_the_database_on_sqlite_and_points_at_pg_dump_on_postgre
 def test_the_worker_schedules_one_prune_per_period(app, market):
     from datetime import datetime
 
-    from isvapp.background import jobs
+    from isvapp.background import worker
     from isvapp.background.maintenance import schedule_prune
     from isvapp.storage.models import Job, JobState
 
@@ -98,7 +98,7 @@ def test_the_worker_schedules_one_prune_per_period(app, market):
         moment = datetime(2026, 11, 24, 10, 0)
         schedule_prune(moment)
         schedule_prune(moment.replace(hour=11))  # same 24 h period: nothing new
-        assert jobs.work(until_idle=True) == 1
+        assert worker.work(until_idle=True) == 1
         schedule_prune(moment.replace(day=25, hour=10))
     assert market.count(Job, Job.kind == "prune") == 2
     assert market.count(Job, Job.kind == "prune", Job.state == JobState.DONE) == 1

@@ -11,7 +11,7 @@ import isvapp.settings
 import pytest
 import requests
 from isvapp import metrics
-from isvapp.background import alerts, jobs, usage
+from isvapp.background import alerts, jobs, usage, worker
 from isvapp.extensions import db
 from isvapp.koo.signing import g2_signed_request
 from isvapp.standins.fakemarket import create_fake_market
@@ -34,7 +34,7 @@ def change(after, before, name, **labels):
 
 def run_jobs(app):
     with app.app_context():
-        return jobs.work(until_idle=True, max_jobs=100)
+        return worker.work(until_idle=True, max_jobs=100)
 
 
 # --- who may read it ------------------------------------------------------------------------------

@@ -2,19 +2,15 @@
 signed Authorization would go with it, and the other host's answer be trusted as order data),
 plain http only to this host, and certificates are verified."""
 
-import datetime
 import json
-import ssl
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from isvapp.market import openapi
 from isvapp.settings import load as load_settings
+
+from .helpers import self_signed_tls
 
 pytestmark = pytest.mark.any_database  # the open API client against local receivers
 
@@ -99,36 +95,9 @@ def test_plain_http_is_refused_except_to_this_host():
     assert error.value.code == "config"
 
 
-def _self_signed(tmp_path):
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(__import__("ipaddress").ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .sign(key, hashes.SHA256())
-    )
-    (tmp_path / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    (tmp_path / "key.pem").write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")
-    return context
-
-
 @pytest.mark.live
 def test_a_certificate_nobody_vouches_for_is_refused(tmp_path):
-    with Receiver(tls=_self_signed(tmp_path)) as market:
+    with Receiver(tls=self_signed_tls(tmp_path)) as market:
         with pytest.raises(openapi.MarketError, match="CERTIFICATE_VERIFY_FAILED") as error:
             openapi.query_order(settings_for(market.url), "CS1")
     assert error.value.code == "network"

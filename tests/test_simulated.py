@@ -28,7 +28,7 @@ import time
 
 import pytest
 import requests
-from isvapp.background import jobs, status
+from isvapp.background import status, worker
 from isvapp.extensions import db
 from isvapp.koo.signing import g1_signed_params, g2_signed_request, kit_signed_request
 from isvapp.storage.models import Alert, Callback, Instance, Job, JobState, utcnow
@@ -369,7 +369,7 @@ def test_a_simulated_buyer_login_shows_as_simulated_here_and_a_buyers_as_the_con
 def run_jobs(app, kind):
     with app.app_context():
         ran = []
-        while (job := jobs.run_one("test-worker")) is not None:
+        while (job := worker.run_one("test-worker")) is not None:
             ran.append(job.kind)
         rows = db.session.execute(select(Job).where(Job.kind == kind)).scalars().all()
         db.session.expunge_all()

@@ -15,7 +15,7 @@ import threading
 import time
 
 import pytest
-from isvapp.background import jobs, status
+from isvapp.background import jobs, status, worker
 from isvapp.extensions import db
 from isvapp.standins.fakemarket import create_fake_market
 from isvapp.standins.serving import Running
@@ -60,8 +60,8 @@ def app_config():
 
 @pytest.fixture(autouse=True)
 def fast_backoff(monkeypatch):
-    monkeypatch.setattr(jobs, "OUTAGE_BACKOFF_S", 0.001, raising=False)
-    monkeypatch.setattr(jobs, "OUTAGE_BACKOFF_MAX_S", 0.004, raising=False)
+    monkeypatch.setattr(worker, "OUTAGE_BACKOFF_S", 0.001, raising=False)
+    monkeypatch.setattr(worker, "OUTAGE_BACKOFF_MAX_S", 0.004, raising=False)
 
 
 @pytest.fixture
@@ -95,7 +95,7 @@ def queued(app):
 def work(app, caplog, **kwargs):
     caplog.set_level(logging.INFO, logger="isvapp.jobs")
     with app.app_context():
-        return jobs.work(**{"until_idle": True, "max_jobs": 20, **kwargs})
+        return worker.work(**{"until_idle": True, "max_jobs": 20, **kwargs})
 
 
 def job_rows(app):
@@ -149,7 +149,7 @@ def test_a_completion_failing_is_retried_and_the_job_does_not_run_again(app, cap
 @pytest.mark.parametrize("app_config", [{"JOB_RETRY_BASE_S": 0, "JOB_MAX_ATTEMPTS": 1}])
 def test_a_handler_cut_off_by_the_outage_runs_again_and_is_not_made_dead(app, caplog, monkeypatch, ran, queued):
     ran.handler.fail = [db_down()]  # the handler's own statement hit the outage...
-    monkeypatch.setattr(jobs, "_fail", flaky(jobs._fail, 1))  # ...and so did recording its failure
+    monkeypatch.setattr(jobs, "fail", flaky(jobs.fail, 1))  # ...and so did recording its failure
     assert work(app, caplog) == 2  # two runs of the handler
     assert ran == [("k1", 1), ("k1", 1)]  # at least once, same key; its only attempt is not spent
     [job] = job_rows(app)
@@ -159,7 +159,7 @@ def test_a_handler_cut_off_by_the_outage_runs_again_and_is_not_made_dead(app, ca
 
 def test_a_real_handler_failure_during_an_outage_still_counts(app, caplog, monkeypatch, ran, queued):
     ran.handler.fail = [RuntimeError("the merchant's app said no")]
-    monkeypatch.setattr(jobs, "_fail", flaky(jobs._fail, 2))
+    monkeypatch.setattr(jobs, "fail", flaky(jobs.fail, 2))
     assert work(app, caplog) == 3  # the job twice, and the job_failed alert its failure raised
     assert ran == [("k1", 1), ("k1", 2)]
     [job] = [row for row in job_rows(app) if row.kind == KIND]
@@ -169,11 +169,11 @@ def test_a_real_handler_failure_during_an_outage_still_counts(app, caplog, monke
 
 def test_a_heartbeat_failing_in_an_outage_is_waited_out(app, caplog, monkeypatch, ran, queued):
     monkeypatch.setattr(status, "report", flaky(status.report, 2))
-    monkeypatch.setattr(jobs, "_database_reachable", lambda: False, raising=False)
+    monkeypatch.setattr(worker, "_database_reachable", lambda: False, raising=False)
     assert work(app, caplog) == 1
     assert ran == [("k1", 1)]
     with app.app_context():
-        assert status.read("worker_heartbeat")["worker_heartbeat"][0]["worker"] == jobs.worker_id()
+        assert status.read("worker_heartbeat")["worker_heartbeat"][0]["worker"] == worker.worker_id()
     assert_one_outage_logged(caplog)
 
 
@@ -188,8 +188,8 @@ def test_a_heartbeat_failing_on_a_reachable_database_is_only_logged(app, caplog,
 
 @pytest.mark.skipif(threading.current_thread() is not threading.main_thread(), reason="needs signals")
 def test_sigterm_stops_the_worker_while_it_waits_for_the_database(app, caplog, monkeypatch, ran, queued):
-    monkeypatch.setattr(jobs, "OUTAGE_BACKOFF_S", 30, raising=False)
-    monkeypatch.setattr(jobs, "OUTAGE_BACKOFF_MAX_S", 30, raising=False)
+    monkeypatch.setattr(worker, "OUTAGE_BACKOFF_S", 30, raising=False)
+    monkeypatch.setattr(worker, "OUTAGE_BACKOFF_MAX_S", 30, raising=False)
     timers = []
 
     def claim(*args, **kwargs):

@@ -18,7 +18,6 @@ import hmac
 import importlib
 import json
 import time
-import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import asdict, dataclass, field
@@ -257,37 +256,21 @@ class WebhookProvisioner(Provisioner):
                 "webhook-signature": webhook_signature(secret, event.event_id, timestamp, body),
             },
         )
-        delivery = outbound.Delivery(timeout)
-        opener = outbound.opener_for(delivery)
-        delivery.start()
         try:
-            with opener.open(request, timeout=timeout) as response:
-                # The answer is read in chunks, the deadline checked between them (the timer ends
-                # a read that blocks); a 2xx whose body does not arrive in time still fails.
-                read, finished = 0, False
-                while not finished and delivery.remaining() > 0:
-                    chunk = response.read1(min(8192, _ANSWER_READ_LIMIT - read))
-                    read += len(chunk)
-                    finished = not chunk or read >= _ANSWER_READ_LIMIT
-                if delivery.expired or not finished:
-                    raise TimeoutError
-        except urllib.error.HTTPError as error:
-            error.close()
-            if 300 <= error.code < 400:
-                location = (error.headers.get("Location") or "?")[:200]
+            status, _answer = outbound.exchange(request, timeout, _ANSWER_READ_LIMIT, "webhook")
+        except outbound.Unanswered as error:
+            if error.kind == "redirect":
                 raise RuntimeError(
-                    f"webhook answered HTTP {error.code} (a redirect, to {location!r}): "
+                    f"webhook answered HTTP {error.status} (a redirect, to {error.location!r}): "
                     "redirects are not followed; set WEBHOOK_URL to the final address"
                 ) from None
-            raise RuntimeError(f"webhook answered HTTP {error.code}") from None
-        except Exception:  # noqa: BLE001  past the deadline, whatever broke is the timeout
-            if delivery.expired or delivery.remaining() <= 0:
+            if error.timed_out:
                 raise RuntimeError(
                     f"webhook delivery took longer than WEBHOOK_TIMEOUT_S ({timeout:g} s); gave up"
                 ) from None
-            raise
-        finally:
-            delivery.finish()
+            raise RuntimeError(str(error)) from None
+        if not 200 <= status < 300:
+            raise RuntimeError(f"webhook answered HTTP {status}")
 
 
 def instance_fields(row):

@@ -4,7 +4,7 @@ that fail or die, and the alerts whose message is written when it is read.
 
 create_app makes one JobRegistry per app (``app.extensions["isvapp_jobs"]``) and fills it from
 one list of the modules that own such work (register_jobs in isvapp/__init__.py), each through
-its function ``register_jobs(registry)``. The worker (jobs) and the alert messages (alerts) read
+its function ``register_jobs(registry)``. The worker (worker.py) and the alert messages (alerts) read
 it from the app: nothing registers by being imported, and the order of imports changes nothing.
 docs/architecture.md, "Adding a job kind", says what a new kind needs.
 """
@@ -48,7 +48,7 @@ class JobRegistry:
 
     def watch_outage(self, function):
         """``function(error)`` runs, outside any transaction, when the worker has not reached the
-        database for jobs.OUTAGE_REPORT_S seconds (once per outage): how alerts hear of what they
+        database for worker.OUTAGE_REPORT_S seconds (once per outage): how alerts hear of what they
         cannot record there."""
         self.outage_watchers.append(function)
 

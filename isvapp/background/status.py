@@ -3,7 +3,7 @@
 Names in use: ``worker_heartbeat`` (the worker, every HEARTBEAT_S), ``order_query`` (the last
 order-query API call: ok or its error), ``backup`` (the last `isvapp backup`), ``selfcheck`` (the
 last `isvapp selfcheck`: see :func:`last_selfcheck`), ``alert_delivered:<channel>`` and
-``alert_failed:<channel>`` (each alert channel's last delivery and failure, alerts.send_recorded),
+``alert_failed:<channel>`` (each alert channel's last delivery and failure, channels.send_recorded),
 ``notices_choice`` (the notices chosen on the alerts page, notices.choose).
 """
 

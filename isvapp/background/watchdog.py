@@ -16,7 +16,7 @@ import time
 
 from ..extensions import db
 from ..settings import settings_of
-from . import alerts, jobs
+from . import alerts, worker
 
 log = logging.getLogger("isvapp.watchdog")
 DIRECT_JOBS_PER_TURN = 10
@@ -27,7 +27,7 @@ class Watchdog:
     """One process's watch; :meth:`turn` is one round (tests call it directly)."""
 
     def __init__(self, app):
-        self.app, self.me = app, f"{jobs.worker_id()}:web"
+        self.app, self.me = app, f"{worker.worker_id()}:web"
         self.every_s = settings_of(app).alerts.watch_every_s
         self.stopping = threading.Event()
         self.last_disk = None
@@ -41,9 +41,9 @@ class Watchdog:
                     alerts.check_disk()
                     self.last_disk = now_monotonic or 0
                 for _ in range(DIRECT_JOBS_PER_TURN):
-                    if jobs.run_one(self.me, kinds=(alerts.DIRECT_JOB,)) is None:
+                    if worker.run_one(self.me, kinds=(alerts.DIRECT_JOB,)) is None:
                         break
-            except jobs.DATABASE_ERRORS as error:
+            except worker.DATABASE_ERRORS as error:
                 alerts.database_unreachable(settings_of(self.app), self.app.instance_path, "web", error)
             except Exception:  # noqa: BLE001  the watch must go on
                 log.exception("watchdog turn failed")

@@ -110,7 +110,7 @@ def alert(row):
 
 
 def channel_answer(channel, answer):
-    """What an alert channel answered a message it took (alerts.send_recorded keeps it), as
+    """What an alert channel answered a message it took (channels.send_recorded keeps it), as
     Markup: the mail server and the recipients it took it for, or a robot's JSON as it came."""
     if channel == "email" and isinstance(answer, dict):
         text = texts.Text(

@@ -22,7 +22,7 @@ from flask import Flask
 from sqlalchemy import func, select, text
 
 from .. import outbound
-from ..background import alerts, status, usage
+from ..background import channels, status, usage
 from ..config import secret_key_problem_text
 from ..domain import simulation
 from ..extensions import db
@@ -589,17 +589,17 @@ def selfcheck_check(look):
 
 
 def alerts_check(look):
-    channels = alerts.configured_channels(look.settings)
+    configured = channels.configured_channels(look.settings)
     return Health(
         "alerts",
         "Alert channels",
-        "ok" if channels else "warn",
-        "%(channels)s" if channels else "none: alerts are recorded and shown only on the Alerts page",
+        "ok" if configured else "warn",
+        "%(channels)s" if configured else "none: alerts are recorded and shown only on the Alerts page",
         ""
-        if channels
+        if configured
         else "Set ALERT_EMAIL_TO (with ALERT_SMTP_*) or a group robot URL "
         "(ALERT_WECOM_URL, ALERT_DINGTALK_URL, ALERT_FEISHU_URL).",
-        {"channels": [Text(alerts.CHANNEL_NAMES[c]) for c in channels]},
+        {"channels": [Text(channels.CHANNEL_NAMES[c]) for c in configured]},
     )
 
 

@@ -29,7 +29,7 @@ from flask import (
 from sqlalchemy import and_, func, literal, or_, select
 from werkzeug.datastructures import MultiDict
 
-from ..background import alerts, jobs, notices, registry, uploads, usage
+from ..background import alerts, channels, jobs, notices, registry, uploads, usage
 from ..domain import apitokens, logins
 from ..extensions import db
 from ..koo import codes
@@ -783,7 +783,7 @@ def alerts_page():
     rows, page, has_next = paged(select(Alert).order_by(Alert.created_at.desc(), Alert.id.desc()))
     html = render_template(
         "dashboard/alerts.html",
-        channels=alerts.channel_states(settings),
+        channels=channels.channel_states(settings),
         notices=notices.in_force(settings),
         notice_kinds=notices.KINDS,
         tested=tested,
@@ -797,15 +797,15 @@ def alerts_page():
 
 def _send_test(channel):
     """(what the test message to ``channel`` came to, or None; the problem with the request, or None)."""
-    if channel not in alerts.CHANNELS:
+    if channel not in channels.CHANNELS:
         return None, "channel"
-    tested = {"channel": channel, "name": alerts.CHANNEL_NAMES[channel]}
-    if channel not in alerts.configured_channels(settings_of(current_app)):
+    tested = {"channel": channel, "name": channels.CHANNEL_NAMES[channel]}
+    if channel not in channels.configured_channels(settings_of(current_app)):
         return tested, "unconfigured"
     db.session.rollback()  # no transaction held while the channel answers (up to 10 s)
     try:
         answer = alerts.send_test(channel, settings_of(current_app), by=security.current_admin())
-    except alerts.ChannelError as error:
+    except channels.ChannelError as error:
         return {**tested, "ok": False, "error": str(error)}, None
     return {**tested, "ok": True, "answer": answer}, None
 
