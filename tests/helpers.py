@@ -18,6 +18,7 @@ import threading
 import time
 import uuid
 from contextlib import contextmanager
+from html.parser import HTMLParser
 from urllib.parse import urlencode
 
 from alembic.autogenerate import compare_metadata
@@ -269,6 +270,41 @@ def make_token(admin_client, name="crm", scopes=("entitlements", "usage"), produ
     form = {"name": name, "scope": list(scopes), "product_id": product_id, "key": key, "csrf_token": token(page)}
     made = admin_client.post("/admin/api-tokens", data=form)
     return re.search(r'<code id="new-token">([^<]+)</code>', made.get_data(as_text=True)).group(1)
+
+
+class _Rows(HTMLParser):
+    """Each table row's cells as text: markup inside a cell (its attributes, <code>, links)
+    decides nothing."""
+
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.rows, self.row, self.cell = [], None, None
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "tr":
+            self.row = []
+        elif tag in ("td", "th") and self.row is not None:
+            self.cell = []
+
+    def handle_endtag(self, tag):
+        if tag in ("td", "th") and self.cell is not None:
+            self.row.append(" ".join("".join(self.cell).split()))
+            self.cell = None
+        elif tag == "tr" and self.row is not None:
+            self.rows.append(self.row)
+            self.row = None
+
+    def handle_data(self, data):
+        if self.cell is not None:
+            self.cell.append(data)
+
+
+def table_row(html, first_cell):
+    """The text of each cell of the one table row whose first cell reads ``first_cell``."""
+    parser = _Rows()
+    parser.feed(html)
+    [row] = [row for row in parser.rows if row and row[0] == first_cell]
+    return row
 
 
 def row_state(html, scenario):

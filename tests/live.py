@@ -70,6 +70,7 @@ class LiveServer:
             "ISVAPP_BIND": f"127.0.0.1:{self.port}",
             "ISVAPP_WORKERS": str(workers),
             "ISVAPP_ACCESS_LOG": "/dev/null",
+            "ISVAPP_ALERT_DISK_FREE_PCT": "0",  # the test machine's disk decides nothing (conftest.py)
             **(env or {}),
         }
         self.proc, self.app = None, app

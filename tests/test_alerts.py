@@ -96,6 +96,18 @@ def test_plain_smtp_is_refused_to_a_remote_host(app, market):
     assert alert_rows(market, Alert.kind == "dead_job") == []  # a dead alert job raises no alert
 
 
+def test_a_direct_alert_that_cannot_be_delivered_raises_no_alert_about_itself(app, market):
+    app.config.update(ALERT_DINGTALK_URL="http://127.0.0.1:9/robot/send", JOB_RETRY_BASE_S=0, JOB_MAX_ATTEMPTS=2)
+    isvapp.settings.init_app(app)  # read once per app: read them again
+    with app.app_context():
+        alerts.raise_alert_alone("disk_low", "Disk space is low", "1% free")
+    run(app)
+    [job] = market.rows(Job, Job.kind == alerts.DIRECT_JOB)
+    assert job.state == JobState.DEAD and job.attempts == 2
+    # Its failing try and its death would be sent through the channel that is failing: a loop.
+    assert [alert.kind for alert in alert_rows(market)] == ["disk_low"]
+
+
 # --- robots ---------------------------------------------------------------------------------------
 
 
@@ -295,6 +307,7 @@ def test_the_worker_reports_a_heartbeat(app):
     assert value["worker"] == worker.worker_id() and value["pid"] > 0
 
 
+@pytest.mark.parametrize("app_config", [{"ALERT_DISK_FREE_PCT": 10}])
 def test_low_disk_raises_disk_low(app, market):
     with app.app_context():
         assert alerts.check_disk(usage=lambda _p: (1000, 100, 900)) is None

@@ -237,3 +237,14 @@ def test_a_notice_switched_on_again_does_not_report_what_happened_while_it_was_o
         subject, text = notices.render(notice, settings_of(app))
     assert "AFTER-ON" in text and "WHILE-OFF" not in text
     assert market.count(Instance, Instance.instance_id == missed) == 1
+
+
+def test_an_order_after_the_switch_on_the_page_is_news_though_it_came_before_the_first_scan(app, market, admin_client):
+    created(market, "BEFORE-ON")
+    assert choose(admin_client, "new_order").status_code == 302
+    created(market, "BETWEEN")  # no worker has looked yet (it was restarting, say)
+    with app.app_context():
+        assert notices.scan() == {"new_order": 1}
+        [notice] = db.session.execute(db.select(Alert)).scalars().all()
+        _subject, text = notices.render(notice, settings_of(app))
+    assert "BETWEEN" in text and "BEFORE-ON" not in text

@@ -10,7 +10,7 @@ from datetime import UTC, timedelta
 
 import isvapp.settings
 import pytest
-from isvapp.background import jobs, provisioning, usage, worker
+from isvapp.background import jobs, provisioning, registry, usage, worker
 from isvapp.extensions import db
 from isvapp.standins.fakemarket import create_fake_market
 from isvapp.standins.serving import Running
@@ -104,11 +104,16 @@ def test_slow_marketplace_times_out_within_three_seconds(app, market, market_api
         }
     ],
 )
-def test_dead_job_is_kept_with_its_error_and_can_be_retried(app, market, runner, monkeypatch):
+def test_dead_job_is_kept_with_its_error_and_can_be_retried(app, market, runner, monkeypatch, caplog):
     market.g2(new_order(business="inst-4"))
-    run_until_idle(app)
+    with caplog.at_level("INFO", logger="isvapp.jobs"):
+        run_until_idle(app)
     [job] = market.rows(Job, Job.kind == "fetch_order")
     assert (job.state, job.attempts) == (JobState.DEAD, 2) and "network" in job.last_error
+    assert "Traceback (most recent call last)" in job.last_error  # kept in full on the job
+    # An unreachable marketplace is no fault in isvapp's code: its log lines name it in one line.
+    failed = [r for r in caplog.records if "failed on attempt" in r.getMessage()]
+    assert len(failed) == 2 and all(r.exc_info is None and "network" in r.getMessage() for r in failed)
     assert market.rows(Instance)[0].details_state == DetailsState.FAILED
     assert market.count(Event, Event.kind == "details_failed") == 1
     assert "dead" in runner.invoke(args=["jobs", "list", "--state", "dead"]).output
@@ -119,6 +124,18 @@ def test_dead_job_is_kept_with_its_error_and_can_be_retried(app, market, runner,
         run_until_idle(app)
     assert market.rows(Job, Job.kind == "fetch_order")[0].state == JobState.DONE
     assert market.rows(Instance)[0].details_state == DetailsState.FETCHED
+
+
+def test_a_fault_in_a_handlers_code_is_logged_with_its_traceback(app, market, monkeypatch, caplog):
+    def broken(job):
+        return {}["no such key"]
+
+    monkeypatch.setitem(app.extensions[registry.KEY].handlers, "fetch_order", broken)
+    market.g2(new_order(business="inst-5"))
+    with caplog.at_level("INFO", logger="isvapp.jobs"):
+        run_until_idle(app)
+    failed = [r for r in caplog.records if "failed on attempt" in r.getMessage()]
+    assert failed and all(r.exc_info and r.exc_info[0] is KeyError for r in failed)
 
 
 def test_backoff_grows_with_jitter_and_is_capped():

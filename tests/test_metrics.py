@@ -252,22 +252,34 @@ def signed_post(url, body, key=KEY, path="/produce"):
 
 @pytest.mark.live
 def test_a_real_servers_counts_add_up_across_its_workers_and_the_background_worker(tmp_path):
-    orders, refused, licenses = 40, 6, 4
+    batch, refused, licenses = 40, 6, 4
     server = LiveServer(
         tmp_path / "instance", workers=2, env={"ISVAPP_KOO_ACCESS_KEY": KEY, "ISVAPP_METRICS_TOKEN": TOKEN}
     )
     with server, ThreadPoolExecutor(8) as pool:
-        sent = [pool.submit(signed_post, server.url, tagged_order(f"L{n}")) for n in range(orders)]
-        sent += [pool.submit(signed_post, server.url, tagged_order(f"R{n}"), "not-the-key") for n in range(refused)]
+        sent = [pool.submit(signed_post, server.url, tagged_order(f"R{n}"), "not-the-key") for n in range(refused)]
         sent += [
             pool.submit(signed_post, server.url, {**tagged_order(f"C{n}"), "testFlag": "0"}, KEY, "/license")
             for n in range(licenses)
         ]
+        folder = server.instance_path / "metrics"
+
+        def counting():
+            return {metrics._pid_of(name) for name in os.listdir(folder) if name.startswith("counter_")}
+
+        orders = 0
+        # Each process writes its own file. Which worker takes a connection is the kernel's choice,
+        # so orders are sent in batches (at most five) until both gunicorn workers have counted.
+        for _ in range(5):
+            sent += [pool.submit(signed_post, server.url, tagged_order(f"L{orders + n}")) for n in range(batch)]
+            orders += batch
+            for future in sent:
+                future.result()  # answered, so counted
+            if len(counting()) == 2:
+                break
         codes = [future.result() for future in sent]
         assert codes.count("000000") == orders + licenses and codes.count("000001") == refused
-        folder = server.instance_path / "metrics"
-        # each process writes its own file: both gunicorn workers served and counted
-        assert len({metrics._pid_of(name) for name in os.listdir(folder) if name.startswith("counter_")}) == 2
+        assert len(counting()) == 2
 
         page = requests.get(server.url + "/metrics", timeout=30)
         assert page.status_code == 200

@@ -722,6 +722,8 @@ class ChineseTour(Tour):
 
     def check_html(self, url, snapshot=None):
         snapshot = super().check_html(url, snapshot)
+        # visit() waits for the DOM only: a line is measured once the stylesheet (its nowrap) applies.
+        self.page.wait_for_load_state("load")
         seen = pagetext.read(self.page)
         where = urlsplit(url).path
         for word, texts in seen["english"].items():

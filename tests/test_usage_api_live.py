@@ -19,7 +19,7 @@ from isvapp.koo.signing import g2_signed_request, key_fingerprint
 from isvapp.storage.models import ApiToken, Instance, InstanceState, TokenScope, UsageRecord
 from sqlalchemy import func, insert, select, update
 
-from .helpers import KEY
+from .helpers import KEY, table_row
 from .live import LIVE_SECRET_KEY, LiveServer
 
 pytestmark = pytest.mark.live  # every test here talks to a real gunicorn
@@ -269,7 +269,7 @@ def test_the_api_tokens_page_makes_a_token_for_its_scopes_and_product(server):
     assert usage(server, bearer, ours)[0] == 201
     assert usage(server, bearer, theirs)[0] == 403 and entitlement(server, bearer, ours)[0] == 403
     listed = session.get(url, timeout=10).text
-    row = re.search(r"<tr><td>crm</td>.*?</tr>", listed, re.S).group(0)
+    row = " | ".join(table_row(listed, "crm"))
     assert "recording usage" in row and "p-A" in row and "reading entitlements" not in row
     chinese = session.get(url + "?lang=zh", timeout=10).text
     assert "记录使用量" in chinese and "产品" in chinese
@@ -285,5 +285,5 @@ def test_the_page_shows_a_token_made_before_scopes_as_covering_everything(server
         )
     session, _ = page_session(server)
     listed = session.get(server.url + "/admin/api-tokens", timeout=10).text
-    row = re.search(r"<tr><td>legacy-token</td>.*?</tr>", listed, re.S).group(0)
+    row = " | ".join(table_row(listed, "legacy-token"))
     assert "reading entitlements, recording usage" in row and "any product" in row

@@ -98,6 +98,9 @@ def raise_alert(kind, subject, text, now=None, count=1, window_min=None, hold=Fa
 # since a message about a stopped worker must not wait for that worker.
 DIRECT_KINDS = ("worker_silent", "worker_recovered", "disk_low")
 DIRECT_JOB = "direct_alert"
+# The jobs that deliver alerts. One that fails raises no alert of its own (through the same
+# channels it would loop); the alerts page shows each channel's last delivery instead.
+DELIVERY_JOBS = ("alert", DIRECT_JOB)
 
 
 def _window_left_s(now, window_min):
@@ -265,7 +268,7 @@ def alert_dead_job(row, error):
     """Raise a "dead_job" alert in the transaction that makes the job dead (a savepoint: a failure
     here is logged and never keeps the job from being marked dead). An alert job that dies raises
     none (it would loop)."""
-    if row.kind == "alert":
+    if row.kind in DELIVERY_JOBS:
         return
     last = (error or "").strip().splitlines()
     reason = next((line for line in last if line and not line.startswith((" ", "Traceback"))), "")

@@ -6,7 +6,7 @@ counted), under two kinds of their own:
 - ``unexpected_error``: a page, the buyer's login, the License relay or the product's API
   answered 500 (a marketplace route answers 000005 instead, which raises ``internal_error``);
 - ``job_failed``: a background job raised and will be tried again (one that fails for good
-  raises ``dead_job``; the alert job itself raises neither, or a broken channel would loop).
+  raises ``dead_job``; a job delivering alerts raises neither, or a broken channel would loop).
 
 A message names where and what: the route or the job, the exception's class, the innermost line
 of isvapp's code it came from, and the request id that finds its lines in the server log. Not a
@@ -66,7 +66,7 @@ def alert_request_error(method, path, error, request_id=None):
 def alert_failed_job(row, error):
     """Raise "job_failed" in the transaction that queues the failed job again (a savepoint: a
     failure here is logged and never keeps the job from being retried)."""
-    if row.kind == "alert":
+    if row.kind in alerts.DELIVERY_JOBS:
         return
     lines = (error or "").strip().splitlines()
     reason = next((line for line in lines if line and not line.startswith((" ", "Traceback"))), "")

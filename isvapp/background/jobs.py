@@ -35,6 +35,12 @@ class Permanent(Exception):
     """A failure retrying cannot fix: the job goes dead at once."""
 
 
+class Expected(Exception):
+    """A failure the merchant's side causes and its message explains (a receiver that refused or
+    could not be reached): the worker logs it in one line, since a traceback would only point at
+    isvapp's own code, which did its part. The job's stored error keeps the traceback."""
+
+
 def job_row(kind, key, payload=None, instance_id=None, delay_s=0):
     now = utcnow()
     return dict(

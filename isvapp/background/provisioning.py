@@ -194,6 +194,11 @@ def verify_webhook(secret, headers, body, tolerance_s=300, now=None):
     return any(hmac.compare_digest(expected, candidate) for candidate in headers.get("webhook-signature", "").split())
 
 
+class WebhookFailed(jobs.Expected):
+    """The merchant's webhook did not take the event: unreachable, too slow, a redirect, or a
+    status other than 2xx. The message says which; the hook job retries."""
+
+
 _ANSWER_READ_LIMIT = 64 * 1024  # the answer's body is not used: read this much at most, then hang up
 
 
@@ -260,17 +265,17 @@ class WebhookProvisioner(Provisioner):
             status, _answer = outbound.exchange(request, timeout, _ANSWER_READ_LIMIT, "webhook")
         except outbound.Unanswered as error:
             if error.kind == "redirect":
-                raise RuntimeError(
+                raise WebhookFailed(
                     f"webhook answered HTTP {error.status} (a redirect, to {error.location!r}): "
                     "redirects are not followed; set WEBHOOK_URL to the final address"
                 ) from None
             if error.timed_out:
-                raise RuntimeError(
+                raise WebhookFailed(
                     f"webhook delivery took longer than WEBHOOK_TIMEOUT_S ({timeout:g} s); gave up"
                 ) from None
-            raise RuntimeError(str(error)) from None
+            raise WebhookFailed(str(error)) from None
         if not 200 <= status < 300:
-            raise RuntimeError(f"webhook answered HTTP {status}")
+            raise WebhookFailed(f"webhook answered HTTP {status}")
 
 
 def instance_fields(row):

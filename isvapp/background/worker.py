@@ -27,13 +27,21 @@ from sqlalchemy import exc as sa_exc
 from .. import metrics
 from ..config import secret_key_problem
 from ..extensions import db
+from ..market.openapi import MarketError
+from ..outbound import Unanswered
 from ..settings import settings_of
 from ..storage.models import Job, JobState, utcnow
 from ..storage.transactions import write_transaction
 from . import jobs, registry, status
+from .channels import ChannelError
 
 # The worker's lines keep the logger they always had: a deployment's log settings name it.
 log = logging.getLogger("isvapp.jobs")
+
+# Failures whose message names their cause (the marketplace's answer, a receiver that could not be
+# reached or refused): logged in one line. Anything else is a fault in code and is logged with its
+# traceback, which is what reaches Sentry. The job's stored error has the traceback either way.
+EXPECTED_FAILURES = (jobs.Permanent, jobs.Expected, MarketError, Unanswered, ChannelError)
 
 try:
     import psycopg
@@ -109,8 +117,12 @@ def run_one(worker, lease_s=None, unfinished=None, kinds=None):
             action = "release" if isinstance(error, DATABASE_ERRORS) else "fail"
             unfinished.append(_Unfinished(action, job.id, worker, job, message, isinstance(error, jobs.Permanent)))
             raise
-        # Recorded: now logged with its traceback (and so sent to Sentry when it is set up).
-        log.error("job %s %s failed on attempt %d", job.id, job.kind, job.attempts, exc_info=error)
+        # Recorded: now logged, a fault in code with its traceback (and so sent to Sentry when it
+        # is set up).
+        if isinstance(error, EXPECTED_FAILURES):
+            log.error("job %s %s failed on attempt %d: %s", job.id, job.kind, job.attempts, error)
+        else:
+            log.error("job %s %s failed on attempt %d", job.id, job.kind, job.attempts, exc_info=error)
     else:
         try:
             db.session.rollback()  # end whatever the handler left open; jobs.complete() is a no-op if it completed
