@@ -189,6 +189,24 @@ def postgres_copies(server_engine, tmp_path_factory):
         conn.execute(text(f'DROP DATABASE "{template}" WITH (FORCE)'))
 
 
+@pytest.fixture(scope="module", autouse=True)
+def module_database_uri(request):
+    """On PostgreSQL, the database of a module's own servers (a module-scoped fixture starts them
+    before any test's database_uri below): a copy of the migrated template for this module alone,
+    so that what one module's servers stored is never seen by the next (on SQLite each server has
+    its own instance folder)."""
+    if not ON_POSTGRES:
+        yield None
+        return
+    copies = request.getfixturevalue("postgres_copies")
+    name = copies.take()
+    uri = make_url(SERVER_URI).set(database=name).render_as_string(hide_password=False)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("ISVAPP_SQLALCHEMY_DATABASE_URI", uri)
+        yield uri
+    copies.give_back(name)
+
+
 @pytest.fixture(autouse=True)
 def database_uri(request, monkeypatch):
     """None on SQLite (the instance folder's file); on PostgreSQL, a new database's URI, a copy of

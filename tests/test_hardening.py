@@ -67,7 +67,7 @@ class Redirecting:
 def test_a_redirect_is_a_failed_delivery_and_never_followed():
     receiver = Redirecting()
     with serving(receiver) as base:
-        with pytest.raises(RuntimeError, match="302"):
+        with pytest.raises(provisioning.WebhookFailed, match="302"):
             webhook(base + "/hooks").handle(hook_event())
     assert receiver.seen == [("POST", "/hooks")]  # no GET (nor anything else) to /final
 
@@ -106,7 +106,7 @@ def test_a_plain_http_webhook_whose_localhost_resolves_elsewhere_is_refused_befo
         pytest.skip("this host has no address but loopback")
     receiver = Redirecting()  # /final answers 200 to anything
     with serving(receiver, host=address) as base, localhost_resolving_to(monkeypatch, address):
-        with pytest.raises(RuntimeError, match="localhost is not this host"):
+        with pytest.raises(provisioning.WebhookFailed, match="localhost is not this host"):
             webhook(base.replace(address, "localhost") + "/final").handle(hook_event())
     assert receiver.seen == []
 

@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 
 import isvapp.settings
+import pytest
 from isvapp.background import alerts, status
 from isvapp.extensions import db
 from isvapp.storage.models import Alert, Callback, Job, LicenseCode, utcnow
@@ -35,6 +36,7 @@ def test_go_live_details_read_in_the_readers_language(app, browser):  # noqa: F8
     assert "SECRET_KEY 太短或太简单" in chinese  # the test app's key; the fix names the command
 
 
+@pytest.mark.parametrize("app_config", [{"ALERT_DISK_FREE_PCT": 10}])
 def test_a_stored_alert_reads_in_the_readers_language_and_goes_out_in_alert_language(app, browser):  # noqa: F811
     with app.app_context():
         alerts.check_disk(path="/srv", usage=lambda path: (1000 * 2**20, 990 * 2**20, 10 * 2**20))

@@ -39,6 +39,12 @@ def _local_day(column, zone):
     return func.date(column + literal_column(f"interval '{hours} hours'"))
 
 
+def _by_day(statement):
+    """{"YYYY-MM-DD": count} from (day, count) rows: SQLite's date() gives a string, PostgreSQL's a
+    date, and the labels are strings."""
+    return {str(day): count for day, count in db.session.execute(statement).all()}
+
+
 def _days(zone, start, count):
     return [(start + timedelta(days=n)).isoformat() for n in range(count)]
 
@@ -116,10 +122,8 @@ def new_orders_per_day(zone_name, gettext):
     start = datetime.now(zone).date() - timedelta(days=DAYS - 1)
     since = datetime.combine(start, datetime.min.time(), zone).astimezone(ZoneInfo("UTC")).replace(tzinfo=None)
     day = _local_day(Instance.created_at, zone)
-    rows = dict(
-        db.session.execute(
-            select(day, func.count()).where(Instance.created_at >= since, Instance.test_flag.is_(False)).group_by(day)
-        ).all()
+    rows = _by_day(
+        select(day, func.count()).where(Instance.created_at >= since, Instance.test_flag.is_(False)).group_by(day)
     )
     labels = _days(zone, start, DAYS)
     series = [("new orders (real)", [rows.get(label, 0) for label in labels])]
@@ -133,17 +137,15 @@ def expiring_per_day(zone_name, gettext):
     start = datetime.now(zone).date()
     since = datetime.combine(start, datetime.min.time(), zone).astimezone(ZoneInfo("UTC")).replace(tzinfo=None)
     day = _local_day(Instance.expire_time, zone)
-    rows = dict(
-        db.session.execute(
-            select(day, func.count())
-            .where(
-                Instance.expire_time >= since,
-                Instance.expire_time < since + timedelta(days=DAYS),
-                Instance.state.in_((InstanceState.ACTIVE, InstanceState.FROZEN)),
-                Instance.test_flag.is_(False),
-            )
-            .group_by(day)
-        ).all()
+    rows = _by_day(
+        select(day, func.count())
+        .where(
+            Instance.expire_time >= since,
+            Instance.expire_time < since + timedelta(days=DAYS),
+            Instance.state.in_((InstanceState.ACTIVE, InstanceState.FROZEN)),
+            Instance.test_flag.is_(False),
+        )
+        .group_by(day)
     )
     labels = _days(zone, start, DAYS)
     series = [("instances expiring", [rows.get(label, 0) for label in labels])]
