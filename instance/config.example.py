@@ -201,6 +201,10 @@ JOB_RETRY_MAX_S = 3600
 # how long a worker holds a job it took, in seconds, before another may take it again (more than 0)
 JOB_LEASE_S = 60
 
+# how often, in seconds, the worker runs its periodic tasks (the usage to push, the notices, the
+# disk check, pruning old rows) (more than 0)
+JOB_PERIODIC_S = 30
+
 # --- Provisioning hooks ---
 
 # `"module:Class"`: the provisioning hooks (README, "Background work");

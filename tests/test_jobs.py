@@ -138,6 +138,21 @@ def test_a_fault_in_a_handlers_code_is_logged_with_its_traceback(app, market, mo
     assert failed and all(r.exc_info and r.exc_info[0] is KeyError for r in failed)
 
 
+@pytest.mark.parametrize("app_config", [{"JOB_PERIODIC_S": 0.2}])
+def test_the_periodic_tasks_run_as_often_as_job_periodic_s_says(app, monkeypatch):
+    def slow(job):
+        time.sleep(0.25)
+
+    monkeypatch.setitem(app.extensions[registry.KEY].handlers, "slow", slow)
+    with app.app_context():
+        for n in range(3):
+            jobs.enqueue("slow", f"s{n}")
+        db.session.commit()
+        ticks = []
+        worker.work(poll_s=0, until_idle=True, tick=lambda: ticks.append(time.monotonic()))
+    assert len(ticks) >= 3  # at the start, then every 0.2 s between jobs of 0.25 s (30 s: once)
+
+
 def test_backoff_grows_with_jitter_and_is_capped():
     import random
 

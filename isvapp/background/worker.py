@@ -205,6 +205,7 @@ def work(poll_s=1.0, max_jobs=None, until_idle=False, tick=None):
 
 def _work(stopping, poll_s, max_jobs, until_idle, tick):
     me, done, last_tick, last_beat = worker_id(), 0, 0.0, None
+    periodic_s = settings_of(current_app).jobs.periodic_s
     outage, unfinished = _Outage(), []
     while not stopping and (max_jobs is None or done < max_jobs):
         try:
@@ -214,7 +215,7 @@ def _work(stopping, poll_s, max_jobs, until_idle, tick):
             if last_beat is None or time.monotonic() - last_beat >= status.HEARTBEAT_S:
                 heartbeat(me)
                 last_beat = time.monotonic()
-            if tick and time.monotonic() - last_tick > 30:
+            if tick and time.monotonic() - last_tick >= periodic_s:
                 tick()
                 last_tick = time.monotonic()
             job = run_one(me, unfinished=unfinished)

@@ -485,6 +485,15 @@ class JobSettings:
         "后台进程领取任务后持有租约的秒数，过期后其他进程可重新领取（须大于 0）",
         positive=True,
     )
+    periodic_s: float = setting(
+        "JOB_PERIODIC_S",
+        NUMBER,
+        30,
+        "how often, in seconds, the worker runs its periodic tasks (the usage to push, the notices, the "
+        "disk check, pruning old rows) (more than 0)",
+        "后台进程每隔这么多秒运行一次周期任务（待推送的使用量、通知、磁盘检查、清理旧记录）（须大于 0）",
+        positive=True,
+    )
 
 
 @dataclass(frozen=True)
