@@ -85,7 +85,7 @@ else
   echo "== tests on SQLite and on PostgreSQL, side by side (ISVAPP_TEST_PARALLEL=0: one after the other)" >&2
   (ISVAPP_TEST_POSTGRES_BESIDE=1 sqlite_run "$@" 2>&1 | sed -u 's/^/sqlite   | /') &
   sqlite=$!
-  (postgres_run "$@" 2>&1 | sed -u 's/^/postgres | /') &
+  (ISVAPP_TEST_POSTGRES_BESIDE=1 postgres_run "$@" 2>&1 | sed -u 's/^/postgres | /') &
   postgres=$!
   failed=""
   wait "$sqlite" || failed="$failed SQLite"

@@ -72,7 +72,8 @@ hypothesis_settings.load_profile(os.environ.get("ISVAPP_HYPOTHESIS_PROFILE", "re
 @pytest.hookimpl(tryfirst=True)  # before -m deselects by mark
 def pytest_collection_modifyitems(config, items):
     mark_live(items)
-    if not ON_POSTGRES and os.environ.get("ISVAPP_TEST_POSTGRES_BESIDE") == "1":
+    beside = os.environ.get("ISVAPP_TEST_POSTGRES_BESIDE") == "1"
+    if not ON_POSTGRES and beside:
         # scripts/test.sh runs the PostgreSQL run beside this one: what is marked once_beside runs there.
         there = [item for item in items if item.get_closest_marker("once_beside")]
         if there:
@@ -86,11 +87,16 @@ def pytest_collection_modifyitems(config, items):
                 item.add_marker(skip)
             if item.get_closest_marker("image"):
                 item.add_marker(once)
-        # What tests nothing that depends on the database has run in the SQLite run.
-        elsewhere = [item for item in items if item.get_closest_marker("any_database")]
+        # What tests nothing that depends on the database has run in the SQLite run, unless it is
+        # also once_beside and the runs are side by side: then it runs here (the shorter run) only.
+        elsewhere = [
+            item
+            for item in items
+            if item.get_closest_marker("any_database") and not (beside and item.get_closest_marker("once_beside"))
+        ]
         if elsewhere:
             config.hook.pytest_deselected(items=elsewhere)
-            items[:] = [item for item in items if not item.get_closest_marker("any_database")]
+            items[:] = [item for item in items if item not in elsewhere]
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,9 @@ fake marketplace here) and the seller AK/SK. Then, in the order a merchant goes:
    every filter, detail pages from the lists, CSV exports and charts: all 200, no traceback;
 6. no "Traceback" in any process's log.
 
-Steps 1 to 6 run on the default database, SQLite, in the SQLite run only (marked any_database).
+Steps 1 to 6 run once per test command (marked any_database): in the SQLite run, except the walk
+through every page in both languages (step 5), which runs in the PostgreSQL run when the two runs
+are side by side (also marked once_beside: that run is the shorter one).
 The PostgreSQL variant (skipped on SQLite) runs two gunicorn servers and two workers on one
 database and restarts PostgreSQL in the middle of signed newInstance load (tests/pgctl.py): both
 hosts and both workers carry on, nothing acknowledged is lost, no job is lost or doubled.
@@ -673,6 +675,7 @@ def walk(tour, kinds, urls):
 
 
 @pytest.mark.any_database
+@pytest.mark.once_beside  # 53 s: in the PostgreSQL run, the shorter, when the runs are side by side
 @pytest.mark.parametrize("lang", ["en", "zh"])
 def test_every_page_filter_detail_export_and_chart_in_both_languages(afternoon, lang):
     from playwright.sync_api import sync_playwright
@@ -778,6 +781,7 @@ def make_a_token_and_save_a_hand_off_url(tour, engine):
             tour.check_html(f"/admin/tenants/{tenant} (hand-off saved)")
 
 
+@pytest.mark.any_database
 def test_the_chinese_pages_show_no_english_and_no_badge_or_header_wraps(afternoon):
     """Every page of the tour in Chinese, with the data the simulation left: no English word on any
     (products, identifiers, settings, codes and URLs aside: tests/pagetext.py), and no status badge
@@ -871,9 +875,9 @@ def test_the_buyers_login_clicked_from_the_chooser_and_out_again_and_a_refused_b
 # --- step 6: the logs --------------------------------------------------------------------------------
 
 
-@pytest.mark.any_database
 def test_no_traceback_in_any_log(afternoon):
-    """Last in the module: after the simulator, the worker and the pages."""
+    """Last in the module: after the simulator, the worker and the pages (in both runs: the
+    PostgreSQL run walks the pages too)."""
     server, folder = afternoon["server"], afternoon["folder"]
     server.log.flush()
     paths = {"gunicorn": server.instance_path / "gunicorn.log", "simulate stderr": folder / "simulate.err"}
