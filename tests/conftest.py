@@ -23,7 +23,7 @@ import sqlite3
 import uuid
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import closing
+from contextlib import closing, contextmanager
 
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -169,6 +169,15 @@ class PostgresCopies:
     def give_back(self, name):
         self.thread.submit(self._drop, name)
 
+    @contextmanager
+    def copy(self):
+        """A fresh copy's URI, given back (dropped) after."""
+        name = self.take()
+        try:
+            yield make_url(SERVER_URI).set(database=name).render_as_string(hide_password=False)
+        finally:
+            self.give_back(name)
+
     def close(self):
         for made in self.ahead:
             try:
@@ -204,13 +213,9 @@ def module_database_uri(request):
     if not ON_POSTGRES:
         yield None
         return
-    copies = request.getfixturevalue("postgres_copies")
-    name = copies.take()
-    uri = make_url(SERVER_URI).set(database=name).render_as_string(hide_password=False)
-    with pytest.MonkeyPatch.context() as patch:
+    with request.getfixturevalue("postgres_copies").copy() as uri, pytest.MonkeyPatch.context() as patch:
         patch.setenv("ISVAPP_SQLALCHEMY_DATABASE_URI", uri)
         yield uri
-    copies.give_back(name)
 
 
 @pytest.fixture(autouse=True)
@@ -221,12 +226,9 @@ def database_uri(request, monkeypatch):
         monkeypatch.delenv("ISVAPP_SQLALCHEMY_DATABASE_URI", raising=False)
         yield None
         return
-    copies = request.getfixturevalue("postgres_copies")
-    name = copies.take()
-    uri = make_url(SERVER_URI).set(database=name).render_as_string(hide_password=False)
-    monkeypatch.setenv("ISVAPP_SQLALCHEMY_DATABASE_URI", uri)
-    yield uri
-    copies.give_back(name)
+    with request.getfixturevalue("postgres_copies").copy() as uri:
+        monkeypatch.setenv("ISVAPP_SQLALCHEMY_DATABASE_URI", uri)
+        yield uri
 
 
 # What the test machine's own state must not decide: its disk may be nearly full (a shared CI

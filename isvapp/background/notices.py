@@ -204,15 +204,14 @@ def _events(settings, chosen, now, since=None):
         return counts
     with write_transaction():
         last = db.session.execute(select(func.max(Event.id))).scalar() or 0
-        # The first scan starts where each kind was switched on: on the alerts page, at its
-        # ``since`` (events after it are news, even those that came before this first scan); in the
-        # file, now. What happened before notices were on is not news.
+        first = last
         if seen is None:
-            since = {notice: since.get(notice, last) for notice in EVENT_KINDS.values()}
-        first = min(
-            (since[notice] for notice in EVENT_KINDS.values() if notice in chosen and notice in since), default=last
-        )
-        insert_ignore(StatusItem, name=CURSOR, value={"event": min(first, last)}, updated_at=now)
+            # The first scan starts where each kind was switched on: on the alerts page, at its
+            # ``since`` (events after it are news, even those that came before this scan); in the
+            # file, now. What happened before notices were on is not news.
+            since = {notice: min(since.get(notice, last), last) for notice in EVENT_KINDS.values()}
+            first = min((since[notice] for notice in EVENT_KINDS.values() if notice in chosen), default=last)
+        insert_ignore(StatusItem, name=CURSOR, value={"event": first}, updated_at=now)
         cursor = db.session.execute(select(StatusItem).where(StatusItem.name == CURSOR).with_for_update()).scalar_one()
         start = int((cursor.value or {}).get("event") or 0)
         rows = db.session.execute(
