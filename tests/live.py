@@ -1,16 +1,24 @@
 """A real gunicorn on loopback, for concurrency and failure tests: started, waited for, stopped.
 A test that uses it is marked live (tests/tiers.py)."""
 
+import atexit
+import functools
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 from pathlib import Path
 
 import requests
+from alembic.script import ScriptDirectory
 from isvapp.koo.signing import g2_signed_request
-from sqlalchemy import create_engine
+from isvapp.storage.schema import MIGRATIONS
+from sqlalchemy import create_engine, make_url, text
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
 from .helpers import KEY
@@ -25,6 +33,44 @@ def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@functools.cache
+def head_revision():
+    return ScriptDirectory(MIGRATIONS).get_current_head()
+
+
+def revision_of(uri):
+    """The database's schema revision (alembic_version), or None where it has none or is unreachable."""
+    engine = create_engine(uri, poolclass=NullPool)
+    try:
+        with engine.connect() as conn:
+            return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    except SQLAlchemyError:
+        return None
+    finally:
+        engine.dispose()
+
+
+_template_lock = threading.Lock()
+
+
+@functools.cache
+def migrated_sqlite_template():
+    """A SQLite database made by one real ``flask init-db`` in this process (bench's or pytest's),
+    for every live server on a new SQLite file to start from a copy of (see LiveServer.initialise).
+    Checkpointed, so the copy is the whole database."""
+    with _template_lock:
+        folder = Path(tempfile.mkdtemp(prefix="isvapp-live-template-"))
+        atexit.register(shutil.rmtree, folder, True)
+        maker = LiveServer(folder)
+        maker.env.pop("ISVAPP_SQLALCHEMY_DATABASE_URI", None)  # the PostgreSQL run's: not this one's
+        maker.flask("init-db")
+        path = folder / "isvapp.sqlite"
+        with create_engine(f"sqlite:///{path}", poolclass=NullPool).connect() as conn:
+            conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+        assert revision_of(f"sqlite:///{path}") == head_revision()
+        return path
 
 
 def post_g2(session, url, body, timeout=10):
@@ -110,9 +156,27 @@ class LiveServer:
             stderr=subprocess.DEVNULL,
         )
 
+    def initialise(self):
+        """Leave the database as ``flask init-db`` would, without its two seconds (a process, the
+        app's imports, 25 migrations; about 100 of the suite's servers start) where the outcome is
+        known: a new SQLite file is a copy of one made by a real init-db, and a database already at
+        the newest revision is left as it is. Anything else (an older database, a schema of its
+        own) gets the real command. init-db itself is tested by the tests that run it by name
+        (test_migrations, the run script's, the image's and the deployment's)."""
+        uri = self.database_uri
+        self.instance_path.mkdir(parents=True, exist_ok=True)  # as create_app does
+        path = Path(make_url(uri).database or "") if uri.startswith("sqlite:") else None
+        if path and path.is_absolute() and not path.exists() and not Path(f"{path}-wal").exists():
+            shutil.copy(migrated_sqlite_template(), path)  # mode too: 0600, as the app makes it
+            self.initialised = True
+        elif (path and not path.exists()) or revision_of(uri) != head_revision():
+            self.flask("init-db")
+        else:
+            self.initialised = True
+
     def start(self, timeout=90):  # generous: a loaded 2-core machine starts slowly
         if not self.initialised:
-            self.flask("init-db")
+            self.initialise()
         self.log = open(self.instance_path / "gunicorn.log", "w")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "gunicorn.conf.py"), self.app],
